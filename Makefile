@@ -1,0 +1,41 @@
+# The two commands: `make demo` (embedded default: SQLite, no Redis) and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+SERVE ?= 1
+PORT ?= 8000
+
+.PHONY: demo test lint install install-dev bench clean
+
+$(VENV)/.runtime-installed: requirements.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements.txt
+	touch $@
+
+$(VENV)/.dev-installed: $(VENV)/.runtime-installed requirements-dev.txt
+	$(PY) -m pip install -q -r requirements-dev.txt
+	touch $@
+
+install: $(VENV)/.runtime-installed
+install-dev: $(VENV)/.dev-installed
+
+## Set up and run the whole pipeline offline on the bundled candles, then serve the dashboard (SERVE=0: stop after the summary).
+demo: install
+	$(PY) manage.py migrate --noinput -v 0
+	$(PY) manage.py demo --serve=$(SERVE) --port=$(PORT)
+
+## Set up and run the test suite (against DATABASE_URL/REDIS_URL when set; SQLite and skips otherwise).
+test: install-dev
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/pytest -q -p no:cacheprovider
+
+lint: install-dev
+	$(VENV)/bin/ruff check .
+
+bench: install-dev
+	for script in benchmarks/bench_*.py; do echo "== $$script"; $(PY) $$script || exit 1; done
+
+clean:
+	rm -rf $(VENV) db.sqlite3* media staticfiles

@@ -1,0 +1,210 @@
+"""Users of the bot, their preferences, subscriptions and exchange credentials."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone as django_timezone
+
+from accounts.crypto import decrypt_secret, encrypt_secret
+from config.model_fields import MoneyField, PercentField
+
+RISK_LEVELS = ("low", "medium", "high")
+
+
+class TelegramUser(models.Model):
+    telegram_id = models.BigIntegerField(unique=True)
+    username = models.CharField(max_length=64, blank=True)
+    first_name = models.CharField(max_length=128, blank=True)
+    language = models.CharField(max_length=8, default="en")
+    timezone = models.CharField(max_length=64, default="UTC", help_text="IANA name, used for PnL day boundaries")
+    is_admin = models.BooleanField(default=False)
+    is_banned = models.BooleanField(default=False)
+    is_active = models.BooleanField(default=True, help_text="False once the user blocked the bot (Telegram 403)")
+    auto_trading_enabled = models.BooleanField(default=False)
+    auto_trading_paused_reason = models.CharField(max_length=200, blank=True)
+    web_user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="telegram_user"
+    )
+    joined_at = models.DateTimeField(default=django_timezone.now)
+    last_seen_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["is_active", "is_banned"], name="tguser_active_banned_idx")]
+
+    def __str__(self) -> str:
+        return f"@{self.username}" if self.username else str(self.telegram_id)
+
+    @property
+    def is_effective_admin(self) -> bool:
+        return self.is_admin or self.telegram_id in settings.ADMIN_TELEGRAM_IDS
+
+
+class PnlPeriod(models.TextChoices):
+    TODAY = "today", "Today"
+    WEEK = "week", "This week"
+    MONTH = "month", "This month"
+
+
+class SizingMode(models.TextChoices):
+    PERCENT = "percent", "% of balance"
+    RISK = "risk", "Risk % to stop"
+
+
+def validate_risk_levels(value) -> None:
+    if not isinstance(value, list) or not value or any(level not in RISK_LEVELS for level in value):
+        raise ValidationError(f"Choose one or more of: {', '.join(RISK_LEVELS)}.")
+
+
+def validate_symbol_list(value) -> None:
+    if not isinstance(value, list) or any(not isinstance(s, str) or not s or len(s) > 40 for s in value):
+        raise ValidationError("Muted symbols must be a list of symbols such as BTC/USDT:USDT.")
+    if len(value) > 200:
+        raise ValidationError("At most 200 muted symbols.")
+
+
+class UserPreferences(models.Model):
+    """Every per-user setting. Bot, web form and API all validate through ``full_clean`` (one source of truth)."""
+
+    user = models.OneToOneField(TelegramUser, on_delete=models.CASCADE, related_name="preferences")
+    muted_symbols = models.JSONField(default=list, blank=True, validators=[validate_symbol_list])
+    default_pnl_period = models.CharField(max_length=8, choices=PnlPeriod.choices, default=PnlPeriod.TODAY)
+    dm_alerts = models.BooleanField(default=True)
+    news_signals = models.BooleanField(default=True, help_text="Receive and trade news-based signals")
+    flow_signals = models.BooleanField(default=True, help_text="Receive and trade order-flow signals")
+    auto_flip = models.BooleanField(default=False, help_text="Flip an open position on a strong opposite flow signal")
+    sizing_mode = models.CharField(max_length=8, choices=SizingMode.choices, default=SizingMode.PERCENT)
+    position_size_pct = PercentField(
+        default=Decimal("5"), validators=[MinValueValidator(Decimal("0.1")), MaxValueValidator(Decimal("100"))]
+    )
+    risk_per_trade_pct = PercentField(
+        default=Decimal("1"), validators=[MinValueValidator(Decimal("0.05")), MaxValueValidator(Decimal("10"))]
+    )
+    max_open_positions = models.PositiveSmallIntegerField(
+        default=3, validators=[MinValueValidator(1), MaxValueValidator(50)]
+    )
+    accepted_risk_levels = models.JSONField(default=list, validators=[validate_risk_levels])
+    paper_mode = models.BooleanField(default=True)
+    correlation_filter = models.BooleanField(default=True)
+    funding_alerts = models.BooleanField(default=False)
+    leverage = models.PositiveSmallIntegerField(default=5, validators=[MinValueValidator(1), MaxValueValidator(125)])
+    trailing_stop = models.BooleanField(default=True)
+    daily_loss_limit_pct = PercentField(
+        default=Decimal("5"), validators=[MinValueValidator(Decimal("0.5")), MaxValueValidator(Decimal("100"))]
+    )
+    max_drawdown_pct = PercentField(
+        default=Decimal("20"), validators=[MinValueValidator(Decimal("1")), MaxValueValidator(Decimal("100"))]
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name_plural = "user preferences"
+
+    def __str__(self) -> str:
+        return f"preferences of {self.user}"
+
+    def save(self, *args, **kwargs):
+        if not self.accepted_risk_levels:
+            self.accepted_risk_levels = ["low", "medium"]
+        super().save(*args, **kwargs)
+
+    def clean(self) -> None:
+        if self.leverage and self.leverage > settings.MAX_LEVERAGE:
+            raise ValidationError({"leverage": f"Leverage is capped at {settings.MAX_LEVERAGE}x."})
+
+
+class Subscription(models.Model):
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        ACTIVE = "active"
+        CANCELLED = "cancelled"
+        EXPIRED = "expired"
+
+    class Source(models.TextChoices):
+        WHOP = "whop"
+        SOLANA = "solana"
+        ADMIN = "admin"
+
+    user = models.ForeignKey(TelegramUser, on_delete=models.CASCADE, related_name="subscriptions")
+    plan = models.CharField(max_length=64, default="premium")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    source = models.CharField(max_length=16, choices=Source.choices)
+    external_id = models.CharField(max_length=128, null=True, blank=True, unique=True)
+    amount = MoneyField(default=Decimal("0"))
+    currency = models.CharField(max_length=8, default="USD")
+    valid_until = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["status", "valid_until"], name="subscription_status_until_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.plan} for {self.user} ({self.status})"
+
+    @property
+    def is_current(self) -> bool:
+        return self.status == self.Status.ACTIVE and (self.valid_until is None or self.valid_until > django_timezone.now())
+
+
+class Exchange(models.TextChoices):
+    KUCOIN_FUTURES = "kucoinfutures", "KuCoin Futures"
+    OKX = "okx", "OKX"
+    MEXC = "mexc", "MEXC"
+    BITUNIX = "bitunix", "Bitunix"
+
+
+@dataclass(frozen=True)
+class ApiSecrets:
+    """Decrypted credentials, in memory only. Its repr never shows a secret."""
+
+    api_key: str
+    secret: str
+    passphrase: str = ""
+
+    def __repr__(self) -> str:
+        return f"ApiSecrets(api_key=…{self.api_key[-4:]}, secret=***, passphrase=***)"
+
+    __str__ = __repr__
+
+
+class ExchangeCredential(models.Model):
+    """One exchange account of a user; secrets only ever stored encrypted (MultiFernet)."""
+
+    user = models.ForeignKey(TelegramUser, on_delete=models.CASCADE, related_name="credentials")
+    exchange = models.CharField(max_length=16, choices=Exchange.choices)
+    api_key_encrypted = models.TextField(editable=False)
+    api_secret_encrypted = models.TextField(editable=False)
+    passphrase_encrypted = models.TextField(blank=True, editable=False)
+    last4 = models.CharField(max_length=4, editable=False)
+    is_active = models.BooleanField(default=True)
+    disabled_reason = models.CharField(max_length=200, blank=True)
+    validated_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["user"], condition=Q(is_active=True), name="one_active_credential_per_user")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_exchange_display()} key …{self.last4} of {self.user}"
+
+    def set_secrets(self, secrets: ApiSecrets) -> None:
+        self.api_key_encrypted = encrypt_secret(secrets.api_key)
+        self.api_secret_encrypted = encrypt_secret(secrets.secret)
+        self.passphrase_encrypted = encrypt_secret(secrets.passphrase) if secrets.passphrase else ""
+        self.last4 = secrets.api_key[-4:]
+
+    def secrets(self) -> ApiSecrets:
+        return ApiSecrets(
+            api_key=decrypt_secret(self.api_key_encrypted),
+            secret=decrypt_secret(self.api_secret_encrypted),
+            passphrase=decrypt_secret(self.passphrase_encrypted) if self.passphrase_encrypted else "",
+        )

@@ -1,0 +1,49 @@
+import factory
+from factory.django import DjangoModelFactory
+
+from accounts.models import ApiSecrets, ExchangeCredential, Subscription, TelegramUser, UserPreferences
+
+
+class TelegramUserFactory(DjangoModelFactory):
+    class Meta:
+        model = TelegramUser
+        skip_postgeneration_save = True
+
+    telegram_id = factory.Sequence(lambda n: 100_000 + n)
+    username = factory.Sequence(lambda n: f"trader{n}")
+    first_name = factory.Faker("first_name")
+    preferences = factory.RelatedFactory("accounts.tests.factories.UserPreferencesFactory", factory_related_name="user")
+
+
+class UserPreferencesFactory(DjangoModelFactory):
+    class Meta:
+        model = UserPreferences
+        django_get_or_create = ("user",)
+
+    user = factory.SubFactory(TelegramUserFactory, preferences=None)
+    accepted_risk_levels = factory.LazyFunction(lambda: ["low", "medium", "high"])
+
+
+class SubscriptionFactory(DjangoModelFactory):
+    class Meta:
+        model = Subscription
+
+    user = factory.SubFactory(TelegramUserFactory)
+    source = Subscription.Source.WHOP
+    status = Subscription.Status.ACTIVE
+    external_id = factory.Sequence(lambda n: f"mem_{n:06d}")
+
+
+class ExchangeCredentialFactory(DjangoModelFactory):
+    class Meta:
+        model = ExchangeCredential
+        skip_postgeneration_save = True
+
+    user = factory.SubFactory(TelegramUserFactory)
+    exchange = "okx"
+
+    @factory.post_generation
+    def secrets(obj, create, extracted, **kwargs):
+        obj.set_secrets(extracted or ApiSecrets(api_key="key-abcdef-1234", secret="secret-xyz", passphrase="pass"))
+        if create:
+            obj.save()

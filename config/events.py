@@ -1,0 +1,59 @@
+"""Domain events: a state change is announced once and each subscriber gets it through its own Celery task.
+
+Subscribers are listed in ``settings.DOMAIN_EVENT_CONSUMERS`` (event name -> task names), so no app imports another
+app's tasks. Events are dispatched only after the surrounding transaction commits; consumers must be idempotent
+(they are keyed by the entity id), because the publisher may announce an event again after a crash (see
+``signals.services.signal_publish_pending``).
+"""
+
+from __future__ import annotations
+
+import logging
+from functools import cache
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+
+logger = logging.getLogger(__name__)
+
+
+def event_consumers(event: str) -> list[str]:
+    try:
+        return list(settings.DOMAIN_EVENT_CONSUMERS[event])
+    except KeyError:
+        raise ValueError(f"Unknown domain event {event!r}") from None
+
+
+@cache
+def _load_task_modules() -> None:
+    """Import every app's tasks module (and ``conf.imports``) once, so consumers are registered in this process."""
+    from config.celery import app
+
+    app.loader.import_default_modules()
+
+
+def dispatch_now(event: str, payload: dict[str, Any]) -> list[str]:
+    """Send the event to every consumer task now. Returns the task names it was sent to."""
+    from config.celery import app
+
+    _load_task_modules()
+    sent = []
+    for task_name in event_consumers(event):
+        task = app.tasks.get(task_name)
+        if task is None:
+            if app.conf.task_always_eager:
+                logger.error("event %s: consumer task %s is not registered; skipped", event, task_name)
+                continue
+            app.send_task(task_name, kwargs=payload)  # a worker elsewhere knows it
+        else:  # respects task_always_eager in the embedded default
+            task.apply_async(kwargs=payload)
+        sent.append(task_name)
+    logger.info("event %s dispatched to %d consumer(s)", event, len(sent), extra={"event": event})
+    return sent
+
+
+def publish(event: str, **payload: Any) -> None:
+    """Announce ``event`` once the current transaction commits (immediately when there is none)."""
+    event_consumers(event)  # fail fast on a typo, inside the caller's transaction
+    transaction.on_commit(lambda: dispatch_now(event, payload))

@@ -1,0 +1,349 @@
+"""Django settings, read from the environment with django-environ.
+
+Every variable is documented in `.env.example`. Three environments:
+
+* ``development`` (default): SQLite file, in-process cache, Celery tasks run eagerly in the calling process unless a
+  broker is configured. Nothing is generated at random: the development SECRET_KEY and Fernet key are fixed,
+  documented, insecure constants so that a restart never makes stored data unreadable.
+* ``test``: like development; the test suite points DATABASE_URL/REDIS_URL at real servers when they exist.
+* ``production``: refuses to start without SECRET_KEY and FERNET_KEYS; secure cookies, HSTS, JSON logs.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from decimal import Decimal
+from pathlib import Path
+
+import environ
+from celery.schedules import crontab
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+env = environ.Env()
+_dotenv = BASE_DIR / ".env"
+if _dotenv.exists():
+    environ.Env.read_env(_dotenv)
+
+DJANGO_ENV = env.str("DJANGO_ENV", default="development")
+if DJANGO_ENV not in {"development", "test", "production"}:
+    raise ImproperlyConfigured(f"DJANGO_ENV must be development, test or production, not {DJANGO_ENV!r}")
+IS_PRODUCTION = DJANGO_ENV == "production"
+
+DEBUG = env.bool("DEBUG", default=not IS_PRODUCTION)
+
+_DEV_SECRET_KEY = "django-insecure-development-only-key-do-not-use-in-production-0123456789"
+SECRET_KEY = env.str("SECRET_KEY", default="" if IS_PRODUCTION else _DEV_SECRET_KEY)
+if IS_PRODUCTION and not SECRET_KEY:
+    raise ImproperlyConfigured("SECRET_KEY must be set in production (DJANGO_ENV=production).")
+
+
+def _development_fernet_key() -> str:
+    """A fixed, insecure key for development: stable across restarts, so encrypted rows stay readable."""
+    digest = hashlib.sha256(b"perps-signals development fernet key (insecure)").digest()
+    return base64.urlsafe_b64encode(digest).decode()
+
+
+# Comma-separated Fernet keys, newest first (MultiFernet encrypts with the first, decrypts with any).
+FERNET_KEYS = env.list("FERNET_KEYS", default=[] if IS_PRODUCTION else [_development_fernet_key()])
+if IS_PRODUCTION and not FERNET_KEYS:
+    raise ImproperlyConfigured("FERNET_KEYS must be set in production (comma-separated Fernet keys, newest first).")
+
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["*"] if not IS_PRODUCTION else [])
+CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+
+INSTALLED_APPS = [
+    "daphne",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "rest_framework.authtoken",
+    "drf_spectacular",
+    "django_celery_beat",
+    "channels",
+    "accounts",
+    "signals",
+    "trading",
+    "news",
+    "analytics",
+    "telegram_bridge",
+]
+
+MIDDLEWARE = [
+    "config.observability.RequestIdMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "config.urls"
+WSGI_APPLICATION = "config.wsgi.application"
+ASGI_APPLICATION = "config.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- Database -----------------------------------------------------------------------------------------------------
+# The embedded default is a SQLite file next to manage.py; production uses PostgreSQL through DATABASE_URL.
+DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}")}
+DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("DB_CONN_MAX_AGE", default=0))
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # WAL + a busy timeout let the web server and in-process tasks share the file without "database is locked".
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        {"timeout": 20, "transaction_mode": "IMMEDIATE", "init_command": "PRAGMA journal_mode=WAL;"}
+    )
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Redis, cache, Celery -----------------------------------------------------------------------------------------
+REDIS_URL = env.str("REDIS_URL", default="")
+
+if REDIS_URL:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "perps"}}
+
+# Embedded default: with neither CELERY_BROKER_URL nor REDIS_URL, tasks run eagerly in the calling process
+# (task_always_eager). The single-process demo needs no server and loses nothing on restart because every state
+# change is committed to the database before the next step runs. With a broker, tasks go to named queues.
+CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default=REDIS_URL)
+CELERY_RESULT_BACKEND = env.str("CELERY_RESULT_BACKEND", default=REDIS_URL or None)
+CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=not CELERY_BROKER_URL)
+CELERY_TASK_EAGER_PROPAGATES = True
+CELERY_TIMEZONE = "UTC"
+CELERY_ENABLE_UTC = True
+CELERY_TASK_SERIALIZER = "json"
+CELERY_RESULT_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_TASK_DEFAULT_QUEUE = "default"
+CELERY_TASK_QUEUES_NAMES = ("scan", "trade", "telegram", "default")
+CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=300)
+CELERY_TASK_SOFT_TIME_LIMIT = env.int("CELERY_TASK_SOFT_TIME_LIMIT", default=240)
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
+CELERY_RESULT_EXPIRES = 3600
+CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+# Route by module: every task in an app's tasks module goes to that app's queue unless it says otherwise.
+CELERY_TASK_ROUTES = {
+    "signals.tasks.*": {"queue": "scan"},
+    "trading.tasks.*": {"queue": "trade"},
+    "telegram_bridge.tasks.*": {"queue": "telegram"},
+}
+CELERY_BEAT_SCHEDULE = {
+    "heartbeat": {"task": "analytics.tasks.heartbeat", "schedule": 60.0, "options": {"queue": "default"}},
+    "live-admin-health": {"task": "config.live_updates.push_admin_health", "schedule": 15.0, "options": {"queue": "default"}},
+    # signals: scan at every 15m candle close (batches start SIGNAL_SCAN_DELAY_SECONDS later), follow open signals
+    "scan-markets": {"task": "signals.tasks.scan_markets", "schedule": crontab(minute="*/15"), "options": {"queue": "scan"}},
+    "track-signal-outcomes": {"task": "signals.tasks.track_signal_outcomes", "schedule": 60.0, "options": {"queue": "scan"}},
+    "publish-pending-signals": {"task": "signals.tasks.publish_pending_signals", "schedule": 120.0, "options": {"queue": "scan"}},
+}
+
+# --- Domain events --------------------------------------------------------------------------------------------------
+# event name -> Celery task names that consume it (see config/events.py). Apps subscribe here, not by importing
+# each other's tasks.
+DOMAIN_EVENT_CONSUMERS: dict[str, list[str]] = {
+    # payload: signal_id
+    "signal.created": [
+        "telegram_bridge.tasks.broadcast_signal",
+        "trading.tasks.execute_signal",
+        "config.live_updates.push_signal",
+    ],
+    # payload: signal_id (outcome, outcome_pnl_pct are on the row)
+    "signal.closed": ["telegram_bridge.tasks.announce_signal_outcome", "config.live_updates.push_signal"],
+    # payload: position_id
+    "position.opened": ["telegram_bridge.tasks.notify_position", "config.live_updates.push_position"],
+    "position.updated": ["telegram_bridge.tasks.notify_position", "config.live_updates.push_position"],
+    "position.closed": ["telegram_bridge.tasks.notify_position", "config.live_updates.push_position"],
+    # payload: user_id, text (already escaped HTML), dedupe_key
+    "user.notify": ["telegram_bridge.tasks.notify_user"],
+}
+
+# --- Auth, i18n, static -------------------------------------------------------------------------------------------
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+MEDIA_URL = "media/"
+MEDIA_ROOT = Path(env.str("MEDIA_ROOT", default=str(BASE_DIR / "media")))
+LOGIN_URL = "/admin/login/"
+
+# --- Security (production) ----------------------------------------------------------------------------------------
+if IS_PRODUCTION:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=True)
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=31536000)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+    SECURE_HSTS_PRELOAD = True
+    SECURE_CONTENT_TYPE_NOSNIFF = True
+    STORAGES = {
+        "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+        "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
+    }
+SESSION_COOKIE_HTTPONLY = True
+X_FRAME_OPTIONS = "DENY"
+
+# --- REST API -----------------------------------------------------------------------------------------------------
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+}
+SPECTACULAR_SETTINGS = {"TITLE": "Perps Signals API", "VERSION": "1.0.0", "SERVE_INCLUDE_SCHEMA": False}
+
+# --- Channels -----------------------------------------------------------------------------------------------------
+if REDIS_URL:
+    # redis-py 8 reads with a 5 s socket timeout by default, the same as channels-redis' 5 s BZPOPMIN: give reads room.
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": 30, "max_connections": 1000}]},
+        }
+    }
+else:
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+
+# --- External systems (each behind one port; see README "Configuration") ------------------------------------------
+TELEGRAM_BOT_TOKEN = env.str("TELEGRAM_BOT_TOKEN", default="")
+TELEGRAM_API_BASE = env.str("TELEGRAM_API_BASE", default="")  # e.g. http://127.0.0.1:8081 for the local Bot API server
+TELEGRAM_WEBHOOK_SECRET = env.str("TELEGRAM_WEBHOOK_SECRET", default="")
+TELEGRAM_CHANNEL_ID = env.str("TELEGRAM_CHANNEL_ID", default="")
+ADMIN_TELEGRAM_IDS = [int(x) for x in env.list("ADMIN_TELEGRAM_IDS", default=[])]
+# Telegram sender limits (token buckets shared across workers in Redis; Telegram publishes no exact numbers).
+TELEGRAM_RATE_GLOBAL_PER_SECOND = env.float("TELEGRAM_RATE_GLOBAL_PER_SECOND", default=30.0)
+TELEGRAM_RATE_CHAT_PER_SECOND = env.float("TELEGRAM_RATE_CHAT_PER_SECOND", default=1.0)
+TELEGRAM_RATE_GROUP_PER_MINUTE = env.float("TELEGRAM_RATE_GROUP_PER_MINUTE", default=20.0)
+TELEGRAM_BROADCAST_CHUNK_SIZE = env.int("TELEGRAM_BROADCAST_CHUNK_SIZE", default=500)
+CRYPTONEWS_API_KEY = env.str("CRYPTONEWS_API_KEY", default="")
+OPENAI_API_KEY = env.str("OPENAI_API_KEY", default="")
+OPENAI_MODEL = env.str("OPENAI_MODEL", default="gpt-4o-mini")
+WHOP_WEBHOOK_SECRET = env.str("WHOP_WEBHOOK_SECRET", default="")
+HELIUS_AUTH_TOKEN = env.str("HELIUS_AUTH_TOKEN", default="")
+
+MARKET_DATA_SOURCE = env.str("MARKET_DATA_SOURCE", default="replay")
+if MARKET_DATA_SOURCE not in {"replay", "live"}:
+    raise ImproperlyConfigured(f"MARKET_DATA_SOURCE must be 'replay' or 'live', not {MARKET_DATA_SOURCE!r}")
+MARKET_DATA_EXCHANGE = env.str("MARKET_DATA_EXCHANGE", default="okx")
+REPLAY_DATA_DIR = Path(env.str("REPLAY_DATA_DIR", default=str(BASE_DIR / "data")))
+# Signals scan and outcome tracking (signals app)
+SIGNAL_SCAN_BATCH_SIZE = env.int("SIGNAL_SCAN_BATCH_SIZE", default=25)  # symbols per scan_batch task
+SIGNAL_SCAN_DELAY_SECONDS = env.int("SIGNAL_SCAN_DELAY_SECONDS", default=5)  # after the candle close
+SIGNAL_EXPIRY_HOURS = env.int("SIGNAL_EXPIRY_HOURS", default=24)
+SIGNAL_TRACK_TIMEFRAME = env.str("SIGNAL_TRACK_TIMEFRAME", default="5m")  # candles the outcome tracker follows
+SIGNAL_STRATEGY_PARAMS: dict = {}  # overrides of engine.strategy.StrategyParams defaults
+
+# --- Trading defaults ---------------------------------------------------------------------------------------------
+MAX_LEVERAGE = env.int("MAX_LEVERAGE", default=20)
+PAPER_STARTING_BALANCE = Decimal(env.str("PAPER_STARTING_BALANCE", default="10000"))
+# Paper fills: taker fee for market entries and stop/expiry exits (with slippage), maker fee for take-profit exits.
+PAPER_TAKER_FEE = Decimal(env.str("PAPER_TAKER_FEE", default="0.0005"))
+PAPER_MAKER_FEE = Decimal(env.str("PAPER_MAKER_FEE", default="0.0002"))
+PAPER_SLIPPAGE = Decimal(env.str("PAPER_SLIPPAGE", default="0.0005"))  # fraction of the price, against the trader
+# Funding rate per 8 h charged to paper positions in replay when no FundingSnapshot exists ("" = none).
+PAPER_FUNDING_RATE = env.str("PAPER_FUNDING_RATE", default="0.0001")
+# Exit rules of the position monitor (engine.exits.ExitRules); trailing applies to users with trailing_stop on.
+TRADING_TP1_CLOSE_FRACTION = env.float("TRADING_TP1_CLOSE_FRACTION", default=0.5)
+TRADING_TRAILING_MODE = env.str("TRADING_TRAILING_MODE", default="atr")  # "atr" or "pct"
+TRADING_TRAILING_ATR_MULT = env.float("TRADING_TRAILING_ATR_MULT", default=1.0)
+TRADING_TRAILING_PCT = env.float("TRADING_TRAILING_PCT", default=0.01)
+TRADING_TRAILING_ACTIVATION_R = env.float("TRADING_TRAILING_ACTIVATION_R", default=1.0)
+TRADING_POSITION_EXPIRY_HOURS = env.int("TRADING_POSITION_EXPIRY_HOURS", default=24)  # when the signal has none
+TRADING_MONITOR_TIMEFRAME = env.str("TRADING_MONITOR_TIMEFRAME", default="5m")
+TRADING_MONITOR_CANDLES = env.int("TRADING_MONITOR_CANDLES", default=300)
+HEARTBEAT_MAX_AGE_SECONDS = env.int("HEARTBEAT_MAX_AGE_SECONDS", default=180)
+# Central error handler: alert admins in Telegram once a kind of error reaches this count in a UTC day, at most once
+# per interval.
+ERROR_ALERT_THRESHOLD = env.int("ERROR_ALERT_THRESHOLD", default=5)
+ERROR_ALERT_INTERVAL_SECONDS = env.int("ERROR_ALERT_INTERVAL_SECONDS", default=3600)
+
+# --- News signals and the funding-rate monitor (news/, signals/funding.py) -----------------------------------------
+# News source: cryptonews (needs CRYPTONEWS_API_KEY) or recorded (articles from NEWS_RECORDED_FILE, offline demo).
+NEWS_SOURCE = env.str("NEWS_SOURCE", default="cryptonews" if CRYPTONEWS_API_KEY else "recorded")
+NEWS_RECORDED_FILE = Path(env.str("NEWS_RECORDED_FILE", default=str(BASE_DIR / "news" / "fixtures" / "demo_news.json")))
+NEWS_POLL_WINDOW = env.str("NEWS_POLL_WINDOW", default="last15min")  # CryptoNews date filter of each poll
+NEWS_MAX_PAGES = env.int("NEWS_MAX_PAGES", default=1)  # pages of 50 rank-sorted articles per poll
+NEWS_MAX_AGE_MINUTES = env.int("NEWS_MAX_AGE_MINUTES", default=30)  # fresher than this to become a signal
+NEWS_TOP_RANK_POSITIONS = env.int("NEWS_TOP_RANK_POSITIONS", default=10)  # among the N most important of a poll
+NEWS_MIN_CONFIDENCE = env.float("NEWS_MIN_CONFIDENCE", default=0.6)  # sentiment confidence 0..1
+NEWS_MAX_MOVE_ATR = env.float("NEWS_MAX_MOVE_ATR", default=1.0)  # skip when |price change since publication| >= x ATR
+NEWS_SIGNAL_EXPIRY_HOURS = env.int("NEWS_SIGNAL_EXPIRY_HOURS", default=4)
+NEWS_SENTIMENT_MAX_ATTEMPTS = env.int("NEWS_SENTIMENT_MAX_ATTEMPTS", default=3)
+NEWS_OPENAI_TIMEOUT_SECONDS = env.float("NEWS_OPENAI_TIMEOUT_SECONDS", default=15.0)
+NEWS_OPENAI_MAX_TOKENS = env.int("NEWS_OPENAI_MAX_TOKENS", default=300)
+# Funding: exchanges polled live (ccxt ids; replay mode reads REPLAY_DATA_DIR instead), alert thresholds per 8 h.
+FUNDING_EXCHANGES = env.list("FUNDING_EXCHANGES", default=["okx", "kucoinfutures", "mexc"])
+FUNDING_ALERT_THRESHOLD = Decimal(env.str("FUNDING_ALERT_THRESHOLD", default="0.001"))  # |rate| >= 0.1 % per 8 h
+FUNDING_ARBITRAGE_MIN_SPREAD = Decimal(env.str("FUNDING_ARBITRAGE_MIN_SPREAD", default="0.0005"))  # 0.05 %/8 h
+
+# --- Spot order-flow monitor (signals/flow_monitor.py, signals/flow_sources.py) -------------------------------------
+# Source: live (spot trades + books of FLOW_EXCHANGES through ccxt) or replay (pressure estimated from the bundled
+# candles, a documented proxy). Symbols are spot pairs; signals go to their USDT perpetual (BTC/USDT -> BTC/USDT:USDT).
+FLOW_SOURCE = env.str("FLOW_SOURCE", default=MARKET_DATA_SOURCE)
+FLOW_EXCHANGES = env.list("FLOW_EXCHANGES", default=["binance", "okx", "bybit", "kucoin", "mexc"])
+FLOW_SYMBOLS = env.list("FLOW_SYMBOLS", default=["BTC/USDT", "ETH/USDT", "SOL/USDT", "XRP/USDT", "BNB/USDT"])
+FLOW_WINDOWS = env.list("FLOW_WINDOWS", default=["1m", "5m", "15m"])
+FLOW_TRADES_LIMIT = env.int("FLOW_TRADES_LIMIT", default=1000)  # recent trades per exchange and symbol per cycle
+FLOW_FETCH_TIMEOUT_SECONDS = env.float("FLOW_FETCH_TIMEOUT_SECONDS", default=10.0)
+FLOW_BOOK_DEPTH_PCT = env.float("FLOW_BOOK_DEPTH_PCT", default=0.5)  # book imbalance within x % of the mid
+FLOW_TAKER_WEIGHT = env.float("FLOW_TAKER_WEIGHT", default=0.7)  # taker flow vs book imbalance
+FLOW_THRESHOLD = env.float("FLOW_THRESHOLD", default=0.35)  # |pressure| that counts as extreme
+FLOW_MIN_AGREEING = env.float("FLOW_MIN_AGREEING", default=0.6)  # share of exchanges pushing the same way
+FLOW_STABLE_WINDOWS = env.int("FLOW_STABLE_WINDOWS", default=3)  # consecutive extreme windows before an alert
+FLOW_COOLDOWN_MINUTES = env.int("FLOW_COOLDOWN_MINUTES", default=30)  # per symbol
+FLOW_SIGNAL_EXPIRY_HOURS = env.int("FLOW_SIGNAL_EXPIRY_HOURS", default=2)
+
+# --- Logging ------------------------------------------------------------------------------------------------------
+LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
+LOG_FORMAT = env.str("LOG_FORMAT", default="json" if IS_PRODUCTION else "text")
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "filters": {"context": {"()": "config.observability.ContextFilter"}},
+    "formatters": {
+        "text": {"format": "%(asctime)s %(levelname)s %(name)s [req=%(request_id)s task=%(task_id)s] %(message)s"},
+        "json": {
+            "()": "pythonjsonlogger.json.JsonFormatter",
+            "fmt": "%(asctime)s %(levelname)s %(name)s %(request_id)s %(task_id)s %(message)s",
+        },
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT, "filters": ["context"]}},
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {"django.db.backends": {"level": "WARNING"}},
+}

@@ -1,0 +1,19 @@
+from django.conf import settings
+from django.conf.urls.static import static
+from django.contrib import admin
+from django.urls import include, path
+
+from config import health
+
+urlpatterns = [
+    path("healthz", health.healthz, name="healthz"),
+    path("readyz", health.readyz, name="readyz"),
+    path("admin/control/", include("analytics.control.urls")),
+    path("admin/", admin.site.urls),
+    path("dashboard/", include("analytics.web.urls")),
+    path("api/", include("analytics.api.urls")),
+    path("telegram/", include("telegram_bridge.urls")),
+]
+
+if settings.DEBUG:
+    urlpatterns += static(settings.MEDIA_URL, document_root=settings.MEDIA_ROOT)
