@@ -1,0 +1,393 @@
+"""The multi-exchange spot order-flow monitor: one cycle fetches, scores, filters and turns alerts into flow signals.
+
+``flow_cycle`` (called every minute by ``signals.tasks_flow.flow_monitor_cycle``):
+
+1. claims the cycle in the shared cache (``cache.add``: two workers never run the same cycle, and a running cycle
+   holds a lock so cycles never overlap);
+2. fetches trades and books from the ``SpotFlowSource`` (an exchange that fails is skipped, see ``flow_sources``);
+3. folds the trades of CLOSED minutes into per-(exchange, symbol) one-minute buy/sell notional buckets kept in the
+   cache, so a 15m window does not depend on one fetch reaching 15 minutes back (a venue serves only its last N
+   trades). A bucket seen again keeps the more complete version (the larger notional);
+4. per window (1m/5m/15m, ``FLOW_WINDOWS``) scores the last closed window with ``engine.flow.aggregate_pressure``
+   (volume-weighted across exchanges; the book imbalance is the current snapshot) and runs the window's
+   ``engine.flow.StabilityFilter`` whose state lives in the cache (Redis when configured, shared by all workers);
+5. each alert passing the per-symbol cooldown (across windows) becomes a ``Signal(source="flow")`` on the USDT
+   perpetual (``BTC/USDT`` → ``BTC/USDT:USDT``) through ``signals.services.signal_create``: entry = last price,
+   stop/targets from ATR of the perpetual's 15m candles with ``engine.strategy.StrategyParams``' multiples, risk
+   level from ``engine.risk`` (the agreeing exchanges count as the confirmations).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from datetime import timedelta
+
+import numpy as np
+from django.conf import settings
+from django.core.cache import BaseCache, caches
+
+from engine import indicators
+from engine.candles import timeframe_to_ms
+from engine.flow import (
+    FlowAlert,
+    FlowParams,
+    OrderBook,
+    StabilityFilter,
+    SymbolFlowState,
+    SymbolPressure,
+    Trades,
+    aggregate_pressure,
+)
+from engine.risk import risk_level
+from engine.strategy import SignalCandidate, StrategyParams
+from signals.flow_sources import MINUTE_MS, FlowSnapshot, Pair, SpotFlowSource, perpetual_symbol
+
+logger = logging.getLogger(__name__)
+
+CACHE_PREFIX = "flow"
+ATR_TIMEFRAME = "15m"
+
+
+@dataclass(frozen=True)
+class FlowMonitorParams:
+    symbols: tuple[str, ...] = ("BTC/USDT", "ETH/USDT")
+    windows: tuple[str, ...] = ("1m", "5m", "15m")
+    flow: FlowParams = field(default_factory=FlowParams)  # window_ms is replaced per window
+    strategy: StrategyParams = field(default_factory=StrategyParams)  # ATR period and stop/target multiples
+    cooldown_ms: int = 30 * MINUTE_MS  # per symbol, across windows
+    signal_expiry: timedelta = timedelta(hours=2)
+    lock_seconds: int = 120
+
+    def window_ms(self, window: str) -> int:
+        return timeframe_to_ms(window)
+
+    @property
+    def lookback_ms(self) -> int:
+        return max(self.window_ms(w) for w in self.windows) + 2 * MINUTE_MS
+
+    def flow_params(self, window: str) -> FlowParams:
+        return replace(self.flow, window_ms=self.window_ms(window), cooldown_ms=self.cooldown_ms)
+
+    @classmethod
+    def from_settings(cls) -> FlowMonitorParams:
+        params = cls(
+            symbols=tuple(settings.FLOW_SYMBOLS),
+            windows=tuple(settings.FLOW_WINDOWS),
+            flow=FlowParams(
+                depth_pct=settings.FLOW_BOOK_DEPTH_PCT,
+                taker_weight=settings.FLOW_TAKER_WEIGHT,
+                threshold=settings.FLOW_THRESHOLD,
+                min_agreeing=settings.FLOW_MIN_AGREEING,
+                stable_windows=settings.FLOW_STABLE_WINDOWS,
+            ),
+            cooldown_ms=settings.FLOW_COOLDOWN_MINUTES * MINUTE_MS,
+            signal_expiry=timedelta(hours=settings.FLOW_SIGNAL_EXPIRY_HOURS),
+        )
+        params.validate()
+        return params
+
+    def validate(self) -> FlowMonitorParams:
+        if not self.symbols or not self.windows:
+            raise ValueError("the flow monitor needs at least one symbol and one window")
+        for window in self.windows:
+            if self.window_ms(window) % MINUTE_MS:
+                raise ValueError(f"flow window {window} is not a whole number of minutes")
+            self.flow_params(window).validate()
+        return self
+
+
+@dataclass
+class FlowCycleResult:
+    ran: bool
+    now_ms: int
+    pressures: dict[str, dict[str, SymbolPressure]] = field(default_factory=dict)  # window -> symbol -> pressure
+    alerts: list[tuple[str, FlowAlert]] = field(default_factory=list)  # (window, alert) past the cooldown
+    signal_ids: list[int] = field(default_factory=list)
+    failures: dict[str, str] = field(default_factory=dict)
+
+    def summary(self) -> dict:
+        return {
+            "ran": self.ran,
+            "now_ms": self.now_ms,
+            "alerts": [f"{w}:{a.symbol}:{a.side}" for w, a in self.alerts],
+            "signal_ids": self.signal_ids,
+            "failures": len(self.failures),
+        }
+
+
+# -- shared state in the cache ---------------------------------------------------------------------------------------
+class FlowStateStore:
+    """Everything the monitor remembers between cycles, in the Django cache (Redis: shared by every worker)."""
+
+    def __init__(self, cache: BaseCache | None = None, *, prefix: str = CACHE_PREFIX):
+        self.cache = cache if cache is not None else caches["default"]
+        self.prefix = prefix
+
+    def key(self, *parts: object) -> str:
+        return ":".join((self.prefix, *(str(p) for p in parts)))
+
+    # locks ------------------------------------------------------------------------------------------------------
+    def claim_cycle(self, now_ms: int, *, lock_seconds: int) -> str | None:
+        """A token when this process may run the cycle at ``now_ms`` (once per minute, never two at a time)."""
+        token = uuid.uuid4().hex
+        if not self.cache.add(self.key("lock"), token, timeout=lock_seconds):
+            return None  # another cycle is still running
+        if not self.cache.add(self.key("cycle", now_ms // MINUTE_MS), 1, timeout=lock_seconds * 2):
+            self.release(token)  # this minute's cycle already ran
+            return None
+        return token
+
+    def release(self, token: str) -> None:
+        if self.cache.get(self.key("lock")) == token:
+            self.cache.delete(self.key("lock"))
+
+    # minute buckets ---------------------------------------------------------------------------------------------
+    def buckets(self, pair: Pair) -> dict[int, tuple[float, float]]:
+        raw = self.cache.get(self.key("buckets", *pair)) or {}
+        return {int(minute): (float(v[0]), float(v[1])) for minute, v in raw.items()}
+
+    def save_buckets(self, pair: Pair, buckets: Mapping[int, tuple[float, float]], *, ttl_seconds: int) -> None:
+        self.cache.set(self.key("buckets", *pair), {str(m): list(v) for m, v in buckets.items()}, timeout=ttl_seconds)
+
+    def pairs(self) -> set[Pair]:
+        return {tuple(p) for p in (self.cache.get(self.key("pairs")) or [])}
+
+    def save_pairs(self, pairs: set[Pair], *, ttl_seconds: int) -> None:
+        self.cache.set(self.key("pairs"), sorted(list(p) for p in pairs), timeout=ttl_seconds)
+
+    # stability filter and cooldown -----------------------------------------------------------------------------
+    def stability_filter(self, window: str, params: FlowParams) -> StabilityFilter:
+        raw = self.cache.get(self.key("filter", window)) or {}
+        return StabilityFilter(params=params, states={s: SymbolFlowState(**state) for s, state in raw.items()})
+
+    def save_stability_filter(self, window: str, stability: StabilityFilter) -> None:
+        self.cache.set(self.key("filter", window), {s: asdict(st) for s, st in stability.states.items()}, timeout=None)
+
+    def last_signal_ms(self) -> dict[str, int]:
+        return dict(self.cache.get(self.key("last_signal")) or {})
+
+    def save_last_signal_ms(self, values: Mapping[str, int]) -> None:
+        self.cache.set(self.key("last_signal"), dict(values), timeout=None)
+
+    def clear(self, *, windows: Sequence[str]) -> None:
+        """Forget all flow state (a new replay, tests)."""
+        keys = [self.key("lock"), self.key("last_signal"), self.key("pairs")]
+        keys += [self.key("buckets", *p) for p in self.pairs()]
+        keys += [self.key("filter", w) for w in windows]
+        self.cache.delete_many(keys)
+
+
+# -- pure steps ------------------------------------------------------------------------------------------------------
+def minute_buckets(
+    trades: Trades, *, before_ms: int, drop_first_minute: bool = False
+) -> dict[int, tuple[float, float]]:
+    """{minute open ms: (taker buy notional, taker sell notional)} of the closed minutes (``< before_ms``)."""
+    if len(trades.ts) == 0:
+        return {}
+    minute = trades.ts // MINUTE_MS * MINUTE_MS
+    notional = trades.price * trades.amount
+    keep = trades.ts < before_ms
+    if drop_first_minute:
+        keep &= minute > minute.min()
+    keys, index = np.unique(minute[keep], return_inverse=True)
+    buy = np.bincount(index, weights=np.where(trades.side[keep] > 0, notional[keep], 0.0), minlength=len(keys))
+    sell = np.bincount(index, weights=np.where(trades.side[keep] < 0, notional[keep], 0.0), minlength=len(keys))
+    return {int(k): (float(b), float(s)) for k, b, s in zip(keys, buy, sell, strict=True)}
+
+
+def merge_buckets(
+    old: Mapping[int, tuple[float, float]], new: Mapping[int, tuple[float, float]], *, keep_from_ms: int
+) -> dict[int, tuple[float, float]]:
+    """Union by minute; a minute present in both keeps the version with the larger notional (the more complete
+    fetch: a later fetch can only have lost the oldest trades of a closed minute, never gained new ones)."""
+    merged = {m: v for m, v in old.items() if m >= keep_from_ms}
+    for minute, value in new.items():
+        if minute < keep_from_ms:
+            continue
+        current = merged.get(minute)
+        if current is None or sum(value) > sum(current):
+            merged[minute] = value
+    return merged
+
+
+def buckets_as_trades(buckets: Mapping[int, tuple[float, float]], *, start_ms: int, end_ms: int) -> Trades:
+    """The buckets of [start, end) as two prints per minute (price 1, amount = notional) for ``aggregate_pressure``."""
+    minutes = sorted(m for m in buckets if start_ms <= m < end_ms)
+    ts = np.repeat(np.asarray(minutes, dtype=np.int64), 2)
+    amount = np.asarray([x for m in minutes for x in buckets[m]], dtype=np.float64)
+    side = np.tile(np.asarray([1, -1], dtype=np.int8), len(minutes))
+    return Trades(ts=ts, price=np.ones(len(ts)), amount=amount, side=side)
+
+
+def last_closed_window_end(now_ms: int, window_ms: int) -> int:
+    return now_ms // window_ms * window_ms
+
+
+# -- the cycle -------------------------------------------------------------------------------------------------------
+def flow_cycle(
+    *,
+    now_ms: int,
+    source: SpotFlowSource,
+    params: FlowMonitorParams,
+    market_data=None,
+    cache: BaseCache | None = None,
+) -> FlowCycleResult:
+    """One monitor cycle at ``now_ms`` (the replay clock in replay mode). Returns what it saw and created."""
+    params.validate()
+    store = FlowStateStore(cache)
+    token = store.claim_cycle(now_ms, lock_seconds=params.lock_seconds)
+    if token is None:
+        logger.info("flow cycle at %s already claimed by another worker; skipped", now_ms)
+        return FlowCycleResult(ran=False, now_ms=now_ms)
+    try:
+        snapshot = source.fetch(symbols=params.symbols, now_ms=now_ms, lookback_ms=params.lookback_ms)
+        result = FlowCycleResult(ran=True, now_ms=now_ms, failures=dict(snapshot.failures))
+        pairs = _update_buckets(store, snapshot, now_ms=now_ms, params=params)
+        last_signal = store.last_signal_ms()
+        for window in params.windows:
+            window_ms = params.window_ms(window)
+            end_ms = last_closed_window_end(now_ms, window_ms)
+            flow_params = params.flow_params(window)
+            inputs: dict[Pair, tuple[Trades, OrderBook | None]] = {}
+            for pair, buckets in pairs.items():
+                inputs[pair] = (
+                    buckets_as_trades(buckets, start_ms=end_ms - window_ms, end_ms=end_ms),
+                    snapshot.books.get(pair),
+                )
+            pressures = aggregate_pressure(inputs, end_ms=end_ms, params=flow_params)
+            result.pressures[window] = pressures
+            stability = store.stability_filter(window, flow_params)
+            for symbol in params.symbols:
+                pressure = pressures.get(symbol)
+                if pressure is None or pressure.notional <= 0:
+                    continue
+                alert = stability.update(pressure, window_end_ms=end_ms)
+                if alert is None:
+                    continue
+                previous = last_signal.get(symbol)
+                if previous is not None and end_ms - previous < params.cooldown_ms:
+                    logger.info("flow %s %s %s: in the symbol cooldown; no signal", window, symbol, alert.side)
+                    continue
+                last_signal[symbol] = end_ms
+                result.alerts.append((window, alert))
+                signal = flow_signal_create(
+                    alert=alert, pressure=pressure, window=window, params=params, market_data=market_data
+                )
+                if signal is not None:
+                    result.signal_ids.append(signal.pk)
+            store.save_stability_filter(window, stability)
+        store.save_last_signal_ms(last_signal)
+        return result
+    finally:
+        store.release(token)
+
+
+def _update_buckets(
+    store: FlowStateStore, snapshot: FlowSnapshot, *, now_ms: int, params: FlowMonitorParams
+) -> dict[Pair, dict[int, tuple[float, float]]]:
+    keep_from = now_ms - params.lookback_ms
+    ttl = params.lookback_ms // 1000 * 2 + 120
+    closed_before = now_ms // MINUTE_MS * MINUTE_MS
+    pairs = store.pairs() | set(snapshot.trades)
+    result: dict[Pair, dict[int, tuple[float, float]]] = {}
+    for pair in pairs:
+        old = store.buckets(pair)
+        trades = snapshot.trades.get(pair)
+        if trades is None:
+            merged = {m: v for m, v in old.items() if m >= keep_from}
+        else:
+            new = minute_buckets(trades, before_ms=closed_before, drop_first_minute=pair in snapshot.truncated)
+            merged = merge_buckets(old, new, keep_from_ms=keep_from)
+            store.save_buckets(pair, merged, ttl_seconds=ttl)
+        if merged:
+            result[pair] = merged
+    store.save_pairs(set(result), ttl_seconds=ttl)
+    return result
+
+
+def flow_signal_create(
+    *, alert: FlowAlert, pressure: SymbolPressure, window: str, params: FlowMonitorParams, market_data=None
+):
+    """The ``Signal(source="flow")`` of an alert on the USDT perpetual, or ``None`` when it cannot or may not exist."""
+    from signals import services
+    from signals.market_data import MarketDataError, get_market_data
+
+    market_data = market_data if market_data is not None else get_market_data()
+    candidate = None
+    try:
+        candidate = flow_candidate(
+            alert=alert, pressure=pressure, window=window, params=params, market_data=market_data
+        )
+    except MarketDataError as error:
+        logger.warning("flow %s %s: no market data for the perpetual (%s); no signal", window, alert.symbol, error)
+    if candidate is None:
+        return None
+    signal = services.signal_create(candidate=candidate, source="flow", expires_in=params.signal_expiry)
+    if signal is None:
+        logger.info(
+            "flow %s %s %s: signal refused (muted, inactive or already open)", window, candidate.symbol, alert.side
+        )
+    return signal
+
+
+def flow_candidate(
+    *, alert: FlowAlert, pressure: SymbolPressure, window: str, params: FlowMonitorParams, market_data
+) -> SignalCandidate | None:
+    """Entry at the perpetual's last price; stop ``stop_atr_mult`` ATR(15m) away, targets at ``tp1_r``/``tp2_r`` R."""
+    symbol = perpetual_symbol(alert.symbol)
+    strategy = params.strategy
+    candles = market_data.ohlcv(symbol, ATR_TIMEFRAME, strategy.atr_period * 10)
+    if len(candles) <= strategy.atr_period:
+        logger.warning(
+            "flow %s: %d 15m candles, ATR(%d) needs more; no signal", symbol, len(candles), strategy.atr_period
+        )
+        return None
+    atr = float(indicators.atr(candles.high, candles.low, candles.close, strategy.atr_period)[-1])
+    entry = float(market_data.last_price(symbol))
+    if not (math.isfinite(atr) and atr > 0 and math.isfinite(entry) and entry > 0):
+        logger.warning("flow %s: unusable ATR %r or price %r; no signal", symbol, atr, entry)
+        return None
+    direction = 1 if alert.side == "long" else -1
+    distance = strategy.stop_atr_mult * atr
+    funding = market_data.funding_rate(symbol)
+    funding_rate = float(funding) if funding is not None else None
+    agreeing = _agreeing_exchanges(pressure)
+    window_ms = params.window_ms(window)
+    return SignalCandidate(
+        symbol=symbol,
+        side=alert.side,
+        candle_ts=alert.window_end_ms - window_ms,
+        entry=entry,
+        stop=entry - direction * distance,
+        tp1=entry + direction * strategy.tp1_r * distance,
+        tp2=entry + direction * strategy.tp2_r * distance,
+        atr=atr,
+        risk_level=risk_level(
+            atr_pct=100.0 * atr / entry,
+            sr_distance_atr=None,
+            confirmations=agreeing,
+            funding_rate=funding_rate,
+            side=alert.side,
+        ),
+        confirmations=tuple(agreeing),
+        indicators={
+            "flow_score": round(pressure.score, 4),
+            "flow_agreeing": round(pressure.agreeing, 4),
+            "flow_notional": round(pressure.notional, 2),
+            "flow_window_ms": float(window_ms),
+            **{f"flow_{exchange}": round(value, 4) for exchange, value in sorted(pressure.exchanges.items())},
+        },
+        timeframe=window,
+        funding_rate=funding_rate,
+    )
+
+
+def _agreeing_exchanges(pressure: SymbolPressure) -> list[str]:
+    sign = np.sign(pressure.score)
+    return sorted(
+        f"flow:{exchange}" for exchange, value in pressure.exchanges.items() if sign and np.sign(value) == sign
+    )

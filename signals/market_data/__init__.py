@@ -1,0 +1,57 @@
+"""The market-data port (see ``base.MarketData``); ``get_market_data()`` is the one place an implementation is picked."""
+
+from __future__ import annotations
+
+import threading
+
+from django.conf import settings
+
+from signals.market_data.base import MarketData, MarketInfo
+from signals.market_data.errors import (
+    FinalMarketDataError,
+    MarketDataError,
+    RetryableMarketDataError,
+    SymbolUnavailable,
+)
+
+__all__ = [
+    "FinalMarketDataError",
+    "MarketData",
+    "MarketDataError",
+    "MarketInfo",
+    "RetryableMarketDataError",
+    "SymbolUnavailable",
+    "get_market_data",
+    "reset_market_data",
+]
+
+_lock = threading.Lock()
+_instances: dict[tuple[str, str], MarketData] = {}
+
+
+def get_market_data() -> MarketData:
+    """``ReplayMarketData`` when ``settings.MARKET_DATA_SOURCE == "replay"``, else ``CcxtMarketData`` for
+    ``settings.MARKET_DATA_EXCHANGE``. One instance per process and configuration."""
+    source = settings.MARKET_DATA_SOURCE
+    key = (source, settings.MARKET_DATA_EXCHANGE if source == "live" else str(settings.REPLAY_DATA_DIR))
+    with _lock:
+        instance = _instances.get(key)
+        if instance is None:
+            if source == "replay":
+                from signals.market_data.replay import ReplayMarketData
+
+                instance = ReplayMarketData()
+            elif source == "live":
+                from signals.market_data.live import CcxtMarketData
+
+                instance = CcxtMarketData(settings.MARKET_DATA_EXCHANGE)
+            else:
+                raise FinalMarketDataError(f"unknown MARKET_DATA_SOURCE {source!r}")
+            _instances[key] = instance
+        return instance
+
+
+def reset_market_data() -> None:
+    """Forget the cached instances (tests, settings changes)."""
+    with _lock:
+        _instances.clear()
