@@ -1,0 +1,473 @@
+"""LiveExecutor: the Executor port on a real exchange (or the in-process fake) through ``trading.exchanges``.
+
+Order safety:
+- every order has a deterministic client order id (``trading.services.client_order_id``: signal, user, leg) and its
+  ``Order`` row is written (state ``new``) BEFORE the exchange call, moved to ``submitted`` right before sending and
+  updated from the exchange's answer after;
+- an order in ``submitted`` (a previous attempt may have reached the exchange, its answer lost or the worker killed)
+  is first looked up on the exchange by client order id; only when the exchange does not know it is it sent again;
+- retryable errors (timeouts, 5xx, 429) are retried with backoff + jitter, always through that look-up;
+- right after the entry fills, a reduce-only stop (and the take-profits) are placed; if the stop cannot be placed
+  (final error) the position is closed at market: a position never stands without a stop. Stops that fail
+  transiently are left to ``trading.reconcile`` (it places missing stops);
+- a final error (auth, insufficient balance, invalid order/symbol) disables the user's auto-trading with the reason
+  and tells the user (``user.notify``).
+
+Fills are recorded per order as increments of the exchange's cumulative filled quantity (trade id
+``<exchange order id>:<cumulative filled>``), and the position's quantity, remaining quantity, entry price, realised
+PnL and fees are recomputed from its orders' fills, so re-running any step is idempotent.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import html
+import logging
+import time
+from collections.abc import Callable
+from decimal import Decimal
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from config.events import publish
+from trading.errors import (
+    ExchangeError,
+    FinalExchangeError,
+    OrderNotFoundOnExchange,
+    RetryableExchangeError,
+    backoff_delay,
+)
+from trading.exchanges import SyncExchangeClient, exchange_client_for
+from trading.exchanges.base import MarketInfo, OrderRequest, OrderResult
+from trading.models import Fill, Order, Position
+
+logger = logging.getLogger(__name__)
+
+OPEN_STATES = (Order.State.NEW, Order.State.SUBMITTED, Order.State.OPEN, Order.State.PARTIALLY_FILLED)
+EXIT_LEGS = (Order.Leg.STOP_LOSS, Order.Leg.TP1, Order.Leg.TP2, Order.Leg.CLOSE)
+PROTECTIVE_LEGS = (Order.Leg.STOP_LOSS, Order.Leg.TP1, Order.Leg.TP2)
+ZERO = Decimal("0")
+
+
+class LiveTradingUnavailable(FinalExchangeError):
+    """The user has no active exchange credential."""
+
+
+def active_credential(*, user):
+    from accounts.models import ExchangeCredential
+
+    return ExchangeCredential.objects.filter(user=user, is_active=True).first()
+
+
+def _exit_side(position: Position) -> str:
+    return "sell" if position.side == "long" else "buy"
+
+
+def _entry_side(position: Position) -> str:
+    return "buy" if position.side == "long" else "sell"
+
+
+def leg_client_order_id(*, position: Position, leg: str) -> str:
+    from trading.services import client_order_id
+
+    return client_order_id(signal_id=position.signal_id or 0, user_id=position.user_id, leg=leg)
+
+
+def next_leg_client_order_id(*, position: Position, leg: str) -> str:
+    """``sl``, then ``sl2``, ``sl3``… for replacements (each exchange order needs its own client id)."""
+    used = set(position.orders.values_list("client_order_id", flat=True))
+    for revision in range(1, 1000):
+        candidate = leg_client_order_id(position=position, leg=leg if revision == 1 else f"{leg}{revision}")
+        if candidate not in used:
+            return candidate
+    raise FinalExchangeError(f"too many {leg} orders on position {position.pk}")
+
+
+def order_request(order: Order, *, symbol: str, leverage: int | None = None) -> OrderRequest:
+    return OrderRequest(
+        symbol=symbol, side=order.side, type=order.type, quantity=order.quantity, client_order_id=order.client_order_id,
+        price=order.price, trigger_price=order.trigger_price, reduce_only=order.reduce_only, leverage=leverage,
+    )
+
+
+def _state_for(result: OrderResult) -> str:
+    if result.status == "closed":
+        return Order.State.FILLED
+    if result.status == "canceled":
+        return Order.State.CANCELLED
+    if result.status == "rejected":
+        return Order.State.REJECTED
+    return Order.State.PARTIALLY_FILLED if result.filled_quantity > 0 else Order.State.OPEN
+
+
+@transaction.atomic
+def order_sync_from_result(*, order: Order, result: OrderResult) -> Decimal:
+    """Bring an Order row (and its fills, and its position) up to date with the exchange's view of it.
+
+    Returns the newly recorded filled quantity. Idempotent: re-applying the same result records nothing.
+    """
+    order = Order.objects.select_for_update().get(pk=order.pk)
+    if result.exchange_order_id and order.exchange_order_id != result.exchange_order_id:
+        order.exchange_order_id = result.exchange_order_id
+    new_state = _state_for(result)
+    if order.state != new_state and order.can_transition(new_state):
+        order.transition(new_state)
+    newly_filled = result.filled_quantity - order.filled_quantity
+    if newly_filled > 0:
+        position = order.position
+        recorded_fee = sum((f.fee for f in order.fills.all()), ZERO)
+        cost_before = (order.average_price or ZERO) * order.filled_quantity
+        cost_now = (result.average_price or order.price or order.trigger_price or ZERO) * result.filled_quantity
+        fill_price = (cost_now - cost_before) / newly_filled if cost_now else (result.average_price or ZERO)
+        realised = ZERO
+        if order.leg in EXIT_LEGS and position.entry_price:
+            direction = Decimal("1") if position.side == "long" else Decimal("-1")
+            realised = (fill_price - position.entry_price) * newly_filled * direction
+        Fill.objects.get_or_create(
+            order=order,
+            trade_id=f"{order.exchange_order_id or order.client_order_id}:{result.filled_quantity.normalize()}",
+            defaults={
+                "position": position, "price": fill_price, "quantity": newly_filled, "fee": max(result.fee - recorded_fee, ZERO),
+                "realised_pnl": realised,
+            },
+        )
+        order.filled_quantity = result.filled_quantity
+        order.average_price = result.average_price or fill_price
+    order.save()
+    return max(newly_filled, ZERO)
+
+
+def position_refresh_from_orders(*, position: Position, close_reason: str = "") -> Position:
+    """Recompute quantity, entry, remaining, realised PnL, fees and status of a live position from its orders."""
+    with transaction.atomic():
+        position = Position.objects.select_for_update().get(pk=position.pk)
+        orders = list(position.orders.all())
+        entries = [o for o in orders if o.leg == Order.Leg.ENTRY and o.filled_quantity > 0]
+        entry_filled = sum((o.filled_quantity for o in entries), ZERO)
+        exit_orders = [o for o in orders if o.leg in EXIT_LEGS and o.filled_quantity > 0]
+        exit_filled = sum((o.filled_quantity for o in exit_orders), ZERO)
+        fills = list(Fill.objects.filter(position=position))
+        previous_status = position.status
+        if entry_filled > 0:
+            position.entry_price = sum((o.average_price * o.filled_quantity for o in entries), ZERO) / entry_filled
+            position.quantity = entry_filled
+            position.remaining_quantity = max(entry_filled - exit_filled, ZERO)
+            position.opened_at = position.opened_at or timezone.now()
+            if position.status == Position.Status.PENDING:
+                position.status = Position.Status.OPEN
+        position.realised_pnl = sum((f.realised_pnl for f in fills), ZERO)
+        position.fees = sum((f.fee for f in fills), ZERO)
+        tp1 = next((o for o in orders if o.leg == Order.Leg.TP1 and o.state == Order.State.FILLED), None)
+        if tp1 is not None:
+            position.tp1_done = True
+        if position.status == Position.Status.OPEN and entry_filled > 0 and position.remaining_quantity == 0:
+            position.status = Position.Status.CLOSED
+            position.closed_at = timezone.now()
+            position.close_reason = close_reason or position.close_reason or _close_reason_from_orders(position, exit_orders)
+        position.save()
+        if previous_status != position.status:
+            event = {Position.Status.OPEN: "position.opened", Position.Status.CLOSED: "position.closed"}.get(position.status)
+            if event:
+                publish(event, position_id=position.pk)
+    return position
+
+
+def _close_reason_from_orders(position: Position, exit_orders: list[Order]) -> str:
+    last = max(exit_orders, key=lambda o: o.updated_at, default=None)
+    if last is None:
+        return Position.CloseReason.EXCHANGE
+    if last.leg == Order.Leg.STOP_LOSS:
+        if position.entry_price is not None and last.trigger_price == position.entry_price:
+            return Position.CloseReason.BREAKEVEN
+        if last.trigger_price != position.initial_stop_price:
+            return Position.CloseReason.TRAILING
+        return Position.CloseReason.SL
+    return {Order.Leg.TP1: Position.CloseReason.TP1, Order.Leg.TP2: Position.CloseReason.TP2}.get(last.leg, Position.CloseReason.MANUAL)
+
+
+def auto_trading_disable(*, user, reason: str, dedupe_key: str) -> None:
+    """Final exchange error: stop live auto-trading for the user, record why, and tell them once."""
+    from accounts.models import TelegramUser
+
+    TelegramUser.objects.filter(pk=user.pk).update(auto_trading_enabled=False, auto_trading_paused_reason=reason[:200])
+    logger.warning("auto-trading disabled for user %s: %s", user.pk, reason)
+    text = (
+        "⚠️ <b>Auto-trading paused</b>\n"
+        f"Your exchange refused an order: {html.escape(reason[:200])}\n"
+        "Check your exchange account and API keys, then turn auto-trading on again."
+    )
+    publish("user.notify", user_id=user.pk, text=text, dedupe_key=dedupe_key)
+
+
+class LiveExecutor:
+    mode = "live"
+
+    def __init__(
+        self,
+        *,
+        user,
+        credential=None,
+        attempts: int = 4,
+        fill_poll_attempts: int | None = None,
+        sleep: Callable[[float], None] | None = None,
+    ):
+        self.user = user
+        self.credential = credential if credential is not None else active_credential(user=user)
+        self.exchange = self.credential.exchange if self.credential else ""
+        self.attempts = attempts
+        self.fill_poll_attempts = fill_poll_attempts if fill_poll_attempts is not None else getattr(settings, "LIVE_FILL_POLL_ATTEMPTS", 5)
+        self.sleep = sleep if sleep is not None else time.sleep
+        self.tp1_fraction = Decimal(str(getattr(settings, "LIVE_TP1_CLOSE_FRACTION", "0.5")))
+
+    # --- plumbing -----------------------------------------------------------------------------------------------------
+    def _client(self) -> SyncExchangeClient:
+        if self.credential is None:
+            raise LiveTradingUnavailable("no active exchange connection; use /connect first")
+        return SyncExchangeClient(exchange_client_for(self.credential))
+
+    def _retry(self, call: Callable, description: str):
+        last: ExchangeError | None = None
+        for attempt in range(self.attempts):
+            try:
+                return call()
+            except RetryableExchangeError as exc:
+                last = exc
+                delay = max(exc.retry_after or 0, backoff_delay(attempt, base=0.2, cap=4.0))
+                logger.warning("%s: %s (attempt %d/%d)", description, exc, attempt + 1, self.attempts)
+                if attempt < self.attempts - 1:
+                    self.sleep(delay)
+        raise last  # type: ignore[misc]
+
+    def submit(self, client: SyncExchangeClient, order: Order, request: OrderRequest) -> OrderResult:
+        """Send ``order`` at most once: look it up by client order id whenever it may already have been sent."""
+        last: ExchangeError | None = None
+        for attempt in range(self.attempts):
+            try:
+                if order.state != Order.State.NEW:
+                    existing = client.fetch_order(symbol=request.symbol, exchange_order_id=order.exchange_order_id, client_order_id=order.client_order_id, trigger=request.is_trigger)
+                    if existing is not None:
+                        logger.info("order %s already on %s (id %s): not sent again", order.client_order_id, client.exchange_id, existing.exchange_order_id)
+                        return existing
+                else:
+                    order.transition(Order.State.SUBMITTED)
+                    order.save(update_fields=["state", "updated_at"])
+                return client.create_order(request)
+            except RetryableExchangeError as exc:
+                last = exc
+                logger.warning("submitting %s: %s (attempt %d/%d)", order.client_order_id, exc, attempt + 1, self.attempts)
+                if attempt < self.attempts - 1:
+                    self.sleep(max(exc.retry_after or 0, backoff_delay(attempt, base=0.2, cap=4.0)))
+        raise last  # type: ignore[misc]
+
+    def _fail_final(self, position: Position, order: Order | None, exc: ExchangeError) -> None:
+        if order is not None:
+            order.refresh_from_db()
+            order.error = str(exc)[:500]
+            if order.can_transition(Order.State.REJECTED):
+                order.transition(Order.State.REJECTED)
+            order.save()
+        auto_trading_disable(user=self.user, reason=str(exc), dedupe_key=f"live-final:{self.user.pk}:{position.pk}:{order.pk if order else 0}")
+
+    # --- Executor port ------------------------------------------------------------------------------------------------
+    def balance(self) -> Decimal:
+        with self._client() as client:
+            return self._retry(lambda: client.fetch_balance("USDT"), "fetch balance").free
+
+    def market_limits(self, *, symbol):
+        from engine.sizing import MarketLimits
+
+        with self._client() as client:
+            info: MarketInfo = self._retry(lambda: client.market(symbol.symbol), "fetch market")
+        return MarketLimits(
+            amount_step=info.amount_step, min_qty=info.min_amount or ZERO, min_notional=info.min_notional or ZERO,
+            max_leverage=Decimal(info.max_leverage) if info.max_leverage else None,
+        )
+
+    def open_position(self, *, position: Position) -> Position:
+        position.refresh_from_db()
+        if position.status in (Position.Status.CLOSED, Position.Status.FAILED):
+            return position
+        entry = position.orders.filter(leg=Order.Leg.ENTRY).order_by("pk").first()
+        if entry is None:  # the caller normally stores it; be tolerant
+            entry, _ = Order.objects.get_or_create(
+                client_order_id=leg_client_order_id(position=position, leg="entry"),
+                defaults={"position": position, "exchange": self.exchange, "leg": Order.Leg.ENTRY, "type": Order.Type.MARKET, "side": _entry_side(position), "quantity": position.quantity},
+            )
+        try:
+            with self._client() as client:
+                if position.status == Position.Status.PENDING:
+                    position = self._execute_entry(client, position, entry)
+                if position.status == Position.Status.OPEN:
+                    self.protect(client, position)
+        except FinalExchangeError as exc:
+            self._fail_final(position, entry if entry.state in OPEN_STATES else None, exc)
+            position.refresh_from_db()
+            if position.status == Position.Status.PENDING and not position.orders.filter(filled_quantity__gt=0).exists():
+                Position.objects.filter(pk=position.pk).update(status=Position.Status.FAILED)
+                position.refresh_from_db()
+        return position
+
+    def _execute_entry(self, client: SyncExchangeClient, position: Position, entry: Order) -> Position:
+        symbol = position.symbol.symbol
+        if entry.state in (Order.State.NEW, Order.State.SUBMITTED):
+            market = self._retry(lambda: client.market(symbol), "fetch market")
+            quantity = market.round_quantity(entry.quantity)
+            if quantity != entry.quantity and entry.state == Order.State.NEW:
+                entry.quantity = quantity
+                entry.save(update_fields=["quantity", "updated_at"])
+            if entry.state == Order.State.NEW:
+                self._retry(lambda: client.set_leverage(symbol, position.leverage, "isolated"), "set leverage")
+            result = self.submit(client, entry, order_request(entry, symbol=symbol, leverage=position.leverage))
+            order_sync_from_result(order=entry, result=result)
+            entry.refresh_from_db()
+        # wait for a market entry to fill completely; a remainder that does not fill is cancelled
+        for _ in range(self.fill_poll_attempts):
+            if entry.state not in (Order.State.OPEN, Order.State.PARTIALLY_FILLED, Order.State.SUBMITTED):
+                break
+            if entry.type != Order.Type.MARKET:
+                break
+            self.sleep(0.5)
+            result = self._retry(lambda: client.fetch_order(symbol=symbol, exchange_order_id=entry.exchange_order_id, client_order_id=entry.client_order_id), "poll entry")
+            if result is not None:
+                order_sync_from_result(order=entry, result=result)
+                entry.refresh_from_db()
+        if entry.type == Order.Type.MARKET and entry.state in (Order.State.OPEN, Order.State.PARTIALLY_FILLED):
+            with contextlib.suppress(OrderNotFoundOnExchange):
+                self._retry(lambda: client.cancel_order(symbol=symbol, exchange_order_id=entry.exchange_order_id, client_order_id=entry.client_order_id), "cancel entry remainder")
+            result = self._retry(lambda: client.fetch_order(symbol=symbol, exchange_order_id=entry.exchange_order_id, client_order_id=entry.client_order_id), "fetch entry")
+            if result is not None:
+                order_sync_from_result(order=entry, result=result)
+            logger.warning("entry %s only partly filled (%s of %s): remainder cancelled", entry.client_order_id, entry.filled_quantity, entry.quantity)
+        position = position_refresh_from_orders(position=position)
+        if position.status == Position.Status.PENDING and entry.state in (Order.State.CANCELLED, Order.State.REJECTED):
+            Position.objects.filter(pk=position.pk).update(status=Position.Status.FAILED)
+            position.refresh_from_db()
+        return position
+
+    def protect(self, client: SyncExchangeClient, position: Position) -> None:
+        """Make sure the open position has a live reduce-only stop (and its take-profits); idempotent."""
+        position.refresh_from_db()
+        if position.status != Position.Status.OPEN or position.remaining_quantity <= 0:
+            return
+        symbol = position.symbol.symbol
+        market = self._retry(lambda: client.market(symbol), "fetch market")
+        stop = position.orders.filter(leg=Order.Leg.STOP_LOSS, state__in=OPEN_STATES).order_by("-pk").first()
+        if stop is None:
+            stop = Order.objects.create(
+                position=position, client_order_id=next_leg_client_order_id(position=position, leg="sl"), exchange=self.exchange,
+                leg=Order.Leg.STOP_LOSS, type=Order.Type.STOP_MARKET, side=_exit_side(position), quantity=position.remaining_quantity,
+                trigger_price=market.round_price(position.stop_price), reduce_only=True,
+            )
+        if stop.state in (Order.State.NEW, Order.State.SUBMITTED):
+            try:
+                result = self.submit(client, stop, order_request(stop, symbol=symbol, leverage=position.leverage))
+            except FinalExchangeError as exc:
+                logger.error("stop %s refused (%s): closing position %s at market", stop.client_order_id, exc, position.pk)
+                self._fail_final(position, stop, exc)
+                self._close_at_market(client, position, reason=Position.CloseReason.MANUAL)
+                return
+            order_sync_from_result(order=stop, result=result)
+            logger.info("stop %s placed at %s for position %s", stop.client_order_id, stop.trigger_price, position.pk)
+        self._place_take_profits(client, position, market)
+
+    def _place_take_profits(self, client: SyncExchangeClient, position: Position, market: MarketInfo) -> None:
+        symbol = position.symbol.symbol
+        if position.orders.filter(leg__in=(Order.Leg.TP1, Order.Leg.TP2)).exists():
+            pending = position.orders.filter(leg__in=(Order.Leg.TP1, Order.Leg.TP2), state__in=(Order.State.NEW, Order.State.SUBMITTED))
+        else:
+            levels = [(leg, price) for leg, price in ((Order.Leg.TP1, position.tp1_price), (Order.Leg.TP2, position.tp2_price)) if price]
+            if not levels or position.tp1_done:
+                return
+            quantity = position.remaining_quantity
+            first = market.round_quantity(quantity * self.tp1_fraction) if len(levels) == 2 else quantity
+            sizes = [first, quantity - first] if len(levels) == 2 else [quantity]
+            for (leg, price), size in zip(levels, sizes, strict=True):
+                if size <= 0:
+                    continue
+                Order.objects.get_or_create(
+                    client_order_id=leg_client_order_id(position=position, leg=leg),
+                    defaults={"position": position, "exchange": self.exchange, "leg": leg, "type": Order.Type.TAKE_PROFIT, "side": _exit_side(position), "quantity": size, "trigger_price": market.round_price(price), "reduce_only": True},
+                )
+            pending = position.orders.filter(leg__in=(Order.Leg.TP1, Order.Leg.TP2), state__in=(Order.State.NEW, Order.State.SUBMITTED))
+        for order in pending:
+            try:
+                result = self.submit(client, order, order_request(order, symbol=symbol, leverage=position.leverage))
+                order_sync_from_result(order=order, result=result)
+            except RetryableExchangeError as exc:  # a take-profit is not a safety order: reconcile retries it
+                logger.warning("take-profit %s not placed yet: %s", order.client_order_id, exc)
+
+    def _close_at_market(self, client: SyncExchangeClient, position: Position, *, reason: str, quantity: Decimal | None = None) -> Position:
+        position.refresh_from_db()
+        quantity = min(quantity or position.remaining_quantity, position.remaining_quantity)
+        if quantity <= 0:
+            return position
+        symbol = position.symbol.symbol
+        order = position.orders.filter(leg=Order.Leg.CLOSE, state__in=(Order.State.NEW, Order.State.SUBMITTED)).first()
+        if order is None:
+            order = Order.objects.create(
+                position=position, client_order_id=next_leg_client_order_id(position=position, leg="close"), exchange=self.exchange,
+                leg=Order.Leg.CLOSE, type=Order.Type.MARKET, side=_exit_side(position), quantity=quantity, reduce_only=True,
+            )
+        result = self.submit(client, order, order_request(order, symbol=symbol, leverage=position.leverage))
+        order_sync_from_result(order=order, result=result)
+        return position_refresh_from_orders(position=position, close_reason=reason)
+
+    def _cancel_protective(self, client: SyncExchangeClient, position: Position, legs=PROTECTIVE_LEGS) -> None:
+        symbol = position.symbol.symbol
+        for order in position.orders.filter(leg__in=legs, state__in=(Order.State.SUBMITTED, Order.State.OPEN, Order.State.PARTIALLY_FILLED)):
+            with contextlib.suppress(OrderNotFoundOnExchange):
+                self._retry(lambda o=order: client.cancel_order(symbol=symbol, exchange_order_id=o.exchange_order_id, client_order_id=o.client_order_id, trigger=True), "cancel protective order")
+            result = self._retry(lambda o=order: client.fetch_order(symbol=symbol, exchange_order_id=o.exchange_order_id, client_order_id=o.client_order_id, trigger=True), "fetch protective order")
+            if result is not None:
+                order_sync_from_result(order=order, result=result)
+        for order in position.orders.filter(leg__in=legs, state=Order.State.NEW):
+            order.transition(Order.State.CANCELLED)
+            order.save(update_fields=["state", "updated_at"])
+
+    def close_position(self, *, position: Position, reason: str, quantity: Decimal | None = None, price: Decimal | None = None) -> Position:
+        position.refresh_from_db()
+        if position.status != Position.Status.OPEN:
+            return position
+        try:
+            with self._client() as client:
+                full = quantity is None or quantity >= position.remaining_quantity
+                if full:
+                    self._cancel_protective(client, position)
+                position = self._close_at_market(client, position, reason=reason, quantity=quantity)
+                if not full and position.status == Position.Status.OPEN:
+                    publish("position.updated", position_id=position.pk)
+        except FinalExchangeError as exc:
+            self._fail_final(position, None, exc)
+            raise
+        return position
+
+    def update_stop(self, *, position: Position, stop_price: Decimal) -> Position:
+        """Replace the exchange stop: the new stop is placed first, then the old one cancelled (never unprotected)."""
+        position.refresh_from_db()
+        if position.status != Position.Status.OPEN:
+            return position
+        old_stops = list(position.orders.filter(leg=Order.Leg.STOP_LOSS, state__in=OPEN_STATES))
+        with self._client() as client:
+            market = self._retry(lambda: client.market(position.symbol.symbol), "fetch market")
+            new_price = market.round_price(stop_price)
+            if any(o.trigger_price == new_price for o in old_stops):
+                return position
+            Position.objects.filter(pk=position.pk).update(stop_price=new_price)
+            position.refresh_from_db()
+            new_stop = Order.objects.create(
+                position=position, client_order_id=next_leg_client_order_id(position=position, leg="sl"), exchange=self.exchange,
+                leg=Order.Leg.STOP_LOSS, type=Order.Type.STOP_MARKET, side=_exit_side(position), quantity=position.remaining_quantity,
+                trigger_price=new_price, reduce_only=True,
+            )
+            result = self.submit(client, new_stop, order_request(new_stop, symbol=position.symbol.symbol, leverage=position.leverage))
+            order_sync_from_result(order=new_stop, result=result)
+            for old in old_stops:
+                with contextlib.suppress(OrderNotFoundOnExchange):
+                    self._retry(lambda o=old: client.cancel_order(symbol=position.symbol.symbol, exchange_order_id=o.exchange_order_id, client_order_id=o.client_order_id, trigger=True), "cancel old stop")
+                result = self._retry(lambda o=old: client.fetch_order(symbol=position.symbol.symbol, exchange_order_id=o.exchange_order_id, client_order_id=o.client_order_id, trigger=True), "fetch old stop")
+                if result is not None:
+                    order_sync_from_result(order=old, result=result)
+        publish("position.updated", position_id=position.pk)
+        return position_refresh_from_orders(position=position)

@@ -1,0 +1,176 @@
+"""Reconcile live positions and orders with the exchange, and repair (on worker start and every few minutes).
+
+For each user with an active exchange credential and live positions:
+1. every order of ours that is not terminal is looked up on the exchange by client order id and synced (a fill we
+   missed is recorded; an order the exchange never received, ``submitted`` for longer than the grace period, is
+   marked rejected and, for an entry, the position failed);
+2. a pending position whose entry filled is opened; an open position without a live stop gets one placed;
+3. an open position the exchange no longer holds is closed here: with the fills of our stop/TP orders (the
+   exchange's prices and fees) or, when something else closed it, with reason ``exchange``;
+4. an exchange order whose client id has our format (``P<signal>U<user>L<leg>``) but has no row is adopted;
+   other unknown orders are left alone and logged.
+Every repair is logged (logger ``trading.reconcile``) and counted in the returned report.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass, field
+from datetime import timedelta
+from decimal import Decimal
+
+from django.conf import settings
+from django.utils import timezone
+
+from trading.errors import ExchangeError, FinalExchangeError
+from trading.executors.live import (
+    OPEN_STATES,
+    LiveExecutor,
+    order_sync_from_result,
+    position_refresh_from_orders,
+)
+from trading.models import Order, Position
+
+logger = logging.getLogger(__name__)
+
+CLIENT_ID_RE = re.compile(r"^P(?P<signal>\d+)U(?P<user>\d+)L(?P<leg>[a-z]+)(?P<rev>\d*)$")
+
+
+@dataclass
+class ReconcileReport:
+    user_id: int
+    repairs: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+    def repair(self, message: str, *args) -> None:
+        text = message % args if args else message
+        self.repairs.append(text)
+        logger.warning("reconcile user %s: %s", self.user_id, text)
+
+
+def _submitted_grace() -> timedelta:
+    return timedelta(seconds=getattr(settings, "LIVE_RECONCILE_SUBMITTED_GRACE_SECONDS", 120))
+
+
+def reconcile_user(*, user, executor: LiveExecutor | None = None) -> ReconcileReport:
+    report = ReconcileReport(user_id=user.pk)
+    executor = executor or LiveExecutor(user=user)
+    if executor.credential is None:
+        return report
+    positions = list(
+        Position.objects.filter(user=user, mode="live", exchange=executor.exchange, status__in=(Position.Status.PENDING, Position.Status.OPEN)).select_related("symbol")
+    )
+    try:
+        with executor._client() as client:
+            exchange_positions = executor._retry(lambda: client.fetch_positions(None), "fetch positions")
+            held = {(p.symbol, p.side): p for p in exchange_positions}
+            open_orders = executor._retry(lambda: client.fetch_open_orders(None), "fetch open orders")
+            for position in positions:
+                try:
+                    _reconcile_position(executor, client, position, held, report)
+                except ExchangeError as exc:
+                    report.errors.append(f"position {position.pk}: {exc}")
+                    logger.error("reconcile user %s position %s failed: %s", user.pk, position.pk, exc)
+            _adopt_unknown_orders(executor, open_orders, report)
+    except ExchangeError as exc:
+        report.errors.append(str(exc))
+        logger.error("reconcile user %s failed: %s", user.pk, exc)
+    return report
+
+
+def _reconcile_position(executor: LiveExecutor, client, position: Position, held: dict, report: ReconcileReport) -> None:
+    symbol = position.symbol.symbol
+    now = timezone.now()
+    for order in position.orders.filter(state__in=OPEN_STATES).order_by("pk"):
+        if order.state == Order.State.NEW:
+            continue  # never sent; the executor (or protect below) sends it
+        trigger = order.type in (Order.Type.STOP_MARKET, Order.Type.TAKE_PROFIT)
+        result = executor._retry(
+            lambda o=order, t=trigger: client.fetch_order(symbol=symbol, exchange_order_id=o.exchange_order_id, client_order_id=o.client_order_id, trigger=t),
+            "fetch order",
+        )
+        if result is None:
+            if order.state == Order.State.SUBMITTED and now - order.updated_at > _submitted_grace():
+                order.transition(Order.State.REJECTED)
+                order.error = "never reached the exchange (not found by client order id)"
+                order.save()
+                report.repair("order %s was never received by the exchange: marked rejected", order.client_order_id)
+            continue
+        before = (order.state, order.filled_quantity)
+        filled = order_sync_from_result(order=order, result=result)
+        order.refresh_from_db()
+        if filled > 0:
+            report.repair("recorded missed fill of %s: %s @ %s", order.client_order_id, filled, order.average_price)
+        elif before[0] != order.state:
+            report.repair("order %s: %s -> %s", order.client_order_id, before[0], order.state)
+    previous = position.status
+    position = position_refresh_from_orders(position=position)
+    if previous == Position.Status.PENDING and position.status == Position.Status.OPEN:
+        report.repair("position %s opened from a missed entry fill", position.pk)
+    entry = position.orders.filter(leg=Order.Leg.ENTRY).first()
+    if position.status == Position.Status.PENDING and entry is not None and entry.state in (Order.State.REJECTED, Order.State.CANCELLED):
+        Position.objects.filter(pk=position.pk).update(status=Position.Status.FAILED)
+        report.repair("position %s failed: its entry %s is %s", position.pk, entry.client_order_id, entry.state)
+        return
+    if position.status != Position.Status.OPEN:
+        if position.status == Position.Status.CLOSED and previous == Position.Status.OPEN:
+            report.repair("position %s closed by its exchange orders (%s), net PnL %s", position.pk, position.close_reason, position.net_pnl)
+            executor._cancel_protective(client, position)
+        return
+    exchange_position = held.get((symbol, position.side))
+    if exchange_position is None or exchange_position.quantity <= 0:
+        # closed on the exchange by something other than our orders (manual close, liquidation, ADL)
+        executor._cancel_protective(client, position)
+        Position.objects.filter(pk=position.pk).update(
+            status=Position.Status.CLOSED, closed_at=timezone.now(), close_reason=Position.CloseReason.EXCHANGE, remaining_quantity=Decimal("0")
+        )
+        from config.events import publish
+
+        publish("position.closed", position_id=position.pk)
+        report.repair("position %s no longer held on the exchange: closed here (reason exchange, PnL from recorded fills %s)", position.pk, position.realised_pnl)
+        return
+    has_stop = position.orders.filter(leg=Order.Leg.STOP_LOSS, state__in=(Order.State.OPEN, Order.State.PARTIALLY_FILLED)).exists()
+    if not has_stop:
+        try:
+            executor.protect(client, position)
+        except FinalExchangeError as exc:
+            report.errors.append(f"stop for position {position.pk}: {exc}")
+            raise
+        report.repair("position %s had no live stop: stop placed at %s", position.pk, position.stop_price)
+    elif position.orders.filter(leg__in=(Order.Leg.TP1, Order.Leg.TP2), state__in=(Order.State.NEW, Order.State.SUBMITTED)).exists():
+        executor.protect(client, position)
+
+
+def _adopt_unknown_orders(executor: LiveExecutor, open_orders, report: ReconcileReport) -> None:
+    known = set(Order.objects.filter(client_order_id__in=[o.client_order_id for o in open_orders if o.client_order_id]).values_list("client_order_id", flat=True))
+    for result in open_orders:
+        cid = result.client_order_id
+        if not cid or cid in known:
+            continue
+        match = CLIENT_ID_RE.match(cid)
+        if not match or int(match["user"]) != executor.user.pk:
+            logger.info("reconcile user %s: leaving unknown exchange order %s (%s) alone", executor.user.pk, result.exchange_order_id, cid or "no client id")
+            continue
+        position = Position.objects.filter(user=executor.user, signal_id=int(match["signal"]) or None, mode="live").first()
+        leg = {"entry": Order.Leg.ENTRY, "sl": Order.Leg.STOP_LOSS, "tp": Order.Leg.TP1, "close": Order.Leg.CLOSE}.get(match["leg"])
+        if match["leg"] == "tp":
+            leg = Order.Leg.TP2 if match["rev"] == "2" else Order.Leg.TP1
+        if position is None or leg is None:
+            logger.warning("reconcile user %s: order %s has our format but no position to attach it to", executor.user.pk, cid)
+            continue
+        order = Order.objects.create(
+            position=position, client_order_id=cid, exchange_order_id=result.exchange_order_id, exchange=executor.exchange, leg=leg,
+            type=result.type if result.type in Order.Type.values else Order.Type.MARKET, side=result.side, quantity=result.quantity,
+            price=result.price, trigger_price=result.trigger_price, reduce_only=result.reduce_only, state=Order.State.SUBMITTED,
+        )
+        order_sync_from_result(order=order, result=result)
+        report.repair("adopted exchange order %s (%s) into position %s", cid, result.exchange_order_id, position.pk)
+
+
+def reconcile_all() -> list[ReconcileReport]:
+    """Reconcile every user with live positions that are pending or open."""
+    from accounts.models import TelegramUser
+
+    user_ids = Position.objects.filter(mode="live", status__in=(Position.Status.PENDING, Position.Status.OPEN)).values_list("user_id", flat=True).distinct()
+    return [reconcile_user(user=user) for user in TelegramUser.objects.filter(pk__in=list(user_ids))]

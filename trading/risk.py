@@ -1,0 +1,71 @@
+"""The risk manager: every rule checked before a position is opened, in a fixed order, first refusal wins.
+
+``risk_check_open(...)`` returns ``None`` (allowed) or a ``RiskRefusal(reason, detail)``; the caller records it
+(``trading.services.refusal_record``: once per user and signal, notified once). The drawdown rule also pauses the
+user's auto-trading (``auto_trading_paused_reason``) until an admin or the user resumes it
+(``trading.services.user_auto_trading_resume``, admin action on paper accounts).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+
+from engine.sectors import is_correlated
+from trading.models import DailyRiskState, Position, TradeRefusal, TradingSwitch
+
+HUNDRED = Decimal(100)
+Reason = TradeRefusal.Reason
+
+
+@dataclass(frozen=True)
+class RiskRefusal:
+    reason: str  # TradeRefusal.Reason value
+    detail: str
+
+
+def risk_check_open(*, user, signal, equity: Decimal | None, peak_equity: Decimal | None, now: datetime) -> RiskRefusal | None:
+    """Check every rule for opening ``signal`` for ``user``. ``equity``/``peak_equity`` feed the drawdown rule (None:
+    not known for this account, rule skipped). Reads only; the drawdown pause is applied by the caller."""
+    prefs = user.preferences
+    symbol = signal.symbol.symbol
+    switch = TradingSwitch.current()
+    if switch.auto_trading_paused:
+        return RiskRefusal(Reason.GLOBAL_PAUSE, switch.reason or "auto-trading is paused by the operator")
+    if user.auto_trading_paused_reason:
+        return RiskRefusal(Reason.USER_PAUSED, user.auto_trading_paused_reason)
+    if signal.source == "news" and not prefs.news_signals:
+        return RiskRefusal(Reason.SOURCE_DISABLED, "news signals are off in your settings")
+    if signal.source == "flow" and not prefs.flow_signals:
+        return RiskRefusal(Reason.SOURCE_DISABLED, "order-flow signals are off in your settings")
+    if signal.risk_level not in (prefs.accepted_risk_levels or ["low", "medium"]):
+        return RiskRefusal(Reason.RISK_LEVEL, f"risk level {signal.risk_level} is not among your accepted levels")
+    if symbol in (prefs.muted_symbols or []):
+        return RiskRefusal(Reason.MUTED_SYMBOL, f"{symbol} is muted in your settings")
+    open_positions = Position.objects.filter(
+        user=user, status__in=[Position.Status.PENDING, Position.Status.OPEN]
+    ).select_related("symbol")
+    open_symbols = [p.symbol.symbol for p in open_positions]
+    if len(open_symbols) >= prefs.max_open_positions:
+        return RiskRefusal(Reason.MAX_POSITIONS, f"{len(open_symbols)} of {prefs.max_open_positions} positions open")
+    if prefs.correlation_filter and is_correlated(symbol, open_symbols):
+        return RiskRefusal(Reason.CORRELATED, f"{symbol} is in the same sector as an open position")
+    day_state = DailyRiskState.objects.filter(user=user, day=now.date()).first()
+    if day_state is not None:
+        limit = day_state.start_equity * prefs.daily_loss_limit_pct / HUNDRED
+        if day_state.loss_limit_hit or -day_state.realised_pnl >= limit:
+            return RiskRefusal(
+                Reason.DAILY_LOSS,
+                f"today's loss {-day_state.realised_pnl:.2f} USDT reached the daily limit "
+                f"({prefs.daily_loss_limit_pct:g}% = {limit:.2f} USDT); new entries resume tomorrow (UTC)",
+            )
+    if equity is not None and peak_equity and peak_equity > 0:
+        drawdown_pct = (peak_equity - equity) / peak_equity * HUNDRED
+        if drawdown_pct >= prefs.max_drawdown_pct:
+            return RiskRefusal(
+                Reason.DRAWDOWN,
+                f"equity {equity:.2f} is {drawdown_pct:.1f}% below its peak {peak_equity:.2f} "
+                f"(limit {prefs.max_drawdown_pct:g}%); auto-trading paused until you resume it",
+            )
+    return None

@@ -1,0 +1,436 @@
+"""Writes of the trading app: deciding, opening and closing positions, paper accounts, risk state, funding.
+
+Every function takes keyword-only typed arguments and is named ``<entity>_<action>``.
+
+Restart safety of an execution (``signal_execute_for_user``): the decision (risk manager + sizing) and the storing
+of the ``Position`` (status ``pending``) with its entry ``Order`` happen in ONE transaction that first locks the
+user row and looks for an existing position of this (user, signal) (unique constraint). A worker killed before the
+commit leaves nothing (the re-run decides again); killed after it, the re-run finds the pending position and only
+executes it (``Executor.open_position`` is idempotent). So a crash neither loses nor doubles a position.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from accounts.models import TelegramUser
+from config import events
+from engine import pnl
+from engine.errors import InvalidParameters, OrderBelowMinimum
+from engine.sizing import MarketLimits, effective_leverage, position_quantity
+from trading import amounts
+from trading.executors.base import Executor, executor_for
+from trading.models import (
+    DailyRiskState,
+    FundingCharge,
+    Order,
+    PaperAccount,
+    Position,
+    TradeRefusal,
+    TradingMode,
+    TradingSwitch,
+)
+from trading.risk import RiskRefusal, risk_check_open
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["Executor", "client_order_id", "executor_for"]
+
+_LEG_RE = re.compile(r"^[a-z0-9]{1,8}$")
+CLIENT_ORDER_ID_MAX_LENGTH = 32
+HUNDRED = Decimal(100)
+FUNDING_INTERVAL = timedelta(hours=8)
+
+R = Position.CloseReason
+STOP_REASONS = frozenset({R.SL, R.BREAKEVEN, R.TRAILING})
+_EXIT_LEG_CODES = {R.SL: "sl", R.TP1: "tp1", R.TP2: "tp2", R.TRAILING: "trl", R.BREAKEVEN: "be", R.EXPIRY: "exp"}
+
+
+# --- client order ids and order legs ------------------------------------------------------------------------------
+def client_order_id(*, signal_id: int, user_id: int, leg: str) -> str:
+    """Deterministic client order id of one order leg: ``P<signal>U<user>L<leg>``.
+
+    Ids are decimal digits and the separators upper-case letters, the leg lower-case alphanumerics (``entry``,
+    ``sl``, ``tp1``, ``tp2``, ``be``, ``trl``, ``exp``, ``man2``…), so two different (signal, user, leg) never give
+    the same id. At most 32 characters of ``[A-Za-z0-9]`` (accepted by OKX, KuCoin, MEXC and Bitunix).
+    """
+    if signal_id is None or user_id is None or int(signal_id) < 0 or int(user_id) < 0:
+        raise ValueError(f"signal_id and user_id must be non-negative integers, got {signal_id!r}, {user_id!r}")
+    if not _LEG_RE.match(leg):
+        raise ValueError(f"order leg must be 1-8 lower-case letters/digits, got {leg!r}")
+    value = f"P{int(signal_id)}U{int(user_id)}L{leg}"
+    if len(value) > CLIENT_ORDER_ID_MAX_LENGTH:
+        raise ValueError(f"client order id {value!r} is longer than {CLIENT_ORDER_ID_MAX_LENGTH} characters")
+    return value
+
+
+def exit_leg(*, position: Position, reason: str) -> str:
+    """Leg code of an exit: one per engine exit reason (each happens at most once per position); manual/flip/
+    exchange closes are numbered (``man1``, ``man2``…) since they may repeat."""
+    code = _EXIT_LEG_CODES.get(reason)
+    if code:
+        return code
+    prefix = {R.FLIP: "flip", R.EXCHANGE: "exch"}.get(reason, "man")
+    n = position.orders.exclude(leg=Order.Leg.ENTRY).count() + 1
+    return f"{prefix}{n}"
+
+
+def order_leg_for_reason(reason: str) -> str:
+    return {R.TP1: Order.Leg.TP1, R.TP2: Order.Leg.TP2}.get(reason, Order.Leg.STOP_LOSS if reason in STOP_REASONS else Order.Leg.CLOSE)
+
+
+def order_type_for_reason(reason: str) -> str:
+    if reason in (R.TP1, R.TP2):
+        return Order.Type.TAKE_PROFIT
+    return Order.Type.STOP_MARKET if reason in STOP_REASONS else Order.Type.MARKET
+
+
+def market_limits_of(*, symbol) -> MarketLimits:
+    """Precision and minimums of a ``signals.Symbol`` row in ``engine.sizing`` terms."""
+    return MarketLimits(
+        amount_step=symbol.step_size or None,
+        min_qty=symbol.min_quantity or Decimal(0),
+        min_notional=symbol.min_notional or Decimal(0),
+        max_leverage=Decimal(symbol.max_leverage) if symbol.max_leverage else None,
+    )
+
+
+# --- paper account and daily risk state ---------------------------------------------------------------------------
+def paper_account_get_or_create(*, user: TelegramUser) -> PaperAccount:
+    start = settings.PAPER_STARTING_BALANCE
+    account, _ = PaperAccount.objects.get_or_create(
+        user=user, defaults={"starting_balance": start, "balance": start, "peak_equity": start}
+    )
+    return account
+
+
+def paper_account_apply(*, user: TelegramUser, cash: Decimal, at: datetime) -> PaperAccount:
+    """Move the paper balance by ``cash`` (realised PnL − fees − funding of one event) and book it on the user's
+    UTC day (the daily loss limit counts fees and funding too). Call inside the event's transaction."""
+    cash = amounts.money(cash)
+    paper_account_get_or_create(user=user)
+    account = PaperAccount.objects.select_for_update().get(user=user)
+    before = account.balance
+    account.balance = before + cash
+    account.save(update_fields=["balance", "updated_at"])
+    daily_risk_record(user=user, at=at, pnl_change=cash, start_equity=before)
+    return account
+
+
+def paper_account_mark_peak(*, user: TelegramUser, equity: Decimal) -> PaperAccount:
+    """Raise the peak equity the drawdown rule measures from (never lowers it)."""
+    account = paper_account_get_or_create(user=user)
+    equity = amounts.money(equity)
+    if equity > account.peak_equity:
+        PaperAccount.objects.filter(pk=account.pk, peak_equity__lt=equity).update(peak_equity=equity)
+        account.refresh_from_db()
+    return account
+
+
+def daily_risk_record(*, user: TelegramUser, at: datetime, pnl_change: Decimal, start_equity: Decimal) -> DailyRiskState:
+    day = at.astimezone(UTC).date()
+    state, _ = DailyRiskState.objects.get_or_create(user=user, day=day, defaults={"start_equity": start_equity})
+    DailyRiskState.objects.filter(pk=state.pk).update(realised_pnl=state.realised_pnl + pnl_change)
+    state.refresh_from_db()
+    return state
+
+
+# --- switches -----------------------------------------------------------------------------------------------------
+def trading_pause(*, reason: str = "") -> TradingSwitch:
+    """Pause auto-trading for everybody (new entries only; open positions keep being monitored)."""
+    switch = TradingSwitch.current()
+    switch.auto_trading_paused, switch.reason = True, reason[:200]
+    switch.save()
+    return switch
+
+
+def trading_resume() -> TradingSwitch:
+    switch = TradingSwitch.current()
+    switch.auto_trading_paused, switch.reason = False, ""
+    switch.save()
+    return switch
+
+
+def user_auto_trading_pause(*, user: TelegramUser, reason: str) -> None:
+    TelegramUser.objects.filter(pk=user.pk).update(auto_trading_paused_reason=reason[:200])
+    user.auto_trading_paused_reason = reason[:200]
+
+
+def user_auto_trading_resume(*, user: TelegramUser, equity: Decimal | None = None) -> None:
+    """Resume a paused user (admin or the user). The drawdown peak restarts from the current equity, otherwise
+    the very next signal would pause again."""
+    with transaction.atomic():
+        TelegramUser.objects.filter(pk=user.pk).update(auto_trading_paused_reason="")
+        user.auto_trading_paused_reason = ""
+        account = paper_account_get_or_create(user=user)
+        if equity is None:
+            from trading.selectors import account_equity
+
+            equity = account_equity(user=user)
+        PaperAccount.objects.filter(pk=account.pk).update(peak_equity=amounts.money(equity))
+        DailyRiskState.objects.filter(user=user, loss_limit_hit=True).update(loss_limit_hit=False)
+
+
+def paper_mode_toggle(*, user: TelegramUser) -> bool:
+    """``/toggle_paper_mode``: switch paper/live for NEW positions; open positions keep the mode they were opened
+    in (``Position.mode``). Returns the new ``paper_mode``. Validated through ``accounts.services``."""
+    from accounts.services import preferences_update
+
+    prefs = preferences_update(user=user, changes={"paper_mode": not user.preferences.paper_mode})
+    return prefs.paper_mode
+
+
+# --- refusals -----------------------------------------------------------------------------------------------------
+def refusal_record(*, user: TelegramUser, signal, reason: str, detail: str) -> TradeRefusal:
+    """Record a refusal once per (user, signal) and tell the user once (``user.notify`` with a dedupe key)."""
+    refusal, created = TradeRefusal.objects.get_or_create(
+        user=user, signal=signal, defaults={"reason": reason, "detail": detail[:300]}
+    )
+    if created:
+        label = TradeRefusal.Reason(reason).label
+        text = (
+            f"⛔ Not opened: <b>{html.escape(signal.side.upper())} {html.escape(signal.symbol.symbol)}</b>\n"
+            f"{html.escape(label)}: {html.escape(detail)}"
+        )
+        events.publish("user.notify", user_id=user.pk, text=text, dedupe_key=f"refusal:{user.pk}:{signal.pk}")
+        TradeRefusal.objects.filter(pk=refusal.pk).update(notified=True)
+        refusal.notified = True
+    return refusal
+
+
+# --- deciding and opening -----------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class PositionDecision:
+    quantity: Decimal
+    leverage: int
+    mode: str
+
+
+def position_decide(*, user: TelegramUser, signal, executor: Executor) -> PositionDecision:
+    """Sizing through ``engine.sizing`` (raises ``OrderBelowMinimum``/``InvalidParameters``)."""
+    prefs = user.preferences
+    market = executor.market_limits(symbol=signal.symbol)
+    leverage = effective_leverage(leverage=prefs.leverage, max_leverage=settings.MAX_LEVERAGE, market=market)
+    if prefs.sizing_mode == "risk":
+        mode, pct = "risk_pct", prefs.risk_per_trade_pct
+    else:
+        mode, pct = "balance_pct", prefs.position_size_pct
+    quantity = position_quantity(
+        balance=executor.balance(),
+        entry=signal.entry,
+        stop=signal.stop,
+        mode=mode,
+        pct=pct,
+        leverage=leverage,
+        max_leverage=settings.MAX_LEVERAGE,
+        market=market,
+    )
+    return PositionDecision(quantity=quantity, leverage=int(leverage), mode=executor.mode)
+
+
+def _position_store(*, user: TelegramUser, signal, decision: PositionDecision, executor: Executor, now: datetime) -> Position:
+    expires_at = signal.expires_at or now + timedelta(hours=settings.TRADING_POSITION_EXPIRY_HOURS)
+    position = Position.objects.create(
+        user=user,
+        signal=signal,
+        symbol=signal.symbol,
+        side=signal.side,
+        mode=decision.mode,
+        exchange=executor.exchange,
+        status=Position.Status.PENDING,
+        leverage=decision.leverage,
+        quantity=decision.quantity,
+        remaining_quantity=decision.quantity,
+        stop_price=signal.stop,
+        initial_stop_price=signal.stop,
+        tp1_price=signal.tp1,
+        tp2_price=signal.tp2,
+        atr=signal.atr,
+        expires_at=max(expires_at, now + timedelta(minutes=1)),
+        created_at=now,
+    )
+    Order.objects.create(
+        position=position,
+        client_order_id=client_order_id(signal_id=signal.pk, user_id=user.pk, leg="entry"),
+        exchange=executor.exchange,
+        leg=Order.Leg.ENTRY,
+        type=Order.Type.MARKET,
+        side="buy" if signal.side == "long" else "sell",
+        quantity=decision.quantity,
+    )
+    return position
+
+
+def position_prepare(*, user: TelegramUser, signal, executor: Executor, now: datetime) -> Position | TradeRefusal | None:
+    """Decide and store (one transaction, user row locked). Returns the existing or new pending/open ``Position``,
+    the ``TradeRefusal`` if the risk manager said no, or ``None`` when the signal was refused before."""
+    from trading.selectors import account_equity
+
+    with transaction.atomic():
+        user = TelegramUser.objects.select_for_update(of=("self",)).select_related("preferences").get(pk=user.pk)
+        existing = Position.objects.filter(user=user, signal=signal).first()
+        if existing is not None:
+            return existing
+        if TradeRefusal.objects.filter(user=user, signal=signal).exists():
+            return None
+        equity = peak = None
+        if executor.mode == TradingMode.PAPER:
+            account = paper_account_get_or_create(user=user)
+            equity = account_equity(user=user, price_of=getattr(executor, "price_of", None))
+            account = paper_account_mark_peak(user=user, equity=equity)
+            peak = account.peak_equity
+        refusal: RiskRefusal | None = risk_check_open(
+            user=user, signal=signal, equity=equity, peak_equity=peak, now=now
+        )
+        if refusal is None:
+            try:
+                decision = position_decide(user=user, signal=signal, executor=executor)
+            except (OrderBelowMinimum, InvalidParameters) as exc:
+                refusal = RiskRefusal(TradeRefusal.Reason.SIZE, str(exc))
+        if refusal is not None:
+            if refusal.reason == TradeRefusal.Reason.DRAWDOWN:
+                user_auto_trading_pause(user=user, reason=f"max drawdown reached: {refusal.detail}")
+            if refusal.reason == TradeRefusal.Reason.DAILY_LOSS:
+                DailyRiskState.objects.filter(user=user, day=now.astimezone(UTC).date()).update(loss_limit_hit=True)
+            return refusal_record(user=user, signal=signal, reason=refusal.reason, detail=refusal.detail)
+        return _position_store(user=user, signal=signal, decision=decision, executor=executor, now=now)
+
+
+def signal_execute_for_user(*, user: TelegramUser, signal, executor: Executor | None = None) -> Position | TradeRefusal | None:
+    """Open ``signal`` for one user (risk manager → sizing → stored pending position → executor). Idempotent."""
+    mode = TradingMode.PAPER if user.preferences.paper_mode else TradingMode.LIVE
+    executor = executor or executor_for(user=user, mode=mode)
+    now = executor.now() if hasattr(executor, "now") else timezone.now()
+    try:
+        result = position_prepare(user=user, signal=signal, executor=executor, now=now)
+    except IntegrityError:  # a concurrent delivery stored it first
+        result = Position.objects.get(user=user, signal=signal)
+    if isinstance(result, Position) and result.status == Position.Status.PENDING:
+        if result.mode != executor.mode:  # the user toggled the mode between decision and execution
+            executor = executor_for(user=user, mode=result.mode)
+        result = executor.open_position(position=result)
+    return result
+
+
+def signal_is_tradeable(*, signal, now: datetime) -> bool:
+    return signal.status == "open" and (signal.expires_at is None or signal.expires_at > now)
+
+
+def signal_execute(*, signal_id: int, executor_factory=None) -> dict[str, int]:
+    """The consumer of ``signal.created``: open the signal for every eligible user (auto-trading on, not banned).
+
+    One user's failure does not stop the others; a retryable failure is re-raised at the end so the task retries
+    (finished users are skipped on the retry by the unique (user, signal) position/refusal)."""
+    from signals.models import Signal
+    from trading.errors import RetryableExchangeError
+
+    signal = Signal.objects.select_related("symbol").get(pk=signal_id)
+    counts = {"opened": 0, "refused": 0, "skipped": 0, "failed": 0}
+    users = TelegramUser.objects.filter(
+        auto_trading_enabled=True, is_banned=False, preferences__isnull=False
+    ).select_related("preferences").order_by("pk")
+    retry: Exception | None = None
+    for user in users:
+        try:
+            mode = TradingMode.PAPER if user.preferences.paper_mode else TradingMode.LIVE
+            executor = (executor_factory or executor_for)(user=user, mode=mode)
+            now = executor.now() if hasattr(executor, "now") else timezone.now()
+            if not signal_is_tradeable(signal=signal, now=now):
+                counts["skipped"] += 1
+                continue
+            result = signal_execute_for_user(user=user, signal=signal, executor=executor)
+        except RetryableExchangeError as exc:
+            logger.warning("signal %s for user %s: retryable failure %s", signal_id, user.pk, exc)
+            counts["failed"] += 1
+            retry = exc
+            continue
+        except Exception:
+            logger.exception("signal %s for user %s: execution failed", signal_id, user.pk)
+            counts["failed"] += 1
+            continue
+        if isinstance(result, Position):
+            counts["opened"] += 1
+        elif isinstance(result, TradeRefusal):
+            counts["refused"] += 1
+        else:
+            counts["skipped"] += 1
+    logger.info("signal %s executed: %s", signal_id, counts)
+    if retry is not None:
+        raise retry
+    return counts
+
+
+# --- funding ------------------------------------------------------------------------------------------------------
+def funding_times_between(start: datetime, end: datetime) -> list[datetime]:
+    """The 8-hourly funding times (00, 08, 16 UTC) in ``(start, end]``."""
+    start = start.astimezone(UTC)
+    first = start.replace(minute=0, second=0, microsecond=0, hour=(start.hour // 8) * 8)
+    times, t = [], first
+    while t <= end:
+        if t > start:
+            times.append(t)
+        t += FUNDING_INTERVAL
+    return times
+
+
+def funding_charge_position(*, position: Position, funding_time: datetime, rate: Decimal, mark: Decimal) -> FundingCharge | None:
+    """Charge one funding payment to an open paper position (once per funding time; longs pay a positive rate)."""
+    with transaction.atomic():
+        position = Position.objects.select_for_update().get(pk=position.pk)
+        if position.status != Position.Status.OPEN or position.remaining_quantity <= 0:
+            return None
+        if FundingCharge.objects.filter(position=position, funding_time=funding_time).exists():
+            return None
+        amount = amounts.money(
+            pnl.funding_payment(side=position.side, mark=mark, quantity=position.remaining_quantity, rate=rate)
+        )
+        charge = FundingCharge.objects.create(
+            position=position, funding_time=funding_time, rate=rate, mark_price=amounts.price(mark),
+            quantity=position.remaining_quantity, amount=amount,
+        )
+        position.funding += amount
+        position.save(update_fields=["funding", "updated_at"])
+        if position.mode == TradingMode.PAPER:
+            paper_account_apply(user=position.user, cash=-amount, at=funding_time)
+        return charge
+
+
+def funding_charge_due(*, now: datetime, price_of=None) -> int:
+    """Charge every open paper position the funding times it lived through since it opened (idempotent).
+
+    The rate of a funding time is the ``FundingSnapshot`` of that symbol and time (the market-data exchange's first,
+    else any exchange's); without one, in replay, ``settings.PAPER_FUNDING_RATE``; otherwise nothing is charged."""
+    from signals.models import FundingSnapshot
+    from trading.market import market_last_price
+
+    price_of = price_of or market_last_price
+    fallback = Decimal(settings.PAPER_FUNDING_RATE) if settings.PAPER_FUNDING_RATE and settings.MARKET_DATA_SOURCE == "replay" else None
+    charged = 0
+    positions = Position.objects.filter(status=Position.Status.OPEN, mode=TradingMode.PAPER, opened_at__isnull=False).select_related("symbol")
+    for position in positions:
+        done = set(position.funding_charges.values_list("funding_time", flat=True))
+        for t in funding_times_between(position.opened_at, now):
+            if t in done:
+                continue
+            snaps = list(FundingSnapshot.objects.filter(symbol=position.symbol, funding_time=t))
+            snaps.sort(key=lambda s: s.exchange != settings.MARKET_DATA_EXCHANGE)
+            if snaps:
+                rate, mark = snaps[0].rate, snaps[0].mark_price
+            elif fallback is not None:
+                rate, mark = fallback, None
+            else:
+                continue
+            if mark is None:
+                mark = Decimal(price_of(position.symbol.symbol))
+            if funding_charge_position(position=position, funding_time=t, rate=rate, mark=mark) is not None:
+                charged += 1
+    return charged

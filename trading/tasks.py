@@ -1,0 +1,42 @@
+"""Celery tasks of the trading app (``trade`` queue): thin wrappers around services."""
+
+from __future__ import annotations
+
+from celery import shared_task
+
+from trading.errors import RetryableExchangeError
+
+
+@shared_task(
+    name="trading.tasks.execute_signal",
+    queue="trade",
+    acks_late=True,
+    reject_on_worker_lost=True,
+    autoretry_for=(RetryableExchangeError,),
+    retry_backoff=True,
+    retry_backoff_max=60,
+    max_retries=5,
+)
+def execute_signal(signal_id: int) -> dict:
+    """Consumer of ``signal.created``: open the signal for every eligible user. Idempotent (see
+    ``trading.services``): redelivery after a worker crash neither loses nor doubles a position."""
+    from trading.services import signal_execute
+
+    return signal_execute(signal_id=signal_id)
+
+
+@shared_task(name="trading.tasks.monitor_positions", queue="trade", acks_late=True, reject_on_worker_lost=True)
+def monitor_positions() -> dict:
+    from trading.monitor import positions_monitor
+
+    report = positions_monitor()
+    return {"positions": report.positions, "candles": report.candles, "closed": report.closed,
+            "errors": len(report.errors)}
+
+
+@shared_task(name="trading.tasks.charge_funding", queue="trade", acks_late=True, reject_on_worker_lost=True)
+def charge_funding() -> int:
+    from trading.market import market_now
+    from trading.services import funding_charge_due
+
+    return funding_charge_due(now=market_now())

@@ -1,0 +1,36 @@
+"""Celery tasks of live trading (kept apart from trading/tasks.py). Thin wrappers: arguments are ids, never keys."""
+
+from __future__ import annotations
+
+import logging
+
+from celery import shared_task
+from celery.signals import worker_ready
+
+logger = logging.getLogger(__name__)
+
+
+@shared_task(name="trading.tasks_live.reconcile_exchange_positions", ignore_result=True)
+def reconcile_exchange_positions(user_id: int | None = None) -> int:
+    """Compare live positions/orders with the exchanges and repair; returns the number of repairs."""
+    from trading.reconcile import reconcile_all, reconcile_user
+
+    if user_id is None:
+        reports = reconcile_all()
+    else:
+        from accounts.models import TelegramUser
+
+        user = TelegramUser.objects.filter(pk=user_id).first()
+        reports = [reconcile_user(user=user)] if user else []
+    repairs = sum(len(r.repairs) for r in reports)
+    logger.info("reconciled %d user(s): %d repair(s)", len(reports), repairs)
+    return repairs
+
+
+@worker_ready.connect
+def _reconcile_on_worker_start(sender=None, **_):
+    """After a restart (possibly a kill mid-order), repair before anything else runs on the trade queue."""
+    try:
+        reconcile_exchange_positions.apply_async(queue="trade")
+    except Exception:  # a missing broker must not stop the worker from starting
+        logger.exception("could not schedule the start-up reconcile")

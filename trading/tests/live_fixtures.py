@@ -1,0 +1,59 @@
+"""Shared fixtures of the live-trading tests: the fake exchange forced by settings, a user with keys, a stored
+pending live position (as ``trading.services.position_prepare`` stores it)."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+
+from accounts.models import ApiSecrets
+from accounts.tests.factories import ExchangeCredentialFactory, TelegramUserFactory
+from signals.tests.factories import SignalFactory, SymbolFactory
+from trading.exchanges import fake_account_name
+from trading.exchanges.fake import fake_account, fake_accounts_reset
+from trading.models import Order, Position
+from trading.services import client_order_id
+
+SYMBOL = "BTC/USDT:USDT"
+API_KEY = "AKlive-4f9c2d7e1b8a6c3d"
+API_SECRET = "SKlive-very-secret-0a1b2c3d4e5f"
+PASSPHRASE = "pass-phrase-xyz"
+
+
+@pytest.fixture
+def fake_exchange(settings):
+    settings.LIVE_EXCHANGE_CLIENT = "fake"
+    settings.LIVE_RECONCILE_SUBMITTED_GRACE_SECONDS = 0
+    fake_accounts_reset()
+    yield
+    fake_accounts_reset()
+
+
+@pytest.fixture
+def live_user(fake_exchange):
+    user = TelegramUserFactory(auto_trading_enabled=True)
+    ExchangeCredentialFactory(user=user, exchange="okx", secrets=ApiSecrets(api_key=API_KEY, secret=API_SECRET, passphrase=PASSPHRASE))
+    return user
+
+
+@pytest.fixture
+def account(live_user):
+    acct = fake_account(fake_account_name(user_id=live_user.pk))
+    acct.set_price(SYMBOL, "100")
+    return acct
+
+
+def make_live_position(user, *, side="long", quantity="1.5", entry="100", stop="98", tp1="102", tp2="104") -> Position:
+    symbol = SymbolFactory(symbol=SYMBOL, base="BTC")
+    signal = SignalFactory(symbol=symbol, side=side, entry=Decimal(entry), stop=Decimal(stop), tp1=Decimal(tp1), tp2=Decimal(tp2))
+    position = Position.objects.create(
+        user=user, signal=signal, symbol=symbol, side=side, mode="live", exchange="okx", status=Position.Status.PENDING,
+        leverage=5, quantity=Decimal(quantity), remaining_quantity=Decimal(quantity), stop_price=Decimal(stop),
+        initial_stop_price=Decimal(stop), tp1_price=Decimal(tp1), tp2_price=Decimal(tp2),
+    )
+    Order.objects.create(
+        position=position, client_order_id=client_order_id(signal_id=signal.pk, user_id=user.pk, leg="entry"), exchange="okx",
+        leg=Order.Leg.ENTRY, type=Order.Type.MARKET, side="buy" if side == "long" else "sell", quantity=Decimal(quantity),
+    )
+    return position

@@ -1,0 +1,141 @@
+"""Auto-flip rules: only flow signals, only with the user's opt-in, only when the risk manager allows the new side."""
+
+from decimal import Decimal
+
+import pytest
+
+from accounts.tests.factories import TelegramUserFactory
+from signals.models import Signal
+from signals.tests.factories import SignalFactory, SymbolFactory
+from trading import services
+from trading.flip import position_flip_if_opposed
+from trading.models import Order, Position
+from trading.tests.factories import PositionFactory
+
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("paper_settings")]
+
+SYMBOL = "BTC/USDT:USDT"
+
+
+def _user(**prefs):
+    user = TelegramUserFactory(auto_trading_enabled=True)
+    values = {"auto_flip": True, "flow_signals": True, "accepted_risk_levels": ["low", "medium", "high"]}
+    values.update(prefs)
+    for key, value in values.items():
+        setattr(user.preferences, key, value)
+    user.preferences.save()
+    return user
+
+
+@pytest.fixture
+def btc(market):
+    market.prices[SYMBOL] = Decimal("100")
+    return SymbolFactory(symbol=SYMBOL, base="BTC", tick_size=Decimal("0.1"), step_size=Decimal("0.001"))
+
+
+def _open_long(user, btc):
+    opening = SignalFactory(symbol=btc, side="long", source=Signal.Source.TECHNICAL)
+    return PositionFactory(user=user, signal=opening, symbol=btc, side="long")
+
+
+def _flow_short(btc, **kwargs):
+    values = {"symbol": btc, "side": "short", "source": Signal.Source.FLOW, "entry": Decimal("100"),
+              "stop": Decimal("103"), "tp1": Decimal("97"), "tp2": Decimal("94"), "risk_level": "medium"}  # fmt: skip
+    values.update(kwargs)
+    return SignalFactory(**values)
+
+
+def test_flow_signal_flips_an_opposite_auto_position_when_opted_in(btc, published):
+    user = _user(max_open_positions=1)  # the flipped position must not count against the limit
+    old = _open_long(user, btc)
+    signal = _flow_short(btc)
+
+    closed = position_flip_if_opposed(user=user, signal=signal)
+
+    assert closed is not None and closed.pk == old.pk
+    old.refresh_from_db()
+    assert old.status == Position.Status.CLOSED and old.close_reason == Position.CloseReason.FLIP
+    close_order = old.orders.get(leg=Order.Leg.CLOSE)
+    assert close_order.side == "sell" and close_order.reduce_only and close_order.client_order_id.endswith("Lflip1")
+    assert ("position.closed", {"position_id": old.pk}) in published
+
+    # the caller then opens the other side as for any signal: the risk manager now allows it
+    opened = services.signal_execute_for_user(user=user, signal=signal)
+    assert isinstance(opened, Position) and opened.side == "short" and opened.status == Position.Status.OPEN
+
+    # a redelivered task finds nothing left to flip
+    assert position_flip_if_opposed(user=user, signal=signal) is None
+    assert Order.objects.filter(position=old, leg=Order.Leg.CLOSE).count() == 1
+
+
+def test_no_flip_without_the_opt_in(btc):
+    user = _user(auto_flip=False)
+    old = _open_long(user, btc)
+    assert position_flip_if_opposed(user=user, signal=_flow_short(btc)) is None
+    old.refresh_from_db()
+    assert old.status == Position.Status.OPEN
+
+
+def test_no_flip_when_auto_trading_is_off(btc):
+    user = _user()
+    user.auto_trading_enabled = False
+    user.save()
+    old = _open_long(user, btc)
+    assert position_flip_if_opposed(user=user, signal=_flow_short(btc)) is None
+    old.refresh_from_db()
+    assert old.status == Position.Status.OPEN
+
+
+@pytest.mark.parametrize(
+    ("prefs", "signal_kwargs", "pause"),
+    [
+        ({"accepted_risk_levels": ["low"]}, {}, False),  # the new side's risk level is not accepted
+        ({"flow_signals": False}, {}, False),  # order-flow signals switched off
+        ({}, {}, True),  # the operator paused auto-trading
+    ],
+    ids=["risk-level", "flow-off", "global-pause"],
+)
+def test_no_flip_when_the_risk_manager_refuses_the_new_side(btc, prefs, signal_kwargs, pause):
+    user = _user(**prefs)
+    old = _open_long(user, btc)
+    if pause:
+        services.trading_pause(reason="maintenance")
+    try:
+        assert position_flip_if_opposed(user=user, signal=_flow_short(btc, **signal_kwargs)) is None
+    finally:
+        services.trading_resume()
+    old.refresh_from_db()
+    assert old.status == Position.Status.OPEN and not old.orders.filter(leg=Order.Leg.CLOSE).exists()
+
+
+def test_risk_check_still_counts_the_other_open_positions(btc, market):
+    user = _user(max_open_positions=2, correlation_filter=False)
+    old = _open_long(user, btc)
+    eth = SymbolFactory(symbol="ETH/USDT:USDT", base="ETH", tick_size=Decimal("0.01"))
+    market.prices["ETH/USDT:USDT"] = Decimal("50")
+    PositionFactory(user=user, signal=SignalFactory(symbol=eth), symbol=eth, side="long")
+    PositionFactory(user=user, signal=SignalFactory(symbol=eth, side="short"), symbol=eth, side="short")
+
+    assert position_flip_if_opposed(user=user, signal=_flow_short(btc)) is None  # 2 others open: limit reached
+    old.refresh_from_db()
+    assert old.status == Position.Status.OPEN
+
+
+def test_technical_or_same_side_signals_never_flip(btc):
+    user = _user()
+    old = _open_long(user, btc)
+    technical_short = SignalFactory(symbol=btc, side="short", source=Signal.Source.TECHNICAL)
+    news_short = SignalFactory(symbol=btc, side="short", source=Signal.Source.NEWS)
+    flow_long = SignalFactory(symbol=btc, side="long", source=Signal.Source.FLOW)
+    for signal in (technical_short, news_short, flow_long):
+        assert position_flip_if_opposed(user=user, signal=signal) is None
+    old.refresh_from_db()
+    assert old.status == Position.Status.OPEN
+
+
+def test_manual_positions_are_not_flipped(btc):
+    user = _user()
+    manual = PositionFactory(user=user, signal=None, symbol=btc, side="long")
+    assert position_flip_if_opposed(user=user, signal=_flow_short(btc)) is None
+    manual.refresh_from_db()
+    assert manual.status == Position.Status.OPEN
