@@ -1,0 +1,124 @@
+"""Who gets what: recipients of signals, outcomes, position updates and notices, stored as Delivery rows.
+
+Each ``*_prepare`` function is idempotent (Delivery is unique per chat and dedupe key) and returns the ids of the
+deliveries still to send, which the tasks fan out in chunks.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django.conf import settings
+from django.db.models import Q
+from django.utils import timezone
+
+from accounts.models import TelegramUser
+from telegram_bridge import texts
+from telegram_bridge.models import Delivery
+from telegram_bridge.sender import CLAIM_LEASE, OutgoingMessage, deliveries_create
+
+
+def signal_dedupe_key(signal_id: int) -> str:
+    return f"signal:{signal_id}"
+
+
+def symbol_is_muted(symbol: str, muted: list) -> bool:
+    base = symbol.split("/")[0].upper()
+    return any(str(m).upper() in {symbol.upper(), base} for m in muted or [])
+
+
+def signal_recipients(signal) -> list[tuple[int, int]]:
+    """(user id, telegram id) of active, unbanned users whose preferences accept ``signal``."""
+    rows = TelegramUser.objects.filter(is_active=True, is_banned=False, preferences__dm_alerts=True).values_list(
+        "id", "telegram_id", "preferences__accepted_risk_levels", "preferences__muted_symbols",
+        "preferences__news_signals", "preferences__flow_signals",
+    )
+    symbol = signal.symbol.symbol
+    accepted = []
+    for user_id, telegram_id, risk_levels, muted, news_ok, flow_ok in rows.iterator(chunk_size=2000):
+        if signal.risk_level not in (risk_levels or ["low", "medium"]):
+            continue
+        if symbol_is_muted(symbol, muted):
+            continue
+        if (signal.source == "news" and not news_ok) or (signal.source == "flow" and not flow_ok):
+            continue
+        accepted.append((user_id, telegram_id))
+    return accepted
+
+
+def _signal(signal_id: int):
+    from signals.models import Signal
+
+    return Signal.objects.select_related("symbol").filter(id=signal_id).first()
+
+
+def signal_broadcast_prepare(*, signal_id: int) -> list[int]:
+    signal = _signal(signal_id)
+    if signal is None:
+        return []
+    text, key = texts.signal_card(signal), signal_dedupe_key(signal_id)
+    messages = [OutgoingMessage(chat_id=str(tg_id), text=text, dedupe_key=key, user_id=user_id)
+                for user_id, tg_id in signal_recipients(signal)]
+    if settings.TELEGRAM_CHANNEL_ID:
+        messages.append(OutgoingMessage(chat_id=str(settings.TELEGRAM_CHANNEL_ID), text=text, dedupe_key=key))
+    return deliveries_create(messages=messages)
+
+
+def signal_outcome_prepare(*, signal_id: int) -> list[int]:
+    """A reply to each delivered copy of the original signal."""
+    signal = _signal(signal_id)
+    if signal is None or signal.outcome == "open":
+        return []
+    text = texts.signal_outcome(signal)
+    originals = Delivery.objects.filter(dedupe_key=signal_dedupe_key(signal_id), status=Delivery.Status.SENT)
+    originals = originals.exclude(user__is_banned=True).exclude(user__is_active=False)
+    messages = [
+        OutgoingMessage(chat_id=chat_id, text=text, dedupe_key=f"{signal_dedupe_key(signal_id)}:outcome",
+                        user_id=user_id, reply_to_message_id=message_id)
+        for chat_id, user_id, message_id in originals.values_list("chat_id", "user_id", "message_id").iterator()
+    ]
+    return deliveries_create(messages=messages)
+
+
+def position_notification_prepare(*, position_id: int) -> list[int]:
+    from trading.models import Position
+
+    position = Position.objects.select_related("symbol", "user").filter(id=position_id).first()
+    if position is None or not position.user.is_active or position.user.is_banned:
+        return []
+    # One message per distinct state: a repeated event is a no-op, a real change is a new message.
+    fingerprint = (f"{position.status}:{int(position.tp1_done)}:{position.stop_price}:{position.remaining_quantity}:"
+                   f"{position.close_reason}")
+    reply_to = None
+    if position.signal_id:
+        reply_to = Delivery.objects.filter(
+            dedupe_key=signal_dedupe_key(position.signal_id), chat_id=str(position.user.telegram_id),
+            status=Delivery.Status.SENT,
+        ).values_list("message_id", flat=True).first()
+    message = OutgoingMessage(chat_id=str(position.user.telegram_id), text=texts.position_update(position),
+                              dedupe_key=f"position:{position_id}:{fingerprint}"[:200], user_id=position.user_id,
+                              reply_to_message_id=reply_to)
+    return deliveries_create(messages=[message])
+
+
+def user_notification_prepare(*, user_id: int, text: str, dedupe_key: str) -> list[int]:
+    user = TelegramUser.objects.filter(id=user_id, is_active=True, is_banned=False).first()
+    if user is None:
+        return []
+    return deliveries_create(messages=[OutgoingMessage(chat_id=str(user.telegram_id), text=text,
+                                                       dedupe_key=f"notify:{dedupe_key}"[:200], user_id=user.id)])
+
+
+def text_broadcast_prepare(*, text: str, dedupe_key: str) -> list[int]:
+    users = TelegramUser.objects.filter(is_active=True, is_banned=False).values_list("id", "telegram_id")
+    return deliveries_create(messages=[OutgoingMessage(chat_id=str(tg_id), text=text, dedupe_key=dedupe_key,
+                                                       user_id=user_id) for user_id, tg_id in users.iterator()])
+
+
+def stale_delivery_ids(*, pending_for: timedelta = timedelta(minutes=2)) -> list[int]:
+    now = timezone.now()
+    stale = Delivery.objects.filter(
+        Q(status=Delivery.Status.PENDING, created_at__lt=now - pending_for)
+        | Q(status=Delivery.Status.SENDING, claimed_at__lt=now - CLAIM_LEASE)
+    )
+    return list(stale.order_by("id").values_list("id", flat=True)[:50_000])

@@ -1,0 +1,186 @@
+"""Button presses (callback queries) and the replies to multi-message inputs (/connect, settings values)."""
+
+from __future__ import annotations
+
+import logging
+from decimal import Decimal, InvalidOperation
+
+from accounts.models import RISK_LEVELS
+from telegram_bridge import commands, keyboards, texts
+from telegram_bridge.conversations import (
+    conversation_end,
+    conversation_get,
+    conversation_secrets,
+    conversation_set,
+    secret_seal,
+)
+from telegram_bridge.telegram_html import escape
+from telegram_bridge.update_context import UpdateContext
+
+logger = logging.getLogger(__name__)
+
+
+def callback_handle(ctx: UpdateContext, data: str) -> str:
+    """Dispatch one callback; returns the activity name to record ("unknown" for data never issued)."""
+    if data not in keyboards.issued_callback_data():
+        ctx.answer("This button has expired. Send /dashboard for a fresh one.")
+        return "unknown"
+    kind, _, value = data.partition(":")
+    if kind == "d":
+        _dashboard_page(ctx, value)
+    elif kind == "pnl":
+        ctx.show(commands.pnl_text(ctx, value), markup=keyboards.pnl_periods())
+    elif kind == "s":
+        _setting(ctx, value)
+    elif kind == "cx":
+        _connect_exchange_chosen(ctx, value)
+    ctx.answer()
+    return data.split(":")[0] + ":" + data.split(":")[1] if kind == "s" else data
+
+
+def _dashboard_page(ctx: UpdateContext, page: str) -> None:
+    back = {"inline_keyboard": [keyboards.back_row()]}
+    if page == "home":
+        commands.dashboard(ctx, "")
+    elif page == "signals":
+        ctx.show(commands.signals_text(), markup=back)
+    elif page == "pnl":
+        ctx.show(commands.pnl_text(ctx, ctx.user.preferences.default_pnl_period), markup=keyboards.pnl_periods())
+    elif page == "positions":
+        ctx.show(commands.positions_text(ctx), markup=back)
+    elif page == "settings":
+        ctx.show(commands.settings_text(ctx), markup=keyboards.settings_keyboard(ctx.user.preferences))
+    elif page == "mode":
+        ctx.answer(commands.paper_mode_toggle(ctx))
+        commands.dashboard(ctx, "")
+    elif page == "help":
+        ctx.show(texts.help_text(is_admin=ctx.is_admin), markup=back)
+
+
+def _setting(ctx: UpdateContext, value: str) -> None:
+    control, _, name = value.partition(":")
+    prefs = ctx.user.preferences
+    if control == "t" and name in keyboards.TOGGLES:
+        commands.preferences_change(ctx, {name: not getattr(prefs, name)})
+    elif control == "r" and name in RISK_LEVELS:
+        levels = list(prefs.accepted_risk_levels or [])
+        levels = [lv for lv in levels if lv != name] if name in levels else [*levels, name]
+        commands.preferences_change(ctx, {"accepted_risk_levels": [lv for lv in RISK_LEVELS if lv in levels]})
+    elif control == "c" and name in keyboards.CHOICES:
+        options = keyboards.CHOICES[name][1]
+        current = getattr(prefs, name)
+        following = options[(options.index(current) + 1) % len(options)] if current in options else options[0]
+        commands.preferences_change(ctx, {name: following})
+    elif control == "i" and name in keyboards.NUMBERS:
+        label, hint = keyboards.NUMBERS[name]
+        conversation_set(telegram_id=ctx.user.telegram_id, state={"flow": "setting", "field": name})
+        ctx.reply(f"Send the new value for <b>{escape(label)}</b>: {escape(hint)}. /cancel keeps the current one.")
+        return
+    ctx.show(commands.settings_text(ctx), markup=keyboards.settings_keyboard(ctx.user.preferences))
+
+
+def _connect_exchange_chosen(ctx: UpdateContext, exchange: str) -> None:
+    state = conversation_get(telegram_id=ctx.user.telegram_id)
+    if not state or state.get("flow") != "connect":
+        ctx.reply("Send /connect to connect an exchange.")
+        return
+    conversation_set(telegram_id=ctx.user.telegram_id, state={"flow": "connect", "step": "api_key", "exchange": exchange})
+    ctx.reply(f"{escape(dict(keyboards.CONNECTABLE_EXCHANGES)[exchange])}: send your <b>API key</b>.")
+
+
+# --- text replies inside a conversation ----------------------------------------------------------------------------
+
+def conversation_handle(ctx: UpdateContext, state: dict, text: str) -> str:
+    """Handle a plain-text message that answers a question the bot asked; returns the activity name."""
+    if state.get("flow") == "setting":
+        _setting_value(ctx, state.get("field", ""), text)
+        return "setting_input"
+    if state.get("flow") == "connect":
+        _connect_step(ctx, state, text)
+        return "connect_input"
+    conversation_end(telegram_id=ctx.user.telegram_id)
+    return "unknown_input"
+
+
+def _setting_value(ctx: UpdateContext, name: str, text: str) -> None:
+    conversation_end(telegram_id=ctx.user.telegram_id)
+    if name not in keyboards.NUMBERS:
+        return
+    raw = text.strip()
+    value: object
+    if name == "muted_symbols":
+        if raw == "-":
+            value = []
+        else:
+            symbols = [commands.symbol_normalize(part) for part in raw.split(",") if part.strip()]
+            if not symbols or None in symbols:
+                ctx.reply("⚠️ Those are not symbols. Example: DOGE, PEPE")
+                return
+            value = list(dict.fromkeys(symbols))
+    else:
+        try:
+            number = Decimal(raw.replace(",", ".").rstrip("%x ").strip())
+            if not number.is_finite():
+                raise InvalidOperation
+            value = int(number) if name in keyboards.INTEGER_NUMBERS and number == number.to_integral_value() else number
+        except (InvalidOperation, ValueError, OverflowError):
+            ctx.reply(f"⚠️ {escape(keyboards.NUMBERS[name][0])} must be {escape(keyboards.NUMBERS[name][1])}.")
+            return
+        if name in keyboards.INTEGER_NUMBERS and not isinstance(value, int):
+            ctx.reply(f"⚠️ {escape(keyboards.NUMBERS[name][0])} must be a whole number.")
+            return
+    if commands.preferences_change(ctx, {name: value}):
+        ctx.reply("✅ Saved.")
+    ctx.reply(commands.settings_text(ctx), markup=keyboards.settings_keyboard(ctx.user.preferences))
+
+
+def _connect_step(ctx: UpdateContext, state: dict, text: str) -> None:
+    step, exchange = state.get("step"), state.get("exchange", "")
+    if step == "exchange":
+        choice = text.strip().lower()
+        names = {v: v for v, _ in keyboards.CONNECTABLE_EXCHANGES} | {lbl.lower(): v for v, lbl in keyboards.CONNECTABLE_EXCHANGES}
+        if choice not in names:
+            ctx.reply("Choose an exchange with the buttons, or /cancel.", markup=keyboards.exchanges())
+            return
+        state = {"flow": "connect", "step": "exchange"}
+        conversation_set(telegram_id=ctx.user.telegram_id, state=state)
+        _connect_exchange_chosen(ctx, names[choice])
+        return
+    # Every other step carries a key: delete the message first, whatever happens next.
+    ctx.delete_user_message()
+    value = text.strip()
+    if not value or len(value) > 512 or any(c.isspace() for c in value):
+        ctx.reply("That does not look like a key (no spaces, at most 512 characters). Send it again, or /cancel.")
+        return
+    if step in {"api_key", "secret", "passphrase"}:
+        state = {**state, step: secret_seal(value)}
+    following = {"api_key": "secret", "secret": "passphrase" if exchange in keyboards.PASSPHRASE_EXCHANGES else "done",
+                 "passphrase": "done"}.get(step or "", "done")
+    if following != "done":
+        state["step"] = following
+        conversation_set(telegram_id=ctx.user.telegram_id, state=state)
+        ctx.reply(f"Received (message deleted). Now send your <b>{'API secret' if following == 'secret' else 'passphrase'}</b>.")
+        return
+    conversation_end(telegram_id=ctx.user.telegram_id)
+    _connect_finish(ctx, exchange, conversation_secrets(state))
+
+
+def _connect_finish(ctx: UpdateContext, exchange: str, secrets: dict[str, str]) -> None:
+    exchange_connect = commands.optional("trading.connect", "exchange_connect")
+    error_class = commands.optional("trading.errors", "ExchangeConnectError")
+    if exchange_connect is None:
+        ctx.reply(texts.not_available("Exchange connection"))
+        return
+    try:
+        credential = exchange_connect(user=ctx.user, exchange=exchange, api_key=secrets.get("api_key", ""),
+                                      secret=secrets.get("secret", ""), passphrase=secrets.get("passphrase", ""))
+    except Exception as error:
+        if error_class is not None and isinstance(error, error_class):
+            ctx.reply("⚠️ " + escape(str(error)[:300]))
+        else:  # never log the exception text: it could echo a key
+            logger.error("exchange connect failed for user %s: %s", ctx.user.pk, type(error).__name__)
+            ctx.reply("⚠️ Could not connect the exchange right now. Please try again later.")
+        return
+    last4 = escape(getattr(credential, "last4", "") or "")
+    ctx.reply(f"✅ {escape(dict(keyboards.CONNECTABLE_EXCHANGES).get(exchange, exchange))} connected (key …{last4}). "
+              "/toggle_paper_mode switches to live trading.")

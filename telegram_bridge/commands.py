@@ -1,0 +1,356 @@
+"""Command handlers: thin — parse the arguments, call accounts/signals/trading/analytics, render a text.
+
+Modules owned by other engineers are imported lazily so the bot degrades politely ("not available yet") instead of
+failing to start when a piece is missing.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import re
+from collections.abc import Callable
+
+from django.core.exceptions import ValidationError
+
+from accounts.services import preferences_update
+from telegram_bridge import keyboards, texts
+from telegram_bridge.conversations import conversation_end, conversation_set
+from telegram_bridge.telegram_html import escape
+from telegram_bridge.update_context import UpdateContext
+
+logger = logging.getLogger(__name__)
+
+Handler = Callable[[UpdateContext, str], None]
+COMMAND_HANDLERS: dict[str, Handler] = {}
+ADMIN_HANDLERS: dict[str, Handler] = {}
+
+
+def command(name: str, *, admin: bool = False):
+    def register(function: Handler) -> Handler:
+        (ADMIN_HANDLERS if admin else COMMAND_HANDLERS)[name] = function
+        return function
+
+    return register
+
+
+def optional(module: str, name: str):
+    """``module.name`` if another engineer has shipped it, else None."""
+    try:
+        return getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError):
+        return None
+
+
+def validation_message(error: ValidationError) -> str:
+    if hasattr(error, "message_dict"):
+        parts = [f"{field}: {' '.join(messages)}" for field, messages in error.message_dict.items()]
+    else:
+        parts = list(error.messages)
+    return "⚠️ " + escape("; ".join(parts) or "Invalid value.")
+
+
+def preferences_change(ctx: UpdateContext, changes: dict) -> bool:
+    """All validation in accounts.services.preferences_update; the user sees its message when refused."""
+    try:
+        preferences_update(user=ctx.user, changes=changes)
+    except ValidationError as error:
+        ctx.reply(validation_message(error))
+        return False
+    ctx.user.preferences.refresh_from_db()
+    return True
+
+
+SYMBOL_INPUT = re.compile(r"^[A-Z0-9]{1,20}(?:/[A-Z0-9]{1,10}(?::[A-Z0-9]{1,10})?)?$")
+
+
+def symbol_normalize(text: str) -> str | None:
+    """'doge', 'DOGEUSDT', 'DOGE/USDT', 'DOGE/USDT:USDT' → 'DOGE/USDT:USDT'; None when it is not a symbol."""
+    raw = text.strip().upper()
+    if not SYMBOL_INPUT.match(raw):
+        return None
+    if "/" not in raw:
+        base = raw.removesuffix("USDT") if raw.endswith("USDT") and len(raw) > 4 else raw
+        return f"{base}/USDT:USDT"
+    if ":" not in raw:
+        return f"{raw}:{raw.split('/')[1]}"
+    return raw
+
+
+# --- everyone ----------------------------------------------------------------------------------------------------
+
+@command("start")
+def start(ctx: UpdateContext, args: str, *, created: bool = False) -> None:
+    ctx.reply(texts.welcome(first_name=ctx.user.first_name, created=created))
+
+
+@command("help")
+def help_(ctx: UpdateContext, args: str) -> None:
+    ctx.reply(texts.help_text(is_admin=ctx.is_admin, topic=args.split()[0] if args.split() else ""))
+
+
+def web_dashboard_url(ctx: UpdateContext) -> str | None:
+    login_link_create = optional("analytics.web_login", "login_link_create")
+    if login_link_create is None:
+        return None
+    try:
+        url = login_link_create(user=ctx.user)
+    except Exception:
+        logger.info("web login link unavailable", exc_info=True)
+        return None
+    return url if isinstance(url, str) and url.startswith(("http://", "https://")) else None
+
+
+def dashboard_text(ctx: UpdateContext) -> str:
+    mode = "paper" if ctx.user.preferences.paper_mode else "live"
+    return f"<b>Dashboard</b> — {escape(ctx.user.first_name or 'trader')}, you are in <b>{mode}</b> mode.\nChoose:"
+
+
+@command("dashboard")
+def dashboard(ctx: UpdateContext, args: str) -> None:
+    markup = keyboards.dashboard(paper_mode=ctx.user.preferences.paper_mode, web_url=web_dashboard_url(ctx))
+    ctx.show(dashboard_text(ctx), markup=markup)
+
+
+def signals_text() -> str:
+    from signals.models import Signal
+
+    recent_selector = optional("signals.selectors", "signal_list_recent")
+    open_selector = optional("signals.selectors", "signal_list_open")
+    recent = list(recent_selector(limit=10)) if recent_selector else list(
+        Signal.objects.select_related("symbol").order_by("-created_at")[:10])
+    open_signals = list(open_selector()) if open_selector else list(
+        Signal.objects.select_related("symbol").filter(status="open").order_by("-created_at")[:20])
+    return texts.signals_list(recent=recent, open_signals=open_signals[:20])
+
+
+@command("signals")
+def signals(ctx: UpdateContext, args: str) -> None:
+    ctx.show(signals_text(), markup={"inline_keyboard": [keyboards.back_row()]})
+
+
+def pnl_text(ctx: UpdateContext, period: str) -> str:
+    pnl_summary = optional("trading.selectors", "pnl_summary")
+    if pnl_summary is None:
+        return texts.not_available("PnL")
+    return texts.pnl_summary(pnl_summary(user=ctx.user, period=period))
+
+
+@command("pnl")
+def pnl(ctx: UpdateContext, args: str) -> None:
+    period = (args.split()[0].lower() if args.split() else "") or ctx.user.preferences.default_pnl_period
+    if period not in {"today", "week", "month"}:
+        ctx.reply("Usage: /pnl [today|week|month]")
+        return
+    ctx.show(pnl_text(ctx, period), markup=keyboards.pnl_periods())
+
+
+def positions_text(ctx: UpdateContext) -> str:
+    position_list_open = optional("trading.selectors", "position_list_open")
+    if position_list_open is None:
+        return texts.not_available("Positions")
+    return texts.positions_list(list(position_list_open(user=ctx.user)))
+
+
+@command("positions")
+def positions(ctx: UpdateContext, args: str) -> None:
+    ctx.show(positions_text(ctx), markup={"inline_keyboard": [keyboards.back_row()]})
+
+
+def settings_text(ctx: UpdateContext) -> str:
+    levels = ", ".join(ctx.user.preferences.accepted_risk_levels or [])
+    return (f"<b>Settings</b>\nTap a toggle to switch it, a value to change it.\nAccepted risk levels: "
+            f"{escape(levels)}\nMuted: {escape(', '.join(ctx.user.preferences.muted_symbols) or 'none')}")
+
+
+@command("settings")
+def settings_(ctx: UpdateContext, args: str) -> None:
+    ctx.show(settings_text(ctx), markup=keyboards.settings_keyboard(ctx.user.preferences))
+
+
+@command("mute")
+def mute(ctx: UpdateContext, args: str) -> None:
+    symbol = symbol_normalize(args.split()[0]) if args.split() else None
+    if symbol is None:
+        ctx.reply("Usage: /mute SYMBOL, e.g. /mute DOGE")
+        return
+    muted = list(ctx.user.preferences.muted_symbols or [])
+    if symbol in muted:
+        ctx.reply(f"{escape(symbol)} is already muted.")
+        return
+    if preferences_change(ctx, {"muted_symbols": [*muted, symbol]}):
+        ctx.reply(f"🔇 Muted {escape(symbol)}. /unmute {escape(symbol.split('/')[0])} to undo.")
+
+
+@command("unmute")
+def unmute(ctx: UpdateContext, args: str) -> None:
+    symbol = symbol_normalize(args.split()[0]) if args.split() else None
+    if symbol is None:
+        ctx.reply("Usage: /unmute SYMBOL, e.g. /unmute DOGE")
+        return
+    muted = list(ctx.user.preferences.muted_symbols or [])
+    if symbol not in muted:
+        ctx.reply(f"{escape(symbol)} is not muted.")
+        return
+    if preferences_change(ctx, {"muted_symbols": [s for s in muted if s != symbol]}):
+        ctx.reply(f"🔔 {escape(symbol)} unmuted.")
+
+
+def paper_mode_toggle(ctx: UpdateContext) -> str:
+    going_live = ctx.user.preferences.paper_mode
+    if going_live and not ctx.user.credentials.filter(is_active=True).exists():
+        return "Live mode needs an exchange: /connect first. You stay in paper mode."
+    if preferences_change(ctx, {"paper_mode": not going_live}):
+        return "⚡ Live mode is on: new signals trade on your exchange." if going_live else "🧪 Paper mode is on."
+    return "Mode unchanged."
+
+
+@command("toggle_paper_mode")
+def toggle_paper_mode(ctx: UpdateContext, args: str) -> None:
+    ctx.reply(paper_mode_toggle(ctx))
+
+
+@command("connect")
+def connect(ctx: UpdateContext, args: str) -> None:
+    if optional("trading.connect", "exchange_connect") is None:
+        ctx.reply(texts.not_available("Exchange connection"))
+        return
+    conversation_set(telegram_id=ctx.user.telegram_id, state={"flow": "connect", "step": "exchange"})
+    ctx.reply("Which exchange? Use an API key with trade rights and <b>without</b> withdrawal rights. Each message "
+              "with a key is deleted right after I read it. /cancel stops.", markup=keyboards.exchanges())
+
+
+@command("disconnect")
+def disconnect(ctx: UpdateContext, args: str) -> None:
+    exchange_disconnect = optional("trading.connect", "exchange_disconnect")
+    if exchange_disconnect is None:
+        ctx.reply(texts.not_available("Exchange connection"))
+        return
+    if not ctx.user.credentials.filter(is_active=True).exists():
+        ctx.reply("No exchange is connected.")
+        return
+    exchange_disconnect(user=ctx.user)
+    ctx.reply("Exchange disconnected. Your keys are removed; auto-trading on the exchange stops.")
+
+
+@command("status")
+def status(ctx: UpdateContext, args: str) -> None:
+    prefs = ctx.user.preferences
+    credential = ctx.user.credentials.filter(is_active=True).first()
+    exchange = f"{escape(credential.get_exchange_display())} (key …{escape(credential.last4)})" if credential else "none"
+    from trading.models import Position
+
+    open_count = Position.objects.filter(user=ctx.user, status="open").count()
+    subscription = ctx.user.subscriptions.filter(status="active").order_by("-valid_until").first()
+    ctx.reply("\n".join([
+        "<b>Status</b>",
+        f"Mode: {'paper' if prefs.paper_mode else 'live'}",
+        f"Exchange: {exchange}",
+        f"Auto-trading: {'on' if ctx.user.auto_trading_enabled else 'off'}"
+        + (f" (paused: {escape(ctx.user.auto_trading_paused_reason)})" if ctx.user.auto_trading_paused_reason else ""),
+        f"DM alerts: {'on' if prefs.dm_alerts else 'off'} · risk levels: {escape(', '.join(prefs.accepted_risk_levels))}",
+        f"Open positions: {open_count} / {prefs.max_open_positions}",
+        f"Subscription: {escape(subscription.plan) if subscription and subscription.is_current else 'none'}",
+    ]))
+
+
+@command("cancel")
+def cancel(ctx: UpdateContext, args: str) -> None:
+    conversation_end(telegram_id=ctx.user.telegram_id)
+    ctx.reply("Cancelled.")
+
+
+# --- admins ------------------------------------------------------------------------------------------------------
+
+@command("admin", admin=True)
+def admin(ctx: UpdateContext, args: str) -> None:
+    from datetime import timedelta
+
+    from django.db.models import Count, Q
+    from django.utils import timezone
+
+    from accounts.models import TelegramUser
+    from analytics.models import UserActivity
+    from signals.models import Signal
+
+    now = timezone.now()
+    users = TelegramUser.objects.aggregate(total=Count("id"), active=Count("id", filter=Q(is_active=True)),
+                                           banned=Count("id", filter=Q(is_banned=True)))
+
+    def active_since(days: int) -> int:
+        return UserActivity.objects.filter(created_at__gte=now - timedelta(days=days)).values("user").distinct().count()
+
+    signals_ = Signal.objects.aggregate(
+        open=Count("id", filter=Q(status="open")), closed=Count("id", filter=Q(status="closed")),
+        wins=Count("id", filter=Q(outcome__in=["tp1", "tp2"])), losses=Count("id", filter=Q(outcome="sl")),
+    )
+    heartbeat_age_seconds = optional("analytics.selectors", "heartbeat_age_seconds")
+    age = heartbeat_age_seconds(name="worker") if heartbeat_age_seconds else None
+    from telegram_bridge.models import Delivery
+
+    pending = Delivery.objects.filter(status__in=["pending", "sending"]).count()
+    ctx.reply("\n".join([
+        "<b>Admin</b>",
+        f"Users: {users['total']} (active {users['active']}, banned {users['banned']})",
+        f"DAU / WAU / MAU: {active_since(1)} / {active_since(7)} / {active_since(30)}",
+        f"Signals: {signals_['open']} open, {signals_['closed']} closed ({signals_['wins']} wins, {signals_['losses']} losses)",
+        f"Worker heartbeat: {'never' if age is None else f'{age:.0f} s ago'}",
+        f"Telegram deliveries waiting: {pending}",
+    ]))
+
+
+@command("broadcast", admin=True)
+def broadcast(ctx: UpdateContext, args: str) -> None:
+    if not args.strip():
+        ctx.reply("Usage: /broadcast TEXT")
+        return
+    from telegram_bridge.tasks import broadcast_text
+
+    broadcast_text.apply_async(kwargs={"text": "📣 " + escape(args.strip()), "dedupe_key": f"broadcast:{ctx.update_id}"})
+    ctx.reply("Broadcast queued.")
+
+
+def _ban(ctx: UpdateContext, args: str, *, banned: bool) -> None:
+    from telegram_bridge.services import telegram_user_ban_set
+
+    target = args.split()[0] if args.split() else ""
+    if not target.isdigit() or len(target) > 19:
+        ctx.reply(f"Usage: /{'ban' if banned else 'unban'} TELEGRAM_ID")
+        return
+    if int(target) == ctx.user.telegram_id:
+        ctx.reply("You cannot ban yourself.")
+        return
+    if telegram_user_ban_set(telegram_id=int(target), banned=banned) is None:
+        ctx.reply(f"No user {escape(target)}.")
+        return
+    ctx.reply(f"User {escape(target)} {'banned' if banned else 'unbanned'}.")
+
+
+@command("ban", admin=True)
+def ban(ctx: UpdateContext, args: str) -> None:
+    _ban(ctx, args, banned=True)
+
+
+@command("unban", admin=True)
+def unban(ctx: UpdateContext, args: str) -> None:
+    _ban(ctx, args, banned=False)
+
+
+@command("backtest", admin=True)
+def backtest(ctx: UpdateContext, args: str) -> None:
+    parts = args.split()
+    symbol = symbol_normalize(parts[0]) if parts else None
+    if symbol is None or len(parts) < 2 or not parts[1].isdigit() or not 1 <= int(parts[1]) <= 3650:
+        ctx.reply("Usage: /backtest SYMBOL DAYS, e.g. /backtest BTC 30")
+        return
+    backtest_run_start = optional("analytics.services", "backtest_run_start")
+    if backtest_run_start is None:
+        ctx.reply(texts.not_available("Backtesting"))
+        return
+    try:
+        run = backtest_run_start(params={"symbols": [symbol], "days": int(parts[1])},
+                                 requested_by_telegram_id=ctx.user.telegram_id)
+    except ValueError as error:
+        ctx.reply("⚠️ " + escape(str(error)[:300]))
+        return
+    ctx.reply(f"Backtest #{escape(run.pk)} of {escape(symbol)} over {escape(parts[1])} days started.")

@@ -1,0 +1,58 @@
+"""Outgoing deliveries (idempotent per chat and dedupe key) and incoming update de-duplication.
+
+Nothing here ever holds an API key: the /connect conversation keeps its partial input encrypted in the cache only.
+"""
+
+from __future__ import annotations
+
+from django.db import models
+from django.utils import timezone
+
+
+class Delivery(models.Model):
+    """One outgoing message to one chat. ``(chat_id, dedupe_key)`` is unique, so announcing again is a no-op."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        SENDING = "sending", "Claimed by a worker"
+        SENT = "sent", "Sent"
+        BLOCKED = "blocked", "Bot blocked by the user (403)"
+        FAILED = "failed", "Failed permanently"
+
+    chat_id = models.CharField(max_length=64, help_text="Telegram chat id, or @channelusername")
+    dedupe_key = models.CharField(max_length=200)
+    user = models.ForeignKey(
+        "accounts.TelegramUser", null=True, blank=True, on_delete=models.CASCADE, related_name="deliveries"
+    )
+    text = models.TextField(help_text="HTML; user-supplied parts are already escaped")
+    reply_markup = models.JSONField(null=True, blank=True)
+    reply_to_message_id = models.BigIntegerField(null=True, blank=True)
+    status = models.CharField(max_length=8, choices=Status.choices, default=Status.PENDING)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    message_id = models.BigIntegerField(null=True, blank=True)
+    error = models.CharField(max_length=300, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    sent_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name_plural = "deliveries"
+        constraints = [models.UniqueConstraint(fields=["chat_id", "dedupe_key"], name="one_delivery_per_chat_key")]
+        indexes = [
+            models.Index(fields=["status", "created_at"], name="delivery_status_created_idx"),
+            models.Index(fields=["dedupe_key", "status"], name="delivery_key_status_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.dedupe_key} → {self.chat_id} ({self.status})"
+
+
+class TelegramUpdate(models.Model):
+    """An update already relayed into Django: Telegram may deliver the same update twice."""
+
+    update_id = models.BigIntegerField(unique=True)
+    kind = models.CharField(max_length=32, blank=True)
+    received_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return f"update {self.update_id} ({self.kind})"

@@ -1,0 +1,69 @@
+"""Celery tasks of the bridge (queue ``telegram``): thin wrappers around the services; all idempotent.
+
+Task arguments never carry secrets: ids, dedupe keys and already-rendered public texts only.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from celery import shared_task
+from django.conf import settings
+
+from telegram_bridge import broadcasts
+from telegram_bridge.sender import deliveries_send as deliveries_send_service
+
+logger = logging.getLogger(__name__)
+
+_RELIABLE = {"acks_late": True, "reject_on_worker_lost": True}
+
+
+def _enqueue_chunks(delivery_ids: list[int]) -> int:
+    """Fan out: one task per chunk of deliveries."""
+    size = settings.TELEGRAM_BROADCAST_CHUNK_SIZE
+    chunks = [delivery_ids[i:i + size] for i in range(0, len(delivery_ids), size)]
+    for chunk in chunks:
+        deliveries_send.apply_async(kwargs={"delivery_ids": chunk})
+    return len(chunks)
+
+
+@shared_task(name="telegram_bridge.tasks.deliveries_send", time_limit=600, soft_time_limit=570, **_RELIABLE)
+def deliveries_send(delivery_ids: list[int]) -> dict:
+    report = deliveries_send_service(delivery_ids=delivery_ids)
+    leftover = report.retry_later + report.busy
+    if leftover and not deliveries_send.app.conf.task_always_eager:
+        deliveries_send.apply_async(kwargs={"delivery_ids": delivery_ids}, countdown=30)
+    return {"sent": report.sent, "blocked": report.blocked, "failed": report.failed, "retry_later": leftover,
+            "retry_afters": report.retry_afters}
+
+
+@shared_task(name="telegram_bridge.tasks.broadcast_signal", **_RELIABLE)
+def broadcast_signal(signal_id: int) -> int:
+    return _enqueue_chunks(broadcasts.signal_broadcast_prepare(signal_id=signal_id))
+
+
+@shared_task(name="telegram_bridge.tasks.announce_signal_outcome", **_RELIABLE)
+def announce_signal_outcome(signal_id: int) -> int:
+    return _enqueue_chunks(broadcasts.signal_outcome_prepare(signal_id=signal_id))
+
+
+@shared_task(name="telegram_bridge.tasks.notify_position", **_RELIABLE)
+def notify_position(position_id: int) -> int:
+    return _enqueue_chunks(broadcasts.position_notification_prepare(position_id=position_id))
+
+
+@shared_task(name="telegram_bridge.tasks.notify_user", **_RELIABLE)
+def notify_user(user_id: int, text: str, dedupe_key: str) -> int:
+    return _enqueue_chunks(broadcasts.user_notification_prepare(user_id=user_id, text=text, dedupe_key=dedupe_key))
+
+
+@shared_task(name="telegram_bridge.tasks.broadcast_text", **_RELIABLE)
+def broadcast_text(text: str, dedupe_key: str) -> int:
+    """Admin /broadcast: ``text`` is already-escaped HTML."""
+    return _enqueue_chunks(broadcasts.text_broadcast_prepare(text=text, dedupe_key=dedupe_key))
+
+
+@shared_task(name="telegram_bridge.tasks.deliveries_resend_stale")
+def deliveries_resend_stale() -> int:
+    """Periodic sweeper: deliveries left pending (crash, exhausted retries) or claimed by a dead worker."""
+    return _enqueue_chunks(broadcasts.stale_delivery_ids())

@@ -1,0 +1,252 @@
+"""Commands, buttons and conversations end to end: local server → long polling → update_handle → sender → server."""
+
+import logging
+from dataclasses import dataclass
+from decimal import Decimal
+
+import pytest
+
+from accounts.models import TelegramUser
+from accounts.tests.factories import ExchangeCredentialFactory, TelegramUserFactory
+from analytics.models import UserActivity
+from signals.tests.factories import SignalFactory
+from telegram_bridge import commands
+from telegram_bridge.models import Delivery, TelegramUpdate
+from telegram_bridge.services import update_handle
+from telegram_bridge.tests.bot_helpers import buttons, callback_data, press, say
+
+pytestmark = pytest.mark.django_db
+
+
+def test_start_registers_welcomes_with_escaped_name_and_records_activity(bot_api):
+    [welcome] = say(bot_api, 501, "/start", first_name="<b>Eve</b> & co", username="eve")
+    user = TelegramUser.objects.get(telegram_id=501)
+    assert user.username == "eve" and user.preferences.paper_mode is True
+    assert "&lt;b&gt;Eve&lt;/b&gt; &amp; co" in welcome["text"] and "not financial advice" in welcome["text"]
+    assert list(UserActivity.objects.filter(user=user).values_list("kind", "name")) == [("command", "start")]
+
+
+def test_help_centre_and_unknown_commands_get_help(bot_api):
+    [help_] = say(bot_api, 502, "/help")
+    assert "/pnl" in help_["text"] and "/connect" in help_["text"] and "/ban" not in help_["text"]
+    [detail] = say(bot_api, 502, "/help pnl")
+    assert "today|week|month" in detail["text"]
+    [unknown] = say(bot_api, 502, "/frobnicate <x>")
+    assert "/frobnicate" in unknown["text"] and "Help centre" in unknown["text"]
+    [plain] = say(bot_api, 502, "hello?")
+    assert "/dashboard" in plain["text"]
+
+
+def test_dashboard_buttons_open_pages_by_editing_the_message(bot_api):
+    [dashboard] = say(bot_api, 503, "/dashboard")
+    assert {"d:signals", "d:pnl", "d:positions", "d:settings", "d:mode", "d:help"} <= set(callback_data(dashboard))
+    assert all(b["url"].startswith("http") for b in buttons(dashboard) if "url" in b)
+    [page] = press(bot_api, 503, "d:settings", message_id=dashboard["message_id"])
+    assert page["method"] == "editMessageText" and page["message_id"] == dashboard["message_id"]
+    assert "s:t:dm_alerts" in callback_data(page) and "s:i:leverage" in callback_data(page)
+    assert bot_api.calls_of("answerCallbackQuery")
+    [help_page] = press(bot_api, 503, "d:help", message_id=dashboard["message_id"])
+    assert "Help centre" in help_page["text"]
+    assert UserActivity.objects.filter(user__telegram_id=503, kind="callback", name="d:settings").exists()
+
+
+def test_settings_toggles_cycles_and_validated_inputs(bot_api):
+    [settings_message] = say(bot_api, 504, "/settings")
+    mid = settings_message["message_id"]
+    press(bot_api, 504, "s:t:dm_alerts", message_id=mid)
+    press(bot_api, 504, "s:r:high", message_id=mid)
+    press(bot_api, 504, "s:c:default_pnl_period", message_id=mid)
+    prefs = TelegramUser.objects.get(telegram_id=504).preferences
+    assert prefs.dm_alerts is False and prefs.accepted_risk_levels == ["low", "medium", "high"]
+    assert prefs.default_pnl_period == "week"
+
+    press(bot_api, 504, "s:i:leverage", message_id=mid)
+    refused = say(bot_api, 504, "500")
+    assert "capped" in refused[0]["text"]
+    prefs.refresh_from_db()
+    assert prefs.leverage == 5  # accounts.services.preferences_update refused it: nothing saved
+    press(bot_api, 504, "s:i:leverage", message_id=mid)
+    assert "Saved" in say(bot_api, 504, "10x")[0]["text"]
+    press(bot_api, 504, "s:i:position_size_pct", message_id=mid)
+    say(bot_api, 504, "2.5%")
+    press(bot_api, 504, "s:i:muted_symbols", message_id=mid)
+    say(bot_api, 504, "doge, PEPE/USDT")
+    prefs.refresh_from_db()
+    assert prefs.leverage == 10 and prefs.position_size_pct == Decimal("2.5")
+    assert prefs.muted_symbols == ["DOGE/USDT:USDT", "PEPE/USDT:USDT"]
+
+
+def test_mute_unmute_and_paper_mode(bot_api):
+    say(bot_api, 505, "/mute doge")
+    user = TelegramUser.objects.get(telegram_id=505)
+    assert user.preferences.muted_symbols == ["DOGE/USDT:USDT"]
+    assert "Usage" in say(bot_api, 505, "/mute <script>")[0]["text"]
+    say(bot_api, 505, "/unmute DOGEUSDT")
+    user.preferences.refresh_from_db()
+    assert user.preferences.muted_symbols == []
+    assert "/connect first" in say(bot_api, 505, "/toggle_paper_mode")[0]["text"]
+    user.preferences.refresh_from_db()
+    assert user.preferences.paper_mode is True
+    ExchangeCredentialFactory(user=user)
+    assert "Live mode is on" in say(bot_api, 505, "/toggle_paper_mode")[0]["text"]
+    user.preferences.refresh_from_db()
+    assert user.preferences.paper_mode is False
+    status = say(bot_api, 505, "/status")[0]["text"]
+    assert "Mode: live" in status and "…1234" in status
+
+
+@pytest.fixture
+def fake_trading(monkeypatch):
+    """Stand-ins for the other engineers' services (the bridge imports them lazily by name)."""
+    calls = {}
+
+    @dataclass
+    class Summary:
+        period: str
+        trades: int = 3
+        wins: int = 2
+        losses: int = 1
+        win_rate: float = 0.6667
+        realised: Decimal = Decimal("12.5")
+        unrealised: Decimal = Decimal("-1")
+        fees: Decimal = Decimal("0.4")
+        funding: Decimal = Decimal("0.1")
+        net: Decimal = Decimal("11")
+        average_r: Decimal = Decimal("0.8")
+        best: Decimal = Decimal("10")
+        worst: Decimal = Decimal("-3")
+
+    class ExchangeConnectError(Exception):
+        pass
+
+    def exchange_connect(*, user, exchange, api_key, secret, passphrase=""):
+        calls["connect"] = (exchange, api_key, secret, passphrase)
+        if api_key == "WRONG":
+            raise ExchangeConnectError("The exchange refused these keys.")
+        return ExchangeCredentialFactory(user=user, exchange=exchange)
+
+    fakes = {
+        ("trading.selectors", "pnl_summary"): lambda *, user, period: Summary(period=period),
+        ("trading.selectors", "position_list_open"): lambda *, user: [],
+        ("trading.connect", "exchange_connect"): exchange_connect,
+        ("trading.connect", "exchange_disconnect"): lambda *, user: calls.setdefault("disconnect", user),
+        ("trading.errors", "ExchangeConnectError"): ExchangeConnectError,
+    }
+    real = commands.optional
+    monkeypatch.setattr(commands, "optional", lambda module, name: fakes.get((module, name)) or real(module, name))
+    return calls
+
+
+def test_pnl_and_positions_through_the_selectors(bot_api, fake_trading):
+    text = say(bot_api, 506, "/pnl week")[0]["text"]
+    assert "PnL — week" in text and "+11.00 USDT" in text and "66.7%" in text
+    assert "PnL — today" in say(bot_api, 506, "/pnl")[0]["text"]  # the preference's default
+    assert "Usage" in say(bot_api, 506, "/pnl decade")[0]["text"]
+    assert "Open positions" in say(bot_api, 506, "/positions")[0]["text"]
+
+
+def test_connect_conversation_deletes_key_messages_and_never_stores_keys(bot_api, fake_trading, caplog):
+    caplog.set_level(logging.DEBUG)
+    say(bot_api, 507, "/start")
+    [question] = say(bot_api, 507, "/connect")
+    assert "cx:okx" in callback_data(question)
+    press(bot_api, 507, "cx:okx")
+    key_messages = []
+    for secret in ("APIKEY-live-9f8e7d", "SECRET-live-6c5b4a", "PASSPHRASE-3z2y"):
+        bot_api.inject_message(user_id=507, text=secret)
+        key_messages.append(max(k[1] for k in bot_api.messages if k[0] == "507"))
+        from telegram_bridge.bridge import polling_run
+
+        polling_run(timeout=2, max_updates=1)
+    assert fake_trading["connect"] == ("okx", "APIKEY-live-9f8e7d", "SECRET-live-6c5b4a", "PASSPHRASE-3z2y")
+    assert all(not bot_api.message_exists(507, mid) for mid in key_messages)  # deleted right after reading
+    assert "connected" in bot_api.sent_messages(507)[-1]["text"]
+    stored = " ".join(Delivery.objects.values_list("text", flat=True)) + caplog.text + str(
+        list(TelegramUpdate.objects.values_list("kind", flat=True))) + str(bot_api.sent_messages())
+    for secret in ("APIKEY-live", "SECRET-live", "PASSPHRASE-3z2y"):
+        assert secret not in stored
+
+    press(bot_api, 507, "cx:okx")  # no conversation any more: nothing is asked
+    say(bot_api, 507, "/connect")
+    press(bot_api, 507, "cx:mexc")
+    say(bot_api, 507, "WRONG")
+    assert "refused these keys" in say(bot_api, 507, "SECRET2")[0]["text"]
+    say(bot_api, 507, "/disconnect")
+    assert fake_trading["disconnect"].telegram_id == 507
+
+
+def test_connect_degrades_politely_without_the_trading_module(bot_api, monkeypatch):
+    monkeypatch.setattr(commands, "optional", lambda module, name: None)
+    assert "not available yet" in say(bot_api, 508, "/connect")[0]["text"]
+    assert "not available yet" in say(bot_api, 508, "/pnl")[0]["text"]
+    assert "not available yet" in say(bot_api, 508, "/disconnect")[0]["text"]
+
+
+def test_admin_commands_are_refused_to_others_and_nothing_runs(bot_api):
+    target = TelegramUserFactory(telegram_id=777)
+    for text in ("/ban 777", "/broadcast hi", "/admin", "/backtest BTC 30", "/unban 777"):
+        assert "administrators only" in say(bot_api, 509, text)[0]["text"]
+    target.refresh_from_db()
+    assert target.is_banned is False
+    assert not UserActivity.objects.filter(user__telegram_id=509).exists()
+    assert bot_api.sent_messages(777) == []
+
+
+def test_admin_ban_unban_broadcast_and_stats(bot_api, settings):
+    settings.ADMIN_TELEGRAM_IDS = [510]
+    target = TelegramUserFactory(telegram_id=778)
+    other = TelegramUserFactory(telegram_id=779)
+    say(bot_api, 510, "/start")
+    assert "banned" in say(bot_api, 510, "/ban 778")[0]["text"]
+    target.refresh_from_db()
+    last_seen = target.last_seen_at
+    assert target.is_banned
+    # The banned user is refused politely and nothing runs or changes.
+    assert "not available to you" in say(bot_api, 778, "/mute BTC")[0]["text"]
+    assert press(bot_api, 778, "s:t:dm_alerts") == []
+    target.refresh_from_db()
+    assert target.last_seen_at == last_seen and target.preferences.muted_symbols == [] and target.preferences.dm_alerts
+    assert not UserActivity.objects.filter(user=target).exists()
+
+    say(bot_api, 510, "/broadcast <i>Maintenance</i> at 5 & 6")
+    [notice] = bot_api.sent_messages(other.telegram_id)
+    assert notice["text"] == "📣 &lt;i&gt;Maintenance&lt;/i&gt; at 5 &amp; 6"
+    assert bot_api.sent_messages(778)[-1]["text"] != notice["text"]  # banned: not broadcast to
+    stats = say(bot_api, 510, "/admin")[0]["text"]
+    assert "DAU / WAU / MAU" in stats and "banned 1" in stats
+    say(bot_api, 510, "/unban 778")
+    target.refresh_from_db()
+    assert not target.is_banned
+    assert "Usage" in say(bot_api, 510, "/ban someone")[0]["text"]
+
+
+def test_backtest_command(bot_api, settings, monkeypatch):
+    settings.ADMIN_TELEGRAM_IDS = [511]
+    started = {}
+
+    class Run:
+        pk = 42
+
+    def backtest_run_start(*, params, requested_by_telegram_id=None, created_by=None):
+        started.update(params=params, by=requested_by_telegram_id)
+        return Run()
+
+    real = commands.optional
+    monkeypatch.setattr(commands, "optional", lambda m, n: backtest_run_start if n == "backtest_run_start" else real(m, n))
+    assert "Backtest #42" in say(bot_api, 511, "/backtest btc 30")[0]["text"]
+    assert started == {"params": {"symbols": ["BTC/USDT:USDT"], "days": 30}, "by": 511}
+    assert "Usage" in say(bot_api, 511, "/backtest btc lots")[0]["text"]
+
+
+def test_signals_command_lists_open_and_recent(bot_api):
+    SignalFactory(symbol__symbol="ETH/USDT:USDT", side="short")
+    text = say(bot_api, 512, "/signals")[0]["text"]
+    assert "SHORT ETH/USDT:USDT" in text and "Open signals" in text
+
+
+def test_a_redelivered_update_is_handled_once(bot_api):
+    update = {"update_id": 9_000_001, "message": {"message_id": 1, "date": 0, "chat": {"id": 513, "type": "private"},
+                                                  "from": {"id": 513, "is_bot": False, "first_name": "R"}, "text": "/help"}}
+    update_handle(update)
+    update_handle(update)
+    assert len(bot_api.sent_messages(513)) == 1

@@ -1,0 +1,87 @@
+"""The sender over HTTP: idempotency per (chat, key), splitting, 429/403/5xx handling, crash recovery."""
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from accounts.tests.factories import TelegramUserFactory
+from telegram_bridge.models import Delivery
+from telegram_bridge.rate_limit import Rate, SendRateLimiter
+from telegram_bridge.sender import OutgoingMessage, deliveries_create, deliveries_send
+from telegram_bridge.telegram_html import escape, telegram_html_errors
+from telegram_bridge.transport import get_transport
+
+pytestmark = pytest.mark.django_db
+
+
+def _messages(chats, key="k1", text="<b>hello</b>"):
+    return [OutgoingMessage(chat_id=str(c), text=text, dedupe_key=key) for c in chats]
+
+
+def test_same_chat_and_key_is_sent_once(bot_api):
+    ids = deliveries_create(messages=_messages([1, 2, 3]))
+    report = deliveries_send(delivery_ids=ids)
+    again = deliveries_create(messages=_messages([1, 2, 3]))  # the publisher announced again
+    assert again == [] and deliveries_send(delivery_ids=ids).sent == 0
+    assert report.sent == 3 and len(bot_api.sent_messages()) == 3
+    assert Delivery.objects.filter(status="sent", message_id__isnull=False).count() == 3
+
+
+def test_long_text_is_split_into_valid_parts_sent_in_order(bot_api):
+    text = "<b>Report</b>\n" + "\n".join(escape(f"line {i} <&> ") * 8 for i in range(200))
+    ids = deliveries_create(messages=[OutgoingMessage(chat_id="5", text=text, dedupe_key="long")])
+    assert len(ids) > 2
+    assert deliveries_send(delivery_ids=ids).sent == len(ids)
+    sent = bot_api.sent_messages(5)
+    assert [m["message_id"] for m in sent] == sorted(m["message_id"] for m in sent)
+    assert all(len(m["text"]) <= 4096 and telegram_html_errors(m["text"]) is None for m in sent)
+    assert sent[0]["text"].startswith("<b>Report</b>")
+
+
+def test_invalid_html_from_a_caller_is_sent_escaped_not_dropped(bot_api):
+    ids = deliveries_create(messages=[OutgoingMessage(chat_id="5", text="<script>x</script>", dedupe_key="bad")])
+    assert deliveries_send(delivery_ids=ids).sent == 1
+    assert bot_api.sent_messages(5)[0]["text"] == "&lt;script&gt;x&lt;/script&gt;"
+
+
+def test_429_is_honoured_and_nothing_is_lost(bot_api):
+    bot_api.set_rate_limit(10, burst=1)  # the server allows 10/s; our bucket tries 50/s
+    get_transport().limiter = SendRateLimiter(redis_url="", global_rate=Rate(50, 1), chat_rate=Rate(100, 1))
+    ids = deliveries_create(messages=_messages(range(1, 16)))
+    report = deliveries_send(delivery_ids=ids)
+    assert report.sent == 15 and report.retry_afters > 0
+    assert bot_api.stats["rate_limited"] > 0 and bot_api.stats["violations"] == 0
+    assert sorted(int(m["chat_id"]) for m in bot_api.sent_messages()) == list(range(1, 16))
+
+
+def test_403_marks_the_user_inactive_and_is_not_retried(bot_api):
+    blocked, fine = TelegramUserFactory(), TelegramUserFactory()
+    bot_api.block_chat(blocked.telegram_id)
+    ids = deliveries_create(messages=[
+        OutgoingMessage(chat_id=str(u.telegram_id), text="hi", dedupe_key="k", user_id=u.pk) for u in (blocked, fine)
+    ])
+    report = deliveries_send(delivery_ids=ids)
+    assert report.blocked == 1 and report.sent == 1
+    blocked.refresh_from_db()
+    fine.refresh_from_db()
+    assert blocked.is_active is False and fine.is_active is True
+    assert bot_api.stats["forbidden"] == 1
+    assert deliveries_send(delivery_ids=ids).sent == 0 and bot_api.stats["forbidden"] == 1
+
+
+def test_transient_errors_are_retried_with_backoff(bot_api):
+    bot_api.fail_next(2, status=502)
+    ids = deliveries_create(messages=_messages([8]))
+    assert deliveries_send(delivery_ids=ids).sent == 1
+    assert bot_api.stats["server_errors"] == 2 and len(bot_api.sent_messages(8)) == 1
+
+
+def test_rows_of_a_dead_worker_are_taken_over_but_live_claims_are_not(bot_api):
+    ids = deliveries_create(messages=_messages([1, 2, 3]))
+    # Worker A claimed 1 and 2 and died ten minutes ago; worker B holds 3 right now.
+    Delivery.objects.filter(id__in=ids[:2]).update(status="sending", claimed_at=timezone.now() - timedelta(minutes=10))
+    Delivery.objects.filter(id=ids[2]).update(status="sending", claimed_at=timezone.now())
+    report = deliveries_send(delivery_ids=ids)  # the redelivered task (acks_late)
+    assert report.sent == 2 and report.busy == 1
+    assert sorted(m["chat_id"] for m in bot_api.sent_messages()) == ["1", "2"]

@@ -1,0 +1,102 @@
+"""The TelegramTransport port: aiogram's ``Bot``, against Telegram or another Bot API server — chosen here only.
+
+``settings.TELEGRAM_API_BASE`` set → ``AiohttpSession(api=TelegramAPIServer.from_base(base))`` (the bundled local
+server for tests and the demo, or a self-hosted telegram-bot-api); empty → the real api.telegram.org.
+
+Django code is synchronous, aiogram is asynchronous: the transport owns one event loop in a daemon thread per
+process and runs coroutines there (``transport.call(...)`` from sync code, ``transport.submit(...)`` for futures).
+The loop and the Bot are re-created after a fork (Celery prefork) and by ``transport_reset()``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import os
+import threading
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
+
+from aiogram import Bot
+from aiogram.client.default import DefaultBotProperties
+from aiogram.client.session.aiohttp import AiohttpSession
+from aiogram.client.telegram import TelegramAPIServer
+from aiogram.enums import ParseMode
+from django.conf import settings
+
+T = TypeVar("T")
+
+# A syntactically valid token used only against a local server when no real token is configured.
+LOCAL_PLACEHOLDER_TOKEN = "123456789:LOCAL-bot-api-test-token"  # noqa: S105 — a placeholder
+
+
+class TransportNotConfigured(RuntimeError):
+    pass
+
+
+def bot_create() -> Bot:
+    """A Bot for the configured server (call inside the transport's loop: the session binds to it)."""
+    base = settings.TELEGRAM_API_BASE
+    token = settings.TELEGRAM_BOT_TOKEN or (LOCAL_PLACEHOLDER_TOKEN if base else "")
+    if not token:
+        raise TransportNotConfigured("TELEGRAM_BOT_TOKEN is not set (or set TELEGRAM_API_BASE to a local server)")
+    session = AiohttpSession(api=TelegramAPIServer.from_base(base)) if base else AiohttpSession()
+    return Bot(token=token, session=session, default=DefaultBotProperties(parse_mode=ParseMode.HTML))
+
+
+class TelegramTransport:
+    """One event loop thread and one Bot per process."""
+
+    def __init__(self) -> None:
+        self.pid = os.getpid()
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, name="telegram-transport", daemon=True)
+        self._thread.start()
+        self.bot: Bot = self.call_factory(lambda: _async_value(bot_create))
+
+    def call_factory(self, factory: Callable[[], Coroutine[Any, Any, T]], timeout: float | None = 120) -> T:
+        return asyncio.run_coroutine_threadsafe(factory(), self.loop).result(timeout)
+
+    def submit(self, coroutine: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop)
+
+    def call(self, coroutine: Coroutine[Any, Any, T], timeout: float | None = 120) -> T:
+        """Run a coroutine (typically ``transport.bot.<method>(...)``) on the transport loop and wait for it."""
+        return self.submit(coroutine).result(timeout)
+
+    def close(self) -> None:
+        if self.pid != os.getpid():
+            return
+        with contextlib.suppress(Exception):  # closing is best effort
+            limiter = getattr(self, "limiter", None)
+            if limiter is not None:
+                self.call(limiter.close(), timeout=5)
+            self.call(self.bot.session.close(), timeout=10)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(5)
+
+
+async def _async_value(function: Callable[[], T]) -> T:
+    return function()
+
+
+_transport: TelegramTransport | None = None
+_transport_lock = threading.Lock()
+
+
+def get_transport() -> TelegramTransport:
+    global _transport
+    with _transport_lock:
+        if _transport is None or _transport.pid != os.getpid():
+            _transport = TelegramTransport()
+        return _transport
+
+
+def transport_reset() -> None:
+    """Forget the current transport (settings changed); the next ``get_transport()`` builds a new one."""
+    global _transport
+    with _transport_lock:
+        old, _transport = _transport, None
+    if old is not None:
+        old.close()

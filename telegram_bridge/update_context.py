@@ -1,0 +1,71 @@
+"""What a handler needs to answer one update: the user, the chat, and ways to reply, edit and answer."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from accounts.models import TelegramUser
+from telegram_bridge.sender import OutgoingMessage, deliveries_create, telegram_call
+
+
+@dataclass
+class UpdateContext:
+    update_id: int
+    user: TelegramUser
+    chat_id: str
+    message_id: int | None = None  # the user's message, or the bot message carrying the pressed button
+    callback_id: str | None = None
+    replies: list[OutgoingMessage] = field(default_factory=list)
+    answered: bool = False
+
+    @property
+    def is_admin(self) -> bool:
+        return self.user.is_effective_admin
+
+    def reply(self, text: str, *, markup: dict | None = None) -> None:
+        """Queue a message to this chat (sent through the rate-limited sender when the update is done)."""
+        self.replies.append(OutgoingMessage(
+            chat_id=self.chat_id, text=text, dedupe_key=f"update:{self.update_id}:{len(self.replies)}",
+            user_id=self.user.pk, reply_markup=markup,
+        ))
+
+    def show(self, text: str, *, markup: dict | None = None) -> None:
+        """For a button press: replace the message carrying the button; otherwise (or if that fails) reply."""
+        if self.callback_id is not None and self.message_id is not None:
+            from aiogram.types import InlineKeyboardMarkup, LinkPreviewOptions
+
+            keyboard = InlineKeyboardMarkup.model_validate(markup) if markup else None
+            result = telegram_call(
+                lambda bot: bot.edit_message_text(chat_id=self.chat_id, message_id=self.message_id, text=text,
+                                                  reply_markup=keyboard,
+                                                  link_preview_options=LinkPreviewOptions(is_disabled=True)),
+                chat_id=self.chat_id,
+            )
+            if result is not None:
+                return
+        self.reply(text, markup=markup)
+
+    def answer(self, text: str = "") -> None:
+        """Answer the button press (stops the client's spinner); at most once."""
+        if self.callback_id is None or self.answered:
+            return
+        self.answered = True
+        callback_id = self.callback_id
+        telegram_call(lambda bot: bot.answer_callback_query(callback_query_id=callback_id, text=text[:200] or None))
+
+    def delete_user_message(self) -> None:
+        if self.message_id is not None:
+            message_id = self.message_id
+            telegram_call(lambda bot: bot.delete_message(chat_id=self.chat_id, message_id=message_id))
+
+    def flush(self) -> list[int]:
+        """Store the queued replies and hand them to the sender; returns their delivery ids."""
+        if not self.replies:
+            return []
+        from telegram_bridge.tasks import deliveries_send
+
+        ids = deliveries_create(messages=self.replies)
+        self.replies = []
+        if ids:
+            deliveries_send.apply_async(kwargs={"delivery_ids": ids})
+        return ids
