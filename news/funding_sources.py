@@ -1,0 +1,259 @@
+"""Where funding rates come from: the `FundingRateSource` port and its implementations.
+
+* ``CcxtFundingRateSource`` — any ccxt exchange with ``fetchFundingRates`` (one call for all symbols) or
+  ``fetchFundingRate`` (one call per symbol): okx, kucoinfutures, mexc.
+* ``BitunixFundingRateSource`` — Bitunix is not in ccxt 4.5.90; its documented public endpoint
+  ``GET https://fapi.bitunix.com/api/v1/futures/market/funding_rate?symbol=BTCUSDT`` over httpx.
+* ``MarketDataFundingRateSource`` — the replay: ``signals.market_data`` (``funding_rate(symbol)`` at the replay
+  clock, from ``data/ohlcv/futures/*-8h-funding_rate.feather``), so the demo needs no network.
+
+Each returns ``signals.funding.FundingRate`` values; a rate that is missing, not finite or absurd (|rate| ≥ 5 %) is
+logged and skipped; an exchange that cannot be reached raises ``FundingSourceError`` (the poller logs it and goes on
+with the other exchanges).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal, InvalidOperation
+from typing import Any, Protocol
+
+import httpx
+
+from signals.funding import FundingRate
+
+logger = logging.getLogger(__name__)
+
+MAX_SANE_RATE = Decimal("0.05")  # 5 % per interval: anything above is a parsing error, not a market
+
+
+class FundingSourceError(Exception):
+    pass
+
+
+class FundingRateSource(Protocol):
+    name: str
+
+    def fetch_funding_rates(self, symbols: Sequence[str]) -> list[FundingRate]: ...
+
+
+def _decimal(value: object) -> Decimal | None:
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        number = Decimal(str(value))
+    except (InvalidOperation, ValueError):
+        return None
+    return number if number.is_finite() else None
+
+
+def _interval_hours(value: object, default: int = 8) -> int:
+    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value) and value > 0:
+        return int(value)
+    if isinstance(value, str) and value.endswith("h") and value[:-1].isdigit() and int(value[:-1]) > 0:
+        return int(value[:-1])
+    return default
+
+
+def _utc_from_ms(value: object) -> datetime | None:
+    number = _decimal(value)
+    if number is None or number <= 0:
+        return None
+    return datetime.fromtimestamp(float(number) / 1000, tz=UTC)
+
+
+def period_start(moment: datetime, interval_hours: int) -> datetime:
+    """Floor ``moment`` to the funding grid (UTC epoch multiples of the interval); absorbs millisecond jitter."""
+    step = interval_hours * 3600
+    seconds = int(moment.timestamp()) // step * step
+    return datetime.fromtimestamp(seconds, tz=UTC)
+
+
+def _valid_rate(exchange: str, symbol: str, rate: Decimal | None) -> bool:
+    if rate is None:
+        logger.warning("funding %s %s: no usable rate; skipped", exchange, symbol)
+        return False
+    if abs(rate) >= MAX_SANE_RATE:
+        logger.warning("funding %s %s: implausible rate %s; skipped", exchange, symbol, rate)
+        return False
+    return True
+
+
+def parse_ccxt_funding_rate(exchange: str, entry: object, *, now: datetime | None = None) -> FundingRate | None:
+    """A ccxt unified funding-rate structure → ``FundingRate`` (None, logged, when unusable)."""
+    if not isinstance(entry, dict) or not isinstance(entry.get("symbol"), str):
+        logger.warning("funding %s: skipped an entry without a symbol", exchange)
+        return None
+    symbol = entry["symbol"]
+    rate = _decimal(entry.get("fundingRate"))
+    if not _valid_rate(exchange, symbol, rate):
+        return None
+    interval = _interval_hours(entry.get("interval"))
+    funding_time = (
+        _utc_from_ms(entry.get("fundingTimestamp"))
+        or _utc_from_ms(entry.get("nextFundingTimestamp"))
+        # ccxt 4.5.90 reports KuCoin's current-rate ``timePoint`` here (newer ccxt: fundingTimestamp)
+        or _utc_from_ms(entry.get("previousFundingTimestamp"))
+        or _utc_from_ms(entry.get("timestamp"))
+    )
+    if funding_time is None:
+        if now is None:
+            logger.warning("funding %s %s: no funding time; skipped", exchange, symbol)
+            return None
+        funding_time = period_start(now, interval) + timedelta(hours=interval)  # the next settlement
+    mark = _decimal(entry.get("markPrice"))
+    return FundingRate(exchange, symbol, rate, funding_time, interval, mark if mark and mark > 0 else None)
+
+
+class CcxtFundingRateSource:
+    """Funding rates of one ccxt exchange (sync class). ``exchange`` may be a prepared instance (tests)."""
+
+    def __init__(
+        self,
+        exchange_id: str,
+        *,
+        exchange: Any = None,
+        clock: Callable[[], datetime] | None = None,
+        bulk: bool = True,
+    ) -> None:
+        self.name = exchange_id
+        self._exchange = exchange
+        self._bulk = bulk  # one fetch_funding_rates call when the exchange has it; else one call per symbol
+        self._clock = clock or (lambda: datetime.now(UTC))
+
+    def _instance(self) -> Any:
+        if self._exchange is None:
+            import ccxt
+
+            exchange_class = getattr(ccxt, self.name, None)
+            if exchange_class is None:
+                raise FundingSourceError(f"ccxt has no exchange {self.name!r}")
+            self._exchange = exchange_class({"enableRateLimit": True, "timeout": 10_000, "options": {}})
+        return self._exchange
+
+    def fetch_funding_rates(self, symbols: Sequence[str]) -> list[FundingRate]:
+        import ccxt
+
+        exchange = self._instance()
+        try:
+            if not exchange.markets:
+                exchange.load_markets()
+            wanted = [s for s in symbols if s in exchange.markets]
+            if self._bulk and exchange.has.get("fetchFundingRates"):
+                answer = exchange.fetch_funding_rates(wanted)
+                entries = list(answer.values()) if isinstance(answer, dict) else list(answer or [])
+            else:
+                entries = []
+                for symbol in wanted:
+                    try:
+                        entries.append(exchange.fetch_funding_rate(symbol))
+                    except (ccxt.BadSymbol, ccxt.BadResponse, ccxt.NotSupported) as exc:
+                        logger.warning("funding %s %s: %s; skipped", self.name, symbol, type(exc).__name__)
+        except ccxt.NetworkError as exc:  # includes RequestTimeout, DDoSProtection, RateLimitExceeded
+            raise FundingSourceError(f"{self.name}: {type(exc).__name__}") from exc
+        except ccxt.ExchangeError as exc:
+            raise FundingSourceError(f"{self.name}: {type(exc).__name__}") from exc
+        now = self._clock()
+        rates = [parse_ccxt_funding_rate(self.name, entry, now=now) for entry in entries]
+        return [r for r in rates if r is not None]
+
+
+def bitunix_market_id(symbol: str) -> str:
+    """``BTC/USDT:USDT`` → ``BTCUSDT`` (Bitunix linear perpetual ids)."""
+    base, _, rest = symbol.partition("/")
+    quote = rest.split(":")[0]
+    return f"{base}{quote}"
+
+
+class BitunixFundingRateSource:
+    """Bitunix public funding endpoint (one call per symbol). ``transport`` lets tests serve recorded bodies."""
+
+    name = "bitunix"
+    base_url = "https://fapi.bitunix.com"
+
+    def __init__(self, *, transport: httpx.BaseTransport | None = None, timeout_seconds: float = 10.0) -> None:
+        self._transport = transport
+        self._timeout = timeout_seconds
+
+    def fetch_funding_rates(self, symbols: Sequence[str]) -> list[FundingRate]:
+        rates: list[FundingRate] = []
+        with httpx.Client(base_url=self.base_url, timeout=self._timeout, transport=self._transport) as client:
+            for symbol in symbols:
+                try:
+                    response = client.get(
+                        "/api/v1/futures/market/funding_rate", params={"symbol": bitunix_market_id(symbol)}
+                    )
+                except httpx.HTTPError as exc:
+                    raise FundingSourceError(f"bitunix: {type(exc).__name__}") from exc
+                rate = self._parse(symbol, response)
+                if rate is not None:
+                    rates.append(rate)
+        return rates
+
+    def _parse(self, symbol: str, response: httpx.Response) -> FundingRate | None:
+        if response.status_code == 429 or response.status_code >= 500:
+            raise FundingSourceError(f"bitunix: HTTP {response.status_code}")
+        try:
+            body = response.json()
+        except ValueError:
+            logger.warning("funding bitunix %s: answer is not JSON; skipped", symbol)
+            return None
+        data = body.get("data") if isinstance(body, dict) else None
+        if response.status_code != 200 or body.get("code") != 0 or not isinstance(data, dict):
+            logger.warning("funding bitunix %s: unexpected answer (HTTP %s); skipped", symbol, response.status_code)
+            return None
+        rate = _decimal(data.get("fundingRate"))
+        if not _valid_rate(self.name, symbol, rate):
+            return None
+        funding_time = _utc_from_ms(data.get("nextFundingTime"))
+        if funding_time is None:
+            logger.warning("funding bitunix %s: no nextFundingTime; skipped", symbol)
+            return None
+        mark = _decimal(data.get("markPrice"))
+        interval = _interval_hours(data.get("fundingInterval"))
+        return FundingRate(self.name, symbol, rate, funding_time, interval, mark if mark and mark > 0 else None)
+
+
+class MarketDataFundingRateSource:
+    """The replay: rates from ``signals.market_data`` at its clock, stamped with the current 8 h period."""
+
+    name = "replay"
+
+    def __init__(self, market_data: Any, *, interval_hours: int = 8) -> None:
+        self._market_data = market_data
+        self._interval = interval_hours
+
+    def fetch_funding_rates(self, symbols: Sequence[str]) -> list[FundingRate]:
+        now = self._market_data.now()
+        rates = []
+        for symbol in symbols:
+            try:
+                rate = self._market_data.funding_rate(symbol)
+            except Exception as exc:  # a replay without this market must not stop the others
+                logger.warning("funding replay %s: %s; skipped", symbol, type(exc).__name__)
+                continue
+            if rate is None:
+                continue
+            rate = _decimal(rate)
+            if _valid_rate(self.name, symbol, rate):
+                rates.append(FundingRate(self.name, symbol, rate, period_start(now, self._interval), self._interval))
+        return rates
+
+
+def funding_sources_from_settings(*, market_data: Any = None) -> list[FundingRateSource]:
+    """The one place that picks the sources: the replay in replay mode, else the configured live exchanges."""
+    from django.conf import settings
+
+    if settings.MARKET_DATA_SOURCE == "replay":
+        if market_data is None:
+            from signals.market_data import get_market_data
+
+            market_data = get_market_data()
+        return [MarketDataFundingRateSource(market_data)]
+    sources: list[FundingRateSource] = []
+    for exchange_id in settings.FUNDING_EXCHANGES:
+        sources.append(BitunixFundingRateSource() if exchange_id == "bitunix" else CcxtFundingRateSource(exchange_id))
+    return sources

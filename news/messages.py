@@ -1,0 +1,67 @@
+"""Telegram HTML for what news/ sends: funding alerts, and the news line of a signal (for the broadcaster).
+
+Everything that comes from outside (headlines, publisher names, exchange ids, symbols) goes through ``html.escape``;
+headlines are stored as plain text (tags stripped on ingest) and escaped again here.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from html import escape
+
+HOURS_PER_YEAR = Decimal(24 * 365)
+
+
+def annualised_pct(rate: Decimal, interval_hours: int) -> Decimal:
+    """A per-interval funding rate as a simple (not compounded) yearly percentage."""
+    return rate * HOURS_PER_YEAR / Decimal(interval_hours) * 100
+
+
+def _pct(rate: Decimal, places: str = "0.0001") -> str:
+    return f"{(rate * 100).quantize(Decimal(places)):+}%"
+
+
+def funding_extreme_text(
+    *, symbol: str, rates: list[tuple[str, Decimal, int]], period: datetime, threshold: Decimal
+) -> str:
+    """``rates``: (exchange, rate, interval_hours) for every exchange at or beyond the threshold."""
+    lines = [f"⚠️ <b>Extreme funding</b> on <b>{escape(symbol)}</b>"]
+    for exchange, rate, interval in rates:
+        payer = "longs pay shorts" if rate > 0 else "shorts pay longs"
+        yearly = annualised_pct(rate, interval).quantize(Decimal("0.1"))
+        lines.append(f"{escape(exchange)}: {_pct(rate)} per {interval} h (≈ {yearly:+}% a year), {payer}")
+    lines.append(f"Threshold ±{(threshold * 100).normalize()}% · period {period:%Y-%m-%d %H:%M} UTC")
+    return "\n".join(lines)
+
+
+def funding_arbitrage_text(
+    *,
+    symbol: str,
+    high: tuple[str, Decimal, int],
+    low: tuple[str, Decimal, int],
+    annualised_spread: Decimal,
+    period: datetime,
+) -> str:
+    high_exchange, high_rate, high_interval = high
+    low_exchange, low_rate, low_interval = low
+    return "\n".join(
+        [
+            f"💱 <b>Funding arbitrage</b> on <b>{escape(symbol)}</b>",
+            f"{escape(high_exchange)}: {_pct(high_rate)} per {high_interval} h · "
+            f"{escape(low_exchange)}: {_pct(low_rate)} per {low_interval} h",
+            f"Spread ≈ <b>{annualised_spread.quantize(Decimal('0.1'))}% a year</b>: short on {escape(high_exchange)}, "
+            f"long on {escape(low_exchange)} (delta-neutral; fees, slippage and price risk not included)",
+            f"Period {period:%Y-%m-%d %H:%M} UTC",
+        ]
+    )
+
+
+def news_signal_line(*, headline: str, url: str, model_used: str = "") -> str:
+    """The news part of a signal message: escaped headline linked to the article, and which model judged it."""
+    safe_url = url if url.startswith(("https://", "http://")) else ""
+    title = escape(headline)
+    line = f'📰 <a href="{escape(safe_url, quote=True)}">{title}</a>' if safe_url else f"📰 {title}"
+    if model_used:
+        line += f"\n<i>sentiment: {escape(model_used)}</i>"
+    return line
