@@ -1,0 +1,139 @@
+"""Explicit input and output serializers of the REST API (one pair per operation, HackSoft style)."""
+
+from __future__ import annotations
+
+from rest_framework import serializers
+
+from accounts.models import RISK_LEVELS, PnlPeriod, SizingMode
+
+MAX_DECIMAL = "1000000"
+
+
+# ---- inputs -------------------------------------------------------------------------------------------------------
+
+
+class SignalListInput(serializers.Serializer):
+    limit = serializers.IntegerField(min_value=1, max_value=200, default=50)
+    source = serializers.ChoiceField(choices=["technical", "news", "flow"], required=False)
+
+
+class PositionListInput(serializers.Serializer):
+    status = serializers.ChoiceField(choices=["open", "closed"], default="open")
+    limit = serializers.IntegerField(min_value=1, max_value=200, default=50)
+
+
+class PnlInput(serializers.Serializer):
+    period = serializers.ChoiceField(choices=PnlPeriod.values, default=PnlPeriod.TODAY)
+
+
+def _percent(**kwargs):
+    return serializers.DecimalField(max_digits=12, decimal_places=4, min_value=0, max_value=int(MAX_DECIMAL),
+                                    required=False, **kwargs)
+
+
+class PreferencesUpdateInput(serializers.Serializer):
+    """Every field optional (PATCH). Types are checked here; the rules by accounts.services.preferences_update."""
+
+    muted_symbols = serializers.ListField(child=serializers.CharField(max_length=40), max_length=200, required=False)
+    default_pnl_period = serializers.ChoiceField(choices=PnlPeriod.values, required=False)
+    dm_alerts = serializers.BooleanField(required=False)
+    news_signals = serializers.BooleanField(required=False)
+    flow_signals = serializers.BooleanField(required=False)
+    auto_flip = serializers.BooleanField(required=False)
+    sizing_mode = serializers.ChoiceField(choices=SizingMode.values, required=False)
+    position_size_pct = _percent()
+    risk_per_trade_pct = _percent()
+    max_open_positions = serializers.IntegerField(min_value=0, max_value=10_000, required=False)
+    accepted_risk_levels = serializers.ListField(child=serializers.ChoiceField(choices=RISK_LEVELS), max_length=3,
+                                                 required=False)
+    paper_mode = serializers.BooleanField(required=False)
+    correlation_filter = serializers.BooleanField(required=False)
+    funding_alerts = serializers.BooleanField(required=False)
+    leverage = serializers.IntegerField(min_value=0, max_value=10_000, required=False)
+    trailing_stop = serializers.BooleanField(required=False)
+    daily_loss_limit_pct = _percent()
+    max_drawdown_pct = _percent()
+
+
+# ---- outputs ------------------------------------------------------------------------------------------------------
+
+
+class SignalOutput(serializers.Serializer):
+    id = serializers.IntegerField()
+    symbol = serializers.CharField(source="symbol.symbol")
+    side = serializers.CharField()
+    source = serializers.CharField()
+    timeframe = serializers.CharField()
+    entry = serializers.DecimalField(max_digits=28, decimal_places=12)
+    stop = serializers.DecimalField(max_digits=28, decimal_places=12)
+    tp1 = serializers.DecimalField(max_digits=28, decimal_places=12)
+    tp2 = serializers.DecimalField(max_digits=28, decimal_places=12)
+    risk_level = serializers.CharField()
+    status = serializers.CharField()
+    outcome = serializers.CharField()
+    outcome_pnl_pct = serializers.DecimalField(max_digits=12, decimal_places=4, allow_null=True)
+    headline = serializers.CharField()
+    created_at = serializers.DateTimeField()
+    closed_at = serializers.DateTimeField(allow_null=True)
+
+
+class PositionOutput(serializers.Serializer):
+    id = serializers.IntegerField()
+    symbol = serializers.CharField(source="symbol.symbol")
+    signal_id = serializers.IntegerField(allow_null=True)
+    side = serializers.CharField()
+    mode = serializers.CharField()
+    exchange = serializers.CharField()
+    status = serializers.CharField()
+    leverage = serializers.IntegerField()
+    quantity = serializers.DecimalField(max_digits=28, decimal_places=12)
+    remaining_quantity = serializers.DecimalField(max_digits=28, decimal_places=12)
+    entry_price = serializers.DecimalField(max_digits=28, decimal_places=12, allow_null=True)
+    stop_price = serializers.DecimalField(max_digits=28, decimal_places=12)
+    tp1_price = serializers.DecimalField(max_digits=28, decimal_places=12, allow_null=True)
+    tp2_price = serializers.DecimalField(max_digits=28, decimal_places=12, allow_null=True)
+    realised_pnl = serializers.DecimalField(max_digits=24, decimal_places=8)
+    fees = serializers.DecimalField(max_digits=24, decimal_places=8)
+    funding = serializers.DecimalField(max_digits=24, decimal_places=8)
+    net_pnl = serializers.DecimalField(max_digits=24, decimal_places=8)
+    close_reason = serializers.CharField()
+    opened_at = serializers.DateTimeField(allow_null=True)
+    closed_at = serializers.DateTimeField(allow_null=True)
+
+
+class PnlOutput(serializers.Serializer):
+    period = serializers.CharField()
+    available = serializers.BooleanField(help_text="False while the trading app does not provide PnL summaries")
+    summary = serializers.DictField(allow_null=True, help_text="trading.selectors.PnlSummary fields")
+    equity_curve = serializers.ListField(child=serializers.DictField(), help_text="[{at, equity}]")
+
+
+class PreferencesOutput(serializers.Serializer):
+    muted_symbols = serializers.ListField(child=serializers.CharField())
+    default_pnl_period = serializers.CharField()
+    dm_alerts = serializers.BooleanField()
+    news_signals = serializers.BooleanField()
+    flow_signals = serializers.BooleanField()
+    auto_flip = serializers.BooleanField()
+    sizing_mode = serializers.CharField()
+    position_size_pct = serializers.DecimalField(max_digits=12, decimal_places=4)
+    risk_per_trade_pct = serializers.DecimalField(max_digits=12, decimal_places=4)
+    max_open_positions = serializers.IntegerField()
+    accepted_risk_levels = serializers.ListField(child=serializers.CharField())
+    paper_mode = serializers.BooleanField()
+    correlation_filter = serializers.BooleanField()
+    funding_alerts = serializers.BooleanField()
+    leverage = serializers.IntegerField()
+    trailing_stop = serializers.BooleanField()
+    daily_loss_limit_pct = serializers.DecimalField(max_digits=12, decimal_places=4)
+    max_drawdown_pct = serializers.DecimalField(max_digits=12, decimal_places=4)
+    updated_at = serializers.DateTimeField()
+
+
+class ErrorOutput(serializers.Serializer):
+    detail = serializers.JSONField()
+
+
+class WebhookAckOutput(serializers.Serializer):
+    status = serializers.ChoiceField(choices=["accepted", "duplicate"])
+    events = serializers.IntegerField(required=False)

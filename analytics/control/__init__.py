@@ -1,0 +1,1 @@
+"""The operators' control panel inside the Django admin (/admin/control/): analytics, system health and actions."""

@@ -1,0 +1,255 @@
+"""Writes of the analytics app: activity, heartbeats, snapshots, operator switches and actions, backtests, payment
+webhooks."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from django.contrib.admin.models import CHANGE, LogEntry
+from django.contrib.contenttypes.models import ContentType
+from django.core.files.base import ContentFile
+from django.db import IntegrityError, models, transaction
+from django.utils import timezone
+from django.utils.html import escape
+
+from analytics.models import AnalyticsSnapshot, BacktestRun, Heartbeat, SystemSetting, UserActivity, WebhookEvent
+
+logger = logging.getLogger(__name__)
+
+SUBSCRIPTION_PERIOD = timedelta(days=30)
+
+
+def heartbeat_record(*, name: str = "worker", at: datetime | None = None) -> Heartbeat:
+    heartbeat, _ = Heartbeat.objects.update_or_create(name=name, defaults={"beat_at": at or timezone.now()})
+    return heartbeat
+
+
+def activity_record(*, user, kind: str, name: str = "") -> UserActivity:
+    return UserActivity.objects.create(user=user, kind=kind, name=name[:64])
+
+
+# ---- snapshots ----------------------------------------------------------------------------------------------------
+
+
+def analytics_snapshot_create(*, day: date | None = None) -> AnalyticsSnapshot:
+    """Freeze today's analytics (idempotent per UTC day: a re-run overwrites that day's snapshot)."""
+    from analytics.selectors import analytics_overview
+
+    now = timezone.now()
+    snapshot, _ = AnalyticsSnapshot.objects.update_or_create(
+        day=day or now.date(), defaults={"data": analytics_overview(now=now)}
+    )
+    return snapshot
+
+
+# ---- operator switches and actions --------------------------------------------------------------------------------
+
+
+def admin_action_log(*, actor, message: str, obj: models.Model | None = None) -> LogEntry:
+    """Record an operator action in Django's admin log (shown under "Recent actions" and in each object's history)."""
+    return LogEntry.objects.create(
+        user_id=actor.pk,
+        content_type=ContentType.objects.get_for_model(obj) if obj is not None else None,
+        object_id=str(obj.pk) if obj is not None else None,
+        object_repr=str(obj)[:200] if obj is not None else "control panel",
+        action_flag=CHANGE,
+        change_message=message,
+    )
+
+
+def system_setting_set(*, key: str, value: Any) -> SystemSetting:
+    setting, _ = SystemSetting.objects.update_or_create(key=key, defaults={"value": value})
+    return setting
+
+
+@transaction.atomic
+def auto_trading_global_set(*, paused: bool, actor, reason: str = "") -> SystemSetting:
+    """Pause or resume auto-trading for everyone; trading reads ``analytics.selectors.auto_trading_globally_paused``."""
+    setting = system_setting_set(key=SystemSetting.AUTO_TRADING_PAUSED, value=paused)
+    verb = "Paused" if paused else "Resumed"
+    admin_action_log(actor=actor, obj=setting, message=f"{verb} auto-trading globally. {reason}".strip())
+    return setting
+
+
+def broadcast_start(*, text: str, actor) -> str:
+    """Queue a message to every active, non-banned user. Returns the broadcast id (part of each dedupe key)."""
+    text = text.strip()
+    if not text:
+        raise ValueError("The message is empty.")
+    broadcast_id = uuid.uuid4().hex[:12]
+    admin_action_log(actor=actor, message=f"Broadcast {broadcast_id}: {text[:150]}")
+    from analytics.tasks import broadcast_fanout
+
+    transaction.on_commit(lambda: broadcast_fanout.delay(broadcast_id=broadcast_id, text=text))
+    return broadcast_id
+
+
+def broadcast_publish(*, broadcast_id: str, text: str) -> int:
+    """Publish ``user.notify`` once per recipient (the telegram bridge's rate-limited sender delivers; the dedupe key
+    makes a re-run of this fan-out a no-op per user). The operator's text is plain: it is HTML-escaped here."""
+    from accounts.models import TelegramUser
+    from config.events import publish
+
+    html = escape(text)
+    count = 0
+    recipients = TelegramUser.objects.filter(is_active=True, is_banned=False).values_list("pk", flat=True)
+    for user_id in recipients.iterator():
+        publish("user.notify", user_id=user_id, text=html, dedupe_key=f"broadcast:{broadcast_id}:{user_id}")
+        count += 1
+    logger.info("broadcast %s published to %d user(s)", broadcast_id, count)
+    return count
+
+
+# ---- backtests ----------------------------------------------------------------------------------------------------
+
+
+def backtest_run_start(*, params: dict[str, Any], created_by=None, requested_by_telegram_id: int | None = None) -> BacktestRun:
+    """Validate the request, store a pending BacktestRun and queue ``analytics.tasks.backtest_run`` after commit.
+
+    ``params``: ``symbols`` (list of ccxt symbols), ``days`` (int > 0), optional ``strategy`` (StrategyParams fields)
+    and ``config`` (BacktestConfig fields). Raises ValueError with a readable message on bad input.
+    """
+    from analytics.backtesting import backtest_params_clean
+
+    cleaned = backtest_params_clean(params)
+    run = BacktestRun.objects.create(
+        params=cleaned, created_by=created_by, requested_by_telegram_id=requested_by_telegram_id
+    )
+    from analytics.tasks import backtest_run
+
+    transaction.on_commit(lambda: backtest_run.delay(run_id=run.pk))
+    return run
+
+
+def backtest_run_execute(*, run_id: int, progress: Callable[[str, int, int], None] | None = None) -> BacktestRun:
+    """Run a pending backtest to completion. Any failure ends in status ``failed`` with the reason; never ``running``."""
+    from analytics.backtesting import backtest_perform
+
+    now = timezone.now()
+    claimed = BacktestRun.objects.filter(pk=run_id, status=BacktestRun.Status.PENDING).update(
+        status=BacktestRun.Status.RUNNING, started_at=now
+    )
+    run = BacktestRun.objects.get(pk=run_id)
+    if not claimed:
+        logger.info("backtest %s is %s already; not running it again", run_id, run.status)
+        return run
+    try:
+        metrics, png = backtest_perform(params=run.params, progress=progress)
+    except Exception as exc:  # every failure must end the run
+        logger.warning("backtest %s failed", run_id, exc_info=True)
+        run.status = BacktestRun.Status.FAILED
+        run.error = f"{type(exc).__name__}: {exc}"[:2000] if not isinstance(exc, ValueError) else str(exc)[:2000]
+        run.finished_at = timezone.now()
+        run.save(update_fields=["status", "error", "finished_at"])
+        return run
+    run.metrics = metrics
+    if png:
+        run.equity_curve.save(f"backtest-{run.pk}.png", ContentFile(png), save=False)
+    run.status = BacktestRun.Status.SUCCEEDED
+    run.error = ""
+    run.finished_at = timezone.now()
+    run.save(update_fields=["metrics", "equity_curve", "status", "error", "finished_at"])
+    return run
+
+
+def backtest_runs_fail_stale(*, older_than: timedelta = timedelta(hours=2)) -> int:
+    """Runs stuck in ``running`` (worker killed) are marked failed so they never stay running forever."""
+    return BacktestRun.objects.filter(
+        status=BacktestRun.Status.RUNNING, started_at__lt=timezone.now() - older_than
+    ).update(status=BacktestRun.Status.FAILED, error="The worker stopped before the backtest finished.",
+             finished_at=timezone.now())
+
+
+# ---- payment webhooks ---------------------------------------------------------------------------------------------
+
+
+def webhook_event_receive(*, provider: str, event_id: str, payload: Any, event_type: str = "") -> tuple[WebhookEvent, bool]:
+    """Store a delivery once (unique provider + event id) and queue its processing. Returns (event, created)."""
+    try:
+        with transaction.atomic():
+            event = WebhookEvent.objects.create(
+                provider=provider, event_id=event_id[:200], event_type=event_type[:64], payload=payload
+            )
+    except IntegrityError:
+        return WebhookEvent.objects.get(provider=provider, event_id=event_id[:200]), False
+    from analytics.tasks import webhook_event_process
+
+    transaction.on_commit(lambda: webhook_event_process.delay(event_id=event.pk))
+    return event, True
+
+
+def webhook_event_process(*, event_id: int) -> WebhookEvent:
+    """Apply a stored delivery to the subscriptions, once. Failures are recorded on the event, never raised."""
+    with transaction.atomic():
+        event = WebhookEvent.objects.select_for_update().get(pk=event_id)
+        if event.status != WebhookEvent.Status.RECEIVED:
+            return event
+        try:
+            with transaction.atomic():
+                if event.provider == WebhookEvent.Provider.WHOP:
+                    outcome = _whop_event_apply(event)
+                else:
+                    outcome = _helius_event_apply(event)
+            event.status, event.error = outcome
+        except Exception as exc:
+            logger.exception("webhook event %s failed", event_id)
+            event.status, event.error = WebhookEvent.Status.FAILED, f"{type(exc).__name__}: {exc}"[:2000]
+        event.processed_at = timezone.now()
+        event.save(update_fields=["status", "error", "processed_at"])
+    return event
+
+
+def _whop_event_apply(event: WebhookEvent) -> tuple[str, str]:
+    from accounts.models import Subscription, TelegramUser
+    from analytics.payment_webhooks import whop_membership_change
+
+    change = whop_membership_change(event.payload)
+    if change.active is None:
+        return WebhookEvent.Status.IGNORED, f"event type {change.event_type} needs no action"
+    if change.active is False:
+        status = Subscription.Status.EXPIRED if change.event_type.endswith("expired") else Subscription.Status.CANCELLED
+        updated = Subscription.objects.filter(external_id=change.membership_id).update(status=status, updated_at=timezone.now())
+        return (WebhookEvent.Status.PROCESSED, "") if updated else (WebhookEvent.Status.IGNORED, "unknown membership")
+    user = TelegramUser.objects.filter(telegram_id=change.telegram_id).first() if change.telegram_id else None
+    existing = Subscription.objects.select_for_update().filter(external_id=change.membership_id).first()
+    if user is None and existing is None:
+        return WebhookEvent.Status.IGNORED, "no Telegram user for this membership (metadata.telegram_id missing or unknown)"
+    now = timezone.now()
+    valid_until = change.valid_until or (max(existing.valid_until or now, now) if existing else now) + SUBSCRIPTION_PERIOD
+    Subscription.objects.update_or_create(
+        external_id=change.membership_id,
+        defaults={
+            "user": user or existing.user, "plan": change.plan, "status": Subscription.Status.ACTIVE,
+            "source": Subscription.Source.WHOP, "amount": change.amount or (existing.amount if existing else 0),
+            "currency": change.currency, "valid_until": valid_until,
+        },
+    )
+    return WebhookEvent.Status.PROCESSED, ""
+
+
+def _helius_event_apply(event: WebhookEvent) -> tuple[str, str]:
+    """A Solana Pay payment: the bot created a pending Subscription whose external_id is the payment's reference key;
+    the transaction that touches that key activates it for one period."""
+    from accounts.models import Subscription
+    from analytics.payment_webhooks import helius_accounts, helius_amount
+
+    accounts = helius_accounts(event.payload)
+    subscription = (
+        Subscription.objects.select_for_update()
+        .filter(source=Subscription.Source.SOLANA, status=Subscription.Status.PENDING, external_id__in=accounts)
+        .first()
+    ) if accounts else None
+    if subscription is None:
+        return WebhookEvent.Status.IGNORED, "no pending Solana subscription references this transaction"
+    amount, currency = helius_amount(event.payload)
+    now = timezone.now()
+    subscription.status = Subscription.Status.ACTIVE
+    subscription.valid_until = max(subscription.valid_until or now, now) + SUBSCRIPTION_PERIOD
+    if amount > 0:
+        subscription.amount, subscription.currency = amount, currency
+    subscription.save(update_fields=["status", "valid_until", "amount", "currency", "updated_at"])
+    return WebhookEvent.Status.PROCESSED, ""

@@ -1,0 +1,1 @@
+"""The users' web dashboard (server-rendered): login by Telegram, PnL, positions, signal history, settings."""

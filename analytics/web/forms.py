@@ -1,0 +1,63 @@
+"""The settings form. It only parses the browser's input into Python values: every rule (ranges, leverage cap,
+risk levels, symbol list) is checked by ``accounts.services.preferences_update``, the one validator shared with the bot
+and the API, and its errors are shown on the matching fields."""
+
+from __future__ import annotations
+
+from django import forms
+from django.core.exceptions import ValidationError
+
+from accounts.models import RISK_LEVELS, PnlPeriod, SizingMode, UserPreferences
+
+BOOLEAN_FIELDS = ("dm_alerts", "news_signals", "flow_signals", "auto_flip", "paper_mode", "correlation_filter",
+                  "funding_alerts", "trailing_stop")
+EDITABLE_FIELDS = ("paper_mode", "sizing_mode", "position_size_pct", "risk_per_trade_pct", "leverage",
+                   "max_open_positions", "daily_loss_limit_pct", "max_drawdown_pct", "accepted_risk_levels",
+                   "muted_symbols", "default_pnl_period", "dm_alerts", "news_signals", "flow_signals", "auto_flip",
+                   "correlation_filter", "funding_alerts", "trailing_stop")
+
+
+class PreferencesForm(forms.Form):
+    paper_mode = forms.BooleanField(required=False, label="Paper trading (no real orders)")
+    sizing_mode = forms.ChoiceField(choices=SizingMode.choices, label="Position sizing")
+    position_size_pct = forms.DecimalField(label="Position size, % of balance", decimal_places=4, max_digits=12)
+    risk_per_trade_pct = forms.DecimalField(label="Risk per trade, % to the stop", decimal_places=4, max_digits=12)
+    leverage = forms.IntegerField(label="Leverage")
+    max_open_positions = forms.IntegerField(label="Max open positions")
+    daily_loss_limit_pct = forms.DecimalField(label="Daily loss limit, %", decimal_places=4, max_digits=12)
+    max_drawdown_pct = forms.DecimalField(label="Max drawdown, %", decimal_places=4, max_digits=12)
+    accepted_risk_levels = forms.MultipleChoiceField(
+        choices=[(level, level.title()) for level in RISK_LEVELS], widget=forms.CheckboxSelectMultiple,
+        required=False, label="Signal risk levels to trade",
+    )
+    muted_symbols = forms.CharField(required=False, label="Muted symbols (comma-separated)",
+                                    widget=forms.TextInput(attrs={"placeholder": "DOGE/USDT:USDT, PEPE/USDT:USDT"}))
+    default_pnl_period = forms.ChoiceField(choices=PnlPeriod.choices, label="Default PnL period")
+    dm_alerts = forms.BooleanField(required=False, label="Direct-message alerts")
+    news_signals = forms.BooleanField(required=False, label="News signals")
+    flow_signals = forms.BooleanField(required=False, label="Order-flow signals")
+    auto_flip = forms.BooleanField(required=False, label="Auto-flip on strong opposite flow")
+    correlation_filter = forms.BooleanField(required=False, label="Skip correlated positions")
+    funding_alerts = forms.BooleanField(required=False, label="Funding-rate alerts")
+    trailing_stop = forms.BooleanField(required=False, label="Trailing stop")
+
+    @classmethod
+    def initial_from(cls, preferences: UserPreferences) -> dict:
+        initial = {name: getattr(preferences, name) for name in EDITABLE_FIELDS}
+        initial["muted_symbols"] = ", ".join(preferences.muted_symbols or [])
+        return initial
+
+    def clean_muted_symbols(self) -> list[str]:
+        raw = self.cleaned_data.get("muted_symbols") or ""
+        return [symbol.strip().upper() for symbol in raw.split(",") if symbol.strip()]
+
+    def changes(self) -> dict:
+        return {name: self.cleaned_data[name] for name in EDITABLE_FIELDS}
+
+    def add_service_errors(self, error: ValidationError) -> None:
+        """Show preferences_update's errors on their fields (non-field errors on top)."""
+        if hasattr(error, "error_dict"):
+            for field, messages in error.message_dict.items():
+                self.add_error(field if field in self.fields else None, messages)
+        else:
+            self.add_error(None, error.messages)
