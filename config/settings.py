@@ -160,6 +160,9 @@ CELERY_BEAT_SCHEDULE = {
     "scan-markets": {"task": "signals.tasks.scan_markets", "schedule": crontab(minute="*/15"), "options": {"queue": "scan"}},
     "track-signal-outcomes": {"task": "signals.tasks.track_signal_outcomes", "schedule": 60.0, "options": {"queue": "scan"}},
     "publish-pending-signals": {"task": "signals.tasks.publish_pending_signals", "schedule": 120.0, "options": {"queue": "scan"}},
+    # news: poll CryptoNews (or the recorded stand-in) every minute; funding rates of the scanned perpetuals
+    "poll-news": {"task": "news.tasks.poll_news", "schedule": 60.0, "options": {"queue": "default"}},
+    "poll-funding-rates": {"task": "news.tasks.poll_funding_rates", "schedule": crontab(minute="*/5"), "options": {"queue": "default"}},
 }
 
 # --- Domain events --------------------------------------------------------------------------------------------------
