@@ -1,8 +1,9 @@
 import factory
+from django.utils import timezone
 from factory.django import DjangoModelFactory
 
 from accounts.tests.factories import TelegramUserFactory
-from analytics.models import BacktestRun, UserActivity
+from analytics.models import BacktestRun, Heartbeat, UserActivity, WebhookEvent
 
 
 class UserActivityFactory(DjangoModelFactory):
@@ -19,3 +20,22 @@ class BacktestRunFactory(DjangoModelFactory):
         model = BacktestRun
 
     params = factory.LazyFunction(lambda: {"symbols": ["BTC/USDT:USDT"], "days": 30})
+
+
+class HeartbeatFactory(DjangoModelFactory):
+    class Meta:
+        model = Heartbeat
+        django_get_or_create = ("name",)
+
+    name = "worker"
+    beat_at = factory.LazyFunction(timezone.now)
+
+
+class WebhookEventFactory(DjangoModelFactory):
+    class Meta:
+        model = WebhookEvent
+
+    provider = WebhookEvent.Provider.WHOP
+    event_id = factory.Sequence(lambda n: f"msg_{n:08d}")
+    event_type = "membership.activated"
+    payload = factory.LazyFunction(lambda: {"type": "membership.activated", "data": {"id": "mem_1"}})
