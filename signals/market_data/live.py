@@ -57,7 +57,7 @@ def map_ccxt_error(error: BaseException, *, context: str = "") -> MarketDataErro
     text = f"{prefix}{type(error).__name__}: {str(error)[:300]}"
     if isinstance(error, ccxt.BadSymbol):
         return SymbolUnavailable(text)
-    if isinstance(error, _RETRYABLE | TimeoutError | concurrent.futures.TimeoutError):
+    if isinstance(error, (*_RETRYABLE, TimeoutError, concurrent.futures.TimeoutError)):
         return RetryableMarketDataError(text)
     return FinalMarketDataError(text)
 
