@@ -1,0 +1,52 @@
+"""Every registered Celery task: time limits, late acks on the trade/telegram queues, backoff with jitter."""
+
+import pytest
+
+from config.celery import MAX_TASK_TIME_LIMIT, RELIABLE_QUEUES, app, apply_reliability_policy, task_queue_name
+
+
+@pytest.fixture(scope="module")
+def registered_tasks():
+    app.loader.import_default_modules()
+    apply_reliability_policy()  # what the worker does on worker_init
+    tasks = {name: task for name, task in app.tasks.items() if not name.startswith("celery.")}
+    assert len(tasks) >= 20  # every app's tasks module was imported
+    return tasks
+
+
+def test_every_task_has_a_hard_and_a_lower_soft_time_limit(registered_tasks):
+    for name, task in registered_tasks.items():
+        assert task.time_limit and 0 < task.time_limit <= MAX_TASK_TIME_LIMIT, name
+        assert task.soft_time_limit and task.soft_time_limit < task.time_limit, name
+
+
+def test_trade_and_telegram_tasks_ack_late_and_requeue_when_the_worker_dies(registered_tasks):
+    reliable = {name for name in registered_tasks if task_queue_name(name) in RELIABLE_QUEUES}
+    assert {"trading.tasks.execute_signal", "telegram_bridge.tasks.notify_user"} <= reliable
+    for name in reliable:
+        task = registered_tasks[name]
+        assert task.acks_late is True and task.reject_on_worker_lost is True, name
+
+
+def test_retrying_tasks_back_off_exponentially_with_jitter(registered_tasks):
+    retrying = {name: task for name, task in registered_tasks.items() if getattr(task, "autoretry_for", None)}
+    assert "trading.tasks.execute_signal" in retrying and "signals.tasks.scan_markets" in retrying
+    for name, task in retrying.items():
+        assert task.retry_backoff and task.retry_jitter is True and task.retry_backoff_max, name
+        assert task.max_retries is not None, name  # bounded
+
+
+def test_policy_fills_in_what_a_task_left_out():
+    @app.task(name="config.tests.bare_trade_task", queue="trade", autoretry_for=(ConnectionError,), soft_time_limit=900)
+    def bare_trade_task():
+        return 1
+
+    try:
+        task = app.tasks[bare_trade_task.name]
+        apply_reliability_policy({task.name: task})
+        assert bare_trade_task.acks_late and bare_trade_task.reject_on_worker_lost
+        assert bare_trade_task.time_limit == app.conf.task_time_limit
+        assert bare_trade_task.soft_time_limit < bare_trade_task.time_limit
+        assert bare_trade_task.retry_backoff and bare_trade_task.retry_jitter
+    finally:
+        app.tasks.pop(bare_trade_task.name, None)
