@@ -92,14 +92,22 @@ def _exit_quantity(position: Position, event_quantity: float, closes_all: bool) 
 
 def position_apply_bar(
     *, position: Position, ts: int, open: float, high: float, low: float, close: float,
-    executor: Executor | None = None,
+    executor: Executor | None = None, bookmark: bool = True,
 ) -> Position:
-    """Apply one candle (or a tick) to one open position."""
+    """Apply one candle (or a tick) to one open position.
+
+    ``bookmark``: a candle moves ``monitored_until_ts`` (a candle is applied once); a tick (``bookmark=False``)
+    does not, otherwise the candle pass would skip the candle the tick fell in and miss its extremes. Applying a
+    tick twice is harmless: exits are idempotent per reason, the best price and the stop only ever tighten."""
     executor = executor or executor_for(user=position.user, mode=position.mode)
-    atomic = transaction.atomic() if executor.mode == TradingMode.PAPER else contextlib.nullcontext()
+    paper = executor.mode == TradingMode.PAPER
+    atomic = transaction.atomic() if paper else contextlib.nullcontext()
     with atomic:
-        position = Position.objects.select_related("symbol", "user__preferences").get(pk=position.pk)
-        if position.status != Position.Status.OPEN or (position.monitored_until_ts or -1) >= ts:
+        rows = Position.objects.select_related("symbol", "user__preferences")
+        if paper:  # two overlapping monitor passes apply a candle one after the other, never both at once
+            rows = rows.select_for_update(of=("self",))
+        position = rows.get(pk=position.pk)
+        if position.status != Position.Status.OPEN or (bookmark and (position.monitored_until_ts or -1) >= ts):
             return position
         state = position_state(position=position)
         rules = exit_rules_for(position=position)
@@ -115,7 +123,9 @@ def position_apply_bar(
             if position.status != Position.Status.OPEN:
                 break
         if position.status == Position.Status.OPEN:
-            updates = {"monitored_until_ts": ts, "best_price": amounts.from_float(new_state.best_price)}
+            updates = {"best_price": amounts.from_float(new_state.best_price)}
+            if bookmark:
+                updates["monitored_until_ts"] = ts
             if new_state.tp1_done and not position.tp1_done:
                 updates["tp1_done"] = True  # TP1 reached but its partial rounded to nothing
             stop = amounts.from_float(new_state.stop)
@@ -128,7 +138,7 @@ def position_apply_bar(
                     events.publish("position.updated", position_id=position.pk)
             Position.objects.filter(pk=position.pk).update(**updates)
             position.refresh_from_db()
-        else:
+        elif bookmark:
             Position.objects.filter(pk=position.pk).update(monitored_until_ts=ts)
     return position
 
@@ -138,6 +148,7 @@ class MonitorReport:
     positions: int = 0
     candles: int = 0
     closed: int = 0
+    funding: int = 0
     errors: dict[int, str] = field(default_factory=dict)
 
 
@@ -204,6 +215,38 @@ def positions_monitor_prices(*, prices: dict[str, Decimal], at: datetime, execut
         price = float(prices[position.symbol.symbol])
         executor = (executor_factory or executor_for)(user=position.user, mode=position.mode)
         position = position_apply_bar(position=position, ts=ts, open=price, high=price, low=price, close=price,
-                                      executor=executor)
+                                      executor=executor, bookmark=False)
         closed += position.status == Position.Status.CLOSED
     return closed
+
+
+def positions_monitor_market_prices(*, market_data=None, executor_factory=None) -> int:
+    """The price-refresh pass (beat, every ``TRADING_PRICE_MONITOR_SECONDS``, the price cache's TTL): read the last
+    price of every symbol with an open position through the market data's price cache (which refreshes it) and
+    apply it as a tick. Returns how many positions closed."""
+    from trading.market import market_data as default_market_data
+
+    md = market_data or default_market_data()
+    symbols = set(Position.objects.filter(status=Position.Status.OPEN).values_list("symbol__symbol", flat=True))
+    prices: dict[str, Decimal] = {}
+    for symbol in sorted(symbols):
+        try:
+            prices[symbol] = Decimal(md.last_price(symbol))
+        except Exception as exc:
+            logger.warning("monitor: no price for %s: %s", symbol, exc)
+    if not prices:
+        return 0
+    return positions_monitor_prices(prices=prices, at=md.now(), executor_factory=executor_factory)
+
+
+def positions_monitor_step(*, market_data=None, executor_factory=None) -> MonitorReport:
+    """One full monitor pass, as the beat runs it and as a replay calls it after every clock step: apply the closed
+    candles to every open position (``positions_monitor``), then charge the funding times now due
+    (``trading.services.funding_charge_due``) at the market data's clock."""
+    from trading.market import market_data as default_market_data
+    from trading.services import funding_charge_due
+
+    md = market_data or default_market_data()
+    report = positions_monitor(market_data=md, executor_factory=executor_factory)
+    report.funding = funding_charge_due(now=md.now(), price_of=md.last_price)
+    return report

@@ -20,6 +20,7 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.db.models import Q, Sum
 from django.utils import timezone
 
 from accounts.models import TelegramUser
@@ -49,6 +50,7 @@ _LEG_RE = re.compile(r"^[a-z0-9]{1,8}$")
 CLIENT_ORDER_ID_MAX_LENGTH = 32
 HUNDRED = Decimal(100)
 FUNDING_INTERVAL = timedelta(hours=8)
+FUNDING_LOOKBACK = timedelta(days=3)  # closed positions still checked for funding times they lived through
 
 R = Position.CloseReason
 STOP_REASONS = frozenset({R.SL, R.BREAKEVEN, R.TRAILING})
@@ -382,20 +384,37 @@ def funding_times_between(start: datetime, end: datetime) -> list[datetime]:
     return times
 
 
+def position_quantity_at(*, position: Position, at: datetime) -> Decimal:
+    """Quantity ``position`` held at ``at``: its entry quantity less the exit fills filled at or before ``at``."""
+    if position.opened_at is None or position.opened_at >= at:
+        return Decimal(0)
+    exited = position.fills.exclude(order__leg=Order.Leg.ENTRY).filter(filled_at__lte=at).aggregate(
+        total=Sum("quantity")
+    )["total"] or Decimal(0)
+    return max(position.quantity - exited, Decimal(0))
+
+
 def funding_charge_position(*, position: Position, funding_time: datetime, rate: Decimal, mark: Decimal) -> FundingCharge | None:
-    """Charge one funding payment to an open paper position (once per funding time; longs pay a positive rate)."""
+    """Charge one funding payment (once per funding time; longs pay a positive rate) on the quantity the position
+    held at ``funding_time`` — also when it closed after that time but before the charge ran (a monitor pass that
+    applied the exit first must not make the funding disappear)."""
     with transaction.atomic():
         position = Position.objects.select_for_update().get(pk=position.pk)
-        if position.status != Position.Status.OPEN or position.remaining_quantity <= 0:
+        held = position.status == Position.Status.OPEN or (
+            position.status == Position.Status.CLOSED and position.closed_at is not None
+            and position.closed_at > funding_time
+        )
+        if not held:
             return None
         if FundingCharge.objects.filter(position=position, funding_time=funding_time).exists():
             return None
-        amount = amounts.money(
-            pnl.funding_payment(side=position.side, mark=mark, quantity=position.remaining_quantity, rate=rate)
-        )
+        quantity = position_quantity_at(position=position, at=funding_time)
+        if quantity <= 0:
+            return None
+        amount = amounts.money(pnl.funding_payment(side=position.side, mark=mark, quantity=quantity, rate=rate))
         charge = FundingCharge.objects.create(
             position=position, funding_time=funding_time, rate=rate, mark_price=amounts.price(mark),
-            quantity=position.remaining_quantity, amount=amount,
+            quantity=quantity, amount=amount,
         )
         position.funding += amount
         position.save(update_fields=["funding", "updated_at"])
@@ -405,7 +424,8 @@ def funding_charge_position(*, position: Position, funding_time: datetime, rate:
 
 
 def funding_charge_due(*, now: datetime, price_of=None) -> int:
-    """Charge every open paper position the funding times it lived through since it opened (idempotent).
+    """Charge every paper position the funding times it lived through (idempotent): open positions since they
+    opened, and positions closed in the last ``FUNDING_LOOKBACK`` for the times before their close.
 
     The rate of a funding time is the ``FundingSnapshot`` of that symbol and time (the market-data exchange's first,
     else any exchange's); without one, in replay, ``settings.PAPER_FUNDING_RATE``; otherwise nothing is charged."""
@@ -415,10 +435,16 @@ def funding_charge_due(*, now: datetime, price_of=None) -> int:
     price_of = price_of or market_last_price
     fallback = Decimal(settings.PAPER_FUNDING_RATE) if settings.PAPER_FUNDING_RATE and settings.MARKET_DATA_SOURCE == "replay" else None
     charged = 0
-    positions = Position.objects.filter(status=Position.Status.OPEN, mode=TradingMode.PAPER, opened_at__isnull=False).select_related("symbol")
+    recently_closed = Q(status=Position.Status.CLOSED, closed_at__gt=now - FUNDING_LOOKBACK)
+    positions = Position.objects.filter(
+        Q(status=Position.Status.OPEN) | recently_closed, mode=TradingMode.PAPER, opened_at__isnull=False
+    ).select_related("symbol")
     for position in positions:
         done = set(position.funding_charges.values_list("funding_time", flat=True))
-        for t in funding_times_between(position.opened_at, now):
+        until = min(now, position.closed_at) if position.closed_at else now
+        for t in funding_times_between(position.opened_at, until):
+            if position.closed_at is not None and t >= position.closed_at:
+                continue
             if t in done:
                 continue
             snaps = list(FundingSnapshot.objects.filter(symbol=position.symbol, funding_time=t))

@@ -27,11 +27,21 @@ def execute_signal(signal_id: int) -> dict:
 
 @shared_task(name="trading.tasks.monitor_positions", queue="trade", acks_late=True, reject_on_worker_lost=True)
 def monitor_positions() -> dict:
-    from trading.monitor import positions_monitor
+    """Beat (every minute): closed candles → exits of every open position, then the funding times now due."""
+    from trading.monitor import positions_monitor_step
 
-    report = positions_monitor()
+    report = positions_monitor_step()
     return {"positions": report.positions, "candles": report.candles, "closed": report.closed,
-            "errors": len(report.errors)}
+            "funding": report.funding, "errors": len(report.errors)}
+
+
+@shared_task(name="trading.tasks.monitor_position_prices", queue="trade", acks_late=True, reject_on_worker_lost=True)
+def monitor_position_prices() -> int:
+    """Beat (every price-cache TTL): the fresh last price of each symbol with an open position, applied as a tick
+    (stops, targets, trailing between two candles)."""
+    from trading.monitor import positions_monitor_market_prices
+
+    return positions_monitor_market_prices()
 
 
 @shared_task(name="trading.tasks.charge_funding", queue="trade", acks_late=True, reject_on_worker_lost=True)
