@@ -1,6 +1,7 @@
 """The multi-exchange spot order-flow monitor: one cycle fetches, scores, filters and turns alerts into flow signals.
 
-``flow_cycle`` (called every minute by ``signals.tasks_flow.flow_monitor_cycle``):
+``flow_cycle`` (called every minute through ``flow_monitor_run`` by the beat task
+``signals.tasks_flow.flow_monitor_cycle``):
 
 1. claims the cycle in the shared cache (``cache.add``: two workers never run the same cycle, and a running cycle
    holds a lock so cycles never overlap);
@@ -108,11 +109,13 @@ class FlowCycleResult:
     alerts: list[tuple[str, FlowAlert]] = field(default_factory=list)  # (window, alert) past the cooldown
     signal_ids: list[int] = field(default_factory=list)
     failures: dict[str, str] = field(default_factory=dict)
+    skipped_windows: list[str] = field(default_factory=list)  # finer than the source's resolution
 
     def summary(self) -> dict:
         return {
             "ran": self.ran,
             "now_ms": self.now_ms,
+            "skipped_windows": self.skipped_windows,
             "alerts": [f"{w}:{a.symbol}:{a.side}" for w, a in self.alerts],
             "signal_ids": self.signal_ids,
             "failures": len(self.failures),
@@ -248,8 +251,14 @@ def flow_cycle(
         result = FlowCycleResult(ran=True, now_ms=now_ms, failures=dict(snapshot.failures))
         pairs = _update_buckets(store, snapshot, now_ms=now_ms, params=params)
         last_signal = store.last_signal_ms()
+        resolution_ms = int(getattr(source, "resolution_ms", MINUTE_MS))
         for window in params.windows:
             window_ms = params.window_ms(window)
+            if window_ms < resolution_ms:
+                # e.g. 1m windows over the replay proxy of 5m candles: five identical windows per candle would make
+                # one candle look "stable" for 5 windows. Such windows are not scored at all.
+                result.skipped_windows.append(window)
+                continue
             end_ms = last_closed_window_end(now_ms, window_ms)
             flow_params = params.flow_params(window)
             inputs: dict[Pair, tuple[Trades, OrderBook | None]] = {}
@@ -284,6 +293,21 @@ def flow_cycle(
         return result
     finally:
         store.release(token)
+
+
+def flow_monitor_run(*, source: SpotFlowSource | None = None, market_data=None) -> FlowCycleResult:
+    """The periodic entry point (``signals.tasks_flow.flow_monitor_cycle``): parameters and source from settings,
+    the clock of the market-data port (the replay clock in replay mode, the wall clock live)."""
+    from signals.flow_sources import flow_source_from_settings
+    from signals.market_data import get_market_data
+
+    market_data = market_data if market_data is not None else get_market_data()
+    return flow_cycle(
+        now_ms=int(market_data.now_ms()),
+        source=source if source is not None else flow_source_from_settings(),
+        params=FlowMonitorParams.from_settings(),
+        market_data=market_data,
+    )
 
 
 def _update_buckets(

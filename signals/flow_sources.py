@@ -57,6 +57,7 @@ class SpotFlowSource(Protocol):
     """A source of spot order flow for a list of spot symbols (``BTC/USDT``)."""
 
     name: str
+    resolution_ms: int  # the finest window the source can tell apart (shorter windows are not scored)
 
     def fetch(self, *, symbols: Sequence[str], now_ms: int, lookback_ms: int) -> FlowSnapshot:
         """Trades of (at least) the last ``lookback_ms`` where the venue serves that many, and current books."""
@@ -92,6 +93,7 @@ def ccxt_spot_exchange(exchange_id: str, *, timeout_ms: int = 10_000):
 
 class CcxtSpotFlowSource:
     name = "ccxt"
+    resolution_ms = MINUTE_MS  # trades are folded into one-minute buckets
 
     def __init__(
         self,
@@ -212,6 +214,13 @@ class ReplayFlowSource:
     def __init__(self, market_data=None, *, timeframe: str = "5m"):
         self._market_data = market_data
         self.timeframe = timeframe
+
+    @property
+    def resolution_ms(self) -> int:
+        """One candle: the proxy spreads a candle evenly over its minutes, so finer windows repeat the same value."""
+        from engine.candles import timeframe_to_ms
+
+        return timeframe_to_ms(self.timeframe)
 
     @property
     def market_data(self):

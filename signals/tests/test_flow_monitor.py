@@ -324,3 +324,12 @@ def test_params_from_settings_and_validation(settings):
     assert params.lookback_ms == 17 * MIN
     with pytest.raises(ValueError):
         monitor_params(windows=()).validate()
+
+
+def test_windows_finer_than_the_source_resolution_are_not_scored(btc_perp, cache):
+    source = ScriptedFlowSource(lambda ex, m: 0.9)
+    source.resolution_ms = 5 * MIN  # e.g. the replay proxy of 5m candles
+    params = monitor_params(windows=("1m", "5m"), flow=FlowParams(stable_windows=1))
+    results = run_cycles(source, params, cache, range(1, 11))
+    assert all(r.skipped_windows == ["1m"] and set(r.pressures) == {"5m"} for r in results)
+    assert [(w, a.window_end_ms) for r in results for w, a in r.alerts] == [("5m", T0)]  # then the cooldown
