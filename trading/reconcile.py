@@ -27,6 +27,7 @@ from trading.errors import ExchangeError, FinalExchangeError
 from trading.executors.live import (
     OPEN_STATES,
     LiveExecutor,
+    order_request,
     order_sync_from_result,
     position_refresh_from_orders,
 )
@@ -87,7 +88,9 @@ def _reconcile_position(executor: LiveExecutor, client, position: Position, held
             continue  # never sent; the executor (or protect below) sends it
         trigger = order.type in (Order.Type.STOP_MARKET, Order.Type.TAKE_PROFIT)
         result = executor._retry(
-            lambda o=order, t=trigger: client.fetch_order(symbol=symbol, exchange_order_id=o.exchange_order_id, client_order_id=o.client_order_id, trigger=t),
+            lambda o=order, t=trigger: client.fetch_order(
+                symbol=symbol, exchange_order_id=o.exchange_order_id, client_order_id=o.client_order_id, trigger=t, request=order_request(o, symbol=symbol)
+            ),
             "fetch order",
         )
         if result is None:

@@ -28,7 +28,8 @@ def exchange_client_build(*, exchange: str, api_key: str, secret: str, passphras
     if exchange == "bitunix":
         from trading.exchanges.bitunix import BitunixClient
 
-        return BitunixClient(api_key=api_key, secret=secret)
+        base_url = getattr(settings, "BITUNIX_BASE_URL", "") or "https://fapi.bitunix.com"
+        return BitunixClient(api_key=api_key, secret=secret, base_url=base_url, timeout=float(getattr(settings, "LIVE_HTTP_TIMEOUT_SECONDS", 10.0)))
     from trading.exchanges.ccxt_client import CcxtExchangeClient
 
     return CcxtExchangeClient(exchange, api_key=api_key, secret=secret, passphrase=passphrase)

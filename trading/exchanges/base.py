@@ -129,8 +129,13 @@ class ExchangeClient(Protocol):
 
     async def cancel_order(self, *, symbol: str, exchange_order_id: str = "", client_order_id: str = "", trigger: bool = False) -> None: ...
 
-    async def fetch_order(self, *, symbol: str, exchange_order_id: str = "", client_order_id: str = "", trigger: bool = False) -> OrderResult | None:
-        """The order, or None when the exchange does not know it (lookup by client order id after a lost response)."""
+    async def fetch_order(
+        self, *, symbol: str, exchange_order_id: str = "", client_order_id: str = "", trigger: bool = False, request: OrderRequest | None = None
+    ) -> OrderResult | None:
+        """The order, or None when the exchange does not know it (lookup by client order id after a lost response).
+
+        ``request`` is the order as it was sent: exchanges whose trigger orders carry no client id (Bitunix TP/SL)
+        find them by it; the others ignore it."""
         ...
 
     async def fetch_open_orders(self, symbol: str | None = None) -> list[OrderResult]:

@@ -191,7 +191,9 @@ class CcxtExchangeClient:
             params["clientOrderId"] = client_order_id
         await self._call("cancel_order", exchange_order_id or None, symbol, params)
 
-    async def fetch_order(self, *, symbol: str, exchange_order_id: str = "", client_order_id: str = "", trigger: bool = False) -> OrderResult | None:
+    async def fetch_order(
+        self, *, symbol: str, exchange_order_id: str = "", client_order_id: str = "", trigger: bool = False, request: OrderRequest | None = None
+    ) -> OrderResult | None:
         market = await self._ccxt_market(symbol)
         params: dict[str, Any] = {"trigger": True} if trigger else {}
         can_fetch_by_client_id = not (self.exchange_id == "mexc" and trigger)

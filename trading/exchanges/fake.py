@@ -264,7 +264,9 @@ class FakeExchangeClient:
         if fault == "lost_response":
             self.account._raise_for(fault)
 
-    async def fetch_order(self, *, symbol: str, exchange_order_id: str = "", client_order_id: str = "", trigger: bool = False) -> OrderResult | None:
+    async def fetch_order(
+        self, *, symbol: str, exchange_order_id: str = "", client_order_id: str = "", trigger: bool = False, request: OrderRequest | None = None
+    ) -> OrderResult | None:
         self._enter("fetch_order", client_order_id or exchange_order_id)
         with self.account.lock:
             order = self._find(exchange_order_id, client_order_id)

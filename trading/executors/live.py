@@ -246,7 +246,9 @@ class LiveExecutor:
         for attempt in range(self.attempts):
             try:
                 if order.state != Order.State.NEW:
-                    existing = client.fetch_order(symbol=request.symbol, exchange_order_id=order.exchange_order_id, client_order_id=order.client_order_id, trigger=request.is_trigger)
+                    existing = client.fetch_order(
+                        symbol=request.symbol, exchange_order_id=order.exchange_order_id, client_order_id=order.client_order_id, trigger=request.is_trigger, request=request
+                    )
                     if existing is not None:
                         logger.info("order %s already on %s (id %s): not sent again", order.client_order_id, client.exchange_id, existing.exchange_order_id)
                         return existing
@@ -417,9 +419,17 @@ class LiveExecutor:
     def _cancel_protective(self, client: SyncExchangeClient, position: Position, legs=PROTECTIVE_LEGS) -> None:
         symbol = position.symbol.symbol
         for order in position.orders.filter(leg__in=legs, state__in=(Order.State.SUBMITTED, Order.State.OPEN, Order.State.PARTIALLY_FILLED)):
+            if not order.exchange_order_id:  # sent, answer lost: learn its id first (Bitunix TP/SL cancel by id only)
+                found = self._retry(lambda o=order: client.fetch_order(symbol=symbol, client_order_id=o.client_order_id, trigger=True, request=order_request(o, symbol=symbol)), "find protective order")
+                if found is not None:
+                    order_sync_from_result(order=order, result=found)
+                    order.refresh_from_db()
             with contextlib.suppress(OrderNotFoundOnExchange):
                 self._retry(lambda o=order: client.cancel_order(symbol=symbol, exchange_order_id=o.exchange_order_id, client_order_id=o.client_order_id, trigger=True), "cancel protective order")
-            result = self._retry(lambda o=order: client.fetch_order(symbol=symbol, exchange_order_id=o.exchange_order_id, client_order_id=o.client_order_id, trigger=True), "fetch protective order")
+            result = self._retry(
+                lambda o=order: client.fetch_order(symbol=symbol, exchange_order_id=o.exchange_order_id, client_order_id=o.client_order_id, trigger=True, request=order_request(o, symbol=symbol)),
+                "fetch protective order",
+            )
             if result is not None:
                 order_sync_from_result(order=order, result=result)
         for order in position.orders.filter(leg__in=legs, state=Order.State.NEW):
@@ -466,7 +476,13 @@ class LiveExecutor:
             for old in old_stops:
                 with contextlib.suppress(OrderNotFoundOnExchange):
                     self._retry(lambda o=old: client.cancel_order(symbol=position.symbol.symbol, exchange_order_id=o.exchange_order_id, client_order_id=o.client_order_id, trigger=True), "cancel old stop")
-                result = self._retry(lambda o=old: client.fetch_order(symbol=position.symbol.symbol, exchange_order_id=o.exchange_order_id, client_order_id=o.client_order_id, trigger=True), "fetch old stop")
+                result = self._retry(
+                    lambda o=old: client.fetch_order(
+                        symbol=position.symbol.symbol, exchange_order_id=o.exchange_order_id, client_order_id=o.client_order_id, trigger=True,
+                        request=order_request(o, symbol=position.symbol.symbol),
+                    ),
+                    "fetch old stop",
+                )
                 if result is not None:
                     order_sync_from_result(order=old, result=result)
         publish("position.updated", position_id=position.pk)
