@@ -32,3 +32,12 @@ def webhook_event_process(*, event_id: int) -> str:
 @shared_task(name="analytics.tasks.broadcast_fanout", time_limit=600)
 def broadcast_fanout(*, broadcast_id: str, text: str) -> int:
     return services.broadcast_publish(broadcast_id=broadcast_id, text=text)
+
+
+@shared_task(name="analytics.tasks.watchdog", time_limit=60, soft_time_limit=50, ignore_result=True)
+def watchdog() -> dict:
+    """Every minute (beat): stale heartbeat or missed scan → re-queue it and tell the admins."""
+    from analytics.watchdog import watchdog_check
+
+    report = watchdog_check()
+    return {"healthy": report.healthy, "requeued": report.requeued, "admins_told": report.admins_told}

@@ -108,16 +108,35 @@ def error_report(exc: BaseException, *, kind: str = "other", context: dict | Non
 def _alert_admins(*, kind: str, count: int, reference: str, exc: BaseException) -> None:
     from html import escape
 
+    text = (
+        f"⚠️ <b>{count} {escape(kind)} errors today</b>\nlatest: <code>{escape(type(exc).__name__)}</code> "
+        f"ref <code>{reference}</code>"
+    )
+    hour = datetime.now(UTC).strftime("%Y%m%d%H")
+    admins_notify(text=text, dedupe_key=f"error-alert:{kind}:{hour}")
+
+
+def admins_notify(*, text: str, dedupe_key: str) -> int:
+    """Send ``text`` (already-escaped HTML) to every active admin through the ``user.notify`` event. Returns the
+    number of admins told; ``dedupe_key`` makes a repeat a no-op on the bridge side."""
     from accounts.models import TelegramUser
     from config.events import publish
 
     admins = TelegramUser.objects.filter(is_active=True, is_banned=False).filter(
         is_admin=True
     ) | TelegramUser.objects.filter(telegram_id__in=settings.ADMIN_TELEGRAM_IDS)
-    text = (
-        f"⚠️ <b>{count} {escape(kind)} errors today</b>\nlatest: <code>{escape(type(exc).__name__)}</code> "
-        f"ref <code>{reference}</code>"
-    )
-    hour = datetime.now(UTC).strftime("%Y%m%d%H")
+    told = 0
     for admin in admins.distinct():
-        publish("user.notify", user_id=admin.pk, text=text, dedupe_key=f"error-alert:{kind}:{hour}")
+        publish("user.notify", user_id=admin.pk, text=text, dedupe_key=dedupe_key)
+        told += 1
+    return told
+
+
+BOT_ERROR_TEXT = "Sorry, something went wrong on our side. Please try again later. Error reference: <code>{reference}</code>"
+
+
+def bot_update_error(exc: BaseException, *, update_id: int | None = None) -> str:
+    """The central handler for a Telegram update that failed: report it (kind ``bot_update``) and return the short,
+    friendly HTML message to show the user, carrying the error reference."""
+    reference = error_report(exc, kind="bot_update", context={"update_id": update_id})
+    return BOT_ERROR_TEXT.format(reference=reference)

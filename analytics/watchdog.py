@@ -1,0 +1,107 @@
+"""The beat-driven watchdog: notices a stale worker heartbeat or a market scan that did not run, re-queues the
+missing work and tells the admins in Telegram.
+
+``watchdog_check`` runs every minute (``analytics.tasks.watchdog``, beat entry ``watchdog``). It only reads state
+and sends tasks; each re-queue has a cool-down in the cache so a long outage does not pile up copies, and re-running
+is safe because the heartbeat is an upsert and a scan creates each signal once (its dedupe key). Admin alerts go
+through ``config.observability.admins_notify`` with a dedupe key per problem and hour.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from html import escape
+
+from django.conf import settings
+from django.core.cache import cache
+from django.utils import timezone
+
+from analytics.selectors import heartbeat_age_seconds
+
+logger = logging.getLogger(__name__)
+
+HEARTBEAT_TASK = "analytics.tasks.heartbeat"
+SCAN_TASK = "signals.tasks.scan_markets"
+
+
+@dataclass
+class WatchdogReport:
+    checked_at: datetime
+    heartbeat_age_seconds: float | None = None
+    heartbeat_stale: bool = False
+    last_scan_started_at: datetime | None = None
+    scan_missed: bool = False
+    scan_stuck: bool = False
+    requeued: list[str] = field(default_factory=list)
+    admins_told: int = 0
+
+    @property
+    def healthy(self) -> bool:
+        return not (self.heartbeat_stale or self.scan_missed or self.scan_stuck)
+
+
+def _requeue(task_name: str, *, queue: str) -> bool:
+    """Send ``task_name`` again unless it was re-queued within the cool-down."""
+    if not cache.add(f"watchdog:requeued:{task_name}", 1, settings.WATCHDOG_REQUEUE_COOLDOWN_SECONDS):
+        return False
+    from config.celery import app
+
+    app.send_task(task_name, queue=queue)
+    logger.warning("watchdog: re-queued %s on %s", task_name, queue)
+    return True
+
+
+def _scan_state(now: datetime) -> tuple[datetime | None, bool, bool]:
+    """(latest scan start, missed, stuck). Missed: no scan started within WATCHDOG_SCAN_MAX_AGE_SECONDS; stuck: the
+    latest scan started over WATCHDOG_SCAN_STUCK_SECONDS ago and its batches never all reported."""
+    if not settings.WATCHDOG_SCAN_MAX_AGE_SECONDS:
+        return None, False, False
+    from signals.selectors import scan_run_latest
+
+    latest = next(iter(scan_run_latest(limit=1)), None)
+    if latest is None:
+        return None, True, False
+    missed = latest.started_at < now - timedelta(seconds=settings.WATCHDOG_SCAN_MAX_AGE_SECONDS)
+    stuck = (
+        not missed
+        and latest.finished_at is None
+        and latest.started_at < now - timedelta(seconds=settings.WATCHDOG_SCAN_STUCK_SECONDS)
+    )
+    return latest.started_at, missed, stuck
+
+
+def watchdog_check(*, now: datetime | None = None) -> WatchdogReport:
+    from config.observability import admins_notify
+
+    now = now or timezone.now()
+    report = WatchdogReport(checked_at=now)
+    age = heartbeat_age_seconds()
+    report.heartbeat_age_seconds = age
+    report.heartbeat_stale = age is None or age > settings.HEARTBEAT_MAX_AGE_SECONDS
+    report.last_scan_started_at, report.scan_missed, report.scan_stuck = _scan_state(now)
+
+    problems: list[str] = []
+    if report.heartbeat_stale:
+        if _requeue(HEARTBEAT_TASK, queue="default"):
+            report.requeued.append(HEARTBEAT_TASK)
+        problems.append("worker heartbeat " + ("never seen" if age is None else f"{age:.0f} s old"))
+    if report.scan_missed or report.scan_stuck:
+        if _requeue(SCAN_TASK, queue="scan"):
+            report.requeued.append(SCAN_TASK)
+        started = report.last_scan_started_at
+        since = "never" if started is None else f"{(now - started).total_seconds() / 60:.0f} min ago"
+        problems.append(("market scan did not finish" if report.scan_stuck else "market scan did not run") +
+                        f" (last start: {since})")
+    if problems:
+        logger.warning("watchdog: %s; re-queued %s", "; ".join(problems), report.requeued or "nothing (cool-down)")
+        text = "🐕 <b>Watchdog</b>\n" + "\n".join(f"• {escape(p)}" for p in problems)
+        if report.requeued:
+            text += "\nRe-queued: " + ", ".join(f"<code>{escape(n)}</code>" for n in report.requeued)
+        kinds = "+".join(sorted(k for k, bad in (("heartbeat", report.heartbeat_stale),
+                                                 ("scan", report.scan_missed or report.scan_stuck)) if bad))
+        report.admins_told = admins_notify(text=text, dedupe_key=f"watchdog:{kinds}:{now:%Y%m%d%H}")
+    cache.set("watchdog:last_report", {"checked_at": now.isoformat(), "healthy": report.healthy,
+                                       "requeued": report.requeued}, 24 * 3600)
+    return report
