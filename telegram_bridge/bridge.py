@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import logging
 import threading
 import time
+from dataclasses import dataclass
 
 from aiogram.exceptions import TelegramNetworkError, TelegramRetryAfter, TelegramServerError
 from aiogram.types import BotCommand
@@ -32,39 +34,88 @@ def webhook_set(*, url: str) -> None:
                                              allowed_updates=ALLOWED_UPDATES))
 
 
-def polling_run(*, timeout: int = 25, max_updates: int | None = None, stop: threading.Event | None = None) -> int:
+@dataclass
+class PollingReport:
+    handled: int = 0
+    restarts: int = 0  # sessions rebuilt by the watchdog
+    failures: int = 0
+
+
+class Poller:
+    """Long polling with a watchdog and a clean stop.
+
+    Each getUpdates is awaited in short slices: when ``stop`` is set the in-flight request is cancelled at once
+    (graceful shutdown does not wait for a 25 s long poll), and when no answer has come ``stall_seconds`` after the
+    long-poll timeout the watchdog cancels it and rebuilds the HTTP session (a half-open TCP connection behind a NAT
+    or a proxy otherwise hangs the bridge forever).
+    """
+
+    def __init__(self, *, timeout: int = 25, stall_seconds: float | None = None,
+                 stop: threading.Event | None = None) -> None:
+        self.timeout = timeout
+        self.stall_seconds = stall_seconds if stall_seconds is not None else max(10.0, timeout * 0.5)
+        self.stop = stop or threading.Event()
+        self.report = PollingReport()
+        self.offset: int | None = None
+
+    def _get_updates(self, transport):
+        """The updates, or None when stopped or stalled (the caller decides what to do next)."""
+        future = transport.submit(transport.bot.get_updates(
+            offset=self.offset, timeout=self.timeout, allowed_updates=ALLOWED_UPDATES,
+            request_timeout=int(self.timeout + self.stall_seconds + 5),
+        ))
+        deadline = time.monotonic() + self.timeout + self.stall_seconds
+        while True:
+            try:
+                return future.result(timeout=0.2)
+            except concurrent.futures.TimeoutError:
+                pass
+            if self.stop.is_set():
+                future.cancel()
+                return None
+            if time.monotonic() >= deadline:
+                future.cancel()
+                self.report.restarts += 1
+                logger.warning("getUpdates stalled: no answer %.1f s after the long-poll timeout; restarting the "
+                               "session (restart #%d)", self.stall_seconds, self.report.restarts)
+                transport.session_restart()
+                return None
+
+    def run(self, *, max_updates: int | None = None) -> PollingReport:
+        transport = get_transport()
+        transport.call(transport.bot.delete_webhook(drop_pending_updates=False))
+        while not self.stop.is_set():
+            try:
+                updates = self._get_updates(transport)
+            except TelegramRetryAfter as error:
+                self.stop.wait(error.retry_after)
+                continue
+            except (TelegramNetworkError, TelegramServerError) as error:
+                self.report.failures += 1
+                logger.warning("getUpdates failed (%s); retrying", type(error).__name__)
+                self.stop.wait(min(2 ** min(self.report.failures, 5), 30))
+                continue
+            if updates is None:
+                continue
+            self.report.failures = 0
+            if not connection.in_atomic_block:  # a long-lived process drops stale connections between batches
+                close_old_connections()
+            for update in updates:
+                self.offset = update.update_id + 1
+                update_handle(update.model_dump(mode="json", exclude_none=True, by_alias=True))
+                self.report.handled += 1
+                if max_updates and self.report.handled >= max_updates:
+                    _confirm(self.offset)
+                    return self.report
+        _confirm(self.offset)
+        return self.report
+
+
+def polling_run(*, timeout: int = 25, max_updates: int | None = None, stop: threading.Event | None = None,
+                stall_seconds: float | None = None) -> int:
     """getUpdates in a loop, each update handed to ``update_handle`` in order; returns how many were handled."""
-    transport = get_transport()
-    transport.call(transport.bot.delete_webhook(drop_pending_updates=False))
-    offset: int | None = None
-    handled = failures = 0
-    while stop is None or not stop.is_set():
-        try:
-            updates = transport.call(
-                transport.bot.get_updates(offset=offset, timeout=timeout, allowed_updates=ALLOWED_UPDATES,
-                                          request_timeout=timeout + 15),
-                timeout=timeout + 30,
-            )
-            failures = 0
-        except TelegramRetryAfter as error:
-            time.sleep(error.retry_after)
-            continue
-        except (TelegramNetworkError, TelegramServerError) as error:
-            failures += 1
-            logger.warning("getUpdates failed (%s); retrying", type(error).__name__)
-            time.sleep(min(2 ** failures, 30))
-            continue
-        if not connection.in_atomic_block:  # a long-lived process drops stale connections between batches
-            close_old_connections()
-        for update in updates:
-            offset = update.update_id + 1
-            update_handle(update.model_dump(mode="json", exclude_none=True, by_alias=True))
-            handled += 1
-            if max_updates and handled >= max_updates:
-                _confirm(offset)
-                return handled
-    _confirm(offset)
-    return handled
+    poller = Poller(timeout=timeout, stall_seconds=stall_seconds, stop=stop)
+    return poller.run(max_updates=max_updates).handled
 
 
 def _confirm(offset: int | None) -> None:
@@ -73,6 +124,7 @@ def _confirm(offset: int | None) -> None:
         return
     transport = get_transport()
     try:
-        transport.call(transport.bot.get_updates(offset=offset, timeout=0, limit=1, allowed_updates=ALLOWED_UPDATES))
-    except (TelegramNetworkError, TelegramServerError, TelegramRetryAfter):
+        transport.call(transport.bot.get_updates(offset=offset, timeout=0, limit=1, allowed_updates=ALLOWED_UPDATES),
+                       timeout=15)
+    except (TelegramNetworkError, TelegramServerError, TelegramRetryAfter, concurrent.futures.TimeoutError):
         logger.warning("could not confirm updates below %s; they are de-duplicated on the next start", offset)

@@ -85,13 +85,14 @@ class LocalBotAPIServer:
         self._retry_deadline: dict[str, float] = {}
         self.blocked_chats: set[str] = set()
         self._fail_next: list[int] = []
+        self._stall_next: list[float] = []  # getUpdates calls to leave unanswered, for how long
         self.sent: list[dict[str, Any]] = []  # every successful sending call, in order
         self.calls: list[dict[str, Any]] = []  # every other successful call (answerCallbackQuery, deleteMessage, …)
         self.messages: dict[tuple[str, int], dict[str, Any]] = {}
         self.commands: list[dict[str, Any]] = []
         self.webhook: dict[str, Any] = {"url": "", "secret_token": ""}
         self.stats = {"requests": 0, "rate_limited": 0, "violations": 0, "forbidden": 0, "server_errors": 0,
-                      "bad_requests": 0}
+                      "bad_requests": 0, "stalled": 0}
         self._updates: list[dict[str, Any]] = []
         self._next_update_id = 1
         self._next_message_id = 1
@@ -100,6 +101,7 @@ class LocalBotAPIServer:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._runner: web.AppRunner | None = None
+        self._stopping = False
         self.base_url = ""
 
     # --- configuration (thread-safe; call from tests) -------------------------------------------------------------
@@ -118,9 +120,23 @@ class LocalBotAPIServer:
         with self._lock:
             self._fail_next.extend([status] * count)
 
+    def stall_next_get_updates(self, count: int = 1, *, seconds: float = 30.0) -> None:
+        """Leave the next ``count`` getUpdates unanswered for ``seconds`` (a half-open connection): the watchdog's test."""
+        with self._lock:
+            self._stall_next.extend([seconds] * count)
+
     def sent_messages(self, chat_id: int | str | None = None) -> list[dict[str, Any]]:
         with self._lock:
             return [dict(m) for m in self.sent if chat_id is None or m["chat_id"] == str(chat_id)]
+
+    def transcript(self, chat_id: int | str | None = None) -> list[str]:
+        """What users saw, one line per message as the Telegram client would render it (for the demo's output)."""
+        lines = []
+        for message in self.sent_messages(chat_id):
+            text = visible_text(message["text"]) if message["parse_mode"].upper() == "HTML" else message["text"]
+            reply = f" (reply to #{message['reply_to_message_id']})" if message["reply_to_message_id"] else ""
+            lines.append(f"→ chat {message['chat_id']} #{message['message_id']} {message['method']}{reply}:\n{text}")
+        return lines
 
     def calls_of(self, method: str) -> list[dict[str, Any]]:
         with self._lock:
@@ -131,6 +147,8 @@ class LocalBotAPIServer:
             self.sent.clear()
             self.calls.clear()
             self._retry_deadline.clear()
+            self._fail_next.clear()
+            self._stall_next.clear()
             for key in self.stats:
                 self.stats[key] = 0
 
@@ -320,6 +338,15 @@ class LocalBotAPIServer:
                     "pending_update_count": len(self._updates)}
 
     async def _api_getupdates(self, params: dict) -> list[dict]:
+        with self._lock:
+            stall = self._stall_next.pop(0) if self._stall_next else 0.0
+            if stall:
+                self.stats["stalled"] += 1
+        if stall:
+            stall_until = time.monotonic() + stall
+            while time.monotonic() < stall_until and not self._stopping:
+                await asyncio.sleep(0.05)
+            return []
         offset = int(params.get("offset") or 0)
         limit = min(max(int(params.get("limit") or 100), 1), 100)
         timeout = min(max(float(params.get("timeout") or 0), 0), 50)
@@ -332,7 +359,7 @@ class LocalBotAPIServer:
                 if offset:
                     self._updates = [u for u in self._updates if u["update_id"] >= offset]
                 ready = self._updates[:limit]
-                if ready or time.monotonic() >= deadline:
+                if ready or time.monotonic() >= deadline or self._stopping:
                     return [dict(u) for u in ready]
                 assert self._updates_event is not None
                 self._updates_event.clear()
@@ -470,6 +497,9 @@ class LocalBotAPIServer:
         return self.base_url
 
     async def stop_async(self) -> None:
+        self._stopping = True
+        if self._updates_event is not None:
+            self._updates_event.set()  # long polls in progress answer now
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None

@@ -283,3 +283,34 @@ def telegram_call(coroutine_factory, *, chat_id: str | None = None, timeout: flo
     except TelegramAPIError as error:
         logger.info("telegram call failed: %s", error.message)
         return None
+
+
+def deliveries_sendable_ids(*, limit: int = 50_000) -> list[int]:
+    """Rows nobody is sending: pending, or claimed by a worker whose lease ran out (it died)."""
+    now = timezone.now()
+    sendable = Q(status=Delivery.Status.PENDING) | Q(status=Delivery.Status.SENDING, claimed_at__lt=now - CLAIM_LEASE)
+    return list(Delivery.objects.filter(sendable).order_by("id").values_list("id", flat=True)[:limit])
+
+
+def deliveries_send_pending(*, batch_size: int = 500, max_rounds: int = 3) -> SendReport:
+    """Send every waiting delivery now, in this process, and return the totals.
+
+    For the offline demo and for operators: the same claim/send/record path as the Celery task, so a row is
+    never sent twice even if a worker runs at the same time. Rows that still fail transiently stay pending (the
+    sweeper retries them); at most ``max_rounds`` passes so a dead server cannot keep the caller forever.
+    """
+    total = SendReport()
+    for _ in range(max_rounds):
+        ids = deliveries_sendable_ids()
+        if not ids:
+            break
+        progress = 0
+        for start in range(0, len(ids), batch_size):
+            report = deliveries_send(delivery_ids=ids[start:start + batch_size])
+            for name in ("sent", "blocked", "failed", "retry_later", "busy", "retry_afters"):
+                setattr(total, name, getattr(total, name) + getattr(report, name))
+            total.errors.extend(report.errors)
+            progress += report.sent + report.blocked + report.failed
+        if not progress:
+            break
+    return total

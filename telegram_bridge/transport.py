@@ -65,16 +65,41 @@ class TelegramTransport:
         """Run a coroutine (typically ``transport.bot.<method>(...)``) on the transport loop and wait for it."""
         return self.submit(coroutine).result(timeout)
 
+    def session_restart(self) -> None:
+        """Drop the HTTP session (and its connections) and build a fresh Bot: the polling watchdog's remedy."""
+        old = self.bot
+        with contextlib.suppress(Exception):  # the old session may be wedged; closing it is best effort
+            self.call(old.session.close(), timeout=10)
+        self.bot = self.call_factory(lambda: _async_value(bot_create))
+
     def close(self) -> None:
+        """Close the aiogram session and the limiter's Redis client, then the loop (no "Unclosed …" warnings)."""
         if self.pid != os.getpid():
             return
         with contextlib.suppress(Exception):  # closing is best effort
             limiter = getattr(self, "limiter", None)
             if limiter is not None:
                 self.call(limiter.close(), timeout=5)
+        with contextlib.suppress(Exception):
             self.call(self.bot.session.close(), timeout=10)
+        with contextlib.suppress(Exception):
+            self.call(_cancel_pending(), timeout=5)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(5)
+        if not self._thread.is_alive():
+            with contextlib.suppress(Exception):
+                self.loop.run_until_complete(self.loop.shutdown_asyncgens())
+            self.loop.close()
+
+
+async def _cancel_pending() -> None:
+    """Cancel what still runs on the loop (an in-flight getUpdates) and let it unwind."""
+    current = asyncio.current_task()
+    tasks = [task for task in asyncio.all_tasks() if task is not current]
+    for task in tasks:
+        task.cancel()
+    if tasks:
+        await asyncio.wait(tasks, timeout=3)
 
 
 async def _async_value(function: Callable[[], T]) -> T:
