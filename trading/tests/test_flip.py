@@ -139,3 +139,51 @@ def test_manual_positions_are_not_flipped(btc):
     assert position_flip_if_opposed(user=user, signal=_flow_short(btc)) is None
     manual.refresh_from_db()
     assert manual.status == Position.Status.OPEN
+
+
+# -- the execution hook: close, then open the other side, per user ---------------------------------------------------
+def test_execute_with_flip_flips_only_opted_in_users_and_opens_the_new_side(btc, published):
+    from trading.flip import signal_execute_with_flip
+
+    opted_in, opted_out = _user(max_open_positions=1), _user(auto_flip=False, max_open_positions=1)
+    old_in = _open_long(opted_in, btc)
+    old_out = PositionFactory(user=opted_out, signal=old_in.signal, symbol=btc, side="long")
+    signal = _flow_short(btc)
+
+    counts = signal_execute_with_flip(signal_id=signal.pk)
+
+    assert counts["flipped"] == 1 and counts["opened"] == 1 and counts["refused"] == 1
+    old_in.refresh_from_db()
+    old_out.refresh_from_db()
+    assert old_in.status == Position.Status.CLOSED and old_in.close_reason == Position.CloseReason.FLIP
+    new = Position.objects.get(user=opted_in, signal=signal)
+    assert new.side == "short" and new.status == Position.Status.OPEN
+    # without the opt-in the long stays and the opposite signal is refused by the risk manager (limit reached)
+    assert old_out.status == Position.Status.OPEN
+    assert not Position.objects.filter(user=opted_out, signal=signal).exists()
+    closed_event = published.index(("position.closed", {"position_id": old_in.pk}))
+    assert closed_event < published.index(("position.opened", {"position_id": new.pk}))  # close, then open
+
+    # redelivery of signal.created: nothing flipped or opened twice
+    again = signal_execute_with_flip(signal_id=signal.pk)
+    assert again["flipped"] == 0 and again["opened"] == 1
+    assert Position.objects.filter(user=opted_in).count() == 2
+
+
+def test_execute_with_flip_leaves_positions_alone_for_other_sources_and_expired_signals(btc, market):
+    from datetime import timedelta
+
+    from trading.flip import signal_execute_with_flip
+
+    user = _user(max_open_positions=1)
+    old = _open_long(user, btc)
+    technical = SignalFactory(symbol=btc, side="short", source=Signal.Source.TECHNICAL, entry=Decimal("100"),
+                              stop=Decimal("103"), tp1=Decimal("97"), tp2=Decimal("94"))  # fmt: skip
+    expired = _flow_short(btc, expires_at=market.clock - timedelta(minutes=1))
+
+    assert signal_execute_with_flip(signal_id=technical.pk)["flipped"] == 0
+    assert signal_execute_with_flip(signal_id=expired.pk) == {
+        "opened": 0, "refused": 0, "skipped": 1, "failed": 0, "flipped": 0
+    }  # fmt: skip
+    old.refresh_from_db()
+    assert old.status == Position.Status.OPEN
