@@ -8,12 +8,15 @@ metrics and an equity PNG for ``BacktestRun``.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 from engine.candles import Candles
+
+logger = logging.getLogger(__name__)
 
 DAY_MS = 86_400_000
 CANDLE_MS = 900_000
@@ -108,6 +111,30 @@ def _table(frame) -> list[dict[str, Any]]:
     return [{"key": str(index), **{k: _json_number(v) for k, v in row.items()}} for index, row in frame.iterrows()]
 
 
+def candles_quality_report(data: Mapping[str, tuple[Candles, Any]]) -> dict[str, dict[str, Any]]:
+    """Gaps, duplicates, NaN rows... of each symbol's 15m candles (``engine.candles.check_candles``), for the report.
+
+    Gaps do not stop a backtest (the engine steps over them, as the live scanner would see a hole); duplicates and
+    steps back in time do (``run_backtest`` refuses them with a clear message)."""
+    from engine.candles import check_candles
+
+    report = {}
+    for symbol, (candles, _) in data.items():
+        found = check_candles(candles, CANDLE_MS)
+        report[symbol] = {
+            "candles": found.rows,
+            "gaps": found.gaps,
+            "missing_candles": found.missing_candles,
+            "duplicates": found.duplicates,
+            "non_monotonic": found.non_monotonic,
+            "nan_rows": found.nan_rows,
+            "zero_volume": found.zero_volume,
+            "problems": list(found.problems),
+            "warnings": list(found.warnings),
+        }
+    return report
+
+
 def backtest_perform(*, params: Mapping[str, Any], progress: Progress | None = None,
                      load: Callable[..., tuple[dict, int]] | None = None) -> tuple[dict[str, Any], bytes]:
     """Run a cleaned request; returns (metrics JSON, equity PNG bytes — empty when there is no equity curve)."""
@@ -129,6 +156,11 @@ def backtest_perform(*, params: Mapping[str, Any], progress: Progress | None = N
     if progress:
         progress("simulate", 1, 1)
     metrics = {key: _json_number(value) for key, value in result.metrics().items()}
+    metrics["data_quality"] = candles_quality_report(data)
+    metrics["data_problems"] = "; ".join(
+        f"{symbol}: {', '.join(found['problems'])}" for symbol, found in metrics["data_quality"].items()
+        if found["problems"]
+    ) or "none"
     first_ms = min(int(c.ts[0]) for c, _ in data.values())
     metrics.update(
         {
@@ -146,3 +178,83 @@ def backtest_perform(*, params: Mapping[str, Any], progress: Progress | None = N
     if progress:
         progress("plot", 1, 1)
     return metrics, png
+
+
+# ---- the report in Telegram --------------------------------------------------------------------------------------
+
+REPORT_METRICS = (
+    ("trades", "Trades", "{:d}"),
+    ("win_rate", "Win rate", "{:.1%}"),
+    ("profit_factor", "Profit factor", "{:.2f}"),
+    ("net_pnl", "Net PnL", "{:+,.2f} USDT"),
+    ("return_pct", "Return", "{:+.2f} %"),
+    ("max_drawdown_pct", "Max drawdown", "{:.2f} %"),
+    ("sharpe", "Sharpe", "{:.2f}"),
+    ("expectancy", "Expectancy", "{:+.2f} USDT"),
+    ("avg_r", "Average R", "{:+.2f}"),
+)
+
+
+def _metric_text(value: Any, fmt: str) -> str:
+    if value is None:
+        return "n/a"
+    if isinstance(value, str):  # "inf" from _json_number
+        return "∞" if value == "inf" else value
+    try:
+        return fmt.format(value)
+    except (TypeError, ValueError):
+        return str(value)
+
+
+def backtest_report_caption(run) -> str:
+    """A short HTML caption (every value escaped) for the equity chart, or the failure reason."""
+    from html import escape
+
+    symbols = ", ".join(run.params.get("symbols", []))
+    head = f"<b>Backtest #{run.pk}</b> {escape(symbols[:200])} · {escape(str(run.params.get('days', '?')))} days"
+    if run.status != "succeeded":
+        return f"{head}\n⚠️ failed: {escape(run.error[:500] or 'unknown error')}"
+    lines = [head]
+    for key, label, fmt in REPORT_METRICS:
+        lines.append(f"{label}: {escape(_metric_text(run.metrics.get(key), fmt))}")
+    problems = run.metrics.get("data_problems")
+    if problems and problems != "none":
+        lines.append(f"Data: {escape(str(problems)[:300])}")
+    return "\n".join(lines)[:1024]  # Telegram's caption limit
+
+
+def backtest_report_send(*, run) -> bool:
+    """Send a finished run to the Telegram admin who asked for it (``/backtest``): the equity/drawdown PNG with the
+    key metrics as caption, or the failure reason. Once per run (a re-run task does not send it again); runs started
+    from the web admin have no Telegram requester and are only shown there. Returns True when something was sent."""
+    from aiogram.types import BufferedInputFile
+    from django.core.cache import cache
+
+    from telegram_bridge.sender import telegram_call
+
+    chat_id = run.requested_by_telegram_id
+    if not chat_id or run.status not in ("succeeded", "failed"):
+        return False
+    if not cache.add(f"backtest:reported:{run.pk}", "1", 7 * 86_400):
+        return False
+    caption = backtest_report_caption(run)
+    png = b""
+    if run.status == "succeeded" and run.equity_curve:
+        try:
+            with run.equity_curve.open("rb") as handle:
+                png = handle.read()
+        except OSError:
+            png = b""
+    try:
+        if png:
+            photo = BufferedInputFile(png, filename=f"backtest-{run.pk}.png")
+            sent = telegram_call(lambda bot: bot.send_photo(chat_id, photo, caption=caption), chat_id=str(chat_id))
+        else:
+            sent = telegram_call(lambda bot: bot.send_message(chat_id, caption), chat_id=str(chat_id))
+    except Exception:  # Telegram down or not configured: the run itself stays done; the report is best effort
+        logger.warning("backtest %s: the Telegram report could not be sent", run.pk, exc_info=True)
+        sent = None
+    if sent is None:
+        cache.delete(f"backtest:reported:{run.pk}")  # a later retry may succeed
+        return False
+    return True
