@@ -6,7 +6,7 @@ state in a ``FakeExchangeAccount`` (order-book-less fills, reduce-only TP/SL tri
 adapter runs end to end over real HTTP.
 
 Faults per path suffix: ``server.inject("place_order", "http_429" | "http_502" | "timeout" | "lost_response")``;
-``timeout`` answers after ``server.slow_seconds`` (longer than the client's timeout), ``lost_response`` performs the
+``timeout`` performs the request and answers after ``server.slow_seconds`` (longer than the client's timeout), ``lost_response`` performs the
 request and then answers 502 (as if the answer was lost after the exchange accepted it).
 
 Usage::
@@ -62,7 +62,7 @@ class BitunixFakeServer:
         self._seen_nonces: set[str] = set()
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
         self._httpd.daemon_threads = True
-        self._thread = threading.Thread(target=self._httpd.serve_forever, name="bitunix-fake", daemon=True)
+        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, name="bitunix-fake", daemon=True)
 
     @property
     def url(self) -> str:
@@ -130,8 +130,6 @@ class BitunixFakeServer:
             return 429, {"code": 429, "msg": "Too Many Requests"}
         if fault == "http_502":
             return 502, {"code": 502, "msg": "Bad Gateway"}
-        if fault == "timeout":
-            time.sleep(self.slow_seconds)
         if not path.endswith("/market/trading_pairs"):
             expected = bitunix_sign(
                 nonce=headers.get("nonce", ""), timestamp=headers.get("timestamp", ""), api_key=self.api_key, secret=self.secret,
@@ -153,6 +151,8 @@ class BitunixFakeServer:
             return 200, {"code": 10008, "data": None, "msg": str(exc)}
         if fault == "lost_response":
             return 502, {"code": 502, "msg": "Bad Gateway"}
+        if fault == "timeout":  # executed, but the answer comes after the client gave up
+            time.sleep(self.slow_seconds)
         return 200, {"code": 0, "data": data, "msg": "Success"}
 
     # --- endpoints ----------------------------------------------------------------------------------------------------

@@ -44,16 +44,16 @@ def account(live_user):
     return acct
 
 
-def make_live_position(user, *, side="long", quantity="1.5", entry="100", stop="98", tp1="102", tp2="104") -> Position:
+def make_live_position(user, *, side="long", quantity="1.5", entry="100", stop="98", tp1="102", tp2="104", exchange="okx") -> Position:
     symbol = SymbolFactory(symbol=SYMBOL, base="BTC")
     signal = SignalFactory(symbol=symbol, side=side, entry=Decimal(entry), stop=Decimal(stop), tp1=Decimal(tp1), tp2=Decimal(tp2))
     position = Position.objects.create(
-        user=user, signal=signal, symbol=symbol, side=side, mode="live", exchange="okx", status=Position.Status.PENDING,
+        user=user, signal=signal, symbol=symbol, side=side, mode="live", exchange=exchange, status=Position.Status.PENDING,
         leverage=5, quantity=Decimal(quantity), remaining_quantity=Decimal(quantity), stop_price=Decimal(stop),
         initial_stop_price=Decimal(stop), tp1_price=Decimal(tp1), tp2_price=Decimal(tp2),
     )
     Order.objects.create(
-        position=position, client_order_id=client_order_id(signal_id=signal.pk, user_id=user.pk, leg="entry"), exchange="okx",
+        position=position, client_order_id=client_order_id(signal_id=signal.pk, user_id=user.pk, leg="entry"), exchange=exchange,
         leg=Order.Leg.ENTRY, type=Order.Type.MARKET, side="buy" if side == "long" else "sell", quantity=Decimal(quantity),
     )
     return position
