@@ -27,6 +27,7 @@ logger = logging.getLogger(__name__)
 BANNED_TEXT = "Sorry, this bot is not available to you. Contact support if you think this is a mistake."
 ADMIN_ONLY_TEXT = "Sorry, that command is for administrators only."
 MAX_TEXT = 8192
+GENERIC_ERROR_TEXT = "Sorry, something went wrong on our side. Please try again later."
 
 
 def _int(value: Any) -> int | None:
@@ -103,9 +104,23 @@ def _update_handle(update: Any) -> None:
             _activity(user, "callback", name)
         else:
             _message_handle(ctx, message, created=created)
+    except Exception as error:
+        # The central error handler logs the trace with a reference (and alerts admins when it repeats); the user
+        # gets a short apology carrying that reference instead of what the failed handler had queued.
+        ctx.replies.clear()
+        ctx.reply(update_error_text(error, update_id=update["update_id"]))
     finally:
         ctx.answer()
         ctx.flush()
+
+
+def update_error_text(error: BaseException, *, update_id: int | None) -> str:
+    try:
+        from config.observability import bot_update_error
+    except ImportError:  # pragma: no cover - the foundation always ships it
+        logger.error("update %s failed: %s", update_id, type(error).__name__, exc_info=True)
+        return GENERIC_ERROR_TEXT
+    return bot_update_error(error, update_id=update_id)
 
 
 def _message_handle(ctx: UpdateContext, message: dict, *, created: bool) -> None:
