@@ -8,7 +8,8 @@
 2. fetches trades and books from the ``SpotFlowSource`` (an exchange that fails is skipped, see ``flow_sources``);
 3. folds the trades of CLOSED minutes into per-(exchange, symbol) one-minute buy/sell notional buckets kept in the
    cache, so a 15m window does not depend on one fetch reaching 15 minutes back (a venue serves only its last N
-   trades). A bucket seen again keeps the more complete version (the larger notional);
+   trades). A bucket seen again keeps the more complete version (the larger notional); the oldest minute of a list
+   cut by the venue's limit is extrapolated from the part seen (``minute_buckets``) and only fills a gap;
 4. per window (1m/5m/15m, ``FLOW_WINDOWS``) scores the last closed window with ``engine.flow.aggregate_pressure``
    (volume-weighted across exchanges; the book imbalance is the current snapshot) and runs the window's
    ``engine.flow.StabilityFilter`` whose state lives in the cache (Redis when configured, shared by all workers);
@@ -51,6 +52,7 @@ logger = logging.getLogger(__name__)
 
 CACHE_PREFIX = "flow"
 ATR_TIMEFRAME = "15m"
+MIN_SAMPLE_MS = 5_000  # the least of a cut minute worth extrapolating
 
 
 @dataclass(frozen=True)
@@ -186,33 +188,52 @@ class FlowStateStore:
 
 # -- pure steps ------------------------------------------------------------------------------------------------------
 def minute_buckets(
-    trades: Trades, *, before_ms: int, drop_first_minute: bool = False
+    trades: Trades, *, before_ms: int, extrapolate_first_minute: bool = False
 ) -> dict[int, tuple[float, float]]:
-    """{minute open ms: (taker buy notional, taker sell notional)} of the closed minutes (``< before_ms``)."""
+    """{minute open ms: (taker buy notional, taker sell notional)} of the closed minutes (``< before_ms``).
+
+    ``extrapolate_first_minute``: the list was cut inside its oldest minute (a venue serves only its last N trades:
+    okx and kucoin 100, binance and mexc 1000), so that minute was seen only from its first listed trade to its end.
+    Its buy and sell notionals are scaled to the whole minute (its pressure unchanged, its volume weight estimated);
+    with less than ``MIN_SAMPLE_MS`` of it seen, the minute is left out. Without this, a busy pair whose last N
+    trades span less than a minute would never contribute at all."""
     if len(trades.ts) == 0:
         return {}
     minute = trades.ts // MINUTE_MS * MINUTE_MS
     notional = trades.price * trades.amount
     keep = trades.ts < before_ms
-    if drop_first_minute:
-        keep &= minute > minute.min()
+    scale_minute, scale = None, 1.0
+    if extrapolate_first_minute:
+        first = int(trades.ts.min())
+        scale_minute = first // MINUTE_MS * MINUTE_MS
+        seen_ms = scale_minute + MINUTE_MS - first
+        if seen_ms < MIN_SAMPLE_MS:
+            keep &= minute != scale_minute
+        else:
+            scale = MINUTE_MS / seen_ms
     keys, index = np.unique(minute[keep], return_inverse=True)
     buy = np.bincount(index, weights=np.where(trades.side[keep] > 0, notional[keep], 0.0), minlength=len(keys))
     sell = np.bincount(index, weights=np.where(trades.side[keep] < 0, notional[keep], 0.0), minlength=len(keys))
-    return {int(k): (float(b), float(s)) for k, b, s in zip(keys, buy, sell, strict=True)}
+    factor = np.where(keys == scale_minute, scale, 1.0) if scale_minute is not None else np.ones(len(keys))
+    return {int(k): (float(b * f), float(v * f)) for k, b, v, f in zip(keys, buy, sell, factor, strict=True)}
 
 
 def merge_buckets(
-    old: Mapping[int, tuple[float, float]], new: Mapping[int, tuple[float, float]], *, keep_from_ms: int
+    old: Mapping[int, tuple[float, float]],
+    new: Mapping[int, tuple[float, float]],
+    *,
+    keep_from_ms: int,
+    estimated: frozenset[int] | set[int] = frozenset(),
 ) -> dict[int, tuple[float, float]]:
     """Union by minute; a minute present in both keeps the version with the larger notional (the more complete
-    fetch: a later fetch can only have lost the oldest trades of a closed minute, never gained new ones)."""
+    fetch: a later fetch can only have lost the oldest trades of a closed minute, never gained new ones). A minute in
+    ``estimated`` (extrapolated from part of it) only fills a gap, it never replaces a stored version."""
     merged = {m: v for m, v in old.items() if m >= keep_from_ms}
     for minute, value in new.items():
         if minute < keep_from_ms:
             continue
         current = merged.get(minute)
-        if current is None or sum(value) > sum(current):
+        if current is None or (minute not in estimated and sum(value) > sum(current)):
             merged[minute] = value
     return merged
 
@@ -324,8 +345,11 @@ def _update_buckets(
         if trades is None:
             merged = {m: v for m, v in old.items() if m >= keep_from}
         else:
-            new = minute_buckets(trades, before_ms=closed_before, drop_first_minute=pair in snapshot.truncated)
-            merged = merge_buckets(old, new, keep_from_ms=keep_from)
+            # a list that does not reach back past the lookback (or hit the fetch limit) was cut in its oldest minute
+            cut = len(trades.ts) > 0 and (pair in snapshot.truncated or int(trades.ts.min()) >= keep_from)
+            new = minute_buckets(trades, before_ms=closed_before, extrapolate_first_minute=cut)
+            estimated = {int(trades.ts.min()) // MINUTE_MS * MINUTE_MS} if cut else set()
+            merged = merge_buckets(old, new, keep_from_ms=keep_from, estimated=estimated)
             store.save_buckets(pair, merged, ttl_seconds=ttl)
         if merged:
             result[pair] = merged

@@ -126,13 +126,18 @@ def run_cycles(source, params, cache, minutes, *, market_data=None, offset_s=5):
 
 
 # -- pure helpers ------------------------------------------------------------------------------------------------------
-def test_minute_buckets_keep_closed_minutes_and_drop_a_truncated_first_minute():
+def test_minute_buckets_keep_closed_minutes_and_extrapolate_a_cut_first_minute():
     trades = Trades.from_ccxt(
         minute_prints(T0, 0.5, 1000) + minute_prints(T0 + MIN, -1.0, 400) + minute_prints(T0 + 2 * MIN, 1.0, 50)
     )
     buckets = minute_buckets(trades, before_ms=T0 + 2 * MIN)
     assert buckets == {T0: pytest.approx((750.0, 250.0)), T0 + MIN: pytest.approx((0.0, 400.0))}
-    assert set(minute_buckets(trades, before_ms=T0 + 2 * MIN, drop_first_minute=True)) == {T0 + MIN}
+    # the list starts 1 s into T0: 59 s of that minute were seen, scaled to 60 s; the pressure is unchanged
+    cut = minute_buckets(trades, before_ms=T0 + 2 * MIN, extrapolate_first_minute=True)
+    assert cut == {T0: pytest.approx((750.0 * 60 / 59, 250.0 * 60 / 59)), T0 + MIN: pytest.approx((0.0, 400.0))}
+    # less than 5 s seen: the minute is left out
+    late = Trades.from_ccxt([{"timestamp": T0 + 57_000, "price": 1.0, "amount": 5.0, "side": "buy"}])
+    assert minute_buckets(late, before_ms=T0 + MIN, extrapolate_first_minute=True) == {}
 
 
 def test_merge_keeps_the_more_complete_version_and_prunes_old_minutes():
@@ -140,6 +145,10 @@ def test_merge_keeps_the_more_complete_version_and_prunes_old_minutes():
     new = {T0: (60.0, 40.0), T0 + MIN: (30.0, 0.0), T0 + 2 * MIN: (5.0, 5.0)}
     merged = merge_buckets(old, new, keep_from_ms=T0 - 5 * MIN)
     assert merged == {T0: (100.0, 50.0), T0 + MIN: (30.0, 0.0), T0 + 2 * MIN: (5.0, 5.0)}
+    # an extrapolated minute fills a gap but never replaces an observed one
+    estimated = merge_buckets(old, {T0 + MIN: (90.0, 0.0), T0 + 3 * MIN: (7.0, 1.0)}, keep_from_ms=T0,
+                              estimated={T0 + MIN, T0 + 3 * MIN})  # fmt: skip
+    assert estimated == {T0: (100.0, 50.0), T0 + MIN: (10.0, 10.0), T0 + 3 * MIN: (7.0, 1.0)}
 
 
 def test_buckets_as_trades_round_trip_the_notional():
@@ -333,3 +342,31 @@ def test_windows_finer_than_the_source_resolution_are_not_scored(btc_perp, cache
     results = run_cycles(source, params, cache, range(1, 11))
     assert all(r.skipped_windows == ["1m"] and set(r.pressures) == {"5m"} for r in results)
     assert [(w, a.window_end_ms) for r in results for w, a in r.alerts] == [("5m", T0)]  # then the cooldown
+
+
+class BusyVenueSource:
+    """binance serves its last 100 trades: 20 s of the closed minute (buyers), okx and bybit whole minutes (sellers)."""
+
+    name = "busy"
+
+    def fetch(self, *, symbols, now_ms, lookback_ms):
+        closed = now_ms // MIN * MIN - MIN
+        busy = [
+            {"timestamp": closed + 40_000 + i * 200, "price": 100.0, "amount": 50.0, "side": "buy"} for i in range(100)
+        ]  # 500,000 of buying seen in the last 20 s of the minute -> 1,500,000 over the minute
+        trades = {("binance", "BTC/USDT"): Trades.from_ccxt(busy)}
+        for exchange in ("okx", "bybit"):  # quieter venues: their lists reach back past the lookback, nothing cut
+            prints = [p for m in range(-5, 1) for p in minute_prints(closed + m * MIN, -1.0, 250_000)]
+            trades[(exchange, "BTC/USDT")] = Trades.from_ccxt(prints)
+        return FlowSnapshot(fetched_at_ms=now_ms, trades=trades)
+
+
+def test_a_busy_venue_whose_trade_list_spans_less_than_a_minute_still_counts_with_its_estimated_volume(cache):
+    now = T0 + 10 * MIN + 3_000
+    result = flow_cycle(
+        now_ms=now, source=BusyVenueSource(), params=monitor_params(), market_data=FlatMarketData(), cache=cache
+    )
+    pressure = result.pressures["1m"]["BTC/USDT"]
+    assert pressure.exchanges == {"binance": 1.0, "okx": -1.0, "bybit": -1.0}
+    assert pressure.notional == pytest.approx(1_500_000.0 + 2 * 250_000.0)
+    assert pressure.score == pytest.approx((1_500_000.0 - 500_000.0) / 2_000_000.0)
