@@ -95,14 +95,12 @@ def open_positions(*, user) -> list:
 
 
 def recent_positions(*, user, limit: int = 20) -> list:
-    try:
-        from trading.selectors import position_list_recent
-    except ImportError:
-        from trading.models import Position
+    """The user's most recently closed positions (``position_list_recent`` also lists open ones: those are left out,
+    the page shows them in their own table)."""
+    from trading.models import Position
 
-        return list(Position.objects.filter(user=user, status=Position.Status.CLOSED).select_related("symbol")
-                    .order_by("-closed_at")[:limit])
-    return list(position_list_recent(user=user, limit=limit))
+    return list(Position.objects.filter(user=user, status=Position.Status.CLOSED).select_related("symbol")
+                .order_by("-closed_at", "-pk")[:limit])
 
 
 def signal_history(*, limit: int = 50, source: str | None = None) -> list:

@@ -36,6 +36,7 @@ def dashboard_login_required(page: str):
             if telegram_user is None or telegram_user.is_banned:
                 return redirect(f"{reverse('dashboard:login')}?next={request.path}")
             request.telegram_user = telegram_user
+            request.live_refresh_ms = int(getattr(settings, "LIVE_FALLBACK_REFRESH_SECONDS", 30) * 1000)
             activity_record(user=telegram_user, kind=UserActivity.Kind.DASHBOARD, name=page)
             return view(request, *args, **kwargs)
 
