@@ -145,11 +145,15 @@ def aggregate_pressure(
     )
     side = np.concatenate([snapshots[k][0].side for k in keys]).astype(np.float64) if sizes.sum() else np.empty(0)
     in_window = (ts >= start_ms) & (ts < end_ms)
-    total = np.bincount(group[in_window], weights=notional[in_window], minlength=len(keys))
-    signed = np.bincount(group[in_window], weights=(notional * side)[in_window], minlength=len(keys))
+    # astype: np.bincount of an empty selection returns int64 even with float weights
+    total = np.bincount(group[in_window], weights=notional[in_window], minlength=len(keys)).astype(np.float64)
+    signed = np.bincount(group[in_window], weights=(notional * side)[in_window], minlength=len(keys)).astype(np.float64)
     taker = np.divide(signed, total, out=np.zeros_like(total), where=total > 0)
     book = np.fromiter(
-        (book_imbalance(snapshots[k][1], depth_pct=params.depth_pct) if snapshots[k][1] is not None else 0.0 for k in keys),
+        (
+            book_imbalance(snapshots[k][1], depth_pct=params.depth_pct) if snapshots[k][1] is not None else 0.0
+            for k in keys
+        ),
         dtype=np.float64,
         count=len(keys),
     )
@@ -181,7 +185,9 @@ def aggregate_pressure(
 def candle_pressure(open_: np.ndarray, high: np.ndarray, low: np.ndarray, close: np.ndarray) -> np.ndarray:
     """Replay proxy for taker pressure: the close location value in [−1, 1] (0 where high == low)."""
     spread = high - low
-    clv = np.divide((close - low) - (high - close), spread, out=np.zeros_like(spread, dtype=np.float64), where=spread > 0)
+    clv = np.divide(
+        (close - low) - (high - close), spread, out=np.zeros_like(spread, dtype=np.float64), where=spread > 0
+    )
     return np.clip(clv, -1.0, 1.0)
 
 

@@ -69,6 +69,18 @@ def test_an_exchange_without_data_does_not_stop_the_others():
     assert result["ETH/USDT"].score == 1.0 and result["ETH/USDT"].agreeing == 1.0
 
 
+def test_a_window_without_any_trade_scores_zero_instead_of_failing():
+    # trades exist, but none inside the window (a quiet minute, or every venue down for a while)
+    old = trades((0, 10.0, 1.0, 1))
+    book = OrderBook(bids=np.array([[99.9, 1.0]]), asks=np.array([[100.1, 1.0]]))
+    result = aggregate_pressure(
+        {("a", "BTC/USDT"): (old, None), ("b", "BTC/USDT"): (trades(), book)},
+        end_ms=10 * MINUTE,
+        params=FlowParams(window_ms=MINUTE),
+    )["BTC/USDT"]
+    assert (result.score, result.agreeing, result.notional) == (0.0, 0.0, 0.0)
+
+
 def pressure(score, agreeing=1.0, symbol="BTC/USDT"):
     return SymbolPressure(symbol=symbol, score=score, agreeing=agreeing, exchanges={}, notional=1.0)
 
