@@ -5,8 +5,9 @@ naive per-symbol loop a first version would write — a pandas DataFrame per sym
 ATR, ADX and volume SMA on the 15m and 1h frames, then the same entry conditions on the last closed candle.
 Also reports the RSS the fast scan adds (target < 200 MB) and checks the time budget (< 1 s).
 
-Candles: real XRP/USDT:USDT 5m futures candles from ../shared/data (resampled to 15m) — their log returns are
-bootstrapped per symbol so that 200 symbols have distinct but realistic paths. Without ../shared, a random walk.
+Candles: the bundled real XRP/USDT:USDT 5m futures candles in data/ (resampled to 15m; see data/README.md) — their
+log returns and volumes are bootstrapped per symbol so that 200 symbols have distinct but realistic paths. Without
+that file, a random walk.
 Run: .venv/bin/python benchmarks/bench_scan.py
 """
 
@@ -30,7 +31,7 @@ from engine.strategy import StrategyParams  # noqa: E402
 
 SYMBOLS, CANDLES, BUDGET_S, RSS_BUDGET_MB = 200, 1000, 1.0, 200
 M15 = 900_000
-SHARED_XRP = ROOT.parent / "shared" / "data" / "ohlcv" / "futures" / "XRP_USDT_USDT-5m-futures.feather"
+SHARED_XRP = ROOT / "data" / "ohlcv" / "futures" / "XRP_USDT_USDT-5m-futures.feather"
 
 
 def real_returns() -> np.ndarray | None:
