@@ -158,6 +158,24 @@ class FlowStateStore:
     def save_buckets(self, pair: Pair, buckets: Mapping[int, tuple[float, float]], *, ttl_seconds: int) -> None:
         self.cache.set(self.key("buckets", *pair), {str(m): list(v) for m, v in buckets.items()}, timeout=ttl_seconds)
 
+    def buckets_many(self, pairs: set[Pair]) -> dict[Pair, dict[int, tuple[float, float]]]:
+        """The buckets of many pairs in one round trip (Redis MGET)."""
+        keys = {self.key("buckets", *pair): pair for pair in pairs}
+        raw = self.cache.get_many(list(keys))
+        return {
+            keys[key]: {int(minute): (float(v[0]), float(v[1])) for minute, v in value.items()}
+            for key, value in raw.items()
+        }
+
+    def save_buckets_many(self, buckets: Mapping[Pair, Mapping[int, tuple[float, float]]], *, ttl_seconds: int) -> None:
+        self.cache.set_many(
+            {
+                self.key("buckets", *pair): {str(m): list(v) for m, v in value.items()}
+                for pair, value in buckets.items()
+            },
+            timeout=ttl_seconds,
+        )
+
     def pairs(self) -> set[Pair]:
         return {tuple(p) for p in (self.cache.get(self.key("pairs")) or [])}
 
@@ -338,9 +356,11 @@ def _update_buckets(
     ttl = params.lookback_ms // 1000 * 2 + 120
     closed_before = now_ms // MINUTE_MS * MINUTE_MS
     pairs = store.pairs() | set(snapshot.trades)
+    stored = store.buckets_many(pairs)
     result: dict[Pair, dict[int, tuple[float, float]]] = {}
+    changed: dict[Pair, dict[int, tuple[float, float]]] = {}
     for pair in pairs:
-        old = store.buckets(pair)
+        old = stored.get(pair, {})
         trades = snapshot.trades.get(pair)
         if trades is None:
             merged = {m: v for m, v in old.items() if m >= keep_from}
@@ -350,9 +370,10 @@ def _update_buckets(
             new = minute_buckets(trades, before_ms=closed_before, extrapolate_first_minute=cut)
             estimated = {int(trades.ts.min()) // MINUTE_MS * MINUTE_MS} if cut else set()
             merged = merge_buckets(old, new, keep_from_ms=keep_from, estimated=estimated)
-            store.save_buckets(pair, merged, ttl_seconds=ttl)
+            changed[pair] = merged
         if merged:
             result[pair] = merged
+    store.save_buckets_many(changed, ttl_seconds=ttl)
     store.save_pairs(set(result), ttl_seconds=ttl)
     return result
 
