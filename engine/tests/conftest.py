@@ -11,12 +11,17 @@ import pytest
 from engine.candles import Candles
 
 SHARED_OHLCV = Path("/work/shared/data/ohlcv")
+BUNDLED_OHLCV = Path(__file__).resolve().parents[2] / "data" / "ohlcv"  # verbatim copies (data/README.md)
 
 
 def load_feather(relative: str) -> Candles:
-    path = SHARED_OHLCV / relative
+    """Real candles: the copy bundled in the repository's data/ when it holds the file, else the shared folder
+    (the test skips when neither has it)."""
+    path = BUNDLED_OHLCV / relative
     if not path.exists():
-        pytest.skip(f"shared market data not available: {path}")
+        path = SHARED_OHLCV / relative
+    if not path.exists():
+        pytest.skip(f"market data not available: {path}")
     return Candles.from_frame(pd.read_feather(path))
 
 
