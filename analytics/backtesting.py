@@ -22,6 +22,7 @@ DAY_MS = 86_400_000
 CANDLE_MS = 900_000
 MAX_DAYS = 3650
 MAX_SYMBOLS = 200
+MAX_SWEEP_COMBINATIONS = 200
 CONFIG_FIELDS = ("initial_balance", "fee_taker", "fee_maker", "slippage", "funding_rate_8h", "sizing_mode",
                  "sizing_pct", "leverage", "max_leverage")
 
@@ -178,6 +179,60 @@ def backtest_perform(*, params: Mapping[str, Any], progress: Progress | None = N
     if progress:
         progress("plot", 1, 1)
     return metrics, png
+
+
+# ---- parameter sweep ---------------------------------------------------------------------------------------------
+
+
+def _grid_value(text: str) -> Any:
+    text = text.strip()
+    if text.lower() in ("none", "null", "off"):
+        return None
+    if text.lower() in ("true", "false"):
+        return text.lower() == "true"
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def sweep_grid_parse(text: str) -> dict[str, list[Any]]:
+    """``"stop_atr_mult=1,1.5,2;ema_fast=7,9;exit.trailing_mode=none,atr"`` → ``{name: [values]}``."""
+    grid: dict[str, list[Any]] = {}
+    for part in (p.strip() for p in text.split(";")):
+        if not part:
+            continue
+        name, sep, values = part.partition("=")
+        if not sep or not name.strip() or not values.strip():
+            raise BacktestRequestError(f"Bad sweep part {part!r}: write name=v1,v2;other=v1,v2.")
+        grid[name.strip()] = [_grid_value(v) for v in values.split(",") if v.strip()]
+    if not grid:
+        raise BacktestRequestError("The sweep grid is empty: write name=v1,v2;other=v1,v2.")
+    combinations = math.prod(len(v) for v in grid.values())
+    if combinations > MAX_SWEEP_COMBINATIONS:
+        raise BacktestRequestError(f"{combinations} combinations; at most {MAX_SWEEP_COMBINATIONS} per sweep.")
+    return grid
+
+
+def backtest_sweep_perform(*, params: Mapping[str, Any], grid: Mapping[str, list[Any]], metric: str,
+                           processes: int = 2, load: Callable[..., tuple[dict, int]] | None = None) -> list:
+    """Backtest every combination of ``grid`` on the request's candles in ``processes`` worker processes, ranked by
+    ``metric`` (``engine.backtest.sweep``; invalid combinations are kept, with their error, at the end)."""
+    from engine.backtest import BacktestConfig, sweep
+    from engine.errors import EngineError
+    from engine.strategy import StrategyParams, bars_recommended
+
+    strategy = StrategyParams(**params.get("strategy", {}))
+    config = BacktestConfig(**params.get("config", {}))
+    load = load or backtest_candles_load
+    data, start_ms = load(symbols=params["symbols"], days=params["days"], warmup_bars=bars_recommended(strategy))
+    try:
+        return sweep(data, grid, metric, processes, params=strategy, config=config, symbols=params["symbols"],
+                     start_ms=start_ms)
+    except EngineError as error:
+        raise BacktestRequestError(str(error)) from None
 
 
 # ---- the report in Telegram --------------------------------------------------------------------------------------

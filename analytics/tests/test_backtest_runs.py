@@ -276,3 +276,33 @@ def test_telegram_being_down_does_not_break_the_run(settings):
     finally:
         transport_reset()
     assert BacktestRun.objects.get(pk=run.pk).status == BacktestRun.Status.SUCCEEDED
+
+
+# ---- parameter sweep -----------------------------------------------------------------------------------------------
+
+
+def test_sweep_grid_parsing():
+    from analytics.backtesting import sweep_grid_parse
+
+    assert sweep_grid_parse("stop_atr_mult=1,1.5; exit.trailing_mode=none,atr ;targets_as_maker=false") == {
+        "stop_atr_mult": [1, 1.5], "exit.trailing_mode": [None, "atr"], "targets_as_maker": [False]
+    }
+    for bad in ("", "stop_atr_mult", "=1,2", "a=1,2,3,4,5,6,7,8,9,10,11,12,13,14,15;b=" + ",".join(map(str, range(20)))):
+        with pytest.raises(BacktestRequestError):
+            sweep_grid_parse(bad)
+
+
+def test_command_sweep_ranks_combinations_in_processes():
+    out = io.StringIO()
+    call_command("backtest", "--symbols", XRP, "--days", "5", "--sweep", "stop_atr_mult=1,2;ema_fast=9,30",
+                 "--rank", "net_pnl", "--processes", "2", stdout=out)
+    lines = out.getvalue().splitlines()
+    assert "net_pnl" in lines[0] and len(lines) == 5
+    ranked = [float(line.split()[1]) for line in lines[1:3]]
+    assert ranked == sorted(ranked, reverse=True)
+    assert all("invalid" in line and "ema_fast (30) must be smaller" in line for line in lines[3:])
+    assert not BacktestRun.objects.exists()  # a sweep is printed, not stored
+    with pytest.raises(CommandError, match="unknown metric"):
+        call_command("backtest", "--symbols", XRP, "--days", "5", "--sweep", "stop_atr_mult=1", "--rank", "luck")
+    with pytest.raises(CommandError, match="unknown sweep parameter"):
+        call_command("backtest", "--symbols", XRP, "--days", "5", "--sweep", "colour=1,2")
