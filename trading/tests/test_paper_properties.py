@@ -1,0 +1,138 @@
+"""Hypothesis properties of the paper account as stored in the database, after any sequence of real service calls
+(opens through the risk manager and sizing, partial and full closes as maker or taker, funding charges):
+
+- the equity identity: balance + unrealised = start + realised + unrealised − fees − funding, with every term summed
+  from the stored rows (fills and funding charges), and ``pnl_summary("all")`` / ``equity_curve`` agreeing with it;
+- each position's totals equal the sums of its own fills and charges; the remaining quantity never goes negative
+  and is always a multiple of the market step;
+- fees are always counted (every fill pays a positive fee) and funding always moves the balance.
+
+Each example runs in a transaction rolled back at its end, so examples never see each other's rows.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from decimal import Decimal as D
+
+import pytest
+from django.db import transaction
+from django.db.models import Sum
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from accounts.tests.factories import TelegramUserFactory
+from engine import pnl
+from signals.tests.factories import SignalFactory, SymbolFactory
+from trading import selectors, services
+from trading.executors.paper import PaperExecutor
+from trading.models import Fill, FundingCharge, PaperAccount, Position
+from trading.tests.paper_fixtures import T0
+
+pytestmark = [pytest.mark.slow, pytest.mark.django_db, pytest.mark.usefixtures("paper_settings")]
+
+prices = st.decimals(min_value=D("50"), max_value=D("150"), places=2)
+event = st.one_of(
+    st.tuples(st.just("open"), st.sampled_from(["long", "short"]), prices),
+    st.tuples(st.just("close"), st.integers(0, 5), st.sampled_from(["1", "0.5", "0.3"]), prices,
+              st.sampled_from(["manual", "tp1"])),
+    st.tuples(st.just("funding"), st.integers(0, 5), st.decimals(min_value=D("-0.003"), max_value=D("0.003"),
+                                                                 places=5), prices),
+)
+
+
+class _Rollback(Exception):
+    pass
+
+
+def _run(events, marks):
+    user = TelegramUserFactory(auto_trading_enabled=True)
+    prefs = user.preferences
+    prefs.max_open_positions, prefs.correlation_filter, prefs.accepted_risk_levels = 50, False, ["low", "medium", "high"]
+    prefs.save()
+    services.paper_account_get_or_create(user=user)
+    clock = {"now": T0}
+    quote = {"price": D("100")}
+    executor = PaperExecutor(user=user, price_of=lambda symbol: quote["price"], clock=lambda: clock["now"])
+    opened: list[Position] = []
+    for i, ev in enumerate(events):
+        clock["now"] = T0 + timedelta(minutes=i)
+        if ev[0] == "open":
+            _, side, price = ev
+            sign = 1 if side == "long" else -1
+            signal = SignalFactory(symbol=SymbolFactory(), side=side, entry=price, stop=price - sign * 2,
+                                   tp1=price + sign * 2, tp2=price + sign * 4)
+            quote["price"] = price
+            result = services.signal_execute_for_user(user=user, signal=signal, executor=executor)
+            if isinstance(result, Position):
+                opened.append(result)
+        elif ev[0] == "close" and opened:
+            _, index, fraction, price, reason = ev
+            position = Position.objects.get(pk=opened[index % len(opened)].pk)
+            if position.status != "open":
+                continue
+            step = position.symbol.step_size
+            qty = None if fraction == "1" else (position.remaining_quantity * D(fraction) // step) * step
+            if qty == 0:
+                continue
+            executor.close_position(position=position, reason=reason, quantity=qty, price=price)
+        elif ev[0] == "funding" and opened:
+            _, index, rate, mark = ev
+            position = opened[index % len(opened)]
+            balance = PaperAccount.objects.get(user=user).balance
+            charge = services.funding_charge_position(
+                position=position, funding_time=T0 + timedelta(hours=8 * (i + 1)), rate=rate, mark=mark
+            )
+            if charge is not None:  # funding always counted: the balance moved by exactly the charge
+                assert PaperAccount.objects.get(user=user).balance == balance - charge.amount
+    return user, opened
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                                                  HealthCheck.too_slow])
+@given(events=st.lists(event, min_size=1, max_size=14), marks=prices)
+def test_equity_identity_after_any_sequence_of_paper_events(events, marks):
+    try:
+        with transaction.atomic():
+            _check(events, marks)
+            raise _Rollback
+    except _Rollback:
+        pass
+
+
+def _check(events, mark):
+    user, opened = _run(events, mark)
+    account = PaperAccount.objects.get(user=user)
+    fills = Fill.objects.filter(position__user=user)
+    charges = FundingCharge.objects.filter(position__user=user)
+    realised = fills.aggregate(s=Sum("realised_pnl"))["s"] or D(0)
+    fees = fills.aggregate(s=Sum("fee"))["s"] or D(0)
+    funding = charges.aggregate(s=Sum("amount"))["s"] or D(0)
+    open_positions = list(Position.objects.filter(user=user, status="open"))
+    unrealised = sum(
+        (pnl.unrealised_pnl(side=p.side, entry=p.entry_price, mark=mark, quantity=p.remaining_quantity)
+         for p in open_positions),
+        D(0),
+    )
+    # the identity, every term from the stored rows
+    assert account.balance + unrealised == account.starting_balance + realised + unrealised - fees - funding
+    # fees always counted: one positive fee per fill
+    assert all(f.fee > 0 for f in fills)
+    assert fills.count() >= len(opened)
+    for p in Position.objects.filter(user=user):
+        own = p.fills.all()
+        assert p.realised_pnl == sum((f.realised_pnl for f in own), D(0))
+        assert p.fees == sum((f.fee for f in own), D(0))
+        assert p.funding == sum((c.amount for c in p.funding_charges.all()), D(0))
+        exited = sum((f.quantity for f in own if f.order.leg != "entry"), D(0))
+        assert p.remaining_quantity == p.quantity - exited >= 0
+        assert p.remaining_quantity % p.symbol.step_size == 0
+        assert (p.status == "closed") == (p.remaining_quantity == 0)
+    # what /pnl, the dashboard and the demo read agrees with the account
+    summary = selectors.pnl_summary(user=user, period="all", now=T0 + timedelta(days=30), price_of=lambda s: mark)
+    assert summary.net == account.balance - account.starting_balance
+    assert summary.unrealised == unrealised
+    assert (summary.realised, summary.fees, summary.funding) == (realised, fees, funding)
+    curve = selectors.equity_curve(user=user)
+    assert curve[-1].equity == account.balance
+    assert selectors.account_equity(user=user, price_of=lambda s: mark) == account.balance + unrealised
