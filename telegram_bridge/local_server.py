@@ -92,7 +92,7 @@ class LocalBotAPIServer:
         self.commands: list[dict[str, Any]] = []
         self.webhook: dict[str, Any] = {"url": "", "secret_token": ""}
         self.stats = {"requests": 0, "rate_limited": 0, "violations": 0, "forbidden": 0, "server_errors": 0,
-                      "bad_requests": 0, "stalled": 0}
+                      "bad_requests": 0, "parse_errors": 0, "stalled": 0}
         self._updates: list[dict[str, Any]] = []
         self._next_update_id = 1
         self._next_message_id = 1
@@ -383,6 +383,8 @@ class LocalBotAPIServer:
         if parse_mode.upper() == "HTML" and self.check_html:
             error = telegram_html_errors(text)
             if error:
+                with self._lock:
+                    self.stats["parse_errors"] += 1
                 raise _ApiError(400, error)
             if len(visible_text(text)) > limit:
                 raise _ApiError(400, "Bad Request: message is too long")

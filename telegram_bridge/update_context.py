@@ -32,15 +32,22 @@ class UpdateContext:
     def show(self, text: str, *, markup: dict | None = None) -> None:
         """For a button press: replace the message carrying the button; otherwise (or if that fails) reply."""
         if self.callback_id is not None and self.message_id is not None:
+            from aiogram.exceptions import TelegramBadRequest
             from aiogram.types import InlineKeyboardMarkup, LinkPreviewOptions
 
             keyboard = InlineKeyboardMarkup.model_validate(markup) if markup else None
-            result = telegram_call(
-                lambda bot: bot.edit_message_text(chat_id=self.chat_id, message_id=self.message_id, text=text,
-                                                  reply_markup=keyboard,
-                                                  link_preview_options=LinkPreviewOptions(is_disabled=True)),
-                chat_id=self.chat_id,
-            )
+
+            async def edit(bot):
+                try:
+                    return await bot.edit_message_text(chat_id=self.chat_id, message_id=self.message_id, text=text,
+                                                       reply_markup=keyboard,
+                                                       link_preview_options=LinkPreviewOptions(is_disabled=True))
+                except TelegramBadRequest as error:
+                    if "message is not modified" in error.message:
+                        return True  # the same button pressed twice: the page already shows this
+                    raise
+
+            result = telegram_call(edit, chat_id=self.chat_id)
             if result is not None:
                 return
         self.reply(text, markup=markup)
