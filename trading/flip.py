@@ -9,7 +9,9 @@ symbol and the other side, with reason ``flip``, only when all of these hold:
 * the risk manager (``trading.risk.risk_check_open``) would allow the new side **once the old position is closed**:
   the check runs inside a savepoint in which the positions to flip are marked closed, then rolled back, so the
   flipped position itself does not count against ``max_open_positions`` or the correlation filter while every other
-  rule (pause, risk level, muted symbol, daily loss, drawdown, source switch) still applies.
+  rule (pause, risk level, muted symbol, daily loss, drawdown, source switch) still applies;
+* the new side can be sized (``trading.services.position_decide``: market minimum quantity/notional and step), so a
+  position is never closed for a replacement that would then be refused for its size.
 
 It returns the closed position (the last one when several were open), or ``None`` when nothing was flipped; the
 caller then opens the new side as for any signal. Idempotent: once closed, the old position is no longer open, so a
@@ -129,6 +131,23 @@ def _risk_check_after_closing(
         savepoint = transaction.savepoint()
         try:
             Position.objects.filter(pk__in=[p.pk for p in positions]).update(status=Position.Status.CLOSED)
-            return risk_check_open(user=locked, signal=signal, equity=equity, peak_equity=peak, now=now)
+            refusal = risk_check_open(user=locked, signal=signal, equity=equity, peak_equity=peak, now=now)
         finally:
             transaction.savepoint_rollback(savepoint)
+    if refusal is not None:
+        return refusal
+    return _size_check(user=user, signal=signal, mode=new_mode, executor=executor)
+
+
+def _size_check(*, user, signal, mode: str, executor: Executor | None) -> RiskRefusal | None:
+    """The new side must also be sizeable (market minimum, step): never close a position that cannot be replaced."""
+    from engine.errors import InvalidParameters, OrderBelowMinimum
+    from trading.models import TradeRefusal
+    from trading.services import position_decide
+
+    new_executor = executor if executor is not None and executor.mode == mode else executor_for(user=user, mode=mode)
+    try:
+        position_decide(user=user, signal=signal, executor=new_executor)
+    except (OrderBelowMinimum, InvalidParameters) as exc:
+        return RiskRefusal(TradeRefusal.Reason.SIZE, str(exc))
+    return None

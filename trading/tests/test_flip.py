@@ -187,3 +187,13 @@ def test_execute_with_flip_leaves_positions_alone_for_other_sources_and_expired_
     }  # fmt: skip
     old.refresh_from_db()
     assert old.status == Position.Status.OPEN
+
+
+def test_no_flip_when_the_new_side_would_be_below_the_market_minimum(btc):
+    user = _user()
+    old = _open_long(user, btc)
+    btc.min_notional = Decimal("1000000")  # far above what the paper balance can size
+    btc.save()
+    assert position_flip_if_opposed(user=user, signal=_flow_short(btc)) is None
+    old.refresh_from_db()
+    assert old.status == Position.Status.OPEN
