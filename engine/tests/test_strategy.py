@@ -292,6 +292,7 @@ def test_decimal_funding_rate_is_accepted(eth15, eth1h):
     assert candidate.risk_level == "medium"  # a long paying 0.12 % per 8 h: +2 on a 4-of-4 signal
 
 
+@pytest.mark.slow
 def test_candles_fed_one_by_one_give_the_signals_of_the_whole_series(eth15, eth1h):
     """The live path, fed one closed 15m candle at a time (and only the 1h candles closed by then), emits exactly
     the signals computed once on the whole series: the vectorised entries confirmed by the 1h quorum."""
