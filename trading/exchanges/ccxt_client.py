@@ -18,6 +18,7 @@ rounded with ``amount_to_precision`` (truncation) and prices with ``price_to_pre
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from decimal import Decimal
 from typing import Any
 
@@ -205,7 +206,10 @@ class CcxtExchangeClient:
             except OrderNotFoundOnExchange:
                 raw = None
             if raw and (raw.get("id") or raw.get("clientOrderId")):
-                return self.parse_order(raw, market)
+                result = self.parse_order(raw, market)
+                if trigger and result.status == "closed" and (result.filled_quantity == 0 or result.average_price is None):
+                    result = await self._triggered_fill(result, market)
+                return result
             if exchange_order_id or not trigger:
                 return None
         # MEXC plan orders cannot be fetched by client id: scan the open trigger orders.
@@ -213,6 +217,26 @@ class CcxtExchangeClient:
             if order.client_order_id == client_order_id:
                 return order
         return None
+
+    async def _triggered_fill(self, result: OrderResult, market: dict) -> OrderResult:
+        """A stop/TP that fired: its fill lives on the order it placed (OKX: the algo's ``ordId``, with fee and
+        average price); otherwise the executed size/price the trigger order reports, or at worst its own size at
+        its trigger price."""
+        info = result.info or {}
+        child_id = info.get("ordId") or next(iter(info.get("ordIdList") or []), "")
+        if self.exchange_id == "okx" and child_id:
+            try:
+                child = self.parse_order(await self._call("fetch_order", child_id, market["symbol"]), market)
+            except OrderNotFoundOnExchange:
+                child = None
+            if child is not None and child.filled_quantity > 0:
+                return replace(result, filled_quantity=child.filled_quantity, average_price=child.average_price, fee=child.fee, realised_pnl=child.realised_pnl)
+        contract_size = self._contract_size(market)
+        actual_size, actual_price = to_decimal(info.get("actualSz")), to_decimal(info.get("actualPx"))
+        if actual_size:
+            return replace(result, filled_quantity=actual_size * contract_size, average_price=actual_price or result.trigger_price)
+        logger.warning("%s trigger order %s fired without fill details: booked at its trigger price", self.exchange_id, result.exchange_order_id)
+        return replace(result, filled_quantity=result.quantity, average_price=result.trigger_price)
 
     async def fetch_open_orders(self, symbol: str | None = None) -> list[OrderResult]:
         if symbol:
@@ -277,11 +301,13 @@ class CcxtExchangeClient:
         order_type = raw.get("type") or (request.type if request else "market")
         if request is not None and request.is_trigger:
             order_type = request.type
-        elif trigger_price is not None and order_type in ("market", "limit", None):
+        elif raw.get("takeProfitPrice") is not None and raw.get("stopLossPrice") is None:
+            order_type = "take_profit"
+        elif trigger_price is not None and order_type not in ("stop_market", "take_profit"):
             order_type = "stop_market"
         return OrderResult(
             exchange_order_id=str(raw.get("id") or ""),
-            client_order_id=str(raw.get("clientOrderId") or (request.client_order_id if request else "") or ""),
+            client_order_id=str(raw.get("clientOrderId") or (raw.get("info") or {}).get("algoClOrdId") or (request.client_order_id if request else "") or ""),
             symbol=raw.get("symbol") or (market or {}).get("symbol") or (request.symbol if request else ""),
             side=side,
             type=order_type,
