@@ -1,6 +1,15 @@
 from django.contrib import admin
 
-from trading.models import DailyRiskState, Fill, Order, PaperAccount, Position
+from trading.models import (
+    DailyRiskState,
+    Fill,
+    FundingCharge,
+    Order,
+    PaperAccount,
+    Position,
+    TradeRefusal,
+    TradingSwitch,
+)
 
 
 class OrderInline(admin.TabularInline):
@@ -39,8 +48,43 @@ class FillAdmin(admin.ModelAdmin):
 
 @admin.register(PaperAccount)
 class PaperAccountAdmin(admin.ModelAdmin):
-    list_display = ("user", "starting_balance", "balance", "peak_equity", "updated_at")
+    list_display = ("user", "starting_balance", "balance", "peak_equity", "paused", "updated_at")
     search_fields = ("user__username", "user__telegram_id")
+    list_select_related = ("user",)
+    actions = ["resume_auto_trading"]
+
+    @admin.display(description="auto-trading paused")
+    def paused(self, account: PaperAccount) -> str:
+        return account.user.auto_trading_paused_reason or "-"
+
+    @admin.action(description="Resume auto-trading (after a drawdown or daily-loss pause)")
+    def resume_auto_trading(self, request, queryset):
+        from trading.services import user_auto_trading_resume
+
+        for account in queryset.select_related("user"):
+            user_auto_trading_resume(user=account.user)
+        self.message_user(request, f"Auto-trading resumed for {queryset.count()} user(s).")
+
+
+@admin.register(TradeRefusal)
+class TradeRefusalAdmin(admin.ModelAdmin):
+    list_display = ("created_at", "user", "signal", "reason", "detail", "notified")
+    list_filter = ("reason", "notified")
+    search_fields = ("user__username", "user__telegram_id", "signal__symbol__symbol")
+    list_select_related = ("user", "signal__symbol")
+    date_hierarchy = "created_at"
+
+
+@admin.register(FundingCharge)
+class FundingChargeAdmin(admin.ModelAdmin):
+    list_display = ("funding_time", "position", "rate", "mark_price", "quantity", "amount")
+    search_fields = ("position__user__username", "position__symbol__symbol")
+    date_hierarchy = "funding_time"
+
+
+@admin.register(TradingSwitch)
+class TradingSwitchAdmin(admin.ModelAdmin):
+    list_display = ("__str__", "auto_trading_paused", "reason", "updated_at")
 
 
 @admin.register(DailyRiskState)
