@@ -118,15 +118,32 @@ def _track_timeframe() -> str:
     return getattr(settings, "SIGNAL_TRACK_TIMEFRAME", "5m")
 
 
+def _candles_since_entry(*, market_data: MarketData, symbol: str, entry_ts: int, now_ms: int) -> tuple[Candles, int]:
+    """Closed candles from the entry on, in the tracking timeframe; when the exchange caps how many candles one
+    request returns (OKX: 300) and they no longer reach back to the entry, the signal timeframe (15m, aligned with
+    the entry) instead — never a series with a hole between the entry and its first candle."""
+    timeframes = [_track_timeframe()]
+    if timeframes[0] != "15m":
+        timeframes.append("15m")
+    for timeframe in timeframes:
+        timeframe_ms = timeframe_to_ms(timeframe)
+        needed = min((now_ms - entry_ts) // timeframe_ms + 2, MAX_TRACK_CANDLES)
+        candles = market_data.ohlcv(symbol, timeframe, needed)
+        if len(candles) == 0 or int(candles.ts[0]) <= entry_ts:
+            return candles, timeframe_ms
+        logger.info("outcome tracking: %s %s candles do not reach back to the entry", symbol, timeframe)
+    logger.warning("outcome tracking: %s has no candles back to the entry; following from %s", symbol, candles.ts[0])
+    return candles, timeframe_ms
+
+
 def signal_outcome_update(*, signal: Signal, market_data: MarketData, now_ms: int) -> Signal:
     """Evaluate one open signal against the candles closed since its entry; close it or mark TP1."""
-    timeframe = _track_timeframe()
-    timeframe_ms = timeframe_to_ms(timeframe)
     entry_ts = signal.candle_ts + SIGNAL_TIMEFRAME_MS  # the signal candle's close = the entry
-    if now_ms < entry_ts + timeframe_ms:
+    if now_ms < entry_ts + timeframe_to_ms(_track_timeframe()):
         return signal  # no candle after the entry has closed yet
-    needed = min((now_ms - entry_ts) // timeframe_ms + 2, MAX_TRACK_CANDLES)
-    candles = market_data.ohlcv(signal.symbol.symbol, timeframe, needed)
+    candles, timeframe_ms = _candles_since_entry(
+        market_data=market_data, symbol=signal.symbol.symbol, entry_ts=entry_ts, now_ms=now_ms
+    )
     evaluation = outcome_evaluate(
         side=signal.side,
         entry=float(signal.entry),

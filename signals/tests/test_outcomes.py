@@ -169,3 +169,29 @@ def test_market_data_failure_for_one_signal_does_not_stop_the_others(replay_mark
     assert [s.pk for s in closed] == [signal.pk]
     other.refresh_from_db()
     assert other.status == "open"  # retried on the next run
+
+
+class CappedMarketData:
+    """An exchange returning at most ``cap`` candles per request (OKX: 300)."""
+
+    def __init__(self, inner, cap):
+        self.inner, self.cap, self.requests = inner, cap, []
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def ohlcv(self, symbol, timeframe, limit):
+        self.requests.append((timeframe, limit))
+        return self.inner.ohlcv(symbol, timeframe, min(limit, self.cap))
+
+
+@pytest.mark.usefixtures("isolated_signals_env")
+@pytest.mark.django_db
+def test_tracker_falls_back_to_15m_when_the_exchange_caps_5m_history(replay_market_data, dispatched):
+    replay_market_data.advance_to(SIGNAL_AT)
+    _, (signal,) = scan_run_now(market_data=replay_market_data)
+    replay_market_data.advance_to(SIGNAL_AT + timedelta(hours=24))
+    capped = CappedMarketData(replay_market_data, cap=100)  # 100 x 5m = 8 h 20 min: not back to the entry
+    (closed,) = signal_track_outcomes(market_data=capped)
+    assert [tf for tf, _ in capped.requests] == ["5m", "15m"]
+    assert closed.pk == signal.pk and closed.outcome == "tp2" and closed.outcome_pnl_pct == Decimal("2.2536")
