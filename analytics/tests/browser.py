@@ -47,15 +47,26 @@ class AsgiServer:
         self.url = f"http://127.0.0.1:{port}"
 
 
-@pytest.fixture
-def asgi_server(postgres_database, redis_url):
-    """``daphne config.asgi:application`` on a free loopback port; its channel layer is the test's Redis."""
+@pytest.fixture(scope="module")
+def asgi_server(django_db_setup, django_db_blocker):
+    """``daphne config.asgi:application`` on a free loopback port, shared by a module's tests; it uses the test
+    database (tests must be transactional to share rows with it) and the test's Redis as its channel layer."""
+    from django.conf import settings
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        _unavailable("the browser tests need PostgreSQL (DATABASE_URL=postgres://…)")
+    if not settings.REDIS_URL:
+        _unavailable("REDIS_URL is not set (the browser tests need the Redis channel layer)")
+    with django_db_blocker.unblock():
+        database_url = _database_url(connection.settings_dict)
+    redis_url = settings.REDIS_URL
     port = _free_port()
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "config.settings",
         "DJANGO_ENV": "development",  # DEBUG: whitenoise serves app static files (live.js) from the finders
-        "DATABASE_URL": _database_url(postgres_database),
+        "DATABASE_URL": database_url,
         "REDIS_URL": redis_url,
         "CELERY_TASK_ALWAYS_EAGER": "true",
         "ALLOWED_HOSTS": "127.0.0.1,localhost",
@@ -78,14 +89,14 @@ def asgi_server(postgres_database, redis_url):
     yield server
     process.terminate()
     try:
-        process.communicate(timeout=15)
-    except subprocess.TimeoutExpired:
+        process.communicate(timeout=3)
+    except subprocess.TimeoutExpired:  # open sockets keep daphne waiting; nothing of it needs to survive
         process.kill()
         process.communicate()
 
 
-@pytest.fixture
-def browser():
+@pytest.fixture(scope="module")
+def chromium():
     """Headless Chromium (Debian's package) driven by its matching chromedriver."""
     if not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()):
         _unavailable("chromium and chromedriver are not installed (apt-get install -y chromium chromium-driver)")
@@ -101,6 +112,13 @@ def browser():
     driver.set_page_load_timeout(30)
     yield driver
     driver.quit()
+
+
+@pytest.fixture
+def browser(chromium, transactional_db):
+    """The module's Chromium with a clean cookie jar (each test logs in afresh)."""
+    chromium.delete_all_cookies()
+    return chromium
 
 
 @pytest.fixture

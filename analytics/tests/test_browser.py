@@ -11,7 +11,7 @@ import pytest
 
 from accounts.models import UserPreferences
 from accounts.tests.factories import TelegramUserFactory
-from analytics.tests.browser import asgi_server, browser, live_layer, web_login  # noqa: F401  (fixtures)
+from analytics.tests.browser import asgi_server, browser, chromium, live_layer, web_login  # noqa: F401  (fixtures)
 from signals.tests.factories import SignalFactory, SymbolFactory
 from trading.models import Position
 
