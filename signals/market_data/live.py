@@ -18,6 +18,7 @@ import concurrent.futures
 import logging
 import math
 import threading
+import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -41,6 +42,7 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 DEFAULT_CALL_TIMEOUT_SECONDS = 30.0
+MARKETS_MAX_AGE_SECONDS = 3600  # the listing is reloaded at most hourly, so delistings reach symbol_sync_markets
 
 _RETRYABLE = (
     ccxt.DDoSProtection,  # includes RateLimitExceeded
@@ -200,6 +202,7 @@ class CcxtMarketData(MarketData):
         self.prices = prices if prices is not None else price_cache()
         self.call_timeout = call_timeout
         self.settle = settle
+        self._markets_loaded_at = time.monotonic()
 
     def _call(self, context: str, make: Callable[[], Awaitable[T]]) -> T:
         async def guarded() -> T:
@@ -244,7 +247,10 @@ class CcxtMarketData(MarketData):
         return _decimal(funding.get("fundingRate"))
 
     def markets(self) -> list[MarketInfo]:
-        markets = self._call("load_markets", lambda: self.client.load_markets())
+        reload = time.monotonic() - self._markets_loaded_at > MARKETS_MAX_AGE_SECONDS
+        markets = self._call("load_markets", lambda: self.client.load_markets(reload))
+        if reload:
+            self._markets_loaded_at = time.monotonic()
         mode = getattr(self.client, "precisionMode", ccxt.TICK_SIZE)
         return [
             market_info_from_ccxt(market, precision_mode=mode)

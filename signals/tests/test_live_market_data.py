@@ -270,3 +270,23 @@ def test_new_clients_have_ccxt_rate_limiting_on():
         asyncio.run(client.close())
     with pytest.raises(FinalMarketDataError):
         live_module._new_client("no-such-exchange")
+
+
+def test_market_listing_is_reloaded_once_it_is_an_hour_old(exchange, monkeypatch):
+    data = CcxtMarketData("kucoinfutures", client=_kucoin_client(exchange))
+    reloads = []
+    original = data.client.load_markets
+
+    async def load_markets(reload=False, params={}):  # noqa: B006 - ccxt's signature
+        reloads.append(reload)
+        return await original(False, params)  # the recorded markets stand in for a fresh listing
+
+    monkeypatch.setattr(data.client, "load_markets", load_markets)
+    try:
+        data.markets()
+        data._markets_loaded_at -= live_module.MARKETS_MAX_AGE_SECONDS + 1
+        data.markets()
+        data.markets()
+    finally:
+        close_shared_clients()
+    assert reloads == [False, True, False]
