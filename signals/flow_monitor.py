@@ -53,6 +53,7 @@ logger = logging.getLogger(__name__)
 CACHE_PREFIX = "flow"
 ATR_TIMEFRAME = "15m"
 MIN_SAMPLE_MS = 5_000  # the least of a cut minute worth extrapolating
+REWIND_MS = 5 * MINUTE_MS  # the clock moving back further than this is a new replay
 
 
 @dataclass(frozen=True)
@@ -141,7 +142,8 @@ class FlowStateStore:
         token = uuid.uuid4().hex
         if not self.cache.add(self.key("lock"), token, timeout=lock_seconds):
             return None  # another cycle is still running
-        if not self.cache.add(self.key("cycle", now_ms // MINUTE_MS), 1, timeout=lock_seconds * 2):
+        epoch = self.cache.get(self.key("epoch")) or 0
+        if not self.cache.add(self.key("cycle", epoch, now_ms // MINUTE_MS), 1, timeout=lock_seconds * 2):
             self.release(token)  # this minute's cycle already ran
             return None
         return token
@@ -197,11 +199,33 @@ class FlowStateStore:
         self.cache.set(self.key("last_signal"), dict(values), timeout=None)
 
     def clear(self, *, windows: Sequence[str]) -> None:
-        """Forget all flow state (a new replay, tests)."""
-        keys = [self.key("lock"), self.key("last_signal"), self.key("pairs")]
+        """Forget all flow state (tests)."""
+        self.forget_history(windows=windows)
+        self.cache.delete_many([self.key("lock"), self.key("epoch")])
+
+    def forget_history(self, *, windows: Sequence[str]) -> None:
+        """Forget buckets, filter streaks, cooldowns and the clock (not the lock of the running cycle)."""
+        keys = [self.key("last_signal"), self.key("pairs"), self.key("last_now")]
         keys += [self.key("buckets", *p) for p in self.pairs()]
         keys += [self.key("filter", w) for w in windows]
         self.cache.delete_many(keys)
+
+    def rewind_if_the_clock_went_back(self, now_ms: int, *, windows: Sequence[str]) -> bool:
+        """A new replay (the replay clock moved back more than ``REWIND_MS``) starts from a clean slate: otherwise the
+        filters would ignore every "older" window and the cooldowns would block the whole new run. A new epoch also
+        frees the per-minute cycle claims of the earlier run. Small differences (worker clocks) never count."""
+        last = self.cache.get(self.key("last_now"))
+        if last is None or now_ms >= int(last) - REWIND_MS:
+            return False
+        self.forget_history(windows=windows)
+        self.cache.set(self.key("epoch"), (self.cache.get(self.key("epoch")) or 0) + 1, timeout=None)
+        logger.info("flow: clock moved back from %s to %s (a new replay); flow state cleared", last, now_ms)
+        return True
+
+    def save_now(self, now_ms: int) -> None:
+        last = self.cache.get(self.key("last_now"))
+        if last is None or now_ms > int(last):
+            self.cache.set(self.key("last_now"), now_ms, timeout=None)
 
 
 # -- pure steps ------------------------------------------------------------------------------------------------------
@@ -281,6 +305,7 @@ def flow_cycle(
     """One monitor cycle at ``now_ms`` (the replay clock in replay mode). Returns what it saw and created."""
     params.validate()
     store = FlowStateStore(cache)
+    store.rewind_if_the_clock_went_back(now_ms, windows=params.windows)
     token = store.claim_cycle(now_ms, lock_seconds=params.lock_seconds)
     if token is None:
         logger.info("flow cycle at %s already claimed by another worker; skipped", now_ms)
@@ -329,6 +354,7 @@ def flow_cycle(
                     result.signal_ids.append(signal.pk)
             store.save_stability_filter(window, stability)
         store.save_last_signal_ms(last_signal)
+        store.save_now(now_ms)
         return result
     finally:
         store.release(token)

@@ -319,7 +319,7 @@ def test_state_is_shared_through_redis(btc_perp, redis_url):
         assert not any(r.alerts for r in run_cycles(source, params, worker_a, [4, 5]))  # cooldown seen by worker a
     finally:
         FlowStateStore(worker_a).clear(windows=params.windows)
-        worker_a.delete_many([f"flow:cycle:{(T0 + m * MIN) // MIN}" for m in range(0, 8)])
+        worker_a.delete_many([f"flow:cycle:0:{(T0 + m * MIN) // MIN}" for m in range(0, 8)])
 
 
 def test_params_from_settings_and_validation(settings):
@@ -370,3 +370,20 @@ def test_a_busy_venue_whose_trade_list_spans_less_than_a_minute_still_counts_wit
     assert pressure.exchanges == {"binance": 1.0, "okx": -1.0, "bybit": -1.0}
     assert pressure.notional == pytest.approx(1_500_000.0 + 2 * 250_000.0)
     assert pressure.score == pytest.approx((1_500_000.0 - 500_000.0) / 2_000_000.0)
+
+
+def test_a_new_replay_from_an_earlier_time_starts_from_a_clean_slate(btc_perp, cache):
+    source = ScriptedFlowSource(lambda ex, m: 0.9)
+    params = monitor_params(cooldown_ms=60 * MIN)
+    first = run_cycles(source, params, cache, range(1, 12))
+    assert [bool(r.alerts) for r in first] == [False, False, True] + [False] * 8
+
+    # the demo replays the same stretch again: same minutes, same cache, well inside the cooldown and the claims' TTL
+    again = run_cycles(source, params, cache, range(1, 6))
+    assert all(r.ran for r in again)
+    assert [bool(r.alerts) for r in again] == [False, False, True, False, False]
+
+    # a clock a little behind (another worker) is not a new replay: the minute stays claimed, the streak is kept
+    late = flow_cycle(now_ms=T0 + 4 * MIN, source=source, params=params, market_data=FlatMarketData(), cache=cache)
+    assert not late.ran
+    assert FlowStateStore(cache).stability_filter("1m", FlowParams()).states["BTC/USDT"].streak == 5
