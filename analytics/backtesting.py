@@ -100,6 +100,39 @@ def backtest_candles_load(*, symbols: list[str], days: int, warmup_bars: int,
     return data, end_ms - days * DAY_MS
 
 
+def backtest_funding_load(*, symbols: list[str], since_ms: int | None = None,
+                          market_data: Any = None) -> tuple[dict[str, tuple[Any, Any]], dict[str, str]]:
+    """Historical 8h funding rates per symbol for the engine, and where each came from.
+
+    Replay: the dataset's recorded funding history (``data/…-8h-funding_rate.feather``). Otherwise: the snapshots the
+    funding monitor stored (``signals.funding.funding_rate_history``). Settlements without a known rate are charged at
+    the flat ``funding_rate_8h`` of the config (the source then says so)."""
+    import numpy as np
+
+    from signals.funding import funding_rate_history
+    from signals.market_data import get_market_data
+
+    market_data = market_data if market_data is not None else get_market_data()
+    dataset = getattr(market_data, "dataset", None)
+    series: dict[str, tuple[Any, Any]] = {}
+    sources: dict[str, str] = {}
+    for symbol in symbols:
+        market = getattr(dataset, "markets", {}).get(symbol) if dataset is not None else None
+        if market is not None and market.funding_ts.size:
+            series[symbol] = (market.funding_ts, market.funding_rate)
+            sources[symbol] = f"replay history ({market.funding_ts.size} settlements), flat rate outside it"
+            continue
+        since = datetime.fromtimestamp(since_ms / 1000, tz=UTC) if since_ms is not None else None
+        rows = funding_rate_history(symbol=symbol, since=since)
+        if rows:
+            ts = np.array([int(moment.timestamp() * 1000) for moment, _ in rows], dtype=np.int64)
+            series[symbol] = (ts, np.array([float(rate) for _, rate in rows]))
+            sources[symbol] = f"stored snapshots ({len(rows)} settlements), flat rate outside them"
+        else:
+            sources[symbol] = "flat rate (no funding history)"
+    return series, sources
+
+
 def _json_number(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         return None if math.isnan(value) else ("inf" if value > 0 else "-inf")
@@ -137,7 +170,8 @@ def candles_quality_report(data: Mapping[str, tuple[Candles, Any]]) -> dict[str,
 
 
 def backtest_perform(*, params: Mapping[str, Any], progress: Progress | None = None,
-                     load: Callable[..., tuple[dict, int]] | None = None) -> tuple[dict[str, Any], bytes]:
+                     load: Callable[..., tuple[dict, int]] | None = None,
+                     funding_load: Callable[..., tuple[dict, dict]] | None = None) -> tuple[dict[str, Any], bytes]:
     """Run a cleaned request; returns (metrics JSON, equity PNG bytes — empty when there is no equity curve)."""
     from engine.backtest import BacktestConfig, run_backtest
     from engine.errors import EngineError
@@ -148,10 +182,13 @@ def backtest_perform(*, params: Mapping[str, Any], progress: Progress | None = N
     load = load or backtest_candles_load
     data, start_ms = load(symbols=params["symbols"], days=params["days"], warmup_bars=bars_recommended(strategy),
                           progress=progress)
+    funding, funding_sources = (funding_load or backtest_funding_load)(
+        symbols=params["symbols"], since_ms=min(int(c.ts[0]) for c, _ in data.values())
+    )
     if progress:
         progress("simulate", 0, 1)
     try:
-        result = run_backtest(data, strategy, config, symbols=params["symbols"], start_ms=start_ms)
+        result = run_backtest(data, strategy, config, symbols=params["symbols"], start_ms=start_ms, funding=funding)
     except EngineError as error:
         raise BacktestRequestError(str(error)) from None
     if progress:
@@ -171,6 +208,7 @@ def backtest_perform(*, params: Mapping[str, Any], progress: Progress | None = N
             "range_end": datetime.fromtimestamp(max(int(c.ts[-1]) for c, _ in data.values()) / 1000, tz=UTC).isoformat(),
             "candles": {symbol: len(c) for symbol, (c, _) in data.items()},
             "counters": {k: int(v) for k, v in result.counters.items()},
+            "funding_sources": funding_sources,
             "per_symbol": _table(result.per_symbol()),
             "per_month": _table(result.per_month()),
         }

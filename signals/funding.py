@@ -66,3 +66,16 @@ def funding_snapshots_latest(*, symbol: Symbol, at: datetime | None = None) -> l
         if snapshot is not None:
             latest.append(snapshot)
     return sorted(latest, key=lambda s: (s.funding_time, s.exchange), reverse=True)
+
+
+def funding_rate_history(
+    *, symbol: str, exchange: str | None = None, since: datetime | None = None, interval_hours: int = 8
+) -> list[tuple[datetime, Decimal]]:
+    """Stored settlements of ``symbol`` on one exchange (default ``settings.MARKET_DATA_EXCHANGE``), oldest first, for
+    backtests: (funding_time, rate). Only rows with the given funding interval (the backtester's grid is 8 h)."""
+    rows = FundingSnapshot.objects.filter(
+        symbol__symbol=symbol, exchange=exchange or settings.MARKET_DATA_EXCHANGE, interval_hours=interval_hours
+    )
+    if since is not None:
+        rows = rows.filter(funding_time__gte=since)
+    return list(rows.order_by("funding_time").values_list("funding_time", "rate"))

@@ -102,11 +102,39 @@ def test_the_run_uses_the_engine_on_the_same_candles_as_the_live_scanner():
     from signals.market_data import get_market_data
 
     run = services.backtest_run_execute(run_id=run_for({"symbols": XRP, "days": 5}).pk)
-    candles = get_market_data().ohlcv(XRP, "15m", 10_000)
+    market_data = get_market_data()
+    candles = market_data.ohlcv(XRP, "15m", 10_000)
     start_ms = int(candles.ts[-1]) + 900_000 - 5 * 86_400_000
-    direct = run_backtest({XRP: (candles, None)}, start_ms=start_ms).metrics()
+    market = market_data.dataset.markets[XRP]
+    funding = {XRP: (market.funding_ts, market.funding_rate)}
+    direct = run_backtest({XRP: (candles, None)}, start_ms=start_ms, funding=funding).metrics()
     assert run.metrics["trades"] == direct["trades"]
     assert run.metrics["net_pnl"] == pytest.approx(direct["net_pnl"], rel=1e-12, abs=1e-9)
+    assert run.metrics["funding"] == pytest.approx(direct["funding"], rel=1e-12, abs=1e-12)
+    assert run.metrics["funding_sources"][XRP].startswith("replay history (91 settlements)")
+
+
+def test_funding_history_comes_from_stored_snapshots_outside_the_replay():
+    from datetime import UTC, datetime
+    from decimal import Decimal
+
+    from analytics.backtesting import backtest_funding_load
+    from signals.tests.factories import FundingSnapshotFactory, SymbolFactory
+
+    btc = SymbolFactory(symbol="BTC/USDT:USDT", base="BTC")
+    for hour, rate in ((0, "0.0003"), (8, "-0.0002")):
+        FundingSnapshotFactory(symbol=btc, rate=Decimal(rate), funding_time=datetime(2026, 11, 1, hour, tzinfo=UTC))
+    FundingSnapshotFactory(symbol=btc, exchange="mexc", funding_time=datetime(2026, 11, 1, 16, tzinfo=UTC))
+
+    class LiveLike:  # no replay dataset
+        pass
+
+    series, sources = backtest_funding_load(symbols=["BTC/USDT:USDT", "ETH/USDT:USDT"], market_data=LiveLike())
+    ts, rates = series["BTC/USDT:USDT"]
+    first = int(datetime(2026, 11, 1, tzinfo=UTC).timestamp() * 1000)
+    assert list(ts) == [first, first + 8 * 3_600_000] and list(rates) == [0.0003, -0.0002]
+    assert sources["BTC/USDT:USDT"].startswith("stored snapshots (2 settlements)")
+    assert "ETH/USDT:USDT" not in series and sources["ETH/USDT:USDT"] == "flat rate (no funding history)"
 
 
 @pytest.mark.parametrize(
