@@ -27,10 +27,11 @@ def replay_flow(settings):
 
 
 def test_beat_runs_the_registered_flow_task_every_minute_on_the_scan_queue(settings):
+    import signals.tasks_flow  # noqa: F401 - what the worker imports through app.conf.imports
     from config.celery import app
 
     entry = settings.CELERY_BEAT_SCHEDULE["flow-monitor"]
-    app.loader.import_default_modules()
+    assert "signals.tasks_flow" in app.conf.imports  # the worker registers it (no autodiscovery outside tasks.py)
     assert entry["task"] == "signals.tasks_flow.flow_monitor_cycle" and entry["task"] in app.tasks
     assert entry["options"]["queue"] == "scan" and entry["options"]["expires"] < 60
     assert entry["schedule"].remaining_estimate(entry["schedule"].now()).total_seconds() <= 60
