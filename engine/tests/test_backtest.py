@@ -16,15 +16,25 @@ from engine.sizing import MarketLimits
 from engine.strategy import StrategyParams
 from engine.tests.reference_backtest import reference_backtest
 
-SHARED = Path("/work/shared/data/ohlcv")
+# real candles: the copies in the repository (data/ for the replay series, engine/tests/fixtures/ for the two series
+# with holes; both verbatim freqtrade test data, see their READMEs), else the shared folder (skip when neither has it)
+SEARCH = (
+    Path(__file__).resolve().parents[2] / "data" / "ohlcv",
+    Path(__file__).resolve().parent / "fixtures" / "ohlcv",
+    Path("/work/shared/data/ohlcv"),
+)
 XRP = "XRP/USDT:USDT"
 
 
+def data_path(relative: str) -> Path:
+    for folder in SEARCH:
+        if (folder / relative).exists():
+            return folder / relative
+    pytest.skip(f"market data {relative} not available in {', '.join(map(str, SEARCH))}")
+
+
 def load_15m(relative: str) -> Candles:
-    path = SHARED / relative
-    if not path.exists():
-        pytest.skip(f"shared market data not available at {path}; these tests need /work/shared/data")
-    return resample(Candles.from_frame(pd.read_feather(path)), 15)
+    return resample(Candles.from_frame(pd.read_feather(data_path(relative))), 15)
 
 
 @pytest.fixture(scope="module")
@@ -37,10 +47,7 @@ def real_data():
 
 @pytest.fixture(scope="module")
 def xrp_funding():
-    path = SHARED / "futures/XRP_USDT_USDT-8h-funding_rate.feather"
-    if not path.exists():
-        pytest.skip(f"shared market data not available at {path}")
-    df = pd.read_feather(path)
+    df = pd.read_feather(data_path("futures/XRP_USDT_USDT-8h-funding_rate.feather"))
     ts = (df["date"].astype("int64") // 1_000_000).to_numpy()  # ns -> ms (jitter kept: the engine floors to 8h)
     return {XRP: (ts, df["open"].to_numpy())}
 
