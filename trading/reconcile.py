@@ -31,7 +31,7 @@ from trading.executors.live import (
     order_sync_from_result,
     position_refresh_from_orders,
 )
-from trading.models import Order, Position
+from trading.models import Fill, Order, Position
 
 logger = logging.getLogger(__name__)
 
@@ -125,13 +125,20 @@ def _reconcile_position(executor: LiveExecutor, client, position: Position, held
     if exchange_position is None or exchange_position.quantity <= 0:
         # closed on the exchange by something other than our orders (manual close, liquidation, ADL)
         executor._cancel_protective(client, position)
-        Position.objects.filter(pk=position.pk).update(
-            status=Position.Status.CLOSED, closed_at=timezone.now(), close_reason=Position.CloseReason.EXCHANGE, remaining_quantity=Decimal("0")
-        )
-        from config.events import publish
+        booked = _book_outside_close(executor, client, position)
+        position = position_refresh_from_orders(position=position, close_reason=Position.CloseReason.EXCHANGE)
+        if position.status != Position.Status.CLOSED:  # the exchange's trades did not cover it all (e.g. liquidation)
+            Position.objects.filter(pk=position.pk).update(
+                status=Position.Status.CLOSED, closed_at=timezone.now(), close_reason=Position.CloseReason.EXCHANGE, remaining_quantity=Decimal("0")
+            )
+            from config.events import publish
 
-        publish("position.closed", position_id=position.pk)
-        report.repair("position %s no longer held on the exchange: closed here (reason exchange, PnL from recorded fills %s)", position.pk, position.realised_pnl)
+            publish("position.closed", position_id=position.pk)
+            position.refresh_from_db()
+        report.repair(
+            "position %s no longer held on the exchange: closed here (reason exchange, %s of its close booked from the exchange's trades, realised PnL %s)",
+            position.pk, booked, position.realised_pnl,
+        )
         return
     has_stop = position.orders.filter(leg=Order.Leg.STOP_LOSS, state__in=(Order.State.OPEN, Order.State.PARTIALLY_FILLED)).exists()
     if not has_stop:
@@ -143,6 +150,55 @@ def _reconcile_position(executor: LiveExecutor, client, position: Position, held
         report.repair("position %s had no live stop: stop placed at %s", position.pk, position.stop_price)
     elif position.orders.filter(leg__in=(Order.Leg.TP1, Order.Leg.TP2), state__in=(Order.State.NEW, Order.State.SUBMITTED)).exists():
         executor.protect(client, position)
+
+
+def _book_outside_close(executor: LiveExecutor, client, position: Position) -> Decimal:
+    """Record the exchange's own executions that closed ``position`` outside our orders (a manual close on the
+    exchange, liquidation, ADL): one ``close`` Order per exchange order with a Fill per trade, at the exchange's
+    prices and fees, up to the quantity still open here. Returns the quantity booked. Idempotent (trade ids)."""
+    from trading.executors.live import next_leg_client_order_id
+
+    position.refresh_from_db()
+    remaining = position.remaining_quantity
+    if remaining <= 0 or not hasattr(client.client, "fetch_my_trades"):
+        return Decimal("0")
+    since_ms = int(position.opened_at.timestamp() * 1000) if position.opened_at else None
+    trades = executor._retry(lambda: client.fetch_my_trades(position.symbol.symbol, since_ms), "fetch my trades")
+    ours = set(position.orders.exclude(exchange_order_id="").values_list("exchange_order_id", flat=True))
+    our_client_ids = set(position.orders.values_list("client_order_id", flat=True))
+    booked_trade_ids = set(position.fills.values_list("trade_id", flat=True))
+    # exits of ours already booked whose trades carry another order id (a triggered stop/TP places a new order)
+    our_exit_fills = [(f.quantity, f.price) for f in position.fills.filter(order__leg__in=(Order.Leg.STOP_LOSS, Order.Leg.TP1, Order.Leg.TP2, Order.Leg.CLOSE))]
+    exit_side = "sell" if position.side == "long" else "buy"
+    direction = Decimal("1") if position.side == "long" else Decimal("-1")
+    booked = Decimal("0")
+    for trade in sorted(trades, key=lambda t: t.timestamp_ms or 0):
+        if trade.side != exit_side or trade.exchange_order_id in ours or trade.client_order_id in our_client_ids or trade.trade_id in booked_trade_ids:
+            continue
+        if (trade.quantity, trade.price) in our_exit_fills:
+            our_exit_fills.remove((trade.quantity, trade.price))
+            continue
+        if booked >= remaining:
+            break
+        quantity = min(trade.quantity, remaining - booked)
+        order = position.orders.filter(leg=Order.Leg.CLOSE, exchange_order_id=trade.exchange_order_id).first()
+        if order is None:
+            order = Order.objects.create(
+                position=position, client_order_id=next_leg_client_order_id(position=position, leg="exch"), exchange_order_id=trade.exchange_order_id,
+                exchange=executor.exchange, leg=Order.Leg.CLOSE, type=Order.Type.MARKET, side=exit_side, quantity=quantity, reduce_only=True,
+                state=Order.State.FILLED, error="closed on the exchange outside this platform",
+            )
+        else:
+            order.quantity += quantity
+        order.average_price = ((order.average_price or Decimal("0")) * order.filled_quantity + trade.price * quantity) / (order.filled_quantity + quantity)
+        order.filled_quantity += quantity
+        order.save()
+        Fill.objects.get_or_create(
+            order=order, trade_id=trade.trade_id or f"{trade.exchange_order_id}:{trade.timestamp_ms}",
+            defaults={"position": position, "price": trade.price, "quantity": quantity, "fee": trade.fee, "realised_pnl": (trade.price - position.entry_price) * quantity * direction},
+        )
+        booked += quantity
+    return booked
 
 
 def _adopt_unknown_orders(executor: LiveExecutor, open_orders, report: ReconcileReport) -> None:

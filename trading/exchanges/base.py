@@ -115,6 +115,21 @@ class ExchangePosition:
     position_id: str = ""
 
 
+@dataclass(frozen=True)
+class TradeFill:
+    """One execution on the exchange (``fetch_my_trades``): the exchange's own price, size and fee."""
+
+    trade_id: str
+    exchange_order_id: str
+    symbol: str
+    side: OrderSide
+    quantity: Decimal  # base asset
+    price: Decimal
+    fee: Decimal = Decimal("0")
+    timestamp_ms: int | None = None
+    client_order_id: str = ""
+
+
 @runtime_checkable
 class ExchangeClient(Protocol):
     exchange_id: str
@@ -143,5 +158,9 @@ class ExchangeClient(Protocol):
         ...
 
     async def fetch_positions(self, symbols: list[str] | None = None) -> list[ExchangePosition]: ...
+
+    async def fetch_my_trades(self, symbol: str, since_ms: int | None = None) -> list[TradeFill]:
+        """Our executions on ``symbol`` since ``since_ms`` (reconcile books a close done outside our orders from them)."""
+        ...
 
     async def close(self) -> None: ...

@@ -51,7 +51,15 @@ from trading.errors import (
     map_http_status,
     redact,
 )
-from trading.exchanges.base import Balance, ExchangePosition, MarketInfo, OrderRequest, OrderResult, to_decimal
+from trading.exchanges.base import (
+    Balance,
+    ExchangePosition,
+    MarketInfo,
+    OrderRequest,
+    OrderResult,
+    TradeFill,
+    to_decimal,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -353,6 +361,19 @@ class BitunixClient:
             if position.quantity > 0 and (not wanted or position.symbol in wanted):
                 positions.append(position)
         return positions
+
+    async def fetch_my_trades(self, symbol: str, since_ms: int | None = None) -> list[TradeFill]:
+        data = await self._request("GET", "/api/v1/futures/trade/get_history_trades", query={"symbol": _market_id(symbol), "startTime": since_ms, "limit": 100})
+        rows = data.get("tradeList", []) if isinstance(data, dict) else (data or [])
+        return [
+            TradeFill(
+                trade_id=str(row.get("tradeId") or ""), exchange_order_id=str(row.get("orderId") or ""), symbol=symbol,
+                side=str(row.get("side") or "BUY").lower(), quantity=to_decimal(row.get("qty")) or Decimal("0"),
+                price=to_decimal(row.get("price")) or Decimal("0"), fee=abs(to_decimal(row.get("fee")) or Decimal("0")),
+                timestamp_ms=int(row["ctime"]) if row.get("ctime") else None, client_order_id=str(row.get("clientId") or ""),
+            )
+            for row in rows
+        ]
 
     async def close(self) -> None:
         await self._http.aclose()

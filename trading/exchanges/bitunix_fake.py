@@ -203,6 +203,17 @@ class BitunixFakeServer:
             symbol = _unified(query["symbol"]) if query.get("symbol") else None
             rows = [self._order_row(o) for o in a.orders.values() if o.result.status == "open" and not o.result.is_trigger and symbol in (None, o.result.symbol)]
             return {"orderList": rows, "total": str(len(rows))}
+        if endpoint == "trade/get_history_trades":
+            symbol = _unified(query["symbol"]) if query.get("symbol") else None
+            rows = [
+                {
+                    "tradeId": t.trade_id, "orderId": t.exchange_order_id, "clientId": "" if t.client_order_id.startswith(("auto", "tpsl")) else t.client_order_id,
+                    "symbol": _market_id(t.symbol), "qty": _plain(t.quantity), "price": _plain(t.price), "side": t.side.upper(), "fee": _plain(t.fee),
+                    "positionMode": "ONE_WAY", "marginMode": "ISOLATION", "orderType": "MARKET", "roleType": "TAKER", "ctime": t.timestamp_ms,
+                }
+                for t in a.trades if symbol in (None, t.symbol)
+            ]
+            return {"tradeList": rows, "total": len(rows)}
         if endpoint == "position/get_pending_positions":
             symbol = _unified(query["symbol"]) if query.get("symbol") else None
             return [self._position_row(s, p) for s, p in a.positions.items() if p.quantity != 0 and symbol in (None, s)]

@@ -23,7 +23,15 @@ from decimal import Decimal
 from typing import Any
 
 from trading.errors import FinalExchangeError, OrderNotFoundOnExchange, map_ccxt_error
-from trading.exchanges.base import Balance, ExchangePosition, MarketInfo, OrderRequest, OrderResult, to_decimal
+from trading.exchanges.base import (
+    Balance,
+    ExchangePosition,
+    MarketInfo,
+    OrderRequest,
+    OrderResult,
+    TradeFill,
+    to_decimal,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -282,6 +290,20 @@ class CcxtExchangeClient:
                 )
             )
         return positions
+
+    async def fetch_my_trades(self, symbol: str, since_ms: int | None = None) -> list[TradeFill]:
+        market = await self._ccxt_market(symbol)
+        contract_size = self._contract_size(market)
+        raw_trades = await self._call("fetch_my_trades", symbol, since_ms, 100)
+        return [
+            TradeFill(
+                trade_id=str(t.get("id") or ""), exchange_order_id=str(t.get("order") or ""), symbol=symbol, side=t.get("side") or "buy",
+                quantity=(to_decimal(t.get("amount")) or Decimal("0")) * contract_size, price=to_decimal(t.get("price")) or Decimal("0"),
+                fee=abs(to_decimal((t.get("fee") or {}).get("cost")) or Decimal("0")), timestamp_ms=t.get("timestamp"),
+                client_order_id=str((t.get("info") or {}).get("clOrdId") or (t.get("info") or {}).get("clientOid") or ""),
+            )
+            for t in raw_trades
+        ]
 
     async def close(self) -> None:
         try:

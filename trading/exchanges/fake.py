@@ -18,11 +18,12 @@ from __future__ import annotations
 
 import itertools
 import threading
+import time
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 
 from trading.errors import FinalExchangeError, InsufficientBalance, OrderNotFoundOnExchange, RetryableExchangeError
-from trading.exchanges.base import Balance, ExchangePosition, MarketInfo, OrderRequest, OrderResult
+from trading.exchanges.base import Balance, ExchangePosition, MarketInfo, OrderRequest, OrderResult, TradeFill
 
 DEFAULT_MARKET = {"contract_size": Decimal("1"), "amount_step": Decimal("0.001"), "price_tick": Decimal("0.0001"), "min_amount": Decimal("0.001"), "max_leverage": 50}
 
@@ -54,6 +55,7 @@ class FakeExchangeAccount:
     faults: dict[str, list[str]] = field(default_factory=dict)
     partial_fill_ratio: Decimal | None = None
     calls: list[tuple[str, str]] = field(default_factory=list)  # (method, client order id or symbol)
+    trades: list[TradeFill] = field(default_factory=list)
     reject_auth: bool = False
     _ids: itertools.count = field(default_factory=lambda: itertools.count(1))
     lock: threading.RLock = field(default_factory=threading.RLock)
@@ -118,6 +120,12 @@ class FakeExchangeAccount:
             if position.quantity == 0:
                 position.entry_price = Decimal("0")
         self.balance += realised - fee
+        self.trades.append(
+            TradeFill(
+                trade_id=f"T{len(self.trades) + 1:08d}", exchange_order_id=result.exchange_order_id, symbol=result.symbol, side=result.side,
+                quantity=quantity, price=price, fee=fee, timestamp_ms=int(time.time() * 1000), client_order_id=result.client_order_id,
+            )
+        )
         filled = result.filled_quantity + quantity
         previous_cost = (result.average_price or Decimal("0")) * result.filled_quantity
         average = (previous_cost + price * quantity) / filled
@@ -294,6 +302,11 @@ class FakeExchangeClient:
                     )
                 )
             return out
+
+    async def fetch_my_trades(self, symbol: str, since_ms: int | None = None) -> list[TradeFill]:
+        self._enter("fetch_my_trades", symbol)
+        with self.account.lock:
+            return [t for t in self.account.trades if t.symbol == symbol]
 
     async def close(self) -> None:
         return None

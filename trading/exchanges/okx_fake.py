@@ -164,6 +164,19 @@ class OkxFetchFake:
             return [{"ordId": order.result.exchange_order_id, "clOrdId": order.result.client_order_id, "sCode": "0", "sMsg": ""}]
         if endpoint == "trade/orders-pending":
             return [self._order_row(o) for o in a.orders.values() if not o.result.is_trigger and o.result.status == "open" and self._matches(o, query)]
+        if endpoint in ("trade/fills-history", "trade/fills"):
+            rows = []
+            for t in a.trades:
+                if query.get("instId") and OKX_SWAPS[t.symbol][0] != query["instId"]:
+                    continue
+                order = a.orders.get(t.exchange_order_id)
+                triggered = order is not None and order.result.is_trigger
+                rows.append({
+                    "instId": OKX_SWAPS[t.symbol][0], "instType": "SWAP", "tradeId": t.trade_id, "ordId": f"{t.exchange_order_id}T" if triggered else t.exchange_order_id,
+                    "clOrdId": "" if triggered else t.client_order_id, "side": t.side, "posSide": "net", "fillSz": _s(t.quantity / self._ct_val(t.symbol)),
+                    "fillPx": _s(t.price), "fee": _s(-t.fee), "feeCcy": "USDT", "execType": "T", "ts": str(t.timestamp_ms),
+                })
+            return rows
         if endpoint == "trade/order-algo" and method == "POST":
             return [self._place_algo(body)]
         if endpoint == "trade/order-algo":

@@ -9,7 +9,15 @@ from __future__ import annotations
 
 import asyncio
 
-from trading.exchanges.base import Balance, ExchangeClient, ExchangePosition, MarketInfo, OrderRequest, OrderResult
+from trading.exchanges.base import (
+    Balance,
+    ExchangeClient,
+    ExchangePosition,
+    MarketInfo,
+    OrderRequest,
+    OrderResult,
+    TradeFill,
+)
 
 
 class SyncExchangeClient:
@@ -58,3 +66,6 @@ class SyncExchangeClient:
 
     def fetch_positions(self, symbols: list[str] | None = None) -> list[ExchangePosition]:
         return self._run(self.client.fetch_positions(symbols))
+
+    def fetch_my_trades(self, symbol: str, since_ms: int | None = None) -> list[TradeFill]:
+        return self._run(self.client.fetch_my_trades(symbol, since_ms))

@@ -136,3 +136,17 @@ def test_wrong_keys_disable_auto_trading_and_tell_the_user(server, monkeypatch):
     assert not refreshed.auto_trading_enabled and "signature" in refreshed.auto_trading_paused_reason.lower()
     assert "not-the-secret" not in refreshed.auto_trading_paused_reason
     assert [e for e, _ in sent].count("user.notify") == 1
+
+
+def test_closed_by_hand_on_bitunix_is_booked_from_its_trades(server, user):
+    from trading.exchanges.base import OrderRequest
+
+    position = executor(user).open_position(position=make_live_position(user, exchange="bitunix"))
+    server.account.set_price(SYMBOL, "101")
+    server.account._create(OrderRequest(symbol=SYMBOL, side="sell", type="market", quantity=Decimal("1.5"), client_order_id="byhand1", reduce_only=True))
+    reconcile_user(user=user, executor=executor(user))
+    position.refresh_from_db()
+    assert position.status == Position.Status.CLOSED and position.close_reason == Position.CloseReason.EXCHANGE
+    assert position.realised_pnl == Decimal("1.5") == server.account.positions[SYMBOL].realised_pnl
+    assert server.account.balance == Decimal("10000") + position.net_pnl  # the exchange's fees booked too
+    assert not open_stops(server)

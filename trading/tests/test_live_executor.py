@@ -221,12 +221,21 @@ def test_position_closed_on_the_exchange_is_closed_here(live_user, account):
     position = executor(live_user).open_position(position=make_live_position(live_user))
     from trading.exchanges.base import OrderRequest
 
-    # the user closes it by hand on the exchange
-    account._create(OrderRequest(symbol=SYMBOL, side="sell", type="market", quantity=Decimal("1.5"), client_order_id="manual1", reduce_only=True))
-    reconcile_user(user=live_user, executor=executor(live_user))
+    account.set_price(SYMBOL, "101")
+    # the user closes it by hand on the exchange, in two clicks
+    account._create(OrderRequest(symbol=SYMBOL, side="sell", type="market", quantity=Decimal("1.0"), client_order_id="manual1", reduce_only=True))
+    account.set_price(SYMBOL, "101.5")
+    account._create(OrderRequest(symbol=SYMBOL, side="sell", type="market", quantity=Decimal("0.5"), client_order_id="manual2", reduce_only=True))
+    report = reconcile_user(user=live_user, executor=executor(live_user))
+    reconcile_user(user=live_user, executor=executor(live_user))  # a second pass books nothing more
     position.refresh_from_db()
     assert position.status == Position.Status.CLOSED and position.close_reason == Position.CloseReason.EXCHANGE
     assert not open_exchange_stops(account)
+    # booked from the exchange's own trades: its prices and fees, so our PnL is the exchange's
+    assert position.realised_pnl == Decimal("1.0") + Decimal("0.75") == account.positions[SYMBOL].realised_pnl
+    assert account.balance == Decimal("10000") + position.net_pnl
+    assert position.fills.filter(order__leg=Order.Leg.CLOSE).count() == 2
+    assert any("booked from the exchange" in r for r in report.repairs)
 
 
 def test_unknown_order_with_our_client_id_is_adopted(live_user, account):

@@ -138,3 +138,19 @@ def test_insufficient_margin_from_okx_disables_auto_trading(okx, user, monkeypat
     assert position.status == Position.Status.FAILED and not entries(okx)
     assert not TelegramUser.objects.get(pk=user.pk).auto_trading_enabled
     assert [e for e, _ in sent].count("user.notify") == 1
+
+
+def test_closed_by_hand_on_okx_after_tp1_is_booked_from_okx_fills(okx, user):
+    from trading.exchanges.base import OrderRequest
+
+    position = executor(user).open_position(position=make_live_position(user))
+    okx.account.set_price(SYMBOL, "102")  # TP1 algo fires (its fill carries the id of the order it placed)
+    reconcile_user(user=user, executor=executor(user))
+    okx.account.set_price(SYMBOL, "101")
+    okx.account._create(OrderRequest(symbol=SYMBOL, side="sell", type="market", quantity=Decimal("0.75"), client_order_id="byhand1", reduce_only=True))
+    reconcile_user(user=user, executor=executor(user))
+    position.refresh_from_db()
+    assert position.status == Position.Status.CLOSED and position.close_reason == Position.CloseReason.EXCHANGE
+    assert position.realised_pnl == Decimal("2.25") == okx.account.positions[SYMBOL].realised_pnl  # 0.75 × 2 + 0.75 × 1
+    assert okx.account.balance == Decimal("10000") + position.net_pnl
+    assert okx.requests_to("/trade/fills-history")
