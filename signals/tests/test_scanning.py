@@ -231,3 +231,25 @@ def test_django_celery_beat_installs_the_scan_entry():
     assert task.task == "signals.tasks.scan_markets" and task.enabled
     assert task.crontab.minute == "*/15" and task.queue == "scan"
     assert PeriodicTask.objects.get(name="track-signal-outcomes").interval.every == 60
+
+
+def test_a_new_signal_reaches_the_broadcaster_and_the_executor_through_one_event(
+    replay_market_data, monkeypatch, django_capture_on_commit_callbacks
+):
+    """The real dispatcher (config.events): every consumer of ``signal.created`` gets the signal id, exactly once.
+
+    The consumers live in other apps (and on other workers): they are sent by name, as to a remote worker."""
+    from config.celery import app
+
+    received: list[tuple[str, dict]] = []
+    monkeypatch.setattr("config.events._load_task_modules", lambda: None)
+    monkeypatch.setattr(app, "tasks", {})
+    monkeypatch.setitem(app.conf, "task_always_eager", False)
+    monkeypatch.setattr(app, "send_task", lambda name, kwargs=None, **_: received.append((name, kwargs)))
+    replay_market_data.advance_to(SCAN_AT)
+    with django_capture_on_commit_callbacks(execute=True):
+        _, (signal,) = scan_run_now(market_data=replay_market_data)
+        scan_run_now(market_data=replay_market_data)  # the beat firing twice
+    assert sorted(name for name, _ in received) == sorted(settings.DOMAIN_EVENT_CONSUMERS["signal.created"])
+    assert {"telegram_bridge.tasks.broadcast_signal", "trading.tasks.execute_signal"} <= {n for n, _ in received}
+    assert all(kwargs == {"signal_id": signal.pk} for _, kwargs in received)
