@@ -198,11 +198,15 @@ class CcxtMarketData(MarketData):
         self.name = self.exchange_id
         if client is not None:
             _pool.adopt(self.exchange_id, client)
-        self.client = _pool.client(self.exchange_id, _new_client)
         self.prices = prices if prices is not None else price_cache()
         self.call_timeout = call_timeout
         self.settle = settle
         self._markets_loaded_at = time.monotonic()
+
+    @property
+    def client(self) -> Any:
+        """The process's shared client for this exchange (a new one after ``close_shared_clients``)."""
+        return _pool.client(self.exchange_id, _new_client)
 
     def _call(self, context: str, make: Callable[[], Awaitable[T]]) -> T:
         async def guarded() -> T:

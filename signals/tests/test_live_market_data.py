@@ -290,3 +290,13 @@ def test_market_listing_is_reloaded_once_it_is_an_hour_old(exchange, monkeypatch
     finally:
         close_shared_clients()
     assert reloads == [False, True, False]
+
+
+def test_market_data_keeps_working_after_the_clients_were_closed(exchange):
+    data = CcxtMarketData("kucoinfutures", client=_kucoin_client(exchange))
+    closed_client = data.client
+    close_shared_clients()
+    live_module._pool.adopt("kucoinfutures", _kucoin_client(exchange))  # what _new_client would build, offline
+    assert data.client is not closed_client
+    assert data.funding_rate(BTC) == Decimal("0.000136")
+    close_shared_clients()
