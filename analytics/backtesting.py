@@ -316,19 +316,29 @@ def backtest_report_caption(run) -> str:
     return "\n".join(lines)[:1024]  # Telegram's caption limit
 
 
+def backtest_report_recipients(run) -> list[int]:
+    """The Telegram admin who asked (``/backtest``); for a run launched from the web admin, the configured Telegram
+    admins (``settings.ADMIN_TELEGRAM_IDS``)."""
+    from django.conf import settings
+
+    if run.requested_by_telegram_id:
+        return [int(run.requested_by_telegram_id)]
+    return [int(chat) for chat in settings.ADMIN_TELEGRAM_IDS]
+
+
 def backtest_report_send(*, run) -> bool:
-    """Send a finished run to the Telegram admin who asked for it (``/backtest``): the equity/drawdown PNG with the
-    key metrics as caption, or the failure reason. Once per run (a re-run task does not send it again); runs started
-    from the web admin have no Telegram requester and are only shown there. Returns True when something was sent."""
+    """Send a finished run to its Telegram admins (``backtest_report_recipients``): the equity/drawdown PNG with the
+    key metrics as caption, or the failure reason. Once per run and admin (a re-run task does not send it again; a
+    failed send is retried by the next call). Returns True when something was sent."""
     from aiogram.types import BufferedInputFile
     from django.core.cache import cache
 
     from telegram_bridge.sender import telegram_call
 
-    chat_id = run.requested_by_telegram_id
-    if not chat_id or run.status not in ("succeeded", "failed"):
+    if run.status not in ("succeeded", "failed"):
         return False
-    if not cache.add(f"backtest:reported:{run.pk}", "1", 7 * 86_400):
+    recipients = backtest_report_recipients(run)
+    if not recipients:
         return False
     caption = backtest_report_caption(run)
     png = b""
@@ -338,16 +348,25 @@ def backtest_report_send(*, run) -> bool:
                 png = handle.read()
         except OSError:
             png = b""
-    try:
-        if png:
-            photo = BufferedInputFile(png, filename=f"backtest-{run.pk}.png")
-            sent = telegram_call(lambda bot: bot.send_photo(chat_id, photo, caption=caption), chat_id=str(chat_id))
-        else:
-            sent = telegram_call(lambda bot: bot.send_message(chat_id, caption), chat_id=str(chat_id))
-    except Exception:  # Telegram down or not configured: the run itself stays done; the report is best effort
-        logger.warning("backtest %s: the Telegram report could not be sent", run.pk, exc_info=True)
-        sent = None
-    if sent is None:
-        cache.delete(f"backtest:reported:{run.pk}")  # a later retry may succeed
-        return False
-    return True
+    any_sent = False
+    for chat_id in recipients:
+        key = f"backtest:reported:{run.pk}:{chat_id}"
+        if not cache.add(key, "1", 7 * 86_400):
+            continue
+        try:
+            if png:
+                photo = BufferedInputFile(png, filename=f"backtest-{run.pk}.png")
+                sent = telegram_call(lambda bot, chat_id=chat_id, photo=photo: bot.send_photo(chat_id, photo,
+                                                                                            caption=caption),
+                                     chat_id=str(chat_id))
+            else:
+                sent = telegram_call(lambda bot, chat_id=chat_id: bot.send_message(chat_id, caption),
+                                     chat_id=str(chat_id))
+        except Exception:  # Telegram down or not configured: the run itself stays done; the report is best effort
+            logger.warning("backtest %s: the Telegram report to %s could not be sent", run.pk, chat_id, exc_info=True)
+            sent = None
+        if sent is None:
+            cache.delete(key)  # a later call may succeed
+            continue
+        any_sent = True
+    return any_sent

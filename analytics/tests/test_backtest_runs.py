@@ -33,6 +33,7 @@ PNG_MAGIC = b"\x89PNG"
 @pytest.fixture(autouse=True)
 def _replay_clock_at_the_end(settings):
     settings.MARKET_DATA_SOURCE = "replay"
+    settings.ADMIN_TELEGRAM_IDS = []  # no report leaves unless a test points the bot at the local server
     cache.clear()  # the replay clock lives in the cache: unset = the end of the bundled data
     yield
     cache.clear()
@@ -286,8 +287,19 @@ def test_a_failed_run_reports_its_reason_escaped(bot_api):
     assert len(sent) == 1 and sent[0]["method"] == "sendMessage" and "failed" in sent[0]["text"]
 
 
-def test_web_launched_or_unfinished_runs_send_nothing(bot_api):
-    assert backtest_report_send(run=run_for({"symbols": XRP, "days": 3})) is False  # no Telegram requester
+def test_web_launched_runs_go_to_the_telegram_admins(bot_api, settings):
+    settings.ADMIN_TELEGRAM_IDS = []
+    run = services.backtest_run_execute(run_id=run_for({"symbols": XRP, "days": 2}).pk)
+    assert backtest_report_send(run=run) is False  # no Telegram admin configured: shown in the web admin only
+    settings.ADMIN_TELEGRAM_IDS = [31, 32]
+    assert backtest_report_send(run=run) is True
+    assert backtest_report_send(run=run) is False
+    for chat in (31, 32):
+        [sent] = bot_api.sent_messages(chat)
+        assert sent["method"] == "sendPhoto" and f"Backtest #{run.pk}" in sent["text"]
+
+
+def test_unfinished_runs_send_nothing(bot_api):
     assert backtest_report_send(run=run_for({"symbols": XRP, "days": 3}, requested_by_telegram_id=7)) is False
     assert bot_api.sent_messages() == []
 
