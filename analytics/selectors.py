@@ -242,8 +242,10 @@ def system_setting_get(*, key: str, default: Any = None) -> Any:
 
 
 def auto_trading_globally_paused() -> bool:
-    """True while an operator paused auto-trading for everyone (trading must not open new positions)."""
-    return bool(system_setting_get(key=SystemSetting.AUTO_TRADING_PAUSED, default=False))
+    """True while auto-trading is paused for everyone: the trading app's switch, which its risk manager obeys."""
+    from trading.models import TradingSwitch
+
+    return bool(TradingSwitch.current().auto_trading_paused)
 
 
 # ---- system health ------------------------------------------------------------------------------------------------

@@ -67,12 +67,17 @@ def system_setting_set(*, key: str, value: Any) -> SystemSetting:
 
 
 @transaction.atomic
-def auto_trading_global_set(*, paused: bool, actor, reason: str = "") -> SystemSetting:
-    """Pause or resume auto-trading for everyone; trading reads ``analytics.selectors.auto_trading_globally_paused``."""
-    setting = system_setting_set(key=SystemSetting.AUTO_TRADING_PAUSED, value=paused)
+def auto_trading_global_set(*, paused: bool, actor, reason: str = ""):
+    """Pause or resume auto-trading for everyone through the trading app's own switch (``trading.services.
+    trading_pause``/``trading_resume``; its risk manager refuses new positions while paused). The operator and the
+    reason go to the admin log; the SystemSetting mirror keeps the switch visible in the analytics snapshot."""
+    from trading.services import trading_pause, trading_resume
+
+    switch = trading_pause(reason=reason or "paused by an operator") if paused else trading_resume()
+    system_setting_set(key=SystemSetting.AUTO_TRADING_PAUSED, value=paused)
     verb = "Paused" if paused else "Resumed"
-    admin_action_log(actor=actor, obj=setting, message=f"{verb} auto-trading globally. {reason}".strip())
-    return setting
+    admin_action_log(actor=actor, obj=switch, message=f"{verb} auto-trading globally. {reason}".strip())
+    return switch
 
 
 def broadcast_start(*, text: str, actor) -> str:

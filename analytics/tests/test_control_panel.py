@@ -75,6 +75,10 @@ def test_pause_and_resume_auto_trading_with_confirmation_and_log(staff_client):
 
     staff_client.post(url, {"action": "pause", "reason": "exchange outage", "confirm": "yes"})
     assert selectors.auto_trading_globally_paused() is True
+    from trading.models import TradingSwitch
+
+    switch = TradingSwitch.current()  # the switch trading's risk manager obeys
+    assert switch.auto_trading_paused and switch.reason == "exchange outage"
     entry = LogEntry.objects.get()
     assert entry.change_message == "Paused auto-trading globally. exchange outage" and entry.user.username == "operator"
     page = staff_client.get(reverse("control:dashboard")).content.decode()
