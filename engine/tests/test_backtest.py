@@ -207,3 +207,31 @@ def test_progress_callback(real_data, processes):
     run_backtest(real_data, PARAMS, processes=processes, progress=lambda done, total: calls.append((done, total)))
     n = len(real_data)
     assert calls == [(i, n) for i in range(1, n + 1)]
+
+
+@pytest.mark.parametrize("symbol", [XRP, pytest.param("ETH_BTC", marks=pytest.mark.slow)])
+def test_backtest_signals_are_the_live_scanners_signals(real_data, symbol):
+    """Same strategy code: at every closed candle, the live path (``evaluate_latest``, what the scanner calls) emits
+    a signal exactly where the backtester enters, with the same side and levels."""
+    from engine.backtest import candidate_signals
+    from engine.strategy import bars_needed, evaluate_latest
+
+    c15 = real_data[symbol][0]
+    c1h = resample(c15, 60, source_timeframe_ms=900_000)
+    idx, sig = candidate_signals(c15, c1h, PARAMS, None)
+    backtest = {int(c15.ts[i]): i for i in idx}
+    live = {}
+    for i in range(bars_needed(PARAMS) - 1, len(c15) - 1):  # the last candle has no next candle to enter on
+        now_ms = int(c15.ts[i]) + 900_000
+        candidate = evaluate_latest(c15, c1h, PARAMS, symbol=symbol, now_ms=now_ms)
+        if candidate is not None:
+            live[candidate.candle_ts] = candidate
+    assert len(backtest) >= 3 and sorted(live) == sorted(backtest)
+    for ts, candidate in live.items():
+        i = backtest[ts]
+        assert candidate.side == ("long" if sig.side[i] == 1 else "short")
+        np.testing.assert_allclose(
+            [candidate.entry, candidate.stop, candidate.tp1, candidate.tp2],
+            [sig.entry[i], sig.stop[i], sig.tp1[i], sig.tp2[i]],
+            rtol=1e-9,
+        )
