@@ -2,12 +2,70 @@
 
 import os
 
-from celery import Celery, signals
+from celery import Celery, Task, signals
 from kombu import Queue
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
-app = Celery("perps")
+# --- Reliability policy ------------------------------------------------------------------------------------------
+# Applied to every task when it is registered (``ReliableTask.bind``), in every process (web, worker, beat), so a
+# task declared without these options still gets them (config/tests/test_celery_policy.py inspects every task):
+# * tasks on the ``trade`` and ``telegram`` queues ack late and are rejected (re-queued) when their worker dies, so a
+#   kill -9 mid-task re-runs it; their services are idempotent (unique constraints, dedupe keys);
+# * every task has a hard time limit and a soft one below it (the soft one raises inside the task first; a soft
+#   limit above the hard one would even make ``apply_async`` raise);
+# * tasks that retry on errors back off exponentially with jitter, a bounded number of times.
+RELIABLE_QUEUES = frozenset({"trade", "telegram"})
+MAX_TASK_TIME_LIMIT = 3600
+
+
+def task_queue_name(task_name: str, *, task=None) -> str:
+    """The queue a task goes to: CELERY_TASK_ROUTES first, then the task's own ``queue``, then the default queue."""
+    for route in app.amqp.router.routes:
+        found = route(task_name, (), {}, {}, task=None)
+        if found and found.get("queue"):
+            queue = found["queue"]
+            return getattr(queue, "name", queue)
+    if task is None:
+        task = app.tasks.get(task_name)
+    return getattr(task, "queue", None) or app.conf.task_default_queue
+
+
+def task_policy_apply(task) -> None:
+    """Late acks on reliable queues, a soft time limit below the hard one, jittered backoff (class or instance)."""
+    if task_queue_name(task.name, task=task) in RELIABLE_QUEUES:
+        task.acks_late = True
+        task.reject_on_worker_lost = True
+    hard = task.time_limit or app.conf.task_time_limit or 300
+    task.time_limit = hard
+    soft = task.soft_time_limit or app.conf.task_soft_time_limit
+    task.soft_time_limit = soft if soft and soft < hard else max(hard - max(hard // 10, 5), 1)
+    if getattr(task, "autoretry_for", None):
+        if not getattr(task, "retry_backoff", False):
+            task.retry_backoff = True
+        task.retry_jitter = True
+        if getattr(task, "retry_backoff_max", None) is None:
+            task.retry_backoff_max = 600
+
+
+def apply_reliability_policy(tasks=None) -> None:
+    for name, task in (tasks or app.tasks).items():
+        if not name.startswith("celery."):
+            task_policy_apply(task)
+
+
+class ReliableTask(Task):
+    """The base class of every task of this app: applies the reliability policy when the task is registered."""
+
+    @classmethod
+    def bind(cls, app):
+        bound = super().bind(app)
+        if cls.name and not cls.name.startswith("celery."):
+            task_policy_apply(cls)
+        return bound
+
+
+app = Celery("perps", task_cls=ReliableTask)
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.conf.task_queues = [Queue(name) for name in ("scan", "trade", "telegram", "default")]
 app.autodiscover_tasks()
@@ -39,54 +97,7 @@ def _report_task_failure(sender=None, task_id=None, exception=None, **_):
 app.conf.imports = ("config.live_updates", "signals.tasks_flow")
 
 
-# --- Reliability policy ------------------------------------------------------------------------------------------
-# Applied to every registered task once the app is finalized, so a task declared without these options still gets
-# them (the test config/tests/test_celery_policy.py inspects every registered task):
-# * tasks on the ``trade`` and ``telegram`` queues ack late and are rejected (re-queued) when their worker dies, so a
-#   kill -9 mid-task re-runs it; their services are idempotent (unique constraints, dedupe keys);
-# * every task has a hard time limit and a soft one below it (the soft one raises inside the task first);
-# * tasks that retry on errors back off exponentially with jitter.
-RELIABLE_QUEUES = frozenset({"trade", "telegram"})
-MAX_TASK_TIME_LIMIT = 3600
-
-
-def task_queue_name(task_name: str) -> str:
-    """The queue a task goes to: CELERY_TASK_ROUTES first, then the task's own ``queue``, then the default queue."""
-    for route in app.amqp.router.routes:
-        found = route(task_name, (), {}, {}, task=None)
-        if found and found.get("queue"):
-            queue = found["queue"]
-            return getattr(queue, "name", queue)
-    task = app.tasks.get(task_name)
-    return getattr(task, "queue", None) or app.conf.task_default_queue
-
-
-def apply_reliability_policy(tasks=None) -> None:
-    for name, task in (tasks or app.tasks).items():
-        if name.startswith("celery."):
-            continue
-        if task_queue_name(name) in RELIABLE_QUEUES:
-            task.acks_late = True
-            task.reject_on_worker_lost = True
-        hard = task.time_limit or app.conf.task_time_limit or 300
-        task.time_limit = hard
-        soft = task.soft_time_limit or app.conf.task_soft_time_limit
-        if not soft or soft >= hard:
-            task.soft_time_limit = max(hard - max(hard // 10, 5), 1)
-        if getattr(task, "autoretry_for", None):
-            if not getattr(task, "retry_backoff", False):
-                task.retry_backoff = True
-            task.retry_jitter = True
-            if getattr(task, "retry_backoff_max", None) is None:
-                task.retry_backoff_max = 600
-
-
-@app.on_after_finalize.connect
-def _apply_reliability_policy(sender=None, **_):
-    apply_reliability_policy()
-
-
 @signals.worker_init.connect
 def _apply_reliability_policy_in_worker(sender=None, **_):
-    """Runs after the worker imported every tasks module (``conf.imports`` included): the policy covers them all."""
+    """Belt and braces: after the worker imported every tasks module, check the policy holds for all of them."""
     apply_reliability_policy()

@@ -36,17 +36,19 @@ def test_retrying_tasks_back_off_exponentially_with_jitter(registered_tasks):
         assert task.max_retries is not None, name  # bounded
 
 
-def test_policy_fills_in_what_a_task_left_out():
-    @app.task(name="config.tests.bare_trade_task", queue="trade", autoretry_for=(ConnectionError,), soft_time_limit=900)
+def test_policy_is_applied_when_a_task_is_registered_in_any_process():
+    """No worker_init needed: the web process sends tasks too, and Celery refuses to send a task whose soft time limit
+    (the global 240 s) exceeds its own hard limit."""
+
+    @app.task(name="config.tests.bare_trade_task", queue="trade", autoretry_for=(ConnectionError,), time_limit=20)
     def bare_trade_task():
         return 1
 
     try:
         task = app.tasks[bare_trade_task.name]
-        apply_reliability_policy({task.name: task})
-        assert bare_trade_task.acks_late and bare_trade_task.reject_on_worker_lost
-        assert bare_trade_task.time_limit == app.conf.task_time_limit
-        assert bare_trade_task.soft_time_limit < bare_trade_task.time_limit
-        assert bare_trade_task.retry_backoff and bare_trade_task.retry_jitter
+        assert task.acks_late and task.reject_on_worker_lost
+        assert task.time_limit == 20 and 0 < task.soft_time_limit < 20
+        assert task.retry_backoff and task.retry_jitter
+        assert task.apply().get() == 1
     finally:
         app.tasks.pop(bare_trade_task.name, None)
