@@ -12,15 +12,17 @@ from engine.candles import Candles
 
 SHARED_OHLCV = Path("/work/shared/data/ohlcv")
 BUNDLED_OHLCV = Path(__file__).resolve().parents[2] / "data" / "ohlcv"  # verbatim copies (data/README.md)
+FIXTURE_OHLCV = Path(__file__).resolve().parent / "fixtures" / "ohlcv"  # verbatim copies (fixtures/README.md)
 
 
 def load_feather(relative: str) -> Candles:
-    """Real candles: the copy bundled in the repository's data/ when it holds the file, else the shared folder
-    (the test skips when neither has it)."""
-    path = BUNDLED_OHLCV / relative
-    if not path.exists():
-        path = SHARED_OHLCV / relative
-    if not path.exists():
+    """Real candles: the copy bundled in the repository (data/, else engine/tests/fixtures/), else the shared folder
+    (the test skips when none has it)."""
+    for folder in (BUNDLED_OHLCV, FIXTURE_OHLCV, SHARED_OHLCV):
+        path = folder / relative
+        if path.exists():
+            break
+    else:
         pytest.skip(f"market data not available: {path}")
     return Candles.from_frame(pd.read_feather(path))
 
