@@ -64,7 +64,7 @@ def asgi_server(django_db_setup, django_db_blocker):
     port = _free_port()
     env = {
         **os.environ,
-        "DJANGO_SETTINGS_MODULE": "config.settings",
+        "DJANGO_SETTINGS_MODULE": "config.settings_test",  # same password hasher as the test process
         "DJANGO_ENV": "development",  # DEBUG: whitenoise serves app static files (live.js) from the finders
         "DATABASE_URL": database_url,
         "REDIS_URL": redis_url,

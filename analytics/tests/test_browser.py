@@ -105,3 +105,25 @@ def test_a_paper_position_appears_live_without_reload(asgi_server, browser, live
     assert "XRP/USDT:USDT" in row.text and "paper" in row.text
     assert browser.execute_script("return window.__sameDocument;") == "yes"
     assert "No open positions." not in browser.find_element(By.ID, "open-positions").text
+
+
+def test_admin_health_updates_live_for_staff(asgi_server, browser, live_layer, django_user_model):  # noqa: F811
+    from selenium.webdriver.common.by import By
+
+    from analytics.services import heartbeat_record
+    from config.live_updates import push_admin_health
+
+    django_user_model.objects.create_superuser("operator", "op@example.com", "a-long-password-1")
+    browser.get(f"{asgi_server.url}/admin/login/?next=/admin/control/")
+    browser.find_element(By.ID, "id_username").send_keys("operator")
+    browser.find_element(By.ID, "id_password").send_keys("a-long-password-1")
+    browser.find_element(By.CSS_SELECTOR, "input[type=submit]").click()
+    wait(browser, lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-live-state") == "live")
+    assert "never" in browser.find_element(By.ID, "cp-health-heartbeat").text
+    browser.execute_script("window.__sameDocument = 'yes';")
+
+    heartbeat_record(name="worker")
+    push_admin_health()  # what the beat task does every 15 s
+
+    wait(browser, lambda d: d.find_element(By.ID, "cp-health-heartbeat").text.endswith("s ago"))
+    assert browser.execute_script("return window.__sameDocument;") == "yes"

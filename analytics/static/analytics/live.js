@@ -10,15 +10,16 @@
 (function () {
   "use strict";
   var body = document.body;
-  var path = body.getAttribute("data-live-url");
-  if (!path || !("WebSocket" in window)) { return; }
-  var refreshMs = parseInt(body.getAttribute("data-refresh-ms") || "30000", 10);
-  var statusEl = document.getElementById("live-status");
+  var config = document.querySelector("[data-live-url]");  // <body> on the dashboard, a container in the admin
+  if (!config || !("WebSocket" in window)) { return; }
+  var path = config.getAttribute("data-live-url");
+  var refreshMs = parseInt(config.getAttribute("data-refresh-ms") || "30000", 10);
   var socket = null, attempt = 0, retryTimer = null, fallbackTimer = null, pingTimer = null, refreshTimer = null;
   var stopped = false;
 
   function setStatus(state, text) {
     body.setAttribute("data-live-state", state);
+    var statusEl = document.getElementById("live-status");  // looked up each time: a region refresh replaces it
     if (statusEl) { statusEl.textContent = text; statusEl.setAttribute("data-state", state); }
   }
 
@@ -128,7 +129,28 @@
     refreshSoon();
   }
 
-  var handlers = { position: onPosition, signal: onSignal };
+  function setText(id, text) {
+    var el = document.getElementById(id);
+    if (el) { el.textContent = text; }
+  }
+
+  function pairs(mapping) {
+    if (!mapping) { return "–"; }
+    var keys = Object.keys(mapping);
+    return keys.length ? keys.map(function (k) { return k + ": " + (mapping[k] === null ? "?" : mapping[k]); }).join(" · ") : "–";
+  }
+
+  function onHealth(event) {  // staff stream (admin control panel)
+    var age = event.heartbeat_age_seconds;
+    setText("cp-health-heartbeat", age === null || age === undefined ? "never" : Math.round(age) + " s ago");
+    setText("cp-health-queues", pairs(event.queue_lengths));
+    setText("cp-health-errors", pairs(event.errors_today));
+    var scan = event.last_scan;
+    if (scan) { setText("cp-health-scan", String(scan.finished_at || scan.started_at || "running")); }
+    body.setAttribute("data-live-health", String(Date.now()));
+  }
+
+  var handlers = { position: onPosition, signal: onSignal, health: onHealth };
 
   // ---- the socket ----
   function connect() {
