@@ -138,7 +138,8 @@ def _candles_since_entry(*, market_data: MarketData, symbol: str, entry_ts: int,
 
 def signal_outcome_update(*, signal: Signal, market_data: MarketData, now_ms: int) -> Signal:
     """Evaluate one open signal against the candles closed since its entry; close it or mark TP1."""
-    entry_ts = signal.candle_ts + SIGNAL_TIMEFRAME_MS  # the signal candle's close = the entry
+    # the signal candle's close = the entry (15m for technical signals, 1m/5m/15m for flow signals)
+    entry_ts = signal.candle_ts + (timeframe_to_ms(signal.timeframe) if signal.timeframe else SIGNAL_TIMEFRAME_MS)
     if now_ms < entry_ts + timeframe_to_ms(_track_timeframe()):
         return signal  # no candle after the entry has closed yet
     candles, timeframe_ms = _candles_since_entry(
