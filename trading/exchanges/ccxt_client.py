@@ -42,6 +42,8 @@ CLIENT_ID_PARAM = {"okx": "clOrdId", "kucoinfutures": "clientOid", "mexc": "exte
 # Markets are public data: cache them per process so each short-lived client does not reload them.
 _MARKETS_CACHE: dict[str, dict[str, Any]] = {}
 
+MEXC_SIDES = {"1": "buy", "2": "buy", "3": "sell", "4": "sell"}  # open long, close short, open short, close long
+
 _STATUS = {"open": "open", "closed": "closed", "canceled": "canceled", "cancelled": "canceled", "expired": "canceled", "rejected": "rejected"}
 
 
@@ -195,7 +197,7 @@ class CcxtExchangeClient:
 
     async def cancel_order(self, *, symbol: str, exchange_order_id: str = "", client_order_id: str = "", trigger: bool = False) -> None:
         await self._ccxt_market(symbol)
-        params: dict[str, Any] = {"trigger": True} if trigger else {}
+        params: dict[str, Any] = {"trigger": True} if trigger and self.exchange_id != "kucoinfutures" else {}
         if not exchange_order_id and client_order_id:
             params["clientOrderId"] = client_order_id
         await self._call("cancel_order", exchange_order_id or None, symbol, params)
@@ -204,26 +206,58 @@ class CcxtExchangeClient:
         self, *, symbol: str, exchange_order_id: str = "", client_order_id: str = "", trigger: bool = False, request: OrderRequest | None = None
     ) -> OrderResult | None:
         market = await self._ccxt_market(symbol)
-        params: dict[str, Any] = {"trigger": True} if trigger else {}
-        can_fetch_by_client_id = not (self.exchange_id == "mexc" and trigger)
-        if exchange_order_id or can_fetch_by_client_id:
-            if not exchange_order_id:
-                params["clientOrderId"] = client_order_id
+        if self.exchange_id == "mexc":
+            return await self._mexc_fetch_order(market, exchange_order_id, client_order_id, trigger, request)
+        # OKX routes trigger orders to its algo endpoints; KuCoin Futures serves stop orders on the same order
+        # endpoints (a ``trigger`` flag would only leak into its signed query string)
+        params: dict[str, Any] = {"trigger": True} if trigger and self.exchange_id == "okx" else {}
+        if not exchange_order_id:
+            params["clientOrderId"] = client_order_id
+        try:
+            raw = await self._call("fetch_order", exchange_order_id or None, symbol, params)
+        except OrderNotFoundOnExchange:
+            return None
+        if not raw or not (raw.get("id") or raw.get("clientOrderId")):
+            return None
+        return await self._with_trigger_fill(self.parse_order(raw, market, request=request if trigger else None), market, trigger)
+
+    async def _with_trigger_fill(self, result: OrderResult, market: dict, trigger: bool) -> OrderResult:
+        if trigger and result.status == "closed" and (result.filled_quantity == 0 or result.average_price is None):
+            return await self._triggered_fill(result, market)
+        return result
+
+    async def _mexc_fetch_order(self, market: dict, exchange_order_id: str, client_order_id: str, trigger: bool, request: OrderRequest | None) -> OrderResult | None:
+        """MEXC swap: ccxt's fetch_order reads ``order/get/{id}`` only. By client id we call the documented
+        ``order/external/{symbol}/{external_oid}``; plan (trigger) orders are found in the plan order list (every
+        state) by id, ``externalOid`` or, when MEXC dropped it, by what identifies the request."""
+        symbol = market["symbol"]
+        if not trigger:
             try:
-                raw = await self._call("fetch_order", exchange_order_id or None, symbol, params)
+                if exchange_order_id:
+                    raw = await self._call("fetch_order", exchange_order_id, symbol, {})
+                else:
+                    answer = await self._call("contract_private_get_order_external_symbol_external_oid", {"symbol": market["id"], "external_oid": client_order_id})
+                    data = (answer or {}).get("data")
+                    raw = self.ex.parse_order(data, market) if data else None
             except OrderNotFoundOnExchange:
-                raw = None
-            if raw and (raw.get("id") or raw.get("clientOrderId")):
-                result = self.parse_order(raw, market)
-                if trigger and result.status == "closed" and (result.filled_quantity == 0 or result.average_price is None):
-                    result = await self._triggered_fill(result, market)
-                return result
-            if exchange_order_id or not trigger:
                 return None
-        # MEXC plan orders cannot be fetched by client id: scan the open trigger orders.
-        for order in await self.fetch_open_orders(symbol):
-            if order.client_order_id == client_order_id:
-                return order
+            return self.parse_order(raw, market) if raw and raw.get("id") else None
+        answer = await self._call("contract_private_get_planorder_list_orders", {"symbol": market["id"], "page_size": 100})
+        rows = self.ex.parse_orders((answer or {}).get("data") or [], market)
+        for raw in rows:
+            order = self.parse_order(raw, market)
+            info = raw.get("info") or {}
+            same = (
+                (exchange_order_id and order.exchange_order_id == exchange_order_id)
+                or (not exchange_order_id and client_order_id and client_order_id in (order.client_order_id, info.get("externalOid")))
+                or (
+                    not exchange_order_id and request is not None and order.trigger_price == to_decimal(self.ex.price_to_precision(symbol, str(request.trigger_price)))
+                    and order.quantity == request.quantity and order.side == request.side
+                )
+            )
+            if same:
+                result = replace(order, client_order_id=client_order_id or order.client_order_id, type=request.type if request else order.type)
+                return await self._with_trigger_fill(result, market, True)
         return None
 
     async def _triggered_fill(self, result: OrderResult, market: dict) -> OrderResult:
@@ -314,12 +348,14 @@ class CcxtExchangeClient:
     # --- parsing ----------------------------------------------------------------------------------------------------
     def parse_order(self, raw: dict, market: dict | None, *, request: OrderRequest | None = None) -> OrderResult:
         contract_size = self._contract_size(market) if market else Decimal("1")
+        info = raw.get("info") or {}
         amount = to_decimal(raw.get("amount"))
         filled = to_decimal(raw.get("filled"))
         trigger_price = to_decimal(raw.get("triggerPrice") or raw.get("stopPrice") or raw.get("stopLossPrice") or raw.get("takeProfitPrice"))
         fee = to_decimal((raw.get("fee") or {}).get("cost")) or Decimal("0")
         status = _STATUS.get(raw.get("status") or "", "open")
         side = raw.get("side") or (request.side if request else "buy")
+        side = MEXC_SIDES.get(str(side), side)  # ccxt leaves MEXC plan orders' numeric sides as they come
         order_type = raw.get("type") or (request.type if request else "market")
         if request is not None and request.is_trigger:
             order_type = request.type
@@ -329,7 +365,9 @@ class CcxtExchangeClient:
             order_type = "stop_market"
         return OrderResult(
             exchange_order_id=str(raw.get("id") or ""),
-            client_order_id=str(raw.get("clientOrderId") or (raw.get("info") or {}).get("algoClOrdId") or (request.client_order_id if request else "") or ""),
+            client_order_id=str(
+                raw.get("clientOrderId") or info.get("algoClOrdId") or info.get("externalOid") or (request.client_order_id if request else "") or ""
+            ),
             symbol=raw.get("symbol") or (market or {}).get("symbol") or (request.symbol if request else ""),
             side=side,
             type=order_type,

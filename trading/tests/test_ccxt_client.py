@@ -373,3 +373,69 @@ def test_ccxt_errors_are_mapped_and_redacted(raised, expected):
     with pytest.raises(expected) as info:
         run(call())
     assert KEY + "xyz" not in str(info.value)
+
+
+# --- looking an order up after a lost answer (the core of "a retry never places twice") -----------------------------
+def _client_call(exchange_id: str, responses, method: str, **kwargs):
+    recorder = Recorder(responses)
+
+    async def call():
+        client = CcxtExchangeClient(exchange_id, exchange=exchange(exchange_id, recorder))
+        try:
+            return await getattr(client, method)(**kwargs)
+        finally:
+            await client.close()
+
+    return run(call()), recorder.calls
+
+
+def test_kucoin_lookup_by_client_oid_parses_the_recorded_order_and_sends_no_trigger_flag():
+    case = response_case("kucoinfutures", "fetchOrder", "market reduceOnly order")
+    client_id = case["parsedResponse"]["clientOrderId"]
+    for trigger in (False, True):
+        order, calls = _client_call("kucoinfutures", [case["httpResponse"]], "fetch_order", symbol="LTC/USDT:USDT", client_order_id=client_id, trigger=trigger)
+        url = urlsplit(calls[0]["url"])
+        assert url.path == "/api/v1/orders/byClientOid" and parse_qs(url.query) == {"clientOid": [client_id]}
+        assert order.client_order_id == client_id and order.exchange_order_id == case["parsedResponse"]["id"]
+
+
+def test_kucoin_stop_cancel_has_no_trigger_flag_in_the_signed_query():
+    _, calls = _client_call("kucoinfutures", [{"code": "200000", "data": {"cancelledOrderIds": ["12345"]}}], "cancel_order", symbol="LTC/USDT:USDT", exchange_order_id="12345", trigger=True)
+    assert calls[0]["method"] == "DELETE" and calls[0]["url"].endswith("/api/v1/orders/12345")
+
+
+# MEXC's "get order by external oid" answer, shaped as in MEXC's docs / ccxt's mexc.py comment for order/get
+MEXC_ORDER = {
+    "orderId": "264995729269765120", "symbol": "LTC_USDT", "positionId": "0", "price": "0", "vol": "15", "leverage": "5", "side": "1",
+    "category": "1", "orderType": "5", "dealAvgPrice": "70.5", "dealVol": "15", "orderMargin": "0", "takerFee": "0.0529", "makerFee": "0",
+    "profit": "0", "feeCurrency": "USDT", "openType": "1", "state": "3", "externalOid": "P12U7Lentry", "errorCode": "0", "usedMargin": "0",
+    "createTime": "1648850305236", "updateTime": "1648850305245", "positionMode": "1",
+}
+
+
+def test_mexc_lookup_by_external_oid_uses_the_documented_endpoint():
+    order, calls = _client_call("mexc", [{"success": True, "code": 0, "data": MEXC_ORDER}], "fetch_order", symbol="LTC/USDT:USDT", client_order_id="P12U7Lentry")
+    assert urlsplit(calls[0]["url"]).path == "/api/v1/private/order/external/LTC_USDT/P12U7Lentry"
+    assert order.exchange_order_id == "264995729269765120" and order.client_order_id == "P12U7Lentry"
+    assert order.status == "closed" and order.filled_quantity == Decimal("1.5") and order.average_price == Decimal("70.5")  # 15 × 0.1 LTC
+
+
+def test_mexc_plan_order_is_found_by_its_request_when_the_external_oid_is_not_echoed():
+    plan = {"id": "5555", "symbol": "LTC_USDT", "leverage": 5, "side": 4, "triggerPrice": "65.123", "price": "0", "vol": "23", "openType": 1,
+            "triggerType": 2, "state": 1, "executeCycle": 87600, "trend": 1, "orderType": 5, "errorCode": 0, "createTime": 1648850305236, "updateTime": 1648850305236}
+    request = OrderRequest(symbol="LTC/USDT:USDT", side="sell", type="stop_market", quantity=Decimal("2.3"), client_order_id="P12U7Lsl", trigger_price=Decimal("65.123"))
+    order, calls = _client_call("mexc", [{"success": True, "code": 0, "data": [plan]}], "fetch_order", symbol="LTC/USDT:USDT", client_order_id="P12U7Lsl", trigger=True, request=request)
+    assert urlsplit(calls[0]["url"]).path == "/api/v1/private/planorder/list/orders"
+    assert order is not None and order.exchange_order_id == "5555" and order.client_order_id == "P12U7Lsl" and order.type == "stop_market"
+    other = OrderRequest(symbol="LTC/USDT:USDT", side="sell", type="stop_market", quantity=Decimal("2.3"), client_order_id="P12U7Lsl", trigger_price=Decimal("60"))
+    missing, _ = _client_call("mexc", [{"success": True, "code": 0, "data": [plan]}], "fetch_order", symbol="LTC/USDT:USDT", client_order_id="P12U7Lsl", trigger=True, request=other)
+    assert missing is None  # never placed: safe to send
+
+
+def test_okx_lookup_by_client_id_after_a_lost_answer():
+    case = response_case("okx", "fetchOpenOrders", "fetchOpenOrders trigger with since = 0")
+    algo = case["httpResponse"]["data"][0]
+    order, calls = _client_call("okx", [{"code": "0", "data": [algo], "msg": ""}], "fetch_order", symbol="LTC/USDT:USDT", client_order_id=algo["algoClOrdId"], trigger=True)
+    url = urlsplit(calls[0]["url"])
+    assert url.path == "/api/v5/trade/order-algo" and parse_qs(url.query)["algoClOrdId"] == [algo["algoClOrdId"]]
+    assert order.exchange_order_id == algo["algoId"] and order.status == "open" and order.is_trigger
