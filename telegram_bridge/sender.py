@@ -313,4 +313,5 @@ def deliveries_send_pending(*, batch_size: int = 500, max_rounds: int = 3) -> Se
             progress += report.sent + report.blocked + report.failed
         if not progress:
             break
+    total.retry_later = Delivery.objects.filter(status=Delivery.Status.PENDING).count()
     return total
