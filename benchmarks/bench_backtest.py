@@ -10,7 +10,8 @@ offset per symbol) until it spans the requested days, multiplies every return by
 (wick and body ratios kept), volume tiled with a lognormal factor. Prices start at 0.5-50000 so rounding and
 scale effects show up.
 
-Printed: the fast engine's candles/s (end to end: signals + 1h confirmation + exits + sizing + equity, using
+Printed: the naive per-bar baseline (the live ``evaluate_latest`` called at every closed candle of the first symbol,
+``--naive-bars`` candles, signals only) and the fast engine's candles/s (end to end: signals + 1h confirmation + exits + sizing + equity, using
 ``--processes`` worker processes), the reference bar-by-bar simulator's candles/s measured in the same run on the
 first symbol over ``--ref-days`` days (checked to give the same trades as the fast engine on that slice), their
 ratio, and peak memory (this process and the largest worker, from getrusage). The machine is shared, so the same
@@ -113,6 +114,7 @@ def main() -> None:
     ap.add_argument("--processes", type=int, default=2)
     ap.add_argument("--ref-days", type=int, default=365)
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--naive-bars", type=int, default=2000, help="candles for the naive per-bar baseline")
     args = ap.parse_args()
 
     data = build(args.symbols, args.days)
@@ -153,6 +155,20 @@ def main() -> None:
         (r["entry_ts"], r["exit_ts"], tuple(f[1] for f in r["fills"])) for r in ref_trades
     ] and all(abs(t.net_pnl - r["net"]) < 1e-9 for t, r in zip(fast_slice.trades, ref_trades, strict=True))
 
+    # naive per-bar baseline, same run: what a loop over the live path would do — call the scanner's
+    # engine.strategy.evaluate_latest at every closed candle (signals only: no exits, sizing or equity)
+    from engine.strategy import bars_needed, evaluate_latest
+
+    c1h_first = resample(c15, 60, source_timeframe_ms=BAR_MS)
+    naive_from = bars_needed(params)
+    naive_n = min(args.naive_bars, len(c15) - naive_from)
+    t0, c0 = time.perf_counter(), cpu_seconds()
+    naive_signals = 0
+    for i in range(naive_from, naive_from + naive_n):
+        naive_signals += evaluate_latest(c15, c1h_first, params, now_ms=int(c15.ts[i]) + BAR_MS) is not None
+    naive_s = time.perf_counter() - t0
+    naive_cpu = cpu_seconds() - c0
+
     # breakdown (single process): the strategy's signal computation vs the backtester's own work
     from threadpoolctl import threadpool_limits
 
@@ -188,6 +204,12 @@ def main() -> None:
         f"breakdown, 1 process: engine.strategy.entry_signals {signals_s:.3f} s ({total / signals_s:,.0f} "
         f"candles/s); everything else (1h quorum, exits, sizing, PnL, equity) {own_s:.3f} s "
         f"({total / own_s:,.0f} candles/s)"
+    )
+    print(
+        f"naive per-bar baseline (evaluate_latest at every candle, signals only): {naive_n:,} candles in "
+        f"{naive_s:.3f} s -> {naive_n / naive_s:,.0f} candles/s ({naive_signals} signals); "
+        f"ratio fast/naive: {fast_cps / (naive_n / naive_s):,.0f}x wall clock, "
+        f"{(total / fast_cpu) / (naive_n / naive_cpu):,.0f}x CPU time"
     )
     print(f"ratio fast/reference: {fast_cps / ref_cps:,.0f}x (wall clock)")
     # on a shared machine the wall clock includes waiting for the CPU; CPU seconds do not
