@@ -47,6 +47,12 @@ class FinalExchangeError(ExchangeError):
     """The exchange refused the request (invalid order, bad symbol, not supported)."""
 
 
+class DuplicateClientOrderId(RetryableExchangeError):
+    """The exchange already has an order with this client order id: an earlier attempt DID arrive (its answer was
+    lost, or it was not yet visible to the look-up). Retryable on purpose: the retry looks the order up by client
+    order id and adopts it instead of sending again."""
+
+
 class OrderNotFoundOnExchange(FinalExchangeError):
     """The exchange does not know the order (never arrived, or too old)."""
 
@@ -90,6 +96,8 @@ def map_ccxt_error(exc: BaseException, *, exchange: str = "", secrets: Iterable[
         return InsufficientBalance(message, exchange=exchange)
     if isinstance(exc, ccxt.OrderNotFound):
         return OrderNotFoundOnExchange(message, exchange=exchange)
+    if _is_duplicate_client_id(message):
+        return DuplicateClientOrderId(message, exchange=exchange, retry_after=0.5)
     if isinstance(exc, ccxt.InvalidNonce):  # clock skew / nonce reuse: a fresh request succeeds
         return RetryableExchangeError(message, exchange=exchange)
     if isinstance(exc, ccxt.NetworkError):  # RequestTimeout, DDoSProtection, RateLimitExceeded, ExchangeNotAvailable
@@ -103,6 +111,15 @@ def map_ccxt_error(exc: BaseException, *, exchange: str = "", secrets: Iterable[
         # looks at it instead of hammering the exchange.
         return FinalExchangeError(message, exchange=exchange)
     return RetryableExchangeError(message, exchange=exchange)
+
+
+DUPLICATE_MARKERS = ("51016", "duplicated clordid", "duplicate client", "duplicated client", "clientoid is duplicate", "client order id already exists", "duplicate clientid")
+
+
+def _is_duplicate_client_id(message: str) -> bool:
+    """OKX 51016 "Duplicated clOrdId", KuCoin "clientOid is duplicate", and the like."""
+    lowered = message.lower()
+    return any(marker in lowered for marker in DUPLICATE_MARKERS)
 
 
 def map_http_status(status: int, message: str, *, exchange: str = "", retry_after: float | None = None) -> ExchangeError:

@@ -43,6 +43,7 @@ from urllib.parse import urlencode
 
 from trading.errors import (
     AuthenticationFailed,
+    DuplicateClientOrderId,
     ExchangeError,
     FinalExchangeError,
     InsufficientBalance,
@@ -114,6 +115,8 @@ def _unified(market_id: str, quote: str = "USDT") -> str:
 def error_for_code(code: int, message: str) -> ExchangeError:
     text = f"bitunix {code}: {message}"
     lowered = message.lower()
+    if "duplicate" in lowered and "client" in lowered:
+        return DuplicateClientOrderId(text, exchange="bitunix", retry_after=0.5)
     if code in RATE_LIMIT_CODES or "too many" in lowered or "too frequent" in lowered:
         return RetryableExchangeError(text, exchange="bitunix", retry_after=1.0)
     if code in AUTH_CODES or "signature" in lowered or "api-key" in lowered or "api key" in lowered:

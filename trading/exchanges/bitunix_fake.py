@@ -28,7 +28,7 @@ from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qsl, urlsplit
 
-from trading.errors import ExchangeError, InsufficientBalance
+from trading.errors import DuplicateClientOrderId, ExchangeError, InsufficientBalance
 from trading.exchanges.base import OrderRequest, OrderResult
 from trading.exchanges.bitunix import bitunix_sign, query_params_for_signature
 from trading.exchanges.fake import DEFAULT_MARKET, FakeExchangeAccount
@@ -145,6 +145,8 @@ class BitunixFakeServer:
                 data = self._route(method, path, query, body)
         except InsufficientBalance:
             return 200, {"code": 20003, "data": None, "msg": "Insufficient balance"}
+        except DuplicateClientOrderId:
+            return 200, {"code": 10008, "data": None, "msg": "Duplicate clientId"}
         except _NotFound as exc:
             return 200, {"code": 20007, "data": None, "msg": str(exc)}
         except ExchangeError as exc:

@@ -22,7 +22,13 @@ import time
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 
-from trading.errors import FinalExchangeError, InsufficientBalance, OrderNotFoundOnExchange, RetryableExchangeError
+from trading.errors import (
+    DuplicateClientOrderId,
+    FinalExchangeError,
+    InsufficientBalance,
+    OrderNotFoundOnExchange,
+    RetryableExchangeError,
+)
 from trading.exchanges.base import Balance, ExchangePosition, MarketInfo, OrderRequest, OrderResult, TradeFill
 
 DEFAULT_MARKET = {"contract_size": Decimal("1"), "amount_step": Decimal("0.001"), "price_tick": Decimal("0.0001"), "min_amount": Decimal("0.001"), "max_leverage": 50}
@@ -165,7 +171,7 @@ class FakeExchangeAccount:
 
     def _create(self, request: OrderRequest) -> OrderResult:
         if any(o.result.client_order_id == request.client_order_id for o in self.orders.values()):
-            raise FinalExchangeError(f"Duplicated client order id {request.client_order_id}", exchange="fake")
+            raise DuplicateClientOrderId(f"Duplicated client order id {request.client_order_id}", exchange="fake")
         if request.symbol not in self.prices:
             raise FinalExchangeError(f"BadSymbol: no market {request.symbol}", exchange="fake")
         price = self.prices[request.symbol]

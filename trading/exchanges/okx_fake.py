@@ -11,7 +11,8 @@ Trigger (stop/TP) orders are OKX ``conditional`` algo orders: once triggered the
 the market order it placed (``ordId``), which holds the fill, fee and PnL.
 
 Faults per path suffix, raised the way ccxt's transport raises them: ``fake.inject("batch-orders", "timeout" |
-"rate_limit" | "server_error" | "lost_response")``; ``lost_response`` (and ``timeout``) perform the request first.
+"rate_limit" | "server_error" | "lost_response" | "stale_read")``; ``lost_response`` (and ``timeout``) perform the
+request first; ``stale_read`` answers "order does not exist" once, as an exchange not yet showing a new order.
 """
 
 from __future__ import annotations
@@ -25,11 +26,11 @@ from dataclasses import replace
 from decimal import Decimal
 from urllib.parse import parse_qsl, urlsplit
 
-from trading.errors import ExchangeError, InsufficientBalance
+from trading.errors import DuplicateClientOrderId, ExchangeError, InsufficientBalance
 from trading.exchanges.base import OrderRequest, OrderResult
 from trading.exchanges.fake import FakeExchangeAccount
 
-FAULTS = ("timeout", "rate_limit", "server_error", "lost_response")
+FAULTS = ("timeout", "rate_limit", "server_error", "lost_response", "stale_read")
 
 # ccxt unified market structures as OKX lists these swaps (ctVal in base units, lotSz in contracts, tickSz)
 OKX_SWAPS = {
@@ -98,7 +99,9 @@ class OkxFetchFake:
         if fault == "server_error":
             raise ccxt.ExchangeNotAvailable("okx 503 Service Unavailable")
         signed = base64.b64encode(hmac.new(self.secret.encode(), (headers.get("OK-ACCESS-TIMESTAMP", "") + method + path_and_query + (body or "")).encode(), hashlib.sha256).digest()).decode()
-        if headers.get("OK-ACCESS-KEY") != self.api_key or headers.get("OK-ACCESS-SIGN") != signed or headers.get("OK-ACCESS-PASSPHRASE") != self.passphrase:
+        if fault == "stale_read":  # the exchange does not show the order yet (eventual consistency)
+            response = {"code": "51603", "data": [], "msg": "Order does not exist"}
+        elif headers.get("OK-ACCESS-KEY") != self.api_key or headers.get("OK-ACCESS-SIGN") != signed or headers.get("OK-ACCESS-PASSPHRASE") != self.passphrase:
             response = {"code": "50113", "data": [], "msg": "Invalid Sign"}
         else:
             try:
@@ -106,6 +109,8 @@ class OkxFetchFake:
                     response = {"code": "0", "data": self._route(method, parts.path, dict(parse_qsl(parts.query)), payload), "msg": ""}
             except InsufficientBalance:
                 response = {"code": "1", "data": [{"sCode": "51008", "sMsg": "Order failed. Insufficient USDT margin in account"}], "msg": "All operations failed"}
+            except DuplicateClientOrderId:
+                response = {"code": "1", "data": [{"sCode": "51016", "sMsg": "Duplicated clOrdId"}], "msg": "All operations failed"}
             except _NotFound:
                 response = {"code": "51603", "data": [], "msg": "Order does not exist"}
             except ExchangeError as exc:

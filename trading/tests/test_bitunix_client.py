@@ -17,7 +17,13 @@ from urllib.parse import parse_qsl, urlsplit
 import httpx
 import pytest
 
-from trading.errors import AuthenticationFailed, InsufficientBalance, OrderNotFoundOnExchange, RetryableExchangeError
+from trading.errors import (
+    AuthenticationFailed,
+    DuplicateClientOrderId,
+    InsufficientBalance,
+    OrderNotFoundOnExchange,
+    RetryableExchangeError,
+)
 from trading.exchanges import bitunix as bitunix_module
 from trading.exchanges.base import OrderRequest
 from trading.exchanges.bitunix import BitunixClient, bitunix_sign, compact_json, query_params_for_signature
@@ -251,6 +257,7 @@ def test_position_response_matches_ccxt_parsed():
         ({"code": 10007, "data": None, "msg": "Signature Error"}, AuthenticationFailed),
         ({"code": 20003, "data": None, "msg": "Insufficient balance"}, InsufficientBalance),
         (httpx.Response(401, text=f"bad key {KEY}"), AuthenticationFailed),
+        ({"code": 10008, "data": None, "msg": "Duplicate clientId"}, DuplicateClientOrderId),
     ],
 )
 def test_errors_are_mapped_and_never_carry_keys(answer, expected):

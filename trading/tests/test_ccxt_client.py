@@ -19,7 +19,7 @@ from urllib.parse import parse_qs, urlsplit
 import ccxt
 import pytest
 
-from trading.errors import AuthenticationFailed, InsufficientBalance, RetryableExchangeError
+from trading.errors import AuthenticationFailed, DuplicateClientOrderId, InsufficientBalance, RetryableExchangeError
 from trading.exchanges.base import OrderRequest
 from trading.exchanges.ccxt_client import CcxtExchangeClient, ccxt_exchange
 
@@ -358,6 +358,7 @@ def test_kucoin_open_orders_response_matches_ccxt_parsed_fixture():
         (ccxt.ExchangeNotAvailable("502"), RetryableExchangeError),
         (ccxt.AuthenticationError(f"okx {{'msg': 'Invalid OK-ACCESS-KEY {KEY}xyz'}}"), AuthenticationFailed),
         (ccxt.InsufficientFunds("okx 51008 Insufficient margin"), InsufficientBalance),
+        (ccxt.InvalidOrder('okx {"sCode":"51016","sMsg":"Duplicated clOrdId"}'), DuplicateClientOrderId),
     ],
 )
 def test_ccxt_errors_are_mapped_and_redacted(raised, expected):

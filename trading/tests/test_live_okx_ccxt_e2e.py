@@ -154,3 +154,13 @@ def test_closed_by_hand_on_okx_after_tp1_is_booked_from_okx_fills(okx, user):
     assert position.realised_pnl == Decimal("2.25") == okx.account.positions[SYMBOL].realised_pnl  # 0.75 × 2 + 0.75 × 1
     assert okx.account.balance == Decimal("10000") + position.net_pnl
     assert okx.requests_to("/trade/fills-history")
+
+
+def test_lookup_that_misses_then_duplicated_clordid_adopts_the_order(okx, user):
+    # the entry arrives but its answer is lost; the look-up does not see it yet; the resend gets OKX 51016
+    okx.inject("/trade/batch-orders", "lost_response")
+    okx.inject("/trade/order", "stale_read")
+    position = executor(user).open_position(position=make_live_position(user))
+    assert position.status == Position.Status.OPEN and len(entries(okx)) == 1
+    assert len(okx.requests_to("/trade/batch-orders")) == 2  # sent twice, placed once
+    assert TelegramUser.objects.get(pk=user.pk).auto_trading_enabled  # a duplicate is not a user-facing failure
