@@ -116,6 +116,12 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"].setdefault("OPTIONS", {}).update(
         {"timeout": 20, "transaction_mode": "IMMEDIATE", "init_command": "PRAGMA journal_mode=WAL;"}
     )
+# PostgreSQL connection pool (psycopg_pool) for the ASGI web server, where every request runs in its own thread:
+# bounded, reused connections instead of a new one per request (0 = no pool; production compose sets it).
+DB_POOL_MAX_SIZE = env.int("DB_POOL_MAX_SIZE", default=0)
+if DB_POOL_MAX_SIZE and DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    DATABASES["default"]["CONN_MAX_AGE"] = 0  # Django refuses a pool together with persistent connections
+    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {"min_size": 1, "max_size": DB_POOL_MAX_SIZE, "timeout": 10}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Redis, cache, Celery -----------------------------------------------------------------------------------------
@@ -144,7 +150,8 @@ CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=300)
 CELERY_TASK_SOFT_TIME_LIMIT = env.int("CELERY_TASK_SOFT_TIME_LIMIT", default=240)
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
+# Unacked (acks_late) messages of a worker that died are re-delivered after this many seconds.
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=3600)}
 CELERY_RESULT_EXPIRES = 3600
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 # Route by module: every task in an app's tasks module goes to that app's queue unless it says otherwise.
@@ -155,6 +162,7 @@ CELERY_TASK_ROUTES = {
 }
 CELERY_BEAT_SCHEDULE = {
     "heartbeat": {"task": "analytics.tasks.heartbeat", "schedule": 60.0, "options": {"queue": "default"}},
+    "watchdog": {"task": "analytics.tasks.watchdog", "schedule": 60.0, "options": {"queue": "default"}},
     "live-admin-health": {"task": "config.live_updates.push_admin_health", "schedule": 15.0, "options": {"queue": "default"}},
     # signals: scan at every 15m candle close (batches start SIGNAL_SCAN_DELAY_SECONDS later), follow open signals
     "scan-markets": {"task": "signals.tasks.scan_markets", "schedule": crontab(minute="*/15"), "options": {"queue": "scan"}},
@@ -293,6 +301,10 @@ TRADING_POSITION_EXPIRY_HOURS = env.int("TRADING_POSITION_EXPIRY_HOURS", default
 TRADING_MONITOR_TIMEFRAME = env.str("TRADING_MONITOR_TIMEFRAME", default="5m")
 TRADING_MONITOR_CANDLES = env.int("TRADING_MONITOR_CANDLES", default=300)
 HEARTBEAT_MAX_AGE_SECONDS = env.int("HEARTBEAT_MAX_AGE_SECONDS", default=180)
+# Watchdog (analytics/watchdog.py, beat every minute): a scan must start every 15 min (0 disables the scan check).
+WATCHDOG_SCAN_MAX_AGE_SECONDS = env.int("WATCHDOG_SCAN_MAX_AGE_SECONDS", default=20 * 60)
+WATCHDOG_SCAN_STUCK_SECONDS = env.int("WATCHDOG_SCAN_STUCK_SECONDS", default=10 * 60)
+WATCHDOG_REQUEUE_COOLDOWN_SECONDS = env.int("WATCHDOG_REQUEUE_COOLDOWN_SECONDS", default=5 * 60)
 # Central error handler: alert admins in Telegram once a kind of error reaches this count in a UTC day, at most once
 # per interval.
 ERROR_ALERT_THRESHOLD = env.int("ERROR_ALERT_THRESHOLD", default=5)
