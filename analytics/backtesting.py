@@ -185,14 +185,14 @@ def backtest_perform(*, params: Mapping[str, Any], progress: Progress | None = N
     funding, funding_sources = (funding_load or backtest_funding_load)(
         symbols=params["symbols"], since_ms=min(int(c.ts[0]) for c, _ in data.values())
     )
+    symbols = params["symbols"]
     if progress:
-        progress("simulate", 0, 1)
-    try:
-        result = run_backtest(data, strategy, config, symbols=params["symbols"], start_ms=start_ms, funding=funding)
+        progress("simulate", 0, len(symbols))
+    try:  # the engine reports each symbol's signals and exits as done; the account-wide pass follows
+        result = run_backtest(data, strategy, config, symbols=symbols, start_ms=start_ms, funding=funding,
+                              progress=(lambda done, total: progress("simulate", done, total)) if progress else None)
     except EngineError as error:
         raise BacktestRequestError(str(error)) from None
-    if progress:
-        progress("simulate", 1, 1)
     metrics = {key: _json_number(value) for key, value in result.metrics().items()}
     metrics["data_quality"] = candles_quality_report(data)
     metrics["data_problems"] = "; ".join(

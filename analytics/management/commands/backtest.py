@@ -47,12 +47,12 @@ class Command(BaseCommand):
         if sweep:
             return self.sweep(params, sweep, rank, processes)
         run = BacktestRun.objects.create(params=params)
-        steps = len(params["symbols"]) + 2  # load each symbol, simulate, plot
+        steps = 2 * len(params["symbols"]) + 1  # load each symbol, simulate each symbol, plot
         with tqdm(total=steps, desc=f"backtest #{run.pk}", unit="step", disable=no_progress, file=self.stderr) as bar:
 
             def progress(stage: str, done: int, total: int) -> None:
                 bar.set_postfix_str(f"{stage} {done}/{total}")
-                if stage == "load" or (stage == "simulate" and done == total) or stage == "plot":
+                if done > 0:
                     bar.update(1)
 
             run = backtest_run_execute(run_id=run.pk, progress=progress)
