@@ -152,9 +152,64 @@ class MonitorReport:
     errors: dict[int, str] = field(default_factory=dict)
 
 
+def _quiet_progress_save(*, position: Position, until_ts: int, best_price: float) -> bool:
+    """Store the bookmark and best price reached over candles on which nothing else happened, in one UPDATE that
+    only applies if no other monitor pass moved the position meanwhile (optimistic check on the bookmark)."""
+    rows = Position.objects.filter(pk=position.pk, status=Position.Status.OPEN)
+    if position.monitored_until_ts is None:
+        rows = rows.filter(monitored_until_ts__isnull=True)
+    else:
+        rows = rows.filter(monitored_until_ts=position.monitored_until_ts)
+    best = amounts.from_float(best_price)
+    if not rows.update(monitored_until_ts=until_ts, best_price=best):
+        return False
+    position.monitored_until_ts, position.best_price = until_ts, best
+    return True
+
+
+def position_monitor_candles(*, position: Position, candles, now_ms: int, tf_ms: int, executor: Executor,
+                             report: MonitorReport) -> Position:
+    """Apply the closed candles ``position`` has not seen yet. Quiet candles (no exit, no stop move: only the best
+    price moves) are stepped in memory and stored with one UPDATE; a candle on which something happens goes
+    through ``position_apply_bar`` (fills, stop, bookmark in one transaction), so the result is the same as
+    applying every candle through the database, at a fraction of the writes."""
+    if position.opened_at is None:
+        return position
+    opened_ms = int(position.opened_at.timestamp() * 1000)
+    state = position_state(position=position)
+    rules = exit_rules_for(position=position)
+    quiet_until: int | None = None
+    for i in range(len(candles)):
+        ts = int(candles.ts[i])
+        if ts < opened_ms or ts + tf_ms > now_ms or ts <= (position.monitored_until_ts or -1):
+            continue
+        if quiet_until is not None and ts <= quiet_until:
+            continue
+        bar = {"open": float(candles.open[i]), "high": float(candles.high[i]), "low": float(candles.low[i]),
+               "close": float(candles.close[i])}
+        new_state, exits = step(state, ts=ts, rules=rules, **bar)
+        if not exits and new_state.stop == state.stop and new_state.tp1_done == state.tp1_done:
+            state, quiet_until = new_state, ts
+            report.candles += 1
+            continue
+        if quiet_until is not None:
+            if not _quiet_progress_save(position=position, until_ts=quiet_until, best_price=state.best_price):
+                return position  # another pass is on this position; the next pass picks up from its bookmark
+            quiet_until = None
+        position = position_apply_bar(position=position, ts=ts, executor=executor, **bar)
+        report.candles += 1
+        if position.status != Position.Status.OPEN:
+            report.closed += 1
+            return position
+        state = position_state(position=position)
+    if quiet_until is not None:
+        _quiet_progress_save(position=position, until_ts=quiet_until, best_price=state.best_price)
+    return position
+
+
 def positions_monitor(*, market_data=None, executor_factory=None) -> MonitorReport:
     """Beat entry point: for every open position apply the closed candles it has not seen yet (from its opening
-    on), then raise the users' paper peak equity."""
+    on), then raise the paper peak equity of the users holding paper positions."""
     from trading.market import market_data as default_market_data
     from trading.selectors import account_equity
 
@@ -178,26 +233,14 @@ def positions_monitor(*, market_data=None, executor_factory=None) -> MonitorRepo
         for position in group:
             report.positions += 1
             executor = (executor_factory or executor_for)(user=position.user, mode=position.mode)
-            opened_ms = int(position.opened_at.timestamp() * 1000)
-            for i in range(len(candles)):
-                ts = int(candles.ts[i])
-                if ts < opened_ms or ts + tf_ms > now_ms or ts <= (position.monitored_until_ts or -1):
-                    continue
-                try:
-                    position = position_apply_bar(
-                        position=position, ts=ts, open=float(candles.open[i]), high=float(candles.high[i]),
-                        low=float(candles.low[i]), close=float(candles.close[i]), executor=executor,
-                    )
-                except Exception as exc:
-                    logger.exception("monitor: position %s failed on candle %s", position.pk, ts)
-                    report.errors[position.pk] = str(exc)
-                    break
-                report.candles += 1
-                if position.status != Position.Status.OPEN:
-                    report.closed += 1
-                    break
-    for user_id in {p.user_id for p in positions}:
-        user = next(p.user for p in positions if p.user_id == user_id)
+            try:
+                position_monitor_candles(position=position, candles=candles, now_ms=now_ms, tf_ms=tf_ms,
+                                         executor=executor, report=report)
+            except Exception as exc:
+                logger.exception("monitor: position %s failed", position.pk)
+                report.errors[position.pk] = str(exc)
+    paper_users = {p.user_id: p.user for p in positions if p.mode == TradingMode.PAPER}
+    for user in paper_users.values():
         with contextlib.suppress(Exception):
             paper_account_mark_peak(user=user, equity=account_equity(user=user, price_of=md.last_price))
     return report

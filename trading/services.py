@@ -50,7 +50,7 @@ _LEG_RE = re.compile(r"^[a-z0-9]{1,8}$")
 CLIENT_ORDER_ID_MAX_LENGTH = 32
 HUNDRED = Decimal(100)
 FUNDING_INTERVAL = timedelta(hours=8)
-FUNDING_LOOKBACK = timedelta(days=3)  # closed positions still checked for funding times they lived through
+FUNDING_LOOKBACK = timedelta(days=1)  # closed positions still checked for funding times they lived through
 
 R = Position.CloseReason
 STOP_REASONS = frozenset({R.SL, R.BREAKEVEN, R.TRAILING})
@@ -440,11 +440,13 @@ def funding_charge_due(*, now: datetime, price_of=None) -> int:
         Q(status=Position.Status.OPEN) | recently_closed, mode=TradingMode.PAPER, opened_at__isnull=False
     ).select_related("symbol")
     for position in positions:
-        done = set(position.funding_charges.values_list("funding_time", flat=True))
         until = min(now, position.closed_at) if position.closed_at else now
-        for t in funding_times_between(position.opened_at, until):
-            if position.closed_at is not None and t >= position.closed_at:
-                continue
+        due = [t for t in funding_times_between(position.opened_at, until)
+               if position.closed_at is None or t < position.closed_at]
+        if not due:
+            continue  # most positions never live through a funding time: no query for them
+        done = set(position.funding_charges.values_list("funding_time", flat=True))
+        for t in due:
             if t in done:
                 continue
             snaps = list(FundingSnapshot.objects.filter(symbol=position.symbol, funding_time=t))

@@ -229,3 +229,58 @@ def test_funding_still_charged_when_the_exit_came_first(market):
     assert position.status == "closed" and position.funding == D("100") * 25 * D("0.0001")
     net = position.realised_pnl - position.fees - position.funding
     assert _balance(user) == D("10000") + net
+
+
+def test_batched_quiet_candles_equal_candle_by_candle_application(market):
+    """``positions_monitor`` steps quiet candles in memory and writes once; applying every candle through
+    ``position_apply_bar`` must give exactly the same fills, stops and balances — with far fewer queries."""
+    import random
+    import time
+
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from trading.executors.paper import PaperExecutor
+    from trading.monitor import position_apply_bar
+
+    rng = random.Random(7)
+    price, rows = 100.0, []
+    for _ in range(150):  # a slow random walk upwards: TP1, break-even, trailing moves, then an exit
+        o = price
+        c = round(o * (1 + rng.uniform(-0.002, 0.0035)), 4)
+        rows.append((o, round(max(o, c) * (1 + rng.uniform(0, 0.002)), 4), round(min(o, c) * (1 - rng.uniform(0, 0.002)), 4), c))
+        price = c
+    kw = {"trailing": True, "tp1": D("102"), "tp2": D("130"), "atr": D("0.8")}
+    user_a, a = _open(market, **kw)
+    user_b, b = _open(market, **kw)
+    for i, row in enumerate(rows):
+        for p in (a, b):
+            market.add_candle(p.symbol.symbol, T0 + i * M5, *row)
+    market.clock = T0 + len(rows) * M5
+    market.prices.update({a.symbol.symbol: D(str(price)), b.symbol.symbol: D(str(price))})
+
+    executor = PaperExecutor(user=user_a)
+    began = time.perf_counter()
+    with CaptureQueriesContext(connection) as one_by_one:
+        for i, (o, h, low, c) in enumerate(rows):
+            a = position_apply_bar(position=a, ts=int((T0 + i * M5).timestamp() * 1000), open=o, high=h, low=low,
+                                   close=c, executor=executor)
+    one_by_one_seconds = time.perf_counter() - began
+    began = time.perf_counter()
+    with CaptureQueriesContext(connection) as batched:  # a has seen every candle already: only b moves
+        positions_monitor(market_data=market)
+    batched_seconds = time.perf_counter() - began
+    a.refresh_from_db()
+    b.refresh_from_db()
+
+    def fills(p):
+        return [(f.order.leg, f.price, f.quantity, f.fee, f.realised_pnl) for f in p.fills.order_by("filled_at", "pk")]
+
+    assert len(fills(b)) >= 3  # entry, TP1 and at least one more exit happened on the way
+    assert fills(a) == fills(b)
+    assert (a.close_reason, a.remaining_quantity, a.realised_pnl, a.fees) == (
+        b.close_reason, b.remaining_quantity, b.realised_pnl, b.fees)
+    assert _balance(user_a) == _balance(user_b)
+    assert len(batched) * 2 < len(one_by_one)  # trailing moves on most new highs: those candles take the DB path
+    print(f"monitor: {len(one_by_one)} queries / {one_by_one_seconds:.3f}s candle by candle vs "
+          f"{len(batched)} / {batched_seconds:.3f}s batched ({one_by_one_seconds / batched_seconds:.1f}x)")
