@@ -136,3 +136,67 @@ def _check(events, mark):
     curve = selectors.equity_curve(user=user)
     assert curve[-1].equity == account.balance
     assert selectors.account_equity(user=user, price_of=lambda s: mark) == account.balance + unrealised
+
+
+class _SizingExecutor:
+    """What ``position_decide`` asks an executor: the cash balance and the market's limits."""
+
+    mode = "paper"
+
+    def __init__(self, balance):
+        self._balance = balance
+
+    def balance(self):
+        return self._balance
+
+    def market_limits(self, *, symbol):
+        return services.market_limits_of(symbol=symbol)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    balance=st.decimals(min_value=D("10"), max_value=D("1000000"), places=2),
+    entry=st.decimals(min_value=D("0.0001"), max_value=D("100000"), places=4),
+    stop_fraction=st.decimals(min_value=D("0.002"), max_value=D("0.3"), places=3),
+    side=st.sampled_from(["long", "short"]),
+    sizing_mode=st.sampled_from(["percent", "risk"]),
+    position_size_pct=st.decimals(min_value=D("0.1"), max_value=D("100"), places=1),
+    risk_per_trade_pct=st.decimals(min_value=D("0.05"), max_value=D("10"), places=2),
+    user_leverage=st.integers(1, 125),
+    symbol_max_leverage=st.integers(1, 125),
+    step=st.sampled_from([D("1"), D("0.1"), D("0.001"), D("0.00001")]),
+)
+def test_service_sizing_rounds_down_and_never_exceeds_any_leverage_cap(
+    balance, entry, stop_fraction, side, sizing_mode, position_size_pct, risk_per_trade_pct, user_leverage,
+    symbol_max_leverage, step,
+):
+    """``trading.services.position_decide`` (what every open goes through): the quantity is a multiple of the
+    market step, the notional never exceeds balance x the smallest of the user's, the platform's and the market's
+    leverage, and a risk-sized position never loses more than the risk budget at its stop."""
+    from types import SimpleNamespace
+
+    from django.conf import settings as django_settings
+
+    from engine.errors import OrderBelowMinimum
+
+    stop = entry * (1 - stop_fraction) if side == "long" else entry * (1 + stop_fraction)
+    symbol = SimpleNamespace(step_size=step, min_quantity=D(0), min_notional=D(0), max_leverage=symbol_max_leverage)
+    prefs = SimpleNamespace(leverage=user_leverage, sizing_mode=sizing_mode, position_size_pct=position_size_pct,
+                            risk_per_trade_pct=risk_per_trade_pct)
+    user = SimpleNamespace(preferences=prefs)
+    signal = SimpleNamespace(symbol=symbol, entry=entry, stop=stop, side=side)
+    try:
+        decision = services.position_decide(user=user, signal=signal, executor=_SizingExecutor(balance))
+    except OrderBelowMinimum:
+        return  # less than one step: refused (recorded as a "size" refusal), never rounded up
+    cap = min(user_leverage, django_settings.MAX_LEVERAGE, symbol_max_leverage)
+    assert decision.leverage == cap
+    assert decision.quantity > 0 and decision.quantity % step == 0
+    assert decision.quantity * entry <= balance * cap
+    assert (decision.quantity + step) * entry > min(
+        balance * cap,
+        balance * position_size_pct / 100 * cap if sizing_mode == "percent" else balance * risk_per_trade_pct / 100
+        / abs(entry - stop) * entry,
+    )  # rounded DOWN: one more step would exceed the size
+    if sizing_mode == "risk":
+        assert decision.quantity * abs(entry - stop) <= balance * risk_per_trade_pct / 100
