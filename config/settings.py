@@ -158,6 +158,7 @@ CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_TASK_ROUTES = {
     "signals.tasks.*": {"queue": "scan"},
     "trading.tasks.*": {"queue": "trade"},
+    "trading.tasks_live.*": {"queue": "trade"},
     "telegram_bridge.tasks.*": {"queue": "telegram"},
 }
 CELERY_BEAT_SCHEDULE = {
@@ -173,6 +174,8 @@ CELERY_BEAT_SCHEDULE = {
     "poll-funding-rates": {"task": "news.tasks.poll_funding_rates", "schedule": crontab(minute="*/5"), "options": {"queue": "default"}},
     # spot order flow: score the closed minute's windows (signals/tasks_flow.py); expires before the next run
     "flow-monitor": {"task": "signals.tasks_flow.flow_monitor_cycle", "schedule": crontab(minute="*"), "options": {"queue": "scan", "expires": 50}},
+    # live trading: compare exchange orders/positions with the database and repair (also runs at worker start)
+    "reconcile-live-positions": {"task": "trading.tasks_live.reconcile_exchange_positions", "schedule": 180.0, "options": {"queue": "trade", "expires": 170}},
 }
 
 # --- Domain events --------------------------------------------------------------------------------------------------
