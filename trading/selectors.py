@@ -196,7 +196,10 @@ def equity_curve(*, user) -> list[EquityPoint]:
     ]
     flows.sort(key=lambda row: (row[0], row[1]))
     equity = account.starting_balance
-    points = [EquityPoint(at=account.created_at, equity=equity)]
+    # the starting point: the account's creation, or just the first cash event when that came earlier on the
+    # market clock (a replay books its fills at the replayed times)
+    start_at = min(account.created_at, flows[0][0]) if flows else account.created_at
+    points = [EquityPoint(at=start_at, equity=equity)]
     for at, _, cash in flows:
         equity += cash
         points.append(EquityPoint(at=at, equity=equity))

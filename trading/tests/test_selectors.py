@@ -126,6 +126,8 @@ def test_equity_curve_ends_at_the_balance_and_lists_every_cash_event(market):
         D("10000") - D("1.25125") + D("100") - D("1.30125"),
     ]
     assert curve[-1].equity == PaperAccount.objects.get(user=user).balance
+    moments = [p.at for p in curve]
+    assert moments == sorted(moments) and moments[0] == day  # on the market clock, even when it is the past
     assert selectors.equity_curve(user=TelegramUserFactory()) == []
 
 
