@@ -17,7 +17,8 @@ from datetime import UTC, datetime
 
 from django.conf import settings
 from django.core.cache import cache
-from django.http import JsonResponse
+from django.core.exceptions import BadRequest, PermissionDenied, SuspiciousOperation
+from django.http import Http404, JsonResponse
 from django.shortcuts import render
 
 logger = logging.getLogger("perps.errors")
@@ -60,6 +61,8 @@ class RequestIdMiddleware:
         return response
 
     def process_exception(self, request, exception):
+        if isinstance(exception, Http404 | PermissionDenied | BadRequest | SuspiciousOperation):
+            return None  # Django answers these itself (404/403/400); they are not errors of ours
         reference = error_report(exception, kind="view", context={"path": request.path, "method": request.method})
         request.error_reference = reference
         if request.path.startswith("/api/"):

@@ -59,3 +59,13 @@ def test_repeated_errors_alert_admins_once_per_interval(settings, monkeypatch, c
     assert error_counts()["task"] == 6
     assert [payload["user_id"] for _, payload in sent] == [admin.pk]
     assert sent[0][0] == "user.notify" and "6 task errors" not in sent[0][1]["text"] and "3 task errors" in sent[0][1]["text"]
+
+
+
+@pytest.mark.urls("config.tests.urls_boom")
+@pytest.mark.django_db
+def test_not_found_and_forbidden_are_answered_by_django_not_counted_as_errors(client, clear_cache):
+    client.raise_request_exception = False
+    assert client.get("/missing").status_code == 404
+    assert client.get("/forbidden").status_code == 403
+    assert error_counts().get("view", 0) == 0

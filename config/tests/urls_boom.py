@@ -1,3 +1,5 @@
+from django.core.exceptions import PermissionDenied
+from django.http import Http404
 from django.urls import include, path
 
 
@@ -5,4 +7,12 @@ def boom(request):
     raise RuntimeError("kaboom with secret context")
 
 
-urlpatterns = [path("boom", boom), path("api/boom", boom), path("", include("config.urls"))]
+def missing(request):
+    raise Http404("no such thing")
+
+
+def forbidden(request):
+    raise PermissionDenied
+
+
+urlpatterns = [path("boom", boom), path("missing", missing), path("forbidden", forbidden), path("api/boom", boom), path("", include("config.urls"))]
