@@ -54,14 +54,18 @@ def main() -> int:
     port = free_port()
     server = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "config.asgi:application", "--host", "127.0.0.1", "--port", str(port),
-         "--log-level", "warning", "--ws-max-queue", "64"],
+         "--log-level", "warning", "--ws-max-queue", "64", "--timeout-graceful-shutdown", "5"],
         cwd=ROOT, env=env,
     )
     try:
         return asyncio.run(run_clients(port, session.session_key))
     finally:
         server.terminate()
-        server.wait(timeout=20)
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
 
 
 async def run_clients(port: int, session_key: str) -> int:
