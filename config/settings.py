@@ -176,6 +176,10 @@ CELERY_BEAT_SCHEDULE = {
     "flow-monitor": {"task": "signals.tasks_flow.flow_monitor_cycle", "schedule": crontab(minute="*"), "options": {"queue": "scan", "expires": 50}},
     # live trading: compare exchange orders/positions with the database and repair (also runs at worker start)
     "reconcile-live-positions": {"task": "trading.tasks_live.reconcile_exchange_positions", "schedule": 180.0, "options": {"queue": "trade", "expires": 170}},
+    # position monitor: closed candles -> exits of every open position, then the funding times now due; and the
+    # fresh last prices (the 30 s price cache) as ticks between candles
+    "monitor-positions": {"task": "trading.tasks.monitor_positions", "schedule": 60.0, "options": {"queue": "trade", "expires": 55}},
+    "monitor-position-prices": {"task": "trading.tasks.monitor_position_prices", "schedule": 30.0, "options": {"queue": "trade", "expires": 25}},
 }
 
 # --- Domain events --------------------------------------------------------------------------------------------------
