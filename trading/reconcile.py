@@ -29,6 +29,7 @@ from trading.executors.live import (
     LiveExecutor,
     order_request,
     order_sync_from_result,
+    position_lock,
     position_refresh_from_orders,
 )
 from trading.models import Fill, Order, Position
@@ -43,6 +44,7 @@ class ReconcileReport:
     user_id: int
     repairs: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    skipped: list[int] = field(default_factory=list)  # positions another process was working on
 
     def repair(self, message: str, *args) -> None:
         text = message % args if args else message
@@ -69,7 +71,12 @@ def reconcile_user(*, user, executor: LiveExecutor | None = None) -> ReconcileRe
             open_orders = executor._retry(lambda: client.fetch_open_orders(None), "fetch open orders")
             for position in positions:
                 try:
-                    _reconcile_position(executor, client, position, held, report)
+                    with position_lock(position_id=position.pk) as acquired:
+                        if not acquired:
+                            logger.info("reconcile user %s: position %s is busy (an order task holds it), next pass", user.pk, position.pk)
+                            report.skipped.append(position.pk)
+                            continue
+                        _reconcile_position(executor, client, position, held, report)
                 except ExchangeError as exc:
                     report.errors.append(f"position {position.pk}: {exc}")
                     logger.error("reconcile user %s position %s failed: %s", user.pk, position.pk, exc)

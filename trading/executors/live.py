@@ -24,7 +24,8 @@ import contextlib
 import html
 import logging
 import time
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator
 from decimal import Decimal
 
 from django.conf import settings
@@ -187,6 +188,30 @@ def _close_reason_from_orders(position: Position, exit_orders: list[Order]) -> s
     return {Order.Leg.TP1: Position.CloseReason.TP1, Order.Leg.TP2: Position.CloseReason.TP2}.get(last.leg, Position.CloseReason.MANUAL)
 
 
+LOCK_SECONDS = 90  # a lock of a killed worker expires by itself
+LOCK_WAIT_SECONDS = 30.0
+
+
+@contextlib.contextmanager
+def position_lock(*, position_id: int, wait: float = 0.0) -> Iterator[bool]:
+    """One process at a time sends orders for a live position (the executor's task and reconcile), across workers:
+    a lock in the shared cache (Redis in production). Yields whether it was acquired; the executor proceeds after
+    ``wait`` anyway (client order ids still prevent doubles), reconcile skips a busy position until its next pass."""
+    from django.core.cache import cache
+
+    key, token = f"live-position-lock:{position_id}", uuid.uuid4().hex
+    deadline = time.monotonic() + wait
+    acquired = cache.add(key, token, timeout=LOCK_SECONDS)
+    while not acquired and time.monotonic() < deadline:
+        time.sleep(0.1)
+        acquired = cache.add(key, token, timeout=LOCK_SECONDS)
+    try:
+        yield acquired
+    finally:
+        if acquired and cache.get(key) == token:
+            cache.delete(key)
+
+
 def auto_trading_disable(*, user, reason: str, dedupe_key: str) -> None:
     """Final exchange error: stop live auto-trading for the user, record why, and tell them once."""
     from accounts.models import TelegramUser
@@ -288,6 +313,10 @@ class LiveExecutor:
         )
 
     def open_position(self, *, position: Position) -> Position:
+        with position_lock(position_id=position.pk, wait=LOCK_WAIT_SECONDS):
+            return self._open_position(position=position)
+
+    def _open_position(self, *, position: Position) -> Position:
         position.refresh_from_db()
         if position.status in (Position.Status.CLOSED, Position.Status.FAILED):
             return position
@@ -437,6 +466,10 @@ class LiveExecutor:
             order.save(update_fields=["state", "updated_at"])
 
     def close_position(self, *, position: Position, reason: str, quantity: Decimal | None = None, price: Decimal | None = None) -> Position:
+        with position_lock(position_id=position.pk, wait=LOCK_WAIT_SECONDS):
+            return self._close_position(position=position, reason=reason, quantity=quantity)
+
+    def _close_position(self, *, position: Position, reason: str, quantity: Decimal | None = None) -> Position:
         position.refresh_from_db()
         if position.status != Position.Status.OPEN:
             return position
@@ -455,6 +488,10 @@ class LiveExecutor:
 
     def update_stop(self, *, position: Position, stop_price: Decimal) -> Position:
         """Replace the exchange stop: the new stop is placed first, then the old one cancelled (never unprotected)."""
+        with position_lock(position_id=position.pk, wait=LOCK_WAIT_SECONDS):
+            return self._update_stop(position=position, stop_price=stop_price)
+
+    def _update_stop(self, *, position: Position, stop_price: Decimal) -> Position:
         position.refresh_from_db()
         if position.status != Position.Status.OPEN:
             return position

@@ -286,3 +286,20 @@ def test_reconcile_task_runs_for_every_user_with_live_positions(live_user, accou
     position.refresh_from_db()
     assert repairs >= 2 and position.status == Position.Status.OPEN
     assert len(open_exchange_stops(account)) == 1
+
+
+def test_reconcile_skips_a_position_an_order_task_is_working_on(live_user, account):
+    from trading.executors.live import position_lock
+
+    position = make_live_position(live_user)
+    entry = position.orders.get(leg="entry")
+    from trading.exchanges.base import OrderRequest
+
+    account._create(OrderRequest(symbol=SYMBOL, side="buy", type="market", quantity=Decimal("1.5"), client_order_id=entry.client_order_id))
+    Order.objects.filter(pk=entry.pk).update(state=Order.State.SUBMITTED)
+    with position_lock(position_id=position.pk) as held:
+        assert held
+        report = reconcile_user(user=live_user, executor=executor(live_user))
+        assert report.skipped == [position.pk] and not open_exchange_stops(account)  # the task in flight protects it
+    report = reconcile_user(user=live_user, executor=executor(live_user))
+    assert not report.skipped and len(open_exchange_stops(account)) == 1
