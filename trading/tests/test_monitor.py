@@ -284,3 +284,15 @@ def test_batched_quiet_candles_equal_candle_by_candle_application(market):
     assert len(batched) * 2 < len(one_by_one)  # trailing moves on most new highs: those candles take the DB path
     print(f"monitor: {len(one_by_one)} queries / {one_by_one_seconds:.3f}s candle by candle vs "
           f"{len(batched)} / {batched_seconds:.3f}s batched ({one_by_one_seconds / batched_seconds:.1f}x)")
+
+
+def test_beat_runs_the_monitor_tasks_on_the_trade_queue():
+    from django.conf import settings
+
+    from config.celery import app
+
+    app.loader.import_default_modules()
+    entries = {e["task"]: e for e in settings.CELERY_BEAT_SCHEDULE.values() if e["task"].startswith("trading.tasks.")}
+    assert set(entries) >= {"trading.tasks.monitor_positions", "trading.tasks.monitor_position_prices"}
+    for name, entry in entries.items():
+        assert name in app.tasks and entry["options"]["queue"] == "trade"

@@ -13,6 +13,7 @@ import signal as os_signal
 import subprocess
 import sys
 import time
+from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -37,14 +38,14 @@ def _database_url() -> str:
     return f"postgres://{auth}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
 
 
-def _kill_worker_at(phase: str, signal_id: int, tmp_path: Path) -> None:
+def _kill_worker_at(phase: str, target_id: str, tmp_path: Path) -> None:
     """Start the worker, wait until it reached ``phase``, SIGKILL it, reap it."""
     marker = tmp_path / f"{phase}.reached"
     log = tmp_path / f"{phase}.log"
     env = {**os.environ, "DATABASE_URL": _database_url(), "DJANGO_SETTINGS_MODULE": "config.settings"}
     with log.open("w") as stderr:
         child = subprocess.Popen(
-            [sys.executable, "-m", "trading.tests.restart_child", str(signal_id), phase, str(marker)],
+            [sys.executable, "-m", "trading.tests.restart_child", target_id, phase, str(marker)],
             cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=stderr,
         )
         try:
@@ -77,7 +78,7 @@ def test_sigkill_never_loses_nor_doubles_a_position(phase, tmp_path, market, pub
     signal = SignalFactory()
     market.prices[signal.symbol.symbol] = Decimal("100")
 
-    _kill_worker_at(phase, signal.pk, tmp_path)
+    _kill_worker_at(phase, str(signal.pk), tmp_path)
 
     # what the killed worker left behind
     positions = list(Position.objects.filter(user=user, signal=signal))
@@ -99,3 +100,37 @@ def test_sigkill_never_loses_nor_doubles_a_position(phase, tmp_path, market, pub
     assert fill.price == position.entry_price == Decimal("100.1")
     assert PaperAccount.objects.get(user=user).balance == settings.PAPER_STARTING_BALANCE - fill.fee
     assert [e for e, _ in published].count("position.opened") == 1
+
+
+@pytest.mark.usefixtures("vendor_check")
+def test_sigkill_inside_an_exit_neither_loses_nor_doubles_it(tmp_path, market, published):
+    """The monitor's worker dies after writing the stop-loss order and fill, before the candle's commit: the candle
+    is re-applied as a whole by the next pass — one exit, booked once."""
+    from trading import services
+    from trading.monitor import positions_monitor
+    from trading.tests.paper_fixtures import T0
+
+    user = TelegramUserFactory(auto_trading_enabled=True)
+    signal = SignalFactory()
+    market.prices[signal.symbol.symbol] = Decimal("100")
+    market.clock = T0
+    position = services.signal_execute_for_user(user=user, signal=signal)
+    balance = PaperAccount.objects.get(user=user).balance
+
+    _kill_worker_at("closing", str(position.pk), tmp_path)
+
+    position.refresh_from_db()
+    assert position.status == "open" and position.monitored_until_ts is None
+    assert list(Order.objects.values_list("leg", flat=True)) == ["entry"] and Fill.objects.count() == 1
+    assert PaperAccount.objects.get(user=user).balance == balance
+
+    market.add_candle(signal.symbol.symbol, T0, 100.2, 100.5, 97.5, 98.0)  # the candle the child saw
+    market.clock = T0 + timedelta(minutes=5)
+    assert positions_monitor(market_data=market).closed == 1
+    assert positions_monitor(market_data=market).closed == 0
+    position.refresh_from_db()
+    assert position.status == "closed" and position.close_reason == "sl"
+    exit_fill = Fill.objects.get(order__leg="sl")
+    assert exit_fill.price == Decimal("97.902")
+    assert PaperAccount.objects.get(user=user).balance == balance + exit_fill.realised_pnl - exit_fill.fee
+    assert [e for e, _ in published].count("position.closed") == 1
