@@ -1,11 +1,16 @@
 """The Celery application: configured from Django settings (CELERY_* names), tasks discovered in every app."""
 
+import logging
 import os
+import random
+import time
 
 from celery import Celery, Task, signals
 from kombu import Queue
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+
+logger = logging.getLogger("perps.tasks")
 
 # --- Reliability policy ------------------------------------------------------------------------------------------
 # Applied to every task when it is registered (``ReliableTask.bind``), in every process (web, worker, beat), so a
@@ -54,8 +59,31 @@ def apply_reliability_policy(tasks=None) -> None:
             task_policy_apply(task)
 
 
+def transient_errors() -> tuple[type[BaseException], ...]:
+    """Infrastructure errors that go away by themselves: Redis (cache, broker) or PostgreSQL briefly unreachable."""
+    import django.db
+    import kombu.exceptions
+    import redis.exceptions
+
+    return (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, kombu.exceptions.OperationalError,
+            django.db.OperationalError, django.db.InterfaceError)
+
+
+def transient_retry_delay(attempt: int) -> float:
+    """Exponential backoff with full jitter: uniform in (0, min(cap, base * 2**attempt)]."""
+    return random.uniform(0.1, min(TRANSIENT_RETRY_CAP_SECONDS, TRANSIENT_RETRY_BASE_SECONDS * 2**attempt))
+
+
+TRANSIENT_RETRIES = 6
+TRANSIENT_RETRY_BASE_SECONDS = 0.5
+TRANSIENT_RETRY_CAP_SECONDS = 8.0
+
+
 class ReliableTask(Task):
-    """The base class of every task of this app: applies the reliability policy when the task is registered."""
+    """The base class of every task of this app: applies the reliability policy when the task is registered, and
+    re-runs the task body in place when Redis or PostgreSQL drops out for a moment (exponential backoff with jitter,
+    ``TRANSIENT_RETRIES`` times). In place, not through the broker: the broker may be the thing that is down. Tasks
+    are idempotent (domain-event consumers must be), so a re-run after a half-done attempt is safe."""
 
     @classmethod
     def bind(cls, app):
@@ -63,6 +91,31 @@ class ReliableTask(Task):
         if cls.name and not cls.name.startswith("celery."):
             task_policy_apply(cls)
         return bound
+
+    def __call__(self, *args, **kwargs):
+        if self.request.is_eager or self.request.called_directly:
+            return super().__call__(*args, **kwargs)
+        errors = transient_errors()
+        for attempt in range(TRANSIENT_RETRIES + 1):
+            try:  # the worker's tracer already pushed this task's request; keep it (retries count, id)
+                return self.run(*args, **kwargs)
+            except errors as exc:
+                if attempt == TRANSIENT_RETRIES:
+                    raise
+                delay = transient_retry_delay(attempt)
+                logger.warning("task %s: transient %s (%s); attempt %d again in %.1f s", self.name,
+                               type(exc).__name__, exc, attempt + 2, delay)
+                _drop_broken_database_connections()
+                time.sleep(delay)
+        raise AssertionError("unreachable")
+
+
+def _drop_broken_database_connections() -> None:
+    from django.db import connections
+
+    for connection in connections.all(initialized_only=True):
+        if connection.connection is not None:
+            connection.close_if_unusable_or_obsolete()
 
 
 app = Celery("perps", task_cls=ReliableTask)

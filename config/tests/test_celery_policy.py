@@ -52,3 +52,39 @@ def test_policy_is_applied_when_a_task_is_registered_in_any_process():
         assert task.apply().get() == 1
     finally:
         app.tasks.pop(bare_trade_task.name, None)
+
+
+def test_transient_infrastructure_errors_are_retried_in_place_with_jittered_backoff(monkeypatch):
+    import redis
+
+    import config.celery as celery_module
+
+    delays = []
+    monkeypatch.setattr(celery_module.time, "sleep", delays.append)
+    calls = []
+
+    @app.task(name="config.tests.flaky_task")
+    def flaky_task(x):
+        calls.append(x)
+        if len(calls) < 3:
+            raise redis.exceptions.ConnectionError("Redis is restarting")
+        return x * 2
+
+    try:
+        task = app.tasks[flaky_task.name]
+        task.push_request(id="t-1", called_directly=False, is_eager=False, retries=0)  # as the worker's tracer does
+        try:
+            assert task(21) == 42
+            assert task.request.id == "t-1"  # the worker's request was kept
+        finally:
+            task.pop_request()
+        assert calls == [21, 21, 21] and len(delays) == 2
+        assert 0 < delays[0] <= 0.5 and 0 < delays[1] <= 1.0  # exponential cap, jittered
+        assert {celery_module.transient_retry_delay(5) for _ in range(20)} != {celery_module.transient_retry_delay(5)}
+
+        calls.clear()
+        with pytest.raises(redis.exceptions.ConnectionError):
+            task(1)  # called directly / eagerly: no hidden retries, the caller sees the error
+        assert calls == [1]
+    finally:
+        app.tasks.pop(flaky_task.name, None)
