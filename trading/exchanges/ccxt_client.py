@@ -22,7 +22,7 @@ from dataclasses import replace
 from decimal import Decimal
 from typing import Any
 
-from trading.errors import FinalExchangeError, OrderNotFoundOnExchange, map_ccxt_error
+from trading.errors import FinalExchangeError, OrderNotFoundOnExchange, RetryableExchangeError, map_ccxt_error
 from trading.exchanges.base import (
     Balance,
     ExchangePosition,
@@ -193,6 +193,14 @@ class CcxtExchangeClient:
         raw = await self._call("create_order", symbol, ccxt_type, side, amount, price, params)
         result = self.parse_order(raw, market, request=request)
         logger.info("%s order %s accepted: id %s", self.exchange_id, request.client_order_id, result.exchange_order_id)
+        if request.type == "market" and result.filled_quantity == 0 and result.exchange_order_id:
+            # OKX and KuCoin answer a new order with its ids only: read it back for the fill of a market order
+            try:
+                found = await self.fetch_order(symbol=request.symbol, exchange_order_id=result.exchange_order_id)
+            except RetryableExchangeError:
+                found = None
+            if found is not None:
+                return replace(found, client_order_id=found.client_order_id or request.client_order_id)
         return result
 
     async def cancel_order(self, *, symbol: str, exchange_order_id: str = "", client_order_id: str = "", trigger: bool = False) -> None:

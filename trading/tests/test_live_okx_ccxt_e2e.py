@@ -164,3 +164,27 @@ def test_lookup_that_misses_then_duplicated_clordid_adopts_the_order(okx, user):
     assert position.status == Position.Status.OPEN and len(entries(okx)) == 1
     assert len(okx.requests_to("/trade/batch-orders")) == 2  # sent twice, placed once
     assert TelegramUser.objects.get(pk=user.pk).auto_trading_enabled  # a duplicate is not a user-facing failure
+
+
+def test_trailing_stop_update_places_the_new_algo_before_cancelling_the_old(okx, user):
+    position = executor(user).open_position(position=make_live_position(user))
+    old_stop = position.orders.get(leg=Order.Leg.STOP_LOSS)
+    position = executor(user).update_stop(position=position, stop_price=Decimal("100.04"))
+    (stop,) = live_stops(okx)
+    assert stop.trigger_price == Decimal("100") and stop.client_order_id.endswith("Lsl2")  # rounded to the 0.1 tick
+    sent = [(m, p.rsplit("/", 1)[-1]) for m, p, _ in okx.requests if p.endswith(("order-algo", "cancel-algos")) and m == "POST"]
+    assert sent[-2:] == [("POST", "order-algo"), ("POST", "cancel-algos")]
+    assert okx.requests_to("/trade/cancel-algos")[-1] == [{"algoId": old_stop.exchange_order_id, "instId": "BTC-USDT-SWAP"}]
+    old_stop.refresh_from_db()
+    assert old_stop.state == Order.State.CANCELLED
+
+
+def test_manual_close_cancels_algos_and_closes_reduce_only_at_market(okx, user):
+    position = executor(user).open_position(position=make_live_position(user))
+    okx.account.set_price(SYMBOL, "101")
+    position = executor(user).close_position(position=position, reason=Position.CloseReason.MANUAL)
+    assert position.status == Position.Status.CLOSED and position.realised_pnl == Decimal("1.5")
+    close_body = okx.requests_to("/trade/batch-orders")[-1][0]
+    assert close_body["side"] == "sell" and close_body["reduceOnly"] is True and close_body["sz"] == "150"
+    assert not [o for o in okx.account.orders.values() if o.result.status == "open"]
+    assert okx.account.balance == Decimal("10000") + position.net_pnl
