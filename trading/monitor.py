@@ -149,6 +149,7 @@ class MonitorReport:
     candles: int = 0
     closed: int = 0
     funding: int = 0
+    resumed: int = 0  # interrupted paper entries filled by this pass
     errors: dict[int, str] = field(default_factory=dict)
 
 
@@ -283,13 +284,16 @@ def positions_monitor_market_prices(*, market_data=None, executor_factory=None) 
 
 
 def positions_monitor_step(*, market_data=None, executor_factory=None) -> MonitorReport:
-    """One full monitor pass, as the beat runs it and as a replay calls it after every clock step: apply the closed
-    candles to every open position (``positions_monitor``), then charge the funding times now due
+    """One full monitor pass, as the beat runs it and as a replay calls it after every clock step: fill the paper
+    entries a dead worker left pending (``trading.services.positions_pending_resume``), apply the closed candles to
+    every open position (``positions_monitor``), then charge the funding times now due
     (``trading.services.funding_charge_due``) at the market data's clock."""
     from trading.market import market_data as default_market_data
-    from trading.services import funding_charge_due
+    from trading.services import funding_charge_due, positions_pending_resume
 
     md = market_data or default_market_data()
+    resumed = positions_pending_resume(now=md.now(), executor_factory=executor_factory)
     report = positions_monitor(market_data=md, executor_factory=executor_factory)
+    report.resumed = resumed["opened"]
     report.funding = funding_charge_due(now=md.now(), price_of=md.last_price)
     return report

@@ -327,6 +327,43 @@ def signal_is_tradeable(*, signal, now: datetime) -> bool:
     return signal.status == "open" and (signal.expires_at is None or signal.expires_at > now)
 
 
+PENDING_RESUME_AFTER = timedelta(seconds=30)
+
+
+def positions_pending_resume(*, now: datetime, older_than: timedelta = PENDING_RESUME_AFTER, executor_factory=None) -> dict[str, int]:
+    """Complete the paper positions a dead worker left ``pending`` (decided and stored, never filled).
+
+    The broker redelivers the unacknowledged task too, but only after its visibility timeout (an hour on Redis);
+    this sweeper (run by every monitor pass) fills them within a minute. A position whose signal is no longer open
+    is not filled any more: it is marked ``failed`` and its entry order cancelled. Idempotent: ``open_position``
+    locks the row and does nothing on a position that is not pending any more. Live positions are left to the live
+    reconciliation, which looks their entry orders up on the exchange."""
+    counts = {"opened": 0, "failed": 0}
+    stale = Position.objects.filter(
+        status=Position.Status.PENDING, mode=TradingMode.PAPER, created_at__lt=now - older_than
+    ).select_related("signal", "symbol", "user__preferences")
+    for position in stale:
+        if position.signal is not None and not signal_is_tradeable(signal=position.signal, now=now):
+            with transaction.atomic():
+                updated = Position.objects.filter(pk=position.pk, status=Position.Status.PENDING).update(
+                    status=Position.Status.FAILED, updated_at=timezone.now()
+                )
+                if updated:
+                    for order in position.orders.select_for_update().filter(state=Order.State.NEW):
+                        order.transition(Order.State.CANCELLED)
+                        order.error = "signal no longer open when the interrupted entry was resumed"
+                        order.save(update_fields=["state", "error", "updated_at"])
+                    counts["failed"] += 1
+            continue
+        executor = (executor_factory or executor_for)(user=position.user, mode=position.mode)
+        try:
+            if executor.open_position(position=position).status == Position.Status.OPEN:
+                counts["opened"] += 1
+        except Exception:
+            logger.exception("resuming pending position %s failed", position.pk)
+    return counts
+
+
 def signal_execute(*, signal_id: int, executor_factory=None) -> dict[str, int]:
     """The consumer of ``signal.created``: open the signal for every eligible user (auto-trading on, not banned).
 

@@ -32,7 +32,7 @@ def monitor_positions() -> dict:
 
     report = positions_monitor_step()
     return {"positions": report.positions, "candles": report.candles, "closed": report.closed,
-            "funding": report.funding, "errors": len(report.errors)}
+            "funding": report.funding, "resumed": report.resumed, "errors": len(report.errors)}
 
 
 @shared_task(name="trading.tasks.monitor_position_prices", queue="trade", acks_late=True, reject_on_worker_lost=True)

@@ -14,7 +14,7 @@ import pytest
 from accounts.tests.factories import TelegramUserFactory
 from signals.tests.factories import SignalFactory
 from trading import services, tasks
-from trading.models import FundingCharge, PaperAccount
+from trading.models import FundingCharge, PaperAccount, Position
 from trading.monitor import positions_monitor, positions_monitor_market_prices, positions_monitor_prices
 from trading.tests.paper_fixtures import T0
 
@@ -208,7 +208,7 @@ def test_beat_task_applies_candles_and_charges_funding(market):
     market.prices[position.symbol.symbol] = D("100.3")
     assert market.clock == T0 + timedelta(hours=5)
     result = tasks.monitor_positions.run()
-    assert result == {"positions": 1, "candles": 60, "closed": 0, "funding": 1, "errors": 0}
+    assert result == {"positions": 1, "candles": 60, "closed": 0, "funding": 1, "resumed": 0, "errors": 0}
     charge = FundingCharge.objects.get(position=position)
     # replay funding rate 0.01 % on 25 units at the last price 100.3, paid by the long
     assert charge.amount == D("100.3") * 25 * D("0.0001") == D("0.250750")
@@ -296,3 +296,40 @@ def test_beat_runs_the_monitor_tasks_on_the_trade_queue():
     assert set(entries) >= {"trading.tasks.monitor_positions", "trading.tasks.monitor_position_prices"}
     for name, entry in entries.items():
         assert name in app.tasks and entry["options"]["queue"] == "trade"
+
+
+def test_monitor_pass_fills_entries_a_dead_worker_left_pending(market):
+    """A worker died after the decision committed; the monitor pass (every minute) fills the entry instead of
+    waiting for the broker's redelivery, and gives up on a signal that is no longer open."""
+    from trading.executors.paper import PaperExecutor
+
+    class Dies(PaperExecutor):
+        def open_position(self, *, position):
+            raise SystemExit("worker killed")
+
+    user = TelegramUserFactory(auto_trading_enabled=True)
+    user.preferences.correlation_filter = False
+    user.preferences.save()
+    live_signal, closed_signal = SignalFactory(), SignalFactory()
+    market.clock = T0
+    for signal in (live_signal, closed_signal):
+        market.prices[signal.symbol.symbol] = D("100")
+        with pytest.raises(SystemExit):
+            services.signal_execute_for_user(user=user, signal=signal, executor=Dies(user=user))
+    closed_signal.status = "closed"
+    closed_signal.save()
+    assert set(Position.objects.values_list("status", flat=True)) == {"pending"}
+
+    market.clock = T0 + timedelta(seconds=10)  # too early: the first worker may still be on it
+    assert tasks.monitor_positions.run()["resumed"] == 0
+    market.clock = T0 + timedelta(minutes=1)
+    assert tasks.monitor_positions.run()["resumed"] == 1
+    assert tasks.monitor_positions.run()["resumed"] == 0
+    opened = Position.objects.get(signal=live_signal)
+    assert opened.status == "open" and opened.fills.count() == 1 and opened.opened_at == T0 + timedelta(minutes=1)
+    failed = Position.objects.get(signal=closed_signal)
+    assert failed.status == "failed" and list(failed.orders.values_list("state", flat=True)) == ["cancelled"]
+    assert not failed.fills.exists()
+    # the redelivered task, an hour later, changes nothing
+    tasks.execute_signal.run(live_signal.pk)
+    assert Position.objects.get(signal=live_signal).fills.count() == 1
