@@ -165,6 +165,8 @@ CELERY_BEAT_SCHEDULE = {
     "heartbeat": {"task": "analytics.tasks.heartbeat", "schedule": 60.0, "options": {"queue": "default"}},
     "watchdog": {"task": "analytics.tasks.watchdog", "schedule": 60.0, "options": {"queue": "default"}},
     "live-admin-health": {"task": "config.live_updates.push_admin_health", "schedule": 15.0, "options": {"queue": "default"}},
+    # analytics: freeze the day's analytics (and fail backtests whose worker died) shortly before midnight UTC
+    "analytics-snapshot": {"task": "analytics.tasks.analytics_snapshot", "schedule": crontab(hour=23, minute=55), "options": {"queue": "default"}},
     # signals: scan at every 15m candle close (batches start SIGNAL_SCAN_DELAY_SECONDS later), follow open signals
     "scan-markets": {"task": "signals.tasks.scan_markets", "schedule": crontab(minute="*/15"), "options": {"queue": "scan"}},
     "track-signal-outcomes": {"task": "signals.tasks.track_signal_outcomes", "schedule": 60.0, "options": {"queue": "scan"}},
