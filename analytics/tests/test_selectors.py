@@ -210,3 +210,13 @@ class TestOverviewSnapshotAndHealth:
             assert selectors.celery_queue_lengths() == {"test-web-q": 2}
         finally:
             client.delete("test-web-q")
+
+
+def test_daily_snapshot_task_is_scheduled_and_snapshots(settings):
+    from analytics.tasks import analytics_snapshot
+
+    entry = settings.CELERY_BEAT_SCHEDULE["analytics-snapshot"]
+    assert entry["task"] == analytics_snapshot.name
+    UserActivityFactory()
+    day = analytics_snapshot.run()
+    assert AnalyticsSnapshot.objects.get(day=day).data["users"]["dau"] == 1
