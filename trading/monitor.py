@@ -247,15 +247,29 @@ def positions_monitor(*, market_data=None, executor_factory=None) -> MonitorRepo
     return report
 
 
+TICK_MAX_CANDLE_LAG = 1
+
+
 def positions_monitor_prices(*, prices: dict[str, Decimal], at: datetime, executor_factory=None) -> int:
     """On a price refresh: apply each fresh price as a tick (open = high = low = close) to the open positions of
-    that symbol. Returns how many positions closed."""
+    that symbol. Returns how many positions closed.
+
+    A position whose candle pass lags (more than ``TICK_MAX_CANDLE_LAG`` closed candles not applied yet) is skipped:
+    a tick from the present must not tighten its stop before the older candles are judged against the old one."""
     ts = int(at.timestamp() * 1000)
+    tf_ms = timeframe_to_ms(settings.TRADING_MONITOR_TIMEFRAME)
     closed = 0
     positions = Position.objects.filter(status=Position.Status.OPEN, symbol__symbol__in=list(prices)).select_related(
         "symbol", "user__preferences"
     )
     for position in positions:
+        if position.opened_at is None:
+            continue
+        seen_until = position.monitored_until_ts
+        if seen_until is None:
+            seen_until = int(position.opened_at.timestamp() * 1000) - tf_ms
+        if (ts - (seen_until + tf_ms)) // tf_ms > TICK_MAX_CANDLE_LAG:
+            continue
         price = float(prices[position.symbol.symbol])
         executor = (executor_factory or executor_for)(user=position.user, mode=position.mode)
         position = position_apply_bar(position=position, ts=ts, open=price, high=price, low=price, close=price,

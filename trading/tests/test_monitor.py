@@ -333,3 +333,19 @@ def test_monitor_pass_fills_entries_a_dead_worker_left_pending(market):
     # the redelivered task, an hour later, changes nothing
     tasks.execute_signal.run(live_signal.pk)
     assert Position.objects.get(signal=live_signal).fills.count() == 1
+
+
+def test_price_tick_waits_for_a_lagging_candle_pass(market):
+    """Three closed candles not applied yet: a tick from now must not move the stop before they are judged."""
+    _, position = _open(market, trailing=True, tp1=D("105"), tp2=D("110"))
+    symbol = position.symbol.symbol
+    at = T0 + timedelta(minutes=16)  # candles 12:00, 12:05, 12:10 closed, none applied
+    assert positions_monitor_prices(prices={symbol: D("104")}, at=at) == 0
+    position.refresh_from_db()
+    assert position.best_price == D("100.1") and position.stop_price == D("98") and not position.trailing_active
+    # one candle behind is fine
+    _candles(market, position, (100.2, 100.5, 99.8, 100.3), (100.3, 100.5, 99.9, 100.2), (100.2, 100.4, 99.9, 100.1))
+    positions_monitor(market_data=market)
+    assert positions_monitor_prices(prices={symbol: D("104")}, at=at) == 0
+    position.refresh_from_db()
+    assert position.best_price == D("104") and position.trailing_active
