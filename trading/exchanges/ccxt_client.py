@@ -143,7 +143,8 @@ class CcxtExchangeClient:
                 except FinalExchangeError as exc:
                     if not isinstance(exc.__context__, ccxt.NoChange):
                         raise
-                await self._call("set_leverage", leverage, symbol, {"marginMode": margin_mode})
+                if margin_mode == "cross":  # isolated leverage goes on every order (ccxt: setLeverage is cross-only)
+                    await self._call("set_leverage", leverage, symbol, {"marginMode": margin_mode})
             else:  # mexc: leverage is per position type (1 long, 2 short) and margin type (1 isolated, 2 cross)
                 open_type = 1 if margin_mode == "isolated" else 2
                 for position_type in (1, 2):

@@ -440,3 +440,10 @@ def test_okx_lookup_by_client_id_after_a_lost_answer():
     url = urlsplit(calls[0]["url"])
     assert url.path == "/api/v5/trade/order-algo" and parse_qs(url.query)["algoClOrdId"] == [algo["algoClOrdId"]]
     assert order.exchange_order_id == algo["algoId"] and order.status == "open" and order.is_trigger
+
+
+def test_kucoin_isolated_leverage_is_set_per_order_not_by_set_leverage():
+    answer = {"code": "200000", "data": {"symbol": "LTCUSDTM", "marginMode": "ISOLATED"}}
+    _, calls = _client_call("kucoinfutures", [answer], "set_leverage", symbol="LTC/USDT:USDT", leverage=5, margin_mode="isolated")
+    assert [(c["method"], urlsplit(c["url"]).path) for c in calls] == [("POST", "/api/v2/position/changeMarginMode")]
+    assert json.loads(calls[0]["body"]) == {"symbol": "LTCUSDTM", "marginMode": "ISOLATED"}
