@@ -129,10 +129,12 @@ class PnlSummary:
 
 def pnl_summary(
     *, user, period: str = "today", now: datetime | None = None, price_of: PriceSource | None = None,
-    mode: str | None = None,
+    mode: str | None = None, utc: bool = False,
 ) -> PnlSummary:
+    """PnL of ``user`` over ``period`` in the user's timezone (``utc=True``: UTC days/weeks/months whatever the
+    user's timezone). ``mode`` "paper"/"live" restricts to one kind of position (default: both)."""
     now = now or market_now()
-    start, end = period_bounds(period=period, now=now, zone=user_zone(user))
+    start, end = period_bounds(period=period, now=now, zone=ZoneInfo("UTC") if utc else user_zone(user))
     positions = Position.objects.filter(user=user)
     if mode:
         positions = positions.filter(mode=mode)

@@ -50,6 +50,8 @@ def test_a_trade_closed_before_utc_midnight_is_today_in_tokyo_not_in_utc(market)
     for user in (tokyo, utc):
         _trade(market, user, opened=closed_at - timedelta(hours=1), closed=closed_at, exit_price="102")
     assert selectors.pnl_summary(user=tokyo, period="today", now=now).trades == 1
+    assert selectors.pnl_summary(user=tokyo, period="today", now=now, utc=True).trades == 0
+    assert selectors.pnl_summary(user=tokyo, period="today", now=now, mode="live").trades == 0
     assert selectors.pnl_summary(user=utc, period="today", now=now).trades == 0
     assert selectors.pnl_summary(user=utc, period="week", now=now).trades == 1
 
