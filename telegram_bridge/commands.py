@@ -289,6 +289,9 @@ def admin(ctx: UpdateContext, args: str) -> None:
     from telegram_bridge.models import Delivery
 
     pending = Delivery.objects.filter(status__in=["pending", "sending"]).count()
+    error_counts = optional("config.observability", "error_counts")
+    errors = error_counts() if error_counts else {}
+    errors_text = ", ".join(f"{escape(kind)} {count}" for kind, count in sorted(errors.items()) if count) or "none"
     ctx.reply("\n".join([
         "<b>Admin</b>",
         f"Users: {users['total']} (active {users['active']}, banned {users['banned']})",
@@ -296,6 +299,7 @@ def admin(ctx: UpdateContext, args: str) -> None:
         f"Signals: {signals_['open']} open, {signals_['closed']} closed ({signals_['wins']} wins, {signals_['losses']} losses)",
         f"Worker heartbeat: {'never' if age is None else f'{age:.0f} s ago'}",
         f"Telegram deliveries waiting: {pending}",
+        f"Errors today: {errors_text}",
     ]))
 
 

@@ -106,9 +106,11 @@ class LocalBotAPIServer:
 
     # --- configuration (thread-safe; call from tests) -------------------------------------------------------------
     def set_rate_limit(self, per_second: float | None, *, burst: int | None = None) -> None:
+        """At most ``per_second`` sending calls per second overall; by default a tenth of a second of burst is
+        tolerated (Telegram's limits are per second, not per exact interval)."""
         with self._lock:
             if per_second:
-                self._global_limit = _Gcra(per_second, burst or max(1, math.ceil(per_second / 20)))
+                self._global_limit = _Gcra(per_second, burst or max(1, math.ceil(per_second / 10)))
             else:
                 self._global_limit = None
 

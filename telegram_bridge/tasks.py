@@ -6,6 +6,7 @@ Task arguments never carry secrets: ids, dedupe keys and already-rendered public
 from __future__ import annotations
 
 import logging
+import random
 
 from celery import shared_task
 from django.conf import settings
@@ -27,43 +28,55 @@ def _enqueue_chunks(delivery_ids: list[int]) -> int:
     return len(chunks)
 
 
-@shared_task(name="telegram_bridge.tasks.deliveries_send", time_limit=600, soft_time_limit=570, **_RELIABLE)
-def deliveries_send(delivery_ids: list[int]) -> dict:
+@shared_task(bind=True, name="telegram_bridge.tasks.deliveries_send", time_limit=600, soft_time_limit=570,
+             max_retries=8, **_RELIABLE)
+def deliveries_send(self, delivery_ids: list[int]) -> dict:
     report = deliveries_send_service(delivery_ids=delivery_ids)
     leftover = report.retry_later + report.busy
-    if leftover and not deliveries_send.app.conf.task_always_eager:
-        deliveries_send.apply_async(kwargs={"delivery_ids": delivery_ids}, countdown=30)
+    if leftover and not self.app.conf.task_always_eager and self.request.retries < self.max_retries:
+        # Flood control or a Telegram outage: exponential backoff with jitter; after max_retries the periodic
+        # sweeper (deliveries_resend_stale) keeps trying. Rows already sent are skipped by the claim.
+        countdown = min(15 * 2 ** self.request.retries, 900) * random.uniform(0.5, 1.5)
+        raise self.retry(kwargs={"delivery_ids": delivery_ids}, countdown=countdown)
     return {"sent": report.sent, "blocked": report.blocked, "failed": report.failed, "retry_later": leftover,
             "retry_afters": report.retry_afters}
 
 
-@shared_task(name="telegram_bridge.tasks.broadcast_signal", **_RELIABLE)
+@shared_task(name="telegram_bridge.tasks.broadcast_signal", time_limit=300, **_RELIABLE)
 def broadcast_signal(signal_id: int) -> int:
     return _enqueue_chunks(broadcasts.signal_broadcast_prepare(signal_id=signal_id))
 
 
-@shared_task(name="telegram_bridge.tasks.announce_signal_outcome", **_RELIABLE)
+@shared_task(name="telegram_bridge.tasks.announce_signal_outcome", time_limit=300, **_RELIABLE)
 def announce_signal_outcome(signal_id: int) -> int:
     return _enqueue_chunks(broadcasts.signal_outcome_prepare(signal_id=signal_id))
 
 
-@shared_task(name="telegram_bridge.tasks.notify_position", **_RELIABLE)
+@shared_task(name="telegram_bridge.tasks.notify_position", time_limit=300, **_RELIABLE)
 def notify_position(position_id: int) -> int:
     return _enqueue_chunks(broadcasts.position_notification_prepare(position_id=position_id))
 
 
-@shared_task(name="telegram_bridge.tasks.notify_user", **_RELIABLE)
+@shared_task(name="telegram_bridge.tasks.notify_user", time_limit=300, **_RELIABLE)
 def notify_user(user_id: int, text: str, dedupe_key: str) -> int:
     return _enqueue_chunks(broadcasts.user_notification_prepare(user_id=user_id, text=text, dedupe_key=dedupe_key))
 
 
-@shared_task(name="telegram_bridge.tasks.broadcast_text", **_RELIABLE)
+@shared_task(name="telegram_bridge.tasks.broadcast_text", time_limit=300, **_RELIABLE)
 def broadcast_text(text: str, dedupe_key: str) -> int:
     """Admin /broadcast: ``text`` is already-escaped HTML."""
     return _enqueue_chunks(broadcasts.text_broadcast_prepare(text=text, dedupe_key=dedupe_key))
 
 
-@shared_task(name="telegram_bridge.tasks.deliveries_resend_stale")
+@shared_task(name="telegram_bridge.tasks.deliveries_resend_stale", time_limit=300)
 def deliveries_resend_stale() -> int:
     """Periodic sweeper: deliveries left pending (crash, exhausted retries) or claimed by a dead worker."""
     return _enqueue_chunks(broadcasts.stale_delivery_ids())
+
+
+@shared_task(name="telegram_bridge.tasks.telegram_updates_prune", time_limit=300)
+def telegram_updates_prune() -> int:
+    """Daily: forget handled update ids older than a week (Telegram re-delivers for at most 24 hours)."""
+    from telegram_bridge.services import telegram_updates_prune as prune
+
+    return prune()

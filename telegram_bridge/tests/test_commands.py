@@ -213,7 +213,7 @@ def test_admin_ban_unban_broadcast_and_stats(bot_api, settings):
     assert notice["text"] == "📣 &lt;i&gt;Maintenance&lt;/i&gt; at 5 &amp; 6"
     assert bot_api.sent_messages(778)[-1]["text"] != notice["text"]  # banned: not broadcast to
     stats = say(bot_api, 510, "/admin")[0]["text"]
-    assert "DAU / WAU / MAU" in stats and "banned 1" in stats
+    assert "DAU / WAU / MAU" in stats and "banned 1" in stats and "Errors today:" in stats
     say(bot_api, 510, "/unban 778")
     target.refresh_from_db()
     assert not target.is_banned
@@ -250,3 +250,16 @@ def test_a_redelivered_update_is_handled_once(bot_api):
     update_handle(update)
     update_handle(update)
     assert len(bot_api.sent_messages(513)) == 1
+
+
+def test_handled_update_ids_are_forgotten_after_a_week():
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from telegram_bridge.tasks import telegram_updates_prune
+
+    TelegramUpdate.objects.create(update_id=1, received_at=timezone.now() - timedelta(days=8))
+    TelegramUpdate.objects.create(update_id=2, received_at=timezone.now() - timedelta(days=1))
+    assert telegram_updates_prune.delay().get() == 1
+    assert list(TelegramUpdate.objects.values_list("update_id", flat=True)) == [2]

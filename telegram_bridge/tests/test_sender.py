@@ -85,3 +85,33 @@ def test_rows_of_a_dead_worker_are_taken_over_but_live_claims_are_not(bot_api):
     report = deliveries_send(delivery_ids=ids)  # the redelivered task (acks_late)
     assert report.sent == 2 and report.busy == 1
     assert sorted(m["chat_id"] for m in bot_api.sent_messages()) == ["1", "2"]
+
+
+def test_the_send_task_backs_off_exponentially_with_jitter_then_leaves_it_to_the_sweeper(monkeypatch):
+    from config.celery import app
+    from telegram_bridge import tasks
+    from telegram_bridge.sender import SendReport
+
+    class Retried(Exception):
+        pass
+
+    countdowns = []
+
+    def retry(*, kwargs, countdown):
+        assert kwargs == {"delivery_ids": [1, 2, 3]}
+        countdowns.append(countdown)
+        raise Retried
+
+    monkeypatch.setattr(tasks, "deliveries_send_service", lambda *, delivery_ids: SendReport(sent=1, retry_later=2))
+    monkeypatch.setattr(tasks.deliveries_send, "retry", retry)
+    previous, app.conf.task_always_eager = app.conf.task_always_eager, False  # as on a real worker
+    try:
+        for attempt in range(8):
+            with pytest.raises(Retried):
+                tasks.deliveries_send.apply(kwargs={"delivery_ids": [1, 2, 3]}, retries=attempt)
+            base = min(15 * 2 ** attempt, 900)
+            assert 0.5 * base <= countdowns[-1] <= 1.5 * base
+        final = tasks.deliveries_send.apply(kwargs={"delivery_ids": [1, 2, 3]}, retries=8).get()
+    finally:
+        app.conf.task_always_eager = previous
+    assert final["retry_later"] == 2 and len(countdowns) == 8  # the sweeper takes over from here
