@@ -80,6 +80,40 @@ def auto_trading_global_set(*, paused: bool, actor, reason: str = ""):
     return switch
 
 
+def operator_user_ban_set(*, telegram_id: int, banned: bool, actor):
+    """Ban or unban one Telegram user (through the bridge's service) and log it; None when the id is unknown."""
+    from telegram_bridge.services import telegram_user_ban_set
+
+    user = telegram_user_ban_set(telegram_id=telegram_id, banned=banned)
+    if user is not None:
+        admin_action_log(actor=actor, obj=user, message="Banned from the control panel." if banned else "Unbanned from the control panel.")
+    return user
+
+
+@transaction.atomic
+def subscription_grant(*, user, days: int, actor):
+    """Grant ``days`` of subscription, or extend the user's current one by ``days`` (from its end, or from now when it
+    lapsed); logged. Returns the Subscription."""
+    from accounts.models import Subscription
+
+    now = timezone.now()
+    current = (Subscription.objects.select_for_update().filter(user=user, status=Subscription.Status.ACTIVE)
+               .order_by("-valid_until").first())
+    if current is not None and current.valid_until is None:
+        subscription = current  # open-ended already
+    elif current is not None:
+        current.valid_until = max(current.valid_until, now) + timedelta(days=days)
+        current.save(update_fields=["valid_until", "updated_at"])
+        subscription = current
+    else:
+        subscription = Subscription.objects.create(user=user, source=Subscription.Source.ADMIN,
+                                                   status=Subscription.Status.ACTIVE, valid_until=now + timedelta(days=days))
+    admin_action_log(actor=actor, obj=user, message=f"Granted/extended {days} day(s) of subscription "
+                     f"(valid until {subscription.valid_until:%Y-%m-%d %H:%M} UTC)." if subscription.valid_until
+                     else f"Granted {days} day(s): the subscription is open-ended.")
+    return subscription
+
+
 def broadcast_start(*, text: str, actor) -> str:
     """Queue a message to every active, non-banned user. Returns the broadcast id (part of each dedupe key)."""
     text = text.strip()

@@ -14,3 +14,19 @@ class AutoTradingForm(forms.Form):
 class BacktestForm(forms.Form):
     symbols = forms.CharField(initial="XRP/USDT:USDT", max_length=2000, help_text="Comma-separated ccxt symbols")
     days = forms.IntegerField(initial=30, min_value=1, max_value=3650)
+
+
+class UserActionForm(forms.Form):
+    telegram_ids = forms.CharField(max_length=2000, label="Telegram ids", help_text="One or more, comma-separated")
+    action = forms.ChoiceField(choices=[("ban", "Ban"), ("unban", "Unban"), ("grant", "Grant / extend subscription")])
+    days = forms.IntegerField(initial=30, min_value=1, max_value=3650, required=False, help_text="For grant / extend")
+
+    def clean_telegram_ids(self) -> list[int]:
+        raw = [part.strip() for part in self.cleaned_data["telegram_ids"].replace(" ", ",").split(",") if part.strip()]
+        try:
+            ids = sorted({int(part) for part in raw})
+        except ValueError:
+            raise forms.ValidationError("Telegram ids are whole numbers.") from None
+        if not ids or len(ids) > 200:
+            raise forms.ValidationError("Give between 1 and 200 Telegram ids.")
+        return ids

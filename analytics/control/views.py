@@ -12,7 +12,7 @@ from django.views.decorators.http import require_GET, require_POST
 from accounts.models import TelegramUser
 from analytics import selectors, services
 from analytics.backtesting import BacktestRequestError
-from analytics.control.forms import AutoTradingForm, BacktestForm, BroadcastForm
+from analytics.control.forms import AutoTradingForm, BacktestForm, BroadcastForm, UserActionForm
 from analytics.models import BacktestRun
 
 
@@ -31,6 +31,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         backtests=BacktestRun.objects.order_by("-created_at")[:10],
         broadcast_form=BroadcastForm(),
         backtest_form=BacktestForm(),
+        user_action_form=UserActionForm(),
     ))
 
 
@@ -72,6 +73,34 @@ def auto_trading(request: HttpRequest) -> HttpResponse:
                         action_url=request.path)
     services.auto_trading_global_set(paused=pause, actor=request.user, reason=form.cleaned_data["reason"])
     messages.success(request, "Auto-trading paused globally." if pause else "Auto-trading resumed.")
+    return redirect("control:dashboard")
+
+
+@require_POST
+def user_action(request: HttpRequest) -> HttpResponse:
+    """Ban, unban or grant/extend a subscription for users by Telegram id: confirmed first, each change logged."""
+    form = UserActionForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, f"User action refused: {form.errors.as_text()}")
+        return redirect("control:dashboard")
+    ids, action, days = form.cleaned_data["telegram_ids"], form.cleaned_data["action"], form.cleaned_data["days"] or 30
+    users = list(TelegramUser.objects.filter(telegram_id__in=ids).order_by("telegram_id"))
+    unknown = sorted(set(ids) - {user.telegram_id for user in users})
+    if not users:
+        messages.error(request, "No user has these Telegram ids.")
+        return redirect("control:dashboard")
+    if request.POST.get("confirm") != "yes":
+        verb = {"ban": "Ban", "unban": "Unban", "grant": f"Grant or extend {days} day(s) of subscription for"}[action]
+        names = ", ".join(str(user) for user in users[:20]) + (" …" if len(users) > 20 else "")
+        question = f"{verb} {len(users)} user(s): {names}?" + (f" Unknown ids ignored: {unknown}." if unknown else "")
+        return _confirm(request, title="Confirm user action", question=question, action_url=request.path,
+                        fields={"telegram_ids": ",".join(str(i) for i in ids), "action": action, "days": days})
+    for user in users:
+        if action == "grant":
+            services.subscription_grant(user=user, days=days, actor=request.user)
+        else:
+            services.operator_user_ban_set(telegram_id=user.telegram_id, banned=action == "ban", actor=request.user)
+    messages.success(request, f"{action.title()}: done for {len(users)} user(s).")
     return redirect("control:dashboard")
 
 
