@@ -114,6 +114,20 @@ def subscription_grant(*, user, days: int, actor):
     return subscription
 
 
+def operator_symbol_mute_set(*, symbol: str, muted: bool, actor):
+    """Mute (no new signals for anyone) or unmute a symbol through the signals app's service; logged. None when the
+    symbol is unknown."""
+    from signals.selectors import symbol_get
+    from signals.services import symbol_mute
+
+    row = symbol_get(symbol=symbol)
+    if row is None:
+        return None
+    symbol_mute(symbol=row, muted=muted)
+    admin_action_log(actor=actor, obj=row, message="Muted globally." if muted else "Unmuted globally.")
+    return row
+
+
 def broadcast_start(*, text: str, actor) -> str:
     """Queue a message to every active, non-banned user. Returns the broadcast id (part of each dedupe key)."""
     text = text.strip()

@@ -30,3 +30,12 @@ class UserActionForm(forms.Form):
         if not ids or len(ids) > 200:
             raise forms.ValidationError("Give between 1 and 200 Telegram ids.")
         return ids
+
+
+class SymbolMuteForm(forms.Form):
+    symbol = forms.CharField(max_length=40, help_text="ccxt symbol (BTC/USDT:USDT) or a base coin (BTC)")
+    action = forms.ChoiceField(choices=[("mute", "Mute globally"), ("unmute", "Unmute")])
+
+    def clean_symbol(self) -> str:
+        value = self.cleaned_data["symbol"].strip().upper()
+        return value if "/" in value else f"{value}/USDT:USDT"

@@ -12,7 +12,7 @@ from django.views.decorators.http import require_GET, require_POST
 from accounts.models import TelegramUser
 from analytics import selectors, services
 from analytics.backtesting import BacktestRequestError
-from analytics.control.forms import AutoTradingForm, BacktestForm, BroadcastForm, UserActionForm
+from analytics.control.forms import AutoTradingForm, BacktestForm, BroadcastForm, SymbolMuteForm, UserActionForm
 from analytics.models import BacktestRun
 
 
@@ -32,6 +32,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         broadcast_form=BroadcastForm(),
         backtest_form=BacktestForm(),
         user_action_form=UserActionForm(),
+        symbol_mute_form=SymbolMuteForm(),
     ))
 
 
@@ -101,6 +102,25 @@ def user_action(request: HttpRequest) -> HttpResponse:
         else:
             services.operator_user_ban_set(telegram_id=user.telegram_id, banned=action == "ban", actor=request.user)
     messages.success(request, f"{action.title()}: done for {len(users)} user(s).")
+    return redirect("control:dashboard")
+
+
+@require_POST
+def symbol_mute(request: HttpRequest) -> HttpResponse:
+    form = SymbolMuteForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, f"Symbol action refused: {form.errors.as_text()}")
+        return redirect("control:dashboard")
+    symbol, mute = form.cleaned_data["symbol"], form.cleaned_data["action"] == "mute"
+    if request.POST.get("confirm") != "yes":
+        question = (f"Mute {symbol} for EVERY user? No new signals on it until you unmute it."
+                    if mute else f"Unmute {symbol}?")
+        return _confirm(request, title="Confirm symbol mute", question=question, action_url=request.path,
+                        fields={"symbol": symbol, "action": form.cleaned_data["action"]})
+    if services.operator_symbol_mute_set(symbol=symbol, muted=mute, actor=request.user) is None:
+        messages.error(request, f"Unknown symbol {symbol}.")
+    else:
+        messages.success(request, f"{symbol} {'muted' if mute else 'unmuted'} globally.")
     return redirect("control:dashboard")
 
 

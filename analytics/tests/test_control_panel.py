@@ -177,3 +177,18 @@ class TestUserActions:
         response = staff_client.post(reverse("control:user-action"), {"telegram_ids": ids, "action": "ban", "confirm": "yes"},
                                      follow=True)
         assert response.status_code == 200 and not LogEntry.objects.exists()
+
+
+def test_mute_a_symbol_from_the_panel_with_confirmation_and_log(staff_client):
+    from signals.models import Symbol
+
+    SymbolFactory(symbol="DOGE/USDT:USDT", base="DOGE")
+    url = reverse("control:symbol-mute")
+    preview = staff_client.post(url, {"symbol": "doge", "action": "mute"})
+    assert b"Mute DOGE/USDT:USDT for EVERY user?" in preview.content
+    assert not Symbol.objects.get(symbol="DOGE/USDT:USDT").is_muted
+    staff_client.post(url, {"symbol": "DOGE/USDT:USDT", "action": "mute", "confirm": "yes"})
+    assert Symbol.objects.get(symbol="DOGE/USDT:USDT").is_muted
+    assert LogEntry.objects.get().change_message == "Muted globally."
+    unknown = staff_client.post(url, {"symbol": "NOPE", "action": "mute", "confirm": "yes"}, follow=True)
+    assert b"Unknown symbol NOPE/USDT:USDT" in unknown.content
