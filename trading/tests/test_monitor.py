@@ -291,7 +291,6 @@ def test_beat_runs_the_monitor_tasks_on_the_trade_queue():
 
     from config.celery import app
 
-    app.loader.import_default_modules()
     entries = {e["task"]: e for e in settings.CELERY_BEAT_SCHEDULE.values() if e["task"].startswith("trading.tasks.")}
     assert set(entries) >= {"trading.tasks.monitor_positions", "trading.tasks.monitor_position_prices"}
     for name, entry in entries.items():
