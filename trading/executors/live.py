@@ -34,8 +34,10 @@ from django.utils import timezone
 
 from config.events import publish
 from trading.errors import (
+    AuthenticationFailed,
     ExchangeError,
     FinalExchangeError,
+    InsufficientBalance,
     OrderNotFoundOnExchange,
     RetryableExchangeError,
     backoff_delay,
@@ -265,6 +267,18 @@ class LiveExecutor:
                     self.sleep(delay)
         raise last  # type: ignore[misc]
 
+    def _cancel_if_open(self, call: Callable, description: str) -> None:
+        """Cancel; an order the exchange says is gone or not cancellable (filled, already cancelled with its flat
+        position) is fine: the caller reads its state right after. Auth and balance errors still stop us."""
+        try:
+            self._retry(call, description)
+        except OrderNotFoundOnExchange:
+            return
+        except (AuthenticationFailed, InsufficientBalance):
+            raise
+        except FinalExchangeError as exc:
+            logger.warning("%s refused (%s): reading the order's state instead", description, exc)
+
     def submit(self, client: SyncExchangeClient, order: Order, request: OrderRequest) -> OrderResult:
         """Send ``order`` at most once: look it up by client order id whenever it may already have been sent."""
         last: ExchangeError | None = None
@@ -365,8 +379,7 @@ class LiveExecutor:
                 order_sync_from_result(order=entry, result=result)
                 entry.refresh_from_db()
         if entry.type == Order.Type.MARKET and entry.state in (Order.State.OPEN, Order.State.PARTIALLY_FILLED):
-            with contextlib.suppress(OrderNotFoundOnExchange):
-                self._retry(lambda: client.cancel_order(symbol=symbol, exchange_order_id=entry.exchange_order_id, client_order_id=entry.client_order_id), "cancel entry remainder")
+            self._cancel_if_open(lambda: client.cancel_order(symbol=symbol, exchange_order_id=entry.exchange_order_id, client_order_id=entry.client_order_id), "cancel entry remainder")
             result = self._retry(lambda: client.fetch_order(symbol=symbol, exchange_order_id=entry.exchange_order_id, client_order_id=entry.client_order_id), "fetch entry")
             if result is not None:
                 order_sync_from_result(order=entry, result=result)
@@ -453,8 +466,7 @@ class LiveExecutor:
                 if found is not None:
                     order_sync_from_result(order=order, result=found)
                     order.refresh_from_db()
-            with contextlib.suppress(OrderNotFoundOnExchange):
-                self._retry(lambda o=order: client.cancel_order(symbol=symbol, exchange_order_id=o.exchange_order_id, client_order_id=o.client_order_id, trigger=True), "cancel protective order")
+            self._cancel_if_open(lambda o=order: client.cancel_order(symbol=symbol, exchange_order_id=o.exchange_order_id, client_order_id=o.client_order_id, trigger=True), "cancel protective order")
             result = self._retry(
                 lambda o=order: client.fetch_order(symbol=symbol, exchange_order_id=o.exchange_order_id, client_order_id=o.client_order_id, trigger=True, request=order_request(o, symbol=symbol)),
                 "fetch protective order",
@@ -511,8 +523,10 @@ class LiveExecutor:
             result = self.submit(client, new_stop, order_request(new_stop, symbol=position.symbol.symbol, leverage=position.leverage))
             order_sync_from_result(order=new_stop, result=result)
             for old in old_stops:
-                with contextlib.suppress(OrderNotFoundOnExchange):
-                    self._retry(lambda o=old: client.cancel_order(symbol=position.symbol.symbol, exchange_order_id=o.exchange_order_id, client_order_id=o.client_order_id, trigger=True), "cancel old stop")
+                self._cancel_if_open(
+                    lambda o=old: client.cancel_order(symbol=position.symbol.symbol, exchange_order_id=o.exchange_order_id, client_order_id=o.client_order_id, trigger=True),
+                    "cancel old stop",
+                )
                 result = self._retry(
                     lambda o=old: client.fetch_order(
                         symbol=position.symbol.symbol, exchange_order_id=o.exchange_order_id, client_order_id=o.client_order_id, trigger=True,
