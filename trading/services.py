@@ -20,7 +20,7 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import Q, Sum
+from django.db.models import F, Q, Sum
 from django.utils import timezone
 
 from accounts.models import TelegramUser
@@ -115,16 +115,17 @@ def paper_account_get_or_create(*, user: TelegramUser) -> PaperAccount:
     return account
 
 
-def paper_account_apply(*, user: TelegramUser, cash: Decimal, at: datetime) -> PaperAccount:
+def paper_account_apply(*, user: TelegramUser, cash: Decimal, at: datetime, opened: bool = False) -> PaperAccount:
     """Move the paper balance by ``cash`` (realised PnL − fees − funding of one event) and book it on the user's
-    UTC day (the daily loss limit counts fees and funding too). Call inside the event's transaction."""
+    UTC day (the daily loss limit counts fees and funding too; ``opened``: the event is an entry). Call inside the
+    event's transaction."""
     cash = amounts.money(cash)
     paper_account_get_or_create(user=user)
     account = PaperAccount.objects.select_for_update().get(user=user)
     before = account.balance
     account.balance = before + cash
     account.save(update_fields=["balance", "updated_at"])
-    daily_risk_record(user=user, at=at, pnl_change=cash, start_equity=before)
+    daily_risk_record(user=user, at=at, pnl_change=cash, start_equity=before, opened=opened)
     return account
 
 
@@ -138,10 +139,17 @@ def paper_account_mark_peak(*, user: TelegramUser, equity: Decimal) -> PaperAcco
     return account
 
 
-def daily_risk_record(*, user: TelegramUser, at: datetime, pnl_change: Decimal, start_equity: Decimal) -> DailyRiskState:
+def daily_risk_record(
+    *, user: TelegramUser, at: datetime, pnl_change: Decimal, start_equity: Decimal, opened: bool = False
+) -> DailyRiskState:
+    """Book a cash event (and, with ``opened``, one more position) on the user's UTC day; ``start_equity`` seeds the
+    day's row the first time (the daily loss limit is a percentage of it). Live executors call it with the
+    exchange equity for their fills so the daily loss limit covers live trading too."""
     day = at.astimezone(UTC).date()
     state, _ = DailyRiskState.objects.get_or_create(user=user, day=day, defaults={"start_equity": start_equity})
-    DailyRiskState.objects.filter(pk=state.pk).update(realised_pnl=state.realised_pnl + pnl_change)
+    DailyRiskState.objects.filter(pk=state.pk).update(
+        realised_pnl=F("realised_pnl") + pnl_change, positions_opened=F("positions_opened") + int(opened)
+    )
     state.refresh_from_db()
     return state
 

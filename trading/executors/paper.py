@@ -82,7 +82,7 @@ class PaperExecutor:
             position.opened_at = now
             position.fees += fee
             position.save(update_fields=["status", "entry_price", "best_price", "opened_at", "fees", "updated_at"])
-            services.paper_account_apply(user=position.user, cash=-fee, at=now)
+            services.paper_account_apply(user=position.user, cash=-fee, at=now, opened=True)
             events.publish("position.opened", position_id=position.pk)
         return position
 

@@ -8,7 +8,7 @@ from signals.tests.factories import FundingSnapshotFactory, SignalFactory
 from trading import services
 from trading.executors import executor_for
 from trading.executors.paper import PaperExecutor
-from trading.models import FundingCharge, Order, PaperAccount, Position
+from trading.models import DailyRiskState, FundingCharge, Order, PaperAccount, Position
 from trading.tests.paper_fixtures import T0
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("paper_settings")]
@@ -47,6 +47,8 @@ def test_open_fills_at_next_price_with_slippage_and_taker_fee(market, published)
     fill = order.fills.get()
     assert fill.price == Decimal("100.6005") and fill.fee == position.fees and fill.liquidity == "taker"
     assert PaperAccount.objects.get(user=user).balance == Decimal("10000") - position.fees
+    day = DailyRiskState.objects.get(user=user, day=T0.date())
+    assert (day.start_equity, day.realised_pnl, day.positions_opened) == (Decimal("10000"), -position.fees, 1)
     assert ("position.opened", {"position_id": position.pk}) in published
 
 
