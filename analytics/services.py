@@ -21,6 +21,7 @@ from analytics.models import AnalyticsSnapshot, BacktestRun, Heartbeat, SystemSe
 logger = logging.getLogger(__name__)
 
 SUBSCRIPTION_PERIOD = timedelta(days=30)
+BROADCAST_PROGRESS_EVERY = 500  # recipients between two progress events on the admin live stream
 
 
 def heartbeat_record(*, name: str = "worker", at: datetime | None = None) -> Heartbeat:
@@ -146,13 +147,18 @@ def broadcast_publish(*, broadcast_id: str, text: str) -> int:
     makes a re-run of this fan-out a no-op per user). The operator's text is plain: it is HTML-escaped here."""
     from accounts.models import TelegramUser
     from config.events import publish
+    from config.live_updates import STAFF_GROUP, push
 
     html = escape(text)
     count = 0
     recipients = TelegramUser.objects.filter(is_active=True, is_banned=False).values_list("pk", flat=True)
+    total = recipients.count()
     for user_id in recipients.iterator():
         publish("user.notify", user_id=user_id, text=html, dedupe_key=f"broadcast:{broadcast_id}:{user_id}")
         count += 1
+        if count % BROADCAST_PROGRESS_EVERY == 0 and count < total:
+            push(STAFF_GROUP, {"type": "broadcast", "id": broadcast_id, "queued": count, "total": total, "done": False})
+    push(STAFF_GROUP, {"type": "broadcast", "id": broadcast_id, "queued": count, "total": total, "done": True})
     logger.info("broadcast %s published to %d user(s)", broadcast_id, count)
     return count
 

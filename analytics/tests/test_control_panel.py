@@ -42,8 +42,10 @@ def test_dashboard_shows_analytics_and_health(staff_client):
 
 
 def test_broadcast_asks_for_confirmation_then_fans_out_once_per_active_user(
-    staff_client, published, django_capture_on_commit_callbacks
+    staff_client, published, django_capture_on_commit_callbacks, monkeypatch
 ):
+    progress = []
+    monkeypatch.setattr("config.live_updates.push", lambda group, payload: progress.append((group, payload)))
     alice, bob = TelegramUserFactory.create_batch(2)
     TelegramUserFactory(is_banned=True)
     url = reverse("control:broadcast")
@@ -60,6 +62,8 @@ def test_broadcast_asks_for_confirmation_then_fans_out_once_per_active_user(
     assert event == "user.notify" and payload["text"] == "Maintenance &lt;tonight&gt;"
     assert payload["dedupe_key"].startswith("broadcast:")
     assert "Broadcast" in LogEntry.objects.get().change_message
+    assert progress == [("staff", {"type": "broadcast", "id": payload["dedupe_key"].split(":")[1], "queued": 2,
+                                   "total": 2, "done": True})]
 
 
 def test_empty_broadcast_is_refused(staff_client, published):

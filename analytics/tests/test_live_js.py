@@ -110,3 +110,15 @@ def test_position_events_insert_text_not_html(page):
     js(page, """window.sockets[0].message({type: "position", id: 5, symbol: "X", side: "long", mode: "paper",
                 status: "closed", quantity: "0", net_pnl: "1", close_reason: "tp2"});""")
     assert js(page, "return document.querySelector('#open-positions tr[data-position-id=\"5\"]');") is None
+
+
+def test_staff_events_update_the_control_panel(page):
+    js(page, """document.body.insertAdjacentHTML("beforeend",
+        '<span id="cp-health-heartbeat">never</span><span id="cp-health-queues"></span><p id="cp-broadcast-status"></p>');""")
+    js(page, "window.sockets[0].open();")
+    js(page, """window.sockets[0].message({type: "health", heartbeat_age_seconds: 12.4, errors_today: {view: 2},
+                queue_lengths: {scan: 0, trade: 3}, last_scan: null});""")
+    js(page, """window.sockets[0].message({type: "broadcast", id: "abc123", queued: 500, total: 1200, done: false});""")
+    assert js(page, "return document.getElementById('cp-health-heartbeat').textContent;") == "12 s ago"
+    assert js(page, "return document.getElementById('cp-health-queues').textContent;") == "scan: 0 · trade: 3"
+    assert js(page, "return document.getElementById('cp-broadcast-status').textContent;") == "Broadcast abc123: 500 / 1200 queued…"

@@ -150,7 +150,12 @@
     body.setAttribute("data-live-health", String(Date.now()));
   }
 
-  var handlers = { position: onPosition, signal: onSignal, health: onHealth };
+  function onBroadcast(event) {  // staff stream: fan-out progress of an operator broadcast
+    setText("cp-broadcast-status", "Broadcast " + event.id + ": " + event.queued + " / " + event.total +
+            " queued" + (event.done ? " (done)" : "…"));
+  }
+
+  var handlers = { position: onPosition, signal: onSignal, health: onHealth, broadcast: onBroadcast };
 
   // ---- the socket ----
   function connect() {
