@@ -263,3 +263,19 @@ def test_handled_update_ids_are_forgotten_after_a_week():
     TelegramUpdate.objects.create(update_id=2, received_at=timezone.now() - timedelta(days=1))
     assert telegram_updates_prune.delay().get() == 1
     assert list(TelegramUpdate.objects.values_list("update_id", flat=True)) == [2]
+
+
+def test_pnl_and_positions_with_the_real_trading_selectors(bot_api):
+    from datetime import timedelta
+
+    from trading.market import market_now
+    from trading.tests.factories import PositionFactory
+
+    say(bot_api, 514, "/start")
+    user = TelegramUser.objects.get(telegram_id=514)
+    closed_at = max(market_now() - timedelta(minutes=1), market_now().replace(day=1, hour=0, minute=1))
+    PositionFactory(user=user, status="closed", closed_at=closed_at, realised_pnl=Decimal("12.5"),
+                    remaining_quantity=Decimal("0"))
+    text = say(bot_api, 514, "/pnl month")[0]["text"]
+    assert "PnL — month" in text and "Trades: 1 (wins 1, losses 0, win rate 100.0%)" in text
+    assert "Open positions" in say(bot_api, 514, "/positions")[0]["text"]
