@@ -11,6 +11,7 @@ signals. At the end the command prints the signals, the paper trades and a PnL t
 
 from __future__ import annotations
 
+import logging
 import secrets
 from collections import Counter
 from dataclasses import dataclass
@@ -66,6 +67,7 @@ class Command(BaseCommand):
         from telegram_bridge.local_server import running_local_bot_api
 
         write = self.stdout.write
+        log_file = self._quiet_console_logging(options["verbosity"])
         write(self.style.SUCCESS("Perps signals platform — offline demo (SQLite, eager tasks, no Redis)."))
         call_command("flush", interactive=False, verbosity=0)  # a demo run starts from a clean slate
         password = secrets.token_urlsafe(9)
@@ -78,20 +80,46 @@ class Command(BaseCommand):
             printer = None if quiet else replay_print_step(write)
             monitor = _Monitor()
 
+            feeds = _Feeds()
+
             def on_step(step):
                 if printer:
                     printer(step)
                 monitor.advance(step)
+                feeds.advance(step)
 
             report = replay_run(on_step=on_step)
             monitor.advance(None)
-            self._summary(report, users, bot_api, monitor)
+            self._summary(report, users, bot_api, monitor, feeds)
+        if log_file:
+            write(f"Full log of the run: {log_file}")
         write(self.style.SUCCESS(f"Dashboard login: user {WEB_USERNAME!r}, password {password!r} "
                                  f"(staff; sees {users[0]}'s paper account)."))
         if serve:
             self._serve(port)
 
     # --- setup ---------------------------------------------------------------------------------------------------
+    def _quiet_console_logging(self, verbosity: int) -> str | None:
+        """At the default verbosity the console shows the demo's story and warnings; the full INFO log goes to
+        var/demo.log. ``-v 2`` or an explicit LOG_LEVEL other than INFO keeps the configured console logging."""
+        if verbosity >= 2 or settings.LOG_LEVEL != "INFO":
+            return None
+        from config.events import _load_task_modules
+
+        _load_task_modules()  # Celery's Django fixup re-runs django.setup() (and dictConfig) on its first import
+        root = logging.getLogger()
+        path = settings.BASE_DIR / "var" / "demo.log"
+        path.parent.mkdir(exist_ok=True)
+        file_handler = logging.FileHandler(path, mode="w", encoding="utf-8")
+        for handler in root.handlers:
+            file_handler.setFormatter(handler.formatter)
+            for filter_ in handler.filters:
+                file_handler.addFilter(filter_)
+            handler.setLevel(logging.WARNING)
+        root.addHandler(file_handler)
+        logging.getLogger("kombu.connection").setLevel(logging.ERROR)  # "no hostname": there is no broker, by design
+        return str(path.relative_to(settings.BASE_DIR))
+
     def _users_create(self, bot_api, polling_run, password: str) -> list[TelegramUser]:
         """Each demo user sends /start through the bot (aiogram → local server → bridge → Django), then settings."""
         for demo in DEMO_USERS:
@@ -115,7 +143,7 @@ class Command(BaseCommand):
         return users
 
     # --- output --------------------------------------------------------------------------------------------------
-    def _summary(self, report, users, bot_api, monitor) -> None:
+    def _summary(self, report, users, bot_api, monitor, feeds) -> None:
         from trading.models import Position
         from trading.selectors import pnl_table, pnl_table_text
 
@@ -124,6 +152,7 @@ class Command(BaseCommand):
         write(self.style.MIGRATE_HEADING("Signals"))
         for line in report.summary_lines():
             write(line)
+        write(feeds.summary())
         write("")
         write(self.style.MIGRATE_HEADING("Paper trades"))
         positions = Position.objects.select_related("symbol", "user").order_by("opened_at", "pk")
@@ -165,6 +194,48 @@ def _number(value: Decimal) -> str:
     """A Decimal without trailing zeros and without exponent, thousands separated for large quantities."""
     value = value.normalize()
     return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:f}"
+
+
+class _Feeds:
+    """The other beat jobs on the replay clock: order flow every step, news hourly, funding rates every 8 hours."""
+
+    def __init__(self) -> None:
+        self.steps = self.flow_alerts = self.news_signals = self.funding_alerts = 0
+        self.failures: Counter = Counter()
+
+    def advance(self, step) -> None:
+        from news.tasks import poll_funding_rates, poll_news
+        from signals.flow_monitor import flow_monitor_run
+
+        self.steps += 1
+        jobs = [("flow", flow_monitor_run)]
+        if self.steps % 4 == 0:
+            jobs.append(("news", poll_news))
+        if self.steps % 32 == 0:
+            jobs.append(("funding", poll_funding_rates))
+        for name, job in jobs:
+            try:
+                result = job()
+            except Exception as error:  # one feed failing must not stop the replay; counted and shown
+                self.failures[f"{name}: {type(error).__name__}"] += 1
+                continue
+            if name == "flow":
+                self.flow_alerts += len(getattr(result, "alerts", []) or [])
+            elif name == "news":
+                self.news_signals += result.get("signals", 0) if isinstance(result, dict) else 0
+            else:
+                self.funding_alerts += result.get("alerts", 0) if isinstance(result, dict) else 0
+
+    def summary(self) -> str:
+        from signals.models import Signal
+
+        by_source = Counter(Signal.objects.values_list("source", flat=True))
+        line = ("Signals by source: " + ", ".join(f"{source} {count}" for source, count in sorted(by_source.items()))
+                + f"; order-flow alerts {self.flow_alerts}, news signals {self.news_signals}, "
+                f"funding alerts {self.funding_alerts}")
+        if self.failures:
+            line += "; feed failures: " + ", ".join(f"{k} ×{v}" for k, v in self.failures.items())
+        return line
 
 
 class _Monitor:
