@@ -6,6 +6,12 @@ Orders + Fills with fees, exactly like the entry. For paper positions each candl
 (fills, stop move and the ``monitored_until_ts`` bookmark together), so a crash re-applies a candle at most as a
 whole: never a fill twice. A live executor is called outside a transaction (its order rows must be committed
 before each exchange call); its exits are idempotent by client order id.
+
+Entry points: ``positions_monitor_step`` (beat ``trading.tasks.monitor_positions`` every minute, and a replay after
+every clock step: pending entries resumed, candles applied, funding charged), ``positions_monitor_market_prices``
+(beat ``trading.tasks.monitor_position_prices``: the price cache's fresh last prices as ticks). Quiet candles
+(nothing but the best price moves) are stepped in memory and stored with one guarded UPDATE; ticks never move the
+candle bookmark.
 """
 
 from __future__ import annotations
