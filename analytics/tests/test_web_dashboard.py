@@ -130,6 +130,7 @@ class TestPages:
         summary = response.context["summary"]
         assert summary is not None and summary["trades"] == 1
         assert b'id="pnl-summary"' in response.content
+        assert b"100 %" in response.content  # win rate: a 0..1 fraction shown as a percentage
 
     def test_unknown_period_falls_back_to_today(self, logged_in):
         client, _ = logged_in
