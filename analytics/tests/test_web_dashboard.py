@@ -220,3 +220,10 @@ class TestSettingsForm:
         assert client.get(reverse("dashboard:settings")).context["new_api_token"] is None
         second = client.post(reverse("dashboard:api-token"), follow=True).context["new_api_token"]
         assert second != first
+
+
+def test_settings_form_shows_decimals_plainly(logged_in):
+    client, user = logged_in
+    UserPreferences.objects.filter(user=user).update(position_size_pct=Decimal("10.0000"), risk_per_trade_pct=Decimal("0.5"))
+    form = client.get(reverse("dashboard:settings")).context["form"]
+    assert form.initial["position_size_pct"] == "10" and form.initial["risk_per_trade_pct"] == "0.5"

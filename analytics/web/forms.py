@@ -4,6 +4,8 @@ and the API, and its errors are shown on the matching fields."""
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 from django import forms
 from django.core.exceptions import ValidationError
 
@@ -45,6 +47,9 @@ class PreferencesForm(forms.Form):
     def initial_from(cls, preferences: UserPreferences) -> dict:
         initial = {name: getattr(preferences, name) for name in EDITABLE_FIELDS}
         initial["muted_symbols"] = ", ".join(preferences.muted_symbols or [])
+        for name, value in initial.items():  # 5.0000 → 5, 0.5000 → 0.5 (never 1E+1)
+            if isinstance(value, Decimal):
+                initial[name] = format(value.normalize(), "f")
         return initial
 
     def clean_muted_symbols(self) -> list[str]:
