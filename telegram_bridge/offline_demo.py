@@ -24,16 +24,25 @@ from django.conf import settings
 from accounts.models import TelegramUser
 from telegram_bridge.bridge import polling_run
 from telegram_bridge.local_server import LocalBotAPIServer, running_local_bot_api
+from telegram_bridge.rate_limit import Rate, SendRateLimiter
 from telegram_bridge.sender import SendReport, deliveries_send_pending
+from telegram_bridge.transport import get_transport
 
 
 @contextlib.contextmanager
-def demo_bot_api(**server_options) -> Iterator[LocalBotAPIServer | None]:
-    """The local Bot API server unless a real bot is configured (token set, no other API base)."""
+def demo_bot_api(*, fast_limits: bool = True, **server_options) -> Iterator[LocalBotAPIServer | None]:
+    """The local Bot API server unless a real bot is configured (token set, no other API base).
+
+    With ``fast_limits`` the sender's buckets allow 1000 msg/s and 50 per chat per second against the local server,
+    so a replay that creates many signals is not slowed to Telegram's 1 msg/s per chat.
+    """
     if settings.TELEGRAM_BOT_TOKEN and not settings.TELEGRAM_API_BASE:
         yield None
         return
     with running_local_bot_api(**server_options) as server:
+        if fast_limits:
+            get_transport().limiter = SendRateLimiter(redis_url="", global_rate=Rate(1000, 50), chat_rate=Rate(50, 20),
+                                                      group_rate=Rate(50, 20))
         yield server
 
 
