@@ -69,11 +69,11 @@ def test_login_with_the_bot_link_and_change_a_setting(asgi_server, browser, sett
     assert "Leverage: 7" in buttons  # what the bot's /settings shows now
 
 
-def test_a_paper_position_appears_live_without_reload(asgi_server, browser, live_layer, settings, monkeypatch):  # noqa: F811
+def test_a_paper_position_appears_live_without_reload(asgi_server, browser, live_layer, settings):  # noqa: F811
     from selenium.webdriver.common.by import By
 
     from config.events import publish
-    from trading.tests.paper_fixtures import ScriptedMarket
+    from signals.market_data import get_market_data
 
     # only the consumers this test is about (no Telegram delivery); the events are the real ones
     settings.DOMAIN_EVENT_CONSUMERS = {
@@ -83,9 +83,8 @@ def test_a_paper_position_appears_live_without_reload(asgi_server, browser, live
         "position.updated": ["config.live_updates.push_position"],
         "position.closed": ["config.live_updates.push_position"],
     }
+    settings.MARKET_DATA_SOURCE = "replay"  # the bundled candles: the paper executor fills at the replay price
     settings.MAX_LEVERAGE = 20
-    market = ScriptedMarket()  # the replay clock and price the paper executor fills at
-    monkeypatch.setattr("trading.market.market_data", lambda: market)
 
     user = TelegramUserFactory(auto_trading_enabled=True)
     web_login(browser, asgi_server, bot_login_url(user, settings, asgi_server))
@@ -95,12 +94,14 @@ def test_a_paper_position_appears_live_without_reload(asgi_server, browser, live
     browser.execute_script("window.__sameDocument = 'yes';")  # gone if the page reloads
 
     symbol = SymbolFactory(symbol="XRP/USDT:USDT", base="XRP")
-    market.prices[symbol.symbol] = Decimal("0.5000")
-    signal = SignalFactory(symbol=symbol, side="long", entry=Decimal("0.5000"), stop=Decimal("0.4900"),
-                           tp1=Decimal("0.5100"), tp2=Decimal("0.5200"), atr=Decimal("0.0067"))
+    price = get_market_data().last_price(symbol.symbol)  # the replay's current price
+    signal = SignalFactory(symbol=symbol, side="long", entry=price, stop=(price * Decimal("0.98")).quantize(Decimal("0.0001")),
+                           tp1=(price * Decimal("1.02")).quantize(Decimal("0.0001")),
+                           tp2=(price * Decimal("1.04")).quantize(Decimal("0.0001")), atr=price * Decimal("0.01"))
     publish("signal.created", signal_id=signal.pk)  # no transaction: dispatched now, eagerly
 
     position = Position.objects.get(user=user, signal=signal)
+    assert position.mode == "paper" and position.status == Position.Status.OPEN
     row = wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, f'#open-positions tr[data-position-id="{position.pk}"]'))[0]
     assert "XRP/USDT:USDT" in row.text and "paper" in row.text
     assert browser.execute_script("return window.__sameDocument;") == "yes"
