@@ -250,6 +250,10 @@ class CcxtExchangeClient:
                     raw = self.ex.parse_order(data, market) if data else None
             except OrderNotFoundOnExchange:
                 return None
+            except FinalExchangeError as exc:  # MEXC answers an unknown order with a generic error code
+                if "not exist" in str(exc).lower() or "not found" in str(exc).lower():
+                    return None
+                raise
             return self.parse_order(raw, market) if raw and raw.get("id") else None
         answer = await self._call("contract_private_get_planorder_list_orders", {"symbol": market["id"], "page_size": 100})
         rows = self.ex.parse_orders((answer or {}).get("data") or [], market)
@@ -340,7 +344,8 @@ class CcxtExchangeClient:
         raw_trades = await self._call("fetch_my_trades", symbol, since_ms, 100)
         return [
             TradeFill(
-                trade_id=str(t.get("id") or ""), exchange_order_id=str(t.get("order") or ""), symbol=symbol, side=t.get("side") or "buy",
+                trade_id=str(t.get("id") or ""), exchange_order_id=str(t.get("order") or ""), symbol=symbol,
+                side=MEXC_SIDES.get(str(t.get("side")), t.get("side") or "buy"),
                 quantity=(to_decimal(t.get("amount")) or Decimal("0")) * contract_size, price=to_decimal(t.get("price")) or Decimal("0"),
                 fee=abs(to_decimal((t.get("fee") or {}).get("cost")) or Decimal("0")), timestamp_ms=t.get("timestamp"),
                 client_order_id=str((t.get("info") or {}).get("clOrdId") or (t.get("info") or {}).get("clientOid") or ""),
