@@ -8,14 +8,18 @@ user's auto-trading (``auto_trading_paused_reason``) until an admin or the user 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, time
 from decimal import Decimal
 
+from django.db.models import Sum
+
 from engine.sectors import is_correlated
-from trading.models import DailyRiskState, Position, TradeRefusal, TradingSwitch
+from trading.models import DailyRiskState, Fill, FundingCharge, Position, TradeRefusal, TradingMode, TradingSwitch
 
 HUNDRED = Decimal(100)
+ZERO = Decimal(0)
 Reason = TradeRefusal.Reason
 
 
@@ -25,9 +29,24 @@ class RiskRefusal:
     detail: str
 
 
-def risk_check_open(*, user, signal, equity: Decimal | None, peak_equity: Decimal | None, now: datetime) -> RiskRefusal | None:
+def live_day_pnl(*, user, now: datetime) -> Decimal:
+    """Net PnL of the user's LIVE positions on ``now``'s UTC day: realised − fees of the day's fills − funding."""
+    start = datetime.combine(now.astimezone(UTC).date(), time.min, tzinfo=UTC)
+    fills = Fill.objects.filter(position__user=user, position__mode=TradingMode.LIVE, filled_at__gte=start,
+                                filled_at__lte=now).aggregate(realised=Sum("realised_pnl"), fees=Sum("fee"))
+    funding = FundingCharge.objects.filter(position__user=user, position__mode=TradingMode.LIVE,
+                                           funding_time__gte=start, funding_time__lte=now).aggregate(total=Sum("amount"))
+    return (fills["realised"] or ZERO) - (fills["fees"] or ZERO) - (funding["total"] or ZERO)
+
+
+def risk_check_open(
+    *, user, signal, equity: Decimal | None, peak_equity: Decimal | None, now: datetime,
+    live_equity: Callable[[], Decimal] | None = None,
+) -> RiskRefusal | None:
     """Check every rule for opening ``signal`` for ``user``. ``equity``/``peak_equity`` feed the drawdown rule (None:
-    not known for this account, rule skipped). Reads only; the drawdown pause is applied by the caller."""
+    not known for this account, rule skipped). ``live_equity`` (a live open: the exchange balance, asked only when
+    the day's live PnL is a loss) extends the daily loss limit to live trading, measured on the fills stored for
+    the live positions. Reads only; the drawdown pause is applied by the caller."""
     prefs = user.preferences
     symbol = signal.symbol.symbol
     switch = TradingSwitch.current()
@@ -60,6 +79,17 @@ def risk_check_open(*, user, signal, equity: Decimal | None, peak_equity: Decima
                 f"today's loss {-day_state.realised_pnl:.2f} USDT reached the daily limit "
                 f"({prefs.daily_loss_limit_pct:g}% = {limit:.2f} USDT); new entries resume tomorrow (UTC)",
             )
+    if live_equity is not None:
+        day_pnl = live_day_pnl(user=user, now=now)
+        if day_pnl < 0:
+            start_equity = Decimal(live_equity()) - day_pnl
+            limit = start_equity * prefs.daily_loss_limit_pct / HUNDRED
+            if -day_pnl >= limit:
+                return RiskRefusal(
+                    Reason.DAILY_LOSS,
+                    f"today's live loss {-day_pnl:.2f} USDT reached the daily limit "
+                    f"({prefs.daily_loss_limit_pct:g}% = {limit:.2f} USDT); new entries resume tomorrow (UTC)",
+                )
     if equity is not None and peak_equity and peak_equity > 0:
         drawdown_pct = (peak_equity - equity) / peak_equity * HUNDRED
         if drawdown_pct >= prefs.max_drawdown_pct:

@@ -299,7 +299,8 @@ def position_prepare(*, user: TelegramUser, signal, executor: Executor, now: dat
             account = paper_account_mark_peak(user=user, equity=equity)
             peak = account.peak_equity
         refusal: RiskRefusal | None = risk_check_open(
-            user=user, signal=signal, equity=equity, peak_equity=peak, now=now
+            user=user, signal=signal, equity=equity, peak_equity=peak, now=now,
+            live_equity=executor.balance if executor.mode == TradingMode.LIVE else None,
         )
         if refusal is None:
             try:

@@ -154,3 +154,54 @@ def test_open_positions_of_other_users_do_not_count(market):
     PositionFactory(user=other)
     user = _user(max_open_positions=1)
     assert isinstance(services.signal_execute_for_user(user=user, signal=_signal(market)), Position)
+
+
+class _LiveStandIn:
+    """What the decision asks a live executor (no exchange call is needed to refuse)."""
+
+    mode = "live"
+    exchange = "okx"
+
+    def __init__(self, balance):
+        self.balance_calls = 0
+        self._balance = balance
+
+    def balance(self):
+        self.balance_calls += 1
+        return self._balance
+
+    def market_limits(self, *, symbol):
+        return services.market_limits_of(symbol=symbol)
+
+    def now(self):
+        return T0
+
+
+def _live_loss_today(user, loss):
+    from trading.models import Fill, Order
+
+    position = PositionFactory(user=user, mode="live", exchange="okx", status="closed", closed_at=T0)
+    order = Order.objects.create(position=position, client_order_id=f"live-loss-{position.pk}", exchange="okx",
+                                 leg="sl", type="stop_market", side="sell", quantity=position.quantity, state="filled")
+    Fill.objects.create(order=order, position=position, trade_id="t1", price=Decimal("98"), quantity=position.quantity,
+                        fee=Decimal("1"), realised_pnl=-loss, filled_at=T0 - timedelta(hours=1))
+
+
+def test_daily_loss_limit_covers_live_trading(market, published):
+    """Live fills of today count against the daily limit, measured on the exchange equity at the day's start."""
+    user = _user(daily_loss_limit_pct=Decimal("5"), correlation_filter=False, paper_mode=False)
+    _live_loss_today(user, Decimal("59"))  # -59 - 1 fee = -60 today; exchange equity now 1 000 -> started at 1 060
+    executor = _LiveStandIn(balance=Decimal("1000"))
+    result = services.position_prepare(user=user, signal=_signal(market), executor=executor, now=T0)
+    assert isinstance(result, TradeRefusal) and result.reason == "daily_loss"  # 60 >= 5 % of 1 060 = 53
+    assert "today's live loss 60.00" in result.detail
+
+
+def test_live_daily_loss_below_the_limit_and_no_loss_do_not_refuse(market):
+    user = _user(daily_loss_limit_pct=Decimal("10"), correlation_filter=False, paper_mode=False)
+    executor = _LiveStandIn(balance=Decimal("1000"))
+    position = services.position_prepare(user=user, signal=_signal(market), executor=executor, now=T0)
+    assert isinstance(position, Position) and position.status == "pending" and position.mode == "live"
+    _live_loss_today(user, Decimal("59"))  # 60 < 10 % of 1 060
+    again = services.position_prepare(user=user, signal=_signal(market), executor=executor, now=T0)
+    assert isinstance(again, Position)
