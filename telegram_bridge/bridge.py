@@ -18,7 +18,7 @@ from telegram_bridge.texts import COMMANDS
 from telegram_bridge.transport import get_transport
 
 logger = logging.getLogger(__name__)
-ALLOWED_UPDATES = ["message", "callback_query"]
+ALLOWED_UPDATES = ["message", "callback_query", "my_chat_member"]
 
 
 def bot_commands_set() -> None:

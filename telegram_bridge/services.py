@@ -60,6 +60,9 @@ def update_seen(*, update_id: int, kind: str) -> bool:
 def _update_handle(update: Any) -> None:
     if not isinstance(update, dict) or _int(update.get("update_id")) is None:
         return
+    if isinstance(update.get("my_chat_member"), dict):
+        _membership_changed(update["my_chat_member"])
+        return
     message = update.get("message") if isinstance(update.get("message"), dict) else None
     callback = update.get("callback_query") if isinstance(update.get("callback_query"), dict) else None
     source = message or callback
@@ -121,6 +124,17 @@ def update_error_text(error: BaseException, *, update_id: int | None) -> str:
         logger.error("update %s failed: %s", update_id, type(error).__name__, exc_info=True)
         return GENERIC_ERROR_TEXT
     return bot_update_error(error, update_id=update_id)
+
+
+def _membership_changed(change: dict) -> None:
+    """The user blocked the bot (private chat, new status "kicked"): stop sending before a 403 says so."""
+    chat, new = change.get("chat"), change.get("new_chat_member")
+    if not isinstance(chat, dict) or chat.get("type") != "private" or not isinstance(new, dict):
+        return
+    telegram_id = _int(chat.get("id"))
+    if telegram_id is not None and new.get("status") == "kicked":
+        users = TelegramUser.objects.filter(telegram_id=telegram_id).values_list("id", flat=True)
+        telegram_users_mark_blocked(user_ids=users)
 
 
 def _message_handle(ctx: UpdateContext, message: dict, *, created: bool) -> None:

@@ -279,3 +279,20 @@ def test_pnl_and_positions_with_the_real_trading_selectors(bot_api):
     text = say(bot_api, 514, "/pnl month")[0]["text"]
     assert "PnL — month" in text and "Trades: 1 (wins 1, losses 0, win rate 100.0%)" in text
     assert "Open positions" in say(bot_api, 514, "/positions")[0]["text"]
+
+
+def test_blocking_the_bot_marks_the_user_inactive_and_start_brings_them_back(bot_api):
+    say(bot_api, 515, "/start")
+    blocked = {"update_id": 9_000_100, "my_chat_member": {
+        "chat": {"id": 515, "type": "private"}, "from": {"id": 515, "is_bot": False, "first_name": "B"}, "date": 0,
+        "old_chat_member": {"status": "member", "user": {"id": 1, "is_bot": True, "first_name": "bot"}},
+        "new_chat_member": {"status": "kicked", "until_date": 0, "user": {"id": 1, "is_bot": True, "first_name": "bot"}},
+    }}
+    bot_api.inject_update(blocked)
+    from telegram_bridge.bridge import polling_run
+
+    assert polling_run(timeout=1, max_updates=1) == 1  # aiogram parses it and the bridge relays it
+    assert TelegramUser.objects.get(telegram_id=515).is_active is False
+    assert len(bot_api.sent_messages(515)) == 1  # only the welcome: nothing is sent to a user who blocked the bot
+    say(bot_api, 515, "/start")
+    assert TelegramUser.objects.get(telegram_id=515).is_active is True
