@@ -402,7 +402,13 @@ class BitunixClient:
     @staticmethod
     def parse_tpsl(row: dict) -> list[OrderResult]:
         """A Bitunix TP/SL order may hold a stop and a target: one OrderResult per leg (same exchange id)."""
-        status = _TPSL_DONE.get(str(row.get("status") or "").upper(), "open")
+        raw_status = str(row.get("status") or "").upper()
+        if not raw_status:
+            status = "open"  # pending list rows carry no status
+        elif raw_status in _TPSL_DONE:
+            status = _TPSL_DONE[raw_status]
+        else:  # a history row with a status we do not know: not pending any more
+            status = "closed" if any(word in raw_status for word in ("TRIGGER", "SUCCESS", "FILL")) else "canceled"
         results = []
         for prefix, order_type in (("sl", "stop_market"), ("tp", "take_profit")):
             trigger = to_decimal(row.get(f"{prefix}Price"))

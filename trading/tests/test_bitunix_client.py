@@ -264,3 +264,11 @@ def test_errors_are_mapped_and_never_carry_keys(answer, expected):
     with pytest.raises(expected) as info:
         call(Recorder(answer), "fetch_balance", "USDT")
     assert KEY not in str(info.value) and SECRET not in str(info.value)
+
+
+@pytest.mark.parametrize(("status", "expected"), [(None, "open"), ("TRIGGERED", "closed"), ("TRIGGER_SUCCESS", "closed"), ("CANCELED", "canceled"), ("EXPIRED_BY_SYSTEM", "canceled")])
+def test_tpsl_rows_pending_or_history(status, expected):
+    row = {"id": "1", "positionId": "2", "symbol": "BTCUSDT", "slPrice": "58000", "slQty": "0.5", **({"status": status} if status else {})}
+    (order,) = BitunixClient.parse_tpsl(row)
+    assert order.status == expected and order.type == "stop_market" and order.trigger_price == Decimal("58000")
+    assert order.filled_quantity == (Decimal("0.5") if expected == "closed" else Decimal("0"))
