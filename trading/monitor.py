@@ -303,6 +303,18 @@ def positions_monitor_market_prices(*, market_data=None, executor_factory=None) 
     return positions_monitor_prices(prices=prices, at=md.now(), executor_factory=executor_factory)
 
 
+def _published_funding_rate(md):
+    """The market data's current funding rate of a symbol (None when it has none or fails)."""
+
+    def rate_of(symbol: str) -> Decimal | None:
+        try:
+            return md.funding_rate(symbol)
+        except Exception:
+            return None
+
+    return rate_of
+
+
 def positions_monitor_step(*, market_data=None, executor_factory=None) -> MonitorReport:
     """One full monitor pass, as the beat runs it and as a replay calls it after every clock step: fill the paper
     entries a dead worker left pending (``trading.services.positions_pending_resume``), apply the closed candles to
@@ -315,5 +327,5 @@ def positions_monitor_step(*, market_data=None, executor_factory=None) -> Monito
     resumed = positions_pending_resume(now=md.now(), executor_factory=executor_factory)
     report = positions_monitor(market_data=md, executor_factory=executor_factory)
     report.resumed = resumed["opened"]
-    report.funding = funding_charge_due(now=md.now(), price_of=md.last_price)
+    report.funding = funding_charge_due(now=md.now(), price_of=md.last_price, rate_of=_published_funding_rate(md))
     return report

@@ -469,12 +469,13 @@ def funding_charge_position(*, position: Position, funding_time: datetime, rate:
         return charge
 
 
-def funding_charge_due(*, now: datetime, price_of=None) -> int:
+def funding_charge_due(*, now: datetime, price_of=None, rate_of=None) -> int:
     """Charge every paper position the funding times it lived through (idempotent): open positions since they
     opened, and positions closed in the last ``FUNDING_LOOKBACK`` for the times before their close.
 
     The rate of a funding time is the ``FundingSnapshot`` of that symbol and time (the market-data exchange's first,
-    else any exchange's); without one, in replay, ``settings.PAPER_FUNDING_RATE``; otherwise nothing is charged."""
+    else any exchange's); without one, in replay, the market data's published rate (``rate_of(symbol)``, the
+    replay's bundled funding history) or else ``settings.PAPER_FUNDING_RATE``; live, nothing is invented."""
     from signals.models import FundingSnapshot
     from trading.market import market_last_price
 
@@ -500,7 +501,8 @@ def funding_charge_due(*, now: datetime, price_of=None) -> int:
             if snaps:
                 rate, mark = snaps[0].rate, snaps[0].mark_price
             elif fallback is not None:
-                rate, mark = fallback, None
+                published = rate_of(position.symbol.symbol) if rate_of is not None else None
+                rate, mark = (Decimal(published) if published is not None else fallback), None
             else:
                 continue
             if mark is None:

@@ -348,3 +348,13 @@ def test_price_tick_waits_for_a_lagging_candle_pass(market):
     assert positions_monitor_prices(prices={symbol: D("104")}, at=at) == 0
     position.refresh_from_db()
     assert position.best_price == D("104") and position.trailing_active
+
+
+def test_replay_funding_uses_the_published_rate_when_there_is_one(market, monkeypatch):
+    _, position = _open(market)
+    _candles(market, position, *[(100.2, 100.5, 99.5, 100.3)] * 60)  # 12:00 -> 17:00
+    market.prices[position.symbol.symbol] = D("100.3")
+    monkeypatch.setattr(market, "funding_rate", lambda symbol: D("-0.0004"))  # the replay's bundled history
+    assert tasks.monitor_positions.run()["funding"] == 1
+    charge = FundingCharge.objects.get(position=position)
+    assert charge.rate == D("-0.0004") and charge.amount == -(D("100.3") * 25 * D("0.0004"))  # the long receives
