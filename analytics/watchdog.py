@@ -105,3 +105,89 @@ def watchdog_check(*, now: datetime | None = None) -> WatchdogReport:
     cache.set("watchdog:last_report", {"checked_at": now.isoformat(), "healthy": report.healthy,
                                        "requeued": report.requeued}, 24 * 3600)
     return report
+
+
+# --- health checks of the processes (``manage.py healthcheck <component>``, used by compose and systemd) ---------
+COMPONENTS = ("web", "worker", "beat", "bridge")
+
+
+@dataclass(frozen=True)
+class ComponentHealth:
+    component: str
+    ok: bool
+    detail: str
+
+
+def _database_ok() -> bool:
+    from django.db import connection
+
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+        return True
+    except Exception:
+        return False
+
+
+def _broker_ok() -> bool | None:
+    if settings.CELERY_TASK_ALWAYS_EAGER or not settings.CELERY_BROKER_URL:
+        return None
+    from config.celery import app
+
+    try:
+        with app.connection_for_write() as conn:
+            conn.ensure_connection(max_retries=1, timeout=2)
+        return True
+    except Exception:
+        return False
+
+
+def _beat_last_sent_age(now: datetime) -> float | None:
+    """Seconds since beat last sent the heartbeat task (django-celery-beat stores it; synced every few minutes)."""
+    from django_celery_beat.models import PeriodicTask
+
+    last = PeriodicTask.objects.filter(task=HEARTBEAT_TASK).values_list("last_run_at", flat=True).first()
+    return None if last is None else (now - last).total_seconds()
+
+
+def component_health(component: str, *, now: datetime | None = None) -> ComponentHealth:
+    """Is this kind of process doing its job? Reads only; what each check proves:
+
+    * web: the database answers (the HTTP side is probed on /healthz and /readyz);
+    * worker: the database and broker answer and a worker ran the heartbeat recently;
+    * beat: beat sent the heartbeat task recently (django-celery-beat's last_run_at) or a worker ran it;
+    * bridge: the database and broker answer, and the bridge's own heartbeat (``Heartbeat`` named ``bridge``, if the
+      bridge records one) is fresh.
+    """
+    now = now or timezone.now()
+    if component not in COMPONENTS:
+        return ComponentHealth(component, False, f"unknown component (one of {', '.join(COMPONENTS)})")
+    if not _database_ok():
+        return ComponentHealth(component, False, "database unreachable")
+    if component == "web":
+        return ComponentHealth(component, True, "database ok")
+    broker = _broker_ok()
+    if broker is False:
+        return ComponentHealth(component, False, "broker unreachable")
+    max_age = settings.HEARTBEAT_MAX_AGE_SECONDS
+    worker_age = heartbeat_age_seconds(name="worker")
+    if component == "worker":
+        fresh = worker_age is not None and worker_age <= max_age
+        return ComponentHealth(component, fresh, f"worker heartbeat {_age_text(worker_age)}")
+    if component == "beat":
+        sent_age = _beat_last_sent_age(now)
+        fresh = (sent_age is not None and sent_age <= max_age + BEAT_SYNC_SECONDS) or (
+            worker_age is not None and worker_age <= max_age)
+        return ComponentHealth(component, fresh,
+                               f"heartbeat sent by beat {_age_text(sent_age)}, run by a worker {_age_text(worker_age)}")
+    bridge_age = heartbeat_age_seconds(name="bridge")
+    fresh = bridge_age is None or bridge_age <= max_age
+    return ComponentHealth(component, fresh, f"broker {'ok' if broker else 'not used'}, bridge heartbeat "
+                                             f"{_age_text(bridge_age)}")
+
+
+BEAT_SYNC_SECONDS = 180  # django-celery-beat writes last_run_at back at most this late
+
+
+def _age_text(age: float | None) -> str:
+    return "never" if age is None else f"{age:.0f} s ago"

@@ -92,3 +92,38 @@ def test_task_is_scheduled_by_beat_and_thin(sent, alerts, settings):
     heartbeat_record(name="worker")
     _scan(minutes_ago=1)
     assert tasks.watchdog.run() == {"healthy": True, "requeued": [], "admins_told": 0}
+
+
+@pytest.mark.parametrize("component", ["web", "worker", "beat", "bridge"])
+def test_healthcheck_command_is_healthy_when_the_heartbeats_are_fresh(component, capsys):
+    from django.core.management import call_command
+
+    heartbeat_record(name="worker")
+    call_command("healthcheck", component)
+    assert f"{component}: ok" in capsys.readouterr().out
+
+
+def test_healthcheck_command_fails_on_stale_heartbeats(settings, capsys):
+    from django.core.management import call_command
+    from django_celery_beat.models import IntervalSchedule, PeriodicTask
+
+    old = timezone.now() - timedelta(hours=2)
+    heartbeat_record(name="worker", at=old)
+    heartbeat_record(name="bridge", at=old)
+    every = IntervalSchedule.objects.create(every=60, period=IntervalSchedule.SECONDS)
+    PeriodicTask.objects.create(name="heartbeat-test", task=HEARTBEAT_TASK, interval=every, last_run_at=old)
+    for component in ("worker", "beat", "bridge"):
+        with pytest.raises(SystemExit) as exit_info:
+            call_command("healthcheck", component)
+        assert exit_info.value.code == 1
+        assert f"{component}: UNHEALTHY" in capsys.readouterr().out
+    PeriodicTask.objects.filter(task=HEARTBEAT_TASK).update(last_run_at=timezone.now())
+    call_command("healthcheck", "beat")  # beat is sending; only the worker is behind
+
+
+def test_healthcheck_fails_when_the_database_is_down(monkeypatch):
+    from analytics import watchdog
+
+    monkeypatch.setattr(watchdog, "_database_ok", lambda: False)
+    health = watchdog.component_health("web")
+    assert not health.ok and health.detail == "database unreachable"
