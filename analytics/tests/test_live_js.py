@@ -122,3 +122,17 @@ def test_staff_events_update_the_control_panel(page):
     assert js(page, "return document.getElementById('cp-health-heartbeat').textContent;") == "12 s ago"
     assert js(page, "return document.getElementById('cp-health-queues').textContent;") == "scan: 0 · trade: 3"
     assert js(page, "return document.getElementById('cp-broadcast-status').textContent;") == "Broadcast abc123: 500 / 1200 queued…"
+
+
+def test_signal_events_prepend_a_row_and_events_refresh_the_other_regions(page):
+    js(page, """document.body.insertAdjacentHTML("beforeend",
+        '<table id="signal-history"><tbody><tr data-signal-id="1"><td>old</td></tr></tbody></table>');""")
+    js(page, "window.sockets[0].open(); window.fetches = 0;")
+    js(page, """window.sockets[0].message({type: "signal", id: 2, symbol: "SOL/USDT:USDT", side: "short",
+                source: "technical", risk_level: "low", entry: "150.2500", outcome: "open", outcome_pnl_pct: null,
+                created_at: "2026-03-01T12:15:00+00:00"});""")
+    first = js(page, "return document.querySelector('#signal-history tbody tr').getAttribute('data-signal-id');")
+    assert first == "2"
+    text = js(page, "return document.querySelector('#signal-history tr[data-signal-id=\"2\"]').textContent;")
+    assert "SOL/USDT:USDT" in text and "150.25" in text and "03-01 12:15" in text
+    wait_for(page, "return window.fetches === 1;", timeout=3)  # PnL and other live regions re-read once (debounced)
