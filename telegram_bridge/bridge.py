@@ -19,6 +19,8 @@ from telegram_bridge.transport import get_transport
 
 logger = logging.getLogger(__name__)
 ALLOWED_UPDATES = ["message", "callback_query", "my_chat_member"]
+HEARTBEAT_NAME = "bridge"
+HEARTBEAT_SECONDS = 30.0
 
 
 def bot_commands_set() -> None:
@@ -57,6 +59,20 @@ class Poller:
         self.stop = stop or threading.Event()
         self.report = PollingReport()
         self.offset: int | None = None
+        self._last_beat = float("-inf")
+
+    def _beat(self) -> None:
+        """The bridge's heartbeat (analytics Heartbeat "bridge"), at most every HEARTBEAT_SECONDS: a getUpdates
+        answered recently means the bridge is alive (``manage.py bridge_health`` and /admin read it)."""
+        if time.monotonic() - self._last_beat < HEARTBEAT_SECONDS:
+            return
+        try:
+            from analytics.services import heartbeat_record
+
+            heartbeat_record(name=HEARTBEAT_NAME)
+            self._last_beat = time.monotonic()
+        except Exception as error:  # a database hiccup must not stop polling
+            logger.warning("bridge heartbeat not recorded: %s", type(error).__name__)
 
     def _get_updates(self, transport):
         """The updates, or None when stopped or stalled (the caller decides what to do next)."""
@@ -98,6 +114,7 @@ class Poller:
             if updates is None:
                 continue
             self.report.failures = 0
+            self._beat()
             if not connection.in_atomic_block:  # a long-lived process drops stale connections between batches
                 close_old_connections()
             for update in updates:

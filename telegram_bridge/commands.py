@@ -286,6 +286,7 @@ def admin(ctx: UpdateContext, args: str) -> None:
     )
     heartbeat_age_seconds = optional("analytics.selectors", "heartbeat_age_seconds")
     age = heartbeat_age_seconds(name="worker") if heartbeat_age_seconds else None
+    bridge_age = heartbeat_age_seconds(name="bridge") if heartbeat_age_seconds else None
     from telegram_bridge.models import Delivery
 
     pending = Delivery.objects.filter(status__in=["pending", "sending"]).count()
@@ -298,6 +299,7 @@ def admin(ctx: UpdateContext, args: str) -> None:
         f"DAU / WAU / MAU: {active_since(1)} / {active_since(7)} / {active_since(30)}",
         f"Signals: {signals_['open']} open, {signals_['closed']} closed ({signals_['wins']} wins, {signals_['losses']} losses)",
         f"Worker heartbeat: {'never' if age is None else f'{age:.0f} s ago'}",
+        f"Bridge polling: {'never (webhook mode?)' if bridge_age is None else f'{bridge_age:.0f} s ago'}",
         f"Telegram deliveries waiting: {pending}",
         f"Errors today: {errors_text}",
     ]))

@@ -6,9 +6,11 @@ import subprocess
 import sys
 import threading
 import time
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from django.utils import timezone
 
 from accounts.models import TelegramUser
 from telegram_bridge.bridge import Poller
@@ -102,3 +104,20 @@ def test_run_bridge_process_answers_then_shuts_down_cleanly_on_sigterm(bot_api, 
     assert "Welcome, <b>Proc</b>" in bot_api.sent_messages(703)[0]["text"]
     assert TelegramUser.objects.filter(telegram_id=703).exists()
     assert bot_api.commands  # the command menu was set at start
+
+
+@pytest.mark.django_db
+def test_polling_beats_the_bridge_heartbeat_that_bridge_health_checks(bot_api):
+    from django.core.management import call_command
+    from django.core.management.base import CommandError
+
+    with pytest.raises(CommandError, match="never"):
+        call_command("bridge_health")
+    bot_api.inject_message(user_id=704, text="/help")
+    assert Poller(timeout=1).run(max_updates=1).handled == 1
+    call_command("bridge_health", max_age=60)
+    from analytics.models import Heartbeat
+
+    Heartbeat.objects.filter(name="bridge").update(beat_at=timezone.now() - timedelta(minutes=5))
+    with pytest.raises(CommandError, match="unhealthy"):
+        call_command("bridge_health", max_age=120)
