@@ -227,3 +227,36 @@ def test_settings_form_shows_decimals_plainly(logged_in):
     UserPreferences.objects.filter(user=user).update(position_size_pct=Decimal("10.0000"), risk_per_trade_pct=Decimal("0.5"))
     form = client.get(reverse("dashboard:settings")).context["form"]
     assert form.initial["position_size_pct"] == "10" and form.initial["risk_per_trade_pct"] == "0.5"
+
+
+def test_equity_chart_coordinates():
+    from datetime import UTC, datetime
+
+    from analytics.web.dashboard_data import equity_svg
+
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    points = [(start, 100.0), (start + timedelta(hours=1), 120.0), (start + timedelta(hours=2), 110.0)]
+    chart = equity_svg(points, width=100, height=50)
+    coords = [tuple(map(float, pair.split(","))) for pair in chart["points"].split()]
+    assert coords[0] == (8.0, 42.0) and coords[1] == (50.0, 8.0) and coords[2] == (92.0, 25.0)  # high at the top
+    assert chart["rising"] and (chart["low"], chart["high"], chart["last"]) == (100.0, 120.0, 110.0)
+    assert equity_svg(points[:1]) is None
+
+
+def test_pnl_page_draws_the_equity_curve_of_paper_fills(logged_in):
+    from trading.models import Fill, PaperAccount
+    from trading.tests.factories import OrderFactory
+
+    client, user = logged_in
+    PaperAccount.objects.create(user=user, starting_balance=Decimal("10000"), balance=Decimal("10150"),
+                                peak_equity=Decimal("10150"))
+    order = OrderFactory(position=PositionFactory(user=user))
+    start = timezone.now() - timedelta(hours=3)
+    for n, pnl in enumerate(["0", "200", "-50"]):
+        Fill.objects.create(order=order, position=order.position, trade_id=f"t{n}", price=Decimal("100"),
+                            quantity=Decimal("1"), realised_pnl=Decimal(pnl), filled_at=start + timedelta(hours=n))
+    response = client.get(reverse("dashboard:pnl"))
+    assert response.context["curve_points"] >= 3
+    chart = response.context["chart"]
+    assert (chart["low"], chart["high"], chart["last"]) == (10000.0, 10200.0, 10150.0)
+    assert b"<polyline" in response.content
