@@ -34,7 +34,10 @@ class ContextFilter(logging.Filter):
     """Adds request_id and task_id to every record (``-`` outside a request or task)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        record.request_id = request_id_var.get()
+        request_id = request_id_var.get()
+        if request_id == "-":  # Django logs a failed response after the middleware returned; it passes the request
+            request_id = getattr(getattr(record, "request", None), "request_id", "-")
+        record.request_id = request_id
         record.task_id = task_id_var.get()
         return True
 

@@ -114,3 +114,15 @@ def test_bot_update_error_gives_the_user_a_reference_and_operators_the_trace(cap
     assert text == BOT_ERROR_TEXT.format(reference=record.error_reference)
     assert "secret detail" not in text and record.exc_info is not None and record.update_id == 123
     assert error_counts()["bot_update"] == 1
+
+
+@pytest.mark.urls("config.tests.urls_boom")
+@pytest.mark.django_db
+def test_djangos_own_error_line_carries_the_request_id_too(client, caplog):
+    client.raise_request_exception = False
+    with caplog.at_level(logging.ERROR):
+        client.get("/boom", HTTP_X_REQUEST_ID="req-77")
+    filter_ = ContextFilter()
+    django_line = next(r for r in caplog.records if r.name == "django.request")
+    filter_.filter(django_line)
+    assert django_line.request_id == "req-77"
