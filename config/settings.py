@@ -262,6 +262,15 @@ if REDIS_URL:
 else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 
+# --- Live trading (trading/exchanges, trading/executors/live.py, trading/reconcile.py) ----------------------------
+LIVE_EXCHANGE_CLIENT = env.str("LIVE_EXCHANGE_CLIENT", default="real")  # "fake": the in-process stand-in exchange
+BITUNIX_BASE_URL = env.str("BITUNIX_BASE_URL", default="https://fapi.bitunix.com")
+LIVE_HTTP_TIMEOUT_SECONDS = env.float("LIVE_HTTP_TIMEOUT_SECONDS", default=10.0)
+LIVE_FILL_POLL_ATTEMPTS = env.int("LIVE_FILL_POLL_ATTEMPTS", default=5)  # polls for a market order's fill
+LIVE_TP1_CLOSE_FRACTION = env.str("LIVE_TP1_CLOSE_FRACTION", default="0.5")  # share closed at TP1
+# An order still "submitted" this long after placement is looked up on the exchange by its client order id.
+LIVE_RECONCILE_SUBMITTED_GRACE_SECONDS = env.int("LIVE_RECONCILE_SUBMITTED_GRACE_SECONDS", default=120)
+
 # --- External systems (each behind one port; see README "Configuration") ------------------------------------------
 TELEGRAM_BOT_TOKEN = env.str("TELEGRAM_BOT_TOKEN", default="")
 TELEGRAM_API_BASE = env.str("TELEGRAM_API_BASE", default="")  # e.g. http://127.0.0.1:8081 for the local Bot API server
