@@ -20,9 +20,9 @@ from trading.errors import RetryableExchangeError
 def execute_signal(signal_id: int) -> dict:
     """Consumer of ``signal.created``: open the signal for every eligible user. Idempotent (see
     ``trading.services``): redelivery after a worker crash neither loses nor doubles a position."""
-    from trading.services import signal_execute
+    from trading.flip import signal_execute_with_flip
 
-    return signal_execute(signal_id=signal_id)
+    return signal_execute_with_flip(signal_id=signal_id)  # = signal_execute, plus the opt-in flip on flow signals
 
 
 @shared_task(name="trading.tasks.monitor_positions", queue="trade", acks_late=True, reject_on_worker_lost=True)

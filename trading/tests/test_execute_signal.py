@@ -36,7 +36,7 @@ def test_opens_for_every_eligible_user_only(market, published):
     TelegramUserFactory(auto_trading_enabled=True, is_banned=True)
     signal = _signal(market)
     counts = tasks.execute_signal.run(signal.pk)
-    assert counts == {"opened": 3, "refused": 0, "skipped": 0, "failed": 0}
+    assert counts == {"opened": 3, "refused": 0, "skipped": 0, "failed": 0, "flipped": 0}
     assert set(Position.objects.values_list("user_id", flat=True)) == {u.pk for u in eligible}
     # a second delivery of the same event changes nothing
     tasks.execute_signal.run(signal.pk)
