@@ -182,6 +182,9 @@ CELERY_BEAT_SCHEDULE = {
     # fresh last prices (the 30 s price cache) as ticks between candles
     "monitor-positions": {"task": "trading.tasks.monitor_positions", "schedule": 60.0, "options": {"queue": "trade", "expires": 55}},
     "monitor-position-prices": {"task": "trading.tasks.monitor_position_prices", "schedule": 30.0, "options": {"queue": "trade", "expires": 25}},
+    # telegram: re-send deliveries a dead worker left pending; prune the update-id de-duplication table nightly
+    "telegram-resend-stale": {"task": "telegram_bridge.tasks.deliveries_resend_stale", "schedule": 60.0, "options": {"queue": "telegram", "expires": 55}},
+    "telegram-updates-prune": {"task": "telegram_bridge.tasks.telegram_updates_prune", "schedule": crontab(hour=3, minute=17), "options": {"queue": "telegram"}},
 }
 
 # --- Domain events --------------------------------------------------------------------------------------------------
