@@ -1,0 +1,24 @@
+"""Every beat entry and every domain-event consumer names a task a worker actually registers, on the right queue."""
+
+from django.conf import settings
+
+from config.celery import app, task_queue_name
+from config.events import _load_task_modules
+
+
+def test_every_beat_entry_and_event_consumer_is_a_registered_task():
+    _load_task_modules()
+    beat_tasks = {entry["task"] for entry in settings.CELERY_BEAT_SCHEDULE.values()}
+    consumers = {task for tasks in settings.DOMAIN_EVENT_CONSUMERS.values() for task in tasks}
+    assert beat_tasks - set(app.tasks) == set()
+    assert consumers - set(app.tasks) == set()
+    assert {"scan-markets", "track-signal-outcomes", "monitor-positions", "heartbeat", "watchdog"} <= set(
+        settings.CELERY_BEAT_SCHEDULE
+    )
+
+
+def test_order_execution_never_waits_behind_a_scan():
+    _load_task_modules()
+    assert task_queue_name("trading.tasks.execute_signal") == "trade"
+    assert task_queue_name("telegram_bridge.tasks.broadcast_signal") == "telegram"
+    assert task_queue_name("signals.tasks.scan_markets") == "scan"
