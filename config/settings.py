@@ -265,6 +265,10 @@ if REDIS_URL:
 else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 
+# --- Web dashboard -----------------------------------------------------------------------------------------------
+WEB_BASE_URL = env.str("WEB_BASE_URL", default="")  # absolute base of the bot's one-time dashboard login links
+LIVE_FALLBACK_REFRESH_SECONDS = env.int("LIVE_FALLBACK_REFRESH_SECONDS", default=30)  # page refresh while the socket is down
+
 # --- Live trading (trading/exchanges, trading/executors/live.py, trading/reconcile.py) ----------------------------
 LIVE_EXCHANGE_CLIENT = env.str("LIVE_EXCHANGE_CLIENT", default="real")  # "fake": the in-process stand-in exchange
 BITUNIX_BASE_URL = env.str("BITUNIX_BASE_URL", default="https://fapi.bitunix.com")
