@@ -28,6 +28,22 @@ class PaperAccount(models.Model):
         return f"paper account of {self.user}: {self.balance}"
 
 
+class LiveAccount(models.Model):
+    """The user's exchange account as the drawdown rule sees it: the peak equity (wallet balance + unrealised PnL,
+    read through the exchange client's ``fetch_balance``/``fetch_positions`` on reconcile passes and live entry
+    checks) and the last equity observed. ``peak_equity`` is null after a resume until the next observation."""
+
+    user = models.OneToOneField("accounts.TelegramUser", on_delete=models.CASCADE, related_name="live_account")
+    exchange = models.CharField(max_length=16, help_text="Exchange id the peak was measured on")
+    peak_equity = MoneyField(null=True, blank=True)
+    equity = MoneyField(null=True, blank=True, help_text="Last equity observed")
+    observed_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"live account of {self.user} on {self.exchange}: peak {self.peak_equity}"
+
+
 class Position(models.Model):
     class Status(models.TextChoices):
         PENDING = "pending", "Pending entry"
