@@ -62,7 +62,7 @@ def test_redis_outage_during_a_scan_neither_loses_nor_doubles_a_signal(postgres_
     log = tmp_path / "worker.log"
     worker = start_worker(env=env, queues="scan", log=log, concurrency=1)
     restarts = 0
-    client = Celery(broker=redis_server.url)
+    client = Celery(broker=redis_server.url, set_as_current=False)  # never the app of this process
     try:
         client.send_task("signals.tasks.scan_markets", queue="scan")
         client.close()
