@@ -89,3 +89,32 @@ def risk_level(
     if score <= thresholds.medium_max:
         return "medium"
     return "high"
+
+
+# --- maximum drawdown (account protection) ---------------------------------------------------------------------
+# Pure arithmetic on numbers of one type (Decimal from the trading app, float in backtests): no rounding here.
+
+
+def peak_after(peak, equity):
+    """The peak equity after observing ``equity``: it never falls (``None``, no peak yet, starts at ``equity``)."""
+    if peak is None or equity > peak:
+        return equity
+    return peak
+
+
+def drawdown_pct(peak, equity):
+    """How far ``equity`` is below ``peak``, in percent of the peak; 0 at or above the peak or without a positive
+    peak (same number type as the inputs)."""
+    if peak is None or not peak > 0 or equity >= peak:
+        return type(equity)(0)
+    return (peak - equity) / peak * 100
+
+
+def drawdown_breached(peak, equity, max_drawdown_pct) -> bool:
+    """True when ``equity`` is ``max_drawdown_pct`` % or more below ``peak`` (new entries are refused and
+    auto-trading pauses). No positive peak yet: never. The limit must be positive."""
+    if not max_drawdown_pct > 0:
+        raise InvalidParameters(f"max_drawdown_pct must be positive, got {max_drawdown_pct!r}")
+    if peak is None or not peak > 0:
+        return False
+    return drawdown_pct(peak, equity) >= max_drawdown_pct
