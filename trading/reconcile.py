@@ -8,7 +8,9 @@ For each user with an active exchange credential and live positions:
 3. an open position the exchange no longer holds is closed here: with the fills of our stop/TP orders (the
    exchange's prices and fees) or, when something else closed it, with reason ``exchange``;
 4. an exchange order whose client id has our format (``P<signal>U<user>L<leg>``) but has no row is adopted;
-   other unknown orders are left alone and logged.
+   other unknown orders are left alone and logged;
+5. the account's equity (wallet balance + unrealised PnL) is read and stored: it raises the peak equity of the
+   maximum-drawdown rule and, past the user's ``max_drawdown_pct``, pauses their auto-trading (notified once a day).
 Every repair is logged (logger ``trading.reconcile``) and counted in the returned report.
 """
 
@@ -81,10 +83,20 @@ def reconcile_user(*, user, executor: LiveExecutor | None = None) -> ReconcileRe
                     report.errors.append(f"position {position.pk}: {exc}")
                     logger.error("reconcile user %s position %s failed: %s", user.pk, position.pk, exc)
             _adopt_unknown_orders(executor, open_orders, report)
+            _observe_equity(executor, client, user)
     except ExchangeError as exc:
         report.errors.append(str(exc))
         logger.error("reconcile user %s failed: %s", user.pk, exc)
     return report
+
+
+def _observe_equity(executor: LiveExecutor, client, user) -> None:
+    """After the repairs (closes booked), read the account's equity: raises the stored peak and, past the user's
+    maximum drawdown, pauses their auto-trading (``trading.services.live_drawdown_check``)."""
+    from trading.services import live_drawdown_check
+
+    equity = executor.equity_read(client)
+    live_drawdown_check(user=user, exchange=executor.exchange, equity=equity, at=timezone.now())
 
 
 def _reconcile_position(executor: LiveExecutor, client, position: Position, held: dict, report: ReconcileReport) -> None:

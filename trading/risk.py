@@ -1,9 +1,11 @@
 """The risk manager: every rule checked before a position is opened, in a fixed order, first refusal wins.
 
 ``risk_check_open(...)`` returns ``None`` (allowed) or a ``RiskRefusal(reason, detail)``; the caller records it
-(``trading.services.refusal_record``: once per user and signal, notified once). The drawdown rule also pauses the
-user's auto-trading (``auto_trading_paused_reason``) until an admin or the user resumes it
-(``trading.services.user_auto_trading_resume``, admin action on paper accounts).
+(``trading.services.refusal_record``: once per user and signal, notified once). The drawdown rule (math in
+``engine.risk``) also pauses the user's auto-trading (``auto_trading_paused_reason``) until an admin or the user
+resumes it (``trading.services.user_auto_trading_resume``, admin action on paper and live accounts). Its equity and
+peak are the paper account's for paper entries and the exchange account's (``LiveAccount``, wallet balance +
+unrealised PnL, observed on live entries and reconcile passes) for live entries.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from decimal import Decimal
 
 from django.db.models import Sum
 
+from engine.risk import drawdown_breached, drawdown_pct
 from engine.sectors import is_correlated
 from trading.models import DailyRiskState, Fill, FundingCharge, Position, TradeRefusal, TradingMode, TradingSwitch
 
@@ -90,12 +93,14 @@ def risk_check_open(
                     f"today's live loss {-day_pnl:.2f} USDT reached the daily limit "
                     f"({prefs.daily_loss_limit_pct:g}% = {limit:.2f} USDT); new entries resume tomorrow (UTC)",
                 )
-    if equity is not None and peak_equity and peak_equity > 0:
-        drawdown_pct = (peak_equity - equity) / peak_equity * HUNDRED
-        if drawdown_pct >= prefs.max_drawdown_pct:
-            return RiskRefusal(
-                Reason.DRAWDOWN,
-                f"equity {equity:.2f} is {drawdown_pct:.1f}% below its peak {peak_equity:.2f} "
-                f"(limit {prefs.max_drawdown_pct:g}%); auto-trading paused until you resume it",
-            )
+    if equity is not None and drawdown_breached(peak_equity, equity, prefs.max_drawdown_pct):
+        return RiskRefusal(Reason.DRAWDOWN, drawdown_detail(equity=equity, peak_equity=peak_equity,
+                                                            max_drawdown_pct=prefs.max_drawdown_pct))
     return None
+
+
+def drawdown_detail(*, equity: Decimal, peak_equity: Decimal, max_drawdown_pct: Decimal) -> str:
+    return (
+        f"equity {equity:.2f} is {drawdown_pct(peak_equity, equity):.1f}% below its peak {peak_equity:.2f} "
+        f"(limit {max_drawdown_pct:g}%); auto-trading paused until you resume it"
+    )

@@ -27,12 +27,14 @@ from accounts.models import TelegramUser
 from config import events
 from engine import pnl
 from engine.errors import InvalidParameters, OrderBelowMinimum
+from engine.risk import drawdown_breached, peak_after
 from engine.sizing import MarketLimits, effective_leverage, position_quantity
 from trading import amounts
 from trading.executors.base import Executor, executor_for
 from trading.models import (
     DailyRiskState,
     FundingCharge,
+    LiveAccount,
     Order,
     PaperAccount,
     Position,
@@ -40,7 +42,7 @@ from trading.models import (
     TradingMode,
     TradingSwitch,
 )
-from trading.risk import RiskRefusal, risk_check_open
+from trading.risk import RiskRefusal, drawdown_detail, risk_check_open
 
 logger = logging.getLogger(__name__)
 
@@ -154,6 +156,57 @@ def daily_risk_record(
     return state
 
 
+# --- live account (drawdown of the exchange account) --------------------------------------------------------------
+def live_account_observe(*, user: TelegramUser, exchange: str, equity: Decimal, at: datetime) -> LiveAccount:
+    """Store an observed equity of the user's exchange account (wallet balance + unrealised PnL) and raise the peak
+    the drawdown rule measures from (``engine.risk.peak_after``: never lowered; a peak cleared by a resume, or
+    measured on another exchange, restarts from this equity)."""
+    equity = amounts.money(equity)
+    with transaction.atomic():
+        LiveAccount.objects.get_or_create(user=user, defaults={"exchange": exchange})
+        account = LiveAccount.objects.select_for_update().get(user=user)
+        if account.exchange != exchange:
+            account.exchange, account.peak_equity = exchange, None
+        account.peak_equity = peak_after(account.peak_equity, equity)
+        account.equity, account.observed_at = equity, at
+        account.save()
+    return account
+
+
+def user_drawdown_pause(*, user: TelegramUser, detail: str, at: datetime) -> bool:
+    """Pause the user's auto-trading for the maximum drawdown and tell them (``user.notify``, one per user and UTC
+    day). Only a user not paused yet is paused and told (a concurrent pass cannot notify twice); returns whether
+    this call paused them."""
+    reason = f"max drawdown reached: {detail}"[:200]
+    paused = TelegramUser.objects.filter(pk=user.pk, auto_trading_paused_reason="").update(auto_trading_paused_reason=reason)
+    if not paused:
+        return False
+    user.auto_trading_paused_reason = reason
+    logger.warning("auto-trading paused for user %s: %s", user.pk, reason)
+    text = (
+        "⚠️ <b>Auto-trading paused: maximum drawdown</b>\n"
+        f"Your exchange account's {html.escape(detail)}.\n"
+        "New entries are refused; open positions keep their stops. Send /resume to trade again "
+        "(the drawdown is then measured from your equity at that moment)."
+    )
+    day = at.astimezone(UTC).date().isoformat()
+    events.publish("user.notify", user_id=user.pk, text=text, dedupe_key=f"drawdown:{user.pk}:{day}")
+    return True
+
+
+def live_drawdown_check(*, user: TelegramUser, exchange: str, equity: Decimal, at: datetime) -> LiveAccount:
+    """A reconcile pass observed the live equity: store it and, when it is ``max_drawdown_pct`` or more below the
+    peak, pause the user's auto-trading (if they trade live) before the next signal arrives."""
+    account = live_account_observe(user=user, exchange=exchange, equity=equity, at=at)
+    prefs = user.preferences
+    if user.auto_trading_enabled and not prefs.paper_mode and drawdown_breached(
+        account.peak_equity, account.equity, prefs.max_drawdown_pct
+    ):
+        detail = drawdown_detail(equity=account.equity, peak_equity=account.peak_equity, max_drawdown_pct=prefs.max_drawdown_pct)
+        user_drawdown_pause(user=user, detail=detail, at=at)
+    return account
+
+
 # --- switches -----------------------------------------------------------------------------------------------------
 def trading_pause(*, reason: str = "") -> TradingSwitch:
     """Pause auto-trading for everybody (new entries only; open positions keep being monitored)."""
@@ -175,10 +228,22 @@ def user_auto_trading_pause(*, user: TelegramUser, reason: str) -> None:
     user.auto_trading_paused_reason = reason[:200]
 
 
-def user_auto_trading_resume(*, user: TelegramUser, equity: Decimal | None = None) -> None:
-    """Resume a paused user (admin or the user). The drawdown peak restarts from the current equity, otherwise
-    the very next signal would pause again."""
+def user_auto_trading_resume(*, user: TelegramUser, equity: Decimal | None = None, live_equity: Decimal | None = None) -> None:
+    """Resume a paused user (admin or the user). The drawdown peaks restart from the current equity, otherwise
+    the very next signal would pause again: the paper account's (``equity``, else computed) and, for a user with a
+    live account, the exchange's (``live_equity``, else read from the exchange; unreadable: the peak is cleared and
+    restarts at the next observation)."""
+    live = LiveAccount.objects.filter(user=user).first()
+    if live is not None and live_equity is None:
+        live_equity = _live_equity_now(user=user)
     with transaction.atomic():
+        if live is not None:
+            now = timezone.now()
+            peak = amounts.money(live_equity) if live_equity is not None else None
+            fields = {"peak_equity": peak, "updated_at": now}
+            if peak is not None:
+                fields.update(equity=peak, observed_at=now)
+            LiveAccount.objects.filter(pk=live.pk).update(**fields)
         TelegramUser.objects.filter(pk=user.pk).update(auto_trading_paused_reason="")
         user.auto_trading_paused_reason = ""
         account = paper_account_get_or_create(user=user)
@@ -188,6 +253,18 @@ def user_auto_trading_resume(*, user: TelegramUser, equity: Decimal | None = Non
             equity = account_equity(user=user)
         PaperAccount.objects.filter(pk=account.pk).update(peak_equity=amounts.money(equity))
         DailyRiskState.objects.filter(user=user, loss_limit_hit=True).update(loss_limit_hit=False)
+
+
+def _live_equity_now(*, user: TelegramUser) -> Decimal | None:
+    from trading.errors import ExchangeError
+    from trading.executors.live import LiveExecutor
+
+    try:
+        executor = LiveExecutor(user=user, attempts=1)
+        return executor.equity() if executor.credential is not None else None
+    except ExchangeError as exc:
+        logger.warning("resume of user %s: live equity unreadable (%s); the peak restarts at the next pass", user.pk, exc)
+        return None
 
 
 def paper_mode_toggle(*, user: TelegramUser) -> bool:
@@ -200,12 +277,13 @@ def paper_mode_toggle(*, user: TelegramUser) -> bool:
 
 
 # --- refusals -----------------------------------------------------------------------------------------------------
-def refusal_record(*, user: TelegramUser, signal, reason: str, detail: str) -> TradeRefusal:
-    """Record a refusal once per (user, signal) and tell the user once (``user.notify`` with a dedupe key)."""
+def refusal_record(*, user: TelegramUser, signal, reason: str, detail: str, notify: bool = True) -> TradeRefusal:
+    """Record a refusal once per (user, signal) and tell the user once (``user.notify`` with a dedupe key).
+    ``notify=False``: the user was told already (the live drawdown pause message); recorded as notified."""
     refusal, created = TradeRefusal.objects.get_or_create(
-        user=user, signal=signal, defaults={"reason": reason, "detail": detail[:300]}
+        user=user, signal=signal, defaults={"reason": reason, "detail": detail[:300], "notified": not notify}
     )
-    if created:
+    if created and notify:
         label = TradeRefusal.Reason(reason).label
         text = (
             f"⛔ Not opened: <b>{html.escape(signal.side.upper())} {html.escape(signal.symbol.symbol)}</b>\n"
@@ -298,6 +376,9 @@ def position_prepare(*, user: TelegramUser, signal, executor: Executor, now: dat
             equity = account_equity(user=user, price_of=getattr(executor, "price_of", None))
             account = paper_account_mark_peak(user=user, equity=equity)
             peak = account.peak_equity
+        elif getattr(executor, "equity", None) is not None:  # live: the exchange account's equity and peak
+            live = live_account_observe(user=user, exchange=executor.exchange, equity=executor.equity(), at=now)
+            equity, peak = live.equity, live.peak_equity
         refusal: RiskRefusal | None = risk_check_open(
             user=user, signal=signal, equity=equity, peak_equity=peak, now=now,
             live_equity=executor.balance if executor.mode == TradingMode.LIVE else None,
@@ -308,6 +389,9 @@ def position_prepare(*, user: TelegramUser, signal, executor: Executor, now: dat
             except (OrderBelowMinimum, InvalidParameters) as exc:
                 refusal = RiskRefusal(TradeRefusal.Reason.SIZE, str(exc))
         if refusal is not None:
+            if refusal.reason == TradeRefusal.Reason.DRAWDOWN and executor.mode == TradingMode.LIVE:
+                told = user_drawdown_pause(user=user, detail=refusal.detail, at=now)
+                return refusal_record(user=user, signal=signal, reason=refusal.reason, detail=refusal.detail, notify=not told)
             if refusal.reason == TradeRefusal.Reason.DRAWDOWN:
                 user_auto_trading_pause(user=user, reason=f"max drawdown reached: {refusal.detail}")
             if refusal.reason == TradeRefusal.Reason.DAILY_LOSS:

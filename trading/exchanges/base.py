@@ -37,6 +37,9 @@ class Balance:
     free: Decimal
     used: Decimal
     total: Decimal
+    # Account equity (wallet balance + unrealised PnL) when the exchange reports it as one figure; None: the
+    # equity is ``total`` + the unrealised PnL of ``fetch_positions`` (see ``trading.executors.live.account_equity_of``).
+    equity: Decimal | None = None
 
 
 @dataclass(frozen=True)

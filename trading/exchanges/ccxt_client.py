@@ -109,7 +109,19 @@ class CcxtExchangeClient:
         raw = await self._call("fetch_balance", params)
         entry = raw.get(currency) or {}
         free, used, total = (to_decimal(entry.get(k)) or Decimal("0") for k in ("free", "used", "total"))
-        return Balance(currency=currency, free=free, used=used, total=total or free + used)
+        return Balance(currency=currency, free=free, used=used, total=total or free + used, equity=self._equity_of(raw, currency, total))
+
+    def _equity_of(self, raw: dict, currency: str, total: Decimal) -> Decimal | None:
+        """Equity incl. unrealised PnL: ccxt's ``total`` is OKX's ``eq`` and KuCoin's ``accountEquity``; MEXC's swap
+        ``total`` is available + frozen only, its raw ``equity`` is the figure."""
+        if self.exchange_id in ("okx", "kucoinfutures"):
+            return total or None
+        if self.exchange_id == "mexc":
+            rows = (raw.get("info") or {}).get("data") if isinstance(raw.get("info"), dict) else None
+            for row in rows or []:
+                if isinstance(row, dict) and row.get("currency") == currency and row.get("equity") is not None:
+                    return to_decimal(row.get("equity"))
+        return None
 
     async def market(self, symbol: str) -> MarketInfo:
         market = await self._ccxt_market(symbol)

@@ -43,7 +43,7 @@ from trading.errors import (
     backoff_delay,
 )
 from trading.exchanges import SyncExchangeClient, exchange_client_for
-from trading.exchanges.base import MarketInfo, OrderRequest, OrderResult
+from trading.exchanges.base import Balance, ExchangePosition, MarketInfo, OrderRequest, OrderResult
 from trading.models import Fill, Order, Position
 
 logger = logging.getLogger(__name__)
@@ -214,6 +214,14 @@ def position_lock(*, position_id: int, wait: float = 0.0) -> Iterator[bool]:
             cache.delete(key)
 
 
+def account_equity_of(*, balance: Balance, positions: list[ExchangePosition]) -> Decimal:
+    """Equity of an exchange account: the equity the exchange reports, else its wallet total + the unrealised PnL
+    of its positions."""
+    if balance.equity is not None:
+        return balance.equity
+    return balance.total + sum((p.unrealised_pnl or ZERO for p in positions), ZERO)
+
+
 def auto_trading_disable(*, user, reason: str, dedupe_key: str) -> None:
     """Final exchange error: stop live auto-trading for the user, record why, and tell them once."""
     from accounts.models import TelegramUser
@@ -315,6 +323,17 @@ class LiveExecutor:
     def balance(self) -> Decimal:
         with self._client() as client:
             return self._retry(lambda: client.fetch_balance("USDT"), "fetch balance").free
+
+    def equity(self) -> Decimal:
+        """The exchange account's equity (wallet balance + unrealised PnL): what the drawdown rule measures."""
+        with self._client() as client:
+            return self.equity_read(client)
+
+    def equity_read(self, client: SyncExchangeClient) -> Decimal:
+        balance = self._retry(lambda: client.fetch_balance("USDT"), "fetch balance")
+        if balance.equity is not None:
+            return balance.equity
+        return account_equity_of(balance=balance, positions=self._retry(lambda: client.fetch_positions(None), "fetch positions"))
 
     def market_limits(self, *, symbol):
         from engine.sizing import MarketLimits
