@@ -49,12 +49,16 @@ def _dashboard_page(ctx: UpdateContext, page: str) -> None:
     elif page == "positions":
         ctx.show(commands.positions_text(ctx), markup=back)
     elif page == "settings":
-        ctx.show(commands.settings_text(ctx), markup=keyboards.settings_keyboard(ctx.user.preferences))
+        ctx.show(commands.settings_text(ctx), markup=commands.settings_markup(ctx))
     elif page == "mode":
         ctx.answer(commands.paper_mode_toggle(ctx))
         commands.dashboard(ctx, "")
     elif page == "help":
         ctx.show(texts.help_text(is_admin=ctx.is_admin), markup=back)
+    elif page == "resume":
+        resumed, result = commands.auto_trading_resume(ctx)
+        ctx.answer("Auto-trading resumed." if resumed else "Nothing to resume.")
+        ctx.show(result + "\n\n" + commands.settings_text(ctx), markup=commands.settings_markup(ctx))
 
 
 def _setting(ctx: UpdateContext, value: str) -> None:
@@ -76,7 +80,7 @@ def _setting(ctx: UpdateContext, value: str) -> None:
         conversation_set(telegram_id=ctx.user.telegram_id, state={"flow": "setting", "field": name})
         ctx.reply(f"Send the new value for <b>{escape(label)}</b>: {escape(hint)}. /cancel keeps the current one.")
         return
-    ctx.show(commands.settings_text(ctx), markup=keyboards.settings_keyboard(ctx.user.preferences))
+    ctx.show(commands.settings_text(ctx), markup=commands.settings_markup(ctx))
 
 
 def _connect_exchange_chosen(ctx: UpdateContext, exchange: str) -> None:
@@ -131,7 +135,7 @@ def _setting_value(ctx: UpdateContext, name: str, text: str) -> None:
             return
     if commands.preferences_change(ctx, {name: value}):
         ctx.reply("✅ Saved.")
-    ctx.reply(commands.settings_text(ctx), markup=keyboards.settings_keyboard(ctx.user.preferences))
+    ctx.reply(commands.settings_text(ctx), markup=commands.settings_markup(ctx))
 
 
 def _connect_step(ctx: UpdateContext, state: dict, text: str) -> None:

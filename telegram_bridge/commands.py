@@ -159,13 +159,19 @@ def positions(ctx: UpdateContext, args: str) -> None:
 
 def settings_text(ctx: UpdateContext) -> str:
     levels = ", ".join(ctx.user.preferences.accepted_risk_levels or [])
+    paused = auto_trading_pause_reason(ctx)
+    pause_line = f"\n⏸ Auto-trading paused: {escape(paused)} — tap ▶️ Resume or send /resume." if paused else ""
     return (f"<b>Settings</b>\nTap a toggle to switch it, a value to change it.\nAccepted risk levels: "
-            f"{escape(levels)}\nMuted: {escape(', '.join(ctx.user.preferences.muted_symbols) or 'none')}")
+            f"{escape(levels)}\nMuted: {escape(', '.join(ctx.user.preferences.muted_symbols) or 'none')}{pause_line}")
+
+
+def settings_markup(ctx: UpdateContext) -> dict:
+    return keyboards.settings_keyboard(ctx.user.preferences, paused=bool(auto_trading_pause_reason(ctx)))
 
 
 @command("settings")
 def settings_(ctx: UpdateContext, args: str) -> None:
-    ctx.show(settings_text(ctx), markup=keyboards.settings_keyboard(ctx.user.preferences))
+    ctx.show(settings_text(ctx), markup=settings_markup(ctx))
 
 
 @command("mute")
@@ -208,6 +214,66 @@ def paper_mode_toggle(ctx: UpdateContext) -> str:
 @command("toggle_paper_mode")
 def toggle_paper_mode(ctx: UpdateContext, args: str) -> None:
     ctx.reply(paper_mode_toggle(ctx))
+
+
+def _today_loss_state(ctx: UpdateContext):
+    """Today's (market clock, UTC) daily-risk row of the user, or None."""
+    from datetime import UTC
+
+    from django.utils import timezone
+
+    from trading.models import DailyRiskState
+
+    try:
+        from trading.market import market_now
+
+        now = market_now()
+    except Exception:  # the market clock is unavailable (no replay data): the wall clock is today as well
+        now = timezone.now()
+    return DailyRiskState.objects.filter(user=ctx.user, day=now.astimezone(UTC).date()).first()
+
+
+def auto_trading_pause_reason(ctx: UpdateContext) -> str:
+    """Why the user's own auto-trading is paused (drawdown / exchange refusal, or today's daily loss limit); "" if not."""
+    if ctx.user.auto_trading_paused_reason:
+        return ctx.user.auto_trading_paused_reason
+    day_state = _today_loss_state(ctx)
+    if day_state is not None and day_state.loss_limit_hit:
+        return "daily loss limit reached"
+    return ""
+
+
+def auto_trading_resume(ctx: UpdateContext) -> tuple[bool, str]:
+    """``/resume`` and the settings page button: lift the user's drawdown / daily-loss pause through
+    ``trading.services.user_auto_trading_resume``. Returns (resumed, the answer to show)."""
+    user_auto_trading_resume = optional("trading.services", "user_auto_trading_resume")
+    if user_auto_trading_resume is None:
+        return False, texts.not_available("Resuming auto-trading")
+    reason = auto_trading_pause_reason(ctx)
+    if not reason:
+        return False, "▶️ Your auto-trading is not paused: there is nothing to resume."
+    user_auto_trading_resume(user=ctx.user)
+    ctx.user.refresh_from_db()
+    lines = [f"▶️ <b>Auto-trading resumed</b> (it was paused: {escape(reason)}).",
+             "The drawdown is measured again from your current equity."]
+    day_state = _today_loss_state(ctx)
+    if day_state is not None:
+        limit = day_state.start_equity * ctx.user.preferences.daily_loss_limit_pct / 100
+        if -day_state.realised_pnl >= limit:
+            lines.append("⚠️ Today's loss is still at your daily loss limit, so new entries wait until tomorrow (UTC) "
+                         "unless you raise the limit in /settings.")
+    from trading.models import TradingSwitch
+
+    if TradingSwitch.current().auto_trading_paused:
+        lines.append("⚠️ Auto-trading is also paused for everybody by the operator; it restarts when they resume it.")
+    if not ctx.user.auto_trading_enabled:
+        lines.append("Auto-trading is switched off for your account, so no positions open until it is on again.")
+    return True, "\n".join(lines)
+
+
+@command("resume")
+def resume(ctx: UpdateContext, args: str) -> None:
+    ctx.reply(auto_trading_resume(ctx)[1])
 
 
 @command("connect")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from accounts.models import RISK_LEVELS, Exchange, PnlPeriod, SizingMode, UserPreferences
 
-DASHBOARD_PAGES = ("home", "signals", "pnl", "positions", "settings", "mode", "help")
+DASHBOARD_PAGES = ("home", "signals", "pnl", "positions", "settings", "mode", "help", "resume")
 
 # preference -> label, for each kind of control
 TOGGLES = {
@@ -61,8 +61,9 @@ def pnl_periods() -> dict:
     return {"inline_keyboard": [[_button(c.label, f"pnl:{c.value}") for c in PnlPeriod], back_row()]}
 
 
-def settings_keyboard(preferences: UserPreferences) -> dict:
-    rows = []
+def settings_keyboard(preferences: UserPreferences, *, paused: bool = False) -> dict:
+    """The settings page; ``paused`` (the user's auto-trading is paused by a risk rule) adds the Resume button."""
+    rows = [[_button("▶️ Resume auto-trading", "d:resume")]] if paused else []
     toggles = [_button(f"{'✅' if getattr(preferences, name) else '⬜'} {label}", f"s:t:{name}")
                for name, label in TOGGLES.items()]
     rows += [toggles[i:i + 2] for i in range(0, len(toggles), 2)]

@@ -30,6 +30,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
                                        "Each message carrying a key is deleted right after reading. Use read+trade "
                                        "keys without withdrawal rights."),
     "disconnect": ("disconnect your exchange", "Removes your exchange keys; auto-trading stops."),
+    "resume": ("resume paused auto-trading", "After the max-drawdown or daily-loss rule paused your auto-trading, "
+                                             "/resume (or ▶️ Resume on the settings page) starts it again; the "
+                                             "drawdown is measured afresh from your current equity."),
     "status": ("your account at a glance", "Mode, exchange, auto-trading, alerts and open positions."),
     "cancel": ("cancel the current input", "Stops a /connect or settings input in progress."),
 }
