@@ -1,8 +1,6 @@
-from datetime import timedelta
-
 from django.contrib import admin, messages
-from django.utils import timezone
 
+from accounts.admin_confirmation import action_confirmation_page, action_confirmed
 from accounts.models import ExchangeCredential, Subscription, TelegramUser, UserPreferences
 
 
@@ -23,33 +21,44 @@ class TelegramUserAdmin(admin.ModelAdmin):
 
     @admin.action(description="Ban selected users", permissions=["change"])
     def ban_users(self, request, queryset):
-        updated = queryset.update(is_banned=True, auto_trading_enabled=False)
-        self.message_user(request, f"Banned {updated} user(s).", messages.SUCCESS)
+        """Destructive: asks for confirmation first; then bans, stops their auto-trading and logs each user."""
+        if not action_confirmed(request):
+            return action_confirmation_page(
+                self, request, queryset, action="ban_users", question=f"Ban {queryset.count()} user(s)?",
+                consequence="The bot stops serving them, broadcasts skip them and their auto-trading is switched off.",
+            )
+        users = list(queryset.filter(is_banned=False))
+        TelegramUser.objects.filter(pk__in=[u.pk for u in users]).update(is_banned=True, auto_trading_enabled=False)
+        for user in users:
+            self.log_change(request, user, "Banned (admin action); auto-trading switched off.")
+        self.message_user(request, f"Banned {len(users)} user(s).", messages.SUCCESS)
+        return None
 
     @admin.action(description="Unban selected users", permissions=["change"])
     def unban_users(self, request, queryset):
-        updated = queryset.update(is_banned=False)
-        self.message_user(request, f"Unbanned {updated} user(s).", messages.SUCCESS)
+        users = list(queryset.filter(is_banned=True))
+        TelegramUser.objects.filter(pk__in=[u.pk for u in users]).update(is_banned=False)
+        for user in users:
+            self.log_change(request, user, "Unbanned (admin action).")
+        self.message_user(request, f"Unbanned {len(users)} user(s).", messages.SUCCESS)
 
     @admin.action(description="Make selected users bot admins", permissions=["change"])
     def make_admin(self, request, queryset):
-        updated = queryset.update(is_admin=True)
-        self.message_user(request, f"{updated} user(s) are now admins.", messages.SUCCESS)
+        users = list(queryset.filter(is_admin=False))
+        TelegramUser.objects.filter(pk__in=[u.pk for u in users]).update(is_admin=True)
+        for user in users:
+            self.log_change(request, user, "Made a bot admin (admin action).")
+        self.message_user(request, f"{len(users)} user(s) are now admins.", messages.SUCCESS)
 
     @admin.action(description="Grant or extend a 30-day subscription", permissions=["change"])
     def grant_subscription_30_days(self, request, queryset):
-        now = timezone.now()
-        for user in queryset:
-            current = user.subscriptions.filter(status=Subscription.Status.ACTIVE).order_by("-valid_until").first()
-            if current is not None:
-                current.valid_until = max(current.valid_until or now, now) + timedelta(days=30)
-                current.save(update_fields=["valid_until", "updated_at"])
-            else:
-                Subscription.objects.create(
-                    user=user, source=Subscription.Source.ADMIN, status=Subscription.Status.ACTIVE,
-                    valid_until=now + timedelta(days=30),
-                )
-        self.message_user(request, f"Granted 30 days to {queryset.count()} user(s).", messages.SUCCESS)
+        """Through analytics.services.subscription_grant (the control panel's service), which writes the LogEntry."""
+        from analytics.services import subscription_grant
+
+        users = list(queryset)
+        for user in users:
+            subscription_grant(user=user, days=30, actor=request.user)
+        self.message_user(request, f"Granted 30 days to {len(users)} user(s).", messages.SUCCESS)
 
 
 @admin.register(UserPreferences)

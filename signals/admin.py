@@ -1,7 +1,9 @@
 from django.contrib import admin, messages
 
+from accounts.admin_confirmation import action_confirmation_page, action_confirmed
 from config.events import publish
 from signals.models import FundingSnapshot, ScanRun, Signal, Symbol
+from signals.services import symbol_mute
 
 
 @admin.register(Symbol)
@@ -13,11 +15,26 @@ class SymbolAdmin(admin.ModelAdmin):
 
     @admin.action(description="Mute selected symbols globally (no new signals)", permissions=["change"])
     def mute_globally(self, request, queryset):
-        self.message_user(request, f"Muted {queryset.update(is_muted=True)} symbol(s).", messages.SUCCESS)
+        """Destructive: asks for confirmation first; then mutes through signals.services.symbol_mute and logs each."""
+        if not action_confirmed(request):
+            return action_confirmation_page(
+                self, request, queryset, action="mute_globally", question=f"Mute {queryset.count()} symbol(s) globally?",
+                consequence="No new signals are created for them, for anybody, until they are unmuted.",
+            )
+        symbols = list(queryset.filter(is_muted=False))
+        for symbol in symbols:
+            symbol_mute(symbol=symbol, muted=True)
+            self.log_change(request, symbol, "Muted globally (admin action).")
+        self.message_user(request, f"Muted {len(symbols)} symbol(s).", messages.SUCCESS)
+        return None
 
     @admin.action(description="Unmute selected symbols", permissions=["change"])
     def unmute_globally(self, request, queryset):
-        self.message_user(request, f"Unmuted {queryset.update(is_muted=False)} symbol(s).", messages.SUCCESS)
+        symbols = list(queryset.filter(is_muted=True))
+        for symbol in symbols:
+            symbol_mute(symbol=symbol, muted=False)
+            self.log_change(request, symbol, "Unmuted globally (admin action).")
+        self.message_user(request, f"Unmuted {len(symbols)} symbol(s).", messages.SUCCESS)
 
 
 @admin.register(Signal)
@@ -31,9 +48,12 @@ class SignalAdmin(admin.ModelAdmin):
 
     @admin.action(description="Resend selected signals (to subscribers who have not received them)", permissions=["change"])
     def resend(self, request, queryset):
-        for signal in queryset:
+        """Re-announce ``signal.created``; its consumers are idempotent, so only those who missed it get it."""
+        signals = list(queryset.select_related("symbol"))
+        for signal in signals:
             publish("signal.created", signal_id=signal.pk)
-        self.message_user(request, f"Resending {queryset.count()} signal(s).", messages.SUCCESS)
+            self.log_change(request, signal, "Resent: signal.created announced again (admin action).")
+        self.message_user(request, f"Resending {len(signals)} signal(s).", messages.SUCCESS)
 
 
 @admin.register(FundingSnapshot)

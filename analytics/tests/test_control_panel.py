@@ -119,7 +119,9 @@ def test_backtest_without_chart_is_404(staff_client):
 
 class TestLinkedAdminActions:
     def act(self, client, model_url, action, objects):
-        return client.post(reverse(model_url), {"action": action, "_selected_action": [o.pk for o in objects]})
+        # "confirm": ban and mute ask for confirmation first (accounts.admin_confirmation); the others ignore it.
+        return client.post(reverse(model_url), {"action": action, "_selected_action": [o.pk for o in objects],
+                                                "confirm": "yes"})
 
     def test_ban_and_unban(self, staff_client):
         user = TelegramUserFactory(auto_trading_enabled=True)

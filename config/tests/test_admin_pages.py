@@ -58,7 +58,8 @@ def test_ban_action_bans_and_stops_auto_trading(staff_client):
 
     user = TelegramUserFactory(auto_trading_enabled=True)
     response = staff_client.post(
-        reverse("admin:accounts_telegramuser_changelist"), {"action": "ban_users", "_selected_action": [user.pk]}
+        reverse("admin:accounts_telegramuser_changelist"),
+        {"action": "ban_users", "_selected_action": [user.pk], "confirm": "yes"},  # ban asks for confirmation first
     )
     assert response.status_code == 302
     user.refresh_from_db()
