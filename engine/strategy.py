@@ -5,7 +5,7 @@ A long signal on bar ``i`` (a CLOSED 15m candle) needs all of:
 1. **crossover** — EMA(fast) crossed above EMA(slow) within the last ``cross_window`` bars (``i`` included) and is
    still above it; only the *first* bar after a cross that passes every filter signals (one signal per cross);
 2. **price** — the close is above EMA(fast);
-3. **RSI** — ``rsi_long <= RSI < rsi_long_max`` (momentum, but not chasing an exhausted move);
+3. **RSI** — ``rsi_long < RSI < rsi_long_max`` (strictly above 55 for longs, below 45 for shorts) (momentum, but not chasing an exhausted move);
 4. **volume** — ``volume / SMA(volume, volume_ma) >= volume_ratio_min``;
 5. **trend strength** — ADX(``adx_period``) ``>= adx_min``. Choice: Wilder's ADX(14) >= 20, the common
    "a trend exists" threshold; 25 halves the signal count on the shared test data without better quality;
@@ -237,7 +237,7 @@ def entry_signals(c15: Candles, params: StrategyParams) -> EntrySignals:
             common
             & above
             & (close > fast)
-            & (rsi >= params.rsi_long)
+            & (rsi > params.rsi_long)
             & (rsi < params.rsi_long_max)
             & (np.isnan(room_long) | (room_long >= params.sr_buffer_atr))
         )
@@ -245,7 +245,7 @@ def entry_signals(c15: Candles, params: StrategyParams) -> EntrySignals:
             common
             & below
             & (close < fast)
-            & (rsi <= params.rsi_short)
+            & (rsi < params.rsi_short)
             & (rsi > params.rsi_short_min)
             & (np.isnan(room_short) | (room_short >= params.sr_buffer_atr))
         )

@@ -125,7 +125,7 @@ def test_every_signal_satisfies_the_rules_recomputed_with_ta(request, fixture, x
         relation = np.sign(fast[i - PARAMS.cross_window : i + 1] - slow[i - PARAMS.cross_window : i + 1])
         assert relation[-1] == side and (relation[:-1] != side).any()
         assert side * (c.close[i] - fast[i]) > 0
-        assert (rsi[i] >= PARAMS.rsi_long) if side == 1 else (rsi[i] <= PARAMS.rsi_short)
+        assert (rsi[i] > PARAMS.rsi_long) if side == 1 else (rsi[i] < PARAMS.rsi_short)
         assert vol_ratio[i] >= PARAMS.volume_ratio_min - 1e-12
         assert adx[i] >= PARAMS.adx_min
         room = s.sr_distance_atr[i]
@@ -315,3 +315,25 @@ def test_candles_fed_one_by_one_give_the_signals_of_the_whole_series(eth15, eth1
     assert [(ts, side) for ts, side, _ in fed] == [(ts, side) for ts, side, _ in expected]
     # the live path sees a bounded window (bars_recommended): Wilder/EMA memory beyond it moves the ATR by ~1e-9
     np.testing.assert_allclose([s for *_, s in fed], [s for *_, s in expected], rtol=1e-7)
+
+
+@pytest.mark.parametrize("fixture", ["eth15"])
+def test_rsi_exactly_at_the_threshold_gives_no_signal(request, fixture, monkeypatch):
+    """The issue's rule is strict: RSI > 55 for a long, < 45 for a short; exactly 55/45 is not enough."""
+    from engine import indicators as engine_indicators
+
+    c = request.getfixturevalue(fixture)
+    s = entry_signals(c, PARAMS)
+    real_rsi = engine_indicators.rsi
+    for side, at_threshold, just_past in ((1, PARAMS.rsi_long, PARAMS.rsi_long + 1e-9),
+                                          (-1, PARAMS.rsi_short, PARAMS.rsi_short - 1e-9)):
+        i = int(next(j for j in s.signal_indices if s.side[j] == side))
+        for value, expected in ((at_threshold, 0), (just_past, side)):
+            def patched(close, period, value=value, i=i):
+                out = real_rsi(close, period).copy()
+                out[i] = value
+                return out
+
+            monkeypatch.setattr(engine_indicators, "rsi", patched)
+            assert int(entry_signals(c, PARAMS).side[i]) == expected
+    monkeypatch.setattr(engine_indicators, "rsi", real_rsi)
