@@ -65,6 +65,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework.authtoken",
     "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI / Redoc served from /static/ (works offline)
     "django_celery_beat",
     "channels",
     "accounts",
@@ -251,7 +252,11 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
 }
-SPECTACULAR_SETTINGS = {"TITLE": "Perps Signals API", "VERSION": "1.0.0", "SERVE_INCLUDE_SCHEMA": False}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Perps Signals API", "VERSION": "1.0.0", "SERVE_INCLUDE_SCHEMA": False,
+    # The docs pages load Swagger UI / Redoc from drf-spectacular-sidecar's static files instead of a CDN.
+    "SWAGGER_UI_DIST": "SIDECAR", "SWAGGER_UI_FAVICON_HREF": "SIDECAR", "REDOC_DIST": "SIDECAR",
+}
 
 # --- Channels -----------------------------------------------------------------------------------------------------
 if REDIS_URL:
