@@ -282,6 +282,10 @@ LIVE_FILL_POLL_ATTEMPTS = env.int("LIVE_FILL_POLL_ATTEMPTS", default=5)  # polls
 LIVE_TP1_CLOSE_FRACTION = env.str("LIVE_TP1_CLOSE_FRACTION", default="0.5")  # share closed at TP1
 # An order still "submitted" this long after placement is looked up on the exchange by its client order id.
 LIVE_RECONCILE_SUBMITTED_GRACE_SECONDS = env.int("LIVE_RECONCILE_SUBMITTED_GRACE_SECONDS", default=120)
+# Entry order of a live position: "market", or "limit" at the signal's entry price (rounded to the market's tick);
+# a limit entry still unfilled this long after it was stored is cancelled (a partly filled one keeps what filled).
+LIVE_ENTRY_ORDER_TYPE = env.str("LIVE_ENTRY_ORDER_TYPE", default="market")
+LIVE_LIMIT_ENTRY_TIMEOUT_SECONDS = env.int("LIVE_LIMIT_ENTRY_TIMEOUT_SECONDS", default=300)
 
 # --- External systems (each behind one port; see README "Configuration") ------------------------------------------
 TELEGRAM_BOT_TOKEN = env.str("TELEGRAM_BOT_TOKEN", default="")
