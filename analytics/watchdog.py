@@ -156,8 +156,8 @@ def component_health(component: str, *, now: datetime | None = None) -> Componen
     * web: the database answers (the HTTP side is probed on /healthz and /readyz);
     * worker: the database and broker answer and a worker ran the heartbeat recently;
     * beat: beat sent the heartbeat task recently (django-celery-beat's last_run_at) or a worker ran it;
-    * bridge: the database and broker answer, and the bridge's own heartbeat (``Heartbeat`` named ``bridge``, if the
-      bridge records one) is fresh.
+    * bridge: the database and broker answer, and the bridge's own heartbeat (``Heartbeat`` ``bridge``, recorded after
+      each getUpdates answer by telegram_bridge.bridge) is fresh.
     """
     now = now or timezone.now()
     if component not in COMPONENTS:
@@ -181,7 +181,7 @@ def component_health(component: str, *, now: datetime | None = None) -> Componen
         return ComponentHealth(component, fresh,
                                f"heartbeat sent by beat {_age_text(sent_age)}, run by a worker {_age_text(worker_age)}")
     bridge_age = heartbeat_age_seconds(name="bridge")
-    fresh = bridge_age is None or bridge_age <= max_age
+    fresh = bridge_age is not None and bridge_age <= max_age
     return ComponentHealth(component, fresh, f"broker {'ok' if broker else 'not used'}, bridge heartbeat "
                                              f"{_age_text(bridge_age)}")
 

@@ -99,6 +99,7 @@ def test_healthcheck_command_is_healthy_when_the_heartbeats_are_fresh(component,
     from django.core.management import call_command
 
     heartbeat_record(name="worker")
+    heartbeat_record(name="bridge")
     call_command("healthcheck", component)
     assert f"{component}: ok" in capsys.readouterr().out
 
