@@ -4,6 +4,7 @@ from trading.models import (
     DailyRiskState,
     Fill,
     FundingCharge,
+    LiveAccount,
     Order,
     PaperAccount,
     Position,
@@ -58,6 +59,27 @@ class PaperAccountAdmin(admin.ModelAdmin):
         return account.user.auto_trading_paused_reason or "-"
 
     @admin.action(description="Resume auto-trading (after a drawdown or daily-loss pause)")
+    def resume_auto_trading(self, request, queryset):
+        from trading.services import user_auto_trading_resume
+
+        for account in queryset.select_related("user"):
+            user_auto_trading_resume(user=account.user)
+        self.message_user(request, f"Auto-trading resumed for {queryset.count()} user(s).")
+
+
+@admin.register(LiveAccount)
+class LiveAccountAdmin(admin.ModelAdmin):
+    list_display = ("user", "exchange", "equity", "peak_equity", "observed_at", "paused")
+    search_fields = ("user__username", "user__telegram_id")
+    list_select_related = ("user",)
+    readonly_fields = ("user", "exchange", "equity", "peak_equity", "observed_at", "updated_at")
+    actions = ["resume_auto_trading"]
+
+    @admin.display(description="auto-trading paused")
+    def paused(self, account: LiveAccount) -> str:
+        return account.user.auto_trading_paused_reason or "-"
+
+    @admin.action(description="Resume auto-trading (the live peak restarts from the exchange equity)")
     def resume_auto_trading(self, request, queryset):
         from trading.services import user_auto_trading_resume
 

@@ -218,3 +218,20 @@ def test_ccxt_equity_is_the_exchanges_own_figure():
     raw = {"info": {"success": True, "data": [{"currency": "USDT", "equity": 960.5, "availableBalance": 500}]}}
     assert mexc._equity_of(raw, "USDT", Decimal("500")) == Decimal("960.5")
     assert mexc._equity_of({"info": {}}, "USDT", Decimal("500")) is None
+
+
+def test_admin_resume_of_a_live_account_restarts_the_peak_from_the_exchange(client, trader, exchange):
+    from django.contrib.auth import get_user_model
+    from django.urls import reverse
+
+    client.force_login(get_user_model().objects.create_superuser("root", password="pw-for-tests-only"))
+    live = services.live_account_observe(user=trader, exchange="okx", equity=Decimal("10000"), at=timezone.now())
+    services.user_auto_trading_pause(user=trader, reason="max drawdown reached: equity 8800.00 is 12.0% below its peak")
+    exchange.balance = Decimal("8800")
+    url = reverse("admin:trading_liveaccount_changelist")
+    assert "12.0% below its peak" in client.get(url).content.decode()
+    response = client.post(url, {"action": "resume_auto_trading", "_selected_action": [live.pk]})
+    assert response.status_code == 302
+    trader.refresh_from_db()
+    live.refresh_from_db()
+    assert trader.auto_trading_paused_reason == "" and live.peak_equity == Decimal("8800")
