@@ -50,6 +50,7 @@ class PnlPeriod(models.TextChoices):
     TODAY = "today", "Today"
     WEEK = "week", "This week"
     MONTH = "month", "This month"
+    ALL = "all", "All time"
 
 
 class SizingMode(models.TextChoices):

@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 from django.core.exceptions import ValidationError
 
+from accounts.models import PnlPeriod
 from accounts.services import preferences_update
 from telegram_bridge import keyboards, texts
 from telegram_bridge.conversations import conversation_end, conversation_set
@@ -139,8 +140,8 @@ def pnl_text(ctx: UpdateContext, period: str) -> str:
 @command("pnl")
 def pnl(ctx: UpdateContext, args: str) -> None:
     period = (args.split()[0].lower() if args.split() else "") or ctx.user.preferences.default_pnl_period
-    if period not in {"today", "week", "month"}:
-        ctx.reply("Usage: /pnl [today|week|month]")
+    if period not in PnlPeriod.values:
+        ctx.reply("Usage: /pnl [today|week|month|all]")
         return
     ctx.show(pnl_text(ctx, period), markup=keyboards.pnl_periods())
 

@@ -17,7 +17,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "help": ("this help centre", "/help lists every command; /help COMMAND explains one."),
     "dashboard": ("buttons for everything", "Inline buttons: signals, PnL, positions, settings, paper/live, help."),
     "signals": ("recent and open signals", "The latest signals with their outcomes, and the ones still open."),
-    "pnl": ("profit and loss", "/pnl [today|week|month] — realised and unrealised PnL, win rate, fees and funding. "
+    "pnl": ("profit and loss", "/pnl [today|week|month|all] — realised and unrealised PnL, win rate, fees and funding. "
                                "Without a period it uses your default (see /settings)."),
     "positions": ("open positions", "Your open positions with entry, stop, targets and unrealised PnL."),
     "settings": ("your preferences", "Toggles and inputs for every preference: DM alerts, risk levels, size, "

@@ -49,6 +49,8 @@ def test_demo_runs_the_whole_pipeline_and_leaks_no_secret(tmp_path):
     assert re.search(r"@alice_demo\s+(\d+)\s+\d+", run.stdout), "alice has a PnL row"
     trades = int(re.search(r"@alice_demo\s+(\d+)\s+\d+", run.stdout).group(1))
     assert trades >= 5
+    bot_says = re.search(r"@alice_demo: .*?Trades: (\d+)", run.stdout)
+    assert bot_says and int(bot_says.group(1)) == trades, "the bot's /pnl all agrees with the PnL table"
     delivered = int(re.search(r"(\d+) messages delivered through the Bot API", run.stdout).group(1))
     assert delivered >= signals  # at least the broadcast of every signal reached someone
     assert "Dashboard login: user 'demo'" in run.stdout

@@ -114,7 +114,7 @@ class TestPages:
         user.save()
         assert client.get(reverse("dashboard:pnl")).status_code == 302
 
-    @pytest.mark.parametrize("period", ["today", "week", "month"])
+    @pytest.mark.parametrize("period", ["today", "week", "month", "all"])
     def test_pnl_page_for_each_period(self, logged_in, period):
         client, user = logged_in
         from signals.market_data import get_market_data
@@ -131,6 +131,19 @@ class TestPages:
         assert summary is not None and summary["trades"] == 1
         assert b'id="pnl-summary"' in response.content
         assert b"100 %" in response.content  # win rate: a 0..1 fraction shown as a percentage
+
+    def test_all_time_counts_trades_older_than_a_month(self, logged_in):
+        client, user = logged_in
+        from signals.market_data import get_market_data
+
+        now = get_market_data().now()
+        for days, pnl in ((1, "10"), (90, "-4")):
+            PositionFactory(user=user, status=Position.Status.CLOSED, realised_pnl=Decimal(pnl), fees=Decimal("0"),
+                            opened_at=now - timedelta(days=days, hours=1), closed_at=now - timedelta(days=days))
+        month = client.get(reverse("dashboard:pnl"), {"period": "month"}).context["summary"]
+        every = client.get(reverse("dashboard:pnl"), {"period": "all"}).context["summary"]
+        assert every["trades"] == month["trades"] + 1
+        assert b"All time" in client.get(reverse("dashboard:pnl"), {"period": "all"}).content
 
     def test_unknown_period_falls_back_to_today(self, logged_in):
         client, _ = logged_in

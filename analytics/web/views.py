@@ -15,7 +15,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from rest_framework.authtoken.models import Token
 
-from accounts.models import UserPreferences
+from accounts.models import PnlPeriod, UserPreferences
 from accounts.services import preferences_update, telegram_user_register
 from analytics.models import UserActivity
 from analytics.services import activity_record
@@ -108,12 +108,12 @@ def logout_view(request: HttpRequest) -> HttpResponse:
 def pnl(request: HttpRequest) -> HttpResponse:
     user = request.telegram_user
     period = request.GET.get("period") or getattr(getattr(user, "preferences", None), "default_pnl_period", "today")
-    if period not in ("today", "week", "month"):
-        period = "today"
+    if period not in PnlPeriod.values:
+        period = PnlPeriod.TODAY
     summary = dashboard_data.pnl_summary_or_none(user=user, period=period)
     curve = dashboard_data.equity_points(user=user)
     return render(request, "analytics/dashboard/pnl.html", {
-        "period": period, "periods": [("today", "Today"), ("week", "Week"), ("month", "Month")],
+        "period": period, "periods": [("today", "Today"), ("week", "Week"), ("month", "Month"), ("all", "All time")],
         "summary": summary, "chart": dashboard_data.equity_svg(curve), "curve_points": len(curve),
         "nav": "pnl",
     })

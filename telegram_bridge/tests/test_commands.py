@@ -278,6 +278,10 @@ def test_pnl_and_positions_with_the_real_trading_selectors(bot_api):
                     remaining_quantity=Decimal("0"))
     text = say(bot_api, 514, "/pnl month")[0]["text"]
     assert "PnL — month" in text and "Trades: 1 (wins 1, losses 0, win rate 100.0%)" in text
+    PositionFactory(user=user, status="closed", closed_at=market_now() - timedelta(days=400),
+                    realised_pnl=Decimal("-2.5"), remaining_quantity=Decimal("0"))
+    text = say(bot_api, 514, "/pnl all")[0]["text"]
+    assert "PnL — all" in text and "Trades: 2 (wins 1, losses 1, win rate 50.0%)" in text
     assert "Open positions" in say(bot_api, 514, "/positions")[0]["text"]
 
 

@@ -171,6 +171,11 @@ class Command(BaseCommand):
         write("")
         write(self.style.MIGRATE_HEADING("PnL per user (paper, after fees and funding)"))
         write(pnl_table_text(pnl_table(users=[u for u in users if u.auto_trading_enabled])))
+        write("The same numbers, as the bot answers /pnl all (and the dashboard shows under All time):")
+        for user in users:
+            if user.auto_trading_enabled:
+                reply = self._ask_bot(bot_api, user, "/pnl all")
+                write(f"  @{user.username}: " + " | ".join(line for line in reply.splitlines()[1:3]))
         write("")
         delivered = Counter(m["chat_id"] for m in bot_api.sent_messages())
         write(self.style.MIGRATE_HEADING("Telegram"))
@@ -180,6 +185,18 @@ class Command(BaseCommand):
         for line in bot_api.transcript(users[0].telegram_id)[-3:]:
             write("  " + line.replace("\n", "\n  "))
         write(f"Position monitor: {monitor.candles} candle(s) applied; funding charged {monitor.funding} time(s).")
+
+    def _ask_bot(self, bot_api, user, text: str) -> str:
+        """Send ``text`` as ``user`` through the bot and return its answer as the Telegram client shows it."""
+        import re
+
+        from telegram_bridge.bridge import polling_run
+
+        before = len(bot_api.sent_messages(user.telegram_id))
+        bot_api.inject_message(user_id=user.telegram_id, text=text, username=user.username)
+        polling_run(timeout=1, max_updates=1)
+        answers = bot_api.sent_messages(user.telegram_id)[before:]
+        return re.sub(r"<[^>]+>", "", answers[-1]["text"]) if answers else "(no answer)"
 
     def _serve(self, port: int) -> None:
         import uvicorn
