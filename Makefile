@@ -22,9 +22,12 @@ install: $(VENV)/.runtime-installed
 install-dev: $(VENV)/.dev-installed
 
 ## Set up and run the whole pipeline offline on the bundled candles, then serve the dashboard (SERVE=0: stop after the summary).
+## Always the embedded default (its own SQLite file, no Redis), whatever DATABASE_URL/REDIS_URL the shell exports.
+DEMO_ENV := env -u REDIS_URL -u CELERY_BROKER_URL DATABASE_URL=sqlite:///$(CURDIR)/var/demo.sqlite3
 demo: install
-	$(PY) manage.py migrate --noinput -v 0
-	$(PY) manage.py demo --serve=$(SERVE) --port=$(PORT)
+	mkdir -p var
+	$(DEMO_ENV) $(PY) manage.py migrate --noinput -v 0
+	$(DEMO_ENV) $(PY) manage.py demo --serve=$(SERVE) --port=$(PORT)
 
 ## Set up and run the test suite (against DATABASE_URL/REDIS_URL when set; SQLite and skips otherwise).
 test: install-dev
@@ -38,4 +41,4 @@ bench: install-dev
 	for script in benchmarks/bench_*.py; do echo "== $$script"; $(PY) $$script || exit 1; done
 
 clean:
-	rm -rf $(VENV) db.sqlite3* media staticfiles
+	rm -rf $(VENV) db.sqlite3* var media staticfiles
