@@ -32,9 +32,13 @@ def _settings_env_names() -> set[str]:
             )
             if is_env and isinstance(node.args[0].value, str):
                 names.add(node.args[0].value)
-        elif isinstance(node, ast.Subscript) and ast.unparse(node.value) == "os.environ":
-            if isinstance(node.slice, ast.Constant) and isinstance(node.slice.value, str):
-                names.add(node.slice.value)
+        elif (
+            isinstance(node, ast.Subscript)
+            and ast.unparse(node.value) == "os.environ"
+            and isinstance(node.slice, ast.Constant)
+            and isinstance(node.slice.value, str)
+        ):
+            names.add(node.slice.value)
     return names
 
 
@@ -99,7 +103,11 @@ def _settings_dump(env_file: str) -> dict[str, str]:
 def test_copying_env_example_to_dotenv_changes_no_setting():
     without = _settings_dump("-")
     with_example = _settings_dump(str(ENV_EXAMPLE))
-    changed = {name: (without.get(name), with_example.get(name)) for name in without.keys() | with_example.keys() if without.get(name) != with_example.get(name)}
+    changed = {
+        name: (without.get(name), with_example.get(name))
+        for name in without.keys() | with_example.keys()
+        if without.get(name) != with_example.get(name)
+    }
     assert not changed, f"settings that differ with .env.example as .env (default, with the file): {changed}"
     # The embedded defaults: SQLite, no Redis, tasks eager, the development Fernet key.
     assert "sqlite3" in without["DATABASES"]
