@@ -8,7 +8,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
-from accounts.crypto import rotate_secret
+from accounts.crypto import SecretDecryptionError, rotate_secret
 from accounts.models import ApiSecrets, ExchangeCredential, TelegramUser, UserPreferences
 
 
@@ -58,12 +58,17 @@ def exchange_credential_create(*, user: TelegramUser, exchange: str, secrets: Ap
 def exchange_credentials_rotate_keys() -> int:
     """Re-encrypt every stored secret with the newest Fernet key. Returns the number of credentials rewritten."""
     count = 0
-    for credential in ExchangeCredential.objects.iterator():
+    for credential in ExchangeCredential.objects.order_by("pk").iterator():
         with transaction.atomic():
-            credential.api_key_encrypted = rotate_secret(credential.api_key_encrypted)
-            credential.api_secret_encrypted = rotate_secret(credential.api_secret_encrypted)
-            if credential.passphrase_encrypted:
-                credential.passphrase_encrypted = rotate_secret(credential.passphrase_encrypted)
+            try:
+                credential.api_key_encrypted = rotate_secret(credential.api_key_encrypted)
+                credential.api_secret_encrypted = rotate_secret(credential.api_secret_encrypted)
+                if credential.passphrase_encrypted:
+                    credential.passphrase_encrypted = rotate_secret(credential.passphrase_encrypted)
+            except SecretDecryptionError as exc:
+                raise SecretDecryptionError(
+                    f"credential {credential.pk} cannot be decrypted with any key in FERNET_KEYS"
+                ) from exc
             credential.save(update_fields=["api_key_encrypted", "api_secret_encrypted", "passphrase_encrypted"])
         count += 1
     return count
