@@ -166,15 +166,18 @@ def pnl_summary(summary) -> str:
         return f"{'+' if value is not None and value >= 0 else ''}{fmt_number(value, 2)}"
 
     win_rate = getattr(summary, "win_rate", None)
+    period = str(getattr(summary, "period", ""))
+    period_text = {"week": "this week", "month": "this month", "all": "all time"}.get(period, period)
+    average_r = getattr(summary, "average_r", None)
     win_rate_text = "—" if win_rate is None else f"{fmt_number(Decimal(str(win_rate)) * (100 if win_rate <= 1 else 1), 1)}%"
     return "\n".join([
-        f"<b>PnL — {escape(getattr(summary, 'period', ''))}</b>",
+        f"<b>PnL — {escape(period_text)}</b>",
         f"Trades: {fmt_number(summary.trades)} (wins {fmt_number(summary.wins)}, losses {fmt_number(summary.losses)}, "
         f"win rate {win_rate_text})",
         f"Realised: {signed(summary.realised)} · Unrealised: {signed(summary.unrealised)}",
         f"Fees: {fmt_number(summary.fees, 2)} · Funding: {fmt_number(summary.funding, 2)}",
         f"<b>Net: {signed(summary.net)} USDT</b>",
-        f"Average R: {fmt_number(getattr(summary, 'average_r', None))}  Best: {signed(getattr(summary, 'best', None))}"
+        f"Average R: {'—' if average_r is None else fmt_number(Decimal(str(average_r)), 2)}  Best: {signed(getattr(summary, 'best', None))}"
         f"  Worst: {signed(getattr(summary, 'worst', None))}",
     ])
 

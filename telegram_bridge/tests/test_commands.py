@@ -139,7 +139,7 @@ def fake_trading(monkeypatch):
 
 def test_pnl_and_positions_through_the_selectors(bot_api, fake_trading):
     text = say(bot_api, 506, "/pnl week")[0]["text"]
-    assert "PnL — week" in text and "+11.00 USDT" in text and "66.7%" in text
+    assert "PnL — this week" in text and "+11.00 USDT" in text and "66.7%" in text
     assert "PnL — today" in say(bot_api, 506, "/pnl")[0]["text"]  # the preference's default
     assert "Usage" in say(bot_api, 506, "/pnl decade")[0]["text"]
     assert "Open positions" in say(bot_api, 506, "/positions")[0]["text"]
@@ -277,11 +277,11 @@ def test_pnl_and_positions_with_the_real_trading_selectors(bot_api):
     PositionFactory(user=user, status="closed", closed_at=closed_at, realised_pnl=Decimal("12.5"),
                     remaining_quantity=Decimal("0"))
     text = say(bot_api, 514, "/pnl month")[0]["text"]
-    assert "PnL — month" in text and "Trades: 1 (wins 1, losses 0, win rate 100.0%)" in text
+    assert "PnL — this month" in text and "Trades: 1 (wins 1, losses 0, win rate 100.0%)" in text
     PositionFactory(user=user, status="closed", closed_at=market_now() - timedelta(days=400),
                     realised_pnl=Decimal("-2.5"), remaining_quantity=Decimal("0"))
     text = say(bot_api, 514, "/pnl all")[0]["text"]
-    assert "PnL — all" in text and "Trades: 2 (wins 1, losses 1, win rate 50.0%)" in text
+    assert "PnL — all time" in text and "Trades: 2 (wins 1, losses 1, win rate 50.0%)" in text
     assert "Open positions" in say(bot_api, 514, "/positions")[0]["text"]
 
 

@@ -1,6 +1,9 @@
+from decimal import Decimal
+
 from hypothesis import given
 from hypothesis import strategies as st
 
+from telegram_bridge import texts
 from telegram_bridge.telegram_html import escape, split_message, telegram_html_errors, visible_text
 
 
@@ -23,3 +26,17 @@ def test_split_keeps_every_part_valid_and_within_the_limit(text, repeat):
     parts = split_message(html, limit=500)
     assert all(len(p) <= 500 and telegram_html_errors(p) is None for p in parts)
     assert "".join(visible_text(p) for p in parts).replace("\n", "") == visible_text(html).replace("\n", "")
+
+
+def test_pnl_summary_rounds_average_r_and_names_the_period():
+    from types import SimpleNamespace
+
+    summary = SimpleNamespace(
+        period="all", trades=3, wins=1, losses=2, win_rate=Decimal("0.3333"), realised=Decimal("-12.5"),
+        unrealised=Decimal("0"), fees=Decimal("1.25"), funding=Decimal("-0.1"), net=Decimal("-13.65"),
+        average_r=Decimal("-0.3754730359667659595112711341"), best=Decimal("4"), worst=Decimal("-9.5"),
+    )
+    text = texts.pnl_summary(summary)
+    assert "<b>PnL — all time</b>" in text
+    assert "Average R: -0.38 " in text and "33.3%" in text and "Net: -13.65 USDT" in text
+    assert "Average R: —" in texts.pnl_summary(SimpleNamespace(**{**vars(summary), "average_r": None}))

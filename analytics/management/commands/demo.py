@@ -175,7 +175,8 @@ class Command(BaseCommand):
         for user in users:
             if user.auto_trading_enabled:
                 reply = self._ask_bot(bot_api, user, "/pnl all")
-                write(f"  @{user.username}: " + " | ".join(line for line in reply.splitlines()[1:3]))
+                shown = [line for line in reply.splitlines() if line.startswith(("Trades:", "Net:"))]
+                write(f"  @{user.username}: " + " | ".join(shown))
         write("")
         delivered = Counter(m["chat_id"] for m in bot_api.sent_messages())
         write(self.style.MIGRATE_HEADING("Telegram"))
