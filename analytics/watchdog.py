@@ -19,6 +19,7 @@ from django.core.cache import cache
 from django.utils import timezone
 
 from analytics.selectors import heartbeat_age_seconds
+from config import health
 
 logger = logging.getLogger(__name__)
 
@@ -118,30 +119,6 @@ class ComponentHealth:
     detail: str
 
 
-def _database_ok() -> bool:
-    from django.db import connection
-
-    try:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT 1")
-        return True
-    except Exception:
-        return False
-
-
-def _broker_ok() -> bool | None:
-    if settings.CELERY_TASK_ALWAYS_EAGER or not settings.CELERY_BROKER_URL:
-        return None
-    from config.celery import app
-
-    try:
-        with app.connection_for_write() as conn:
-            conn.ensure_connection(max_retries=1, timeout=2)
-        return True
-    except Exception:
-        return False
-
-
 def _beat_last_sent_age(now: datetime) -> float | None:
     """Seconds since beat last sent the heartbeat task (django-celery-beat stores it; synced every few minutes)."""
     from django_celery_beat.models import PeriodicTask
@@ -162,11 +139,11 @@ def component_health(component: str, *, now: datetime | None = None) -> Componen
     now = now or timezone.now()
     if component not in COMPONENTS:
         return ComponentHealth(component, False, f"unknown component (one of {', '.join(COMPONENTS)})")
-    if not _database_ok():
+    if not health.database_ok():
         return ComponentHealth(component, False, "database unreachable")
     if component == "web":
         return ComponentHealth(component, True, "database ok")
-    broker = _broker_ok()
+    broker = health.broker_ok()
     if broker is False:
         return ComponentHealth(component, False, "broker unreachable")
     max_age = settings.HEARTBEAT_MAX_AGE_SECONDS

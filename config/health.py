@@ -20,7 +20,8 @@ def healthz(request):
     return JsonResponse({"status": "ok"})
 
 
-def _database_ok() -> bool:
+def database_ok() -> bool:
+    """The default database answers ``SELECT 1``."""
     try:
         with connection.cursor() as cursor:
             cursor.execute("SELECT 1")
@@ -31,8 +32,8 @@ def _database_ok() -> bool:
         return False
 
 
-def _broker_ok() -> bool | None:
-    """None when there is no broker (embedded default: tasks run in-process)."""
+def broker_ok() -> bool | None:
+    """The Celery broker accepts a connection; None when there is no broker (embedded default: tasks run in-process)."""
     if settings.CELERY_TASK_ALWAYS_EAGER or not settings.CELERY_BROKER_URL:
         return None
     from config.celery import app
@@ -49,8 +50,8 @@ def _broker_ok() -> bool | None:
 @require_GET
 def readyz(request):
     """Database reachable, broker reachable (if any), heartbeat fresh (if a broker runs periodic tasks)."""
-    database = _database_ok()
-    broker = _broker_ok()
+    database = database_ok()
+    broker = broker_ok()
     age = heartbeat_age_seconds() if database else None
     heartbeat_fresh = None if broker is None else (age is not None and age <= settings.HEARTBEAT_MAX_AGE_SECONDS)
     ready = database and broker is not False and heartbeat_fresh is not False

@@ -124,7 +124,8 @@ def test_healthcheck_command_fails_on_stale_heartbeats(settings, capsys):
 
 def test_healthcheck_fails_when_the_database_is_down(monkeypatch):
     from analytics import watchdog
+    from config import health
 
-    monkeypatch.setattr(watchdog, "_database_ok", lambda: False)
+    monkeypatch.setattr(health, "database_ok", lambda: False)
     health = watchdog.component_health("web")
     assert not health.ok and health.detail == "database unreachable"
