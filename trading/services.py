@@ -364,7 +364,10 @@ def position_prepare(*, user: TelegramUser, signal, executor: Executor, now: dat
     from trading.selectors import account_equity
 
     with transaction.atomic():
-        user = TelegramUser.objects.select_for_update(of=("self",)).select_related("preferences").get(pk=user.pk)
+        # FOR NO KEY UPDATE: excludes the other executions of this user, but not the KEY SHARE lock that the COMMIT
+        # of another transaction takes on the user row to check a new row's foreign key (an entry's first
+        # DailyRiskState of the day) while it may hold the paper account this one waits for (a deadlock).
+        user = TelegramUser.objects.select_for_update(of=("self",), no_key=True).select_related("preferences").get(pk=user.pk)
         existing = Position.objects.filter(user=user, signal=signal).first()
         if existing is not None:
             return existing

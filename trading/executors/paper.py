@@ -64,7 +64,7 @@ class PaperExecutor:
         market_price = Decimal(self.price_of(position.symbol.symbol))  # I/O outside the transaction
         now = self.clock()
         with transaction.atomic():
-            position = Position.objects.select_for_update().select_related("symbol").get(pk=position.pk)
+            position = Position.objects.select_for_update(of=("self",)).select_related("symbol").get(pk=position.pk)
             if position.status != Position.Status.PENDING:
                 return position  # already executed (a re-run after a crash, or a duplicate delivery)
             order = position.orders.get(leg=Order.Leg.ENTRY)
@@ -92,7 +92,7 @@ class PaperExecutor:
         reference = Decimal(price) if price is not None else Decimal(self.price_of(position.symbol.symbol))
         now = self.clock()
         with transaction.atomic():
-            position = Position.objects.select_for_update().select_related("symbol").get(pk=position.pk)
+            position = Position.objects.select_for_update(of=("self",)).select_related("symbol").get(pk=position.pk)
             if position.status != Position.Status.OPEN:
                 return position
             leg = services.exit_leg(position=position, reason=reason)
