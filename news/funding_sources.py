@@ -18,11 +18,12 @@ import logging
 import math
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any, Protocol
 
 import httpx
 
+from news.sources.base import decimal_or_none
 from signals.funding import FundingRate
 
 logger = logging.getLogger(__name__)
@@ -40,16 +41,6 @@ class FundingRateSource(Protocol):
     def fetch_funding_rates(self, symbols: Sequence[str]) -> list[FundingRate]: ...
 
 
-def _decimal(value: object) -> Decimal | None:
-    if value is None or isinstance(value, bool):
-        return None
-    try:
-        number = Decimal(str(value))
-    except (InvalidOperation, ValueError):
-        return None
-    return number if number.is_finite() else None
-
-
 def _interval_hours(value: object, default: int = 8) -> int:
     if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value) and value > 0:
         return int(value)
@@ -59,7 +50,7 @@ def _interval_hours(value: object, default: int = 8) -> int:
 
 
 def _utc_from_ms(value: object) -> datetime | None:
-    number = _decimal(value)
+    number = decimal_or_none(value)
     if number is None or number <= 0:
         return None
     return datetime.fromtimestamp(float(number) / 1000, tz=UTC)
@@ -88,7 +79,7 @@ def parse_ccxt_funding_rate(exchange: str, entry: object, *, now: datetime | Non
         logger.warning("funding %s: skipped an entry without a symbol", exchange)
         return None
     symbol = entry["symbol"]
-    rate = _decimal(entry.get("fundingRate"))
+    rate = decimal_or_none(entry.get("fundingRate"))
     if not _valid_rate(exchange, symbol, rate):
         return None
     interval = _interval_hours(entry.get("interval"))
@@ -104,7 +95,7 @@ def parse_ccxt_funding_rate(exchange: str, entry: object, *, now: datetime | Non
             logger.warning("funding %s %s: no funding time; skipped", exchange, symbol)
             return None
         funding_time = period_start(now, interval) + timedelta(hours=interval)  # the next settlement
-    mark = _decimal(entry.get("markPrice"))
+    mark = decimal_or_none(entry.get("markPrice"))
     return FundingRate(exchange, symbol, rate, funding_time, interval, mark if mark and mark > 0 else None)
 
 
@@ -205,14 +196,14 @@ class BitunixFundingRateSource:
         if response.status_code != 200 or body.get("code") != 0 or not isinstance(data, dict):
             logger.warning("funding bitunix %s: unexpected answer (HTTP %s); skipped", symbol, response.status_code)
             return None
-        rate = _decimal(data.get("fundingRate"))
+        rate = decimal_or_none(data.get("fundingRate"))
         if not _valid_rate(self.name, symbol, rate):
             return None
         funding_time = _utc_from_ms(data.get("nextFundingTime"))
         if funding_time is None:
             logger.warning("funding bitunix %s: no nextFundingTime; skipped", symbol)
             return None
-        mark = _decimal(data.get("markPrice"))
+        mark = decimal_or_none(data.get("markPrice"))
         interval = _interval_hours(data.get("fundingInterval"))
         return FundingRate(self.name, symbol, rate, funding_time, interval, mark if mark and mark > 0 else None)
 
@@ -237,7 +228,7 @@ class MarketDataFundingRateSource:
                 continue
             if rate is None:
                 continue
-            rate = _decimal(rate)
+            rate = decimal_or_none(rate)
             if _valid_rate(self.name, symbol, rate):
                 rates.append(FundingRate(self.name, symbol, rate, period_start(now, self._interval), self._interval))
         return rates

@@ -8,7 +8,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from typing import Protocol
 from urllib.parse import urlsplit, urlunsplit
 
@@ -90,3 +90,14 @@ class NewsSource(Protocol):
     name: str
 
     def recent_news(self, *, tickers: Sequence[str], window: str = "last60min") -> list[NewsItem]: ...
+
+
+def decimal_or_none(value: object) -> Decimal | None:
+    """A finite Decimal from a feed's number or numeric string (via ``str`` so 0.1 stays 0.1); None otherwise."""
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        number = Decimal(str(value))
+    except (InvalidOperation, ValueError):
+        return None
+    return number if number.is_finite() else None

@@ -20,13 +20,13 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from email.utils import parsedate_to_datetime
 from typing import Any
 
 import httpx
 
-from news.sources.base import NewsItem, NewsRateLimited, NewsSourceError, plain_text
+from news.sources.base import NewsItem, NewsRateLimited, NewsSourceError, decimal_or_none, plain_text
 
 logger = logging.getLogger(__name__)
 
@@ -68,16 +68,6 @@ def parse_published_at(value: object) -> datetime | None:
     return parsed.astimezone(UTC)
 
 
-def _decimal_or_none(value: object) -> Decimal | None:
-    if value is None or isinstance(value, bool):
-        return None
-    try:
-        number = Decimal(str(value))
-    except (InvalidOperation, ValueError):
-        return None
-    return number if number.is_finite() else None
-
-
 def _str_tuple(value: object, *, upper: bool = False) -> tuple[str, ...]:
     if not isinstance(value, list):
         return ()
@@ -103,7 +93,7 @@ def parse_article(raw: object, *, rank_position: int | None = None, source: str 
         logger.warning("cryptonews: skipped an item without a parseable date (%s)", url[:200])
         return None
     sentiment = raw.get("sentiment")
-    rank_score = _decimal_or_none(raw.get("rank_score", raw.get("rankscore")))  # extra-fields=rankscore
+    rank_score = decimal_or_none(raw.get("rank_score", raw.get("rankscore")))  # extra-fields=rankscore
     image_url = raw.get("image_url")
     return NewsItem(
         source=source,
@@ -216,7 +206,7 @@ class CryptoNewsClient:
             for ticker, stats in per_ticker.items():
                 if ticker in scores or not isinstance(stats, dict):
                     continue
-                score = _decimal_or_none(stats.get("sentiment_score"))
+                score = decimal_or_none(stats.get("sentiment_score"))
                 if score is not None:
                     scores[ticker.upper()] = max(SCORE_MIN, min(SCORE_MAX, score))
         return scores
