@@ -24,9 +24,8 @@ from urllib.parse import parse_qsl, urlsplit
 
 from trading.errors import DuplicateClientOrderId, ExchangeError, InsufficientBalance
 from trading.exchanges.base import OrderRequest, OrderResult
+from trading.exchanges.ccxt_fetch_fake import CcxtFetchFake, NotFoundOnFake, plain_number, swap_market
 from trading.exchanges.fake import FakeExchangeAccount
-
-FAULTS = ("timeout", "rate_limit", "server_error", "lost_response")
 
 # contract specifications as KuCoin lists them: id, multiplier (base per contract), lot size (contracts), tick
 KUCOIN_SWAPS = {"BTC/USDT:USDT": ("XBTUSDTM", "0.001", "1", "0.1"), "LTC/USDT:USDT": ("LTCUSDTM", "0.1", "1", "0.01")}
@@ -35,46 +34,27 @@ KUCOIN_SWAPS = {"BTC/USDT:USDT": ("XBTUSDTM", "0.001", "1", "0.1"), "LTC/USDT:US
 def kucoin_markets() -> list[dict]:
     markets = []
     for symbol, (market_id, multiplier, lot, tick) in KUCOIN_SWAPS.items():
-        base = symbol.split("/")[0]
-        markets.append({
-            "id": market_id, "symbol": symbol, "base": base, "quote": "USDT", "settle": "USDT", "baseId": base, "quoteId": "USDT",
-            "settleId": "USDT", "type": "swap", "spot": False, "margin": False, "swap": True, "future": False, "option": False,
-            "contract": True, "linear": True, "inverse": False, "active": True, "contractSize": float(multiplier), "expiry": None,
-            "precision": {"amount": float(lot), "price": float(tick)},
-            "limits": {"amount": {"min": float(lot), "max": None}, "price": {"min": None, "max": None}, "cost": {"min": None, "max": None}, "leverage": {"min": 1, "max": 100}},
-            "info": {"symbol": market_id, "multiplier": multiplier, "lotSize": lot, "tickSize": tick},
-        })
+        markets.append(swap_market(symbol=symbol, market_id=market_id, contract_size=multiplier, lot=lot, tick=tick,
+                                   info={"symbol": market_id, "multiplier": multiplier, "lotSize": lot, "tickSize": tick}))
     return markets
-
-
-def _s(value: Decimal | None) -> str:
-    return "" if value is None else format(value.normalize(), "f")
 
 
 def _b64_hmac(secret: str, message: str) -> str:
     return base64.b64encode(hmac.new(secret.encode(), message.encode(), hashlib.sha256).digest()).decode()
 
 
-class KucoinFetchFake:
+class KucoinFetchFake(CcxtFetchFake):
     def __init__(self, *, api_key: str, secret: str, passphrase: str, account: FakeExchangeAccount | None = None):
+        super().__init__(account=account, account_name="kucoin-fake")
         self.api_key, self.secret, self.passphrase = api_key, secret, passphrase
-        self.account = account or FakeExchangeAccount(name="kucoin-fake")
-        self.exchange = None
-        self.faults: dict[str, list[str]] = {}
-        self.requests: list[tuple[str, str, object]] = []
         self._by_id = {market_id: symbol for symbol, (market_id, *_rest) in KUCOIN_SWAPS.items()}
 
-    def install(self, exchange) -> None:
-        exchange.set_markets(kucoin_markets())
-        exchange.options["uta"] = False  # classic futures account
-        exchange.fetch = self
-        self.exchange = exchange
+    def markets(self) -> list[dict]:
+        return kucoin_markets()
 
-    def inject(self, path_suffix: str, *faults: str) -> None:
-        for fault in faults:
-            if fault not in FAULTS:
-                raise ValueError(f"unknown fault {fault!r}")
-        self.faults.setdefault(path_suffix, []).extend(faults)
+    def install(self, exchange) -> None:
+        exchange.options["uta"] = False  # classic futures account
+        super().install(exchange)
 
     def requests_to(self, path: str, method: str | None = None) -> list:
         return [payload for m, p, payload in self.requests if p == path and method in (None, m)]
@@ -86,8 +66,8 @@ class KucoinFetchFake:
         endpoint = parts.path + (f"?{parts.query}" if parts.query else "")
         headers = dict(headers or {})
         payload = json.loads(body) if body else None
-        self.requests.append((method, parts.path, payload if method == "POST" else dict(parse_qsl(parts.query))))
-        fault = next((q.pop(0) for suffix, q in self.faults.items() if parts.path.endswith(suffix) and method != "GET" and q), None)
+        self._record(method, parts, payload)
+        fault = self._take_fault(parts.path, reads_too=False, method=method)
         if fault == "rate_limit":
             raise ccxt.RateLimitExceeded("kucoinfutures 429 Too Many Requests")
         if fault == "server_error":
@@ -103,7 +83,7 @@ class KucoinFetchFake:
                 response = {"code": "300003", "msg": "Balance insufficient. The order would cost 150.00."}
             except DuplicateClientOrderId:
                 response = {"code": "300000", "msg": "clientOid is duplicate"}
-            except _NotFound:
+            except NotFoundOnFake:
                 response = {"code": "100001", "msg": "error.getOrder.orderNotExist"}
             except ExchangeError as exc:
                 response = {"code": "300000", "msg": str(exc)}
@@ -119,8 +99,8 @@ class KucoinFetchFake:
         a = self.account
         if path == "/api/v1/account-overview":
             used = sum((abs(p.quantity) * p.entry_price / a.leverage.get(s, 1) for s, p in a.positions.items()), Decimal("0"))
-            return {"accountEquity": _s(a.balance), "availableBalance": _s(a.balance - used), "currency": "USDT", "frozenFunds": "0",
-                    "marginBalance": _s(a.balance), "orderMargin": "0", "positionMargin": _s(used), "unrealisedPNL": "0"}
+            return {"accountEquity": plain_number(a.balance), "availableBalance": plain_number(a.balance - used), "currency": "USDT", "frozenFunds": "0",
+                    "marginBalance": plain_number(a.balance), "orderMargin": "0", "positionMargin": plain_number(used), "unrealisedPNL": "0"}
         if path == "/api/v2/position/changeMarginMode":
             return {"symbol": body["symbol"], "marginMode": body["marginMode"]}
         if path == "/api/v1/orders" and method == "POST":
@@ -136,7 +116,7 @@ class KucoinFetchFake:
         if path.startswith("/api/v1/orders/") and method == "DELETE":
             order = self._find(path.rsplit("/", 1)[-1], "")
             if order.result.status != "open":
-                raise _NotFound()
+                raise NotFoundOnFake()
             order.result = replace(order.result, status="canceled")
             return {"cancelledOrderIds": [order.result.exchange_order_id]}
         if path == "/api/v1/positions":
@@ -147,8 +127,8 @@ class KucoinFetchFake:
                 price = a.prices.get(symbol, p.entry_price)
                 rows.append({
                     "id": f"pos-{KUCOIN_SWAPS[symbol][0]}", "symbol": KUCOIN_SWAPS[symbol][0], "currentQty": int(p.quantity / self._multiplier(symbol)),
-                    "avgEntryPrice": _s(p.entry_price), "markPrice": _s(price), "unrealisedPnl": _s((price - p.entry_price) * p.quantity),
-                    "realisedPnl": _s(p.realised_pnl), "realLeverage": a.leverage.get(symbol, 1), "leverage": a.leverage.get(symbol, 1), "isOpen": True,
+                    "avgEntryPrice": plain_number(p.entry_price), "markPrice": plain_number(price), "unrealisedPnl": plain_number((price - p.entry_price) * p.quantity),
+                    "realisedPnl": plain_number(p.realised_pnl), "realLeverage": a.leverage.get(symbol, 1), "leverage": a.leverage.get(symbol, 1), "isOpen": True,
                     "crossMode": False, "marginMode": "ISOLATED", "settleCurrency": "USDT", "currentTimestamp": int(time.time() * 1000),
                 })
             return rows
@@ -156,7 +136,7 @@ class KucoinFetchFake:
             symbol = self._by_id.get(query.get("symbol", ""))
             items = [
                 {"symbol": KUCOIN_SWAPS[t.symbol][0], "tradeId": t.trade_id, "orderId": t.exchange_order_id, "side": t.side, "liquidity": "taker",
-                 "price": _s(t.price), "size": int(t.quantity / self._multiplier(t.symbol)), "value": _s(t.price * t.quantity), "fee": _s(t.fee),
+                 "price": plain_number(t.price), "size": int(t.quantity / self._multiplier(t.symbol)), "value": plain_number(t.price * t.quantity), "fee": plain_number(t.fee),
                  "feeCurrency": "USDT", "createdAt": t.timestamp_ms, "tradeTime": (t.timestamp_ms or 0) * 1_000_000}
                 for t in a.trades if symbol in (None, t.symbol)
             ]
@@ -186,7 +166,7 @@ class KucoinFetchFake:
         orders = self.account.orders
         order = orders.get(order_id) if order_id else next((o for o in orders.values() if client_oid and o.result.client_order_id == client_oid), None)
         if order is None:
-            raise _NotFound()
+            raise NotFoundOnFake()
         return order
 
     def _row(self, order) -> dict:
@@ -197,13 +177,9 @@ class KucoinFetchFake:
             stop = "down" if (r.type == "stop_market") == (r.side == "sell") else "up"
         return {
             "id": r.exchange_order_id, "symbol": KUCOIN_SWAPS[r.symbol][0], "type": "market" if r.is_trigger else r.type, "side": r.side,
-            "price": _s(r.price) or "0", "size": int(r.quantity / multiplier), "filledSize": int(r.filled_quantity / multiplier),
-            "filledValue": _s((r.average_price or Decimal("0")) * r.filled_quantity), "stop": stop, "stopPrice": _s(r.trigger_price) or None,
+            "price": plain_number(r.price) or "0", "size": int(r.quantity / multiplier), "filledSize": int(r.filled_quantity / multiplier),
+            "filledValue": plain_number((r.average_price or Decimal("0")) * r.filled_quantity), "stop": stop, "stopPrice": plain_number(r.trigger_price) or None,
             "stopTriggered": r.is_trigger and r.status == "closed", "isActive": r.status == "open", "cancelExist": r.status == "canceled",
             "status": "open" if r.status == "open" else "done", "clientOid": r.client_order_id, "reduceOnly": r.reduce_only,
             "leverage": str(order.leverage or 1), "marginMode": "ISOLATED", "settleCurrency": "USDT", "createdAt": 1700000000000, "updatedAt": 1700000000000,
         }
-
-
-class _NotFound(Exception):
-    pass

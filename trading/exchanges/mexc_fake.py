@@ -22,9 +22,8 @@ from urllib.parse import parse_qsl, urlsplit
 
 from trading.errors import DuplicateClientOrderId, ExchangeError, InsufficientBalance
 from trading.exchanges.base import OrderRequest, OrderResult
+from trading.exchanges.ccxt_fetch_fake import CcxtFetchFake, NotFoundOnFake, swap_market
 from trading.exchanges.fake import FakeExchangeAccount
-
-FAULTS = ("timeout", "rate_limit", "server_error", "lost_response")
 
 # id, contractSize (base per contract), volume step (contracts), price tick
 MEXC_SWAPS = {"ETH/USDT:USDT": ("ETH_USDT", "0.01", "1", "0.01"), "LTC/USDT:USDT": ("LTC_USDT", "0.1", "1", "0.001")}
@@ -34,44 +33,19 @@ PREFIX = "/api/v1/private/"
 def mexc_markets() -> list[dict]:
     markets = []
     for symbol, (market_id, size, lot, tick) in MEXC_SWAPS.items():
-        base = symbol.split("/")[0]
-        markets.append({
-            "id": market_id, "symbol": symbol, "base": base, "quote": "USDT", "settle": "USDT", "baseId": base, "quoteId": "USDT",
-            "settleId": "USDT", "type": "swap", "spot": False, "margin": False, "swap": True, "future": False, "option": False,
-            "contract": True, "linear": True, "inverse": False, "active": True, "contractSize": float(size), "expiry": None,
-            "precision": {"amount": float(lot), "price": float(tick)},
-            "limits": {"amount": {"min": float(lot), "max": None}, "price": {"min": None, "max": None}, "cost": {"min": None, "max": None}, "leverage": {"min": 1, "max": 100}},
-            "info": {"symbol": market_id, "contractSize": size},
-        })
+        markets.append(swap_market(symbol=symbol, market_id=market_id, contract_size=size, lot=lot, tick=tick,
+                                   info={"symbol": market_id, "contractSize": size}))
     return markets
 
 
-def _s(value: Decimal | None) -> str:
-    return "" if value is None else format(value.normalize(), "f")
-
-
-class MexcFetchFake:
+class MexcFetchFake(CcxtFetchFake):
     def __init__(self, *, api_key: str, secret: str, account: FakeExchangeAccount | None = None):
+        super().__init__(account=account, account_name="mexc-fake")
         self.api_key, self.secret = api_key, secret
-        self.account = account or FakeExchangeAccount(name="mexc-fake")
-        self.exchange = None
-        self.faults: dict[str, list[str]] = {}
-        self.requests: list[tuple[str, str, object]] = []
         self._by_id = {market_id: symbol for symbol, (market_id, *_rest) in MEXC_SWAPS.items()}
 
-    def install(self, exchange) -> None:
-        exchange.set_markets(mexc_markets())
-        exchange.fetch = self
-        self.exchange = exchange
-
-    def inject(self, path_suffix: str, *faults: str) -> None:
-        for fault in faults:
-            if fault not in FAULTS:
-                raise ValueError(f"unknown fault {fault!r}")
-        self.faults.setdefault(path_suffix, []).extend(faults)
-
-    def requests_to(self, path_suffix: str) -> list:
-        return [payload for _m, p, payload in self.requests if p.endswith(path_suffix)]
+    def markets(self) -> list[dict]:
+        return mexc_markets()
 
     async def __call__(self, url, method="GET", headers=None, body=None):
         import ccxt
@@ -79,8 +53,8 @@ class MexcFetchFake:
         parts = urlsplit(url)
         headers = dict(headers or {})
         payload = json.loads(body) if body else None
-        self.requests.append((method, parts.path, payload if method == "POST" else dict(parse_qsl(parts.query))))
-        fault = next((q.pop(0) for suffix, q in self.faults.items() if parts.path.endswith(suffix) and q), None)
+        self._record(method, parts, payload)
+        fault = self._take_fault(parts.path)
         if fault == "rate_limit":
             raise ccxt.RateLimitExceeded("mexc 429 Too Many Requests")
         if fault == "server_error":
@@ -96,7 +70,7 @@ class MexcFetchFake:
                 response = {"success": False, "code": 2005, "message": "Balance insufficient!"}
             except DuplicateClientOrderId:
                 response = {"success": False, "code": 2040, "message": "Duplicate client order id (externalOid)"}
-            except _NotFound:
+            except NotFoundOnFake:
                 response = {"success": False, "code": 2009, "message": "Order not exists"}
             except ExchangeError as exc:
                 response = {"success": False, "code": 2011, "message": str(exc)}
@@ -192,7 +166,7 @@ class MexcFetchFake:
         orders = self.account.orders
         order = orders.get(order_id) if order_id else next((o for o in orders.values() if external_oid and o.result.client_order_id == external_oid), None)
         if order is None or order.result.is_trigger:
-            raise _NotFound()
+            raise NotFoundOnFake()
         return order
 
     def _order_row(self, order) -> dict:
@@ -217,7 +191,3 @@ class MexcFetchFake:
             "triggerType": 2 if falling else 1, "state": {"open": 1, "closed": 3}.get(r.status, 2), "executeCycle": 87600, "trend": 1,
             "orderType": 5, "errorCode": 0, "createTime": 1700000000000, "updateTime": 1700000000000,
         }
-
-
-class _NotFound(Exception):
-    pass

@@ -28,9 +28,11 @@ from urllib.parse import parse_qsl, urlsplit
 
 from trading.errors import DuplicateClientOrderId, ExchangeError, InsufficientBalance
 from trading.exchanges.base import OrderRequest, OrderResult
+from trading.exchanges.ccxt_fetch_fake import FAULTS as COMMON_FAULTS
+from trading.exchanges.ccxt_fetch_fake import CcxtFetchFake, NotFoundOnFake, plain_number, swap_market
 from trading.exchanges.fake import FakeExchangeAccount
 
-FAULTS = ("timeout", "rate_limit", "server_error", "lost_response", "stale_read")
+FAULTS = (*COMMON_FAULTS, "stale_read")
 
 # ccxt unified market structures as OKX lists these swaps (ctVal in base units, lotSz in contracts, tickSz)
 OKX_SWAPS = {
@@ -44,45 +46,22 @@ def okx_markets(symbols=None) -> list[dict]:
     for symbol, (market_id, ct_val, lot, tick) in OKX_SWAPS.items():
         if symbols and symbol not in symbols:
             continue
-        base = symbol.split("/")[0]
-        markets.append({
-            "id": market_id, "symbol": symbol, "base": base, "quote": "USDT", "settle": "USDT", "baseId": base, "quoteId": "USDT",
-            "settleId": "USDT", "type": "swap", "spot": False, "margin": False, "swap": True, "future": False, "option": False,
-            "contract": True, "linear": True, "inverse": False, "active": True, "contractSize": float(ct_val), "expiry": None,
-            "precision": {"amount": float(lot), "price": float(tick)},
-            "limits": {"amount": {"min": float(lot), "max": None}, "price": {"min": None, "max": None}, "cost": {"min": None, "max": None}, "leverage": {"min": 1, "max": 100}},
-            "info": {"instType": "SWAP", "instId": market_id, "ctVal": ct_val, "lotSz": lot, "tickSz": tick},
-        })
+        markets.append(swap_market(symbol=symbol, market_id=market_id, contract_size=ct_val, lot=lot, tick=tick,
+                                   info={"instType": "SWAP", "instId": market_id, "ctVal": ct_val, "lotSz": lot, "tickSz": tick}))
     return markets
 
 
-def _s(value: Decimal | None) -> str:
-    return "" if value is None else format(value.normalize(), "f")
+class OkxFetchFake(CcxtFetchFake):
+    known_faults = FAULTS
 
-
-class OkxFetchFake:
     def __init__(self, *, api_key: str, secret: str, passphrase: str, account: FakeExchangeAccount | None = None):
+        super().__init__(account=account, account_name="okx-fake")
         self.api_key, self.secret, self.passphrase = api_key, secret, passphrase
-        self.account = account or FakeExchangeAccount(name="okx-fake")
-        self.exchange = None  # the ccxt instance, set by install()
-        self.faults: dict[str, list[str]] = {}
-        self.requests: list[tuple[str, str, object]] = []
         self._algo_ids = itertools.count(1)
         self._by_inst = {market_id: symbol for symbol, (market_id, *_rest) in OKX_SWAPS.items()}
 
-    def install(self, exchange) -> None:
-        exchange.set_markets(okx_markets())
-        exchange.fetch = self
-        self.exchange = exchange
-
-    def inject(self, path_suffix: str, *faults: str) -> None:
-        for fault in faults:
-            if fault not in FAULTS:
-                raise ValueError(f"unknown fault {fault!r}")
-        self.faults.setdefault(path_suffix, []).extend(faults)
-
-    def requests_to(self, path_suffix: str) -> list:
-        return [payload for _method, path, payload in self.requests if path.endswith(path_suffix)]
+    def markets(self) -> list[dict]:
+        return okx_markets()
 
     # --- the transport --------------------------------------------------------------------------------------------
     async def __call__(self, url, method="GET", headers=None, body=None):
@@ -92,8 +71,8 @@ class OkxFetchFake:
         path_and_query = parts.path + (f"?{parts.query}" if parts.query else "")
         headers = dict(headers or {})
         payload = json.loads(body) if body else None
-        self.requests.append((method, parts.path, payload if method == "POST" else dict(parse_qsl(parts.query))))
-        fault = next((q.pop(0) for suffix, q in self.faults.items() if parts.path.endswith(suffix) and q), None)
+        self._record(method, parts, payload)
+        fault = self._take_fault(parts.path)
         if fault == "rate_limit":
             raise ccxt.RateLimitExceeded("okx 429 Too Many Requests")
         if fault == "server_error":
@@ -111,7 +90,7 @@ class OkxFetchFake:
                 response = {"code": "1", "data": [{"sCode": "51008", "sMsg": "Order failed. Insufficient USDT margin in account"}], "msg": "All operations failed"}
             except DuplicateClientOrderId:
                 response = {"code": "1", "data": [{"sCode": "51016", "sMsg": "Duplicated clOrdId"}], "msg": "All operations failed"}
-            except _NotFound:
+            except NotFoundOnFake:
                 response = {"code": "51603", "data": [], "msg": "Order does not exist"}
             except ExchangeError as exc:
                 response = {"code": "1", "data": [{"sCode": "51000", "sMsg": str(exc)}], "msg": "All operations failed"}
@@ -134,8 +113,8 @@ class OkxFetchFake:
         endpoint = path.removeprefix("/api/v5/")
         if endpoint == "account/balance":
             used = sum((abs(p.quantity) * p.entry_price / a.leverage.get(s, 1) for s, p in a.positions.items()), Decimal("0"))
-            detail = {"ccy": "USDT", "availBal": _s(a.balance - used), "cashBal": _s(a.balance), "eq": _s(a.balance), "frozenBal": _s(used), "uTime": "1700000000000"}
-            return [{"details": [detail], "totalEq": _s(a.balance), "uTime": "1700000000000"}]
+            detail = {"ccy": "USDT", "availBal": plain_number(a.balance - used), "cashBal": plain_number(a.balance), "eq": plain_number(a.balance), "frozenBal": plain_number(used), "uTime": "1700000000000"}
+            return [{"details": [detail], "totalEq": plain_number(a.balance), "uTime": "1700000000000"}]
         if endpoint == "account/set-leverage":
             a.leverage[self._symbol(body["instId"])] = int(body["lever"])
             return [{"instId": body["instId"], "lever": body["lever"], "mgnMode": body["mgnMode"], "posSide": ""}]
@@ -149,8 +128,8 @@ class OkxFetchFake:
                 price = a.prices.get(symbol, p.entry_price)
                 rows.append({
                     "instId": market_id, "instType": "SWAP", "posId": f"pos-{market_id}", "posSide": "net", "mgnMode": "isolated",
-                    "pos": _s(p.quantity / self._ct_val(symbol)), "avgPx": _s(p.entry_price), "markPx": _s(price), "last": _s(price),
-                    "upl": _s((price - p.entry_price) * p.quantity), "realizedPnl": _s(p.realised_pnl), "lever": str(a.leverage.get(symbol, 1)),
+                    "pos": plain_number(p.quantity / self._ct_val(symbol)), "avgPx": plain_number(p.entry_price), "markPx": plain_number(price), "last": plain_number(price),
+                    "upl": plain_number((price - p.entry_price) * p.quantity), "realizedPnl": plain_number(p.realised_pnl), "lever": str(a.leverage.get(symbol, 1)),
                     "ccy": "USDT", "cTime": "1700000000000", "uTime": "1700000000000",
                 })
             return rows
@@ -178,8 +157,8 @@ class OkxFetchFake:
                 triggered = order is not None and order.result.is_trigger
                 rows.append({
                     "instId": OKX_SWAPS[t.symbol][0], "instType": "SWAP", "tradeId": t.trade_id, "ordId": f"{t.exchange_order_id}T" if triggered else t.exchange_order_id,
-                    "clOrdId": "" if triggered else t.client_order_id, "side": t.side, "posSide": "net", "fillSz": _s(t.quantity / self._ct_val(t.symbol)),
-                    "fillPx": _s(t.price), "fee": _s(-t.fee), "feeCcy": "USDT", "execType": "T", "ts": str(t.timestamp_ms),
+                    "clOrdId": "" if triggered else t.client_order_id, "side": t.side, "posSide": "net", "fillSz": plain_number(t.quantity / self._ct_val(t.symbol)),
+                    "fillPx": plain_number(t.price), "fee": plain_number(-t.fee), "feeCcy": "USDT", "execType": "T", "ts": str(t.timestamp_ms),
                 })
             return rows
         if endpoint == "trade/order-algo" and method == "POST":
@@ -230,13 +209,13 @@ class OkxFetchFake:
             return _Triggered(self.account.orders[ord_id[:-1]])
         order = self._find(ord_id, cl_ord_id)
         if order is None or order.result.is_trigger:
-            raise _NotFound()
+            raise NotFoundOnFake()
         return order
 
     def _find_algo(self, algo_id: str, algo_cl_ord_id: str):
         order = self._find(algo_id, algo_cl_ord_id)
         if order is None or not order.result.is_trigger:
-            raise _NotFound()
+            raise NotFoundOnFake()
         return order
 
     def _find(self, exchange_id: str, client_id: str):
@@ -250,9 +229,9 @@ class OkxFetchFake:
         state = {"open": "partially_filled" if r.filled_quantity else "live", "closed": "filled"}.get(r.status, "canceled")
         return {
             "instId": OKX_SWAPS[r.symbol][0], "instType": "SWAP", "ordId": getattr(order, "ord_id", r.exchange_order_id),
-            "clOrdId": "" if r.is_trigger else r.client_order_id, "px": _s(r.price), "sz": _s(r.quantity / ct_val), "ordType": "market" if r.is_trigger else r.type,
-            "side": r.side, "posSide": "net", "tdMode": "isolated", "state": state, "accFillSz": _s(r.filled_quantity / ct_val),
-            "avgPx": _s(r.average_price), "fee": _s(-r.fee), "feeCcy": "USDT", "pnl": _s(r.realised_pnl or Decimal("0")),
+            "clOrdId": "" if r.is_trigger else r.client_order_id, "px": plain_number(r.price), "sz": plain_number(r.quantity / ct_val), "ordType": "market" if r.is_trigger else r.type,
+            "side": r.side, "posSide": "net", "tdMode": "isolated", "state": state, "accFillSz": plain_number(r.filled_quantity / ct_val),
+            "avgPx": plain_number(r.average_price), "fee": plain_number(-r.fee), "feeCcy": "USDT", "pnl": plain_number(r.realised_pnl or Decimal("0")),
             "reduceOnly": "true" if r.reduce_only else "false", "lever": str(order.leverage or 1), "cTime": "1700000000000", "uTime": "1700000000000",
         }
 
@@ -263,10 +242,10 @@ class OkxFetchFake:
         state = {"open": "live", "closed": "effective"}.get(r.status, "canceled")
         return {
             "instId": OKX_SWAPS[r.symbol][0], "instType": "SWAP", "algoId": r.exchange_order_id, "algoClOrdId": r.client_order_id,
-            "ordType": "conditional", "side": r.side, "posSide": "net", "tdMode": "isolated", "sz": _s(r.quantity / ct_val), "state": state,
-            "slTriggerPx": _s(r.trigger_price) if stop else "", "slOrdPx": "-1" if stop else "", "tpTriggerPx": "" if stop else _s(r.trigger_price),
-            "tpOrdPx": "" if stop else "-1", "reduceOnly": "true", "actualSz": _s(r.filled_quantity / ct_val) if r.status == "closed" else "",
-            "actualPx": _s(r.average_price) if r.status == "closed" else "", "ordId": f"{r.exchange_order_id}T" if r.status == "closed" else "",
+            "ordType": "conditional", "side": r.side, "posSide": "net", "tdMode": "isolated", "sz": plain_number(r.quantity / ct_val), "state": state,
+            "slTriggerPx": plain_number(r.trigger_price) if stop else "", "slOrdPx": "-1" if stop else "", "tpTriggerPx": "" if stop else plain_number(r.trigger_price),
+            "tpOrdPx": "" if stop else "-1", "reduceOnly": "true", "actualSz": plain_number(r.filled_quantity / ct_val) if r.status == "closed" else "",
+            "actualPx": plain_number(r.average_price) if r.status == "closed" else "", "ordId": f"{r.exchange_order_id}T" if r.status == "closed" else "",
             "cTime": "1700000000000", "uTime": "1700000000000",
         }
 
@@ -278,7 +257,3 @@ class _Triggered:
         self.result = order.result
         self.leverage = order.leverage
         self.ord_id = f"{order.result.exchange_order_id}T"
-
-
-class _NotFound(Exception):
-    pass
