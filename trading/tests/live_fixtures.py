@@ -44,8 +44,28 @@ def account(live_user):
     return acct
 
 
-def make_live_position(user, *, side="long", quantity="1.5", entry="100", stop="98", tp1="102", tp2="104", exchange="okx") -> Position:
-    symbol = SymbolFactory(symbol=SYMBOL, base="BTC")
+def ccxt_fake_install(*, settings, monkeypatch, fake):
+    """Route the real ccxt client (``LIVE_EXCHANGE_CLIENT=real``) to ``fake``, a fetch-hook fake of one exchange."""
+    from trading.exchanges import ccxt_client
+
+    settings.LIVE_EXCHANGE_CLIENT = "real"
+    settings.LIVE_RECONCILE_SUBMITTED_GRACE_SECONDS = 0
+    real_factory = ccxt_client.ccxt_exchange
+
+    def factory(exchange_id, **keys):
+        exchange = real_factory(exchange_id, **keys)
+        exchange.enableRateLimit = False  # no throttling sleeps against the in-process fake
+        fake.install(exchange)
+        return exchange
+
+    monkeypatch.setattr(ccxt_client, "ccxt_exchange", factory)
+    return fake
+
+
+def make_live_position(
+    user, *, side="long", quantity="1.5", entry="100", stop="98", tp1="102", tp2="104", exchange="okx", symbol=SYMBOL,
+) -> Position:
+    symbol = SymbolFactory(symbol=symbol, base=symbol.split("/")[0])
     signal = SignalFactory(symbol=symbol, side=side, entry=Decimal(entry), stop=Decimal(stop), tp1=Decimal(tp1), tp2=Decimal(tp2))
     position = Position.objects.create(
         user=user, signal=signal, symbol=symbol, side=side, mode="live", exchange=exchange, status=Position.Status.PENDING,

@@ -11,14 +11,12 @@ import pytest
 
 from accounts.models import ApiSecrets
 from accounts.tests.factories import ExchangeCredentialFactory, TelegramUserFactory
-from signals.tests.factories import SignalFactory, SymbolFactory
-from trading.exchanges import ccxt_client
 from trading.exchanges.base import OrderRequest
 from trading.exchanges.mexc_fake import MexcFetchFake
 from trading.executors.live import LiveExecutor
 from trading.models import Order, Position
 from trading.reconcile import reconcile_user
-from trading.services import client_order_id
+from trading.tests.live_fixtures import ccxt_fake_install, make_live_position
 
 pytestmark = pytest.mark.django_db
 
@@ -28,20 +26,9 @@ LTC = "LTC/USDT:USDT"
 
 @pytest.fixture
 def mexc(settings, monkeypatch):
-    settings.LIVE_EXCHANGE_CLIENT = "real"
-    settings.LIVE_RECONCILE_SUBMITTED_GRACE_SECONDS = 0
     fake = MexcFetchFake(api_key=KEY, secret=SECRET)
     fake.account.set_price(LTC, "100")
-    real_factory = ccxt_client.ccxt_exchange
-
-    def factory(exchange_id, **keys):
-        exchange = real_factory(exchange_id, **keys)
-        exchange.enableRateLimit = False
-        fake.install(exchange)
-        return exchange
-
-    monkeypatch.setattr(ccxt_client, "ccxt_exchange", factory)
-    return fake
+    return ccxt_fake_install(settings=settings, monkeypatch=monkeypatch, fake=fake)
 
 
 @pytest.fixture
@@ -52,18 +39,7 @@ def user(mexc):
 
 
 def ltc_position(user) -> Position:
-    symbol = SymbolFactory(symbol=LTC, base="LTC")
-    signal = SignalFactory(symbol=symbol, entry=Decimal("100"), stop=Decimal("98"), tp1=Decimal("102"), tp2=Decimal("104"))
-    position = Position.objects.create(
-        user=user, signal=signal, symbol=symbol, side="long", mode="live", exchange="mexc", status=Position.Status.PENDING, leverage=5,
-        quantity=Decimal("1.5"), remaining_quantity=Decimal("1.5"), stop_price=Decimal("98"), initial_stop_price=Decimal("98"),
-        tp1_price=Decimal("102"), tp2_price=Decimal("104"),
-    )
-    Order.objects.create(
-        position=position, client_order_id=client_order_id(signal_id=signal.pk, user_id=user.pk, leg="entry"), exchange="mexc",
-        leg=Order.Leg.ENTRY, type=Order.Type.MARKET, side="buy", quantity=Decimal("1.5"),
-    )
-    return position
+    return make_live_position(user, symbol=LTC, exchange="mexc")
 
 
 def executor(user) -> LiveExecutor:

@@ -12,12 +12,11 @@ import pytest
 
 from accounts.models import ApiSecrets, TelegramUser
 from accounts.tests.factories import ExchangeCredentialFactory, TelegramUserFactory
-from trading.exchanges import ccxt_client
 from trading.exchanges.okx_fake import OkxFetchFake
 from trading.executors.live import LiveExecutor
 from trading.models import Order, Position
 from trading.reconcile import reconcile_user
-from trading.tests.live_fixtures import SYMBOL, make_live_position
+from trading.tests.live_fixtures import SYMBOL, ccxt_fake_install, make_live_position
 
 pytestmark = pytest.mark.django_db
 
@@ -26,20 +25,9 @@ KEY, SECRET, PASSPHRASE = "okx-key-1a2b3c4d5e6f", "okx-secret-6f5e4d3c2b1a", "ok
 
 @pytest.fixture
 def okx(settings, monkeypatch):
-    settings.LIVE_EXCHANGE_CLIENT = "real"
-    settings.LIVE_RECONCILE_SUBMITTED_GRACE_SECONDS = 0
     fake = OkxFetchFake(api_key=KEY, secret=SECRET, passphrase=PASSPHRASE)
     fake.account.set_price(SYMBOL, "100")
-    real_factory = ccxt_client.ccxt_exchange
-
-    def factory(exchange_id, **keys):
-        exchange = real_factory(exchange_id, **keys)
-        exchange.enableRateLimit = False  # no throttling sleeps against the in-process fake
-        fake.install(exchange)
-        return exchange
-
-    monkeypatch.setattr(ccxt_client, "ccxt_exchange", factory)
-    return fake
+    return ccxt_fake_install(settings=settings, monkeypatch=monkeypatch, fake=fake)
 
 
 @pytest.fixture
