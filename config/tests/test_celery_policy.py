@@ -59,8 +59,10 @@ def test_transient_infrastructure_errors_are_retried_in_place_with_jittered_back
 
     import config.celery as celery_module
 
-    delays = []
+    delays, cleanups = [], []
     monkeypatch.setattr(celery_module.time, "sleep", delays.append)
+    # no database in this test (the real clean-up is tested on PostgreSQL below)
+    monkeypatch.setattr(celery_module, "_drop_broken_database_connections", lambda: cleanups.append(1))
     calls = []
 
     @app.task(name="config.tests.flaky_task")
@@ -79,6 +81,7 @@ def test_transient_infrastructure_errors_are_retried_in_place_with_jittered_back
         finally:
             task.pop_request()
         assert calls == [21, 21, 21] and len(delays) == 2
+        assert len(cleanups) == 2  # broken database connections dropped before each new attempt
         assert 0 < delays[0] <= 0.5 and 0 < delays[1] <= 1.0  # exponential cap, jittered
         assert {celery_module.transient_retry_delay(5) for _ in range(20)} != {celery_module.transient_retry_delay(5)}
 
@@ -88,3 +91,29 @@ def test_transient_infrastructure_errors_are_retried_in_place_with_jittered_back
         assert calls == [1]
     finally:
         app.tasks.pop(flaky_task.name, None)
+
+
+@pytest.mark.postgres
+def test_a_retry_after_a_dropped_database_connection_gets_a_fresh_one(postgres_database):
+    """PostgreSQL terminated this process's connection: ``_drop_broken_database_connections`` (run before each in-place
+    retry) closes it, so the next attempt reconnects instead of failing on the dead socket again."""
+    import django.db
+    import psycopg
+    from django.db import connection
+
+    from config.celery import _drop_broken_database_connections
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        pid = cursor.fetchone()[0]
+    db = postgres_database
+    with psycopg.connect(host=db.get("HOST") or "127.0.0.1", port=db.get("PORT") or 5432, dbname=db["NAME"],
+                         user=db.get("USER") or "postgres", password=db.get("PASSWORD") or None,
+                         autocommit=True) as admin:
+        admin.execute("SELECT pg_terminate_backend(%s)", [pid])
+    with pytest.raises((django.db.OperationalError, django.db.InterfaceError)), connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+    _drop_broken_database_connections()
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        assert cursor.fetchone()[0] != pid
