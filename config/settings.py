@@ -359,7 +359,7 @@ NEWS_SENTIMENT_MAX_ATTEMPTS = env.int("NEWS_SENTIMENT_MAX_ATTEMPTS", default=3)
 NEWS_OPENAI_TIMEOUT_SECONDS = env.float("NEWS_OPENAI_TIMEOUT_SECONDS", default=15.0)
 NEWS_OPENAI_MAX_TOKENS = env.int("NEWS_OPENAI_MAX_TOKENS", default=300)
 # Funding: exchanges polled live (ccxt ids; replay mode reads REPLAY_DATA_DIR instead), alert thresholds per 8 h.
-FUNDING_EXCHANGES = env.list("FUNDING_EXCHANGES", default=["okx", "kucoinfutures", "mexc"])
+FUNDING_EXCHANGES = env.list("FUNDING_EXCHANGES", default=["okx", "kucoinfutures", "mexc", "bitunix"])
 FUNDING_ALERT_THRESHOLD = Decimal(env.str("FUNDING_ALERT_THRESHOLD", default="0.001"))  # |rate| >= 0.1 % per 8 h
 FUNDING_ARBITRAGE_MIN_SPREAD = Decimal(env.str("FUNDING_ARBITRAGE_MIN_SPREAD", default="0.0005"))  # 0.05 %/8 h
 
