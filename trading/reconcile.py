@@ -29,10 +29,13 @@ from trading.errors import ExchangeError, FinalExchangeError
 from trading.executors.live import (
     OPEN_STATES,
     LiveExecutor,
+    limit_entry_deadline,
     order_request,
     order_sync_from_result,
     position_lock,
     position_refresh_from_orders,
+    stop_short,
+    take_profits_short,
 )
 from trading.models import Fill, Order, Position
 
@@ -131,6 +134,23 @@ def _reconcile_position(executor: LiveExecutor, client, position: Position, held
     if previous == Position.Status.PENDING and position.status == Position.Status.OPEN:
         report.repair("position %s opened from a missed entry fill", position.pk)
     entry = position.orders.filter(leg=Order.Leg.ENTRY).first()
+    if (
+        entry is not None and entry.type == Order.Type.LIMIT and entry.state == Order.State.NEW and position.status == Position.Status.PENDING
+        and now >= limit_entry_deadline(position=position, entry=entry)
+    ):
+        # the worker died between choosing the limit and sending it (we hold the position's lock: nobody sends it now)
+        executor._limit_entry_expired_unsent(position, entry)
+        report.repair("position %s failed: its limit entry %s was never sent within its window", position.pk, entry.client_order_id)
+        return
+    if entry is not None and entry.type == Order.Type.LIMIT and entry.state in (Order.State.OPEN, Order.State.PARTIALLY_FILLED):
+        # a limit entry still on the book (also after a restart): kept until its deadline, then its remainder cancelled
+        position = executor.limit_entry_settle_with(client, position, entry)
+        entry.refresh_from_db()
+        if entry.state == Order.State.CANCELLED:
+            report.repair("limit entry %s past its deadline: remainder cancelled, %s filled", entry.client_order_id, entry.filled_quantity)
+        if position.status == Position.Status.FAILED:
+            report.repair("position %s failed: its limit entry %s never filled", position.pk, entry.client_order_id)
+            return
     if position.status == Position.Status.PENDING and entry is not None and entry.state in (Order.State.REJECTED, Order.State.CANCELLED):
         Position.objects.filter(pk=position.pk).update(status=Position.Status.FAILED)
         report.repair("position %s failed: its entry %s is %s", position.pk, entry.client_order_id, entry.state)
@@ -138,12 +158,20 @@ def _reconcile_position(executor: LiveExecutor, client, position: Position, held
     if position.status != Position.Status.OPEN:
         if position.status == Position.Status.CLOSED and previous == Position.Status.OPEN:
             report.repair("position %s closed by its exchange orders (%s), net PnL %s", position.pk, position.close_reason, position.net_pnl)
+            executor.entry_remainder_cancel(client, position)
             executor._cancel_protective(client, position)
         return
     exchange_position = held.get((symbol, position.side))
+    if (exchange_position is None or exchange_position.quantity <= 0) and entry is not None and entry.type == Order.Type.LIMIT:
+        # a limit entry may have filled after this pass read the exchange's positions: read them again before
+        # concluding the position was closed outside
+        fresh = executor._retry(lambda: client.fetch_positions([symbol]), "fetch positions")
+        exchange_position = next((p for p in fresh if p.symbol == symbol and p.side == position.side), None)
     if exchange_position is None or exchange_position.quantity <= 0:
         # closed on the exchange by something other than our orders (manual close, liquidation, ADL)
         executor._cancel_protective(client, position)
+        if position.orders.filter(leg=Order.Leg.ENTRY, type=Order.Type.LIMIT, state__in=(Order.State.OPEN, Order.State.PARTIALLY_FILLED)).exists():
+            executor._entry_cancel(client, position, position.orders.get(leg=Order.Leg.ENTRY))  # no re-opening by a late fill
         booked = _book_outside_close(executor, client, position)
         position = position_refresh_from_orders(position=position, close_reason=Position.CloseReason.EXCHANGE)
         if position.status != Position.Status.CLOSED:  # the exchange's trades did not cover it all (e.g. liquidation)
@@ -169,6 +197,9 @@ def _reconcile_position(executor: LiveExecutor, client, position: Position, held
         report.repair("position %s had no live stop: stop placed at %s", position.pk, position.stop_price)
     elif position.orders.filter(leg__in=(Order.Leg.TP1, Order.Leg.TP2), state__in=(Order.State.NEW, Order.State.SUBMITTED)).exists():
         executor.protect(client, position)
+    elif stop_short(position=position) or take_profits_short(position=position):
+        executor.protect(client, position)  # the entry filled more than its stop/TPs cover: re-size them
+        report.repair("position %s: stop and take-profits re-sized to %s", position.pk, position.remaining_quantity)
 
 
 def _book_outside_close(executor: LiveExecutor, client, position: Position) -> Decimal:
@@ -232,8 +263,8 @@ def _adopt_unknown_orders(executor: LiveExecutor, open_orders, report: Reconcile
             continue
         position = Position.objects.filter(user=executor.user, signal_id=int(match["signal"]) or None, mode="live").first()
         leg = {"entry": Order.Leg.ENTRY, "sl": Order.Leg.STOP_LOSS, "tp": Order.Leg.TP1, "close": Order.Leg.CLOSE}.get(match["leg"])
-        if match["leg"] == "tp":
-            leg = Order.Leg.TP2 if match["rev"] == "2" else Order.Leg.TP1
+        if match["leg"] == "tp":  # tp1, tp2 and their re-sized revisions tp12, tp22…
+            leg = Order.Leg.TP2 if match["rev"].startswith("2") else Order.Leg.TP1
         if position is None or leg is None:
             logger.warning("reconcile user %s: order %s has our format but no position to attach it to", executor.user.pk, cid)
             continue

@@ -7,6 +7,8 @@ import logging
 from celery import shared_task
 from celery.signals import worker_ready
 
+from trading.errors import RetryableExchangeError
+
 logger = logging.getLogger(__name__)
 
 
@@ -25,6 +27,28 @@ def reconcile_exchange_positions(user_id: int | None = None) -> int:
     repairs = sum(len(r.repairs) for r in reports)
     logger.info("reconciled %d user(s): %d repair(s)", len(reports), repairs)
     return repairs
+
+
+@shared_task(
+    name="trading.tasks_live.settle_limit_entry",
+    ignore_result=True,
+    acks_late=True,
+    reject_on_worker_lost=True,
+    autoretry_for=(RetryableExchangeError,),
+    retry_backoff=True,
+    retry_backoff_max=30,
+    max_retries=4,
+)
+def settle_limit_entry(position_id: int) -> str:
+    """Check a live limit entry (scheduled by the executor while it rests on the book): protect what filled; at its
+    deadline cancel the unfilled remainder, or fail the position and tell the user. Idempotent."""
+    from trading.executors.live import LiveExecutor
+    from trading.models import Position
+
+    position = Position.objects.select_related("user", "symbol").filter(pk=position_id, mode="live").first()
+    if position is None:
+        return "missing"
+    return LiveExecutor(user=position.user).limit_entry_settle(position=position).status
 
 
 @worker_ready.connect

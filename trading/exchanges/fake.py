@@ -6,8 +6,8 @@ price of that moment. One-way (net) positions per symbol with average entry pric
 
 Faults are injected per method: ``account.inject("create_order", "timeout" | "rate_limit" | "server_error" |
 "lost_response")``. ``lost_response`` performs the call and then raises a retryable error, like a response lost
-after the exchange accepted the order. ``account.partial_fill_ratio`` makes the next market entries fill only
-partly (the rest fills on the next price update).
+after the exchange accepted the order. ``account.partial_fill_ratio`` makes the next market entry (or the next
+limit entry the price reaches) fill only that share of its size (the rest fills on a later price update).
 
 State lives in ``FakeExchangeAccount`` objects kept in a process-wide registry (``fake_account(name)``), so several
 short-lived clients (one per task) see the same exchange, as they would with a real one. This is a test/demo
@@ -160,6 +160,9 @@ class FakeExchangeAccount:
                 self._fill(order, remaining, price)
             elif r.type == "limit":
                 if (r.side == "buy" and price <= r.price) or (r.side == "sell" and price >= r.price):
+                    if self.partial_fill_ratio is not None and not r.reduce_only:
+                        remaining = min((r.quantity * self.partial_fill_ratio).quantize(Decimal("0.001")), remaining)
+                        self.partial_fill_ratio = None
                     self._fill(order, remaining, r.price)
             else:
                 rising = (r.type == "stop_market") == (r.side == "buy")  # short's stop / long's TP... fire upwards

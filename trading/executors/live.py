@@ -13,6 +13,14 @@ Order safety:
 - a final error (auth, insufficient balance, invalid order/symbol) disables the user's auto-trading with the reason
   and tells the user (``user.notify``).
 
+Entry order type (``settings.LIVE_ENTRY_ORDER_TYPE``): ``market`` (default), or ``limit`` at the signal's entry price
+rounded to the market's tick. A limit entry stays on the book until ``LIVE_LIMIT_ENTRY_TIMEOUT_SECONDS`` after its
+position was stored; whatever fills in the meantime gets its reduce-only stop and take-profits at once (re-sized,
+new stop first, as more fills), and at the deadline the unfilled remainder is cancelled (``limit_entry_settle``,
+scheduled on the trade queue, and every reconcile pass, which also covers a restart). A limit that never filled
+leaves the position ``failed`` and the user is told politely. A limit entry whose window passed before it was sent
+(a task redelivered late) is not sent at all.
+
 Fills are recorded per order as increments of the exchange's cumulative filled quantity (trade id
 ``<exchange order id>:<cumulative filled>``), and the position's quantity, remaining quantity, entry price, realised
 PnL and fees are recomputed from its orders' fills, so re-running any step is idempotent.
@@ -26,6 +34,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 from django.conf import settings
@@ -70,6 +79,74 @@ def _exit_side(position: Position) -> str:
 
 def _entry_side(position: Position) -> str:
     return "buy" if position.side == "long" else "sell"
+
+
+def entry_order_type() -> str:
+    """``market`` or ``limit``: the configured type of live entry orders (anything else is read as ``market``)."""
+    value = str(getattr(settings, "LIVE_ENTRY_ORDER_TYPE", "market")).strip().lower()
+    return Order.Type.LIMIT if value == "limit" else Order.Type.MARKET
+
+
+def limit_entry_deadline(*, position: Position, entry: Order) -> datetime:
+    """When an unfilled limit entry is cancelled: its timeout after the position (or its entry row) was stored."""
+    stored = min(t for t in (position.created_at, entry.created_at) if t is not None)
+    return stored + timedelta(seconds=int(getattr(settings, "LIVE_LIMIT_ENTRY_TIMEOUT_SECONDS", 300)))
+
+
+LIMIT_ENTRY_CHECK_SECONDS = 30  # a limit entry on the book is re-checked this often: a fill gets its stop quickly
+LIMIT_ENTRY_UNSENT = "limit entry window passed before it was sent"
+
+
+def limit_entry_unfilled_notify(*, position: Position, entry: Order) -> None:
+    """Tell the user (once per position: the caller fails the position first, and the notice has a dedupe key) that
+    their limit entry expired without a fill, or was never placed because its window had passed."""
+    minutes = max(int(getattr(settings, "LIVE_LIMIT_ENTRY_TIMEOUT_SECONDS", 300)) // 60, 1)
+    direction = "long" if position.side == "long" else "short"
+    price = entry.price.normalize() if entry.price is not None else "the signal's entry"
+    what = f"Your limit order to go {direction} on {html.escape(position.symbol.symbol)} at {price}"
+    if entry.error == LIMIT_ENTRY_UNSENT:
+        detail = f"{what} could not be placed within {minutes} min of the signal, so it was not sent."
+    else:
+        detail = f"{what} was not filled within {minutes} min, so it was cancelled."
+    text = f"ℹ️ <b>Limit entry not filled</b>\n{detail} No position was opened and no funds were used."
+    publish("user.notify", user_id=position.user_id, text=text, dedupe_key=f"live-limit-unfilled:{position.pk}")
+
+
+def limit_entered(*, position: Position) -> bool:
+    """The position's entry is a limit order, which may fill in parts after its first part was protected."""
+    return position.orders.filter(leg=Order.Leg.ENTRY, type=Order.Type.LIMIT).exists()
+
+
+def stop_short(*, position: Position) -> bool:
+    """A limit-entered position whose live stop does not cover its whole remaining quantity (it filled more)."""
+    return limit_entered(position=position) and not position.orders.filter(
+        leg=Order.Leg.STOP_LOSS, state__in=(Order.State.OPEN, Order.State.PARTIALLY_FILLED), quantity__gte=position.remaining_quantity
+    ).exists()
+
+
+def take_profits_short(*, position: Position) -> bool:
+    """A limit-entered position whose take-profits, all still untouched on the book, cover less than its remaining
+    quantity (before TP1)."""
+    if not limit_entered(position=position):
+        return False
+    tps = list(position.orders.filter(leg__in=(Order.Leg.TP1, Order.Leg.TP2)).exclude(state__in=(Order.State.CANCELLED, Order.State.REJECTED)))
+    return bool(
+        tps and not position.tp1_done and all(o.state == Order.State.OPEN and o.filled_quantity == 0 for o in tps)
+        and sum((o.quantity for o in tps), ZERO) < position.remaining_quantity
+    )
+
+
+def limit_entry_settle_schedule(position_id: int, countdown: float) -> None:
+    """Run ``limit_entry_settle`` on the trade queue in ``countdown`` seconds (the next check of a limit entry on the
+    book, at the latest at its deadline); reconcile passes are the fallback."""
+    if getattr(settings, "CELERY_TASK_ALWAYS_EAGER", False):
+        return  # an eager task would run now, before the deadline; reconcile settles it
+    try:
+        from trading.tasks_live import settle_limit_entry
+
+        settle_limit_entry.apply_async(args=[position_id], queue="trade", countdown=max(countdown, 0) + 1)
+    except Exception:  # a missing broker: the next reconcile pass settles it
+        logger.exception("could not schedule the limit entry deadline of position %s", position_id)
 
 
 def leg_client_order_id(*, position: Position, leg: str) -> str:
@@ -247,6 +324,7 @@ class LiveExecutor:
         attempts: int = 4,
         fill_poll_attempts: int | None = None,
         sleep: Callable[[float], None] | None = None,
+        settle_later: Callable[[int, float], None] | None = None,
     ):
         self.user = user
         self.credential = credential if credential is not None else active_credential(user=user)
@@ -255,6 +333,7 @@ class LiveExecutor:
         self.fill_poll_attempts = fill_poll_attempts if fill_poll_attempts is not None else getattr(settings, "LIVE_FILL_POLL_ATTEMPTS", 5)
         self.sleep = sleep if sleep is not None else time.sleep
         self.tp1_fraction = Decimal(str(getattr(settings, "LIVE_TP1_CLOSE_FRACTION", "0.5")))
+        self.settle_later = settle_later if settle_later is not None else limit_entry_settle_schedule
 
     # --- plumbing -----------------------------------------------------------------------------------------------------
     def _client(self) -> SyncExchangeClient:
@@ -382,10 +461,22 @@ class LiveExecutor:
                 entry.quantity = quantity
                 entry.save(update_fields=["quantity", "updated_at"])
             if entry.state == Order.State.NEW:
+                self._entry_type_choose(position, entry, market)
+                if entry.type == Order.Type.LIMIT and timezone.now() >= limit_entry_deadline(position=position, entry=entry):
+                    return self._limit_entry_expired_unsent(position, entry)
                 self._retry(lambda: client.set_leverage(symbol, position.leverage, "isolated"), "set leverage")
-            result = self.submit(client, entry, order_request(entry, symbol=symbol, leverage=position.leverage))
+                result = self.submit(client, entry, order_request(entry, symbol=symbol, leverage=position.leverage))
+            elif entry.type == Order.Type.LIMIT and timezone.now() >= limit_entry_deadline(position=position, entry=entry):
+                # sent before, answer lost, and its window has passed: look it up, but never send it now
+                result = self._retry(lambda: client.fetch_order(symbol=symbol, exchange_order_id=entry.exchange_order_id, client_order_id=entry.client_order_id), "look up entry")
+                if result is None:
+                    return self._limit_entry_expired_unsent(position, entry)
+            else:
+                result = self.submit(client, entry, order_request(entry, symbol=symbol, leverage=position.leverage))
             order_sync_from_result(order=entry, result=result)
             entry.refresh_from_db()
+        if entry.type == Order.Type.LIMIT:
+            return self._limit_entry_wait(client, position, entry)
         # wait for a market entry to fill completely; a remainder that does not fill is cancelled
         for _ in range(self.fill_poll_attempts):
             if entry.state not in (Order.State.OPEN, Order.State.PARTIALLY_FILLED, Order.State.SUBMITTED):
@@ -409,8 +500,161 @@ class LiveExecutor:
             position.refresh_from_db()
         return position
 
+    # --- limit entries ------------------------------------------------------------------------------------------------
+    def _entry_type_choose(self, position: Position, entry: Order, market: MarketInfo) -> None:
+        """Before the first send: a limit entry at the signal's entry price on the market's tick, if so configured."""
+        signal_entry = position.signal.entry if position.signal_id and position.signal else None
+        if entry_order_type() != Order.Type.LIMIT or entry.type != Order.Type.MARKET or not signal_entry:
+            return
+        entry.type = Order.Type.LIMIT
+        entry.price = market.round_price(signal_entry)
+        entry.save(update_fields=["type", "price", "updated_at"])
+        logger.info("entry %s is a limit order at %s", entry.client_order_id, entry.price)
+
+    def _limit_entry_expired_unsent(self, position: Position, entry: Order) -> Position:
+        entry.transition(Order.State.CANCELLED)
+        entry.error = LIMIT_ENTRY_UNSENT
+        entry.save(update_fields=["state", "error", "updated_at"])
+        logger.warning("entry %s not sent: its limit window passed before it could be sent", entry.client_order_id)
+        return self._limit_entry_finish(position, entry)
+
+    def _limit_entry_wait(self, client: SyncExchangeClient, position: Position, entry: Order) -> Position:
+        """Poll a fresh limit entry briefly, then settle it (record fills, cancel at the deadline) and, while it is
+        still on the book, have it checked again (its fills protected) until its deadline."""
+        symbol = position.symbol.symbol
+        for _ in range(self.fill_poll_attempts):
+            if entry.state not in (Order.State.OPEN, Order.State.PARTIALLY_FILLED, Order.State.SUBMITTED):
+                break
+            if timezone.now() >= limit_entry_deadline(position=position, entry=entry):
+                break
+            self.sleep(0.5)
+            result = self._retry(lambda: client.fetch_order(symbol=symbol, exchange_order_id=entry.exchange_order_id, client_order_id=entry.client_order_id), "poll entry")
+            if result is not None:
+                order_sync_from_result(order=entry, result=result)
+                entry.refresh_from_db()
+        position = self.limit_entry_settle_with(client, position, entry)
+        self._limit_entry_check_later(position, entry)
+        return position  # the caller protects an open position
+
+    def _limit_entry_check_later(self, position: Position, entry: Order) -> None:
+        entry.refresh_from_db()
+        if entry.state in (Order.State.OPEN, Order.State.PARTIALLY_FILLED) and position.status in (Position.Status.PENDING, Position.Status.OPEN):
+            left = (limit_entry_deadline(position=position, entry=entry) - timezone.now()).total_seconds()
+            if left > 0:  # past it, the cancel failed: the reconcile passes retry it, no chain of checks
+                self.settle_later(position.pk, min(left, LIMIT_ENTRY_CHECK_SECONDS))
+
+    def limit_entry_settle(self, *, position: Position) -> Position:
+        """Check a limit entry: record its fills and protect them (stop first, re-sized as more fills); at (or after)
+        its deadline cancel the unfilled remainder, or fail the position and tell the user once when nothing filled.
+        A closed position's remainder is cancelled at once. Idempotent; re-schedules itself while the entry rests."""
+        with position_lock(position_id=position.pk, wait=LOCK_WAIT_SECONDS):
+            position.refresh_from_db()
+            entry = position.orders.filter(leg=Order.Leg.ENTRY).order_by("pk").first()
+            if entry is None or entry.type != Order.Type.LIMIT or position.status == Position.Status.FAILED:
+                return position
+            if entry.state not in (Order.State.SUBMITTED, Order.State.OPEN, Order.State.PARTIALLY_FILLED) and position.status != Position.Status.OPEN:
+                return position
+            if self.credential is None:
+                logger.warning("limit entry of position %s: no active exchange connection, left to reconcile", position.pk)
+                return position
+            try:
+                with self._client() as client:
+                    if position.status == Position.Status.CLOSED:
+                        return self.entry_remainder_cancel(client, position)
+                    position = self.limit_entry_settle_with(client, position, entry)
+                    if position.status == Position.Status.OPEN:
+                        self.protect(client, position)
+                    self._limit_entry_check_later(position, entry)
+            except FinalExchangeError as exc:
+                self._fail_final(position, None, exc)
+            position.refresh_from_db()
+            return position
+
+    def limit_entry_settle_with(self, client: SyncExchangeClient, position: Position, entry: Order) -> Position:
+        """Sync a limit entry from the exchange and, past its deadline, cancel its remainder (no protection here)."""
+        symbol = position.symbol.symbol
+        entry.refresh_from_db()
+        if entry.state in (Order.State.SUBMITTED, Order.State.OPEN, Order.State.PARTIALLY_FILLED):
+            result = self._retry(lambda: client.fetch_order(symbol=symbol, exchange_order_id=entry.exchange_order_id, client_order_id=entry.client_order_id), "fetch entry")
+            if result is not None:
+                order_sync_from_result(order=entry, result=result)
+                entry.refresh_from_db()
+        if entry.state in (Order.State.OPEN, Order.State.PARTIALLY_FILLED) and timezone.now() >= limit_entry_deadline(position=position, entry=entry):
+            self._entry_cancel(client, position, entry)
+            logger.warning("limit entry %s timed out: %s of %s filled, remainder cancelled", entry.client_order_id, entry.filled_quantity, entry.quantity)
+        return self._limit_entry_finish(position, entry)
+
+    def _entry_cancel(self, client: SyncExchangeClient, position: Position, entry: Order) -> None:
+        symbol = position.symbol.symbol
+        self._cancel_if_open(lambda: client.cancel_order(symbol=symbol, exchange_order_id=entry.exchange_order_id, client_order_id=entry.client_order_id), "cancel entry")
+        result = self._retry(lambda: client.fetch_order(symbol=symbol, exchange_order_id=entry.exchange_order_id, client_order_id=entry.client_order_id), "fetch entry")
+        if result is not None:
+            order_sync_from_result(order=entry, result=result)
+        entry.refresh_from_db()
+
+    def _limit_entry_finish(self, position: Position, entry: Order) -> Position:
+        position = position_refresh_from_orders(position=position)
+        if position.status == Position.Status.PENDING and entry.state in (Order.State.CANCELLED, Order.State.REJECTED):
+            failed = Position.objects.filter(pk=position.pk, status=Position.Status.PENDING).update(status=Position.Status.FAILED, updated_at=timezone.now())
+            if failed and entry.state == Order.State.CANCELLED:  # a rejection already told the user why (auto_trading_disable)
+                limit_entry_unfilled_notify(position=position, entry=entry)
+            position.refresh_from_db()
+        return position
+
+    def entry_remainder_cancel(self, client: SyncExchangeClient, position: Position) -> Position:
+        """A position being closed (or closed) must not grow again: cancel its limit entry still on the book. Should
+        the remainder have filled meanwhile on a position already closed, that part is closed at market too."""
+        entry = position.orders.filter(leg=Order.Leg.ENTRY, type=Order.Type.LIMIT, state__in=(Order.State.SUBMITTED, Order.State.OPEN, Order.State.PARTIALLY_FILLED)).first()
+        if entry is None:
+            return position
+        self._entry_cancel(client, position, entry)
+        logger.info("limit entry %s of closing position %s: remainder cancelled (%s of %s filled)", entry.client_order_id, position.pk, entry.filled_quantity, entry.quantity)
+        position = position_refresh_from_orders(position=position)
+        if position.status == Position.Status.CLOSED and position.remaining_quantity > 0:
+            logger.error("limit entry %s filled %s more after position %s closed: closing it at market", entry.client_order_id, position.remaining_quantity, position.pk)
+            position = self._close_at_market(client, position, reason=position.close_reason or Position.CloseReason.MANUAL)
+        return position
+
+    def _protection_grow(self, client: SyncExchangeClient, position: Position, market: MarketInfo) -> None:
+        """The entry filled more after its first part was protected (a limit entry on the book): replace the stop
+        with one of the whole position (the new one placed first, then the old cancelled) and the untouched
+        take-profits with ones sized to it. A no-op when the stop and take-profits already cover the position, and
+        for market entries (they never grow after their protection was placed)."""
+        if not limit_entered(position=position):
+            return
+        symbol = position.symbol.symbol
+        stops = list(position.orders.filter(leg=Order.Leg.STOP_LOSS, state__in=(Order.State.OPEN, Order.State.PARTIALLY_FILLED)).order_by("pk"))
+        if stops and all(s.quantity < position.remaining_quantity for s in stops):
+            covered = max(s.quantity for s in stops)
+            new_stop = Order.objects.create(
+                position=position, client_order_id=next_leg_client_order_id(position=position, leg="sl"), exchange=self.exchange,
+                leg=Order.Leg.STOP_LOSS, type=Order.Type.STOP_MARKET, side=_exit_side(position), quantity=position.remaining_quantity,
+                trigger_price=stops[-1].trigger_price, reduce_only=True,
+            )
+            try:
+                result = self.submit(client, new_stop, order_request(new_stop, symbol=symbol, leverage=position.leverage))
+            except FinalExchangeError as exc:  # the part the old stop does not cover must not stand unprotected
+                logger.error("re-sized stop %s refused (%s): closing the unprotected %s of position %s", new_stop.client_order_id, exc, position.remaining_quantity - covered, position.pk)
+                self._fail_final(position, new_stop, exc)
+                position = self.entry_remainder_cancel(client, position)
+                position.refresh_from_db()
+                self._close_at_market(client, position, reason=Position.CloseReason.MANUAL, quantity=position.remaining_quantity - covered)
+                return
+            order_sync_from_result(order=new_stop, result=result)
+            new_stop.refresh_from_db()
+            if new_stop.state not in (Order.State.OPEN, Order.State.PARTIALLY_FILLED):
+                logger.error("re-sized stop %s is %s on the exchange: the old stop stays", new_stop.client_order_id, new_stop.state)
+                return
+            self._cancel_protective(client, position, legs=(Order.Leg.STOP_LOSS,), keep=new_stop.pk)
+            logger.info("stop of position %s re-sized to %s (entry filled more)", position.pk, position.remaining_quantity)
+        if take_profits_short(position=position):
+            self._cancel_protective(client, position, legs=(Order.Leg.TP1, Order.Leg.TP2))
+            if not position.orders.filter(leg__in=(Order.Leg.TP1, Order.Leg.TP2), filled_quantity__gt=0).exists():
+                self._place_take_profits(client, position, market, resize=True)
+                logger.info("take-profits of position %s re-sized to %s", position.pk, position.remaining_quantity)
+
     def protect(self, client: SyncExchangeClient, position: Position) -> None:
-        """Make sure the open position has a live reduce-only stop (and its take-profits); idempotent."""
+        """Make sure the open position has a live reduce-only stop covering it (and its take-profits); idempotent."""
         position.refresh_from_db()
         if position.status != Position.Status.OPEN or position.remaining_quantity <= 0:
             return
@@ -429,15 +673,22 @@ class LiveExecutor:
             except FinalExchangeError as exc:
                 logger.error("stop %s refused (%s): closing position %s at market", stop.client_order_id, exc, position.pk)
                 self._fail_final(position, stop, exc)
+                self.entry_remainder_cancel(client, position)
                 self._close_at_market(client, position, reason=Position.CloseReason.MANUAL)
                 return
             order_sync_from_result(order=stop, result=result)
             logger.info("stop %s placed at %s for position %s", stop.client_order_id, stop.trigger_price, position.pk)
+            stop.refresh_from_db()
+            older = position.orders.filter(leg=Order.Leg.STOP_LOSS, state__in=OPEN_STATES).exclude(pk=stop.pk)
+            if stop.state in (Order.State.OPEN, Order.State.PARTIALLY_FILLED) and older.exists():
+                # a replacement stop whose first send failed midway: now placed, the stops it replaces go
+                self._cancel_protective(client, position, legs=(Order.Leg.STOP_LOSS,), keep=stop.pk)
+        self._protection_grow(client, position, market)
         self._place_take_profits(client, position, market)
 
-    def _place_take_profits(self, client: SyncExchangeClient, position: Position, market: MarketInfo) -> None:
+    def _place_take_profits(self, client: SyncExchangeClient, position: Position, market: MarketInfo, *, resize: bool = False) -> None:
         symbol = position.symbol.symbol
-        if position.orders.filter(leg__in=(Order.Leg.TP1, Order.Leg.TP2)).exists():
+        if position.orders.filter(leg__in=(Order.Leg.TP1, Order.Leg.TP2)).exists() and not resize:
             pending = position.orders.filter(leg__in=(Order.Leg.TP1, Order.Leg.TP2), state__in=(Order.State.NEW, Order.State.SUBMITTED))
         else:
             levels = [(leg, price) for leg, price in ((Order.Leg.TP1, position.tp1_price), (Order.Leg.TP2, position.tp2_price)) if price]
@@ -450,7 +701,7 @@ class LiveExecutor:
                 if size <= 0:
                     continue
                 Order.objects.get_or_create(
-                    client_order_id=leg_client_order_id(position=position, leg=leg),
+                    client_order_id=next_leg_client_order_id(position=position, leg=leg) if resize else leg_client_order_id(position=position, leg=leg),
                     defaults={"position": position, "exchange": self.exchange, "leg": leg, "type": Order.Type.TAKE_PROFIT, "side": _exit_side(position), "quantity": size, "trigger_price": market.round_price(price), "reduce_only": True},
                 )
             pending = position.orders.filter(leg__in=(Order.Leg.TP1, Order.Leg.TP2), state__in=(Order.State.NEW, Order.State.SUBMITTED))
@@ -477,9 +728,9 @@ class LiveExecutor:
         order_sync_from_result(order=order, result=result)
         return position_refresh_from_orders(position=position, close_reason=reason)
 
-    def _cancel_protective(self, client: SyncExchangeClient, position: Position, legs=PROTECTIVE_LEGS) -> None:
+    def _cancel_protective(self, client: SyncExchangeClient, position: Position, legs=PROTECTIVE_LEGS, keep: int | None = None) -> None:
         symbol = position.symbol.symbol
-        for order in position.orders.filter(leg__in=legs, state__in=(Order.State.SUBMITTED, Order.State.OPEN, Order.State.PARTIALLY_FILLED)):
+        for order in position.orders.filter(leg__in=legs, state__in=(Order.State.SUBMITTED, Order.State.OPEN, Order.State.PARTIALLY_FILLED)).exclude(pk=keep):
             if not order.exchange_order_id:  # sent, answer lost: learn its id first (Bitunix TP/SL cancel by id only)
                 found = self._retry(lambda o=order: client.fetch_order(symbol=symbol, client_order_id=o.client_order_id, trigger=True, request=order_request(o, symbol=symbol)), "find protective order")
                 if found is not None:
@@ -492,7 +743,7 @@ class LiveExecutor:
             )
             if result is not None:
                 order_sync_from_result(order=order, result=result)
-        for order in position.orders.filter(leg__in=legs, state=Order.State.NEW):
+        for order in position.orders.filter(leg__in=legs, state=Order.State.NEW).exclude(pk=keep):
             order.transition(Order.State.CANCELLED)
             order.save(update_fields=["state", "updated_at"])
 
@@ -508,8 +759,9 @@ class LiveExecutor:
             with self._client() as client:
                 full = quantity is None or quantity >= position.remaining_quantity
                 if full:
+                    position = self.entry_remainder_cancel(client, position)  # a limit entry still resting: no more fills
                     self._cancel_protective(client, position)
-                position = self._close_at_market(client, position, reason=reason, quantity=quantity)
+                position = self._close_at_market(client, position, reason=reason, quantity=None if full else quantity)
                 if not full and position.status == Position.Status.OPEN:
                     publish("position.updated", position_id=position.pk)
         except FinalExchangeError as exc:
