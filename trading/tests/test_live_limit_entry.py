@@ -470,3 +470,42 @@ def test_reconcile_fails_a_limit_entry_chosen_but_never_sent_once_its_window_pas
     assert position.status == Position.Status.FAILED and any("never sent" in r for r in report.repairs)
     assert calls_since(account, 0, "create_order") == []
     assert len(notices) == 1 and "could not be placed" in notices[0]["text"]
+
+
+def test_limit_entry_over_http_on_the_fake_bitunix_server(settings, limit_entries, clock, notices):
+    """The real Bitunix adapter (signed HTTP): limit entry with a price, a partial fill protected, more fills re-size
+    the TP/SL orders (new stop first), the remainder cancelled at the deadline."""
+    from trading.exchanges import bitunix as bitunix_module
+    from trading.exchanges.bitunix_fake import BitunixFakeServer
+
+    bitunix_module._PAIRS_CACHE.clear()
+    with BitunixFakeServer(api_key=API_KEY, secret=API_SECRET) as server:
+        server.account.set_price(SYMBOL, "100")
+        settings.LIVE_EXCHANGE_CLIENT = "real"
+        settings.BITUNIX_BASE_URL = server.url
+        user = TelegramUserFactory(auto_trading_enabled=True)
+        ExchangeCredentialFactory(user=user, exchange="bitunix", secrets=ApiSecrets(api_key=API_KEY, secret=API_SECRET))
+        exchange = server.account
+        exchange.partial_fill_ratio = Decimal("0.4")
+        position = executor(user).open_position(position=limit_position(user, clock, exchange="bitunix"))
+        [sent] = exchange.orders_with_client_id(position.orders.get(leg=Order.Leg.ENTRY).client_order_id)
+        assert (sent.type, sent.price, sent.status) == ("limit", LIMIT, "open")
+
+        exchange.set_price(SYMBOL, "99.5")  # 0.6 fills
+        clock.advance(LIMIT_ENTRY_CHECK_SECONDS)
+        executor(user).limit_entry_settle(position=position)
+        assert open_stops(exchange) == [(Decimal("98"), Decimal("0.6"))]
+
+        exchange.partial_fill_ratio = Decimal("0.4")
+        exchange.set_price(SYMBOL, "99.5")  # 0.6 more
+        clock.advance(LIMIT_ENTRY_CHECK_SECONDS)
+        executor(user).limit_entry_settle(position=position)
+        assert open_stops(exchange) == [(Decimal("98"), Decimal("1.2"))]
+        assert open_take_profits(exchange) == [(Decimal("102"), Decimal("0.6")), (Decimal("104"), Decimal("0.6"))]
+
+        clock.advance(TIMEOUT)
+        position = executor(user).limit_entry_settle(position=position)
+        assert sent.client_order_id and exchange.orders_with_client_id(sent.client_order_id)[0].status == "canceled"
+        assert position.status == Position.Status.OPEN and position.quantity == Decimal("1.2") == exchange.positions[SYMBOL].quantity
+        assert notices == []
+    bitunix_module._PAIRS_CACHE.clear()
