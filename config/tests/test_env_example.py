@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from cryptography.fernet import Fernet
+
 ROOT = Path(__file__).resolve().parents[2]
 SETTINGS = ROOT / "config" / "settings.py"
 ENV_EXAMPLE = ROOT / ".env.example"
@@ -90,9 +92,10 @@ print(json.dumps({name: repr(getattr(s, name)) for name in dir(s) if name.isuppe
 """
 
 
-def _settings_dump(env_file: str) -> dict[str, str]:
+def _settings_dump(env_file: str, **environment: str) -> dict[str, str]:
+    """Every upper-case setting (repr) in a fresh interpreter; only ``environment`` of the variables settings reads."""
     ignored = _settings_env_names() | {"DJANGO_SETTINGS_MODULE"}
-    env = {key: value for key, value in os.environ.items() if key not in ignored}
+    env = {key: value for key, value in os.environ.items() if key not in ignored} | environment
     result = subprocess.run(
         [sys.executable, "-c", _DUMP_SETTINGS, env_file], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
     )
@@ -100,17 +103,38 @@ def _settings_dump(env_file: str) -> dict[str, str]:
     return json.loads(result.stdout)
 
 
-def test_copying_env_example_to_dotenv_changes_no_setting():
-    without = _settings_dump("-")
-    with_example = _settings_dump(str(ENV_EXAMPLE))
-    changed = {
+def _changed(without: dict[str, str], with_example: dict[str, str]) -> dict[str, tuple]:
+    return {
         name: (without.get(name), with_example.get(name))
         for name in without.keys() | with_example.keys()
         if without.get(name) != with_example.get(name)
     }
+
+
+def test_copying_env_example_to_dotenv_changes_no_setting():
+    without = _settings_dump("-")
+    changed = _changed(without, _settings_dump(str(ENV_EXAMPLE)))
     assert not changed, f"settings that differ with .env.example as .env (default, with the file): {changed}"
     # The embedded defaults: SQLite, no Redis, tasks eager, the development Fernet key.
     assert "sqlite3" in without["DATABASES"]
     assert without["REDIS_URL"] == "''"
     assert without["CELERY_TASK_ALWAYS_EAGER"] == "True"
     assert without["FERNET_KEYS"] != "[]"
+
+
+def test_env_example_overrides_nothing_of_a_production_environment():
+    """Defaults computed from DJANGO_ENV or REDIS_URL (DEBUG, LOG_FORMAT, Celery eager, …) stay computed."""
+    production = {
+        "DJANGO_ENV": "production",
+        "SECRET_KEY": "k3y-" + "a1B2c3D4e5F6g7H8i9J0" * 3,
+        "FERNET_KEYS": Fernet.generate_key().decode(),
+        "ALLOWED_HOSTS": "signals.example.com",
+        "DATABASE_URL": "postgres://perps@db.example.com:5432/perps",
+        "REDIS_URL": "redis://redis.example.com:6379/0",
+        "CRYPTONEWS_API_KEY": "set",
+    }
+    without = _settings_dump("-", **production)
+    changed = _changed(without, _settings_dump(str(ENV_EXAMPLE), **production))
+    assert not changed, f"settings .env.example overrides in production (default, with the file): {changed}"
+    assert without["DEBUG"] == "False" and without["LOG_FORMAT"] == "'json'"
+    assert without["CELERY_TASK_ALWAYS_EAGER"] == "False" and without["NEWS_SOURCE"] == "'cryptonews'"
