@@ -366,8 +366,11 @@ def test_closing_a_position_cancels_the_rest_of_its_resting_limit_entry(live_use
     assert account.balance == Decimal("10000") + position.net_pnl
 
 
-def test_signal_to_a_resting_limit_entry_then_protected(fake_exchange, limit_entries, clock):
+def test_signal_to_a_resting_limit_entry_then_protected(fake_exchange, limit_entries, clock, monkeypatch):
     """Through the ``signal.created`` consumer: the stored entry is sent as a limit at the signal's price."""
+    from trading.executors import live as live_module
+
+    monkeypatch.setattr(live_module.time, "sleep", lambda _seconds: None)  # the executor's brief fill polls
     user = TelegramUserFactory(auto_trading_enabled=True)
     UserPreferences.objects.filter(user=user).update(paper_mode=False, leverage=5)
     ExchangeCredentialFactory(user=user, exchange="okx", secrets=ApiSecrets(api_key=API_KEY, secret=API_SECRET, passphrase=PASSPHRASE))
