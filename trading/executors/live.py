@@ -102,7 +102,7 @@ def limit_entry_unfilled_notify(*, position: Position, entry: Order) -> None:
     their limit entry expired without a fill, or was never placed because its window had passed."""
     minutes = max(int(getattr(settings, "LIVE_LIMIT_ENTRY_TIMEOUT_SECONDS", 300)) // 60, 1)
     direction = "long" if position.side == "long" else "short"
-    price = entry.price.normalize() if entry.price is not None else "the signal's entry"
+    price = f"{entry.price.normalize():f}" if entry.price is not None else "the signal's entry"  # 100, never 1E+2
     what = f"Your limit order to go {direction} on {html.escape(position.symbol.symbol)} at {price}"
     if entry.error == LIMIT_ENTRY_UNSENT:
         detail = f"{what} could not be placed within {minutes} min of the signal, so it was not sent."

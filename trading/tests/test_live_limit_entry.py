@@ -512,3 +512,11 @@ def test_limit_entry_over_http_on_the_fake_bitunix_server(settings, limit_entrie
         assert position.status == Position.Status.OPEN and position.quantity == Decimal("1.2") == exchange.positions[SYMBOL].quantity
         assert notices == []
     bitunix_module._PAIRS_CACHE.clear()
+
+
+def test_the_notice_shows_a_round_price_plainly(live_user, account, limit_entries, clock, notices):
+    account.set_price(SYMBOL, "101")
+    position = executor(live_user).open_position(position=limit_position(live_user, clock, entry="100"))
+    clock.advance(TIMEOUT)
+    settle_limit_entry.run(position.pk)
+    assert len(notices) == 1 and "BTC/USDT:USDT at 100 was not filled" in notices[0]["text"]
