@@ -4,7 +4,10 @@ For each user with an active exchange credential and live positions:
 1. every order of ours that is not terminal is looked up on the exchange by client order id and synced (a fill we
    missed is recorded; an order the exchange never received, ``submitted`` for longer than the grace period, is
    marked rejected and, for an entry, the position failed);
-2. a pending position whose entry filled is opened; an open position without a live stop gets one placed;
+2. a pending position whose entry filled is opened; an open position without a live stop gets one placed; a limit
+   entry (``LIVE_ENTRY_ORDER_TYPE=limit``) still on the book has its fills protected (stop and take-profits re-sized
+   as it fills more, the new stop first) and, past its deadline, its remainder cancelled (or its position failed and
+   the user told once, when nothing filled): the fallback of the ``settle_limit_entry`` checks, also after a restart;
 3. an open position the exchange no longer holds is closed here: with the fills of our stop/TP orders (the
    exchange's prices and fees) or, when something else closed it, with reason ``exchange``;
 4. an exchange order whose client id has our format (``P<signal>U<user>L<leg>``) but has no row is adopted;
