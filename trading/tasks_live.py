@@ -53,8 +53,23 @@ def settle_limit_entry(position_id: int) -> str:
 
 @worker_ready.connect
 def _reconcile_on_worker_start(sender=None, **_):
-    """After a restart (possibly a kill mid-order), repair before anything else runs on the trade queue."""
+    """After a restart (possibly a kill mid-order), repair before anything else runs on the trade queue.
+
+    Only a worker that consumes the trade queue schedules it (a scan- or telegram-only worker starting leaves the
+    trade workers alone); when the consumed queues cannot be told, it schedules anyway (a reconcile is idempotent).
+    """
+    consumed = _consumed_queue_names(sender)
+    if consumed is not None and "trade" not in consumed:
+        return
     try:
         reconcile_exchange_positions.apply_async(queue="trade")
     except Exception:  # a missing broker must not stop the worker from starting
         logger.exception("could not schedule the start-up reconcile")
+
+
+def _consumed_queue_names(consumer) -> set[str] | None:
+    """The queue names the starting worker consumes (``worker_ready``'s sender is its Consumer), or None."""
+    queues = getattr(getattr(consumer, "task_consumer", None), "queues", None)
+    if not queues:
+        return None
+    return {queue.name for queue in queues}

@@ -36,6 +36,19 @@ def test_hook_schedules_one_reconcile_of_all_users_on_the_trade_queue(monkeypatc
     assert calls == [((), {"queue": "trade"})]  # no user_id: every user with live positions
 
 
+def test_only_a_worker_consuming_the_trade_queue_schedules_it(monkeypatch):
+    calls = []
+    monkeypatch.setattr(reconcile_exchange_positions, "apply_async", lambda *a, **kw: calls.append((a, kw)))
+
+    def consumer(*names):
+        return SimpleNamespace(hostname="celery@w", task_consumer=SimpleNamespace(queues=[SimpleNamespace(name=n) for n in names]))
+
+    _reconcile_on_worker_start(sender=consumer("scan", "telegram"))
+    assert calls == []  # a scan/telegram-only worker leaves the trade workers alone
+    _reconcile_on_worker_start(sender=consumer("default", "trade"))
+    assert calls == [((), {"queue": "trade"})]
+
+
 @pytest.mark.redis
 def test_hook_publishes_the_reconcile_to_the_trade_queue_of_the_broker(redis_url):
     """With a real broker (the run's own Redis db): the message really lands in the `trade` queue."""
