@@ -11,9 +11,11 @@ Each thread has its own database connection, like one pool process of a worker. 
 - paper account: ``position_prepare`` (user row FOR UPDATE) raising the account's peak waited for the paper account
   row the entry held, whose COMMIT needed the KEY SHARE lock on the user row.
 
-Fix: the paper executor locks only its position row (``select_for_update(of=("self",))``; the symbol row is never
-written by trading), and ``position_prepare`` holds the user row FOR NO KEY UPDATE, which still excludes the other
-executions of that user but lets the foreign-key checks of other transactions through.
+Fix: ``position_prepare`` holds the user row FOR NO KEY UPDATE, which still excludes the other executions of that
+user but lets the foreign-key checks (KEY SHARE) of other transactions through — this alone breaks both cycles. And
+the paper executor locks only its position row (``select_for_update(of=("self",))``): the symbol row is never
+written by trading, and locking it serialised every entry and exit on a symbol with the commits of all users'
+executions on it (with only this change, the paper-account interleaving still deadlocks).
 
 The first two tests force each interleaving (the entry pauses, holding its locks, until the other execution is
 blocked on a lock or done); the third runs the real consumer (``signal_execute``) on four threads at once, as four
