@@ -19,7 +19,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, InterfaceError, OperationalError, transaction
 from django.db.models import F, Q, Sum
 from django.utils import timezone
 
@@ -463,8 +463,9 @@ def positions_pending_resume(*, now: datetime, older_than: timedelta = PENDING_R
 def signal_execute(*, signal_id: int, executor_factory=None) -> dict[str, int]:
     """The consumer of ``signal.created``: open the signal for every eligible user (auto-trading on, not banned).
 
-    One user's failure does not stop the others; a retryable failure is re-raised at the end so the task retries
-    (finished users are skipped on the retry by the unique (user, signal) position/refusal)."""
+    One user's failure does not stop the others; a retryable failure (exchange timeout/429/5xx, a database deadlock
+    or dropped connection) is re-raised at the end so the task retries (finished users are skipped on the retry by
+    the unique (user, signal) position/refusal)."""
     from signals.models import Signal
     from trading.errors import RetryableExchangeError
 
@@ -483,7 +484,7 @@ def signal_execute(*, signal_id: int, executor_factory=None) -> dict[str, int]:
                 counts["skipped"] += 1
                 continue
             result = signal_execute_for_user(user=user, signal=signal, executor=executor)
-        except RetryableExchangeError as exc:
+        except (RetryableExchangeError, OperationalError, InterfaceError) as exc:  # exchange hiccup, deadlock, lost DB
             logger.warning("signal %s for user %s: retryable failure %s", signal_id, user.pk, exc)
             counts["failed"] += 1
             retry = exc

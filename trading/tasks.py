@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from celery import shared_task
+from django.db import InterfaceError, OperationalError
 
 from trading.errors import RetryableExchangeError
 
@@ -12,7 +13,7 @@ from trading.errors import RetryableExchangeError
     queue="trade",
     acks_late=True,
     reject_on_worker_lost=True,
-    autoretry_for=(RetryableExchangeError,),
+    autoretry_for=(RetryableExchangeError, OperationalError, InterfaceError),
     retry_backoff=True,
     retry_backoff_max=60,
     max_retries=5,

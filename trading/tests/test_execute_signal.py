@@ -69,6 +69,31 @@ def test_one_users_failure_does_not_stop_the_others(market, monkeypatch):
     assert Position.objects.get(user=b).status == "open"
 
 
+def test_a_database_deadlock_for_one_user_is_retried_not_lost(market, monkeypatch):
+    from django.db import OperationalError
+
+    a = TelegramUserFactory(auto_trading_enabled=True)
+    b = TelegramUserFactory(auto_trading_enabled=True)
+    original = services.signal_execute_for_user
+    failures = {a.pk: 1}
+
+    def deadlocked_once(*, user, signal, executor):
+        if failures.get(user.pk):
+            failures[user.pk] -= 1
+            raise OperationalError("deadlock detected")
+        return original(user=user, signal=signal, executor=executor)
+
+    monkeypatch.setattr(services, "signal_execute_for_user", deadlocked_once)
+    signal = _signal(market)
+    assert OperationalError in tasks.execute_signal.autoretry_for
+    with pytest.raises(OperationalError):  # re-raised after the others were served, so the task retries
+        services.signal_execute(signal_id=signal.pk)
+    assert list(Position.objects.values_list("user_id", flat=True)) == [b.pk]
+    counts = services.signal_execute(signal_id=signal.pk)  # the retry: b's position is found again, a's opens
+    assert counts["failed"] == 0
+    assert sorted(Position.objects.values_list("user_id", flat=True)) == sorted([a.pk, b.pk])
+
+
 def test_crash_after_decision_before_store_neither_loses_nor_doubles(market, monkeypatch):
     """The worker dies between "position decided" and "position stored": nothing was committed; the redelivered task
     decides again and stores exactly one position."""
