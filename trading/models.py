@@ -254,6 +254,7 @@ class TradeRefusal(models.Model):
         GLOBAL_PAUSE = "global_pause", "Auto-trading paused by the operator"
         USER_PAUSED = "user_paused", "Your auto-trading is paused"
         MAX_POSITIONS = "max_positions", "Maximum open positions reached"
+        SYMBOL_BUSY = "symbol_busy", "A position on this symbol is already open"
         RISK_LEVEL = "risk_level", "Risk level not accepted"
         MUTED_SYMBOL = "muted_symbol", "Symbol muted"
         SOURCE_DISABLED = "source_disabled", "Signal source disabled"

@@ -69,6 +69,8 @@ def risk_check_open(
         user=user, status__in=[Position.Status.PENDING, Position.Status.OPEN]
     ).select_related("symbol")
     open_symbols = [p.symbol.symbol for p in open_positions]
+    if symbol in open_symbols:  # one position per symbol: exchanges net a one-way account's long and short
+        return RiskRefusal(Reason.SYMBOL_BUSY, f"you already have a position on {symbol}")
     if len(open_symbols) >= prefs.max_open_positions:
         return RiskRefusal(Reason.MAX_POSITIONS, f"{len(open_symbols)} of {prefs.max_open_positions} positions open")
     if prefs.correlation_filter and is_correlated(symbol, open_symbols):

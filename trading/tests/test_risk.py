@@ -96,6 +96,16 @@ def test_correlation_filter_off_allows_same_sector(market):
     assert isinstance(services.signal_execute_for_user(user=user, signal=_signal(market, symbol=shib)), Position)
 
 
+@pytest.mark.parametrize("second", [{"side": "short"}, {"side": "long", "source": "news"}])
+def test_one_position_per_symbol_even_without_the_correlation_filter(market, published, second):
+    """A long and a short on one symbol would net out on a one-way exchange account: the second is refused."""
+    user = _user(correlation_filter=False, news_signals=True)
+    eth = SymbolFactory(symbol="ETH/USDT:USDT", base="ETH")
+    assert isinstance(services.signal_execute_for_user(user=user, signal=_signal(market, symbol=eth, side="long")), Position)
+    note = _assert_refused_once(user, _signal(market, symbol=eth, **second), "symbol_busy", published)
+    assert "ETH/USDT:USDT" in note["text"]
+
+
 def test_daily_loss_limit_refuses_for_the_rest_of_the_utc_day(market, published):
     user = _user(daily_loss_limit_pct=Decimal("2"), correlation_filter=False)
     DailyRiskState.objects.create(user=user, day=T0.date(), start_equity=Decimal("10000"), realised_pnl=Decimal("-200"))
