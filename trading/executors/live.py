@@ -336,6 +336,17 @@ class LiveExecutor:
         self.settle_later = settle_later if settle_later is not None else limit_entry_settle_schedule
 
     # --- plumbing -----------------------------------------------------------------------------------------------------
+    def _order_refresh(self, client: SyncExchangeClient, order: Order, symbol: str, what: str) -> bool:
+        """Fetch ``order`` from the exchange and store its state and fills; False when the exchange does not have it."""
+        result = self._retry(
+            lambda: client.fetch_order(symbol=symbol, exchange_order_id=order.exchange_order_id, client_order_id=order.client_order_id), what
+        )
+        if result is None:
+            return False
+        order_sync_from_result(order=order, result=result)
+        order.refresh_from_db()
+        return True
+
     def _client(self) -> SyncExchangeClient:
         if self.credential is None:
             raise LiveTradingUnavailable("no active exchange connection; use /connect first")
@@ -484,15 +495,10 @@ class LiveExecutor:
             if entry.type != Order.Type.MARKET:
                 break
             self.sleep(0.5)
-            result = self._retry(lambda: client.fetch_order(symbol=symbol, exchange_order_id=entry.exchange_order_id, client_order_id=entry.client_order_id), "poll entry")
-            if result is not None:
-                order_sync_from_result(order=entry, result=result)
-                entry.refresh_from_db()
+            self._order_refresh(client, entry, symbol, "poll entry")
         if entry.type == Order.Type.MARKET and entry.state in (Order.State.OPEN, Order.State.PARTIALLY_FILLED):
             self._cancel_if_open(lambda: client.cancel_order(symbol=symbol, exchange_order_id=entry.exchange_order_id, client_order_id=entry.client_order_id), "cancel entry remainder")
-            result = self._retry(lambda: client.fetch_order(symbol=symbol, exchange_order_id=entry.exchange_order_id, client_order_id=entry.client_order_id), "fetch entry")
-            if result is not None:
-                order_sync_from_result(order=entry, result=result)
+            self._order_refresh(client, entry, symbol, "fetch entry")
             logger.warning("entry %s only partly filled (%s of %s): remainder cancelled", entry.client_order_id, entry.filled_quantity, entry.quantity)
         position = position_refresh_from_orders(position=position)
         if position.status == Position.Status.PENDING and entry.state in (Order.State.CANCELLED, Order.State.REJECTED):
@@ -528,10 +534,7 @@ class LiveExecutor:
             if timezone.now() >= limit_entry_deadline(position=position, entry=entry):
                 break
             self.sleep(0.5)
-            result = self._retry(lambda: client.fetch_order(symbol=symbol, exchange_order_id=entry.exchange_order_id, client_order_id=entry.client_order_id), "poll entry")
-            if result is not None:
-                order_sync_from_result(order=entry, result=result)
-                entry.refresh_from_db()
+            self._order_refresh(client, entry, symbol, "poll entry")
         position = self.limit_entry_settle_with(client, position, entry)
         self._limit_entry_check_later(position, entry)
         return position  # the caller protects an open position
@@ -575,10 +578,7 @@ class LiveExecutor:
         symbol = position.symbol.symbol
         entry.refresh_from_db()
         if entry.state in (Order.State.SUBMITTED, Order.State.OPEN, Order.State.PARTIALLY_FILLED):
-            result = self._retry(lambda: client.fetch_order(symbol=symbol, exchange_order_id=entry.exchange_order_id, client_order_id=entry.client_order_id), "fetch entry")
-            if result is not None:
-                order_sync_from_result(order=entry, result=result)
-                entry.refresh_from_db()
+            self._order_refresh(client, entry, symbol, "fetch entry")
         if entry.state in (Order.State.OPEN, Order.State.PARTIALLY_FILLED) and timezone.now() >= limit_entry_deadline(position=position, entry=entry):
             self._entry_cancel(client, position, entry)
             logger.warning("limit entry %s timed out: %s of %s filled, remainder cancelled", entry.client_order_id, entry.filled_quantity, entry.quantity)
@@ -587,10 +587,7 @@ class LiveExecutor:
     def _entry_cancel(self, client: SyncExchangeClient, position: Position, entry: Order) -> None:
         symbol = position.symbol.symbol
         self._cancel_if_open(lambda: client.cancel_order(symbol=symbol, exchange_order_id=entry.exchange_order_id, client_order_id=entry.client_order_id), "cancel entry")
-        result = self._retry(lambda: client.fetch_order(symbol=symbol, exchange_order_id=entry.exchange_order_id, client_order_id=entry.client_order_id), "fetch entry")
-        if result is not None:
-            order_sync_from_result(order=entry, result=result)
-        entry.refresh_from_db()
+        self._order_refresh(client, entry, symbol, "fetch entry")
 
     def _limit_entry_finish(self, position: Position, entry: Order) -> Position:
         position = position_refresh_from_orders(position=position)
