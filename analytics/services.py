@@ -235,10 +235,32 @@ def webhook_event_receive(*, provider: str, event_id: str, payload: Any, event_t
             )
     except IntegrityError:
         return WebhookEvent.objects.get(provider=provider, event_id=event_id[:200]), False
+    transaction.on_commit(lambda: _webhook_event_process_enqueue(event.pk))
+    return event, True
+
+
+def _webhook_event_process_enqueue(event_id: int) -> None:
     from analytics.tasks import webhook_event_process
 
-    transaction.on_commit(lambda: webhook_event_process.delay(event_id=event.pk))
-    return event, True
+    try:
+        webhook_event_process.delay(event_id=event_id)
+    except Exception:  # broker down: the event is stored (status received), webhook_events_process_stale applies it
+        logger.warning("webhook event %s stored but not queued; the sweeper will process it", event_id, exc_info=True)
+
+
+WEBHOOK_SWEEP_GRACE = timedelta(seconds=60)
+
+
+def webhook_events_process_stale(*, limit: int = 200) -> int:
+    """Sweeper (beat): stored deliveries still ``received`` a minute later (the enqueue failed or the worker died
+    before committing). ``webhook_event_process`` locks the row and checks the status, so each applies once."""
+    stale = (WebhookEvent.objects.filter(status=WebhookEvent.Status.RECEIVED,
+                                         received_at__lt=timezone.now() - WEBHOOK_SWEEP_GRACE)
+             .order_by("received_at").values_list("pk", flat=True)[:limit])
+    ids = list(stale)
+    for event_id in ids:
+        webhook_event_process(event_id=event_id)
+    return len(ids)
 
 
 def webhook_event_process(*, event_id: int) -> WebhookEvent:

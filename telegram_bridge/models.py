@@ -48,11 +48,25 @@ class Delivery(models.Model):
 
 
 class TelegramUpdate(models.Model):
-    """An update already relayed into Django: Telegram may deliver the same update twice."""
+    """One incoming update, stored once (Telegram re-delivers after a timeout or a non-2xx answer).
+
+    The webhook stores the raw update here (``payload``: Fernet-encrypted, since a /connect reply carries API keys)
+    and answers at once; ``telegram_bridge.tasks.telegram_update_process`` handles it exactly once and empties the
+    payload. A row still unprocessed a minute later (enqueue failed, worker died) is picked up by the beat sweeper
+    ``telegram_updates_process_stale``. Long polling handles in-process and stores the id only (processed at once).
+    """
 
     update_id = models.BigIntegerField(unique=True)
     kind = models.CharField(max_length=32, blank=True)
     received_at = models.DateTimeField(default=timezone.now)
+    payload = models.TextField(blank=True, help_text="The raw update as Fernet-encrypted JSON until it is processed")
+    claimed_at = models.DateTimeField(null=True, blank=True, help_text="A worker is handling it (lease)")
+    attempts = models.PositiveSmallIntegerField(default=0)
+    processed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["received_at"], condition=models.Q(processed_at__isnull=True),
+                                name="tg_update_unprocessed_idx")]
 
     def __str__(self) -> str:
         return f"update {self.update_id} ({self.kind})"

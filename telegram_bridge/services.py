@@ -1,20 +1,27 @@
 """The one Django entry point for Telegram updates, and the bridge's writes.
 
-``update_handle(update)`` takes the raw Bot API update (from long polling or the webhook view), de-duplicates it by
-update_id, refuses banned users before anything runs, registers the user, records the activity and dispatches to
-the command, callback or conversation handler. Nothing raises out of it: a bad update is logged (without its text)
-and dropped.
+``update_handle(update)`` takes the raw Bot API update (from long polling), de-duplicates it by update_id, refuses
+banned users before anything runs, registers the user, records the activity and dispatches to the command, callback
+or conversation handler. Nothing raises out of it: a bad update is logged (without its text) and dropped.
+
+The webhook does less in the request: ``update_receive`` stores the raw update once (unique update_id, payload
+encrypted at rest) and queues ``telegram_update_process`` after commit; ``update_process`` claims the stored row
+(a lease), handles it exactly once and marks it processed. ``updates_process_stale`` (beat) handles rows whose task
+was never queued or whose worker died, so an answered update is never lost.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from datetime import timedelta
 from typing import Any
 
 from django.db import IntegrityError, transaction
+from django.db.models import F, Q
 from django.utils import timezone
 
+from accounts.crypto import SecretDecryptionError, decrypt_secret, encrypt_secret
 from accounts.models import TelegramUser
 from accounts.services import telegram_user_register
 from telegram_bridge import callbacks, commands, texts
@@ -28,6 +35,13 @@ BANNED_TEXT = "Sorry, this bot is not available to you. Contact support if you t
 ADMIN_ONLY_TEXT = "Sorry, that command is for administrators only."
 MAX_TEXT = 8192
 GENERIC_ERROR_TEXT = "Sorry, something went wrong on our side. Please try again later."
+# A claimed update whose worker has not finished after this long (task time limit 60 s) is claimed again.
+UPDATE_CLAIM_LEASE = timedelta(seconds=120)
+# The sweeper leaves a fresh update to the task queued for it for this long.
+UPDATE_SWEEP_GRACE = timedelta(seconds=60)
+UPDATE_MAX_ATTEMPTS = 5
+UPDATE_ID_MAX = 2**63 - 1
+UPDATE_KINDS = ("message", "callback_query", "my_chat_member", "edited_message", "channel_post", "inline_query")
 
 
 def _int(value: Any) -> int | None:
@@ -38,26 +52,97 @@ def _str(value: Any, limit: int) -> str:
     return value[:limit] if isinstance(value, str) else ""
 
 
-def update_handle(update: Any) -> None:
-    """Handle one Telegram update (a dict as the Bot API sends it). Never raises."""
+def update_handle(update: Any, *, deduplicate: bool = True) -> None:
+    """Handle one Telegram update (a dict as the Bot API sends it). Never raises.
+
+    ``deduplicate=False``: the caller already owns the stored row (``update_process``)."""
     try:
-        _update_handle(update)
+        _update_handle(update, deduplicate=deduplicate)
     except Exception as error:
         update_id = update.get("update_id") if isinstance(update, dict) else None
         logger.error("update %s failed: %s", update_id, type(error).__name__, exc_info=True)
 
 
 def update_seen(*, update_id: int, kind: str) -> bool:
-    """Record the update; False if it was already handled (Telegram re-delivers after a timeout)."""
+    """Record the update as handled in-process (long polling); False if it was already handled."""
     try:
         with transaction.atomic():
-            TelegramUpdate.objects.create(update_id=update_id, kind=kind[:32])
+            TelegramUpdate.objects.create(update_id=update_id, kind=kind[:32], processed_at=timezone.now())
     except IntegrityError:
         return True
     return False
 
 
-def _update_handle(update: Any) -> None:
+def _update_id(update: Any) -> int | None:
+    update_id = _int(update.get("update_id")) if isinstance(update, dict) else None
+    return update_id if update_id is not None and 0 <= update_id <= UPDATE_ID_MAX else None
+
+
+def update_receive(*, update: Any) -> bool:
+    """Store a webhook update once and queue its processing after commit; True if it was new.
+
+    Not an update at all (no integer update_id): nothing is stored, False. The payload is encrypted at rest (a
+    /connect answer carries exchange API keys) and emptied once processed."""
+    update_id = _update_id(update)
+    if update_id is None:
+        return False
+    kind = next((key for key in UPDATE_KINDS if key in update), next((k for k in update if k != "update_id"), ""))
+    try:
+        with transaction.atomic():
+            TelegramUpdate.objects.create(update_id=update_id, kind=str(kind)[:32],
+                                          payload=encrypt_secret(json.dumps(update, separators=(",", ":"))))
+    except IntegrityError:
+        return False  # Telegram's re-delivery of an update already stored
+    transaction.on_commit(lambda: _update_process_enqueue(update_id))
+    return True
+
+
+def _update_process_enqueue(update_id: int) -> None:
+    from telegram_bridge.tasks import telegram_update_process
+
+    try:
+        telegram_update_process.delay(update_id=update_id)
+    except Exception:  # the broker is down (or, eagerly, the handling crashed): the row is stored, the sweeper runs it
+        logger.warning("update %s stored but not queued; the sweeper will process it", update_id, exc_info=True)
+
+
+def update_process(*, update_id: int) -> bool:
+    """Handle a stored update exactly once; False if it is already processed or another worker holds it.
+
+    The claim is a lease (``claimed_at``): a re-delivered task skips the row while a worker handles it; a worker that
+    died leaves it to the sweeper once the lease ran out. Replies are de-duplicated per update (the Delivery key), so
+    a handling repeated after a crash does not message the user twice."""
+    now = timezone.now()
+    claimed = (TelegramUpdate.objects.filter(update_id=update_id, processed_at__isnull=True)
+               .filter(Q(claimed_at__isnull=True) | Q(claimed_at__lt=now - UPDATE_CLAIM_LEASE))
+               .update(claimed_at=now, attempts=F("attempts") + 1))
+    if not claimed:
+        return False
+    row = TelegramUpdate.objects.only("payload", "attempts").get(update_id=update_id)
+    if row.attempts > UPDATE_MAX_ATTEMPTS:
+        logger.error("update %s dropped after %s attempts", update_id, row.attempts - 1)
+    else:
+        try:
+            update = json.loads(decrypt_secret(row.payload))
+        except (SecretDecryptionError, ValueError):
+            logger.error("update %s: the stored payload cannot be read; dropped", update_id)
+        else:
+            update_handle(update, deduplicate=False)
+    TelegramUpdate.objects.filter(update_id=update_id).update(processed_at=timezone.now(), payload="")
+    return True
+
+
+def updates_process_stale(*, limit: int = 200) -> int:
+    """Sweeper: process stored updates whose task never ran (enqueue failed) or whose worker died, oldest first."""
+    now = timezone.now()
+    stale = (TelegramUpdate.objects.filter(processed_at__isnull=True)
+             .filter(Q(claimed_at__isnull=True, received_at__lt=now - UPDATE_SWEEP_GRACE)
+                     | Q(claimed_at__lt=now - UPDATE_CLAIM_LEASE))
+             .order_by("received_at").values_list("update_id", flat=True)[:limit])
+    return sum(update_process(update_id=update_id) for update_id in list(stale))
+
+
+def _update_handle(update: Any, *, deduplicate: bool = True) -> None:
     if not isinstance(update, dict) or _int(update.get("update_id")) is None:
         return
     if isinstance(update.get("my_chat_member"), dict):
@@ -71,7 +156,7 @@ def _update_handle(update: Any) -> None:
     sender = source.get("from")
     if not isinstance(sender, dict) or _int(sender.get("id")) is None or sender.get("is_bot") is True:
         return
-    if update_seen(update_id=update["update_id"], kind="message" if message else "callback_query"):
+    if deduplicate and update_seen(update_id=update["update_id"], kind="message" if message else "callback_query"):
         return
 
     telegram_id = sender["id"]
@@ -192,4 +277,4 @@ def telegram_user_ban_set(*, telegram_id: int, banned: bool) -> TelegramUser | N
 def telegram_updates_prune(*, older_than_days: int = 7) -> int:
     """Forget handled update ids after a week (Telegram keeps undelivered updates for 24 hours)."""
     cutoff = timezone.now() - timedelta(days=older_than_days)
-    return TelegramUpdate.objects.filter(received_at__lt=cutoff).delete()[0]
+    return TelegramUpdate.objects.filter(received_at__lt=cutoff, processed_at__isnull=False).delete()[0]

@@ -80,3 +80,21 @@ def telegram_updates_prune() -> int:
     from telegram_bridge.services import telegram_updates_prune as prune
 
     return prune()
+
+
+@shared_task(name="telegram_bridge.tasks.telegram_update_process", time_limit=60, soft_time_limit=50,
+             ignore_result=True, **_RELIABLE)
+def telegram_update_process(*, update_id: int) -> bool:
+    """A webhook update stored by the view: handle it exactly once (a repeat delivery of this task is a no-op)."""
+    from telegram_bridge.services import update_process
+
+    return update_process(update_id=update_id)
+
+
+@shared_task(name="telegram_bridge.tasks.telegram_updates_process_stale", time_limit=300, soft_time_limit=280,
+             ignore_result=True)
+def telegram_updates_process_stale() -> int:
+    """Every minute (beat): stored webhook updates whose task was never queued or whose worker died."""
+    from telegram_bridge.services import updates_process_stale
+
+    return updates_process_stale()

@@ -1,4 +1,9 @@
-"""Telegram webhook: verify the secret header in constant time, then relay the update to ``update_handle``."""
+"""Telegram webhook: verify the secret header in constant time, store the raw update once, answer at once.
+
+The handling runs on the telegram queue (``telegram_update_process``), so the answer does not wait for a dozen
+queries and Telegram never re-delivers because a handler was slow; a stored update is never lost (see
+``telegram_bridge.services.update_receive``).
+"""
 
 from __future__ import annotations
 
@@ -10,7 +15,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
-from telegram_bridge.services import update_handle
+from telegram_bridge.services import update_receive
 
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"  # noqa: S105 — a header name
 
@@ -28,7 +33,7 @@ def telegram_webhook(request: HttpRequest) -> HttpResponse:
         return JsonResponse({"ok": False, "error": "unauthorized"}, status=401)
     try:
         update = json.loads(request.body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         return JsonResponse({"ok": False, "error": "invalid JSON"}, status=400)
-    update_handle(update)
+    update_receive(update=update)  # stored (or a re-delivery): 200 either way, so Telegram stops re-sending
     return JsonResponse({"ok": True})

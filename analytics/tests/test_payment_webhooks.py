@@ -232,3 +232,39 @@ class TestHeliusEndpoint:
     @pytest.mark.parametrize("raw", [b"{", b"[]", b'[{"signature": 1}]', b'"text"'])
     def test_malformed_body_is_400(self, helius, raw):
         assert helius(None, raw=raw).status_code == 400
+
+
+@pytest.mark.django_db
+class TestNothingStoredIsLost:
+    """The view answers once the delivery is stored; a failed enqueue is caught up by the beat sweeper, once."""
+
+    def test_a_failed_enqueue_answers_200_and_the_sweeper_applies_the_event_once(
+            self, helius, monkeypatch, django_capture_on_commit_callbacks):
+        from datetime import timedelta
+
+        from django.utils import timezone
+
+        from analytics import tasks
+
+        pending = SubscriptionFactory(source=Subscription.Source.SOLANA, status=Subscription.Status.PENDING,
+                                      external_id=REFERENCE)
+
+        def broker_down(**kwargs):
+            raise ConnectionError("Error 111 connecting to redis")
+
+        monkeypatch.setattr(tasks.webhook_event_process, "delay", broker_down)
+        with django_capture_on_commit_callbacks(execute=True):
+            response = helius([solana_payment()])
+        assert response.status_code == 200 and response.json() == {"status": "accepted", "events": 1}
+        event = WebhookEvent.objects.get()
+        assert event.status == WebhookEvent.Status.RECEIVED
+        assert tasks.webhook_events_process_stale.run() == 0  # within the grace left to its own task
+        WebhookEvent.objects.update(received_at=timezone.now() - timedelta(minutes=2))
+        assert tasks.webhook_events_process_stale.run() == 1
+        assert tasks.webhook_events_process_stale.run() == 0
+        pending.refresh_from_db()
+        assert pending.status == Subscription.Status.ACTIVE
+        valid_until = pending.valid_until
+        assert webhook_event_process(event_id=event.pk).status == WebhookEvent.Status.PROCESSED  # a late task: no-op
+        pending.refresh_from_db()
+        assert pending.valid_until == valid_until

@@ -259,8 +259,8 @@ def test_handled_update_ids_are_forgotten_after_a_week():
 
     from telegram_bridge.tasks import telegram_updates_prune
 
-    TelegramUpdate.objects.create(update_id=1, received_at=timezone.now() - timedelta(days=8))
-    TelegramUpdate.objects.create(update_id=2, received_at=timezone.now() - timedelta(days=1))
+    TelegramUpdate.objects.create(update_id=1, received_at=timezone.now() - timedelta(days=8), processed_at=timezone.now())
+    TelegramUpdate.objects.create(update_id=2, received_at=timezone.now() - timedelta(days=1), processed_at=timezone.now())
     assert telegram_updates_prune.delay().get() == 1
     assert list(TelegramUpdate.objects.values_list("update_id", flat=True)) == [2]
 

@@ -52,14 +52,19 @@ def test_only_post_and_malformed_bodies_are_refused_cleanly(client, settings):
 
 
 @pytest.mark.django_db
-def test_a_valid_update_is_handled_and_answered(client, settings, bot_api):
+def test_a_valid_update_is_handled_and_answered(client, settings, bot_api, django_capture_on_commit_callbacks):
     settings.TELEGRAM_WEBHOOK_SECRET = SECRET
-    response = _post(client, _update(update_id=77), **{"X-Telegram-Bot-Api-Secret-Token": SECRET})
+    with django_capture_on_commit_callbacks(execute=True):  # eager Celery: the queued processing runs in-process
+        response = _post(client, _update(update_id=77), **{"X-Telegram-Bot-Api-Secret-Token": SECRET})
     assert response.status_code == 200 and response.json() == {"ok": True}
     [reply] = bot_api.sent_messages(601)
     assert "Help centre" in reply["text"]
-    assert _post(client, _update(update_id=77), **{"X-Telegram-Bot-Api-Secret-Token": SECRET}).status_code == 200
-    assert len(bot_api.sent_messages(601)) == 1  # Telegram's retry of the same update is a no-op
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        assert _post(client, _update(update_id=77), **{"X-Telegram-Bot-Api-Secret-Token": SECRET}).status_code == 200
+    assert callbacks == []  # Telegram's retry of the same update queues nothing
+    assert len(bot_api.sent_messages(601)) == 1
+    row = TelegramUpdate.objects.get(update_id=77)
+    assert row.processed_at is not None and row.attempts == 1 and row.payload == ""
 
 
 @pytest.mark.slow
