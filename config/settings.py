@@ -186,6 +186,9 @@ CELERY_BEAT_SCHEDULE = {
     # telegram: re-send deliveries a dead worker left pending; prune the update-id de-duplication table nightly
     "telegram-resend-stale": {"task": "telegram_bridge.tasks.deliveries_resend_stale", "schedule": 60.0, "options": {"queue": "telegram", "expires": 55}},
     "telegram-updates-prune": {"task": "telegram_bridge.tasks.telegram_updates_prune", "schedule": crontab(hour=3, minute=17), "options": {"queue": "telegram"}},
+    # webhooks answer once the delivery is stored; these process what was stored but never queued (or lost a worker)
+    "telegram-updates-process-stale": {"task": "telegram_bridge.tasks.telegram_updates_process_stale", "schedule": 60.0, "options": {"queue": "telegram", "expires": 55}},
+    "webhook-events-process-stale": {"task": "analytics.tasks.webhook_events_process_stale", "schedule": 60.0, "options": {"queue": "default", "expires": 55}},
 }
 
 # --- Domain events --------------------------------------------------------------------------------------------------
