@@ -233,18 +233,21 @@ def swing_points(values: np.ndarray, window: int, *, kind: str) -> np.ndarray:
     span = 2 * window + 1
     if len(x) < span:
         return mask
-    windows = sliding_window_view(x, span)
-    centre = windows[:, window]
-    if kind == "high":
-        extreme = windows.max(axis=1)
-        earlier = windows[:, :window].max(axis=1)
-        is_swing = (centre == extreme) & (earlier < centre)
-    elif kind == "low":
-        extreme = windows.min(axis=1)
-        earlier = windows[:, :window].min(axis=1)
-        is_swing = (centre == extreme) & (earlier > centre)
-    else:
+    if kind not in ("high", "low"):
         raise InvalidParameters(f"swing kind must be 'high' or 'low', got {kind!r}")
+    # running max/min over the window's shifted copies (2 * window element-wise passes; NaN propagates like max())
+    pick = np.maximum if kind == "high" else np.minimum
+    m = len(x) - span + 1
+    earlier = x[:m].copy()
+    for shift in range(1, window):
+        pick(earlier, x[shift : shift + m], out=earlier)
+    extreme = earlier.copy()
+    for shift in range(window, span):
+        pick(extreme, x[shift : shift + m], out=extreme)
+    centre = x[window : window + m]
+    with np.errstate(invalid="ignore"):
+        beyond_earlier = earlier < centre if kind == "high" else earlier > centre
+    is_swing = (centre == extreme) & beyond_earlier
     mask[window : len(x) - window] = is_swing
     return mask
 
@@ -273,8 +276,9 @@ def _nearest_swing_level(
 ) -> np.ndarray:
     """Per bar, the nearest swing value above (or below) the close among pivots ``j in [i - lookback, i - window]``.
 
-    Works on the sparse pivot list: swing points are at least ``window + 1`` bars apart, so each bar looks at a
-    handful of candidates instead of the whole lookback.
+    Works on the sparse pivot list: swing points are at least ``window + 1`` bars apart, so each bar has a handful
+    of candidates; the k-th candidate of every bar is compared in one vectorised pass per k (small arrays that stay
+    in cache, instead of one bars x candidates matrix).
     """
     n = len(close)
     out = np.full(n, np.nan)
@@ -287,12 +291,18 @@ def _nearest_swing_level(
     width = int((stop - first).max())
     if width <= 0:
         return out
-    candidate = first[:, None] + np.arange(width)[None, :]
-    levels = np.where(candidate < stop[:, None], values[positions][np.minimum(candidate, positions.size - 1)], np.nan)
+    pivot_values = values[positions]
+    last = positions.size - 1
+    nearest = np.full(n, np.inf if above else -np.inf)
     with np.errstate(invalid="ignore"):
-        if above:
-            nearest = np.where(levels > close[:, None], levels, np.inf).min(axis=1)
-        else:
-            nearest = np.where(levels < close[:, None], levels, -np.inf).max(axis=1)
-    out[np.isfinite(nearest)] = nearest[np.isfinite(nearest)]
+        for k in range(width):
+            candidate = first + k
+            level = pivot_values[np.minimum(candidate, last)]
+            if above:
+                better = (candidate < stop) & (level > close) & (level < nearest)
+            else:
+                better = (candidate < stop) & (level < close) & (level > nearest)
+            np.copyto(nearest, level, where=better)
+    found = np.isfinite(nearest)
+    out[found] = nearest[found]
     return out
