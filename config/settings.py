@@ -123,6 +123,9 @@ DB_POOL_MAX_SIZE = env.int("DB_POOL_MAX_SIZE", default=0)
 if DB_POOL_MAX_SIZE and DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     DATABASES["default"]["CONN_MAX_AGE"] = 0  # Django refuses a pool together with persistent connections
     DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {"min_size": 1, "max_size": DB_POOL_MAX_SIZE, "timeout": 10}
+# Threads per web process that run the (synchronous) views under ASGI (config/asgi.py): bounded, so a burst queues
+# instead of spawning a thread per request; the pool above needs at least this many connections per process.
+WEB_SYNC_THREADS = env.int("WEB_SYNC_THREADS", default=4)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Redis, cache, Celery -----------------------------------------------------------------------------------------
