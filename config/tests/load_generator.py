@@ -31,6 +31,17 @@ class LoadResult:
     latencies_ms: list[float] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     elapsed: float = 0.0
+    run: int = 0  # in every update id (run * 10_000_000 + n) and transaction signature of this run
+
+    @property
+    def bot_update_ids(self) -> range:
+        """The update ids a mixed or bot run posted (every even request of a mixed run is a bot update)."""
+        count = self.requests if self.name == "bot" else (self.requests + 1) // 2
+        return range(self.run * 10_000_000, self.run * 10_000_000 + count)
+
+    @property
+    def webhook_signature_prefix(self) -> str:
+        return f"loadsig{self.run:06d}x"
 
     @property
     def requests(self) -> int:
@@ -54,6 +65,16 @@ class LoadResult:
                 f"max {max(self.latencies_ms, default=float('nan')):.1f}")
 
 
+_last_run = [0]
+
+
+def _next_run() -> int:
+    """A run number of its own for every run (ids never collide, even two runs in the same second)."""
+    run = max(int(time.time()) % 100_000, _last_run[0] + 1)
+    _last_run[0] = run
+    return run
+
+
 def _bot_update(n: int, *, run: int) -> tuple[str, dict, bytes]:
     user_id = 900_000_000 + run * 1000 + n % 50  # 50 chatting users
     update_id = run * 10_000_000 + n
@@ -75,26 +96,33 @@ def _healthz(n: int, *, run: int) -> tuple[str, dict, bytes | None]:
 
 
 async def _run(base_url: str, *, rate: float, seconds: float, make, name: str) -> LoadResult:
-    result = LoadResult(name=name, rate=rate, seconds=seconds)
+    # aiohttp, not httpx: httpx's connection pool costs the client milliseconds per request once a few dozen are in
+    # flight, so a slightly slow answer snowballs into seconds of queueing inside the load generator itself.
+    import aiohttp
+
+    run = _next_run()
+    result = LoadResult(name=name, rate=rate, seconds=seconds, run=run)
     total = int(rate * seconds)
-    run = int(time.time()) % 100_000
-    limits = httpx.Limits(max_connections=200, max_keepalive_connections=200)
-    async with httpx.AsyncClient(base_url=base_url, limits=limits, timeout=10) as client:
+    connector = aiohttp.TCPConnector(limit=200, limit_per_host=200, force_close=False)
+    timeout = aiohttp.ClientTimeout(total=10)
+    async with aiohttp.ClientSession(base_url=base_url, connector=connector, timeout=timeout) as client:
 
         async def one(n: int) -> None:
             path, headers, body = make(n, run=run)
             started = time.perf_counter()
             try:
                 if body is None:
-                    response = await client.get(path, headers=headers)
+                    request = client.get(path, headers=headers)
                 else:
-                    response = await client.post(path, headers={**headers, "Content-Type": "application/json"},
-                                                 content=body)
-            except httpx.HTTPError as exc:
+                    request = client.post(path, headers={**headers, "Content-Type": "application/json"}, data=body)
+                async with request as response:
+                    text = await response.text()
+                    status = response.status
+            except (TimeoutError, aiohttp.ClientError) as exc:
                 result.errors.append(f"{path}: {type(exc).__name__}")
                 return
-            if response.status_code >= 300:
-                result.errors.append(f"{path}: HTTP {response.status_code} {response.text[:200]}")
+            if status >= 300:
+                result.errors.append(f"{path}: HTTP {status} {text[:200]}")
             else:
                 result.latencies_ms.append((time.perf_counter() - started) * 1000)
 
@@ -119,9 +147,13 @@ def run_load(base_url: str, *, rate: float = 200, seconds: float = 30, kind: str
     return asyncio.run(_run(base_url, rate=rate, seconds=seconds, make=make, name=kind))
 
 
-def warm_up(base_url: str, *, requests: int = 40) -> None:
-    """A few requests of each kind first (imports, first connections, JIT-free but cache-cold paths)."""
+def warm_up(base_url: str, *, requests: int = 40, rate: float = 0, seconds: float = 0) -> LoadResult | None:
+    """A few requests of each kind one by one (first connections, cache-cold paths), then optionally ``seconds`` of
+    the mixed load at ``rate``, not measured: every worker process and thread of the server opens its database and
+    broker connections (a server in production has long done so). Returns that run (its posts are stored too)."""
+    run = _next_run()
     for n in itertools.islice(itertools.count(), requests):
-        path, headers, body = _mixed(n, run=99_999)
+        path, headers, body = _mixed(n, run=run)
         httpx.post(f"{base_url}{path}", headers={**headers, "Content-Type": "application/json"}, content=body,
-                   timeout=30)
+                   timeout=30).raise_for_status()
+    return run_load(base_url, rate=rate, seconds=seconds, kind="mixed") if rate and seconds else None

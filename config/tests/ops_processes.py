@@ -1,4 +1,4 @@
-"""Real processes for the fault and load tests: a private redis-server, the ASGI web server and Celery workers.
+"""Real processes for the fault and load tests: a private redis-server, the Procfile's web server and Celery workers.
 
 Everything binds to 127.0.0.1 on a free port and is stopped by the test that started it; the machine's shared Redis
 is never touched (the Redis fault test stops and restarts its own server).
@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
+import shlex
 import shutil
 import signal
 import socket
@@ -38,10 +40,13 @@ def database_url(db: dict) -> str:
 class RedisServer:
     """A private redis-server whose data survives stop()/start() (append-only file in a temporary directory)."""
 
-    def __init__(self, directory: Path):
+    def __init__(self, directory: Path, *, appendfsync: str = "always"):
+        """``appendfsync="everysec"`` (Redis' own default for the append-only file) for the load tests, where an
+        fsync per enqueue would measure the disk; the fault tests keep ``always``."""
         if shutil.which("redis-server") is None:
             pytest.skip("redis-server is not installed")
         self.directory = directory
+        self.appendfsync = appendfsync
         self.port = free_port()
         self.process: subprocess.Popen | None = None
 
@@ -52,7 +57,7 @@ class RedisServer:
     def start(self) -> RedisServer:
         self.process = subprocess.Popen(
             ["redis-server", "--bind", "127.0.0.1", "--port", str(self.port), "--save", "", "--appendonly", "yes",
-             "--appendfsync", "always", "--dir", str(self.directory), "--protected-mode", "no"],
+             "--appendfsync", self.appendfsync, "--dir", str(self.directory), "--protected-mode", "no"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
         import redis
@@ -111,13 +116,24 @@ def kill_group(process: subprocess.Popen, sig: int = signal.SIGKILL) -> None:
         process.wait(timeout=10)
 
 
+def web_command(*, port: int, env: dict[str, str]) -> list[str]:
+    """The Procfile's ``web`` command, run from this virtualenv and bound to 127.0.0.1:``port`` (``${PORT}`` and
+    ``${WEB_CONCURRENCY:-2}`` expanded from ``env``), so the tests measure exactly the production server."""
+    line = next(line for line in (ROOT / "Procfile").read_text().splitlines() if line.startswith("web:"))
+    values = {**env, "PORT": str(port)}
+    expanded = re.sub(r"\$\{(\w+)(?::-([^}]*))?\}", lambda m: values.get(m[1]) or m[2] or "", line.split(":", 1)[1])
+    argv = [("127.0.0.1" if arg == "0.0.0.0" else arg) for arg in shlex.split(expanded)]  # noqa: S104
+    executable = Path(sys.executable).parent / argv[0]
+    return [str(executable) if executable.exists() else argv[0], *argv[1:]]
+
+
 def start_web(*, env: dict[str, str], log: Path) -> tuple[subprocess.Popen, str]:
-    """The production ASGI server (daphne, as in the Procfile) on a free loopback port; waits for /healthz."""
+    """The production web server (the Procfile's command) on a free loopback port; waits for /healthz."""
     port = free_port()
     with log.open("a") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "config.asgi:application"],
-            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+            web_command(port=port, env=env), cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60

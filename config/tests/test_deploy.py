@@ -38,3 +38,24 @@ def test_the_health_endpoints_and_command_exist(client, db):
     assert "healthcheck" in get_commands()
     assert client.get("/healthz").status_code == 200
     assert client.get("/readyz").status_code in (200, 503)
+
+
+def test_the_web_server_is_the_same_everywhere_and_the_load_tests_run_the_procfiles():
+    """uvicorn worker processes (benchmarks/bench_load.py chose it over daphne); the load and fault tests start the
+    Procfile's command, so what they measure is what runs in production."""
+    from config.tests.ops_processes import web_command
+
+    procfile = dict(line.split(":", 1) for line in (ROOT / "Procfile").read_text().splitlines() if ":" in line)
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]["web"]["command"]
+    unit = next(line for line in (ROOT / "deploy" / "systemd" / "perps-web.service").read_text().splitlines()
+                if line.startswith("ExecStart="))
+    flags = ["config.asgi:application", "--loop uvloop", "--http httptools", "--ws wsproto", "--lifespan off",
+             "--no-access-log", "--timeout-graceful-shutdown 30"]
+    for command in (procfile["web"], " ".join(compose), unit):
+        assert "uvicorn " in command and "--workers ${WEB_CONCURRENCY" in command, command
+        assert all(flag in command for flag in flags), command
+    argv = web_command(port=8123, env={"WEB_CONCURRENCY": "3"})
+    assert argv[0].endswith("uvicorn") and argv[1] == "config.asgi:application"
+    assert " ".join(argv[2:]).startswith("--host 127.0.0.1 --port 8123 --workers 3 ")
+    requirements = (ROOT / "requirements.txt").read_text().splitlines()
+    assert {"uvloop", "httptools", "wsproto", "uvicorn"} <= {line.split("==")[0] for line in requirements if "==" in line}
