@@ -51,6 +51,40 @@ def ensure_database(url: str) -> None:
             admin.execute(f'CREATE DATABASE "{name}"')
 
 
+class CpuUse:
+    """CPU of the whole machine, of the web server's process group and of this process (the load generator) over a
+    span, from /proc: what is left is PostgreSQL, Redis and whatever else runs on the machine (other engineers)."""
+
+    TICK = os.sysconf("SC_CLK_TCK")
+
+    def __init__(self, web_pgid: int):
+        self.web_pgid = web_pgid
+        self.start = self._sample()
+
+    def _sample(self) -> tuple[float, float, float, float, float, float]:
+        fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+        busy = (sum(fields[:7]) - fields[3] - fields[4]) / self.TICK
+        steal = fields[7] / self.TICK  # taken by the hypervisor for other virtual machines
+        web = 0.0
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                parts = stat.read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(parts[2]) == self.web_pgid:  # pgrp
+                web += (int(parts[11]) + int(parts[12])) / self.TICK  # utime + stime
+        own = time.process_time()
+        return time.monotonic(), busy, web, own, os.getloadavg()[0], steal
+
+    def summary(self) -> str:
+        end = self._sample()
+        wall = end[0] - self.start[0]
+        busy, web, own, steal = ((end[i] - self.start[i]) / wall for i in (1, 2, 3, 5))
+        return (f"CPU during the measured run (cores of {os.cpu_count()}): machine {busy:.2f}, web server {web:.2f}, "
+                f"load generator {own:.2f}, everything else {busy - web - own:.2f} (PostgreSQL, Redis, other "
+                f"engineers' processes), stolen by the hypervisor {steal:.2f}; load average (1 min) {self.start[4]:.2f} at the start, {end[4]:.2f} at the end")
+
+
 def stored_counts(result: LoadResult) -> dict[str, int]:
     """What the measured run left in the database: rows per post (exactly one expected) and their processing."""
     import psycopg
@@ -88,10 +122,10 @@ def main() -> int:
     try:
         web, base = start_web(env=env, log=tmp / "web.log")
         warm = warm_up(base, requests=100, rate=RATE, seconds=3)
-        load_before = os.getloadavg()[0]
         baseline = run_load(base, rate=RATE, seconds=min(10.0, SECONDS), kind="healthz")
+        cpu = CpuUse(web.pid)
         result = run_load(base, rate=RATE, seconds=SECONDS, kind="mixed")
-        load_during = os.getloadavg()[0]  # the 1-minute average: mostly the measured run
+        cpu_use = cpu.summary()
         kill_group(web)
         web = None
         stored = stored_counts(result)
@@ -113,8 +147,7 @@ def main() -> int:
                 kill_group(process)
         bot_api.stop()
         redis_server.stop()
-    print(f"load average (1 min) {load_before:.2f} before the measured runs, {load_during:.2f} after; "
-          f"{os.cpu_count()} CPUs shared with whatever else runs on this machine")
+    print(cpu_use)
     print("warm-up ", warm.summary())
     print("baseline", baseline.summary())
     print("load    ", result.summary())
