@@ -21,7 +21,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from accounts.crypto import SecretDecryptionError, decrypt_secret, encrypt_secret
+from accounts.crypto import SecretDecryptionError, decrypt_secret, encrypt_secret, rotate_secret
 from accounts.models import TelegramUser
 from accounts.services import telegram_user_register
 from telegram_bridge import callbacks, commands, texts
@@ -278,3 +278,18 @@ def telegram_updates_prune(*, older_than_days: int = 7) -> int:
     """Forget handled update ids after a week (Telegram keeps undelivered updates for 24 hours)."""
     cutoff = timezone.now() - timedelta(days=older_than_days)
     return TelegramUpdate.objects.filter(received_at__lt=cutoff, processed_at__isnull=False).delete()[0]
+
+
+def telegram_updates_rotate_keys() -> int:
+    """Re-encrypt the payloads of stored, not yet processed updates with the newest Fernet key (key rotation)."""
+    from telegram_bridge.models import TelegramUpdate
+
+    rotated = 0
+    for row in TelegramUpdate.objects.exclude(payload="").only("pk", "payload").iterator():
+        try:
+            token = rotate_secret(row.payload)
+        except SecretDecryptionError:
+            logger.warning("stored update %s: payload unreadable with the configured keys, left as is", row.pk)
+            continue
+        rotated += TelegramUpdate.objects.filter(pk=row.pk, payload=row.payload).update(payload=token)
+    return rotated

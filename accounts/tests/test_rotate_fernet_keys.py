@@ -122,3 +122,24 @@ def test_a_single_key_warns_that_nothing_is_rotated_from(settings, stored_under_
     output = _rotate()
     assert "single key" in output and "Re-encrypted 3 credential(s)" in output
     assert [c.secrets() for c in ExchangeCredential.objects.order_by("pk")] == SECRETS
+
+
+@pytest.mark.django_db
+def test_rotation_also_re_encrypts_pending_webhook_updates(settings, stored_under_old_key):
+    import json
+
+    from accounts.crypto import encrypt_secret
+    from telegram_bridge.models import TelegramUpdate
+
+    update = {"update_id": 77, "message": {"text": "AK-in-a-connect-reply"}}
+    pending = TelegramUpdate.objects.create(update_id=77, payload=encrypt_secret(json.dumps(update)))
+    done = TelegramUpdate.objects.create(update_id=78, payload="")  # processed: its payload was emptied
+    settings.FERNET_KEYS = [NEW_KEY, OLD_KEY]
+
+    assert "and 1 pending Telegram update(s)" in _rotate()
+    pending.refresh_from_db()
+    assert json.loads(Fernet(NEW_KEY.encode()).decrypt(pending.payload.encode())) == update
+    with pytest.raises(InvalidToken):
+        Fernet(OLD_KEY.encode()).decrypt(pending.payload.encode())
+    done.refresh_from_db()
+    assert done.payload == ""

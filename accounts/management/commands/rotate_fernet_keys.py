@@ -31,4 +31,9 @@ class Command(BaseCommand):
                 f"{exc}. Add the key it was encrypted with after the new one in FERNET_KEYS and run again "
                 "(credentials already rotated stay readable)."
             ) from exc
-        self.stdout.write(self.style.SUCCESS(f"Re-encrypted {count} credential(s) with the newest key."))
+        from telegram_bridge.services import telegram_updates_rotate_keys
+
+        updates = telegram_updates_rotate_keys()  # webhook updates stored but not processed yet (seconds-lived)
+        self.stdout.write(self.style.SUCCESS(
+            f"Re-encrypted {count} credential(s) and {updates} pending Telegram update(s) with the newest key."
+        ))
