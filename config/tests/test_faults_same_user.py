@@ -17,6 +17,10 @@ the paper executor locks only its position row (``select_for_update(of=("self",)
 written by trading, and locking it serialised every entry and exit on a symbol with the commits of all users'
 executions on it (with only this change, the paper-account interleaving still deadlocks).
 
+Since then the risk manager allows one position per user and symbol, so each signal here is on its own symbol (the
+symbol-row cycle needed two positions of one user on one symbol and cannot form any more; the test still proves the
+user-row locking lets the second execution through while the first entry holds its rows).
+
 The first two tests force each interleaving (the entry pauses, holding its locks, until the other execution is
 blocked on a lock or done); the third runs the real consumer (``signal_execute``) on four threads at once, as four
 pool processes would, with no pause at all.
@@ -42,6 +46,7 @@ pytestmark = [pytest.mark.postgres]
 
 NOW = datetime(2026, 1, 5, 12, 0, tzinfo=UTC)
 JOIN_TIMEOUT = 60  # seconds; PostgreSQL reports a deadlock after deadlock_timeout (1 s by default)
+BASES = ("XRP", "ADA", "DOGE", "LTC", "DOT", "TRX")  # distinct bases, correlation filter off
 
 
 @pytest.fixture(autouse=True)
@@ -65,11 +70,12 @@ def _user():
 
 
 def _signals(n: int) -> list:
-    symbol = SymbolFactory(symbol="XRP/USDT:USDT", base="XRP", tick_size=Decimal("0.0001"), step_size=Decimal("1"),
-                           min_quantity=Decimal("1"), min_notional=Decimal("5"))
+    # one symbol per signal: the risk manager allows one position per user and symbol
+    symbols = [SymbolFactory(symbol=f"{base}/USDT:USDT", base=base, tick_size=Decimal("0.0001"), step_size=Decimal("1"),
+                             min_quantity=Decimal("1"), min_notional=Decimal("5")) for base in BASES]
     kinds = [(side, source) for source in ("technical", "news", "flow") for side in ("long", "short")][:n]
     signals = []
-    for side, source in kinds:  # one open signal per (symbol, side, source)
+    for (side, source), symbol in zip(kinds, symbols, strict=False):
         sign = 1 if side == "long" else -1
         signals.append(SignalFactory(
             symbol=symbol, side=side, source=source, entry=Decimal("1.0"), stop=Decimal("1.0") - sign * Decimal("0.05"),

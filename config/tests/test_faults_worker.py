@@ -28,6 +28,11 @@ USERS = 20
 WORKER_CONCURRENCY = 2  # the issue asks for a worker with concurrency >= 2
 SIGNALS = (("long", "technical"), ("short", "technical"), ("long", "news"), ("short", "news"), ("long", "flow"))
 
+# The worker prices positions from the bundled replay data, so each signal is on one of its markets (the 2018 spot
+# pairs at their last close, which is their price at any later replay clock; XRP/USDT:USDT near its 2021 price).
+MARKETS = (("XRP/USDT:USDT", Decimal("1.0")), ("ETH/BTC", Decimal("0.10441057")), ("LTC/BTC", Decimal("0.016145")),
+           ("ETC/BTC", Decimal("0.002759")), ("XLM/BTC", Decimal("0.00005008")))
+
 
 def _users() -> list:
     users = []
@@ -45,14 +50,17 @@ def _users() -> list:
 
 
 def _signals() -> list:
-    symbol = SymbolFactory(symbol="XRP/USDT:USDT", base="XRP", tick_size=Decimal("0.0001"), step_size=Decimal("1"),
-                           min_quantity=Decimal("1"), min_notional=Decimal("5"))
+    """One signal per bundled replay market (one position per user and symbol), its levels around that market's price."""
     signals = []
-    for side, source in SIGNALS:
+    for (side, source), (name, price) in zip(SIGNALS, MARKETS, strict=True):
+        base = name.split("/")[0]
+        symbol = SymbolFactory(symbol=name, base=base, tick_size=Decimal("0.00000001"), step_size=Decimal("1"),
+                               min_quantity=Decimal("1"), min_notional=Decimal("5"))
         sign = 1 if side == "long" else -1
-        signals.append(SignalFactory(symbol=symbol, side=side, source=source, entry=Decimal("1.0"),
-                                     stop=Decimal("1.0") - sign * Decimal("0.05"), tp1=Decimal("1.0") + sign * Decimal("0.05"),
-                                     tp2=Decimal("1.0") + sign * Decimal("0.1"), atr=Decimal("0.03"), expires_at=None))
+        level = lambda r, p=price: (p * (1 + r)).quantize(Decimal("0.00000001"))  # noqa: E731
+        signals.append(SignalFactory(symbol=symbol, side=side, source=source, entry=price, stop=level(-sign * Decimal("0.05")),
+                                     tp1=level(sign * Decimal("0.05")), tp2=level(sign * Decimal("0.1")),
+                                     atr=level(Decimal("-0.97")), expires_at=None))
     return signals
 
 
