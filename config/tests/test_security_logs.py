@@ -102,16 +102,16 @@ def test_a_full_pipeline_run_logs_no_configured_secret(settings, transactional_d
     with running_local_bot_api() as bot_api:
         assert SECRETS["TELEGRAM_BOT_TOKEN"] == settings.TELEGRAM_BOT_TOKEN
         # bot updates: a trader registers, asks for help; the bot answers through the Bot API (token in the URL)
-        update_handle(_update(1, 4242, "/start"))
-        update_handle(_update(2, 4242, "/help"))
-        assert bot_api.sent_messages(4242)
+        update_handle(_update(1, 7424201, "/start"))
+        update_handle(_update(2, 7424201, "/help"))
+        assert bot_api.sent_messages(7424201)
         from accounts.models import TelegramUser
 
-        trader = TelegramUser.objects.get(telegram_id=4242)
+        trader = TelegramUser.objects.get(telegram_id=7424201)
         trader.auto_trading_enabled = True
         trader.save(update_fields=["auto_trading_enabled"])
         # the Telegram webhook, with the right and a wrong secret
-        body = json.dumps(_update(3, 4242, "/status")).encode()
+        body = json.dumps(_update(3, 7424201, "/status")).encode()
         assert client.post("/telegram/webhook", body, content_type="application/json",
                            HTTP_X_TELEGRAM_BOT_API_SECRET_TOKEN=SECRETS["TELEGRAM_WEBHOOK_SECRET"]).status_code == 200
         assert client.post("/telegram/webhook", body, content_type="application/json",
