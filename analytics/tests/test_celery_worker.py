@@ -39,7 +39,7 @@ def test_task_round_trips_through_a_real_worker(redis_url, postgres_database):
          "--without-heartbeat", "--without-gossip", "--without-mingle", "--loglevel", "WARNING"],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
-    client = Celery(broker=redis_url, backend=redis_url)
+    client = Celery(broker=redis_url, backend=redis_url, set_as_current=False)  # never this process's current app
     try:
         result = client.send_task("analytics.tasks.heartbeat", queue=queue)
         beat_at = result.get(timeout=60)
