@@ -32,6 +32,7 @@ logger = logging.getLogger(__name__)
 
 ZERO = Decimal(0)
 PERIODS = ("today", "week", "month", "all")
+MONEY_PLACES = Decimal("0.00000001")  # MoneyField decimal places
 OPEN_STATUSES = (Position.Status.PENDING, Position.Status.OPEN)
 
 
@@ -146,8 +147,9 @@ def pnl_summary(
         charges = charges.filter(funding_time__gte=start)
         closed = closed.filter(closed_at__gte=start)
     sums = fills.aggregate(realised=Sum("realised_pnl"), fees=Sum("fee"))
-    realised, fees = sums["realised"] or ZERO, sums["fees"] or ZERO
-    funding = charges.aggregate(total=Sum("amount"))["total"] or ZERO
+    # exact to the money columns' 8 places (SQLite sums decimals in floating point; PostgreSQL exactly)
+    realised, fees = (sums["realised"] or ZERO).quantize(MONEY_PLACES), (sums["fees"] or ZERO).quantize(MONEY_PLACES)
+    funding = (charges.aggregate(total=Sum("amount"))["total"] or ZERO).quantize(MONEY_PLACES)
     nets = [p.net_pnl for p in closed]
     rs = [r for r in (position_r_multiple(position=p) for p in closed) if r is not None]
     wins = sum(1 for n in nets if n > 0)

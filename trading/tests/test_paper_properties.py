@@ -105,9 +105,11 @@ def _check(events, mark):
     account = PaperAccount.objects.get(user=user)
     fills = Fill.objects.filter(position__user=user)
     charges = FundingCharge.objects.filter(position__user=user)
-    realised = fills.aggregate(s=Sum("realised_pnl"))["s"] or D(0)
-    fees = fills.aggregate(s=Sum("fee"))["s"] or D(0)
-    funding = charges.aggregate(s=Sum("amount"))["s"] or D(0)
+    # SQLite sums decimal columns in floating point (PostgreSQL exactly): back to the columns' 8 decimal places
+    exact = D("0.00000001")
+    realised = (fills.aggregate(s=Sum("realised_pnl"))["s"] or D(0)).quantize(exact)
+    fees = (fills.aggregate(s=Sum("fee"))["s"] or D(0)).quantize(exact)
+    funding = (charges.aggregate(s=Sum("amount"))["s"] or D(0)).quantize(exact)
     open_positions = list(Position.objects.filter(user=user, status="open"))
     unrealised = sum(
         (pnl.unrealised_pnl(side=p.side, entry=p.entry_price, mark=mark, quantity=p.remaining_quantity)
