@@ -36,11 +36,11 @@ from decimal import Decimal
 import pytest
 from django.db import connection, connections
 
-from accounts.tests.factories import TelegramUserFactory
 from signals.tests.factories import SignalFactory, SymbolFactory
 from trading import services
 from trading.executors.paper import PaperExecutor
 from trading.models import Fill, PaperAccount, Position, TradeRefusal
+from trading.tests.paper_fixtures import paper_auto_trader
 
 pytestmark = [pytest.mark.postgres]
 
@@ -55,18 +55,6 @@ def dispatched(monkeypatch) -> list[str]:
     events: list[str] = []
     monkeypatch.setattr("config.events.dispatch_now", lambda event, payload: events.append(event))
     return events
-
-
-def _user():
-    user = TelegramUserFactory(auto_trading_enabled=True)
-    prefs = user.preferences
-    prefs.correlation_filter = False
-    prefs.max_open_positions = 10
-    prefs.news_signals = prefs.flow_signals = True
-    prefs.position_size_pct = Decimal("1")
-    prefs.paper_mode = True
-    prefs.save()
-    return user
 
 
 def _signals(n: int) -> list:
@@ -155,7 +143,7 @@ def _assert_both_open(user, signals, *workers):
 
 def test_entry_holding_its_position_while_the_next_signal_is_decided(transactional_db, postgres_database, monkeypatch):
     """Symbol-row interleaving: the entry of signal 1 holds its position row; signal 2 is decided and stored."""
-    user = _user()
+    user = paper_auto_trader()
     signals = _signals(2)
     a, b = _race(user=user, first=signals[0], second=signals[1], monkeypatch=monkeypatch)
     _assert_both_open(user, signals, a, b)
@@ -165,7 +153,7 @@ def test_entry_holding_the_paper_account_while_the_next_signal_raises_the_peak(t
                                                                             monkeypatch):
     """Paper-account interleaving: the price rose since the user's first position opened, so deciding signal 2
     raises the equity peak on the paper account row that the entry of signal 1 holds."""
-    user = _user()
+    user = paper_auto_trader()
     signals = _signals(3)
     yesterday = _executor(user=user, now=NOW - timedelta(days=1))  # today's first entry still records a new day
     services.signal_execute_for_user(user=user, signal=signals[0], executor=yesterday)  # a long, open
@@ -179,7 +167,7 @@ def test_entry_holding_the_paper_account_while_the_next_signal_raises_the_peak(t
 def test_four_consumers_executing_signals_for_the_same_users_at_once(transactional_db, postgres_database):
     """The real consumer, four at once (four pool processes, each executing one signal for every user in the same
     order): every (user, signal) position exists exactly once and is open, no execution failed."""
-    users = [_user() for _ in range(6)]
+    users = [paper_auto_trader() for _ in range(6)]
     signals = _signals(4)
     workers = [
         Worker(f"signal-{s.pk}", lambda s=s: services.signal_execute(signal_id=s.pk, executor_factory=_executor))

@@ -17,10 +17,10 @@ from decimal import Decimal
 import pytest
 from celery import Celery
 
-from accounts.tests.factories import TelegramUserFactory
 from config.tests.ops_processes import RedisServer, kill_group, service_env, start_worker
 from signals.tests.factories import SignalFactory, SymbolFactory
 from trading.models import Order, Position, TradeRefusal
+from trading.tests.paper_fixtures import paper_auto_trader
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
@@ -35,18 +35,7 @@ MARKETS = (("XRP/USDT:USDT", Decimal("1.0")), ("ETH/BTC", Decimal("0.10441057"))
 
 
 def _users() -> list:
-    users = []
-    for _ in range(USERS):
-        user = TelegramUserFactory(auto_trading_enabled=True)
-        prefs = user.preferences
-        prefs.correlation_filter = False
-        prefs.max_open_positions = 10
-        prefs.news_signals = prefs.flow_signals = True
-        prefs.position_size_pct = Decimal("1")
-        prefs.paper_mode = True
-        prefs.save()
-        users.append(user)
-    return users
+    return [paper_auto_trader() for _ in range(USERS)]
 
 
 def _signals() -> list:

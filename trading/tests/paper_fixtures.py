@@ -82,3 +82,18 @@ def paper_settings(settings):
     settings.MARKET_DATA_SOURCE = "replay"
     settings.PAPER_FUNDING_RATE = "0.0001"
     return settings
+
+
+def paper_auto_trader():
+    """An auto-trading paper user who accepts every source, many positions and no sector filter (load/fault tests)."""
+    from accounts.tests.factories import TelegramUserFactory
+
+    user = TelegramUserFactory(auto_trading_enabled=True)
+    prefs = user.preferences
+    prefs.correlation_filter = False
+    prefs.max_open_positions = 10
+    prefs.news_signals = prefs.flow_signals = True
+    prefs.position_size_pct = Decimal("1")
+    prefs.paper_mode = True
+    prefs.save()
+    return user
