@@ -282,8 +282,6 @@ def telegram_updates_prune(*, older_than_days: int = 7) -> int:
 
 def telegram_updates_rotate_keys() -> int:
     """Re-encrypt the payloads of stored, not yet processed updates with the newest Fernet key (key rotation)."""
-    from telegram_bridge.models import TelegramUpdate
-
     rotated = 0
     for row in TelegramUpdate.objects.exclude(payload="").only("pk", "payload").iterator():
         try:
