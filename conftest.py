@@ -11,6 +11,8 @@ from django.conf import settings
 # instead of skipping it, so a green run always means the real-service tests ran.
 REQUIRE_SERVICES = os.environ.get("REQUIRE_SERVICES") == "1"
 
+pytest_plugins = ["testsupport.pytest_plugin"]
+
 
 def _unavailable(reason: str):
     if REQUIRE_SERVICES:

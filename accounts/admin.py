@@ -1,7 +1,7 @@
 from django.contrib import admin, messages
 
 from accounts.admin_confirmation import action_confirmation_page, action_confirmed
-from accounts.models import ExchangeCredential, Subscription, TelegramUser, UserPreferences
+from accounts.models import ExchangeCredential, Subscription, TelegramUser, UserPreferences, WebhookEvent
 
 
 class UserPreferencesInline(admin.StackedInline):
@@ -88,3 +88,15 @@ class ExchangeCredentialAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request):
         return False  # keys are only entered by their owner through /connect
+
+
+@admin.register(WebhookEvent)
+class WebhookEventAdmin(admin.ModelAdmin):
+    list_display = ("provider", "event_id", "event_type", "status", "received_at", "processed_at")
+    list_filter = ("provider", "status")
+    search_fields = ("event_id", "event_type")
+    date_hierarchy = "received_at"
+    readonly_fields = ("provider", "event_id", "event_type", "payload", "status", "error", "received_at", "processed_at")
+
+    def has_add_permission(self, request):
+        return False

@@ -209,3 +209,34 @@ class ExchangeCredential(models.Model):
             secret=decrypt_secret(self.api_secret_encrypted),
             passphrase=decrypt_secret(self.passphrase_encrypted) if self.passphrase_encrypted else "",
         )
+
+
+class WebhookEvent(models.Model):
+    """One delivery of a payment provider, stored before any work so a repeat (same provider + event id) is a no-op."""
+
+    class Provider(models.TextChoices):
+        WHOP = "whop"
+        HELIUS = "helius"
+
+    class Status(models.TextChoices):
+        RECEIVED = "received"
+        PROCESSED = "processed"
+        IGNORED = "ignored"
+        FAILED = "failed"
+
+    provider = models.CharField(max_length=16, choices=Provider.choices)
+    event_id = models.CharField(max_length=200, help_text="webhook-id (Whop) or transaction signature (Helius)")
+    event_type = models.CharField(max_length=64, blank=True)
+    payload = models.JSONField(default=dict)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.RECEIVED)
+    error = models.TextField(blank=True)
+    received_at = models.DateTimeField(default=django_timezone.now)
+    processed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["provider", "event_id"], name="unique_webhook_event")]
+        indexes = [models.Index(fields=["status", "received_at"], name="webhook_status_received_idx")]
+        db_table = "analytics_webhookevent"
+
+    def __str__(self) -> str:
+        return f"{self.provider} {self.event_id} ({self.status})"

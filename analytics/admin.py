@@ -6,10 +6,8 @@ from analytics.models import (
     AnalyticsSnapshot,
     BacktestRun,
     Heartbeat,
-    LoginToken,
     SystemSetting,
     UserActivity,
-    WebhookEvent,
 )
 
 
@@ -60,30 +58,6 @@ class SystemSettingAdmin(admin.ModelAdmin):
 
     list_display = ("key", "value", "updated_at")
     readonly_fields = ("key", "value", "updated_at")
-
-    def has_add_permission(self, request):
-        return False
-
-
-@admin.register(WebhookEvent)
-class WebhookEventAdmin(admin.ModelAdmin):
-    list_display = ("provider", "event_id", "event_type", "status", "received_at", "processed_at")
-    list_filter = ("provider", "status")
-    search_fields = ("event_id", "event_type")
-    date_hierarchy = "received_at"
-    readonly_fields = ("provider", "event_id", "event_type", "payload", "status", "error", "received_at", "processed_at")
-
-    def has_add_permission(self, request):
-        return False
-
-
-@admin.register(LoginToken)
-class LoginTokenAdmin(admin.ModelAdmin):
-    """Only hashes are stored: nothing here can be used to log in."""
-
-    list_display = ("user", "created_at", "expires_at", "used_at")
-    readonly_fields = ("user", "token_hash", "created_at", "expires_at", "used_at")
-    search_fields = ("user__username", "user__telegram_id")
 
     def has_add_permission(self, request):
         return False

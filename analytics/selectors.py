@@ -16,7 +16,8 @@ from django.db.models import Avg, Count, DecimalField, ExpressionWrapper, F, Q, 
 from django.db.models.functions import TruncMonth
 from django.utils import timezone
 
-from analytics.models import AnalyticsSnapshot, BacktestRun, Heartbeat, SystemSetting, UserActivity, WebhookEvent
+from accounts.models import WebhookEvent
+from analytics.models import AnalyticsSnapshot, BacktestRun, Heartbeat, SystemSetting, UserActivity
 
 logger = logging.getLogger(__name__)
 

@@ -28,18 +28,6 @@ def backtest_run(*, run_id: int) -> str:
     return run.status
 
 
-@shared_task(name="analytics.tasks.webhook_event_process", time_limit=60)
-def webhook_event_process(*, event_id: int) -> str:
-    return services.webhook_event_process(event_id=event_id).status
-
-
-@shared_task(name="analytics.tasks.webhook_events_process_stale", time_limit=300, soft_time_limit=280,
-             ignore_result=True)
-def webhook_events_process_stale() -> int:
-    """Every minute (beat): payment deliveries stored but never processed (enqueue failed, worker died)."""
-    return services.webhook_events_process_stale()
-
-
 @shared_task(name="analytics.tasks.broadcast_fanout", time_limit=600)
 def broadcast_fanout(*, broadcast_id: str, text: str) -> int:
     return services.broadcast_publish(broadcast_id=broadcast_id, text=text)

@@ -19,7 +19,7 @@ from django.core.cache import cache
 from django.utils import timezone
 
 from analytics.selectors import heartbeat_age_seconds
-from config import health
+from web import health
 
 logger = logging.getLogger(__name__)
 

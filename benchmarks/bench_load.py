@@ -105,7 +105,7 @@ def stored_counts(result: LoadResult) -> dict[str, int]:
 
 
 def main() -> int:
-    from telegram_bridge.local_server import DEFAULT_TOKEN, LocalBotAPIServer
+    from testsupport.telegram_bot_api import DEFAULT_TOKEN, LocalBotAPIServer
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-load-"))
     redis_server = RedisServer(tmp, appendfsync="everysec").start()

@@ -67,7 +67,7 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 from django.urls import path  # noqa: E402
 
-from config.live_updates import LiveUpdatesConsumer  # noqa: E402
+from web.live_updates import LiveUpdatesConsumer  # noqa: E402
 
 websocket_urlpatterns = [path("ws/live/", LiveUpdatesConsumer.as_asgi())]
 

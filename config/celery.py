@@ -147,7 +147,7 @@ def _report_task_failure(sender=None, task_id=None, exception=None, **_):
 
 
 # Tasks that live outside the apps' tasks modules.
-app.conf.imports = ("config.live_updates", "signals.tasks_flow", "trading.tasks_live")
+app.conf.imports = ("web.live_updates", "signals.tasks_flow", "trading.tasks_live")
 
 
 @signals.worker_init.connect

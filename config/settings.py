@@ -55,7 +55,6 @@ ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["*"] if not IS_PRODUCTION els
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
 INSTALLED_APPS = [
-    "daphne",
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
@@ -74,6 +73,8 @@ INSTALLED_APPS = [
     "news",
     "analytics",
     "telegram_bridge",
+    "web",
+    "demo",
 ]
 
 MIDDLEWARE = [
@@ -168,7 +169,7 @@ CELERY_TASK_ROUTES = {
 CELERY_BEAT_SCHEDULE = {
     "heartbeat": {"task": "analytics.tasks.heartbeat", "schedule": 60.0, "options": {"queue": "default"}},
     "watchdog": {"task": "analytics.tasks.watchdog", "schedule": 60.0, "options": {"queue": "default"}},
-    "live-admin-health": {"task": "config.live_updates.push_admin_health", "schedule": 15.0, "options": {"queue": "default"}},
+    "live-admin-health": {"task": "web.live_updates.push_admin_health", "schedule": 15.0, "options": {"queue": "default"}},
     # analytics: freeze the day's analytics (and fail backtests whose worker died) shortly before midnight UTC
     "analytics-snapshot": {"task": "analytics.tasks.analytics_snapshot", "schedule": crontab(hour=23, minute=55), "options": {"queue": "default"}},
     # signals: scan at every 15m candle close (batches start SIGNAL_SCAN_DELAY_SECONDS later), follow open signals
@@ -191,7 +192,7 @@ CELERY_BEAT_SCHEDULE = {
     "telegram-updates-prune": {"task": "telegram_bridge.tasks.telegram_updates_prune", "schedule": crontab(hour=3, minute=17), "options": {"queue": "telegram"}},
     # webhooks answer once the delivery is stored; these process what was stored but never queued (or lost a worker)
     "telegram-updates-process-stale": {"task": "telegram_bridge.tasks.telegram_updates_process_stale", "schedule": 60.0, "options": {"queue": "telegram", "expires": 55}},
-    "webhook-events-process-stale": {"task": "analytics.tasks.webhook_events_process_stale", "schedule": 60.0, "options": {"queue": "default", "expires": 55}},
+    "webhook-events-process-stale": {"task": "accounts.tasks.webhook_events_process_stale", "schedule": 60.0, "options": {"queue": "default", "expires": 55}},
 }
 
 # --- Domain events --------------------------------------------------------------------------------------------------
@@ -202,14 +203,14 @@ DOMAIN_EVENT_CONSUMERS: dict[str, list[str]] = {
     "signal.created": [
         "telegram_bridge.tasks.broadcast_signal",
         "trading.tasks.execute_signal",
-        "config.live_updates.push_signal",
+        "web.live_updates.push_signal",
     ],
     # payload: signal_id (outcome, outcome_pnl_pct are on the row)
-    "signal.closed": ["telegram_bridge.tasks.announce_signal_outcome", "config.live_updates.push_signal"],
+    "signal.closed": ["telegram_bridge.tasks.announce_signal_outcome", "web.live_updates.push_signal"],
     # payload: position_id
-    "position.opened": ["telegram_bridge.tasks.notify_position", "config.live_updates.push_position"],
-    "position.updated": ["telegram_bridge.tasks.notify_position", "config.live_updates.push_position"],
-    "position.closed": ["telegram_bridge.tasks.notify_position", "config.live_updates.push_position"],
+    "position.opened": ["telegram_bridge.tasks.notify_position", "web.live_updates.push_position"],
+    "position.updated": ["telegram_bridge.tasks.notify_position", "web.live_updates.push_position"],
+    "position.closed": ["telegram_bridge.tasks.notify_position", "web.live_updates.push_position"],
     # payload: user_id, text (already escaped HTML), dedupe_key
     "user.notify": ["telegram_bridge.tasks.notify_user"],
 }

@@ -4,16 +4,16 @@ from django.contrib import admin
 from django.urls import include, path
 from django.views.generic import RedirectView
 
-from config import health
+from web import health
 
 urlpatterns = [
     path("", RedirectView.as_view(url="/dashboard/", permanent=False), name="home"),
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
-    path("admin/control/", include("analytics.control.urls")),
+    path("admin/control/", include("web.control.urls")),
     path("admin/", admin.site.urls),
-    path("dashboard/", include("analytics.web.urls")),
-    path("api/", include("analytics.api.urls")),
+    path("dashboard/", include("web.dashboard.urls")),
+    path("api/", include("web.api.urls")),
     path("telegram/", include("telegram_bridge.urls")),
 ]
 

@@ -419,6 +419,6 @@ def news_source_from_settings(*, market_data: Any) -> NewsSource:
 
         client = CryptoNewsClient(api_key=settings.CRYPTONEWS_API_KEY)
         return CryptoNewsSource(client, max_pages=settings.NEWS_MAX_PAGES)
-    from news.sources.recorded import RecordedNewsSource
+    from testsupport.news_recorded import RecordedNewsSource
 
     return RecordedNewsSource(settings.NEWS_RECORDED_FILE, clock=market_data.now)

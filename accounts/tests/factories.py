@@ -1,7 +1,7 @@
 import factory
 from factory.django import DjangoModelFactory
 
-from accounts.models import ApiSecrets, ExchangeCredential, Subscription, TelegramUser, UserPreferences
+from accounts.models import ApiSecrets, ExchangeCredential, Subscription, TelegramUser, UserPreferences, WebhookEvent
 
 
 class TelegramUserFactory(DjangoModelFactory):
@@ -47,3 +47,13 @@ class ExchangeCredentialFactory(DjangoModelFactory):
         obj.set_secrets(extracted or ApiSecrets(api_key="key-abcdef-1234", secret="secret-xyz", passphrase="pass"))
         if create:
             obj.save()
+
+
+class WebhookEventFactory(DjangoModelFactory):
+    class Meta:
+        model = WebhookEvent
+
+    provider = WebhookEvent.Provider.WHOP
+    event_id = factory.Sequence(lambda n: f"msg_{n:08d}")
+    event_type = "membership.activated"
+    payload = factory.LazyFunction(lambda: {"type": "membership.activated", "data": {"id": "mem_1"}})

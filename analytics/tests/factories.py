@@ -3,7 +3,7 @@ from django.utils import timezone
 from factory.django import DjangoModelFactory
 
 from accounts.tests.factories import TelegramUserFactory
-from analytics.models import BacktestRun, Heartbeat, UserActivity, WebhookEvent
+from analytics.models import BacktestRun, Heartbeat, UserActivity
 
 
 class UserActivityFactory(DjangoModelFactory):
@@ -29,13 +29,3 @@ class HeartbeatFactory(DjangoModelFactory):
 
     name = "worker"
     beat_at = factory.LazyFunction(timezone.now)
-
-
-class WebhookEventFactory(DjangoModelFactory):
-    class Meta:
-        model = WebhookEvent
-
-    provider = WebhookEvent.Provider.WHOP
-    event_id = factory.Sequence(lambda n: f"msg_{n:08d}")
-    event_type = "membership.activated"
-    payload = factory.LazyFunction(lambda: {"type": "membership.activated", "data": {"id": "mem_1"}})

@@ -251,8 +251,8 @@ def test_admin_launch_with_absurd_parameters_is_refused_politely(staff_client):
 
 @pytest.fixture
 def bot_api(settings):
-    from telegram_bridge.local_server import DEFAULT_TOKEN, LocalBotAPIServer
     from telegram_bridge.transport import transport_reset
+    from testsupport.telegram_bot_api import DEFAULT_TOKEN, LocalBotAPIServer
 
     server = LocalBotAPIServer()
     server.start_in_thread()

@@ -7,11 +7,11 @@ from decimal import Decimal
 import pytest
 from django.utils import timezone
 
-from accounts.models import Subscription
-from accounts.tests.factories import SubscriptionFactory, TelegramUserFactory
+from accounts.models import Subscription, WebhookEvent
+from accounts.tests.factories import SubscriptionFactory, TelegramUserFactory, WebhookEventFactory
 from analytics import selectors, services
-from analytics.models import AnalyticsSnapshot, SystemSetting, WebhookEvent
-from analytics.tests.factories import HeartbeatFactory, UserActivityFactory, WebhookEventFactory
+from analytics.models import AnalyticsSnapshot, SystemSetting
+from analytics.tests.factories import HeartbeatFactory, UserActivityFactory
 from signals.models import Signal
 from signals.tests.factories import SignalFactory, SymbolFactory
 from trading.models import Position

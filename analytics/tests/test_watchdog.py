@@ -124,7 +124,7 @@ def test_healthcheck_command_fails_on_stale_heartbeats(settings, capsys):
 
 def test_healthcheck_fails_when_the_database_is_down(monkeypatch):
     from analytics import watchdog
-    from config import health
+    from web import health
 
     monkeypatch.setattr(health, "database_ok", lambda: False)
     health = watchdog.component_health("web")

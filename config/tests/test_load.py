@@ -34,9 +34,9 @@ def _wait_until(condition, *, timeout: float, what: str) -> None:
 
 
 def test_webhook_and_bot_update_posts_at_200_per_second(postgres_database, tmp_path):
-    from analytics.models import WebhookEvent
-    from telegram_bridge.local_server import DEFAULT_TOKEN, LocalBotAPIServer
+    from accounts.models import WebhookEvent
     from telegram_bridge.models import Delivery, TelegramUpdate
+    from testsupport.telegram_bot_api import DEFAULT_TOKEN, LocalBotAPIServer
 
     # broker + cache of its own (queued work stays away from the shared Redis); AOF fsync every second, as Redis
     # ships it, not an fsync per enqueue

@@ -22,7 +22,7 @@ REFUSAL = "administrators only"
 def bot_api(settings):
     from django.core.cache import cache
 
-    from telegram_bridge.local_server import running_local_bot_api
+    from testsupport.telegram_bot_api import running_local_bot_api
 
     settings.ADMIN_TELEGRAM_IDS = []
     settings.TELEGRAM_RATE_GLOBAL_PER_SECOND = settings.TELEGRAM_RATE_CHAT_PER_SECOND = 1000.0

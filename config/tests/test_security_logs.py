@@ -81,12 +81,12 @@ def _update(n: int, user_id: int, text: str) -> dict:
 
 @pytest.mark.urls("config.tests.urls_boom")
 def test_a_full_pipeline_run_logs_no_configured_secret(settings, transactional_db, redis_url, client, captured_logs):
-    from analytics.payment_webhooks import standard_webhooks_sign
+    from accounts.payment_webhooks import standard_webhooks_sign
     from signals.market_data.replay import ReplayMarketData
     from signals.models import Signal
     from signals.scanning import scan_batch_run, scan_start
-    from telegram_bridge.local_server import running_local_bot_api
     from telegram_bridge.services import update_handle
+    from testsupport.telegram_bot_api import running_local_bot_api
     from trading.connect import exchange_connect
     from trading.models import Position
 

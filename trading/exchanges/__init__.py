@@ -22,7 +22,7 @@ def fake_account_name(*, user_id: int) -> str:
 def exchange_client_build(*, exchange: str, api_key: str, secret: str, passphrase: str = "", user_id: int | None = None) -> ExchangeClient:
     """A client for raw keys (used by /connect before anything is stored)."""
     if getattr(settings, "LIVE_EXCHANGE_CLIENT", "real") == "fake":
-        from trading.exchanges.fake import FakeExchangeClient, fake_account
+        from testsupport.exchanges.fake import FakeExchangeClient, fake_account
 
         return FakeExchangeClient(fake_account(fake_account_name(user_id=user_id or 0)), exchange_id=exchange)
     if exchange == "bitunix":

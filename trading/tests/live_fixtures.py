@@ -10,8 +10,8 @@ import pytest
 from accounts.models import ApiSecrets
 from accounts.tests.factories import ExchangeCredentialFactory, TelegramUserFactory
 from signals.tests.factories import SignalFactory, SymbolFactory
+from testsupport.exchanges.fake import fake_account, fake_accounts_reset
 from trading.exchanges import fake_account_name
-from trading.exchanges.fake import fake_account, fake_accounts_reset
 from trading.models import Order, Position
 from trading.services import client_order_id
 

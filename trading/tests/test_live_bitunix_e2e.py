@@ -12,8 +12,8 @@ import pytest
 
 from accounts.models import ApiSecrets, TelegramUser
 from accounts.tests.factories import ExchangeCredentialFactory, TelegramUserFactory
+from testsupport.exchanges.bitunix_fake import BitunixFakeServer
 from trading.exchanges import bitunix as bitunix_module
-from trading.exchanges.bitunix_fake import BitunixFakeServer
 from trading.executors.live import LiveExecutor
 from trading.models import Order, Position
 from trading.reconcile import reconcile_user

@@ -15,10 +15,10 @@ from django.utils import timezone
 from accounts.models import ApiSecrets, UserPreferences
 from accounts.tests.factories import ExchangeCredentialFactory, TelegramUserFactory
 from signals.tests.factories import SignalFactory, SymbolFactory
+from testsupport.exchanges.fake import _FakePosition, fake_account
 from trading import services, tasks
 from trading.exchanges import fake_account_name
 from trading.exchanges.base import Balance, ExchangePosition
-from trading.exchanges.fake import _FakePosition, fake_account
 from trading.executors import live as live_module
 from trading.executors.live import LiveExecutor, account_equity_of
 from trading.models import LiveAccount, Position, TradeRefusal

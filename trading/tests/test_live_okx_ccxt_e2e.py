@@ -12,7 +12,7 @@ import pytest
 
 from accounts.models import ApiSecrets, TelegramUser
 from accounts.tests.factories import ExchangeCredentialFactory, TelegramUserFactory
-from trading.exchanges.okx_fake import OkxFetchFake
+from testsupport.exchanges.okx_fake import OkxFetchFake
 from trading.executors.live import LiveExecutor
 from trading.models import Order, Position
 from trading.reconcile import reconcile_user

@@ -1,0 +1,17 @@
+"""Thin Celery tasks of the accounts app: payment deliveries."""
+
+from celery import shared_task
+
+from accounts import payments
+
+
+@shared_task(name="accounts.tasks.webhook_event_process", time_limit=60)
+def webhook_event_process(*, event_id: int) -> str:
+    return payments.webhook_event_process(event_id=event_id).status
+
+
+@shared_task(name="accounts.tasks.webhook_events_process_stale", time_limit=300, soft_time_limit=280,
+             ignore_result=True)
+def webhook_events_process_stale() -> int:
+    """Every minute (beat): payment deliveries stored but never processed (enqueue failed, worker died)."""
+    return payments.webhook_events_process_stale()

@@ -1,0 +1,173 @@
+"""Views of the users' web dashboard. Thin: reads through selectors, writes through services."""
+
+from __future__ import annotations
+
+import logging
+from functools import wraps
+
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth import login, logout
+from django.core.exceptions import ValidationError
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from rest_framework.authtoken.models import Token
+
+from accounts.models import PnlPeriod, UserPreferences
+from accounts.services import preferences_update, telegram_user_register
+from analytics.models import UserActivity
+from analytics.services import activity_record
+from web.dashboard import data as dashboard_data
+from web.dashboard.forms import PreferencesForm
+from web.login_links import TelegramLoginError, login_token_consume, telegram_login_verify, web_user_for
+
+logger = logging.getLogger(__name__)
+
+
+def dashboard_login_required(page: str):
+    """Only a logged-in Telegram user (not banned) sees the page; each visit is recorded as activity."""
+
+    def decorator(view):
+        @wraps(view)
+        def wrapped(request: HttpRequest, *args, **kwargs):
+            telegram_user = getattr(request.user, "telegram_user", None) if request.user.is_authenticated else None
+            if telegram_user is None or telegram_user.is_banned:
+                return redirect(f"{reverse('dashboard:login')}?next={request.path}")
+            request.telegram_user = telegram_user
+            request.live_refresh_ms = int(getattr(settings, "LIVE_FALLBACK_REFRESH_SECONDS", 30) * 1000)
+            activity_record(user=telegram_user, kind=UserActivity.Kind.DASHBOARD, name=page)
+            return view(request, *args, **kwargs)
+
+        return wrapped
+
+    return decorator
+
+
+def _safe_next(request: HttpRequest) -> str:
+    target = request.GET.get("next") or request.POST.get("next") or ""
+    return target if target.startswith("/dashboard/") and not target.startswith("//") else reverse("dashboard:pnl")
+
+
+def _log_in(request: HttpRequest, telegram_user) -> None:
+    web_user = web_user_for(telegram_user=telegram_user)
+    login(request, web_user, backend="django.contrib.auth.backends.ModelBackend")
+
+
+@require_GET
+def login_page(request: HttpRequest) -> HttpResponse:
+    return render(request, "web/dashboard/login.html", {
+        "bot_username": getattr(settings, "TELEGRAM_BOT_USERNAME", ""),
+        "auth_url": request.build_absolute_uri(reverse("dashboard:login-telegram")),
+    })
+
+
+@require_GET
+def telegram_login(request: HttpRequest) -> HttpResponse:
+    """The Login Widget redirects here with id, first_name, username, photo_url, auth_date and hash."""
+    try:
+        fields = telegram_login_verify(data=request.GET.dict())
+        user, _ = telegram_user_register(
+            telegram_id=int(fields["id"]), username=fields.get("username", ""), first_name=fields.get("first_name", "")
+        )
+        if user.is_banned:
+            raise TelegramLoginError("This account is suspended.")
+        _log_in(request, user)
+    except TelegramLoginError as error:
+        messages.error(request, str(error))
+        return redirect("dashboard:login")
+    return redirect("dashboard:pnl")
+
+
+@require_http_methods(["GET", "POST"])
+def login_link(request: HttpRequest, token: str) -> HttpResponse:
+    """GET only shows a button (link previews and scanners must not burn the single-use token); POST logs in."""
+    if request.method == "GET":
+        return render(request, "web/dashboard/login_link.html", {"token": token})
+    try:
+        user = login_token_consume(token=token)
+        if user is not None:
+            _log_in(request, user)
+    except TelegramLoginError:
+        user = None
+    if user is None:
+        messages.error(request, "This login link is invalid, used or expired. Ask the bot for a new one with /dashboard.")
+        return redirect("dashboard:login")
+    return redirect("dashboard:pnl")
+
+
+@require_POST
+def logout_view(request: HttpRequest) -> HttpResponse:
+    logout(request)
+    return redirect("dashboard:login")
+
+
+@require_GET
+@dashboard_login_required("pnl")
+def pnl(request: HttpRequest) -> HttpResponse:
+    user = request.telegram_user
+    period = request.GET.get("period") or getattr(getattr(user, "preferences", None), "default_pnl_period", "today")
+    if period not in PnlPeriod.values:
+        period = PnlPeriod.TODAY
+    summary = dashboard_data.pnl_summary_or_none(user=user, period=period)
+    curve = dashboard_data.equity_points(user=user)
+    return render(request, "web/dashboard/pnl.html", {
+        "period": period, "periods": [("today", "Today"), ("week", "Week"), ("month", "Month"), ("all", "All time")],
+        "summary": summary, "chart": dashboard_data.equity_svg(curve), "curve_points": len(curve),
+        "nav": "pnl",
+    })
+
+
+@require_GET
+@dashboard_login_required("positions")
+def positions(request: HttpRequest) -> HttpResponse:
+    user = request.telegram_user
+    return render(request, "web/dashboard/positions.html", {
+        "open_positions": dashboard_data.open_positions(user=user),
+        "recent_positions": dashboard_data.recent_positions(user=user),
+        "nav": "positions",
+    })
+
+
+@require_GET
+@dashboard_login_required("signals")
+def signal_history(request: HttpRequest) -> HttpResponse:
+    return render(request, "web/dashboard/signals.html", {
+        "signals": dashboard_data.signal_history(limit=50), "nav": "signals",
+    })
+
+
+@require_http_methods(["GET", "POST"])
+@dashboard_login_required("settings")
+def preferences(request: HttpRequest) -> HttpResponse:
+    user = request.telegram_user
+    current, _ = UserPreferences.objects.get_or_create(user=user)
+    if request.method == "POST":
+        form = PreferencesForm(request.POST)
+        if form.is_valid():
+            try:
+                preferences_update(user=user, changes=form.changes())
+            except ValidationError as error:
+                form.add_service_errors(error)
+            else:
+                messages.success(request, "Settings saved. The bot uses them from now on.")
+                return redirect("dashboard:settings")
+    else:
+        form = PreferencesForm(initial=PreferencesForm.initial_from(current))
+    token = Token.objects.filter(user=request.user).first()
+    return render(request, "web/dashboard/settings.html", {
+        "form": form, "nav": "settings", "has_api_token": token is not None,
+        "new_api_token": request.session.pop("new_api_token", None),
+    })
+
+
+@require_POST
+@dashboard_login_required("api-token")
+def api_token_rotate(request: HttpRequest) -> HttpResponse:
+    """Create (or replace) the user's REST API token; shown once."""
+    Token.objects.filter(user=request.user).delete()
+    token = Token.objects.create(user=request.user)
+    request.session["new_api_token"] = token.key
+    messages.success(request, "A new API token was created. Copy it now: it is shown only once.")
+    return redirect("dashboard:settings")

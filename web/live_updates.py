@@ -1,0 +1,213 @@
+"""Live updates over WebSockets (Django Channels).
+
+* One socket per browser tab at ``/ws/live/``, authenticated by the dashboard's session. Anonymous sockets are closed
+  with code 4401. A user joins ``user.<telegram user id>`` (their own events only); staff also join ``staff``.
+* Events reach the sockets from the same domain events the Telegram broadcaster consumes (``config/events.py``):
+  the Celery tasks below are subscribers in ``settings.DOMAIN_EVENT_CONSUMERS`` and ``group_send`` to the channel
+  layer (Redis when REDIS_URL is set, in-memory otherwise). Consumers never poll the database.
+* The admin stream gets a health snapshot (scan runs, queue lengths, heartbeat age, error counts) pushed by a beat
+  task, plus broadcast progress events.
+
+Client protocol: the server sends ``{"type": <event>, ...}`` frames. The client may send ``{"type": "ping"}`` (answer
+``{"type": "pong"}``); anything else gets ``{"type": "error", "error": …}`` and the socket stays open.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from asgiref.sync import async_to_sync
+from celery import shared_task
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from channels.layers import get_channel_layer
+
+logger = logging.getLogger(__name__)
+
+STAFF_GROUP = "staff"
+CLOSE_UNAUTHENTICATED = 4401
+MAX_CLIENT_FRAME = 4096
+
+
+def user_group(telegram_user_id: int) -> str:
+    return f"user.{telegram_user_id}"
+
+
+class LiveUpdatesConsumer(AsyncJsonWebsocketConsumer):
+    groups_joined: list[str]
+
+    async def connect(self):
+        user = self.scope.get("user")
+        if user is None or not user.is_authenticated:
+            await self.close(code=CLOSE_UNAUTHENTICATED)
+            return
+        self.groups_joined = []
+        telegram_user_id = await self._telegram_user_id(user)
+        if telegram_user_id is not None:
+            self.groups_joined.append(user_group(telegram_user_id))
+        if user.is_staff:
+            self.groups_joined.append(STAFF_GROUP)
+        for group in self.groups_joined:
+            await self.channel_layer.group_add(group, self.channel_name)
+        await self.accept()
+        await self.send_json({"type": "hello", "streams": ["user" if telegram_user_id else None, "staff" if user.is_staff else None]})
+
+    async def disconnect(self, code):
+        for group in getattr(self, "groups_joined", []):
+            await self.channel_layer.group_discard(group, self.channel_name)
+
+    async def receive(self, text_data=None, bytes_data=None, **kwargs):
+        """Parse defensively: a malformed frame gets an error frame, never a closed socket."""
+        if bytes_data is not None or text_data is None:
+            await self.send_json({"type": "error", "error": "send JSON text frames"})
+            return
+        if len(text_data) > MAX_CLIENT_FRAME:
+            await self.send_json({"type": "error", "error": "frame too large"})
+            return
+        try:
+            message = json.loads(text_data)
+        except ValueError:
+            await self.send_json({"type": "error", "error": "malformed JSON"})
+            return
+        if not isinstance(message, dict) or message.get("type") != "ping":
+            await self.send_json({"type": "error", "error": "unknown message; send {\"type\": \"ping\"}"})
+            return
+        await self.send_json({"type": "pong"})
+
+    async def live_event(self, event: dict[str, Any]):
+        """Handler of group messages of type ``live.event``: forward the payload to the browser."""
+        await self.send_json(event["payload"])
+
+    @database_sync_to_async
+    def _telegram_user_id(self, user) -> int | None:
+        from accounts.models import TelegramUser
+
+        return TelegramUser.objects.filter(web_user=user).values_list("pk", flat=True).first()
+
+
+def push(group: str, payload: dict[str, Any]) -> None:
+    """Send ``payload`` to every socket of ``group`` (no-op for an empty group)."""
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    async_to_sync(layer.group_send)(group, {"type": "live.event", "payload": payload})
+
+
+def _signal_payload(signal) -> dict[str, Any]:
+    return {
+        "type": "signal",
+        "id": signal.pk,
+        "symbol": signal.symbol.symbol,
+        "side": signal.side,
+        "source": signal.source,
+        "entry": str(signal.entry),
+        "stop": str(signal.stop),
+        "tp1": str(signal.tp1),
+        "tp2": str(signal.tp2),
+        "risk_level": signal.risk_level,
+        "status": signal.status,
+        "outcome": signal.outcome,
+        "outcome_pnl_pct": None if signal.outcome_pnl_pct is None else str(signal.outcome_pnl_pct),
+        "created_at": signal.created_at.isoformat(),
+    }
+
+
+def _accepts(preferences, signal) -> bool:
+    if preferences is None:
+        return True
+    if signal.symbol.symbol in (preferences.muted_symbols or []):
+        return False
+    if signal.risk_level not in (preferences.accepted_risk_levels or []):
+        return False
+    if signal.source == "news" and not preferences.news_signals:
+        return False
+    return not (signal.source == "flow" and not preferences.flow_signals)
+
+
+@shared_task(name="web.live_updates.push_signal", ignore_result=True, time_limit=60)
+def push_signal(signal_id: int) -> int:
+    """Consumer of signal.created / signal.closed: to the sockets of users whose preferences accept it."""
+    from accounts.models import TelegramUser
+    from signals.models import Signal
+
+    signal = Signal.objects.select_related("symbol").filter(pk=signal_id).first()
+    if signal is None:
+        return 0
+    payload = _signal_payload(signal)
+    sent = 0
+    users = TelegramUser.objects.filter(web_user__isnull=False, is_banned=False).select_related("preferences")
+    for user in users.iterator():
+        if _accepts(getattr(user, "preferences", None), signal):
+            push(user_group(user.pk), payload)
+            sent += 1
+    return sent
+
+
+@shared_task(name="web.live_updates.push_position", ignore_result=True, time_limit=60)
+def push_position(position_id: int) -> None:
+    """Consumer of position.opened/updated/closed: to the owner's sockets only."""
+    from trading.models import Position
+
+    position = Position.objects.select_related("symbol").filter(pk=position_id).first()
+    if position is None:
+        return
+    push(
+        user_group(position.user_id),
+        {
+            "type": "position",
+            "id": position.pk,
+            "symbol": position.symbol.symbol,
+            "side": position.side,
+            "mode": position.mode,
+            "status": position.status,
+            "quantity": str(position.remaining_quantity),
+            "entry_price": None if position.entry_price is None else str(position.entry_price),
+            "stop_price": str(position.stop_price),
+            "realised_pnl": str(position.realised_pnl),
+            "net_pnl": str(position.net_pnl),
+            "close_reason": position.close_reason,
+        },
+    )
+
+
+def admin_health_snapshot() -> dict[str, Any]:
+    from analytics.selectors import heartbeat_age_seconds
+    from config.observability import error_counts
+
+    snapshot: dict[str, Any] = {
+        "type": "health",
+        "heartbeat_age_seconds": heartbeat_age_seconds(),
+        "errors_today": error_counts(),
+    }
+    try:  # optional parts, present once their apps provide them
+        from signals.models import ScanRun  # type: ignore[attr-defined]
+
+        last = ScanRun.objects.order_by("-pk").values().first()
+        snapshot["last_scan"] = json.loads(json.dumps(last, default=str)) if last else None
+    except ImportError:
+        snapshot["last_scan"] = None
+    snapshot["queue_lengths"] = queue_lengths()
+    return snapshot
+
+
+def queue_lengths() -> dict[str, int | None]:
+    """Messages waiting per Celery queue (Redis broker), None when there is no broker to ask."""
+    from django.conf import settings
+
+    names = ("scan", "trade", "telegram", "default")
+    if not settings.CELERY_BROKER_URL.startswith("redis"):
+        return dict.fromkeys(names)
+    import redis
+
+    try:
+        client = redis.Redis.from_url(settings.CELERY_BROKER_URL, socket_connect_timeout=2, socket_timeout=2)
+        return {name: int(client.llen(name)) for name in names}
+    except redis.RedisError:
+        return dict.fromkeys(names)
+
+
+@shared_task(name="web.live_updates.push_admin_health", ignore_result=True, time_limit=30)
+def push_admin_health() -> None:
+    push(STAFF_GROUP, admin_health_snapshot())
