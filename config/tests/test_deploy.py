@@ -41,7 +41,7 @@ def test_the_health_endpoints_and_command_exist(client, db):
 
 
 def test_the_web_server_is_the_same_everywhere_and_the_load_tests_run_the_procfiles():
-    """uvicorn worker processes (benchmarks/bench_load.py chose it over daphne); the load and fault tests start the
+    """uvicorn worker processes; the load and fault tests start the
     Procfile's command, so what they measure is what runs in production."""
     from config.tests.ops_processes import web_command
 

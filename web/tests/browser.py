@@ -49,7 +49,7 @@ class AsgiServer:
 
 @pytest.fixture(scope="module")
 def asgi_server(django_db_setup, django_db_blocker):
-    """``daphne config.asgi:application`` on a free loopback port, shared by a module's tests; it uses the test
+    """``uvicorn config.asgi:application`` on a free loopback port, shared by a module's tests; it uses the test
     database (tests must be transactional to share rows with it) and the test's Redis as its channel layer."""
     from django.conf import settings
     from django.db import connection
@@ -72,7 +72,8 @@ def asgi_server(django_db_setup, django_db_blocker):
         "ALLOWED_HOSTS": "127.0.0.1,localhost",
     }
     process = subprocess.Popen(
-        [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "config.asgi:application"],
+        [sys.executable, "-m", "uvicorn", "config.asgi:application", "--host", "127.0.0.1", "--port", str(port),
+         "--ws", "wsproto", "--lifespan", "off", "--no-access-log"],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     server = AsgiServer(process, port)
@@ -84,13 +85,13 @@ def asgi_server(django_db_setup, django_db_blocker):
         except OSError:
             if process.poll() is not None or time.monotonic() > deadline:
                 process.kill()
-                pytest.fail(f"daphne did not start:\n{process.communicate(timeout=10)[0]}")
+                pytest.fail(f"uvicorn did not start:\n{process.communicate(timeout=10)[0]}")
             time.sleep(0.25)
     yield server
     process.terminate()
     try:
         process.communicate(timeout=3)
-    except subprocess.TimeoutExpired:  # open sockets keep daphne waiting; nothing of it needs to survive
+    except subprocess.TimeoutExpired:  # open sockets keep the server waiting; nothing of it needs to survive
         process.kill()
         process.communicate()
 

@@ -1,4 +1,4 @@
-"""Real headless Chromium against the ASGI app served by daphne (HTTP + WebSockets):
+"""Real headless Chromium against the ASGI app served by uvicorn (HTTP + WebSockets):
 
 * log in with the one-time link the bot generates, change a setting, see it in the bot's settings keyboard;
 * open the positions page, let a replayed signal open a paper position (signal.created → trading → position.opened →
