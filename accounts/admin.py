@@ -1,7 +1,7 @@
 from django.contrib import admin, messages
 
 from accounts.admin_confirmation import action_confirmation_page, action_confirmed
-from accounts.models import ExchangeCredential, Subscription, TelegramUser, UserPreferences, WebhookEvent
+from accounts.models import ExchangeCredential, LoginToken, Subscription, TelegramUser, UserPreferences, WebhookEvent
 
 
 class UserPreferencesInline(admin.StackedInline):
@@ -97,6 +97,18 @@ class WebhookEventAdmin(admin.ModelAdmin):
     search_fields = ("event_id", "event_type")
     date_hierarchy = "received_at"
     readonly_fields = ("provider", "event_id", "event_type", "payload", "status", "error", "received_at", "processed_at")
+
+    def has_add_permission(self, request):
+        return False
+
+
+@admin.register(LoginToken)
+class LoginTokenAdmin(admin.ModelAdmin):
+    """Only hashes are stored: nothing here can be used to log in."""
+
+    list_display = ("user", "created_at", "expires_at", "used_at")
+    readonly_fields = ("user", "token_hash", "created_at", "expires_at", "used_at")
+    search_fields = ("user__username", "user__telegram_id")
 
     def has_add_permission(self, request):
         return False

@@ -91,7 +91,7 @@ def help_(ctx: UpdateContext, args: str) -> None:
 
 
 def web_dashboard_url(ctx: UpdateContext) -> str | None:
-    login_link_create = optional("web.login_links", "login_link_create")
+    login_link_create = optional("accounts.login_links", "login_link_create")
     if login_link_create is None:
         return None
     try:

@@ -5,12 +5,11 @@ from django.db import migrations
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('web', '0001_initial'),
-        ('accounts', '0003_webhookevent'),
+        ('accounts', '0003_webhookevent_logintoken'),
         ('analytics', '0002_snapshot_setting_webhook_logintoken'),
     ]
 
-    # WebhookEvent moved to accounts, LoginToken to web; their tables stay.
+    # WebhookEvent and LoginToken moved to accounts; their tables stay.
     operations = [
         migrations.SeparateDatabaseAndState(
             database_operations=[],

@@ -15,13 +15,13 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from rest_framework.authtoken.models import Token
 
+from accounts.login_links import TelegramLoginError, login_token_consume, telegram_login_verify, web_user_for
 from accounts.models import PnlPeriod, UserPreferences
 from accounts.services import preferences_update, telegram_user_register
 from analytics.models import UserActivity
 from analytics.services import activity_record
 from web.dashboard import data as dashboard_data
 from web.dashboard.forms import PreferencesForm
-from web.login_links import TelegramLoginError, login_token_consume, telegram_login_verify, web_user_for
 
 logger = logging.getLogger(__name__)
 

@@ -8,6 +8,7 @@ from django.utils import timezone
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
+from accounts.login_links import web_user_for
 from accounts.models import UserPreferences
 from accounts.tests.factories import TelegramUserFactory
 from analytics.models import UserActivity
@@ -15,7 +16,6 @@ from signals.models import Signal
 from signals.tests.factories import SignalFactory
 from trading.models import Position
 from trading.tests.factories import PositionFactory
-from web.login_links import web_user_for
 
 pytestmark = pytest.mark.django_db
 

@@ -9,10 +9,10 @@ from drf_spectacular.generators import SchemaGenerator
 from hypothesis import HealthCheck, settings
 from rest_framework.authtoken.models import Token
 
+from accounts.login_links import web_user_for
 from accounts.tests.factories import TelegramUserFactory
 from signals.tests.factories import SignalFactory
 from trading.tests.factories import PositionFactory
-from web.login_links import web_user_for
 
 EXAMPLES_PER_OPERATION = 20
 

@@ -11,15 +11,14 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from accounts.models import UserPreferences
+from accounts.login_links import TelegramLoginError, login_link_create, login_token_consume, telegram_login_verify
+from accounts.models import LoginToken, UserPreferences
 from accounts.tests.factories import TelegramUserFactory
 from analytics.models import UserActivity
 from signals.models import Signal
 from signals.tests.factories import SignalFactory, SymbolFactory
 from trading.models import Position
 from trading.tests.factories import PositionFactory
-from web.login_links import TelegramLoginError, login_link_create, login_token_consume, telegram_login_verify
-from web.models import LoginToken
 
 pytestmark = pytest.mark.django_db
 

@@ -1,4 +1,5 @@
 
+import django.db.models.deletion
 import django.utils.timezone
 from django.db import migrations, models
 
@@ -10,7 +11,7 @@ class Migration(migrations.Migration):
         ('accounts', '0002_pnl_period_all'),
     ]
 
-    # The table already exists (created by analytics 0002): only the model's home moves.
+    # The tables already exist (created by analytics 0002): only the models' home moves.
     operations = [
         migrations.SeparateDatabaseAndState(
             database_operations=[],
@@ -32,6 +33,21 @@ class Migration(migrations.Migration):
                 'db_table': 'analytics_webhookevent',
                 'indexes': [models.Index(fields=['status', 'received_at'], name='webhook_status_received_idx')],
                 'constraints': [models.UniqueConstraint(fields=('provider', 'event_id'), name='unique_webhook_event')],
+            },
+        ),
+        migrations.CreateModel(
+            name='LoginToken',
+            fields=[
+                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
+                ('token_hash', models.CharField(max_length=64, unique=True)),
+                ('expires_at', models.DateTimeField()),
+                ('used_at', models.DateTimeField(blank=True, null=True)),
+                ('created_at', models.DateTimeField(auto_now_add=True)),
+                ('user', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='login_tokens', to='accounts.telegramuser')),
+            ],
+            options={
+                'db_table': 'analytics_logintoken',
+                'indexes': [models.Index(fields=['expires_at'], name='logintoken_expires_idx')],
             },
         ),
                 ],

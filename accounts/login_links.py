@@ -22,8 +22,7 @@ from django.db import transaction
 from django.urls import reverse
 from django.utils import timezone
 
-from accounts.models import TelegramUser
-from web.models import LoginToken
+from accounts.models import LoginToken, TelegramUser
 
 DEFAULT_LINK_TTL_SECONDS = 600
 DEFAULT_WIDGET_MAX_AGE_SECONDS = 86_400
