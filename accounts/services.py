@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
 from accounts.crypto import SecretDecryptionError, rotate_secret
 from accounts.models import ApiSecrets, ExchangeCredential, TelegramUser, UserPreferences
+from config.events import publish
 
 
 @transaction.atomic
@@ -72,3 +74,16 @@ def exchange_credentials_rotate_keys() -> int:
             credential.save(update_fields=["api_key_encrypted", "api_secret_encrypted", "passphrase_encrypted"])
         count += 1
     return count
+
+
+def admins_notify(*, text: str, dedupe_key: str) -> int:
+    """Send ``text`` (already-escaped HTML) to every active admin through the ``user.notify`` event. Returns the
+    number of admins told; ``dedupe_key`` makes a repeat a no-op on the bridge side."""
+    admins = TelegramUser.objects.filter(is_active=True, is_banned=False).filter(
+        is_admin=True
+    ) | TelegramUser.objects.filter(telegram_id__in=settings.ADMIN_TELEGRAM_IDS)
+    told = 0
+    for admin in admins.distinct():
+        publish("user.notify", user_id=admin.pk, text=text, dedupe_key=dedupe_key)
+        told += 1
+    return told

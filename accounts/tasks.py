@@ -1,8 +1,8 @@
-"""Thin Celery tasks of the accounts app: payment deliveries."""
+"""Thin Celery tasks of the accounts app: payment deliveries, admin alerts."""
 
 from celery import shared_task
 
-from accounts import payments
+from accounts import payments, services
 
 
 @shared_task(name="accounts.tasks.webhook_event_process", time_limit=60)
@@ -15,3 +15,9 @@ def webhook_event_process(*, event_id: int) -> str:
 def webhook_events_process_stale() -> int:
     """Every minute (beat): payment deliveries stored but never processed (enqueue failed, worker died)."""
     return payments.webhook_events_process_stale()
+
+
+@shared_task(name="accounts.tasks.admins_notify", time_limit=60, ignore_result=True)
+def admins_notify(*, text: str, dedupe_key: str) -> int:
+    """Consumer of ``admins.notify`` (e.g. repeated errors reported by config.observability)."""
+    return services.admins_notify(text=text, dedupe_key=dedupe_key)

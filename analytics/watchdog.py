@@ -4,7 +4,7 @@ missing work and tells the admins in Telegram.
 ``watchdog_check`` runs every minute (``analytics.tasks.watchdog``, beat entry ``watchdog``). It only reads state
 and sends tasks; each re-queue has a cool-down in the cache so a long outage does not pile up copies, and re-running
 is safe because the heartbeat is an upsert and a scan creates each signal once (its dedupe key). Admin alerts go
-through ``config.observability.admins_notify`` with a dedupe key per problem and hour.
+through ``accounts.services.admins_notify`` with a dedupe key per problem and hour.
 """
 
 from __future__ import annotations
@@ -18,8 +18,9 @@ from django.conf import settings
 from django.core.cache import cache
 from django.utils import timezone
 
+from accounts.services import admins_notify
 from analytics.selectors import heartbeat_age_seconds
-from web import health
+from config import probes
 
 logger = logging.getLogger(__name__)
 
@@ -74,7 +75,6 @@ def _scan_state(now: datetime) -> tuple[datetime | None, bool, bool]:
 
 
 def watchdog_check(*, now: datetime | None = None) -> WatchdogReport:
-    from config.observability import admins_notify
 
     now = now or timezone.now()
     report = WatchdogReport(checked_at=now)
@@ -139,11 +139,11 @@ def component_health(component: str, *, now: datetime | None = None) -> Componen
     now = now or timezone.now()
     if component not in COMPONENTS:
         return ComponentHealth(component, False, f"unknown component (one of {', '.join(COMPONENTS)})")
-    if not health.database_ok():
+    if not probes.database_ok():
         return ComponentHealth(component, False, "database unreachable")
     if component == "web":
         return ComponentHealth(component, True, "database ok")
-    broker = health.broker_ok()
+    broker = probes.broker_ok()
     if broker is False:
         return ComponentHealth(component, False, "broker unreachable")
     max_age = settings.HEARTBEAT_MAX_AGE_SECONDS

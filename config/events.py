@@ -15,6 +15,8 @@ from typing import Any
 from django.conf import settings
 from django.db import transaction
 
+from config.celery import app
+
 logger = logging.getLogger(__name__)
 
 
@@ -26,18 +28,14 @@ def event_consumers(event: str) -> list[str]:
 
 
 @cache
-def _load_task_modules() -> None:
+def task_modules_load() -> None:
     """Import every app's tasks module (and ``conf.imports``) once, so consumers are registered in this process."""
-    from config.celery import app
-
     app.loader.import_default_modules()
 
 
 def dispatch_now(event: str, payload: dict[str, Any]) -> list[str]:
     """Send the event to every consumer task now. Returns the task names it was sent to."""
-    from config.celery import app
-
-    _load_task_modules()
+    task_modules_load()
     sent = []
     for task_name in event_consumers(event):
         task = app.tasks.get(task_name)

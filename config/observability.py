@@ -14,12 +14,16 @@ import contextvars
 import logging
 import secrets
 from datetime import UTC, datetime
+from html import escape
 
+from celery import signals as celery_signals
 from django.conf import settings
 from django.core.cache import cache
 from django.core.exceptions import BadRequest, PermissionDenied, SuspiciousOperation
 from django.http import Http404, JsonResponse
 from django.shortcuts import render
+
+from config.events import publish
 
 logger = logging.getLogger("perps.errors")
 
@@ -112,30 +116,12 @@ def error_report(exc: BaseException, *, kind: str = "other", context: dict | Non
 
 
 def _alert_admins(*, kind: str, count: int, reference: str, exc: BaseException) -> None:
-    from html import escape
-
     text = (
         f"⚠️ <b>{count} {escape(kind)} errors today</b>\nlatest: <code>{escape(type(exc).__name__)}</code> "
         f"ref <code>{reference}</code>"
     )
     hour = datetime.now(UTC).strftime("%Y%m%d%H")
-    admins_notify(text=text, dedupe_key=f"error-alert:{kind}:{hour}")
-
-
-def admins_notify(*, text: str, dedupe_key: str) -> int:
-    """Send ``text`` (already-escaped HTML) to every active admin through the ``user.notify`` event. Returns the
-    number of admins told; ``dedupe_key`` makes a repeat a no-op on the bridge side."""
-    from accounts.models import TelegramUser
-    from config.events import publish
-
-    admins = TelegramUser.objects.filter(is_active=True, is_banned=False).filter(
-        is_admin=True
-    ) | TelegramUser.objects.filter(telegram_id__in=settings.ADMIN_TELEGRAM_IDS)
-    told = 0
-    for admin in admins.distinct():
-        publish("user.notify", user_id=admin.pk, text=text, dedupe_key=dedupe_key)
-        told += 1
-    return told
+    publish("admins.notify", text=text, dedupe_key=f"error-alert:{kind}:{hour}")
 
 
 BOT_ERROR_TEXT = "Sorry, something went wrong on our side. Please try again later. Error reference: <code>{reference}</code>"
@@ -146,3 +132,21 @@ def bot_update_error(exc: BaseException, *, update_id: int | None = None) -> str
     friendly HTML message to show the user, carrying the error reference."""
     reference = error_report(exc, kind="bot_update", context={"update_id": update_id})
     return BOT_ERROR_TEXT.format(reference=reference)
+
+
+# Celery signals: the task id on every log line of a task, and every failed task through the central handler. They are
+# connected here (not in config/celery.py) so that the Celery app module imports nothing of ours.
+@celery_signals.task_prerun.connect
+def _bind_task_id(task_id=None, **_):
+    task_id_var.set(task_id or "-")
+
+
+@celery_signals.task_postrun.connect
+def _unbind_task_id(**_):
+    task_id_var.set("-")
+
+
+@celery_signals.task_failure.connect
+def _report_task_failure(sender=None, task_id=None, exception=None, **_):
+    if exception is not None:
+        error_report(exception, kind="task", context={"task": getattr(sender, "name", "?"), "celery_task_id": task_id})

@@ -213,6 +213,8 @@ DOMAIN_EVENT_CONSUMERS: dict[str, list[str]] = {
     "position.closed": ["telegram_bridge.tasks.notify_position", "web.live_updates.push_position"],
     # payload: user_id, text (already escaped HTML), dedupe_key
     "user.notify": ["telegram_bridge.tasks.notify_user"],
+    # payload: text (already escaped HTML), dedupe_key
+    "admins.notify": ["accounts.tasks.admins_notify"],
 }
 
 # --- Auth, i18n, static -------------------------------------------------------------------------------------------

@@ -29,7 +29,7 @@ def sent(monkeypatch):
 @pytest.fixture
 def alerts(monkeypatch):
     calls = []
-    monkeypatch.setattr("config.events.publish", lambda event, **payload: calls.append((event, payload)))
+    monkeypatch.setattr("accounts.services.publish", lambda event, **payload: calls.append((event, payload)))
     return calls
 
 
@@ -124,8 +124,8 @@ def test_healthcheck_command_fails_on_stale_heartbeats(settings, capsys):
 
 def test_healthcheck_fails_when_the_database_is_down(monkeypatch):
     from analytics import watchdog
-    from web import health
+    from config import probes
 
-    monkeypatch.setattr(health, "database_ok", lambda: False)
+    monkeypatch.setattr(probes, "database_ok", lambda: False)
     health = watchdog.component_health("web")
     assert not health.ok and health.detail == "database unreachable"

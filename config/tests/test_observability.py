@@ -2,6 +2,8 @@ import logging
 
 import pytest
 
+from accounts.services import admins_notify
+from accounts.tests.factories import TelegramUserFactory
 from config.observability import error_counts, error_report
 
 
@@ -47,18 +49,19 @@ def test_api_errors_answer_json(client, clear_cache):
 
 @pytest.mark.django_db
 def test_repeated_errors_alert_admins_once_per_interval(settings, monkeypatch, clear_cache):
-    from accounts.tests.factories import TelegramUserFactory
-
     admin = TelegramUserFactory(is_admin=True)
     TelegramUserFactory(is_admin=False)
     sent = []
-    monkeypatch.setattr("config.events.publish", lambda event, **payload: sent.append((event, payload)))
+    monkeypatch.setattr("config.observability.publish", lambda event, **payload: sent.append((event, payload)))
+    monkeypatch.setattr("accounts.services.publish", lambda event, **payload: sent.append((event, payload)))
     settings.ERROR_ALERT_THRESHOLD = 3
     for _ in range(6):
         error_report(ValueError("x"), kind="task")
     assert error_counts()["task"] == 6
-    assert [payload["user_id"] for _, payload in sent] == [admin.pk]
-    assert sent[0][0] == "user.notify" and "6 task errors" not in sent[0][1]["text"] and "3 task errors" in sent[0][1]["text"]
+    assert [event for event, _ in sent] == ["admins.notify"]
+    assert "6 task errors" not in sent[0][1]["text"] and "3 task errors" in sent[0][1]["text"]
+    assert admins_notify(**sent[0][1]) == 1  # the consumer: one user.notify per admin
+    assert sent[1][0] == "user.notify" and sent[1][1]["user_id"] == admin.pk
 
 
 

@@ -52,9 +52,9 @@ class _Capture(logging.Handler):
 
 @pytest.fixture
 def captured_logs():
-    from config.events import _load_task_modules
+    from config.events import task_modules_load
 
-    _load_task_modules()  # Celery's Django fixup re-runs django.setup() (dictConfig) on the first import: do it first
+    task_modules_load()  # Celery's Django fixup re-runs django.setup() (dictConfig) on the first import: do it first
     root = logging.getLogger()
     handler, level = _Capture(), root.level
     root.addHandler(handler)

@@ -10,8 +10,8 @@ import pytest
 from celery import signals
 from django.core.cache import cache
 
-from config.celery import _report_task_failure, app
-from config.observability import error_counts
+from config.celery import app
+from config.observability import _report_task_failure, error_counts
 
 TASK_NAME = "config.tests.always_failing_task"
 
@@ -42,7 +42,7 @@ def failing_task():
 @pytest.fixture
 def published(monkeypatch):
     sent: list[tuple[str, dict]] = []
-    monkeypatch.setattr("config.events.publish", lambda event, **payload: sent.append((event, payload)))
+    monkeypatch.setattr("config.observability.publish", lambda event, **payload: sent.append((event, payload)))
     return sent
 
 
@@ -80,7 +80,8 @@ def test_failing_task_is_logged_with_reference_and_counted_per_kind(failing_task
 
 
 @pytest.mark.django_db
-def test_admins_are_alerted_once_when_the_threshold_is_reached(failing_task, clear_cache, settings, published):
+def test_admins_are_alerted_once_when_the_threshold_is_reached(failing_task, clear_cache, settings, published, monkeypatch):
+    from accounts.services import admins_notify
     from accounts.tests.factories import TelegramUserFactory
 
     admin = TelegramUserFactory(is_admin=True)
@@ -95,8 +96,11 @@ def test_admins_are_alerted_once_when_the_threshold_is_reached(failing_task, cle
     for i in range(2, 6):
         _run_and_fail(failing_task, task_id=f"t-{i}")
     assert error_counts()["task"] == 6
-    assert [(event, payload["user_id"]) for event, payload in published] == [("user.notify", admin.pk)]
+    assert [event for event, _ in published] == ["admins.notify"]
     text = published[0][1]["text"]
+    told = []
+    monkeypatch.setattr("accounts.services.publish", lambda event, **payload: told.append((event, payload["user_id"])))
+    assert admins_notify(**published[0][1]) == 1 and told == [("user.notify", admin.pk)]
     assert "3 task errors today" in text and "BoomError" in text
     assert published[0][1]["dedupe_key"].startswith("error-alert:task:")
 

@@ -242,7 +242,7 @@ def test_a_new_signal_reaches_the_broadcaster_and_the_executor_through_one_event
     from config.celery import app
 
     received: list[tuple[str, dict]] = []
-    monkeypatch.setattr("config.events._load_task_modules", lambda: None)
+    monkeypatch.setattr("config.events.task_modules_load", lambda: None)
     monkeypatch.setattr(app, "tasks", {})
     monkeypatch.setitem(app.conf, "task_always_eager", False)
     monkeypatch.setattr(app, "send_task", lambda name, kwargs=None, **_: received.append((name, kwargs)))

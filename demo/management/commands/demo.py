@@ -104,9 +104,9 @@ class Command(BaseCommand):
         var/demo.log. ``-v 2`` or an explicit LOG_LEVEL other than INFO keeps the configured console logging."""
         if verbosity >= 2 or settings.LOG_LEVEL != "INFO":
             return None
-        from config.events import _load_task_modules
+        from config.events import task_modules_load
 
-        _load_task_modules()  # Celery's Django fixup re-runs django.setup() (and dictConfig) on its first import
+        task_modules_load()  # Celery's Django fixup re-runs django.setup() (and dictConfig) on its first import
         root = logging.getLogger()
         path = settings.BASE_DIR / "var" / "demo.log"
         path.parent.mkdir(exist_ok=True)
