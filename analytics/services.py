@@ -16,7 +16,9 @@ from django.db import models, transaction
 from django.utils import timezone
 from django.utils.html import escape
 
+from accounts.models import TelegramUser
 from analytics.models import AnalyticsSnapshot, BacktestRun, Heartbeat, SystemSetting, UserActivity
+from config import events
 
 logger = logging.getLogger(__name__)
 
@@ -144,20 +146,16 @@ def broadcast_start(*, text: str, actor) -> str:
 def broadcast_publish(*, broadcast_id: str, text: str) -> int:
     """Publish ``user.notify`` once per recipient (the telegram bridge's rate-limited sender delivers; the dedupe key
     makes a re-run of this fan-out a no-op per user). The operator's text is plain: it is HTML-escaped here."""
-    from accounts.models import TelegramUser
-    from config.events import publish
-    from web.live_updates import STAFF_GROUP, push
-
     html = escape(text)
     count = 0
     recipients = TelegramUser.objects.filter(is_active=True, is_banned=False).values_list("pk", flat=True)
     total = recipients.count()
     for user_id in recipients.iterator():
-        publish("user.notify", user_id=user_id, text=html, dedupe_key=f"broadcast:{broadcast_id}:{user_id}")
+        events.publish("user.notify", user_id=user_id, text=html, dedupe_key=f"broadcast:{broadcast_id}:{user_id}")
         count += 1
         if count % BROADCAST_PROGRESS_EVERY == 0 and count < total:
-            push(STAFF_GROUP, {"type": "broadcast", "id": broadcast_id, "queued": count, "total": total, "done": False})
-    push(STAFF_GROUP, {"type": "broadcast", "id": broadcast_id, "queued": count, "total": total, "done": True})
+            events.publish("broadcast.progress", broadcast_id=broadcast_id, queued=count, total=total, done=False)
+    events.publish("broadcast.progress", broadcast_id=broadcast_id, queued=count, total=total, done=True)
     logger.info("broadcast %s published to %d user(s)", broadcast_id, count)
     return count
 
@@ -203,6 +201,7 @@ def backtest_run_execute(*, run_id: int, progress: Callable[[str, int, int], Non
         run.error = f"{type(exc).__name__}: {exc}"[:2000] if not isinstance(exc, ValueError) else str(exc)[:2000]
         run.finished_at = timezone.now()
         run.save(update_fields=["status", "error", "finished_at"])
+        events.publish("backtest.finished", run_id=run.pk)
         return run
     run.metrics = metrics
     if png:
@@ -211,6 +210,7 @@ def backtest_run_execute(*, run_id: int, progress: Callable[[str, int, int], Non
     run.error = ""
     run.finished_at = timezone.now()
     run.save(update_fields=["metrics", "equity_curve", "status", "error", "finished_at"])
+    events.publish("backtest.finished", run_id=run.pk)
     return run
 
 

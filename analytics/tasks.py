@@ -21,11 +21,7 @@ def analytics_snapshot() -> str:
 
 @shared_task(name="analytics.tasks.backtest_run", time_limit=3600, soft_time_limit=3500)
 def backtest_run(*, run_id: int) -> str:
-    from analytics.backtesting import backtest_report_send
-
-    run = services.backtest_run_execute(run_id=run_id)
-    backtest_report_send(run=run)  # the chart to the Telegram admin who asked (/backtest); best effort, once
-    return run.status
+    return services.backtest_run_execute(run_id=run_id).status
 
 
 @shared_task(name="analytics.tasks.broadcast_fanout", time_limit=600)

@@ -215,6 +215,10 @@ DOMAIN_EVENT_CONSUMERS: dict[str, list[str]] = {
     "user.notify": ["telegram_bridge.tasks.notify_user"],
     # payload: text (already escaped HTML), dedupe_key
     "admins.notify": ["accounts.tasks.admins_notify"],
+    # payload: run_id (status succeeded or failed)
+    "backtest.finished": ["telegram_bridge.tasks.backtest_report_send"],
+    # payload: broadcast_id, queued, total, done
+    "broadcast.progress": ["web.live_updates.push_broadcast_progress"],
 }
 
 # --- Auth, i18n, static -------------------------------------------------------------------------------------------

@@ -11,7 +11,8 @@ import random
 from celery import shared_task
 from django.conf import settings
 
-from telegram_bridge import broadcasts
+from analytics.models import BacktestRun
+from telegram_bridge import backtest_reports, broadcasts
 from telegram_bridge.sender import deliveries_send as deliveries_send_service
 
 logger = logging.getLogger(__name__)
@@ -98,3 +99,9 @@ def telegram_updates_process_stale() -> int:
     from telegram_bridge.services import updates_process_stale
 
     return updates_process_stale()
+
+
+@shared_task(name="telegram_bridge.tasks.backtest_report_send", time_limit=120, ignore_result=True)
+def backtest_report_send(*, run_id: int) -> bool:
+    """Consumer of ``backtest.finished``: the chart (or the failure) to the Telegram admins who asked."""
+    return backtest_reports.backtest_report_send(run=BacktestRun.objects.get(pk=run_id))

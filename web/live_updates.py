@@ -211,3 +211,9 @@ def queue_lengths() -> dict[str, int | None]:
 @shared_task(name="web.live_updates.push_admin_health", ignore_result=True, time_limit=30)
 def push_admin_health() -> None:
     push(STAFF_GROUP, admin_health_snapshot())
+
+
+@shared_task(name="web.live_updates.push_broadcast_progress", ignore_result=True, time_limit=30)
+def push_broadcast_progress(*, broadcast_id: str, queued: int, total: int, done: bool) -> None:
+    """Consumer of ``broadcast.progress``: the operators' control panel shows how far a broadcast got."""
+    push(STAFF_GROUP, {"type": "broadcast", "id": broadcast_id, "queued": queued, "total": total, "done": done})

@@ -17,12 +17,12 @@ from analytics.backtesting import (
     BacktestRequestError,
     backtest_params_clean,
     backtest_report_caption,
-    backtest_report_send,
     candles_quality_report,
 )
 from analytics.models import BacktestRun
 from analytics.tests.factories import BacktestRunFactory
 from engine.candles import Candles
+from telegram_bridge.backtest_reports import backtest_report_send
 
 pytestmark = pytest.mark.django_db
 
@@ -264,12 +264,14 @@ def bot_api(settings):
     server.stop()
 
 
-def test_the_admin_who_asked_in_telegram_gets_the_chart_once(bot_api):
+def test_the_admin_who_asked_in_telegram_gets_the_chart_once(bot_api, django_capture_on_commit_callbacks):
     from analytics.tasks import backtest_run
 
     run = run_for({"symbols": XRP, "days": 3}, requested_by_telegram_id=4242)
-    assert backtest_run(run_id=run.pk) == BacktestRun.Status.SUCCEEDED  # the Celery task: run, then report
-    assert backtest_run(run_id=run.pk) == BacktestRun.Status.SUCCEEDED  # re-delivered: no second run or report
+    with django_capture_on_commit_callbacks(execute=True) as finished:  # backtest.finished → the Telegram report
+        assert backtest_run(run_id=run.pk) == BacktestRun.Status.SUCCEEDED
+        assert backtest_run(run_id=run.pk) == BacktestRun.Status.SUCCEEDED  # re-delivered: no second run or report
+    assert len(finished) == 1
     run.refresh_from_db()
     assert backtest_report_send(run=run) is False
     sent = bot_api.sent_messages(4242)

@@ -44,8 +44,6 @@ def test_dashboard_shows_analytics_and_health(staff_client):
 def test_broadcast_asks_for_confirmation_then_fans_out_once_per_active_user(
     staff_client, published, django_capture_on_commit_callbacks, monkeypatch
 ):
-    progress = []
-    monkeypatch.setattr("web.live_updates.push", lambda group, payload: progress.append((group, payload)))
     alice, bob = TelegramUserFactory.create_batch(2)
     TelegramUserFactory(is_banned=True)
     url = reverse("control:broadcast")
@@ -57,13 +55,14 @@ def test_broadcast_asks_for_confirmation_then_fans_out_once_per_active_user(
     with django_capture_on_commit_callbacks(execute=True):
         done = staff_client.post(url, {"text": "Maintenance <tonight>", "confirm": "yes"})
     assert done.status_code == 302
-    assert sorted(p["user_id"] for _, p in published) == sorted([alice.pk, bob.pk])
-    event, payload = published[0]
+    notices = [(event, p) for event, p in published if event == "user.notify"]
+    assert sorted(p["user_id"] for _, p in notices) == sorted([alice.pk, bob.pk])
+    event, payload = notices[0]
     assert event == "user.notify" and payload["text"] == "Maintenance &lt;tonight&gt;"
     assert payload["dedupe_key"].startswith("broadcast:")
     assert "Broadcast" in LogEntry.objects.get().change_message
-    assert progress == [("staff", {"type": "broadcast", "id": payload["dedupe_key"].split(":")[1], "queued": 2,
-                                   "total": 2, "done": True})]
+    progress = [p for event, p in published if event == "broadcast.progress"]
+    assert progress == [{"broadcast_id": payload["dedupe_key"].split(":")[1], "queued": 2, "total": 2, "done": True}]
 
 
 def test_empty_broadcast_is_refused(staff_client, published):

@@ -4,11 +4,12 @@ from django.core.management.base import BaseCommand, CommandError
 
 from accounts.crypto import SecretDecryptionError, fernet
 from accounts.services import exchange_credentials_rotate_keys
+from telegram_bridge.services import telegram_updates_rotate_keys
 
 
 class Command(BaseCommand):
     help = (
-        "Re-encrypt all stored exchange credentials with the newest key in FERNET_KEYS: put the new key first, keep "
+        "Re-encrypt all stored exchange credentials and pending Telegram webhook updates with the newest key in FERNET_KEYS: put the new key first, keep "
         "the old ones after it, run this, then remove the old keys."
     )
 
@@ -31,8 +32,6 @@ class Command(BaseCommand):
                 f"{exc}. Add the key it was encrypted with after the new one in FERNET_KEYS and run again "
                 "(credentials already rotated stay readable)."
             ) from exc
-        from telegram_bridge.services import telegram_updates_rotate_keys
-
         updates = telegram_updates_rotate_keys()  # webhook updates stored but not processed yet (seconds-lived)
         self.stdout.write(self.style.SUCCESS(
             f"Re-encrypted {count} credential(s) and {updates} pending Telegram update(s) with the newest key."
