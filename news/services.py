@@ -41,6 +41,8 @@ from news.sentiment import (
     analyse_cached,
 )
 from news.sources.base import NewsItem, NewsSource, NewsSourceError, normalised_title_hash, plain_text
+from news.sources.cryptonews import CryptoNewsClient, CryptoNewsSource
+from news.sources.recorded import RecordedNewsSource
 from signals.funding import latest_funding_rate
 from signals.models import Symbol
 
@@ -415,10 +417,6 @@ def news_poll(
 def news_source_from_settings(*, market_data: Any) -> NewsSource:
     """The one place that picks the source: CryptoNews live, or the recorded file on the market-data clock."""
     if settings.NEWS_SOURCE == "cryptonews":
-        from news.sources.cryptonews import CryptoNewsClient, CryptoNewsSource
-
         client = CryptoNewsClient(api_key=settings.CRYPTONEWS_API_KEY)
         return CryptoNewsSource(client, max_pages=settings.NEWS_MAX_PAGES)
-    from testsupport.news_recorded import RecordedNewsSource
-
     return RecordedNewsSource(settings.NEWS_RECORDED_FILE, clock=market_data.now)

@@ -11,11 +11,11 @@ from django.core.cache.backends.locmem import LocMemCache
 from news.models import NewsArticle
 from news.sentiment import KeywordSentimentModel
 from news.services import news_poll, news_source_from_settings
+from news.sources.recorded import RecordedNewsSource
 from news.tests.doubles import utc
 from signals.market_data.replay import ReplayMarketData
 from signals.models import Signal
 from signals.services import symbol_sync_markets
-from testsupport.news_recorded import RecordedNewsSource
 
 pytestmark = pytest.mark.django_db
 

@@ -18,11 +18,11 @@ from news.sentiment import KeywordSentimentModel, OpenAISentimentModel
 from news.services import article_process, news_articles_store, news_poll
 from news.sources.base import NewsItem, NewsSourceError
 from news.sources.cryptonews import CryptoNewsClient, CryptoNewsSource
+from news.sources.recorded import RecordedNewsSource
 from news.tests.doubles import StubMarketData, utc
 from news.tests.factories import NewsArticleFactory
 from signals.models import Signal
 from signals.tests.factories import SignalFactory, SymbolFactory
-from testsupport.news_recorded import RecordedNewsSource
 
 pytestmark = pytest.mark.django_db
 
