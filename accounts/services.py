@@ -87,3 +87,8 @@ def admins_notify(*, text: str, dedupe_key: str) -> int:
         publish("user.notify", user_id=admin.pk, text=text, dedupe_key=dedupe_key)
         told += 1
     return told
+
+
+def telegram_users_mark_blocked(*, user_ids) -> int:
+    """The user blocked the bot (403): stop sending to them until they talk to the bot again (/start)."""
+    return TelegramUser.objects.filter(id__in=list(user_ids), is_active=True).update(is_active=False)

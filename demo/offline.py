@@ -23,8 +23,9 @@ from django.conf import settings
 
 from accounts.models import TelegramUser
 from telegram_bridge.bridge import polling_run
+from telegram_bridge.deliveries import SendReport
 from telegram_bridge.rate_limit import Rate, SendRateLimiter
-from telegram_bridge.sender import SendReport, deliveries_send_pending
+from telegram_bridge.sender import deliveries_send_pending
 from telegram_bridge.transport import get_transport
 from testsupport.telegram_bot_api import LocalBotAPIServer, running_local_bot_api
 

@@ -14,8 +14,8 @@ from django.utils import timezone
 
 from accounts.models import TelegramUser
 from telegram_bridge import texts
+from telegram_bridge.deliveries import CLAIM_LEASE, OutgoingMessage, deliveries_create
 from telegram_bridge.models import Delivery
-from telegram_bridge.sender import CLAIM_LEASE, OutgoingMessage, deliveries_create
 
 
 def signal_dedupe_key(signal_id: int) -> str:

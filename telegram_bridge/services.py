@@ -23,7 +23,7 @@ from django.utils import timezone
 
 from accounts.crypto import SecretDecryptionError, decrypt_secret, encrypt_secret, rotate_secret
 from accounts.models import TelegramUser
-from accounts.services import telegram_user_register
+from accounts.services import telegram_user_register, telegram_users_mark_blocked
 from telegram_bridge import callbacks, commands, texts
 from telegram_bridge.conversations import conversation_end, conversation_get
 from telegram_bridge.models import TelegramUpdate
@@ -258,11 +258,6 @@ def _activity(user: TelegramUser, kind: str, name: str) -> None:
 
 
 # --- writes on Telegram users that only the bridge makes (candidates for accounts.services) -----------------------
-
-def telegram_users_mark_blocked(*, user_ids) -> int:
-    """The user blocked the bot (403): stop sending to them until they talk to the bot again (/start)."""
-    return TelegramUser.objects.filter(id__in=list(user_ids), is_active=True).update(is_active=False)
-
 
 def telegram_user_ban_set(*, telegram_id: int, banned: bool) -> TelegramUser | None:
     user = TelegramUser.objects.filter(telegram_id=telegram_id).first()

@@ -12,12 +12,15 @@ from celery import shared_task
 from django.conf import settings
 
 from analytics.models import BacktestRun
-from telegram_bridge import backtest_reports, broadcasts
-from telegram_bridge.sender import deliveries_send as deliveries_send_service
+from telegram_bridge import broadcasts
 
 logger = logging.getLogger(__name__)
 
 _RELIABLE = {"acks_late": True, "reject_on_worker_lost": True}
+
+# _sender_note: the tasks that talk to Telegram import the aiogram-based sender inside the task, not here. Every
+# process imports this module (event dispatch, worker start); aiogram takes 5-10 s to import (pydantic models), and
+# only a process that actually sends should pay that, once, on its first send.
 
 
 def _enqueue_chunks(delivery_ids: list[int]) -> int:
@@ -32,6 +35,8 @@ def _enqueue_chunks(delivery_ids: list[int]) -> int:
 @shared_task(bind=True, name="telegram_bridge.tasks.deliveries_send", time_limit=600, soft_time_limit=570,
              max_retries=8, **_RELIABLE)
 def deliveries_send(self, delivery_ids: list[int]) -> dict:
+    from telegram_bridge.sender import deliveries_send as deliveries_send_service  # aiogram: see _sender_note
+
     report = deliveries_send_service(delivery_ids=delivery_ids)
     leftover = report.retry_later + report.busy
     if leftover and not self.app.conf.task_always_eager and self.request.retries < self.max_retries:
@@ -104,4 +109,6 @@ def telegram_updates_process_stale() -> int:
 @shared_task(name="telegram_bridge.tasks.backtest_report_send", time_limit=120, ignore_result=True)
 def backtest_report_send(*, run_id: int) -> bool:
     """Consumer of ``backtest.finished``: the chart (or the failure) to the Telegram admins who asked."""
-    return backtest_reports.backtest_report_send(run=BacktestRun.objects.get(pk=run_id))
+    from telegram_bridge.backtest_reports import backtest_report_send as report_send  # aiogram: see _sender_note
+
+    return report_send(run=BacktestRun.objects.get(pk=run_id))

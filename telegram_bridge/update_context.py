@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from accounts.models import TelegramUser
-from telegram_bridge.sender import OutgoingMessage, deliveries_create, telegram_call
+from telegram_bridge.deliveries import OutgoingMessage, deliveries_create
 
 
 @dataclass
@@ -32,8 +32,11 @@ class UpdateContext:
     def show(self, text: str, *, markup: dict | None = None) -> None:
         """For a button press: replace the message carrying the button; otherwise (or if that fails) reply."""
         if self.callback_id is not None and self.message_id is not None:
+            # aiogram takes seconds to import: only a process that talks to Telegram loads it, on its first call.
             from aiogram.exceptions import TelegramBadRequest
             from aiogram.types import InlineKeyboardMarkup, LinkPreviewOptions
+
+            from telegram_bridge.sender import telegram_call
 
             keyboard = InlineKeyboardMarkup.model_validate(markup) if markup else None
 
@@ -58,11 +61,15 @@ class UpdateContext:
             return
         self.answered = True
         callback_id = self.callback_id
+        from telegram_bridge.sender import telegram_call  # aiogram on first use (see show)
+
         telegram_call(lambda bot: bot.answer_callback_query(callback_query_id=callback_id, text=text[:200] or None))
 
     def delete_user_message(self) -> None:
         if self.message_id is not None:
             message_id = self.message_id
+            from telegram_bridge.sender import telegram_call  # aiogram on first use (see show)
+
             telegram_call(lambda bot: bot.delete_message(chat_id=self.chat_id, message_id=message_id))
 
     def flush(self) -> list[int]:

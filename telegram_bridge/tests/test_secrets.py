@@ -5,8 +5,9 @@ import logging
 import pytest
 
 from telegram_bridge.bridge import polling_run
+from telegram_bridge.deliveries import OutgoingMessage, deliveries_create
 from telegram_bridge.models import Delivery
-from telegram_bridge.sender import OutgoingMessage, deliveries_create, deliveries_send
+from telegram_bridge.sender import deliveries_send
 from telegram_bridge.transport import get_transport, transport_reset
 
 pytestmark = pytest.mark.django_db

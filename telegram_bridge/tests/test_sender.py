@@ -6,9 +6,10 @@ import pytest
 from django.utils import timezone
 
 from accounts.tests.factories import TelegramUserFactory
+from telegram_bridge.deliveries import OutgoingMessage, deliveries_create
 from telegram_bridge.models import Delivery
 from telegram_bridge.rate_limit import Rate, SendRateLimiter
-from telegram_bridge.sender import OutgoingMessage, deliveries_create, deliveries_send
+from telegram_bridge.sender import deliveries_send
 from telegram_bridge.telegram_html import escape, telegram_html_errors
 from telegram_bridge.transport import get_transport
 
@@ -90,7 +91,7 @@ def test_rows_of_a_dead_worker_are_taken_over_but_live_claims_are_not(bot_api):
 def test_the_send_task_backs_off_exponentially_with_jitter_then_leaves_it_to_the_sweeper(monkeypatch):
     from config.celery import app
     from telegram_bridge import tasks
-    from telegram_bridge.sender import SendReport
+    from telegram_bridge.deliveries import SendReport
 
     class Retried(Exception):
         pass
@@ -102,7 +103,7 @@ def test_the_send_task_backs_off_exponentially_with_jitter_then_leaves_it_to_the
         countdowns.append(countdown)
         raise Retried
 
-    monkeypatch.setattr(tasks, "deliveries_send_service", lambda *, delivery_ids: SendReport(sent=1, retry_later=2))
+    monkeypatch.setattr("telegram_bridge.sender.deliveries_send", lambda *, delivery_ids: SendReport(sent=1, retry_later=2))
     monkeypatch.setattr(tasks.deliveries_send, "retry", retry)
     previous, app.conf.task_always_eager = app.conf.task_always_eager, False  # as on a real worker
     try:

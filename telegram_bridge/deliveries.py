@@ -1,0 +1,153 @@
+"""Deliveries: what the bot has to send, stored once per (chat, dedupe key) before anything is sent.
+
+* ``deliveries_create`` stores what to send (long texts split into parts ``key``, ``key#2``, …); a repeat is a no-op.
+* ``deliveries_claim`` claims rows (``SELECT … FOR UPDATE SKIP LOCKED``; a claim expires after ``CLAIM_LEASE`` so a
+  dead worker's rows are taken over); ``deliveries_record`` writes each outcome back.
+
+This module does not import aiogram (5–10 s to import): storing a message costs a process nothing; only the processes
+that send (``telegram_bridge.sender``) load it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from django.db import transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from accounts.services import telegram_users_mark_blocked
+from telegram_bridge.models import Delivery
+from telegram_bridge.telegram_html import escape, split_message, telegram_html_errors
+
+logger = logging.getLogger(__name__)
+
+CLAIM_LEASE = timedelta(minutes=5)
+
+
+@dataclass(frozen=True)
+class OutgoingMessage:
+    chat_id: str
+    text: str
+    dedupe_key: str
+    user_id: int | None = None
+    reply_markup: dict | None = None
+    reply_to_message_id: int | None = None
+
+
+@dataclass
+class SendReport:
+    sent: int = 0
+    blocked: int = 0
+    failed: int = 0
+    retry_later: int = 0
+    busy: int = 0  # claimed by another live worker
+    retry_afters: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+def _parts(message: OutgoingMessage) -> list[Delivery]:
+    text = message.text if telegram_html_errors(message.text) is None else _escape_all(message.text)
+    pieces = split_message(text)
+    rows = []
+    for index, piece in enumerate(pieces):
+        rows.append(Delivery(
+            chat_id=str(message.chat_id),
+            dedupe_key=message.dedupe_key if index == 0 else f"{message.dedupe_key}#{index + 1}",
+            user_id=message.user_id,
+            text=piece,
+            reply_markup=message.reply_markup if index == len(pieces) - 1 else None,
+            reply_to_message_id=message.reply_to_message_id if index == 0 else None,
+        ))
+    return rows
+
+
+def _escape_all(text: str) -> str:
+    logger.warning("outgoing text was not valid Telegram HTML; sent fully escaped")
+    return escape(text)
+
+
+def deliveries_create(*, messages: Iterable[OutgoingMessage], batch_size: int = 1000) -> list[int]:
+    """Store the messages (existing (chat, key) pairs are left alone); ids of those not yet sent, in order."""
+    rows: list[Delivery] = []
+    for message in messages:
+        rows.extend(_parts(message))
+    if not rows:
+        return []
+    Delivery.objects.bulk_create(rows, ignore_conflicts=True, batch_size=batch_size)
+    by_key: dict[str, set[str]] = defaultdict(set)
+    for row in rows:
+        by_key[row.dedupe_key].add(row.chat_id)
+    ids: list[int] = []
+    for key, chats in by_key.items():
+        chat_list = list(chats)
+        for start in range(0, len(chat_list), batch_size):
+            ids.extend(
+                Delivery.objects.filter(dedupe_key=key, chat_id__in=chat_list[start:start + batch_size])
+                .filter(status__in=[Delivery.Status.PENDING, Delivery.Status.SENDING])
+                .values_list("id", flat=True)
+            )
+    return sorted(ids)
+
+
+def deliveries_claim(*, delivery_ids: list[int]) -> tuple[list[Delivery], int]:
+    """Claim the sendable rows among ``delivery_ids``; returns them and the number held by other live workers."""
+    now = timezone.now()
+    claimable = Q(status=Delivery.Status.PENDING) | Q(status=Delivery.Status.SENDING, claimed_at__lt=now - CLAIM_LEASE)
+    with transaction.atomic():
+        rows = list(
+            Delivery.objects.select_for_update(skip_locked=True).filter(id__in=delivery_ids).filter(claimable).order_by("id")
+        )
+        Delivery.objects.filter(id__in=[r.id for r in rows]).update(
+            status=Delivery.Status.SENDING, claimed_at=now, attempts=F("attempts") + 1
+        )
+    busy = Delivery.objects.filter(id__in=delivery_ids, status=Delivery.Status.SENDING).exclude(
+        id__in=[r.id for r in rows]).count()
+    return rows, busy
+
+
+@dataclass
+class Outcome:
+    delivery_id: int
+    status: str
+    message_id: int | None = None
+    error: str = ""
+    retry_afters: int = 0
+
+
+def deliveries_record(outcomes: list[Outcome], rows_by_id: dict[int, Delivery], report: SendReport) -> None:
+    now = timezone.now()
+    changed = []
+    blocked_users = set()
+    for outcome in outcomes:
+        row = rows_by_id[outcome.delivery_id]
+        row.status, row.error = outcome.status, outcome.error
+        report.retry_afters += outcome.retry_afters
+        if outcome.status == Delivery.Status.SENT:
+            row.message_id, row.sent_at = outcome.message_id, now
+            report.sent += 1
+        elif outcome.status == Delivery.Status.BLOCKED:
+            report.blocked += 1
+            if row.user_id:
+                blocked_users.add(row.user_id)
+        elif outcome.status == Delivery.Status.FAILED:
+            report.failed += 1
+            report.errors.append(outcome.error)
+        else:
+            row.claimed_at = None
+            report.retry_later += 1
+        changed.append(row)
+    Delivery.objects.bulk_update(changed, ["status", "error", "message_id", "sent_at", "claimed_at"])
+    if blocked_users:
+        telegram_users_mark_blocked(user_ids=blocked_users)
+
+
+def deliveries_sendable_ids(*, limit: int = 50_000) -> list[int]:
+    """Rows nobody is sending: pending, or claimed by a worker whose lease ran out (it died)."""
+    now = timezone.now()
+    sendable = Q(status=Delivery.Status.PENDING) | Q(status=Delivery.Status.SENDING, claimed_at__lt=now - CLAIM_LEASE)
+    return list(Delivery.objects.filter(sendable).order_by("id").values_list("id", flat=True)[:limit])
