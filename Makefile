@@ -5,6 +5,8 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 SERVE ?= 1
 PORT ?= 8000
+# pytest-xdist workers for `make test` (each with its own test database and Redis database number)
+TEST_WORKERS ?= 2
 
 .PHONY: demo test lint install install-dev bench clean
 
@@ -32,7 +34,7 @@ demo: install
 ## Set up and run the test suite (against DATABASE_URL/REDIS_URL when set; SQLite and skips otherwise).
 test: install-dev
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/pytest -q -p no:cacheprovider
+	$(VENV)/bin/pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --dist loadfile
 
 lint: install-dev
 	$(VENV)/bin/ruff check .
