@@ -253,19 +253,13 @@ def auto_trading_globally_paused() -> bool:
 
 
 def last_scan_at() -> datetime | None:
-    """Finish (or start) time of the newest scan run, if the signals app records them (``signals.models.ScanRun``)."""
-    try:
-        from signals.models import ScanRun  # added by the signals engineer; absent in older trees
-    except ImportError:
-        return None
+    """Finish (or start) time of the newest scan run."""
+    from signals.models import ScanRun
+
     run = ScanRun.objects.order_by("-pk").first()
     if run is None:
         return None
-    for name in ("finished_at", "completed_at", "started_at", "created_at"):
-        value = getattr(run, name, None)
-        if value is not None:
-            return value
-    return None
+    return run.finished_at or run.started_at
 
 
 def celery_queue_lengths() -> dict[str, int] | None:

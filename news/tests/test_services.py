@@ -376,9 +376,6 @@ def test_recorded_source_releases_articles_on_the_clock(tmp_path):
 
 
 def test_the_real_signal_create_stores_a_news_signal(symbols):
-    services = pytest.importorskip("signals.services")
-    if not hasattr(services, "signal_create"):
-        pytest.skip("signals.services.signal_create not available yet")
     news_poll(source=ListSource([item()]), model=KeywordSentimentModel(), market_data=market())
     signal = Signal.objects.get(source=Signal.Source.NEWS)
     assert signal.symbol.symbol == ETH and signal.side == "long"
