@@ -278,10 +278,8 @@ def celery_queue_lengths() -> dict[str, int] | None:
 
 
 def error_counts_today() -> dict[str, int] | None:
-    try:
-        from config.observability import error_counts
-    except ImportError:
-        return None
+    from config.observability import error_counts
+
     try:
         return error_counts()
     except Exception:  # a cache outage must not break the health page
