@@ -1,5 +1,4 @@
-"""Writes of the analytics app: activity, heartbeats, snapshots, operator switches and actions, backtests, payment
-webhooks."""
+"""Writes of the analytics app: activity, heartbeats, snapshots, operator switches and actions, backtests."""
 
 from __future__ import annotations
 
