@@ -65,10 +65,6 @@ def login_token_consume(*, token: str) -> TelegramUser | None:
     return None if user.is_banned else user
 
 
-def login_tokens_delete_expired() -> int:
-    return LoginToken.objects.filter(expires_at__lt=timezone.now() - timedelta(days=1)).delete()[0]
-
-
 def telegram_login_verify(*, data: Mapping[str, str], bot_token: str | None = None, max_age_seconds: int | None = None,
                           now: float | None = None) -> dict[str, str]:
     """Check the Login Widget's fields; returns them (without ``hash``) or raises TelegramLoginError."""

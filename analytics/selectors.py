@@ -17,7 +17,7 @@ from django.db.models.functions import TruncMonth
 from django.utils import timezone
 
 from accounts.models import WebhookEvent
-from analytics.models import AnalyticsSnapshot, BacktestRun, Heartbeat, SystemSetting, UserActivity
+from analytics.models import AnalyticsSnapshot, BacktestRun, Heartbeat, UserActivity
 
 logger = logging.getLogger(__name__)
 
@@ -235,11 +235,6 @@ def analytics_snapshot_list(*, limit: int = 30) -> QuerySet:
 
 
 # ---- operator switches --------------------------------------------------------------------------------------------
-
-
-def system_setting_get(*, key: str, default: Any = None) -> Any:
-    value = SystemSetting.objects.filter(key=key).values_list("value", flat=True).first()
-    return default if value is None else value
 
 
 def auto_trading_globally_paused() -> bool:

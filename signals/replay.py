@@ -49,9 +49,6 @@ class ReplayReport:
         by_id = Signal.objects.select_related("symbol").in_bulk(ids)
         return [by_id[pk] for pk in ids if pk in by_id]
 
-    def outcome_counts(self) -> Counter:
-        return Counter(signal.outcome for signal in self.refreshed_signals())
-
     def summary_lines(self) -> list[str]:
         signals = self.refreshed_signals()
         lines = [

@@ -58,8 +58,7 @@ def open_positions(*, user) -> list:
 
 
 def recent_positions(*, user, limit: int = 20) -> list:
-    """The user's most recently closed positions (``position_list_recent`` also lists open ones: those are left out,
-    the page shows them in their own table)."""
+    """The user's most recently closed positions (the open ones have their own table)."""
     return list(Position.objects.filter(user=user, status=Position.Status.CLOSED).select_related("symbol")
                 .order_by("-closed_at", "-pk")[:limit])
 

@@ -45,11 +45,6 @@ def dashboard_login_required(page: str):
     return decorator
 
 
-def _safe_next(request: HttpRequest) -> str:
-    target = request.GET.get("next") or request.POST.get("next") or ""
-    return target if target.startswith("/dashboard/") and not target.startswith("//") else reverse("dashboard:pnl")
-
-
 def _log_in(request: HttpRequest, telegram_user) -> None:
     web_user = web_user_for(telegram_user=telegram_user)
     login(request, web_user, backend="django.contrib.auth.backends.ModelBackend")
