@@ -48,8 +48,3 @@ def rotate_secret(token: str) -> str:
         return fernet().rotate(token.encode()).decode()
     except InvalidToken as exc:
         raise SecretDecryptionError("stored secret cannot be decrypted with the configured FERNET_KEYS") from exc
-
-
-def mask_secret(plaintext: str) -> str:
-    """What a person may see of a key: its last four characters."""
-    return f"…{plaintext[-4:]}" if len(plaintext) > 4 else "…"

@@ -24,9 +24,6 @@ from django.utils import timezone
 
 from accounts.models import LoginToken, TelegramUser
 
-DEFAULT_LINK_TTL_SECONDS = 600
-DEFAULT_WIDGET_MAX_AGE_SECONDS = 86_400
-
 
 class TelegramLoginError(Exception):
     """The widget data is not authentic or too old; the message is safe to show."""
@@ -37,12 +34,12 @@ def _token_hash(token: str) -> str:
 
 
 def _base_url() -> str:
-    return getattr(settings, "WEB_BASE_URL", "").rstrip("/")
+    return settings.WEB_BASE_URL.rstrip("/")
 
 
 def login_link_create(*, user: TelegramUser) -> str:
     """A single-use, short-lived absolute URL (relative when WEB_BASE_URL is unset) that logs ``user`` in."""
-    ttl = getattr(settings, "WEB_LOGIN_LINK_TTL_SECONDS", DEFAULT_LINK_TTL_SECONDS)
+    ttl = settings.WEB_LOGIN_LINK_TTL_SECONDS
     token = secrets.token_urlsafe(32)
     LoginToken.objects.create(user=user, token_hash=_token_hash(token), expires_at=timezone.now() + timedelta(seconds=ttl))
     return f"{_base_url()}{reverse('dashboard:login-link', args=[token])}"
@@ -65,16 +62,12 @@ def login_token_consume(*, token: str) -> TelegramUser | None:
     return None if user.is_banned else user
 
 
-def login_tokens_delete_expired() -> int:
-    return LoginToken.objects.filter(expires_at__lt=timezone.now() - timedelta(days=1)).delete()[0]
-
-
 def telegram_login_verify(*, data: Mapping[str, str], bot_token: str | None = None, max_age_seconds: int | None = None,
                           now: float | None = None) -> dict[str, str]:
     """Check the Login Widget's fields; returns them (without ``hash``) or raises TelegramLoginError."""
     bot_token = settings.TELEGRAM_BOT_TOKEN if bot_token is None else bot_token
     if max_age_seconds is None:
-        max_age_seconds = getattr(settings, "TELEGRAM_LOGIN_MAX_AGE_SECONDS", DEFAULT_WIDGET_MAX_AGE_SECONDS)
+        max_age_seconds = settings.TELEGRAM_LOGIN_MAX_AGE_SECONDS
     if not bot_token:
         raise TelegramLoginError("Telegram login is not configured on this server.")
     fields = {key: str(value) for key, value in data.items() if key != "hash"}

@@ -17,7 +17,7 @@ from django.db.models.functions import TruncMonth
 from django.utils import timezone
 
 from accounts.models import WebhookEvent
-from analytics.models import AnalyticsSnapshot, BacktestRun, Heartbeat, SystemSetting, UserActivity
+from analytics.models import AnalyticsSnapshot, BacktestRun, Heartbeat, UserActivity
 
 logger = logging.getLogger(__name__)
 
@@ -237,11 +237,6 @@ def analytics_snapshot_list(*, limit: int = 30) -> QuerySet:
 # ---- operator switches --------------------------------------------------------------------------------------------
 
 
-def system_setting_get(*, key: str, default: Any = None) -> Any:
-    value = SystemSetting.objects.filter(key=key).values_list("value", flat=True).first()
-    return default if value is None else value
-
-
 def auto_trading_globally_paused() -> bool:
     """True while auto-trading is paused for everyone: the trading app's switch, which its risk manager obeys."""
     from trading.models import TradingSwitch
@@ -253,19 +248,13 @@ def auto_trading_globally_paused() -> bool:
 
 
 def last_scan_at() -> datetime | None:
-    """Finish (or start) time of the newest scan run, if the signals app records them (``signals.models.ScanRun``)."""
-    try:
-        from signals.models import ScanRun  # added by the signals engineer; absent in older trees
-    except ImportError:
-        return None
+    """Finish (or start) time of the newest scan run."""
+    from signals.models import ScanRun
+
     run = ScanRun.objects.order_by("-pk").first()
     if run is None:
         return None
-    for name in ("finished_at", "completed_at", "started_at", "created_at"):
-        value = getattr(run, name, None)
-        if value is not None:
-            return value
-    return None
+    return run.finished_at or run.started_at
 
 
 def celery_queue_lengths() -> dict[str, int] | None:
@@ -284,10 +273,8 @@ def celery_queue_lengths() -> dict[str, int] | None:
 
 
 def error_counts_today() -> dict[str, int] | None:
-    try:
-        from config.observability import error_counts
-    except ImportError:
-        return None
+    from config.observability import error_counts
+
     try:
         return error_counts()
     except Exception:  # a cache outage must not break the health page

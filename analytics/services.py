@@ -1,5 +1,4 @@
-"""Writes of the analytics app: activity, heartbeats, snapshots, operator switches and actions, backtests, payment
-webhooks."""
+"""Writes of the analytics app: activity, heartbeats, snapshots, operator switches and actions, backtests."""
 
 from __future__ import annotations
 
@@ -72,7 +71,7 @@ def system_setting_set(*, key: str, value: Any) -> SystemSetting:
 def auto_trading_global_set(*, paused: bool, actor, reason: str = ""):
     """Pause or resume auto-trading for everyone through the trading app's own switch (``trading.services.
     trading_pause``/``trading_resume``; its risk manager refuses new positions while paused). The operator and the
-    reason go to the admin log; the SystemSetting mirror keeps the switch visible in the analytics snapshot."""
+    reason go to the admin log; the SystemSetting mirror shows the switch in the Django admin."""
     from trading.services import trading_pause, trading_resume
 
     switch = trading_pause(reason=reason or "paused by an operator") if paused else trading_resume()

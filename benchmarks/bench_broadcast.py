@@ -1,7 +1,7 @@
 """Broadcast one signal to 10,000 Telegram users against the local Bot API server limited to N msg/s (default 50:
 about Telegram's own ~30 msg/s, and well inside what one loaded 2-core machine can push; BENCH_RATE changes it).
 
-Target (issue 4): achieved ≥ 95% of N, 0 lost, 0 duplicates, every 429 honoured (no request for a chat before its
+Target: achieved ≥ 95% of N, 0 lost, 0 duplicates, every 429 honoured (no request for a chat before its
 retry_after — the server counts those as "violations").
 
 The real path end to end: ``telegram_bridge.broadcasts.signal_broadcast_prepare`` stores the Delivery rows, then

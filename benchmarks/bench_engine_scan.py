@@ -1,7 +1,7 @@
 """Speed of the signal path: scan_many over 200 symbols x 1000 15m candles (+ their 1h candles), and the
 vectorised entry_signals + 1h quorum over a long series (the backtest path).
 
-Budget (docs/ENGINE_API.md): the scan must finish in < 1 s on 2 cores. Exits non-zero when it does not.
+Budget: the scan must finish in < 1 s on 2 cores. Exits non-zero when it does not.
 Run: .venv/bin/python benchmarks/bench_engine_scan.py
 """
 

@@ -1,7 +1,7 @@
 """Load on loopback: 200 req/s of Telegram bot-update + payment-webhook posts for 30 s against the production web
 server (the Procfile's command: uvicorn worker processes, config/asgi.py's bounded-thread handler).
 
-Objective (issue 11): p99 < 50 ms and 0 errors. Baseline in the same run: /healthz at the same rate for 10 s (the
+Objective: p99 < 50 ms and 0 errors. Baseline in the same run: /healthz at the same rate for 10 s (the
 server's and the machine's floor), so the figures read as a ratio too. Before measuring, 3 s of the same load warm
 every worker process and thread up (connections opened; not measured).
 
@@ -53,7 +53,7 @@ def ensure_database(url: str) -> None:
 
 class CpuUse:
     """CPU of the whole machine, of the web server's process group and of this process (the load generator) over a
-    span, from /proc: what is left is PostgreSQL, Redis and whatever else runs on the machine (other engineers)."""
+    span, from /proc: what is left is PostgreSQL, Redis and whatever else runs on the machine."""
 
     TICK = os.sysconf("SC_CLK_TCK")
 
@@ -82,7 +82,7 @@ class CpuUse:
         busy, web, own, steal = ((end[i] - self.start[i]) / wall for i in (1, 2, 3, 5))
         return (f"CPU during the measured run (cores of {os.cpu_count()}): machine {busy:.2f}, web server {web:.2f}, "
                 f"load generator {own:.2f}, everything else {busy - web - own:.2f} (PostgreSQL, Redis, other "
-                f"engineers' processes), stolen by the hypervisor {steal:.2f}; load average (1 min) {self.start[4]:.2f} at the start, {end[4]:.2f} at the end")
+                f"processes), stolen by the hypervisor {steal:.2f}; load average (1 min) {self.start[4]:.2f} at the start, {end[4]:.2f} at the end")
 
 
 def stored_counts(result: LoadResult) -> dict[str, int]:

@@ -7,12 +7,16 @@ Every variable is documented in `.env.example`. Three environments:
   documented, insecure constants so that a restart never makes stored data unreadable.
 * ``test``: like development; the test suite points DATABASE_URL/REDIS_URL at real servers when they exist.
 * ``production``: refuses to start without SECRET_KEY and FERNET_KEYS; secure cookies, HSTS, JSON logs.
+
+Code reads settings as ``settings.NAME`` only (never ``getattr`` with a default): every name is declared here. A
+variable with a fixed set of values (``env_choice``) stops start-up with ImproperlyConfigured on any other value.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
+from collections.abc import Iterable
 from decimal import Decimal
 from pathlib import Path
 
@@ -27,9 +31,18 @@ _dotenv = BASE_DIR / ".env"
 if _dotenv.exists():
     environ.Env.read_env(_dotenv)
 
-DJANGO_ENV = env.str("DJANGO_ENV", default="development")
-if DJANGO_ENV not in {"development", "test", "production"}:
-    raise ImproperlyConfigured(f"DJANGO_ENV must be development, test or production, not {DJANGO_ENV!r}")
+
+
+def env_choice(name: str, *, default: str, allowed: Iterable[str]) -> str:
+    """The variable ``name``, which must be one of ``allowed``: a typo stops start-up instead of meaning the default."""
+    allowed = tuple(allowed)
+    value = env.str(name, default=default)
+    if value not in allowed:
+        raise ImproperlyConfigured(f"{name}={value!r} is not a valid value; allowed: {', '.join(allowed)}.")
+    return value
+
+
+DJANGO_ENV = env_choice("DJANGO_ENV", default="development", allowed=("development", "test", "production"))
 IS_PRODUCTION = DJANGO_ENV == "production"
 
 DEBUG = env.bool("DEBUG", default=not IS_PRODUCTION)
@@ -285,10 +298,15 @@ else:
 
 # --- Web dashboard -----------------------------------------------------------------------------------------------
 WEB_BASE_URL = env.str("WEB_BASE_URL", default="")  # absolute base of the bot's one-time dashboard login links
+WEB_LOGIN_LINK_TTL_SECONDS = env.int("WEB_LOGIN_LINK_TTL_SECONDS", default=600)  # a login link works once, this long
+# The Telegram Login Widget on the login page (shown only with a bot username); its data is accepted this long.
+TELEGRAM_BOT_USERNAME = env.str("TELEGRAM_BOT_USERNAME", default="")
+TELEGRAM_LOGIN_MAX_AGE_SECONDS = env.int("TELEGRAM_LOGIN_MAX_AGE_SECONDS", default=86_400)
 LIVE_FALLBACK_REFRESH_SECONDS = env.int("LIVE_FALLBACK_REFRESH_SECONDS", default=30)  # page refresh while the socket is down
 
 # --- Live trading (trading/exchanges, trading/executors/live.py, trading/reconcile.py) ----------------------------
-LIVE_EXCHANGE_CLIENT = env.str("LIVE_EXCHANGE_CLIENT", default="real")  # "fake": the in-process stand-in exchange
+# "fake": the in-process stand-in exchange (testsupport/exchanges/fake.py)
+LIVE_EXCHANGE_CLIENT = env_choice("LIVE_EXCHANGE_CLIENT", default="real", allowed=("real", "fake"))
 BITUNIX_BASE_URL = env.str("BITUNIX_BASE_URL", default="https://fapi.bitunix.com")
 LIVE_HTTP_TIMEOUT_SECONDS = env.float("LIVE_HTTP_TIMEOUT_SECONDS", default=10.0)
 LIVE_FILL_POLL_ATTEMPTS = env.int("LIVE_FILL_POLL_ATTEMPTS", default=5)  # polls for a market order's fill
@@ -297,7 +315,7 @@ LIVE_TP1_CLOSE_FRACTION = env.str("LIVE_TP1_CLOSE_FRACTION", default="0.5")  # s
 LIVE_RECONCILE_SUBMITTED_GRACE_SECONDS = env.int("LIVE_RECONCILE_SUBMITTED_GRACE_SECONDS", default=120)
 # Entry order of a live position: "market", or "limit" at the signal's entry price (rounded to the market's tick);
 # a limit entry still unfilled this long after it was stored is cancelled (a partly filled one keeps what filled).
-LIVE_ENTRY_ORDER_TYPE = env.str("LIVE_ENTRY_ORDER_TYPE", default="market")
+LIVE_ENTRY_ORDER_TYPE = env_choice("LIVE_ENTRY_ORDER_TYPE", default="market", allowed=("market", "limit"))
 LIVE_LIMIT_ENTRY_TIMEOUT_SECONDS = env.int("LIVE_LIMIT_ENTRY_TIMEOUT_SECONDS", default=300)
 
 # --- External systems (each behind one port; see README "Configuration") ------------------------------------------
@@ -317,9 +335,7 @@ OPENAI_MODEL = env.str("OPENAI_MODEL", default="gpt-4o-mini")
 WHOP_WEBHOOK_SECRET = env.str("WHOP_WEBHOOK_SECRET", default="")
 HELIUS_AUTH_TOKEN = env.str("HELIUS_AUTH_TOKEN", default="")
 
-MARKET_DATA_SOURCE = env.str("MARKET_DATA_SOURCE", default="replay")
-if MARKET_DATA_SOURCE not in {"replay", "live"}:
-    raise ImproperlyConfigured(f"MARKET_DATA_SOURCE must be 'replay' or 'live', not {MARKET_DATA_SOURCE!r}")
+MARKET_DATA_SOURCE = env_choice("MARKET_DATA_SOURCE", default="replay", allowed=("replay", "live"))
 MARKET_DATA_EXCHANGE = env.str("MARKET_DATA_EXCHANGE", default="okx")
 REPLAY_DATA_DIR = Path(env.str("REPLAY_DATA_DIR", default=str(BASE_DIR / "data")))
 # Signals scan and outcome tracking (signals app)
@@ -328,6 +344,9 @@ SIGNAL_SCAN_DELAY_SECONDS = env.int("SIGNAL_SCAN_DELAY_SECONDS", default=5)  # a
 SIGNAL_EXPIRY_HOURS = env.int("SIGNAL_EXPIRY_HOURS", default=24)
 SIGNAL_TRACK_TIMEFRAME = env.str("SIGNAL_TRACK_TIMEFRAME", default="5m")  # candles the outcome tracker follows
 SIGNAL_STRATEGY_PARAMS: dict = {}  # overrides of engine.strategy.StrategyParams defaults
+# Candles fetched per symbol and scan; 0 = what the strategy needs (15m: twice its warm-up, 1h: its warm-up).
+SIGNAL_SCAN_CANDLES_15M = env.int("SIGNAL_SCAN_CANDLES_15M", default=0)
+SIGNAL_SCAN_CANDLES_1H = env.int("SIGNAL_SCAN_CANDLES_1H", default=0)
 
 # --- Trading defaults ---------------------------------------------------------------------------------------------
 MAX_LEVERAGE = env.int("MAX_LEVERAGE", default=20)
@@ -340,7 +359,7 @@ PAPER_SLIPPAGE = Decimal(env.str("PAPER_SLIPPAGE", default="0.0005"))  # fractio
 PAPER_FUNDING_RATE = env.str("PAPER_FUNDING_RATE", default="0.0001")
 # Exit rules of the position monitor (engine.exits.ExitRules); trailing applies to users with trailing_stop on.
 TRADING_TP1_CLOSE_FRACTION = env.float("TRADING_TP1_CLOSE_FRACTION", default=0.5)
-TRADING_TRAILING_MODE = env.str("TRADING_TRAILING_MODE", default="atr")  # "atr" or "pct"
+TRADING_TRAILING_MODE = env_choice("TRADING_TRAILING_MODE", default="atr", allowed=("atr", "pct"))
 TRADING_TRAILING_ATR_MULT = env.float("TRADING_TRAILING_ATR_MULT", default=1.0)
 TRADING_TRAILING_PCT = env.float("TRADING_TRAILING_PCT", default=0.01)
 TRADING_TRAILING_ACTIVATION_R = env.float("TRADING_TRAILING_ACTIVATION_R", default=1.0)
@@ -359,7 +378,8 @@ ERROR_ALERT_INTERVAL_SECONDS = env.int("ERROR_ALERT_INTERVAL_SECONDS", default=3
 
 # --- News signals and the funding-rate monitor (news/, signals/funding.py) -----------------------------------------
 # News source: cryptonews (needs CRYPTONEWS_API_KEY) or recorded (articles from NEWS_RECORDED_FILE, offline demo).
-NEWS_SOURCE = env.str("NEWS_SOURCE", default="cryptonews" if CRYPTONEWS_API_KEY else "recorded")
+NEWS_SOURCE = env_choice("NEWS_SOURCE", default="cryptonews" if CRYPTONEWS_API_KEY else "recorded",
+                         allowed=("cryptonews", "recorded"))
 NEWS_RECORDED_FILE = Path(env.str("NEWS_RECORDED_FILE", default=str(BASE_DIR / "news" / "fixtures" / "demo_news.json")))
 NEWS_POLL_WINDOW = env.str("NEWS_POLL_WINDOW", default="last15min")  # CryptoNews date filter of each poll
 NEWS_MAX_PAGES = env.int("NEWS_MAX_PAGES", default=1)  # pages of 50 rank-sorted articles per poll
@@ -379,7 +399,7 @@ FUNDING_ARBITRAGE_MIN_SPREAD = Decimal(env.str("FUNDING_ARBITRAGE_MIN_SPREAD", d
 # --- Spot order-flow monitor (signals/flow_monitor.py, signals/flow_sources.py) -------------------------------------
 # Source: live (spot trades + books of FLOW_EXCHANGES through ccxt) or replay (pressure estimated from the bundled
 # candles, a documented proxy). Symbols are spot pairs; signals go to their USDT perpetual (BTC/USDT -> BTC/USDT:USDT).
-FLOW_SOURCE = env.str("FLOW_SOURCE", default=MARKET_DATA_SOURCE)
+FLOW_SOURCE = env_choice("FLOW_SOURCE", default=MARKET_DATA_SOURCE, allowed=("live", "replay"))
 FLOW_EXCHANGES = env.list("FLOW_EXCHANGES", default=["binance", "okx", "bybit", "kucoin", "mexc"])
 FLOW_SYMBOLS = env.list("FLOW_SYMBOLS", default=["BTC/USDT", "ETH/USDT", "SOL/USDT", "XRP/USDT", "BNB/USDT"])
 FLOW_WINDOWS = env.list("FLOW_WINDOWS", default=["1m", "5m", "15m"])
@@ -394,8 +414,8 @@ FLOW_COOLDOWN_MINUTES = env.int("FLOW_COOLDOWN_MINUTES", default=30)  # per symb
 FLOW_SIGNAL_EXPIRY_HOURS = env.int("FLOW_SIGNAL_EXPIRY_HOURS", default=2)
 
 # --- Logging ------------------------------------------------------------------------------------------------------
-LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
-LOG_FORMAT = env.str("LOG_FORMAT", default="json" if IS_PRODUCTION else "text")
+LOG_LEVEL = env_choice("LOG_LEVEL", default="INFO", allowed=("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"))
+LOG_FORMAT = env_choice("LOG_FORMAT", default="json" if IS_PRODUCTION else "text", allowed=("text", "json"))
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

@@ -146,10 +146,6 @@ class PositionState:
     def is_open(self) -> bool:
         return self.remaining > 0
 
-    @property
-    def risk_per_unit(self) -> float:
-        return abs(self.entry - self.initial_stop)
-
 
 def _trail_level(side_long: bool, best: float, atr: float, rules: ExitRules) -> float:
     if rules.trailing_mode == "atr":

@@ -88,16 +88,6 @@ class FlowParams:
             raise InvalidParameters("stable_windows must be at least 1")
 
 
-def taker_pressure(trades: Trades, *, start_ms: int, end_ms: int) -> tuple[float, float]:
-    """(pressure in [−1, 1], traded quote notional) of the trades with start ≤ ts < end; (0, 0) without trades."""
-    mask = (trades.ts >= start_ms) & (trades.ts < end_ms)
-    notional = trades.price[mask] * trades.amount[mask]
-    total = float(notional.sum())
-    if total <= 0:
-        return 0.0, 0.0
-    return float((notional * trades.side[mask]).sum()) / total, total
-
-
 def book_imbalance(book: OrderBook, *, depth_pct: float) -> float:
     """Bid vs ask notional within ``depth_pct`` % of the mid, in [−1, 1]; 0 for an empty or one-sided book."""
     if len(book.bids) == 0 or len(book.asks) == 0:

@@ -15,7 +15,7 @@ Public API
     candle open time - entry candle open time.
 ``per_symbol_table(trades) -> DataFrame`` — per symbol: trades, win_rate, net_pnl, avg_r, profit_factor.
 ``per_month_table(trades) -> DataFrame`` — per UTC month of the exit: trades, win_rate, net_pnl, avg_r.
-``max_drawdown(equity) -> (abs, pct)`` and ``drawdown_series(equity)``.
+``max_drawdown(equity) -> (abs, pct)``.
 """
 
 from __future__ import annotations
@@ -26,14 +26,6 @@ import numpy as np
 import pandas as pd
 
 DAY_MS = 86_400_000
-
-
-def drawdown_series(equity: np.ndarray) -> np.ndarray:
-    """Drawdown from the running peak, in account currency (<= 0)."""
-    equity = np.asarray(equity, dtype=np.float64)
-    if equity.size == 0:
-        return equity
-    return equity - np.maximum.accumulate(equity)
 
 
 def max_drawdown(equity: np.ndarray) -> tuple[float, float]:

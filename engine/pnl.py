@@ -12,15 +12,9 @@ on ``float`` (the backtester uses the very same functions on floats). Sign conve
 - ``slipped_price(price=, side=, slippage=, opening=)`` — a taker fill moved against the trader by ``slippage``
   (a fraction): buying (open long / close short) pays more, selling receives less.
 - ``r_multiple(pnl=, entry=, stop=, quantity=)`` = pnl / (|entry - stop| * quantity).
-- ``AccountLedger`` — a running account (Decimal) keeping BOTH the wallet balance (moved by every cash flow) and
-  the cumulated totals; ``identity_gap(marks)`` = (balance + unrealised) - (start + realised + unrealised - fees -
-  funding), which must be exactly 0 after any sequence of events (property-tested).
 """
 
 from __future__ import annotations
-
-from dataclasses import dataclass, field
-from decimal import Decimal
 
 from engine.errors import InvalidParameters
 
@@ -59,75 +53,3 @@ def r_multiple(*, pnl, entry, stop, quantity):
     if risk == 0:
         raise InvalidParameters("R multiple undefined: zero risk (entry == stop or zero quantity)")
     return pnl / risk
-
-
-@dataclass
-class LedgerPosition:
-    side: str
-    entry: Decimal
-    quantity: Decimal
-
-
-@dataclass
-class AccountLedger:
-    """Decimal account of one user: open/reduce positions, fees and funding; two independent bookkeepings."""
-
-    start: Decimal
-    balance: Decimal = field(init=False)
-    realised: Decimal = Decimal(0)
-    fees: Decimal = Decimal(0)
-    funding: Decimal = Decimal(0)
-    positions: dict[str, LedgerPosition] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        self.balance = self.start
-
-    def open(self, *, symbol: str, side: str, price: Decimal, quantity: Decimal, fee_rate: Decimal) -> Decimal:
-        if symbol in self.positions:
-            raise InvalidParameters(f"{symbol} already has an open position")
-        if quantity <= 0 or price <= 0:
-            raise InvalidParameters("price and quantity must be > 0")
-        direction(side)
-        self.positions[symbol] = LedgerPosition(side, price, quantity)
-        paid = fee(price=price, quantity=quantity, rate=fee_rate)
-        self.fees += paid
-        self.balance -= paid
-        return paid
-
-    def reduce(self, *, symbol: str, price: Decimal, quantity: Decimal, fee_rate: Decimal) -> Decimal:
-        """Close ``quantity`` (<= the open quantity) at ``price``; returns the realised price PnL."""
-        pos = self.positions[symbol]
-        if not 0 < quantity <= pos.quantity:
-            raise InvalidParameters(f"cannot close {quantity} of a {pos.quantity} position")
-        gross = price_pnl(side=pos.side, entry=pos.entry, exit=price, quantity=quantity)
-        paid = fee(price=price, quantity=quantity, rate=fee_rate)
-        self.realised += gross
-        self.fees += paid
-        self.balance += gross - paid
-        pos.quantity -= quantity
-        if pos.quantity == 0:
-            del self.positions[symbol]
-        return gross
-
-    def charge_funding(self, *, symbol: str, mark: Decimal, rate: Decimal) -> Decimal:
-        pos = self.positions[symbol]
-        paid = funding_payment(side=pos.side, mark=mark, quantity=pos.quantity, rate=rate)
-        self.funding += paid
-        self.balance -= paid
-        return paid
-
-    def unrealised(self, marks: dict[str, Decimal]) -> Decimal:
-        return sum(
-            (
-                unrealised_pnl(side=p.side, entry=p.entry, mark=marks[s], quantity=p.quantity)
-                for s, p in self.positions.items()
-            ),
-            Decimal(0),
-        )
-
-    def equity(self, marks: dict[str, Decimal]) -> Decimal:
-        return self.balance + self.unrealised(marks)
-
-    def identity_gap(self, marks: dict[str, Decimal]) -> Decimal:
-        u = self.unrealised(marks)
-        return (self.balance + u) - (self.start + self.realised + u - self.fees - self.funding)

@@ -299,10 +299,6 @@ class SignalCandidate:
     timeframe: str = SIGNAL_TIMEFRAME
     funding_rate: float | None = None
 
-    @property
-    def risk_per_unit(self) -> float:
-        return abs(self.entry - self.stop)
-
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["confirmations"] = list(self.confirmations)

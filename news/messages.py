@@ -1,7 +1,6 @@
-"""Telegram HTML for what news/ sends: funding alerts, and the news line of a signal (for the broadcaster).
+"""Telegram HTML for what news/ sends: funding alerts (the signal card itself is rendered by the bot).
 
-Everything that comes from outside (headlines, publisher names, exchange ids, symbols) goes through ``html.escape``;
-headlines are stored as plain text (tags stripped on ingest) and escaped again here.
+Everything that comes from outside (exchange ids, symbols) goes through ``html.escape``.
 """
 
 from __future__ import annotations
@@ -55,13 +54,3 @@ def funding_arbitrage_text(
             f"Period {period:%Y-%m-%d %H:%M} UTC",
         ]
     )
-
-
-def news_signal_line(*, headline: str, url: str, model_used: str = "") -> str:
-    """The news part of a signal message: escaped headline linked to the article, and which model judged it."""
-    safe_url = url if url.startswith(("https://", "http://")) else ""
-    title = escape(headline)
-    line = f'📰 <a href="{escape(safe_url, quote=True)}">{title}</a>' if safe_url else f"📰 {title}"
-    if model_used:
-        line += f"\n<i>sentiment: {escape(model_used)}</i>"
-    return line

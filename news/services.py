@@ -74,7 +74,7 @@ class ProcessResult:
     signal_ids: tuple[int, ...] = ()
 
 
-# --- selectors used here (reads of other apps go through their owners where they exist) -------------------------
+# --- selectors used here (reads of other apps go through those apps' selectors where they exist) -------------------------
 
 
 def liquid_symbols_by_ticker() -> dict[str, Symbol]:

@@ -157,9 +157,6 @@ class FlowStateStore:
         raw = self.cache.get(self.key("buckets", *pair)) or {}
         return {int(minute): (float(v[0]), float(v[1])) for minute, v in raw.items()}
 
-    def save_buckets(self, pair: Pair, buckets: Mapping[int, tuple[float, float]], *, ttl_seconds: int) -> None:
-        self.cache.set(self.key("buckets", *pair), {str(m): list(v) for m, v in buckets.items()}, timeout=ttl_seconds)
-
     def buckets_many(self, pairs: set[Pair]) -> dict[Pair, dict[int, tuple[float, float]]]:
         """The buckets of many pairs in one round trip (Redis MGET)."""
         keys = {self.key("buckets", *pair): pair for pair in pairs}

@@ -48,10 +48,6 @@ class FlowSnapshot:
     failures: dict[str, str] = field(default_factory=dict)  # "exchange symbol kind" -> error text
     truncated: frozenset[Pair] = frozenset()  # the oldest minute of these trade lists may be cut by the limit
 
-    @property
-    def exchanges_ok(self) -> set[str]:
-        return {exchange for exchange, _ in (*self.trades, *self.books)}
-
 
 class SpotFlowSource(Protocol):
     """A source of spot order flow for a list of spot symbols (``BTC/USDT``)."""

@@ -1,4 +1,4 @@
-"""Funding-rate snapshots: the one place that writes and reads ``FundingSnapshot`` (owner: news engineer).
+"""Funding-rate snapshots: the one place that writes and reads ``FundingSnapshot``.
 
 ``latest_funding_rate`` feeds the risk level of technical signals (``engine.risk``: paying high funding raises the
 risk); ``funding_snapshot_record`` is idempotent on (symbol, exchange, funding_time).

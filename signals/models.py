@@ -164,7 +164,3 @@ class ScanRun(models.Model):
 
     def __str__(self) -> str:
         return f"scan {self.scan_time:%Y-%m-%d %H:%M} ({self.source}): {self.signals_created} signal(s)"
-
-    @property
-    def is_finished(self) -> bool:
-        return self.finished_at is not None

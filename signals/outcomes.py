@@ -115,7 +115,7 @@ def outcome_evaluate(
 
 
 def _track_timeframe() -> str:
-    return getattr(settings, "SIGNAL_TRACK_TIMEFRAME", "5m")
+    return settings.SIGNAL_TRACK_TIMEFRAME
 
 
 def _candles_since_entry(*, market_data: MarketData, symbol: str, entry_ts: int, now_ms: int) -> tuple[Candles, int]:

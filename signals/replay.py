@@ -1,6 +1,6 @@
 """The replay driver: advance the replay clock over the bundled data and, at each step, run the scan and the
 outcome tracker exactly as the beat would (the same services: ``scan_run_now`` = ``scan_start`` + every
-``scan_batch_run``, then ``signal_track_outcomes``). Used by ``manage.py replay`` and the lead's ``demo`` command.
+``scan_batch_run``, then ``signal_track_outcomes``). Used by ``manage.py replay`` and ``manage.py demo``.
 """
 
 from __future__ import annotations
@@ -48,9 +48,6 @@ class ReplayReport:
         ids = [signal.pk for signal in self.signals]
         by_id = Signal.objects.select_related("symbol").in_bulk(ids)
         return [by_id[pk] for pk in ids if pk in by_id]
-
-    def outcome_counts(self) -> Counter:
-        return Counter(signal.outcome for signal in self.refreshed_signals())
 
     def summary_lines(self) -> list[str]:
         signals = self.refreshed_signals()

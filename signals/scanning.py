@@ -37,15 +37,15 @@ logger = logging.getLogger(__name__)
 
 def strategy_params() -> StrategyParams:
     """The strategy parameters in force (``settings.SIGNAL_STRATEGY_PARAMS`` overrides the engine defaults)."""
-    return StrategyParams.from_mapping(getattr(settings, "SIGNAL_STRATEGY_PARAMS", {}) or {})
+    return StrategyParams.from_mapping(settings.SIGNAL_STRATEGY_PARAMS)
 
 
 def candles_15m_limit(params: StrategyParams) -> int:
-    return getattr(settings, "SIGNAL_SCAN_CANDLES_15M", None) or 2 * bars_recommended(params)
+    return settings.SIGNAL_SCAN_CANDLES_15M or 2 * bars_recommended(params)
 
 
 def candles_1h_limit(params: StrategyParams) -> int:
-    return getattr(settings, "SIGNAL_SCAN_CANDLES_1H", None) or bars_recommended(params)
+    return settings.SIGNAL_SCAN_CANDLES_1H or bars_recommended(params)
 
 
 @dataclass(frozen=True)
@@ -74,7 +74,7 @@ def scan_start(*, market_data: MarketData | None = None, now_ms: int | None = No
     symbol_sync_markets(markets=market_data.markets())
     symbols = selectors.symbol_list_scannable()
     muted = selectors.symbol_list_muted()
-    size = max(int(getattr(settings, "SIGNAL_SCAN_BATCH_SIZE", 25)), 1)
+    size = max(int(settings.SIGNAL_SCAN_BATCH_SIZE), 1)
     batches = [symbols[i : i + size] for i in range(0, len(symbols), size)]
     scan_run = ScanRun.objects.create(
         source=market_data.name,

@@ -18,10 +18,6 @@ def signal_list_open() -> QuerySet[Signal]:
     return Signal.objects.select_related("symbol").filter(status=Signal.Status.OPEN).order_by("created_at", "id")
 
 
-def signal_get(*, signal_id: int) -> Signal | None:
-    return Signal.objects.select_related("symbol").filter(pk=signal_id).first()
-
-
 def signal_list_unpublished(*, created_before) -> QuerySet[Signal]:
     """Signals whose ``signal.created`` was never dispatched (crash between commit and dispatch)."""
     return Signal.objects.filter(published_at__isnull=True, created_at__lt=created_before).order_by("created_at")

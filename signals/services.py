@@ -45,7 +45,7 @@ _SECTOR_CHOICE = {
 
 
 def default_signal_lifetime() -> timedelta:
-    return timedelta(hours=getattr(settings, "SIGNAL_EXPIRY_HOURS", 24))
+    return timedelta(hours=settings.SIGNAL_EXPIRY_HOURS)
 
 
 # -- symbols -------------------------------------------------------------------------------------------------------

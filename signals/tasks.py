@@ -26,7 +26,7 @@ logger = logging.getLogger(__name__)
 def scan_markets() -> dict:
     """Sync markets, record a ScanRun and fan out one ``scan_batch`` per batch of symbols on the ``scan`` queue."""
     plan = scan_start()
-    delay = int(getattr(settings, "SIGNAL_SCAN_DELAY_SECONDS", 5))
+    delay = int(settings.SIGNAL_SCAN_DELAY_SECONDS)
     for symbols in plan.batches:
         scan_batch.apply_async(
             kwargs={"scan_run_id": plan.scan_run_id, "symbols": symbols, "now_ms": plan.now_ms},

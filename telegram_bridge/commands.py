@@ -1,7 +1,7 @@
 """Command handlers: thin — parse the arguments, call accounts/signals/trading/analytics, render a text.
 
-Modules owned by other engineers are imported lazily so the bot degrades politely ("not available yet") instead of
-failing to start when a piece is missing.
+Some services are looked up by name (``optional``) so the bot answers politely ("not available yet") when one
+cannot be loaded instead of failing to start.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ def command(name: str, *, admin: bool = False):
 
 
 def optional(module: str, name: str):
-    """``module.name`` if another engineer has shipped it, else None."""
+    """``module.name`` if it can be imported, else None."""
     try:
         return getattr(importlib.import_module(module), name)
     except (ImportError, AttributeError):

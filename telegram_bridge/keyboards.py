@@ -88,7 +88,7 @@ def exchanges() -> dict:
     return {"inline_keyboard": [[_button(label, f"cx:{value}")] for value, label in CONNECTABLE_EXCHANGES]}
 
 
-def issued_callback_data(preferences_fields: bool = True) -> set[str]:
+def issued_callback_data() -> set[str]:
     """Every callback data the bot can issue (used by tests and to refuse anything else)."""
     data = {f"d:{page}" for page in DASHBOARD_PAGES} | {f"pnl:{c.value}" for c in PnlPeriod}
     data |= {f"s:t:{name}" for name in TOGGLES} | {f"s:r:{level}" for level in RISK_LEVELS}

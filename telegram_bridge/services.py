@@ -24,6 +24,7 @@ from django.utils import timezone
 from accounts.crypto import SecretDecryptionError, decrypt_secret, encrypt_secret, rotate_secret
 from accounts.models import TelegramUser
 from accounts.services import telegram_user_register, telegram_users_mark_blocked
+from config.observability import bot_update_error
 from telegram_bridge import callbacks, commands, texts
 from telegram_bridge.conversations import conversation_end, conversation_get
 from telegram_bridge.models import TelegramUpdate
@@ -34,7 +35,6 @@ logger = logging.getLogger(__name__)
 BANNED_TEXT = "Sorry, this bot is not available to you. Contact support if you think this is a mistake."
 ADMIN_ONLY_TEXT = "Sorry, that command is for administrators only."
 MAX_TEXT = 8192
-GENERIC_ERROR_TEXT = "Sorry, something went wrong on our side. Please try again later."
 # A claimed update whose worker has not finished after this long (task time limit 60 s) is claimed again.
 UPDATE_CLAIM_LEASE = timedelta(seconds=120)
 # The sweeper leaves a fresh update to the task queued for it for this long.
@@ -203,11 +203,6 @@ def _update_handle(update: Any, *, deduplicate: bool = True) -> None:
 
 
 def update_error_text(error: BaseException, *, update_id: int | None) -> str:
-    try:
-        from config.observability import bot_update_error
-    except ImportError:  # pragma: no cover - the foundation always ships it
-        logger.error("update %s failed: %s", update_id, type(error).__name__, exc_info=True)
-        return GENERIC_ERROR_TEXT
     return bot_update_error(error, update_id=update_id)
 
 

@@ -6,7 +6,7 @@
   ``AuthenticationFailed`` and ``InsufficientBalance`` are final too; a final error disables the user's auto-trading.
 - ``ExchangeConnectError``: what the user sees when connecting keys fails; its text is polite and never holds a key.
 
-``map_ccxt_error`` turns a ccxt exception into one of these; ``retry_async``/``retry_call`` retry the retryable ones
+``map_ccxt_error`` turns a ccxt exception into one of these; ``retry_call`` retries the retryable ones
 with exponential backoff and full jitter.
 """
 
@@ -16,7 +16,7 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Callable, Iterable
 from typing import TypeVar
 
 logger = logging.getLogger(__name__)
@@ -136,31 +136,6 @@ def backoff_delay(attempt: int, *, base: float = 0.5, cap: float = 8.0, rng: ran
     return (rng or random).uniform(0, min(cap, base * (2**attempt)))
 
 
-async def retry_async(
-    call: Callable[[], Awaitable[T]],
-    *,
-    attempts: int = 4,
-    base: float = 0.5,
-    cap: float = 8.0,
-    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-    description: str = "exchange call",
-) -> T:
-    """Run ``call`` and retry it on ``RetryableExchangeError`` (backoff with jitter; honours ``retry_after``).
-
-    Only wrap idempotent calls (reads, cancels, or creates that carry a client order id the exchange dedupes on).
-    """
-    for attempt in range(attempts):
-        try:
-            return await call()
-        except RetryableExchangeError as exc:
-            if attempt == attempts - 1:
-                raise
-            delay = max(exc.retry_after or 0, backoff_delay(attempt, base=base, cap=cap))
-            logger.warning("%s failed (%s), retry %d/%d in %.2fs", description, exc, attempt + 1, attempts - 1, delay)
-            await sleep(delay)
-    raise AssertionError("unreachable")
-
-
 def retry_call(
     call: Callable[[], T],
     *,
@@ -170,7 +145,10 @@ def retry_call(
     sleep: Callable[[float], None] = time.sleep,
     description: str = "exchange call",
 ) -> T:
-    """Synchronous twin of :func:`retry_async`."""
+    """Run ``call`` and retry it on ``RetryableExchangeError`` (backoff with jitter; honours ``retry_after``).
+
+    Only wrap idempotent calls (reads, cancels, or creates that carry a client order id the exchange dedupes on).
+    """
     for attempt in range(attempts):
         try:
             return call()

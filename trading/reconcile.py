@@ -61,7 +61,7 @@ class ReconcileReport:
 
 
 def _submitted_grace() -> timedelta:
-    return timedelta(seconds=getattr(settings, "LIVE_RECONCILE_SUBMITTED_GRACE_SECONDS", 120))
+    return timedelta(seconds=settings.LIVE_RECONCILE_SUBMITTED_GRACE_SECONDS)
 
 
 def reconcile_user(*, user, executor: LiveExecutor | None = None) -> ReconcileReport:

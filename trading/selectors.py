@@ -40,10 +40,6 @@ def position_list_open(*, user) -> QuerySet[Position]:
     return Position.objects.filter(user=user, status__in=OPEN_STATUSES).select_related("symbol").order_by("created_at")
 
 
-def position_list_recent(*, user, limit: int = 10) -> QuerySet[Position]:
-    return Position.objects.filter(user=user).select_related("symbol").order_by("-created_at", "-pk")[:limit]
-
-
 def position_unrealised_pnl(*, position: Position, mark: Decimal) -> Decimal:
     if position.status != Position.Status.OPEN or position.entry_price is None:
         return ZERO

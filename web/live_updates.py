@@ -175,19 +175,15 @@ def push_position(position_id: int) -> None:
 def admin_health_snapshot() -> dict[str, Any]:
     from analytics.selectors import heartbeat_age_seconds
     from config.observability import error_counts
+    from signals.models import ScanRun
 
     snapshot: dict[str, Any] = {
         "type": "health",
         "heartbeat_age_seconds": heartbeat_age_seconds(),
         "errors_today": error_counts(),
     }
-    try:  # optional parts, present once their apps provide them
-        from signals.models import ScanRun  # type: ignore[attr-defined]
-
-        last = ScanRun.objects.order_by("-pk").values().first()
-        snapshot["last_scan"] = json.loads(json.dumps(last, default=str)) if last else None
-    except ImportError:
-        snapshot["last_scan"] = None
+    last = ScanRun.objects.order_by("-pk").values().first()
+    snapshot["last_scan"] = json.loads(json.dumps(last, default=str)) if last else None
     snapshot["queue_lengths"] = queue_lengths()
     return snapshot
 

@@ -170,7 +170,7 @@ class TestOverviewSnapshotAndHealth:
         assert selectors.auto_trading_globally_paused() is False
         services.auto_trading_global_set(paused=True, actor=operator, reason="exchange outage")
         assert selectors.auto_trading_globally_paused() is True
-        assert selectors.system_setting_get(key=SystemSetting.AUTO_TRADING_PAUSED) is True
+        assert SystemSetting.objects.get(key=SystemSetting.AUTO_TRADING_PAUSED).value is True
         services.auto_trading_global_set(paused=False, actor=operator)
         assert selectors.auto_trading_globally_paused() is False
 

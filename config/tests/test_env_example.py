@@ -1,8 +1,10 @@
-""".env.example documents every variable config/settings.py reads, and copying it to .env changes no setting."""
+""".env.example documents every variable config/settings.py reads, and copying it to .env changes no setting; every
+setting the code reads is declared in config/settings.py and read without a fallback default."""
 
 from __future__ import annotations
 
 import ast
+import functools
 import json
 import os
 import re
@@ -20,12 +22,13 @@ ENTRY = re.compile(r"^(?:#\s*)?([A-Z][A-Z0-9_]*)=")
 
 
 def _settings_env_names() -> set[str]:
-    """Names read in settings.py: env("X"), env.<cast>("X"), os.environ.get("X"), os.getenv("X"), os.environ["X"]."""
+    """Names read in settings.py: env("X"), env.<cast>("X"), env_choice("X"), os.environ.get("X"), os.getenv("X"),
+    os.environ["X"]."""
     names: set[str] = set()
     for node in ast.walk(ast.parse(SETTINGS.read_text())):
         if isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Constant):
             func = node.func
-            is_env = (isinstance(func, ast.Name) and func.id == "env") or (
+            is_env = (isinstance(func, ast.Name) and func.id in {"env", "env_choice"}) or (
                 isinstance(func, ast.Attribute)
                 and (
                     (isinstance(func.value, ast.Name) and func.value.id == "env")
@@ -58,6 +61,61 @@ def test_the_parser_finds_the_variables_settings_reads():
     names = _settings_env_names()
     assert {"DJANGO_ENV", "DATABASE_URL", "FERNET_KEYS", "ADMIN_TELEGRAM_IDS", "FLOW_SYMBOLS"} <= names
     assert len(names) >= 90
+
+
+def _python_files() -> list[Path]:
+    """The project's Python files (tracked or not), without migrations, data and virtualenvs."""
+    skipped = {".git", ".venv", "venv", "node_modules", "migrations", "data", "var", "staticfiles", "__pycache__"}
+    files = []
+    for folder, subfolders, names in os.walk(ROOT):
+        subfolders[:] = [name for name in subfolders if name not in skipped and not name.startswith(".")]
+        files += [Path(folder) / name for name in names if name.endswith(".py")]
+    return files
+
+
+def _is_settings(node: ast.AST) -> bool:
+    return isinstance(node, ast.Name) and node.id == "settings"
+
+
+@functools.cache
+def _settings_reads() -> tuple[dict[str, set[str]], list[str]]:
+    """{NAME: files} of ``settings.NAME`` read anywhere, and every ``getattr(settings, "NAME", default)``."""
+    reads: dict[str, set[str]] = {}
+    with_default: list[str] = []
+    for path in _python_files():
+        where = str(path.relative_to(ROOT))
+        for node in ast.walk(ast.parse(path.read_text(), filename=where)):
+            if (isinstance(node, ast.Attribute) and _is_settings(node.value) and node.attr.isupper()
+                    and isinstance(node.ctx, ast.Load)):
+                reads.setdefault(node.attr, set()).add(where)
+            elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in {"getattr", "hasattr"}
+                  and len(node.args) >= 2 and _is_settings(node.args[0]) and isinstance(node.args[1], ast.Constant)):
+                reads.setdefault(node.args[1].value, set()).add(where)
+                with_default.append(f"{where}:{node.lineno}: {ast.unparse(node)}")
+    return reads, with_default
+
+
+def test_the_settings_reads_finder_sees_the_code():
+    reads, _ = _settings_reads()
+    assert {"MARKET_DATA_SOURCE", "TELEGRAM_BOT_TOKEN", "LIVE_ENTRY_ORDER_TYPE"} <= set(reads)
+    assert "trading/executors/live.py" in reads["LIVE_ENTRY_ORDER_TYPE"]
+
+
+def test_every_setting_the_code_reads_is_declared_in_settings():
+    """A setting read but never declared would silently take the caller's fallback (or fail only on its path)."""
+    from django.conf import global_settings
+
+    import config.settings as declared
+
+    names = {name for name in dir(declared) if name.isupper()} | {n for n in dir(global_settings) if n.isupper()}
+    reads, _ = _settings_reads()
+    undeclared = {name: sorted(files) for name, files in reads.items() if name not in names}
+    assert not undeclared, f"declare these in config/settings.py (and .env.example when read from the environment): {undeclared}"
+
+
+def test_no_setting_is_read_with_a_fallback_default():
+    _, with_default = _settings_reads()
+    assert not with_default, f"read declared settings as settings.NAME (the default lives in settings.py): {with_default}"
 
 
 def test_every_variable_settings_reads_is_in_env_example():

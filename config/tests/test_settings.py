@@ -1,12 +1,16 @@
-"""Production refuses to start without its secrets; `check --deploy` is clean with a production environment."""
+"""Production refuses to start without its secrets; `check --deploy` is clean with a production environment; a variable
+with a fixed set of values refuses any other value at start-up."""
 
+import ast
 import os
+import runpy
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 from cryptography.fernet import Fernet
+from django.core.exceptions import ImproperlyConfigured
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -35,3 +39,53 @@ def test_check_deploy_is_clean_in_production():
     )
     assert result.returncode == 0, result.stderr
     assert "no issues" in result.stdout
+
+
+# --- Variables with a fixed set of values ------------------------------------------------------------------------------
+SETTINGS_FILE = ROOT / "config" / "settings.py"
+# The variables whose value picks a behaviour: a typo must stop start-up, never silently mean the default.
+CHOICE_VARIABLES = {
+    "DJANGO_ENV", "LOG_LEVEL", "LOG_FORMAT", "MARKET_DATA_SOURCE", "NEWS_SOURCE", "FLOW_SOURCE", "LIVE_EXCHANGE_CLIENT",
+    "LIVE_ENTRY_ORDER_TYPE", "TRADING_TRAILING_MODE",
+}
+
+
+def _choices() -> dict[str, tuple[str, ...]]:
+    """{variable: allowed values} of every ``env_choice(...)`` call in settings.py."""
+    choices = {}
+    for node in ast.walk(ast.parse(SETTINGS_FILE.read_text())):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "env_choice":
+            allowed = next(k.value for k in node.keywords if k.arg == "allowed")
+            choices[node.args[0].value] = tuple(ast.literal_eval(allowed))
+    return choices
+
+
+def test_every_variable_with_a_fixed_set_of_values_is_checked():
+    assert set(_choices()) == CHOICE_VARIABLES
+    assert _choices()["LIVE_ENTRY_ORDER_TYPE"] == ("market", "limit")
+
+
+@pytest.mark.parametrize("name", sorted(CHOICE_VARIABLES))
+def test_an_unknown_value_stops_start_up_with_a_clear_message(name, monkeypatch):
+    monkeypatch.setenv(name, "tyop")
+    with pytest.raises(ImproperlyConfigured) as error:
+        runpy.run_path(str(SETTINGS_FILE))  # the settings module executed afresh, as at start-up
+    message = str(error.value)
+    assert f"{name}='tyop'" in message
+    assert all(value in message for value in _choices()[name]), message
+
+
+@pytest.mark.parametrize("name", sorted(CHOICE_VARIABLES))
+def test_every_allowed_value_is_accepted(name, monkeypatch):
+    for value in _choices()[name]:
+        monkeypatch.setenv(name, value)
+        if name == "DJANGO_ENV" and value == "production":
+            monkeypatch.setenv("SECRET_KEY", "x" * 60)
+            monkeypatch.setenv("FERNET_KEYS", Fernet.generate_key().decode())
+        assert runpy.run_path(str(SETTINGS_FILE))[name] == value
+
+
+def test_a_typo_in_the_entry_order_type_stops_the_real_start_up():
+    result = _run(["check"], LIVE_ENTRY_ORDER_TYPE="limt")
+    assert result.returncode != 0
+    assert "ImproperlyConfigured: LIVE_ENTRY_ORDER_TYPE='limt' is not a valid value; allowed: market, limit." in result.stderr

@@ -13,7 +13,6 @@ from engine.flow import (
     aggregate_pressure,
     book_imbalance,
     candle_pressure,
-    taker_pressure,
 )
 
 MINUTE = 60_000
@@ -28,10 +27,11 @@ def trades(*rows):
 def test_taker_pressure_on_a_known_stream():
     # 300 quote bought, 100 sold inside the window; one old trade outside it
     stream = trades((10, 100.0, 2.0, 1), (20, 100.0, 1.0, 1), (30, 50.0, 2.0, -1), (-5, 100.0, 50.0, -1))
-    pressure, notional = taker_pressure(stream, start_ms=0, end_ms=MINUTE)
-    assert pressure == pytest.approx((300 - 100) / 400)
-    assert notional == pytest.approx(400)
-    assert taker_pressure(trades(), start_ms=0, end_ms=MINUTE) == (0.0, 0.0)
+    pressure = aggregate_pressure({("okx", "BTC/USDT"): (stream, None)}, end_ms=MINUTE)["BTC/USDT"]  # no book: taker only
+    assert pressure.score == pytest.approx((300 - 100) / 400)
+    assert pressure.notional == pytest.approx(400)
+    empty = aggregate_pressure({("okx", "BTC/USDT"): (trades(), None)}, end_ms=MINUTE)["BTC/USDT"]
+    assert (empty.score, empty.notional) == (0.0, 0.0)
 
 
 def test_book_imbalance_counts_only_levels_within_the_band():

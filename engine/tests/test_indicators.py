@@ -1,4 +1,4 @@
-"""Indicators against `ta` 0.11 (the agreed reference) on real candles, plus look-ahead checks."""
+"""Indicators against `ta` 0.11 (the reference implementation) on real candles, plus look-ahead checks."""
 
 from __future__ import annotations
 

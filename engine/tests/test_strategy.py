@@ -40,7 +40,7 @@ def eth1h(eth_btc_5m) -> Candles:
 
 
 # -- parameters -----------------------------------------------------------------------------------------------
-def test_defaults_are_the_agreed_ones():
+def test_defaults_are_the_documented_ones():
     p = StrategyParams().validate()
     assert (p.ema_fast, p.ema_slow, p.rsi_period, p.rsi_long, p.rsi_short) == (9, 21, 14, 55, 45)
     assert (p.volume_ma, p.volume_ratio_min, p.atr_period, p.adx_min) == (20, 1.10, 14, 20)

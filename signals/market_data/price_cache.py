@@ -2,21 +2,18 @@
 
 With ``REDIS_URL`` set the default cache is Redis, so all web/worker processes share the entries, the hit/miss
 counters and a short fetch lock (one process fetches a missing price, the others wait for it). Without Redis it is
-the in-process LocMem cache. Inside one process a per-key lock keeps threads from fetching the same price at once;
-``aget_or_fetch`` does the same for coroutines with an ``asyncio.Lock``.
+the in-process LocMem cache. Inside one process a per-key lock keeps threads from fetching the same price at once.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 
-from asgiref.sync import sync_to_async
 from django.core.cache import BaseCache, caches
 
 logger = logging.getLogger(__name__)
@@ -39,7 +36,6 @@ class PriceCache:
         self.prefix = prefix
         self._guard = threading.Lock()
         self._thread_locks: dict[str, threading.Lock] = {}
-        self._async_locks: dict[str, asyncio.Lock] = {}
 
     @property
     def cache(self) -> BaseCache:
@@ -67,9 +63,6 @@ class PriceCache:
             hits=int(values.get(f"{self.prefix}:stats:hits", 0)),
             misses=int(values.get(f"{self.prefix}:stats:misses", 0)),
         )
-
-    def reset_stats(self) -> None:
-        self.cache.delete_many([f"{self.prefix}:stats:hits", f"{self.prefix}:stats:misses"])
 
     def _cached(self, key: str) -> Decimal | None:
         raw = self.cache.get(self._value_key(key))
@@ -110,26 +103,6 @@ class PriceCache:
             return value
         finally:
             self.cache.delete(lock_key)
-
-    # -- async -----------------------------------------------------------------------------------------------------
-    async def aget_or_fetch(self, key: str, fetch: Callable[[], Awaitable[Decimal]]) -> Decimal:
-        """Async variant: coroutines of one event loop share one fetch per key."""
-        value = await sync_to_async(self._cached, thread_sensitive=False)(key)
-        if value is not None:
-            await sync_to_async(self._count, thread_sensitive=False)("hits")
-            return value
-        lock = self._async_locks.setdefault(key, asyncio.Lock())
-        async with lock:
-            value = await sync_to_async(self._cached, thread_sensitive=False)(key)
-            if value is not None:
-                await sync_to_async(self._count, thread_sensitive=False)("hits")
-                return value
-            await sync_to_async(self._count, thread_sensitive=False)("misses")
-            value = Decimal(await fetch())
-            await sync_to_async(self.cache.set, thread_sensitive=False)(
-                self._value_key(key), str(value), timeout=self.ttl
-            )
-            return value
 
 
 _default: PriceCache | None = None

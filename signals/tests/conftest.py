@@ -13,7 +13,7 @@ from signals.market_data import reset_market_data
 @pytest.fixture
 def isolated_signals_env(settings):
     """An in-process cache of its own, replay market data, fresh singletons (use with ``pytest.mark.usefixtures``;
-    not autouse, so other engineers' tests in this folder are unaffected)."""
+    not autouse, so the other tests in this folder are unaffected)."""
     settings.CACHES = {
         "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": f"signals-{uuid.uuid4()}"}
     }

@@ -180,7 +180,6 @@ def test_one_exchange_failing_or_hanging_does_not_stop_the_others():
     assert "TimeoutError" in snapshot.failures["bybit BTC/USDT trades"]
     assert "TimeoutError" in snapshot.failures["bybit BTC/USDT book"]
     assert sorted(recorder.closed) == ["bybit", "kucoin", "mexc", "okx"]  # every client created was closed
-    assert snapshot.exchanges_ok == {"okx", "mexc"}
 
 
 def test_symbol_not_listed_on_an_exchange_is_skipped():

@@ -60,7 +60,7 @@ def test_flow_task_scores_the_replay_proxy_and_announces_flow_signals(
     assert alerts and all(a.split(":")[0] in {"5m", "15m"} and a.split(":")[1] == "XRP/USDT" for a in alerts)
     signals = list(Signal.objects.filter(pk__in=signal_ids))
     assert signals and all(s.source == "flow" and s.symbol.symbol == "XRP/USDT:USDT" for s in signals)
-    # each flow signal is announced once as the contract's domain event (Telegram broadcast, executors)
+    # each flow signal is announced once as a domain event (Telegram broadcast, executors)
     assert [e for e in dispatched if e[0] == "signal.created"] == [
         ("signal.created", {"signal_id": pk}) for pk in signal_ids
     ]

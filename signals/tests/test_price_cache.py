@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import threading
 import time
 import uuid
@@ -76,24 +75,6 @@ def test_concurrent_threads_fetch_once():
     assert exchange.calls == 1
     assert results == [Decimal("1.2345")] * 8
     assert cache.stats().hits == 7
-
-
-def test_async_callers_share_one_fetch():
-    cache = PriceCache(cache=_locmem(), prefix=f"p{uuid.uuid4().hex}")
-    calls = 0
-
-    async def fetch() -> Decimal:
-        nonlocal calls
-        calls += 1
-        await asyncio.sleep(0.02)
-        return Decimal("42.5")
-
-    async def main():
-        return await asyncio.gather(*(cache.aget_or_fetch("k", fetch) for _ in range(5)))
-
-    assert asyncio.run(main()) == [Decimal("42.5")] * 5
-    assert calls == 1
-    assert cache.stats().misses == 1
 
 
 @pytest.mark.redis

@@ -30,7 +30,6 @@ def test_replay_runs_the_scanner_and_the_tracker_over_the_window(replay_market_d
     eth = next(s for s in signals if s.symbol.symbol == "ETH/BTC" and s.side == "long")
     assert eth.created_at == datetime(2018, 1, 12, 13, 0, tzinfo=UTC)
     assert (eth.outcome, str(eth.outcome_pnl_pct)) == ("tp2", "2.2536")
-    assert report.outcome_counts()["tp2"] >= 1
     # a day of 15m scans over six markets takes seconds, not a day
     assert report.elapsed_seconds < 60
     # replaying the same window again creates no duplicate

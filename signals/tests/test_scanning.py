@@ -52,7 +52,7 @@ def test_scan_stores_the_signal_and_announces_it_once(replay_market_data, dispat
     assert signal.published_at is not None
     # the scan is recorded for the admin health page
     assert (run.symbols_total, run.batches_done, run.batches_total) == (6, run.batches_total, run.batches_total)
-    assert run.signals_created == 1 and run.candidates == 1 and run.is_finished
+    assert run.signals_created == 1 and run.candidates == 1 and run.finished_at is not None
     assert run.source == "replay" and run.scan_time == SCAN_AT
 
 
@@ -147,7 +147,7 @@ def test_bad_symbols_are_skipped_with_a_reason_and_the_scan_completes(replay_mar
     assert "NaN" in run.skipped["LTC/BTC"]
     assert run.skipped["NXT/BTC"] == "no closed 15m candles"
     assert "zero-volume" in run.skipped["XLM/BTC"]
-    assert run.is_finished and run.symbols_scanned == 1 and run.symbols_skipped == 5
+    assert run.finished_at is not None and run.symbols_scanned == 1 and run.symbols_skipped == 5
     for symbol in trouble:
         assert f"{symbol} skipped" in caplog.text
 

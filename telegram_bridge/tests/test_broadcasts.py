@@ -43,7 +43,7 @@ def audience():
     }
 
 
-def test_the_telegram_consumers_of_the_domain_events_exist_with_the_agreed_names(settings):
+def test_the_telegram_consumers_of_the_domain_events_are_declared(settings):
     for event, name in [("signal.created", "telegram_bridge.tasks.broadcast_signal"),
                         ("signal.closed", "telegram_bridge.tasks.announce_signal_outcome"),
                         ("position.opened", "telegram_bridge.tasks.notify_position"),

@@ -97,7 +97,7 @@ def test_mute_unmute_and_paper_mode(bot_api):
 
 @pytest.fixture
 def fake_trading(monkeypatch):
-    """Stand-ins for the other engineers' services (the bridge imports them lazily by name)."""
+    """Stand-ins for the trading services (the bridge looks them up by name)."""
     calls = {}
 
     @dataclass

@@ -21,15 +21,15 @@ def fake_account_name(*, user_id: int) -> str:
 
 def exchange_client_build(*, exchange: str, api_key: str, secret: str, passphrase: str = "", user_id: int | None = None) -> ExchangeClient:
     """A client for raw keys (used by /connect before anything is stored)."""
-    if getattr(settings, "LIVE_EXCHANGE_CLIENT", "real") == "fake":
+    if settings.LIVE_EXCHANGE_CLIENT == "fake":
         from testsupport.exchanges.fake import FakeExchangeClient, fake_account
 
         return FakeExchangeClient(fake_account(fake_account_name(user_id=user_id or 0)), exchange_id=exchange)
     if exchange == "bitunix":
         from trading.exchanges.bitunix import BitunixClient
 
-        base_url = getattr(settings, "BITUNIX_BASE_URL", "") or "https://fapi.bitunix.com"
-        return BitunixClient(api_key=api_key, secret=secret, base_url=base_url, timeout=float(getattr(settings, "LIVE_HTTP_TIMEOUT_SECONDS", 10.0)))
+        base_url = settings.BITUNIX_BASE_URL
+        return BitunixClient(api_key=api_key, secret=secret, base_url=base_url, timeout=settings.LIVE_HTTP_TIMEOUT_SECONDS)
     from trading.exchanges.ccxt_client import CcxtExchangeClient
 
     return CcxtExchangeClient(exchange, api_key=api_key, secret=secret, passphrase=passphrase)

@@ -14,7 +14,7 @@ Life of a position (``trading.services`` drives it, the executor talks to the ma
    fills: SL, TP1 partial, TP2, trailing, break-even, expiry) and ``update_stop`` (break-even, trailing).
 
 Implementations are constructed bound to one user: ``PaperExecutor(user=user)`` (``trading/executors/paper.py``)
-and ``LiveExecutor(user=user)`` (``trading/executors/live.py``, live engineer). ``executor_for`` is the one place
+and ``LiveExecutor(user=user)`` (``trading/executors/live.py``). ``executor_for`` is the one place
 that picks between them.
 """
 
@@ -73,7 +73,7 @@ def executor_for(*, user: TelegramUser, mode: str) -> Executor:
 
         return PaperExecutor(user=user)
     if mode == "live":
-        from trading.executors.live import LiveExecutor  # live engineer
+        from trading.executors.live import LiveExecutor
 
         return LiveExecutor(user=user)
     raise ValueError(f"unknown trading mode {mode!r} (expected 'paper' or 'live')")

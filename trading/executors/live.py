@@ -82,15 +82,14 @@ def _entry_side(position: Position) -> str:
 
 
 def entry_order_type() -> str:
-    """``market`` or ``limit``: the configured type of live entry orders (anything else is read as ``market``)."""
-    value = str(getattr(settings, "LIVE_ENTRY_ORDER_TYPE", "market")).strip().lower()
-    return Order.Type.LIMIT if value == "limit" else Order.Type.MARKET
+    """``market`` or ``limit``: the configured type of live entry orders (settings refuses any other value)."""
+    return Order.Type.LIMIT if settings.LIVE_ENTRY_ORDER_TYPE == "limit" else Order.Type.MARKET
 
 
 def limit_entry_deadline(*, position: Position, entry: Order) -> datetime:
     """When an unfilled limit entry is cancelled: its timeout after the position (or its entry row) was stored."""
     stored = min(t for t in (position.created_at, entry.created_at) if t is not None)
-    return stored + timedelta(seconds=int(getattr(settings, "LIVE_LIMIT_ENTRY_TIMEOUT_SECONDS", 300)))
+    return stored + timedelta(seconds=settings.LIVE_LIMIT_ENTRY_TIMEOUT_SECONDS)
 
 
 LIMIT_ENTRY_CHECK_SECONDS = 30  # a limit entry on the book is re-checked this often: a fill gets its stop quickly
@@ -100,7 +99,7 @@ LIMIT_ENTRY_UNSENT = "limit entry window passed before it was sent"
 def limit_entry_unfilled_notify(*, position: Position, entry: Order) -> None:
     """Tell the user (once per position: the caller fails the position first, and the notice has a dedupe key) that
     their limit entry expired without a fill, or was never placed because its window had passed."""
-    minutes = max(int(getattr(settings, "LIVE_LIMIT_ENTRY_TIMEOUT_SECONDS", 300)) // 60, 1)
+    minutes = max(settings.LIVE_LIMIT_ENTRY_TIMEOUT_SECONDS // 60, 1)
     direction = "long" if position.side == "long" else "short"
     price = f"{entry.price.normalize():f}" if entry.price is not None else "the signal's entry"  # 100, never 1E+2
     what = f"Your limit order to go {direction} on {html.escape(position.symbol.symbol)} at {price}"
@@ -139,7 +138,7 @@ def take_profits_short(*, position: Position) -> bool:
 def limit_entry_settle_schedule(position_id: int, countdown: float) -> None:
     """Run ``limit_entry_settle`` on the trade queue in ``countdown`` seconds (the next check of a limit entry on the
     book, at the latest at its deadline); reconcile passes are the fallback."""
-    if getattr(settings, "CELERY_TASK_ALWAYS_EAGER", False):
+    if settings.CELERY_TASK_ALWAYS_EAGER:
         return  # an eager task would run now, before the deadline; reconcile settles it
     try:
         from trading.tasks_live import settle_limit_entry
@@ -330,9 +329,9 @@ class LiveExecutor:
         self.credential = credential if credential is not None else active_credential(user=user)
         self.exchange = self.credential.exchange if self.credential else ""
         self.attempts = attempts
-        self.fill_poll_attempts = fill_poll_attempts if fill_poll_attempts is not None else getattr(settings, "LIVE_FILL_POLL_ATTEMPTS", 5)
+        self.fill_poll_attempts = fill_poll_attempts if fill_poll_attempts is not None else settings.LIVE_FILL_POLL_ATTEMPTS
         self.sleep = sleep if sleep is not None else time.sleep
-        self.tp1_fraction = Decimal(str(getattr(settings, "LIVE_TP1_CLOSE_FRACTION", "0.5")))
+        self.tp1_fraction = Decimal(settings.LIVE_TP1_CLOSE_FRACTION)
         self.settle_later = settle_later if settle_later is not None else limit_entry_settle_schedule
 
     # --- plumbing -----------------------------------------------------------------------------------------------------

@@ -36,18 +36,13 @@ def dashboard_login_required(page: str):
             if telegram_user is None or telegram_user.is_banned:
                 return redirect(f"{reverse('dashboard:login')}?next={request.path}")
             request.telegram_user = telegram_user
-            request.live_refresh_ms = int(getattr(settings, "LIVE_FALLBACK_REFRESH_SECONDS", 30) * 1000)
+            request.live_refresh_ms = settings.LIVE_FALLBACK_REFRESH_SECONDS * 1000
             activity_record(user=telegram_user, kind=UserActivity.Kind.DASHBOARD, name=page)
             return view(request, *args, **kwargs)
 
         return wrapped
 
     return decorator
-
-
-def _safe_next(request: HttpRequest) -> str:
-    target = request.GET.get("next") or request.POST.get("next") or ""
-    return target if target.startswith("/dashboard/") and not target.startswith("//") else reverse("dashboard:pnl")
 
 
 def _log_in(request: HttpRequest, telegram_user) -> None:
@@ -58,7 +53,7 @@ def _log_in(request: HttpRequest, telegram_user) -> None:
 @require_GET
 def login_page(request: HttpRequest) -> HttpResponse:
     return render(request, "web/dashboard/login.html", {
-        "bot_username": getattr(settings, "TELEGRAM_BOT_USERNAME", ""),
+        "bot_username": settings.TELEGRAM_BOT_USERNAME,
         "auth_url": request.build_absolute_uri(reverse("dashboard:login-telegram")),
     })
 

@@ -1,4 +1,4 @@
-/* Live updates of the dashboard over the /ws/live/ WebSocket (config/live_updates.py).
+/* Live updates of the dashboard over the /ws/live/ WebSocket (web/live_updates.py).
  *
  * - Position and signal events update the tables in place (rows keyed by data-position-id / data-signal-id);
  *   every other live region ([data-live-region] with an id) is refreshed from the server after an event.
