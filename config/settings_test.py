@@ -25,6 +25,6 @@ if os.environ.get("PYTEST_XDIST_WORKER") and os.environ.get("REDIS_URL") and not
     os.environ["TEST_REDIS_URL_BASE"] = os.environ["REDIS_URL"]
     os.environ["REDIS_URL"] = _per_worker_redis_url(os.environ["REDIS_URL"], os.environ["PYTEST_XDIST_WORKER"])
 
-from config.settings import *  # noqa: F403
+from config.settings import *  # noqa: E402, F403
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
