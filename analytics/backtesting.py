@@ -14,7 +14,12 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from engine.candles import Candles
+from engine.backtest import BacktestConfig, run_backtest, sweep
+from engine.candles import Candles, check_candles
+from engine.errors import EngineError, InvalidParameters
+from engine.strategy import StrategyParams, bars_recommended
+from signals.funding import funding_rate_history
+from signals.market_data import MarketDataError, SymbolUnavailable, get_market_data
 
 logger = logging.getLogger(__name__)
 
@@ -35,9 +40,6 @@ class BacktestRequestError(ValueError):
 
 def backtest_params_clean(params: Mapping[str, Any]) -> dict[str, Any]:
     """Normalise ``{"symbols": [...] | "A,B", "days": int, "strategy": {...}, "config": {...}}``."""
-    from engine.backtest import BacktestConfig
-    from engine.errors import InvalidParameters
-    from engine.strategy import StrategyParams
 
     if not isinstance(params, Mapping):
         raise BacktestRequestError("Backtest parameters must be an object.")
@@ -76,7 +78,6 @@ def backtest_candles_load(*, symbols: list[str], days: int, warmup_bars: int,
                           progress: Progress | None = None) -> tuple[dict[str, tuple[Candles, None]], int]:
     """15m candles for each symbol covering ``days`` (plus warm-up) up to the market-data clock, and the start (ms)
     of the tested range. Raises BacktestRequestError for an unknown symbol or a symbol without candles."""
-    from signals.market_data import MarketDataError, SymbolUnavailable, get_market_data
 
     market_data = get_market_data()
     limit = days * (DAY_MS // CANDLE_MS) + warmup_bars + 1
@@ -109,8 +110,6 @@ def backtest_funding_load(*, symbols: list[str], since_ms: int | None = None,
     the flat ``funding_rate_8h`` of the config (the source then says so)."""
     import numpy as np
 
-    from signals.funding import funding_rate_history
-    from signals.market_data import get_market_data
 
     market_data = market_data if market_data is not None else get_market_data()
     dataset = getattr(market_data, "dataset", None)
@@ -150,7 +149,6 @@ def candles_quality_report(data: Mapping[str, tuple[Candles, Any]]) -> dict[str,
 
     Gaps do not stop a backtest (the engine steps over them, as the live scanner would see a hole); duplicates and
     steps back in time do (``run_backtest`` refuses them with a clear message)."""
-    from engine.candles import check_candles
 
     report = {}
     for symbol, (candles, _) in data.items():
@@ -173,9 +171,6 @@ def backtest_perform(*, params: Mapping[str, Any], progress: Progress | None = N
                      load: Callable[..., tuple[dict, int]] | None = None,
                      funding_load: Callable[..., tuple[dict, dict]] | None = None) -> tuple[dict[str, Any], bytes]:
     """Run a cleaned request; returns (metrics JSON, equity PNG bytes — empty when there is no equity curve)."""
-    from engine.backtest import BacktestConfig, run_backtest
-    from engine.errors import EngineError
-    from engine.strategy import StrategyParams, bars_recommended
 
     strategy = StrategyParams(**params.get("strategy", {}))
     config = BacktestConfig(**params.get("config", {}))
@@ -258,9 +253,6 @@ def backtest_sweep_perform(*, params: Mapping[str, Any], grid: Mapping[str, list
                            processes: int = 2, load: Callable[..., tuple[dict, int]] | None = None) -> list:
     """Backtest every combination of ``grid`` on the request's candles in ``processes`` worker processes, ranked by
     ``metric`` (``engine.backtest.sweep``; invalid combinations are kept, with their error, at the end)."""
-    from engine.backtest import BacktestConfig, sweep
-    from engine.errors import EngineError
-    from engine.strategy import StrategyParams, bars_recommended
 
     strategy = StrategyParams(**params.get("strategy", {}))
     config = BacktestConfig(**params.get("config", {}))

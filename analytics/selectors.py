@@ -16,8 +16,11 @@ from django.db.models import Avg, Count, DecimalField, ExpressionWrapper, F, Q, 
 from django.db.models.functions import TruncMonth
 from django.utils import timezone
 
-from accounts.models import WebhookEvent
+from accounts.models import Subscription, TelegramUser, WebhookEvent
 from analytics.models import AnalyticsSnapshot, BacktestRun, Heartbeat, UserActivity
+from config.observability import error_counts
+from signals.models import ScanRun, Signal
+from trading.models import Position, TradingSwitch
 
 logger = logging.getLogger(__name__)
 
@@ -56,8 +59,6 @@ def active_user_counts(*, now: datetime | None = None) -> dict[str, int]:
 
 
 def user_counts() -> dict[str, int]:
-    from accounts.models import TelegramUser
-
     totals = TelegramUser.objects.aggregate(
         total=Count("id"),
         active=Count("id", filter=Q(is_active=True, is_banned=False)),
@@ -97,7 +98,6 @@ def _signal_rows(queryset: QuerySet, key: str) -> list[dict[str, Any]]:
 def signal_performance(*, since: datetime | None = None) -> dict[str, Any]:
     """Win rate and average PnL % of CLOSED signals with a recorded outcome (a win is outcome PnL % > 0), overall and
     by source, symbol, risk level and month of closing. Open signals are counted separately."""
-    from signals.models import Signal
 
     signals = Signal.objects.all()
     if since is not None:
@@ -159,8 +159,6 @@ def _position_rows(queryset: QuerySet, key: str) -> list[dict[str, Any]]:
 
 
 def _closed_positions(since: datetime | None) -> QuerySet:
-    from trading.models import Position
-
     positions = Position.objects.filter(status=Position.Status.CLOSED)
     if since is not None:
         positions = positions.filter(closed_at__gte=since)
@@ -174,7 +172,6 @@ def asset_performance(*, since: datetime | None = None) -> list[dict[str, Any]]:
 
 def trading_results_by_mode(*, since: datetime | None = None) -> dict[str, dict[str, Any]]:
     """Paper vs live: closed-position results per trading mode, plus the positions open now."""
-    from trading.models import Position
 
     rows = {row["key"]: row for row in _position_rows(_closed_positions(since), "mode")}
     open_counts = dict(
@@ -194,7 +191,6 @@ def trading_results_by_mode(*, since: datetime | None = None) -> dict[str, dict[
 def subscription_stats(*, now: datetime | None = None, revenue_days: int = 30) -> dict[str, Any]:
     """Current subscribers (active and not past valid_until) by source and plan, and revenue per currency
     (all time and over the last ``revenue_days`` days, by creation date; admin grants have amount 0)."""
-    from accounts.models import Subscription
 
     now = now or timezone.now()
     current = Subscription.objects.filter(status=Subscription.Status.ACTIVE).filter(
@@ -239,7 +235,6 @@ def analytics_snapshot_list(*, limit: int = 30) -> QuerySet:
 
 def auto_trading_globally_paused() -> bool:
     """True while auto-trading is paused for everyone: the trading app's switch, which its risk manager obeys."""
-    from trading.models import TradingSwitch
 
     return bool(TradingSwitch.current().auto_trading_paused)
 
@@ -249,7 +244,6 @@ def auto_trading_globally_paused() -> bool:
 
 def last_scan_at() -> datetime | None:
     """Finish (or start) time of the newest scan run."""
-    from signals.models import ScanRun
 
     run = ScanRun.objects.order_by("-pk").first()
     if run is None:
@@ -273,8 +267,6 @@ def celery_queue_lengths() -> dict[str, int] | None:
 
 
 def error_counts_today() -> dict[str, int] | None:
-    from config.observability import error_counts
-
     try:
         return error_counts()
     except Exception:  # a cache outage must not break the health page

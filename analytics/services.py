@@ -15,9 +15,13 @@ from django.db import models, transaction
 from django.utils import timezone
 from django.utils.html import escape
 
-from accounts.models import TelegramUser
+from accounts.models import Subscription, TelegramUser
 from analytics.models import AnalyticsSnapshot, BacktestRun, Heartbeat, SystemSetting, UserActivity
 from config import events
+from signals.selectors import symbol_get
+from signals.services import symbol_mute
+from telegram_bridge.services import telegram_user_ban_set
+from trading.services import trading_pause, trading_resume
 
 logger = logging.getLogger(__name__)
 
@@ -72,7 +76,6 @@ def auto_trading_global_set(*, paused: bool, actor, reason: str = ""):
     """Pause or resume auto-trading for everyone through the trading app's own switch (``trading.services.
     trading_pause``/``trading_resume``; its risk manager refuses new positions while paused). The operator and the
     reason go to the admin log; the SystemSetting mirror shows the switch in the Django admin."""
-    from trading.services import trading_pause, trading_resume
 
     switch = trading_pause(reason=reason or "paused by an operator") if paused else trading_resume()
     system_setting_set(key=SystemSetting.AUTO_TRADING_PAUSED, value=paused)
@@ -83,7 +86,6 @@ def auto_trading_global_set(*, paused: bool, actor, reason: str = ""):
 
 def operator_user_ban_set(*, telegram_id: int, banned: bool, actor):
     """Ban or unban one Telegram user (through the bridge's service) and log it; None when the id is unknown."""
-    from telegram_bridge.services import telegram_user_ban_set
 
     user = telegram_user_ban_set(telegram_id=telegram_id, banned=banned)
     if user is not None:
@@ -95,7 +97,6 @@ def operator_user_ban_set(*, telegram_id: int, banned: bool, actor):
 def subscription_grant(*, user, days: int, actor):
     """Grant ``days`` of subscription, or extend the user's current one by ``days`` (from its end, or from now when it
     lapsed); logged. Returns the Subscription."""
-    from accounts.models import Subscription
 
     now = timezone.now()
     current = (Subscription.objects.select_for_update().filter(user=user, status=Subscription.Status.ACTIVE)
@@ -118,8 +119,6 @@ def subscription_grant(*, user, days: int, actor):
 def operator_symbol_mute_set(*, symbol: str, muted: bool, actor):
     """Mute (no new signals for anyone) or unmute a symbol through the signals app's service; logged. None when the
     symbol is unknown."""
-    from signals.selectors import symbol_get
-    from signals.services import symbol_mute
 
     row = symbol_get(symbol=symbol)
     if row is None:

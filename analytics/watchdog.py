@@ -21,6 +21,8 @@ from django.utils import timezone
 from accounts.services import admins_notify
 from analytics.selectors import heartbeat_age_seconds
 from config import probes
+from config.celery import app
+from signals.selectors import scan_run_latest
 
 logger = logging.getLogger(__name__)
 
@@ -48,7 +50,6 @@ def _requeue(task_name: str, *, queue: str) -> bool:
     """Send ``task_name`` again unless it was re-queued within the cool-down."""
     if not cache.add(f"watchdog:requeued:{task_name}", 1, settings.WATCHDOG_REQUEUE_COOLDOWN_SECONDS):
         return False
-    from config.celery import app
 
     app.send_task(task_name, queue=queue)
     logger.warning("watchdog: re-queued %s on %s", task_name, queue)
@@ -60,7 +61,6 @@ def _scan_state(now: datetime) -> tuple[datetime | None, bool, bool]:
     latest scan started over WATCHDOG_SCAN_STUCK_SECONDS ago and its batches never all reported."""
     if not settings.WATCHDOG_SCAN_MAX_AGE_SECONDS:
         return None, False, False
-    from signals.selectors import scan_run_latest
 
     latest = next(iter(scan_run_latest(limit=1)), None)
     if latest is None:
@@ -75,7 +75,6 @@ def _scan_state(now: datetime) -> tuple[datetime | None, bool, bool]:
 
 
 def watchdog_check(*, now: datetime | None = None) -> WatchdogReport:
-
     now = now or timezone.now()
     report = WatchdogReport(checked_at=now)
     age = heartbeat_age_seconds()
