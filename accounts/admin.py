@@ -1,7 +1,20 @@
+from django import forms
 from django.contrib import admin, messages
 
 from accounts.admin_confirmation import action_confirmation_page, action_confirmed
-from accounts.models import ExchangeCredential, LoginToken, Subscription, TelegramUser, UserPreferences, WebhookEvent
+from accounts.models import (
+    ExchangeCredential,
+    Feature,
+    LoginToken,
+    Payment,
+    Plan,
+    Subscription,
+    TelegramUser,
+    UserPreferences,
+    WebhookEvent,
+)
+from accounts.solana_pay import amount_text
+from accounts.subscriptions import CheckoutError, payment_refund, subscription_extend, subscription_grant
 
 
 class UserPreferencesInline(admin.StackedInline):
@@ -50,14 +63,18 @@ class TelegramUserAdmin(admin.ModelAdmin):
             self.log_change(request, user, "Made a bot admin (admin action).")
         self.message_user(request, f"{len(users)} user(s) are now admins.", messages.SUCCESS)
 
-    @admin.action(description="Grant or extend a 30-day subscription", permissions=["change"])
+    @admin.action(description="Grant or extend 30 days of the default plan", permissions=["change"])
     def grant_subscription_30_days(self, request, queryset):
-        """Through analytics.services.subscription_grant (the control panel's service), which writes the LogEntry."""
-        from analytics.services import subscription_grant
-
         users = list(queryset)
-        for user in users:
-            subscription_grant(user=user, days=30, actor=request.user)
+        try:
+            for user in users:
+                subscription = subscription_grant(user=user, days=30)
+                self.log_change(request, user, f"Granted/extended 30 days of {subscription.plan} (valid until "
+                                f"{subscription.valid_until:%Y-%m-%d %H:%M} UTC)." if subscription.valid_until
+                                else f"Granted 30 days of {subscription.plan}: it is open-ended.")
+        except CheckoutError as error:
+            self.message_user(request, str(error), messages.ERROR)
+            return
         self.message_user(request, f"Granted 30 days to {len(users)} user(s).", messages.SUCCESS)
 
 
@@ -68,12 +85,97 @@ class UserPreferencesAdmin(admin.ModelAdmin):
     search_fields = ("user__username", "user__telegram_id")
 
 
+class PlanForm(forms.ModelForm):
+    features = forms.MultipleChoiceField(choices=Feature.choices, widget=forms.CheckboxSelectMultiple, required=False,
+                                         help_text="what the plan unlocks (signals are always free)")
+
+    class Meta:
+        model = Plan
+        fields = "__all__"
+
+
+@admin.register(Plan)
+class PlanAdmin(admin.ModelAdmin):
+    form = PlanForm
+    list_display = ("name", "code", "period_days", "features", "price_usd", "whop_plan_id", "solana_price", "is_active")
+    list_filter = ("is_active",)
+    search_fields = ("name", "code", "whop_plan_id")
+
+    @admin.display(description="Solana price")
+    def solana_price(self, plan: Plan) -> str:
+        if not plan.solana_amount:
+            return "–"
+        return f"{amount_text(plan.solana_amount, plan.solana_decimals)} {plan.solana_currency}"
+
+
 @admin.register(Subscription)
 class SubscriptionAdmin(admin.ModelAdmin):
-    list_display = ("user", "plan", "status", "source", "amount", "currency", "valid_until", "created_at")
+    list_display = ("user", "plan", "status", "source", "valid_until", "external_id", "created_at")
     list_filter = ("status", "source", "plan")
     search_fields = ("user__username", "user__telegram_id", "external_id")
     date_hierarchy = "created_at"
+    raw_id_fields = ("user",)
+    actions = ("extend_30_days", "end_now")
+
+    @admin.action(description="Extend by 30 days (Solana / admin time)", permissions=["change"])
+    def extend_30_days(self, request, queryset):
+        """Whop memberships get their validity from Whop; they are left alone."""
+        extended = 0
+        for subscription in queryset.exclude(source=Subscription.Source.WHOP).select_related("user", "plan"):
+            extended_row = subscription_extend(user=subscription.user, plan=subscription.plan, days=30,
+                                               source=Subscription.Source.ADMIN)
+            self.log_change(request, extended_row, "Extended by 30 days (admin action).")
+            extended += 1
+        self.message_user(request, f"Extended {extended} subscription(s); Whop memberships are renewed by Whop.",
+                          messages.SUCCESS)
+
+    @admin.action(description="End now (downgrade)", permissions=["change"])
+    def end_now(self, request, queryset):
+        if not action_confirmed(request):
+            return action_confirmation_page(
+                self, request, queryset, action="end_now", question=f"End {queryset.count()} subscription(s) now?",
+                consequence="Their paid features stop at once; open positions are kept and managed.")
+        from django.utils import timezone
+
+        rows = list(queryset.filter(status=Subscription.Status.ACTIVE))
+        Subscription.objects.filter(pk__in=[r.pk for r in rows]).update(
+            status=Subscription.Status.CANCELLED, valid_until=timezone.now(), updated_at=timezone.now())
+        for row in rows:
+            self.log_change(request, row, "Ended now (admin action).")
+        self.message_user(request, f"Ended {len(rows)} subscription(s).", messages.SUCCESS)
+        return None
+
+
+@admin.register(Payment)
+class PaymentAdmin(admin.ModelAdmin):
+    list_display = ("created_at", "user", "plan", "gateway", "status", "amount_display", "external_id", "paid_at")
+    list_filter = ("gateway", "status", "plan", "currency")
+    search_fields = ("user__username", "user__telegram_id", "external_id", "reference")
+    date_hierarchy = "created_at"
+    readonly_fields = [f.name for f in Payment._meta.fields if f.name != "note"]
+    actions = ("refund",)
+
+    def has_add_permission(self, request):
+        return False
+
+    @admin.display(description="amount")
+    def amount_display(self, payment: Payment) -> str:
+        return f"{amount_text(payment.amount_base_units, payment.decimals)} {payment.currency}"
+
+    @admin.action(description="Refund: record it and take back the time it bought", permissions=["change"])
+    def refund(self, request, queryset):
+        if not action_confirmed(request):
+            return action_confirmation_page(
+                self, request, queryset, action="refund", question=f"Record {queryset.count()} refund(s)?",
+                consequence="Send the money back yourself (in Whop, or from the merchant wallet). Each paid "
+                            "payment's subscription loses one period and ends if nothing is left.")
+        refunded = 0
+        for payment in queryset.filter(status=Payment.Status.PAID):
+            payment_refund(payment=payment, note=f"refunded by {request.user}")
+            self.log_change(request, payment, "Refund recorded (admin action).")
+            refunded += 1
+        self.message_user(request, f"Recorded {refunded} refund(s).", messages.SUCCESS)
+        return None
 
 
 @admin.register(ExchangeCredential)

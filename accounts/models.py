@@ -13,6 +13,7 @@ from django.db.models import Q
 from django.utils import timezone as django_timezone
 
 from accounts.crypto import decrypt_secret, encrypt_secret
+from accounts.solana_pay import currency_of_mint, solana_address_valid
 from config.model_fields import MoneyField, PercentField
 
 RISK_LEVELS = ("low", "medium", "high")
@@ -120,12 +121,71 @@ class UserPreferences(models.Model):
             raise ValidationError({"leverage": f"Leverage is capped at {settings.MAX_LEVERAGE}x."})
 
 
+class Feature(models.TextChoices):
+    """What a paid plan unlocks. Signals stay free for everyone; a plan unlocks what costs money to run."""
+
+    LIVE_TRADING = "live_trading", "Live auto-trading on your exchange"
+    NEWS_ALERTS = "news_alerts", "News signals and alerts"
+    FLOW_ALERTS = "flow_alerts", "Order-flow signals and alerts"
+    MORE_POSITIONS = "more_positions", "More open positions at once"
+
+
+def validate_features(value) -> None:
+    if not isinstance(value, list) or any(f not in Feature.values for f in value) or len(set(value)) != len(value):
+        raise ValidationError(f"Features must be a list of distinct values among: {', '.join(Feature.values)}.")
+
+
+def validate_solana_address(value: str) -> None:
+    """A base58 Solana public key (32 bytes)."""
+    if value and not solana_address_valid(value):
+        raise ValidationError("Not a Solana address (base58, 32 bytes).")
+
+
+class Plan(models.Model):
+    """A subscription plan (managed in the admin): its price on each gateway, its period and what it unlocks."""
+
+    code = models.SlugField(max_length=32, unique=True, help_text="short id used in links and buttons, e.g. pro")
+    name = models.CharField(max_length=64)
+    description = models.CharField(max_length=200, blank=True)
+    period_days = models.PositiveSmallIntegerField(default=30, validators=[MinValueValidator(1), MaxValueValidator(3660)])
+    features = models.JSONField(default=list, blank=True, validators=[validate_features])
+    price_usd = MoneyField(default=Decimal("0"), help_text="shown to users; Whop charges the price of its own plan")
+    whop_plan_id = models.CharField(max_length=64, unique=True, null=True, blank=True,
+                                    help_text="plan_… id of the same plan on Whop (empty: not sold on Whop)")
+    solana_amount = models.PositiveBigIntegerField(
+        null=True, blank=True, validators=[MinValueValidator(1)],
+        help_text="price in integer base units: lamports for SOL, the token's smallest unit for an SPL token "
+                  "(empty: not sold for Solana)")
+    solana_mint = models.CharField(max_length=44, blank=True, validators=[validate_solana_address],
+                                   help_text="SPL token mint (e.g. USDC); empty: native SOL")
+    solana_decimals = models.PositiveSmallIntegerField(default=9, validators=[MaxValueValidator(18)],
+                                                       help_text="decimals of the mint (9 for SOL, 6 for USDC)")
+    is_active = models.BooleanField(default=True, help_text="offered by /subscribe")
+    sort_order = models.PositiveSmallIntegerField(default=0)
+
+    class Meta:
+        ordering = ["sort_order", "pk"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def clean(self) -> None:
+        if not self.solana_mint and self.solana_decimals != 9:
+            raise ValidationError({"solana_decimals": "Native SOL has 9 decimals (lamports)."})
+
+    @property
+    def solana_currency(self) -> str:
+        return currency_of_mint(self.solana_mint)
+
+
 class Subscription(models.Model):
+    """A period of a plan for a user: a Whop membership (external_id = mem_…), or Solana / admin time."""
+
     class Status(models.TextChoices):
-        PENDING = "pending"
         ACTIVE = "active"
         CANCELLED = "cancelled"
         EXPIRED = "expired"
+        REFUNDED = "refunded"
 
     class Source(models.TextChoices):
         WHOP = "whop"
@@ -133,13 +193,14 @@ class Subscription(models.Model):
         ADMIN = "admin"
 
     user = models.ForeignKey(TelegramUser, on_delete=models.CASCADE, related_name="subscriptions")
-    plan = models.CharField(max_length=64, default="premium")
-    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    plan = models.ForeignKey(Plan, on_delete=models.PROTECT, related_name="subscriptions")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.ACTIVE)
     source = models.CharField(max_length=16, choices=Source.choices)
-    external_id = models.CharField(max_length=128, null=True, blank=True, unique=True)
-    amount = MoneyField(default=Decimal("0"))
-    currency = models.CharField(max_length=8, default="USD")
-    valid_until = models.DateTimeField(null=True, blank=True)
+    external_id = models.CharField(max_length=128, null=True, blank=True, unique=True,
+                                   help_text="Whop membership id (mem_…); empty for Solana and admin time")
+    valid_until = models.DateTimeField(null=True, blank=True, help_text="empty: open-ended (admin grant)")
+    reminded_for = models.DateTimeField(null=True, blank=True, editable=False,
+                                        help_text="the valid_until an expiry reminder was sent for")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -152,6 +213,55 @@ class Subscription(models.Model):
     @property
     def is_current(self) -> bool:
         return self.status == self.Status.ACTIVE and (self.valid_until is None or self.valid_until > django_timezone.now())
+
+
+class Payment(models.Model):
+    """Money received (or expected): one row per Whop payment, per Solana Pay request, per admin refund record.
+
+    Amounts are exact integers in the currency's smallest unit (cents, lamports, token base units) with their
+    number of decimals; never floats. A pending Solana row is the transfer request shown to the user: its
+    ``reference`` is the unique key the paying transaction must carry."""
+
+    class Gateway(models.TextChoices):
+        WHOP = "whop"
+        SOLANA = "solana"
+
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        PAID = "paid"
+        EXPIRED = "expired"
+        REFUNDED = "refunded"
+
+    user = models.ForeignKey(TelegramUser, on_delete=models.CASCADE, related_name="payments")
+    plan = models.ForeignKey(Plan, on_delete=models.PROTECT, related_name="payments")
+    gateway = models.CharField(max_length=16, choices=Gateway.choices)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    amount_base_units = models.PositiveBigIntegerField(help_text="in the smallest unit: cents, lamports, token units")
+    decimals = models.PositiveSmallIntegerField()
+    currency = models.CharField(max_length=16)
+    mint = models.CharField(max_length=44, blank=True, help_text="SPL token mint; empty for SOL and Whop")
+    recipient = models.CharField(max_length=44, blank=True, help_text="merchant wallet the transfer must reach")
+    reference = models.CharField(max_length=44, unique=True, null=True, blank=True,
+                                 help_text="Solana Pay reference key of this request")
+    external_id = models.CharField(max_length=128, unique=True, null=True, blank=True,
+                                   help_text="Whop payment id (pay_…) or Solana transaction signature")
+    subscription = models.ForeignKey(Subscription, null=True, blank=True, on_delete=models.SET_NULL,
+                                     related_name="payments")
+    expires_at = models.DateTimeField(null=True, blank=True, help_text="a pending request is not honoured after")
+    paid_at = models.DateTimeField(null=True, blank=True)
+    refunded_at = models.DateTimeField(null=True, blank=True)
+    note = models.CharField(max_length=200, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["status", "expires_at"], name="payment_status_expires_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.amount} {self.currency} {self.gateway} for {self.plan} by {self.user} ({self.status})"
+
+    @property
+    def amount(self) -> Decimal:
+        return Decimal(self.amount_base_units).scaleb(-self.decimals)
 
 
 class Exchange(models.TextChoices):
@@ -222,6 +332,7 @@ class WebhookEvent(models.Model):
         RECEIVED = "received"
         PROCESSED = "processed"
         IGNORED = "ignored"
+        REJECTED = "rejected"  # a payment that does not satisfy the conditions: stored, reported to operators
         FAILED = "failed"
 
     provider = models.CharField(max_length=16, choices=Provider.choices)

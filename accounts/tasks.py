@@ -1,8 +1,8 @@
-"""Thin Celery tasks of the accounts app: payment deliveries, admin alerts."""
+"""Thin Celery tasks of the accounts app: payment deliveries, the subscriptions' lifecycle, admin alerts."""
 
 from celery import shared_task
 
-from accounts import payments, services
+from accounts import payments, services, subscriptions
 
 
 @shared_task(name="accounts.tasks.webhook_event_process", time_limit=60)
@@ -21,3 +21,9 @@ def webhook_events_process_stale() -> int:
 def admins_notify(*, text: str, dedupe_key: str) -> int:
     """Consumer of ``admins.notify`` (e.g. repeated errors reported by config.observability)."""
     return services.admins_notify(text=text, dedupe_key=dedupe_key)
+
+
+@shared_task(name="accounts.tasks.subscriptions_lifecycle", time_limit=300, soft_time_limit=280, ignore_result=True)
+def subscriptions_lifecycle() -> dict[str, int]:
+    """Every 10 minutes (beat): reminders before a plan ends, downgrade at its end, unpaid requests expire."""
+    return subscriptions.subscriptions_lifecycle()

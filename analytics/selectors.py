@@ -17,6 +17,7 @@ from django.db.models.functions import TruncMonth
 from django.utils import timezone
 
 from accounts.models import Subscription, TelegramUser, WebhookEvent
+from accounts.selectors import revenue_by_currency, revenue_by_plan_and_gateway
 from analytics.models import AnalyticsSnapshot, BacktestRun, Heartbeat, UserActivity
 from config.observability import error_counts
 from signals.models import ScanRun, Signal
@@ -189,26 +190,22 @@ def trading_results_by_mode(*, since: datetime | None = None) -> dict[str, dict[
 
 
 def subscription_stats(*, now: datetime | None = None, revenue_days: int = 30) -> dict[str, Any]:
-    """Current subscribers (active and not past valid_until) by source and plan, and revenue per currency
-    (all time and over the last ``revenue_days`` days, by creation date; admin grants have amount 0)."""
-
+    """Current subscribers (active and not past valid_until) by source and plan, and revenue (paid payments, exact)
+    per currency and per plan and gateway: all time and over the last ``revenue_days`` days."""
     now = now or timezone.now()
     current = Subscription.objects.filter(status=Subscription.Status.ACTIVE).filter(
         Q(valid_until__isnull=True) | Q(valid_until__gt=now)
     )
-    paid = Subscription.objects.exclude(status=Subscription.Status.PENDING)
-
-    def revenue(queryset) -> dict[str, str]:
-        rows = queryset.values("currency").annotate(total=Sum("amount")).order_by("currency")
-        return {row["currency"]: _decimal_text(row["total"] or ZERO, 2) for row in rows}
-
+    since = now - timedelta(days=revenue_days)
     return {
         "active": current.values("user").distinct().count(),
         "by_source": dict(current.values_list("source").annotate(n=Count("id")).order_by()),
-        "by_plan": dict(current.values_list("plan").annotate(n=Count("id")).order_by()),
+        "by_plan": dict(current.values_list("plan__name").annotate(n=Count("id")).order_by()),
         "by_status": dict(Subscription.objects.values_list("status").annotate(n=Count("id")).order_by()),
-        "revenue_total": revenue(paid),
-        "revenue_recent": revenue(paid.filter(created_at__gte=now - timedelta(days=revenue_days))),
+        "revenue_total": {k: _decimal_text(v, 2) for k, v in revenue_by_currency().items()},
+        "revenue_recent": {k: _decimal_text(v, 2) for k, v in revenue_by_currency(since=since).items()},
+        "revenue_by_plan": [{**row, "amount": format(row["amount"].normalize(), "f")}
+                            for row in revenue_by_plan_and_gateway()],
         "revenue_days": revenue_days,
     }
 

@@ -15,7 +15,8 @@ from django.db import models, transaction
 from django.utils import timezone
 from django.utils.html import escape
 
-from accounts.models import Subscription, TelegramUser
+from accounts.models import TelegramUser
+from accounts.subscriptions import subscription_grant as accounts_subscription_grant
 from analytics.models import AnalyticsSnapshot, BacktestRun, Heartbeat, SystemSetting, UserActivity
 from config import events
 from signals.selectors import symbol_get
@@ -94,25 +95,14 @@ def operator_user_ban_set(*, telegram_id: int, banned: bool, actor):
 
 
 @transaction.atomic
-def subscription_grant(*, user, days: int, actor):
-    """Grant ``days`` of subscription, or extend the user's current one by ``days`` (from its end, or from now when it
-    lapsed); logged. Returns the Subscription."""
-
-    now = timezone.now()
-    current = (Subscription.objects.select_for_update().filter(user=user, status=Subscription.Status.ACTIVE)
-               .order_by("-valid_until").first())
-    if current is not None and current.valid_until is None:
-        subscription = current  # open-ended already
-    elif current is not None:
-        current.valid_until = max(current.valid_until, now) + timedelta(days=days)
-        current.save(update_fields=["valid_until", "updated_at"])
-        subscription = current
-    else:
-        subscription = Subscription.objects.create(user=user, source=Subscription.Source.ADMIN,
-                                                   status=Subscription.Status.ACTIVE, valid_until=now + timedelta(days=days))
-    admin_action_log(actor=actor, obj=user, message=f"Granted/extended {days} day(s) of subscription "
+def subscription_grant(*, user, days: int, actor, plan=None):
+    """Grant ``days`` of ``plan`` (default: the first plan on sale), or extend the user's time of it (from its end,
+    or from now when it lapsed), through ``accounts.subscriptions.subscription_grant``; logged. Returns the
+    Subscription; raises ``accounts.subscriptions.CheckoutError`` when there is no plan at all."""
+    subscription = accounts_subscription_grant(user=user, days=days, plan=plan)
+    admin_action_log(actor=actor, obj=user, message=f"Granted/extended {days} day(s) of {subscription.plan} "
                      f"(valid until {subscription.valid_until:%Y-%m-%d %H:%M} UTC)." if subscription.valid_until
-                     else f"Granted {days} day(s): the subscription is open-ended.")
+                     else f"Granted {days} day(s) of {subscription.plan}: the subscription is open-ended.")
     return subscription
 
 

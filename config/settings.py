@@ -206,6 +206,8 @@ CELERY_BEAT_SCHEDULE = {
     # webhooks answer once the delivery is stored; these process what was stored but never queued (or lost a worker)
     "telegram-updates-process-stale": {"task": "telegram_bridge.tasks.telegram_updates_process_stale", "schedule": 60.0, "options": {"queue": "telegram", "expires": 55}},
     "webhook-events-process-stale": {"task": "accounts.tasks.webhook_events_process_stale", "schedule": 60.0, "options": {"queue": "default", "expires": 55}},
+    # subscriptions: reminders before a plan ends, downgrade at its end, expiry of unpaid Solana Pay requests
+    "subscriptions-lifecycle": {"task": "accounts.tasks.subscriptions_lifecycle", "schedule": crontab(minute="*/10"), "options": {"queue": "default", "expires": 540}},
 }
 
 # --- Domain events --------------------------------------------------------------------------------------------------
@@ -334,6 +336,14 @@ OPENAI_API_KEY = env.str("OPENAI_API_KEY", default="")
 OPENAI_MODEL = env.str("OPENAI_MODEL", default="gpt-4o-mini")
 WHOP_WEBHOOK_SECRET = env.str("WHOP_WEBHOOK_SECRET", default="")
 HELIUS_AUTH_TOKEN = env.str("HELIUS_AUTH_TOKEN", default="")
+# Subscriptions (accounts/subscriptions.py, accounts/entitlements.py): Whop checkouts and Solana Pay requests
+WHOP_API_KEY = env.str("WHOP_API_KEY", default="")  # creates checkouts carrying the buyer's Telegram id
+WHOP_API_BASE = env.str("WHOP_API_BASE", default="https://api.whop.com/api/v1")
+SOLANA_MERCHANT_WALLET = env.str("SOLANA_MERCHANT_WALLET", default="")  # base58 address Solana payments must reach
+SOLANA_PAY_LABEL = env.str("SOLANA_PAY_LABEL", default="Perps Signals")  # shown by the wallet
+SOLANA_PAYMENT_TTL_MINUTES = env.int("SOLANA_PAYMENT_TTL_MINUTES", default=30)  # a transfer request expires after
+SUBSCRIPTION_REMINDER_DAYS = env.int("SUBSCRIPTION_REMINDER_DAYS", default=3)  # reminder before a plan ends
+SUBSCRIPTION_FREE_MAX_OPEN_POSITIONS = env.int("SUBSCRIPTION_FREE_MAX_OPEN_POSITIONS", default=3)
 
 MARKET_DATA_SOURCE = env_choice("MARKET_DATA_SOURCE", default="replay", allowed=("replay", "live"))
 MARKET_DATA_EXCHANGE = env.str("MARKET_DATA_EXCHANGE", default="okx")

@@ -1,7 +1,21 @@
+from decimal import Decimal
+
 import factory
 from factory.django import DjangoModelFactory
 
-from accounts.models import ApiSecrets, ExchangeCredential, Subscription, TelegramUser, UserPreferences, WebhookEvent
+from accounts.models import (
+    ApiSecrets,
+    ExchangeCredential,
+    Feature,
+    Payment,
+    Plan,
+    Subscription,
+    TelegramUser,
+    UserPreferences,
+    WebhookEvent,
+)
+
+USDC_MINT = "EPjFWdd5AufqSSqeM2qN1xzybapC8G4wEGGkZwyTDt1v"
 
 
 class TelegramUserFactory(DjangoModelFactory):
@@ -24,14 +38,47 @@ class UserPreferencesFactory(DjangoModelFactory):
     accepted_risk_levels = factory.LazyFunction(lambda: ["low", "medium", "high"])
 
 
+class PlanFactory(DjangoModelFactory):
+    """Pro: every feature, 30 days, $29 on Whop (plan_pro) or 29 USDC (exact base units) by Solana Pay."""
+
+    class Meta:
+        model = Plan
+        django_get_or_create = ("code",)
+
+    code = "pro"
+    name = "Pro"
+    period_days = 30
+    features = factory.LazyFunction(lambda: list(Feature.values))
+    price_usd = Decimal("29")
+    whop_plan_id = factory.LazyAttribute(lambda plan: f"plan_{plan.code}")
+    solana_amount = 29_000_000
+    solana_mint = USDC_MINT
+    solana_decimals = 6
+
+
 class SubscriptionFactory(DjangoModelFactory):
     class Meta:
         model = Subscription
 
     user = factory.SubFactory(TelegramUserFactory)
+    plan = factory.SubFactory(PlanFactory)
     source = Subscription.Source.WHOP
     status = Subscription.Status.ACTIVE
     external_id = factory.Sequence(lambda n: f"mem_{n:06d}")
+
+
+class PaymentFactory(DjangoModelFactory):
+    class Meta:
+        model = Payment
+
+    user = factory.SubFactory(TelegramUserFactory)
+    plan = factory.SubFactory(PlanFactory)
+    gateway = Payment.Gateway.WHOP
+    status = Payment.Status.PAID
+    amount_base_units = 2900
+    decimals = 2
+    currency = "USD"
+    external_id = factory.Sequence(lambda n: f"pay_{n:08d}")
 
 
 class ExchangeCredentialFactory(DjangoModelFactory):

@@ -7,8 +7,14 @@ from decimal import Decimal
 import pytest
 from django.utils import timezone
 
-from accounts.models import Subscription, WebhookEvent
-from accounts.tests.factories import SubscriptionFactory, TelegramUserFactory, WebhookEventFactory
+from accounts.models import Payment, Subscription, WebhookEvent
+from accounts.tests.factories import (
+    PaymentFactory,
+    PlanFactory,
+    SubscriptionFactory,
+    TelegramUserFactory,
+    WebhookEventFactory,
+)
 from analytics import selectors, services
 from analytics.models import AnalyticsSnapshot, SystemSetting
 from analytics.tests.factories import HeartbeatFactory, UserActivityFactory
@@ -130,22 +136,32 @@ class TestSubscriptions:
     def test_current_subscribers_and_revenue(self):
         now = timezone.now()
         paying = TelegramUserFactory()
-        SubscriptionFactory(user=paying, amount=Decimal("29.99"), currency="USD", valid_until=now + timedelta(days=10))
-        SubscriptionFactory(amount=Decimal("25"), currency="USDC", source=Subscription.Source.SOLANA,
-                            valid_until=now + timedelta(days=3))
-        SubscriptionFactory(source=Subscription.Source.ADMIN, amount=0, valid_until=None)  # open-ended grant
-        SubscriptionFactory(amount=Decimal("29.99"), valid_until=now - timedelta(days=1))  # lapsed, still revenue
-        SubscriptionFactory(status=Subscription.Status.PENDING, amount=Decimal("99"), source=Subscription.Source.SOLANA)
-        old = SubscriptionFactory(status=Subscription.Status.EXPIRED, amount=Decimal("10"))
-        Subscription.objects.filter(pk=old.pk).update(created_at=now - timedelta(days=90))
+        pro = PlanFactory()
+        SubscriptionFactory(user=paying, plan=pro, valid_until=now + timedelta(days=10))
+        SubscriptionFactory(source=Subscription.Source.SOLANA, external_id=None, valid_until=now + timedelta(days=3))
+        SubscriptionFactory(source=Subscription.Source.ADMIN, external_id=None, valid_until=None)  # open-ended grant
+        SubscriptionFactory(valid_until=now - timedelta(days=1))  # lapsed
+        SubscriptionFactory(status=Subscription.Status.EXPIRED)
+        PaymentFactory(user=paying, amount_base_units=2999, paid_at=now - timedelta(days=1))
+        PaymentFactory(amount_base_units=2999, paid_at=now - timedelta(days=90))
+        PaymentFactory(gateway=Payment.Gateway.SOLANA, amount_base_units=25_000_000, decimals=6, currency="USDC",
+                       paid_at=now)
+        PaymentFactory(gateway=Payment.Gateway.SOLANA, status=Payment.Status.PENDING, amount_base_units=99_000_000,
+                       decimals=6, currency="USDC", external_id=None)
+        PaymentFactory(status=Payment.Status.REFUNDED, amount_base_units=5000, paid_at=now)
 
         stats = selectors.subscription_stats(now=now)
 
         assert stats["active"] == 3
         assert stats["by_source"] == {"whop": 1, "solana": 1, "admin": 1}
-        assert stats["revenue_total"] == {"USD": "69.98", "USDC": "25.00"}  # pending is not revenue
-        assert stats["revenue_recent"] == {"USD": "59.98", "USDC": "25.00"}
-        assert stats["by_status"]["pending"] == 1
+        assert stats["by_plan"] == {"Pro": 3}
+        assert stats["revenue_total"] == {"USD": "59.98", "USDC": "25.00"}  # pending and refunded are not revenue
+        assert stats["revenue_recent"] == {"USD": "29.99", "USDC": "25.00"}
+        assert stats["revenue_by_plan"] == [
+            {"plan": "Pro", "gateway": "solana", "currency": "USDC", "payments": 1, "amount": "25", "refunded": 0},
+            {"plan": "Pro", "gateway": "whop", "currency": "USD", "payments": 2, "amount": "59.98", "refunded": 1},
+        ]
+        assert stats["by_status"]["expired"] == 1
 
 
 class TestOverviewSnapshotAndHealth:

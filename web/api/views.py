@@ -27,7 +27,7 @@ from accounts.payment_webhooks import (
     helius_transactions,
     json_body,
     standard_webhooks_verify,
-    whop_membership_change,
+    whop_event,
 )
 from accounts.payments import webhook_event_receive
 from accounts.services import preferences_update
@@ -177,7 +177,7 @@ class WhopWebhookApi(WebhookApi):
         body = request.body  # the raw bytes that were signed (read before any parsing)
         event_id = standard_webhooks_verify(secret=settings.WHOP_WEBHOOK_SECRET, headers=request.headers, body=body)
         payload = json_body(body)
-        change = whop_membership_change(payload)
+        change = whop_event(payload)
         _, created = webhook_event_receive(provider=self.provider, event_id=event_id, payload=payload,
                                            event_type=change.event_type)
         return Response({"status": "accepted" if created else "duplicate"})

@@ -10,6 +10,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
 from accounts.models import TelegramUser
+from accounts.subscriptions import CheckoutError
 from analytics import selectors, services
 from analytics.backtesting import BacktestRequestError
 from analytics.models import BacktestRun
@@ -98,7 +99,11 @@ def user_action(request: HttpRequest) -> HttpResponse:
                         fields={"telegram_ids": ",".join(str(i) for i in ids), "action": action, "days": days})
     for user in users:
         if action == "grant":
-            services.subscription_grant(user=user, days=days, actor=request.user)
+            try:
+                services.subscription_grant(user=user, days=days, actor=request.user)
+            except CheckoutError as error:
+                messages.error(request, str(error))
+                return redirect("control:dashboard")
         else:
             services.operator_user_ban_set(telegram_id=user.telegram_id, banned=action == "ban", actor=request.user)
     messages.success(request, f"{action.title()}: done for {len(users)} user(s).")

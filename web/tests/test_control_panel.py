@@ -9,7 +9,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from accounts.models import Subscription, TelegramUser
-from accounts.tests.factories import SubscriptionFactory, TelegramUserFactory
+from accounts.tests.factories import PlanFactory, SubscriptionFactory, TelegramUserFactory
 from analytics import selectors
 from analytics.models import AnalyticsSnapshot, BacktestRun
 from analytics.tests.factories import BacktestRunFactory, UserActivityFactory
@@ -133,7 +133,7 @@ class TestLinkedAdminActions:
     def test_grant_then_extend_a_subscription(self, staff_client):
         fresh, subscriber = TelegramUserFactory.create_batch(2)
         until = timezone.now() + timedelta(days=5)
-        SubscriptionFactory(user=subscriber, valid_until=until)
+        SubscriptionFactory(user=subscriber, valid_until=until, source=Subscription.Source.ADMIN, external_id=None)
         self.act(staff_client, "admin:accounts_telegramuser_changelist", "grant_subscription_30_days", [fresh, subscriber])
         granted = Subscription.objects.get(user=fresh)
         assert granted.source == Subscription.Source.ADMIN and granted.is_current
@@ -165,6 +165,7 @@ class TestUserActions:
         assert list(TelegramUser.objects.filter(is_banned=True)) == [bob]
 
     def test_grant_then_extend(self, staff_client):
+        PlanFactory()
         user = TelegramUserFactory()
         url = reverse("control:user-action")
         staff_client.post(url, {"telegram_ids": str(user.telegram_id), "action": "grant", "days": 10, "confirm": "yes"})

@@ -1,0 +1,1 @@
+"""Payment gateway ports: one real client per provider (the local stand-ins live in testsupport/)."""
