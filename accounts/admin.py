@@ -91,7 +91,8 @@ class PlanForm(forms.ModelForm):
 
     class Meta:
         model = Plan
-        fields = "__all__"
+        fields = ("code", "name", "description", "period_days", "features", "price_usd", "whop_plan_id",
+                  "solana_amount", "solana_mint", "solana_decimals", "is_active", "sort_order")
 
 
 @admin.register(Plan)

@@ -134,7 +134,7 @@ class WhopFakeServer:
             def log_message(self, *args) -> None:  # quiet
                 return
 
-            def do_POST(self) -> None:  # noqa: N802 — http.server's naming
+            def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 raw = self.rfile.read(length) if length else b""
                 status, answer = server._handle(self.path, dict(self.headers), raw)

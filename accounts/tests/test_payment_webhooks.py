@@ -4,7 +4,6 @@ Helius authorization header; a stored delivery is never lost."""
 
 import json
 import time
-from decimal import Decimal
 
 import pytest
 from django.urls import reverse
@@ -22,7 +21,7 @@ from accounts.payment_webhooks import (
 )
 from accounts.payments import webhook_event_process
 from accounts.subscriptions import solana_payment_request_create
-from accounts.tests.factories import PlanFactory, SubscriptionFactory, TelegramUserFactory
+from accounts.tests.factories import PlanFactory, TelegramUserFactory
 from testsupport.helius_recorded import solana_pay_transaction
 
 # The example published with the Standard Webhooks specification (and its reference libraries' tests).
