@@ -8,9 +8,12 @@ instruction as a read-only account, so the paying transaction can be found and m
 
 from __future__ import annotations
 
+import io
 import secrets
 from decimal import Decimal
 from urllib.parse import quote
+
+import segno
 
 BASE58_ALPHABET = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
 _BASE58_INDEX = {char: index for index, char in enumerate(BASE58_ALPHABET)}
@@ -97,3 +100,15 @@ def transfer_request_url(*, recipient: str, amount_base_units: int, decimals: in
     if message:
         params.append(f"message={quote(message, safe='')}")
     return f"solana:{recipient}?" + "&".join(params)
+
+
+def qr_png(text: str, *, scale: int = 8) -> bytes:
+    """The QR code of ``text`` (a transfer request URL) as a PNG image."""
+    buffer = io.BytesIO()
+    segno.make(text, error="m").save(buffer, kind="png", scale=scale, border=4)
+    return buffer.getvalue()
+
+
+def qr_svg_data_uri(text: str, *, scale: int = 6) -> str:
+    """The same QR code as an SVG ``data:`` URI, for an ``<img src>`` on a web page."""
+    return segno.make(text, error="m").svg_data_uri(scale=scale, border=4)

@@ -6,7 +6,7 @@ import logging
 from decimal import Decimal, InvalidOperation
 
 from accounts.models import RISK_LEVELS
-from telegram_bridge import commands, keyboards, texts
+from telegram_bridge import commands, keyboards, subscribe, texts
 from telegram_bridge.conversations import (
     conversation_end,
     conversation_get,
@@ -22,6 +22,8 @@ logger = logging.getLogger(__name__)
 
 def callback_handle(ctx: UpdateContext, data: str) -> str:
     """Dispatch one callback; returns the activity name to record ("unknown" for data never issued)."""
+    if data.startswith(subscribe.CALLBACK_PREFIX):
+        return subscribe.subscribe_callback(ctx, data)
     if data not in keyboards.issued_callback_data():
         ctx.answer("This button has expired. Send /dashboard for a fresh one.")
         return "unknown"

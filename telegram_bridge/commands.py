@@ -13,9 +13,10 @@ from collections.abc import Callable
 
 from django.core.exceptions import ValidationError
 
-from accounts.models import PnlPeriod
+from accounts.entitlements import feature_unlocked, locked_message
+from accounts.models import Feature, PnlPeriod
 from accounts.services import preferences_update
-from telegram_bridge import keyboards, texts
+from telegram_bridge import keyboards, subscribe, texts
 from telegram_bridge.conversations import conversation_end, conversation_set
 from telegram_bridge.telegram_html import escape
 from telegram_bridge.update_context import UpdateContext
@@ -205,6 +206,8 @@ def unmute(ctx: UpdateContext, args: str) -> None:
 
 def paper_mode_toggle(ctx: UpdateContext) -> str:
     going_live = ctx.user.preferences.paper_mode
+    if going_live and not feature_unlocked(ctx.user, Feature.LIVE_TRADING):  # live auto-trading is a paid feature
+        return locked_message(Feature.LIVE_TRADING)
     if going_live and not ctx.user.credentials.filter(is_active=True).exists():
         return "Live mode needs an exchange: /connect first. You stay in paper mode."
     if preferences_change(ctx, {"paper_mode": not going_live}):
@@ -308,7 +311,7 @@ def status(ctx: UpdateContext, args: str) -> None:
     from trading.models import Position
 
     open_count = Position.objects.filter(user=ctx.user, status="open").count()
-    subscription = ctx.user.subscriptions.filter(status="active").order_by("-valid_until").first()
+    subscription = subscribe.subscription_current(user=ctx.user)
     ctx.reply("\n".join([
         "<b>Status</b>",
         f"Mode: {'paper' if prefs.paper_mode else 'live'}",
@@ -317,8 +320,13 @@ def status(ctx: UpdateContext, args: str) -> None:
         + (f" (paused: {escape(ctx.user.auto_trading_paused_reason)})" if ctx.user.auto_trading_paused_reason else ""),
         f"DM alerts: {'on' if prefs.dm_alerts else 'off'} · risk levels: {escape(', '.join(prefs.accepted_risk_levels))}",
         f"Open positions: {open_count} / {prefs.max_open_positions}",
-        f"Subscription: {escape(subscription.plan) if subscription and subscription.is_current else 'none'}",
+        f"Plan: {escape(subscription.plan.name) if subscription else 'free (signals only) — /subscribe'}",
     ]))
+
+
+@command("subscribe")
+def subscribe_(ctx: UpdateContext, args: str) -> None:
+    subscribe.subscribe_show(ctx)
 
 
 @command("cancel")

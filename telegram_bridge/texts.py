@@ -34,6 +34,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
                                              "/resume (or ▶️ Resume on the settings page) starts it again; the "
                                              "drawdown is measured afresh from your current equity."),
     "status": ("your account at a glance", "Mode, exchange, auto-trading, alerts and open positions."),
+    "subscribe": ("plans and payment", "Signals are free. A plan unlocks live auto-trading, news and order-flow "
+                                       "alerts and more open positions; pay by card (Whop) or with Solana Pay."),
     "cancel": ("cancel the current input", "Stops a /connect or settings input in progress."),
 }
 ADMIN_COMMANDS: dict[str, tuple[str, str]] = {

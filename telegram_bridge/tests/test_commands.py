@@ -7,7 +7,7 @@ from decimal import Decimal
 import pytest
 
 from accounts.models import TelegramUser
-from accounts.tests.factories import ExchangeCredentialFactory, TelegramUserFactory
+from accounts.tests.factories import ExchangeCredentialFactory, SubscriptionFactory, TelegramUserFactory
 from analytics.models import UserActivity
 from signals.tests.factories import SignalFactory
 from telegram_bridge import commands
@@ -84,6 +84,8 @@ def test_mute_unmute_and_paper_mode(bot_api):
     say(bot_api, 505, "/unmute DOGEUSDT")
     user.preferences.refresh_from_db()
     assert user.preferences.muted_symbols == []
+    assert "/subscribe" in say(bot_api, 505, "/toggle_paper_mode")[0]["text"]  # live trading is a paid feature
+    SubscriptionFactory(user=user, source="admin", external_id=None)
     assert "/connect first" in say(bot_api, 505, "/toggle_paper_mode")[0]["text"]
     user.preferences.refresh_from_db()
     assert user.preferences.paper_mode is True
