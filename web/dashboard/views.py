@@ -9,15 +9,27 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import login, logout
 from django.core.exceptions import ValidationError
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from rest_framework.authtoken.models import Token
 
 from accounts.login_links import TelegramLoginError, login_token_consume, telegram_login_verify, web_user_for
-from accounts.models import PnlPeriod, UserPreferences
+from accounts.models import Payment, PnlPeriod, UserPreferences
 from accounts.services import preferences_update, telegram_user_register
+from accounts.solana_pay import amount_text, qr_svg_data_uri
+from accounts.subscriptions import (
+    CheckoutError,
+    plan_features_text,
+    plan_for_sale,
+    plan_prices_text,
+    plans_for_sale,
+    solana_payment_request_create,
+    solana_payment_url,
+    subscription_current,
+    whop_checkout_create,
+)
 from analytics.models import UserActivity
 from analytics.services import activity_record
 from web.dashboard import data as dashboard_data
@@ -166,3 +178,44 @@ def api_token_rotate(request: HttpRequest) -> HttpResponse:
     request.session["new_api_token"] = token.key
     messages.success(request, "A new API token was created. Copy it now: it is shown only once.")
     return redirect("dashboard:settings")
+
+
+@require_http_methods(["GET", "POST"])
+@dashboard_login_required("subscribe")
+def subscribe(request: HttpRequest) -> HttpResponse:
+    """The plans; POST plan + gateway starts a Whop checkout (redirect) or a Solana Pay request (its page)."""
+    user = request.telegram_user
+    if request.method == "POST":
+        plan = plan_for_sale(code=request.POST.get("plan", "")[:32])
+        gateway = request.POST.get("gateway")
+        if plan is None or gateway not in ("whop", "solana"):
+            messages.error(request, "Choose a plan and a way to pay.")
+            return redirect("dashboard:subscribe")
+        try:
+            if gateway == "whop":
+                return redirect(whop_checkout_create(user=user, plan=plan))
+            payment = solana_payment_request_create(user=user, plan=plan).payment
+        except CheckoutError as error:
+            messages.error(request, str(error))
+            return redirect("dashboard:subscribe")
+        return redirect("dashboard:subscribe-solana", reference=payment.reference)
+    plans = [{"plan": plan, "prices": plan_prices_text(plan), "features": plan_features_text(plan)}
+             for plan in plans_for_sale()]
+    return render(request, "web/dashboard/subscribe.html", {
+        "plans": plans, "current": subscription_current(user=user), "nav": "subscribe",
+    })
+
+
+@require_GET
+@dashboard_login_required("subscribe")
+def subscribe_solana(request: HttpRequest, reference: str) -> HttpResponse:
+    """One of the user's Solana Pay requests: the link, its QR code, the amount and until when it can be paid."""
+    payment = (Payment.objects.select_related("plan")
+               .filter(user=request.telegram_user, gateway=Payment.Gateway.SOLANA, reference=reference[:44]).first())
+    if payment is None:
+        raise Http404("No such payment request.")
+    url = solana_payment_url(payment)
+    return render(request, "web/dashboard/subscribe_solana.html", {
+        "payment": payment, "url": url, "qr": qr_svg_data_uri(url), "nav": "subscribe",
+        "amount": amount_text(payment.amount_base_units, payment.decimals),
+    })
