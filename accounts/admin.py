@@ -69,9 +69,9 @@ class TelegramUserAdmin(admin.ModelAdmin):
         try:
             for user in users:
                 subscription = subscription_grant(user=user, days=30)
-                self.log_change(request, user, f"Granted/extended 30 days of {subscription.plan} (valid until "
+                self.log_change(request, user, f"Granted/extended 30 day(s) of {subscription.plan} (valid until "
                                 f"{subscription.valid_until:%Y-%m-%d %H:%M} UTC)." if subscription.valid_until
-                                else f"Granted 30 days of {subscription.plan}: it is open-ended.")
+                                else f"Granted 30 day(s) of {subscription.plan}: it is open-ended.")
         except CheckoutError as error:
             self.message_user(request, str(error), messages.ERROR)
             return

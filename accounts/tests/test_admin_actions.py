@@ -71,7 +71,7 @@ def test_unban_and_make_admin_act_directly_and_log_only_real_changes(staff_clien
 def test_grant_30_days_creates_or_extends_and_logs(staff_client):
     fresh, subscriber = TelegramUserFactory.create_batch(2)
     until = timezone.now() + timedelta(days=5)
-    SubscriptionFactory(user=subscriber, valid_until=until)
+    SubscriptionFactory(user=subscriber, valid_until=until, source=Subscription.Source.ADMIN, external_id=None)
     act(staff_client, "grant_subscription_30_days", [fresh, subscriber])
     granted = Subscription.objects.get(user=fresh)
     assert granted.source == Subscription.Source.ADMIN and granted.is_current
