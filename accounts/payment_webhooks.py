@@ -25,6 +25,7 @@ from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
 
 from accounts.solana_pay import amount_text, currency_of_mint, solana_address_valid, solana_signature_valid
+from accounts.telegram_ids import telegram_id_valid
 
 TIMESTAMP_TOLERANCE_SECONDS = 5 * 60
 
@@ -143,16 +144,10 @@ def json_body(body: bytes) -> Any:
 
 # ---- shared field checks -------------------------------------------------------------------------------------------
 
-# Telegram user ids are positive and have at most 52 significant bits (Bot API documentation).
-TELEGRAM_ID_MAX = 2**52 - 1
 EARLIEST = datetime(2015, 1, 1, tzinfo=UTC)
 LATEST = datetime(2100, 1, 1, tzinfo=UTC)
 _ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 _EVENT_TYPE = re.compile(r"^[a-z0-9_.]{1,64}$")
-
-
-def telegram_id_valid(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= TELEGRAM_ID_MAX
 
 
 def _telegram_id(value: Any) -> int | None:

@@ -11,12 +11,16 @@ from django.utils import timezone
 
 from accounts.crypto import SecretDecryptionError, rotate_secret
 from accounts.models import ApiSecrets, ExchangeCredential, TelegramUser, UserPreferences
+from accounts.telegram_ids import telegram_id_valid
 from config.events import publish
 
 
 @transaction.atomic
 def telegram_user_register(*, telegram_id: int, username: str = "", first_name: str = "", language: str = "en") -> tuple[TelegramUser, bool]:
-    """Create the user (and default preferences) on first contact; refresh name and last_seen afterwards."""
+    """Create the user (and default preferences) on first contact; refresh name and last_seen afterwards. An id no
+    Telegram user can have (0, negative, beyond 52 bits) raises ValueError and creates nothing."""
+    if not telegram_id_valid(telegram_id):
+        raise ValueError("not a Telegram user id")
     user, created = TelegramUser.objects.get_or_create(
         telegram_id=telegram_id,
         defaults={"username": username[:64], "first_name": first_name[:128], "language": (language or "en")[:8]},

@@ -3,6 +3,7 @@ from decimal import Decimal
 import pytest
 from django.core.exceptions import ValidationError
 
+from accounts.models import TelegramUser
 from accounts.services import preferences_update, telegram_user_register
 
 
@@ -45,3 +46,11 @@ def test_valid_preferences_are_saved():
     assert user.preferences.leverage == 10
     assert user.preferences.accepted_risk_levels == ["low"]
     assert user.preferences.muted_symbols == ["DOGE/USDT:USDT"]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("telegram_id", [0, -1, 2**53, True, "42"])
+def test_impossible_telegram_ids_create_no_user(telegram_id):
+    with pytest.raises(ValueError):
+        telegram_user_register(telegram_id=telegram_id)
+    assert not TelegramUser.objects.exists()

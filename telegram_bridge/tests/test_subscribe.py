@@ -65,3 +65,14 @@ def test_card_checkout_link_and_stale_buttons(bot_api, shop, settings):
     assert press(bot_api, 702, "sub:gone:sol") == []  # only the callback answer: "no longer on sale"
     [again] = press(bot_api, 702, "sub:plans")  # e.g. the button under a "locked" message
     assert "Plans" in again["text"]
+
+
+@pytest.mark.parametrize("sender_id", [0, -1, 2**53])
+def test_updates_from_impossible_user_ids_create_no_user(sender_id):
+    from accounts.models import TelegramUser
+    from telegram_bridge.services import update_handle
+
+    update_handle({"update_id": 5000 + abs(sender_id) % 1000, "message": {
+        "message_id": 1, "date": 1_790_000_000, "text": "/start", "chat": {"id": sender_id, "type": "private"},
+        "from": {"id": sender_id, "is_bot": False, "first_name": "Junk"}}})
+    assert not TelegramUser.objects.exists()
