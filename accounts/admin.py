@@ -1,5 +1,6 @@
 from django import forms
 from django.contrib import admin, messages
+from django.utils import timezone
 
 from accounts.admin_confirmation import action_confirmation_page, action_confirmed
 from accounts.models import (
@@ -136,8 +137,6 @@ class SubscriptionAdmin(admin.ModelAdmin):
             return action_confirmation_page(
                 self, request, queryset, action="end_now", question=f"End {queryset.count()} subscription(s) now?",
                 consequence="Their paid features stop at once; open positions are kept and managed.")
-        from django.utils import timezone
-
         rows = list(queryset.filter(status=Subscription.Status.ACTIVE))
         Subscription.objects.filter(pk__in=[r.pk for r in rows]).update(
             status=Subscription.Status.CANCELLED, valid_until=timezone.now(), updated_at=timezone.now())
