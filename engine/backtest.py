@@ -543,7 +543,7 @@ class BacktestResult:
         return metrics_mod.per_month_table(self.trades_frame())
 
     def equity_png(self, title: str = "Backtest equity") -> bytes:
-        from engine.plots import equity_drawdown_png
+        from engine.plots import equity_drawdown_png  # matplotlib: loaded only when a chart is drawn
 
         return equity_drawdown_png(self.equity_ts, self.equity, title=title, initial_balance=self.initial_balance)
 

@@ -24,7 +24,7 @@ import numpy as np
 from engine import indicators
 from engine.candles import Candles
 from engine.errors import InvalidParameters
-from engine.strategy import CONFIRMATION_TIMEFRAME_MS, LONG, SHORT, StrategyParams
+from engine.params import CONFIRMATION_TIMEFRAME_MS, LONG, SHORT, StrategyParams
 
 CHECK_NAMES: tuple[str, ...] = ("trend", "volume", "momentum", "structure")
 

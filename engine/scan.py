@@ -13,14 +13,8 @@ from decimal import Decimal
 
 from engine.candles import Candles, check_candles
 from engine.errors import EngineError
-from engine.strategy import (
-    CONFIRMATION_TIMEFRAME_MS,
-    SIGNAL_TIMEFRAME_MS,
-    SignalCandidate,
-    StrategyParams,
-    bars_needed,
-    evaluate_latest,
-)
+from engine.params import CONFIRMATION_TIMEFRAME_MS, SIGNAL_TIMEFRAME_MS, StrategyParams, bars_needed
+from engine.strategy import SignalCandidate, evaluate_latest
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,5 @@
-"""The 15m EMA-crossover scalping strategy: parameters, vectorised entry signals and the live evaluation.
+"""The 15m EMA-crossover scalping strategy: vectorised entry signals and the live evaluation (its parameters:
+``engine.params``).
 
 A long signal on bar ``i`` (a CLOSED 15m candle) needs all of:
 
@@ -21,8 +22,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from decimal import Decimal
 from typing import Any
 
@@ -30,123 +30,38 @@ import numpy as np
 
 from engine import indicators
 from engine.candles import Candles, resample
-from engine.errors import InsufficientData, InvalidParameters
+from engine.confirmation import quorum
+from engine.errors import InsufficientData
+from engine.params import (
+    CONFIRMATION_TIMEFRAME_MS,
+    LONG,
+    SHORT,
+    SIDE_NAMES,
+    SIGNAL_TIMEFRAME,
+    SIGNAL_TIMEFRAME_MS,
+    StrategyParams,
+    bars_needed,
+    bars_recommended,
+)
+from engine.risk import risk_level
 
-LONG = 1
-SHORT = -1
-SIDE_NAMES = {LONG: "long", SHORT: "short"}
-SIGNAL_TIMEFRAME = "15m"
-SIGNAL_TIMEFRAME_MS = 900_000
-CONFIRMATION_TIMEFRAME_MS = 3_600_000
-
-
-@dataclass(frozen=True)
-class StrategyParams:
-    """Every tunable of the signal strategy and its 1h confirmation. ``validate()`` before use."""
-
-    # 15m entry
-    ema_fast: int = 9
-    ema_slow: int = 21
-    cross_window: int = 3
-    rsi_period: int = 14
-    rsi_long: float = 55.0
-    rsi_short: float = 45.0
-    rsi_long_max: float = 80.0
-    rsi_short_min: float = 20.0
-    volume_ma: int = 20
-    volume_ratio_min: float = 1.10
-    atr_period: int = 14
-    adx_period: int = 14
-    adx_min: float = 20.0
-    # stops and targets (R = stop distance)
-    stop_atr_mult: float = 1.5
-    tp1_r: float = 1.0
-    tp2_r: float = 2.0
-    # support / resistance
-    swing_window: int = 3
-    sr_lookback: int = 96  # 24 h of 15m candles
-    sr_buffer_atr: float = 0.5
-    # 1h multi-analysis confirmation
-    quorum: int = 2
-    h1_volume_ratio_min: float = 1.0
-    h1_rsi_mid: float = 50.0
-    h1_structure_bars: int = 6
-
-    def validate(self) -> StrategyParams:
-        """Raise ``InvalidParameters`` naming every problem; return ``self`` so calls can chain."""
-        problems: list[str] = []
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-                problems.append(f"{f.name} must be a finite number, got {value!r}")
-        if problems:
-            raise InvalidParameters("; ".join(problems))
-        for name in (
-            "ema_fast",
-            "ema_slow",
-            "cross_window",
-            "rsi_period",
-            "volume_ma",
-            "atr_period",
-            "adx_period",
-            "swing_window",
-            "sr_lookback",
-            "h1_structure_bars",
-        ):
-            value = getattr(self, name)
-            if int(value) != value or value < 1:
-                problems.append(f"{name} must be a positive integer, got {value!r}")
-        if self.ema_fast >= self.ema_slow:
-            problems.append(f"ema_fast ({self.ema_fast}) must be smaller than ema_slow ({self.ema_slow})")
-        if not 0 <= self.rsi_short < self.rsi_long <= 100:
-            problems.append(f"need 0 <= rsi_short ({self.rsi_short}) < rsi_long ({self.rsi_long}) <= 100")
-        if not self.rsi_long < self.rsi_long_max <= 100:
-            problems.append(f"need rsi_long ({self.rsi_long}) < rsi_long_max ({self.rsi_long_max}) <= 100")
-        if not 0 <= self.rsi_short_min < self.rsi_short:
-            problems.append(f"need 0 <= rsi_short_min ({self.rsi_short_min}) < rsi_short ({self.rsi_short})")
-        if not 0 <= self.h1_rsi_mid <= 100:
-            problems.append(f"h1_rsi_mid must be within 0..100, got {self.h1_rsi_mid}")
-        if not 0 <= self.adx_min <= 100:
-            problems.append(f"adx_min must be within 0..100, got {self.adx_min}")
-        for name in ("volume_ratio_min", "h1_volume_ratio_min", "sr_buffer_atr"):
-            if getattr(self, name) < 0:
-                problems.append(f"{name} must not be negative, got {getattr(self, name)}")
-        for name in ("stop_atr_mult", "tp1_r", "tp2_r"):
-            if getattr(self, name) <= 0:
-                problems.append(f"{name} must be positive, got {getattr(self, name)}")
-        if self.tp2_r < self.tp1_r:
-            problems.append(f"tp2_r ({self.tp2_r}) must not be below tp1_r ({self.tp1_r})")
-        if self.sr_lookback <= self.swing_window:
-            problems.append(f"sr_lookback ({self.sr_lookback}) must exceed swing_window ({self.swing_window})")
-        if int(self.quorum) != self.quorum or not 0 <= self.quorum <= 4:
-            problems.append(f"quorum must be an integer 0..4 (four 1h checks), got {self.quorum!r}")
-        if problems:
-            raise InvalidParameters("; ".join(problems))
-        return self
-
-    @classmethod
-    def from_mapping(cls, values: Mapping[str, Any]) -> StrategyParams:
-        """Build from a settings/DB mapping; unknown keys are an error (typos must not pass silently)."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise InvalidParameters(f"unknown strategy parameter(s): {', '.join(unknown)}")
-        return cls(**values).validate()
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-def bars_needed(params: StrategyParams) -> int:
-    """Closed 15m candles needed before the first bar can signal (every indicator defined, one bar of history
-    for the crossover). Live scans should fetch ``bars_recommended`` so EMA/ADX values have converged."""
-    return max(params.ema_slow + 1, params.rsi_period, params.atr_period, 2 * params.adx_period, params.volume_ma) + 1
-
-
-def bars_recommended(params: StrategyParams) -> int:
-    """Candles to fetch so that seeding effects on EMA/ADX are negligible (< 1e-4 relative)."""
-    return max(bars_needed(params), 10 * max(params.ema_slow, params.adx_period), params.sr_lookback + 1)
-
+# the parameters and constants live in engine.params (shared with engine.confirmation); re-exported here because
+# callers know them as part of the strategy's API
+__all__ = [
+    "CONFIRMATION_TIMEFRAME_MS",
+    "LONG",
+    "SHORT",
+    "SIDE_NAMES",
+    "SIGNAL_TIMEFRAME",
+    "SIGNAL_TIMEFRAME_MS",
+    "EntrySignals",
+    "SignalCandidate",
+    "StrategyParams",
+    "bars_needed",
+    "bars_recommended",
+    "entry_signals",
+    "evaluate_latest",
+]
 
 @dataclass(frozen=True, eq=False)
 class EntrySignals:
@@ -320,9 +235,6 @@ def evaluate_latest(
     tests pass it explicitly). ``c1h=None`` derives the 1h candles from the 15m ones. Raises
     ``InsufficientData`` when fewer than ``bars_needed(params)`` closed candles remain.
     """
-    from engine.confirmation import quorum
-    from engine.risk import risk_level
-
     params.validate()
     if now_ms is None:
         now_ms = int(time.time() * 1000)
