@@ -52,11 +52,13 @@ Simulation rules (all shared with the reference simulator in ``engine/tests/refe
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import functools
 import heapq
 import itertools
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -64,8 +66,9 @@ from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController
 
+from engine import compiled
 from engine import metrics as metrics_mod
 from engine.candles import Candles, resample
 from engine.confirmation import hourly_checks, quorum_many
@@ -556,31 +559,38 @@ def _worker_init(payload: dict[str, Any]) -> None:
     _WORKER.update(payload)
 
 
-def _paths_for(payload: Mapping[str, Any], symbols: Sequence[str]) -> list[tuple[list[_Path], dict[str, int]]]:
-    # the indicators multiply small matrices: BLAS threads only contend with each other (and with the other
-    # worker processes) there, so the per-symbol work runs single-threaded; parallelism is across symbols
-    with threadpool_limits(limits=1, user_api="blas"):
-        return _paths_for_unlimited(payload, symbols)
+@functools.cache
+def _blas_controller() -> ThreadpoolController:
+    # inspecting the loaded libraries costs milliseconds in a process that has loaded many: done once
+    return ThreadpoolController()
 
 
-def _paths_for_unlimited(
-    payload: Mapping[str, Any], symbols: Sequence[str]
-) -> list[tuple[list[_Path], dict[str, int]]]:
-    return [
-        symbol_paths(
-            s,
-            *payload["prepared"][s],
-            payload["params"],
-            payload["config"],
-            start_ms=payload["start_ms"],
-            funding=payload["funding"].get(s),
-        )
-        for s in symbols
-    ]
+@contextlib.contextmanager
+def single_threaded_blas() -> Iterator[None]:
+    """The NumPy fallback of the indicators multiplies small matrices: BLAS threads only contend with each other
+    (and with the other worker processes) there, so the per-symbol work runs single-threaded and parallelism is
+    across symbols. Entered once per run (or per batch of symbols in a worker); the compiled loops use no BLAS."""
+    if compiled.enabled():
+        yield
+        return
+    with _blas_controller().limit(limits=1, user_api="blas"):
+        yield
+
+
+def _symbol_paths(payload: Mapping[str, Any], symbol: str) -> tuple[list[_Path], dict[str, int]]:
+    return symbol_paths(
+        symbol,
+        *payload["prepared"][symbol],
+        payload["params"],
+        payload["config"],
+        start_ms=payload["start_ms"],
+        funding=payload["funding"].get(symbol),
+    )
 
 
 def _worker_paths(symbols: Sequence[str]) -> list[tuple[list[_Path], dict[str, int]]]:
-    return _paths_for(_WORKER, symbols)
+    with single_threaded_blas():
+        return [_symbol_paths(_WORKER, s) for s in symbols]
 
 
 def _check_inputs(data: Mapping[str, SymbolData], symbols: Sequence[str] | None, params, config) -> list[str]:
@@ -630,17 +640,23 @@ def run_backtest(
     processes = max(1, min(processes, len(symbols)))
     by_symbol: dict[str, tuple[list[_Path], dict[str, int]]] = {}
     if processes == 1:
-        for done, s in enumerate(symbols, start=1):
-            by_symbol[s] = _paths_for(payload, [s])[0]
-            if progress is not None:
-                progress(done, len(symbols))
-    else:
-        with ProcessPoolExecutor(processes, initializer=_worker_init, initargs=(payload,)) as pool:
-            futures = {pool.submit(_worker_paths, [s]): s for s in symbols}
-            for done, future in enumerate(as_completed(futures), start=1):
-                by_symbol[futures[future]] = future.result()[0]
+        with single_threaded_blas():
+            for done, s in enumerate(symbols, start=1):
+                by_symbol[s] = _symbol_paths(payload, s)
                 if progress is not None:
                     progress(done, len(symbols))
+    else:
+        # a few batches per process: each task's overhead is paid per batch, and the load still balances
+        batches = [list(b) for b in np.array_split(np.array(symbols, dtype=object), min(len(symbols), 4 * processes))]
+        with ProcessPoolExecutor(processes, initializer=_worker_init, initargs=(payload,)) as pool:
+            futures = {pool.submit(_worker_paths, batch): batch for batch in batches}
+            done = 0
+            for future in as_completed(futures):
+                for s, paths in zip(futures[future], future.result(), strict=True):
+                    by_symbol[s] = paths
+                    done += 1
+                    if progress is not None:
+                        progress(done, len(symbols))
     results = [by_symbol[s] for s in symbols]
 
     counters = {"signals": 0, "levels_crossed_at_open": 0, "symbol_busy": 0, "below_minimum": 0}

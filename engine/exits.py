@@ -42,6 +42,7 @@ from typing import Literal, NamedTuple
 
 import numpy as np
 
+from engine import compiled
 from engine.errors import InvalidParameters
 
 EXIT_REASONS = ("sl", "tp1", "tp2", "trailing", "breakeven", "expiry")
@@ -257,6 +258,31 @@ def scan_quiet_bars(
     risk = np.abs(entry - initial_stop)
     act = rules.trailing_activation_r * risk
     expiry_ts = opened_ts + rules.expiry_seconds * 1000 if rules.expiry_seconds is not None else None
+    if compiled.enabled():
+        _scan_quiet_bars_loop(
+            np.ascontiguousarray(ts, dtype=np.int64),
+            np.ascontiguousarray(open, dtype=np.float64),
+            np.ascontiguousarray(high, dtype=np.float64),
+            np.ascontiguousarray(low, dtype=np.float64),
+            np.ascontiguousarray(start, dtype=np.int64),
+            np.ascontiguousarray(end, dtype=np.int64),
+            np.where(long, 1.0, -1.0),
+            np.asarray(entry, dtype=np.float64),
+            np.asarray(tp1, dtype=np.float64),
+            np.asarray(tp2, dtype=np.float64),
+            np.asarray(atr, dtype=np.float64),
+            np.asarray(act, dtype=np.float64),
+            np.zeros(n_pos, dtype=np.int64) if expiry_ts is None else np.asarray(expiry_ts, dtype=np.int64),
+            expiry_ts is not None,
+            _TRAILING_CODES[rules.trailing_mode],
+            float(rules.trailing_atr_mult),
+            float(rules.trailing_pct),
+            out_bar,
+            out_best,
+            out_stop,
+            out_trailing,
+        )
+        return QuietScan(out_bar, out_best, out_stop, out_trailing)
     n_bars = len(high)
     # sign trick: work in "long space" by negating short prices (exact in IEEE arithmetic)
     sgn = np.where(long, 1.0, -1.0)
@@ -361,3 +387,76 @@ def scan_quiet_bars(
         # long-running positions: grow the block (fewer iterations) while bounding the work array's size
         block = int(min(block * 2, 8192, max(64, 2_000_000 // max(len(na), 1))))
     return QuietScan(out_bar, out_best, out_stop, out_trailing)
+
+
+_TRAILING_CODES = {None: 0, "atr": 1, "pct": 2}
+
+
+@compiled.loop
+def _scan_quiet_bars_loop(
+    ts: np.ndarray,
+    open_: np.ndarray,
+    high: np.ndarray,
+    low: np.ndarray,
+    start: np.ndarray,
+    end: np.ndarray,
+    sgn: np.ndarray,
+    entry: np.ndarray,
+    tp1: np.ndarray,
+    tp2: np.ndarray,
+    atr: np.ndarray,
+    act: np.ndarray,
+    expiry_ts: np.ndarray,
+    has_expiry: bool,
+    trailing: int,
+    trailing_atr_mult: float,
+    trailing_pct: float,
+    out_bar: np.ndarray,
+    out_best: np.ndarray,
+    out_stop: np.ndarray,
+    out_trailing: np.ndarray,
+) -> None:
+    """``scan_quiet_bars`` candle by candle for each position (compiled): the same long-space arithmetic as the
+    vectorised version (short prices negated, the trailing level computed in real price space), so the same floats.
+    ``out_best``/``out_stop`` hold the starting state on entry and are overwritten where a bar is found."""
+    n_bars = high.shape[0]
+    for k in range(start.shape[0]):
+        sg = sgn[k]
+        best_l = out_best[k] * sg
+        stop_l = out_stop[k] * sg
+        flag = False
+        entry_l = entry[k] * sg
+        tp1_l = tp1[k] * sg
+        tp2_l = tp2[k] * sg
+        last = min(end[k], n_bars)
+        for b in range(start[k], last):
+            if sg > 0:
+                high_l = high[b]
+                low_l = low[b]
+            else:
+                high_l = -low[b]
+                low_l = -high[b]
+            open_l = open_[b] * sg
+            hit = open_l <= stop_l or low_l <= stop_l
+            hit = hit or (not np.isnan(tp1_l) and high_l >= tp1_l)
+            hit = hit or (not np.isnan(tp2_l) and high_l >= tp2_l)
+            hit = hit or (has_expiry and ts[b] >= expiry_ts[k])
+            if hit:
+                out_bar[k] = b
+                out_best[k] = best_l * sg
+                out_stop[k] = stop_l * sg
+                out_trailing[k] = flag
+                break
+            # a quiet candle: only the best price and the trailing stop move (step 5)
+            best_l = max(best_l, high_l)
+            if trailing != 0:
+                best_real = best_l * sg
+                if trailing == 1:
+                    dist = trailing_atr_mult * atr[k]
+                    trail_real = best_real - dist if sg > 0 else best_real + dist
+                else:
+                    trail_real = best_real * (1.0 - trailing_pct) if sg > 0 else best_real * (1.0 + trailing_pct)
+                trail_l = trail_real * sg
+                if (best_l - entry_l) >= act[k] and trail_l > stop_l:
+                    stop_l = trail_l
+                    flag = True

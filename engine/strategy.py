@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from engine import indicators
+from engine import compiled, indicators
 from engine.candles import Candles, resample
 from engine.confirmation import quorum
 from engine.errors import InsufficientData
@@ -109,6 +109,10 @@ def _finite_or_none(value: float) -> float | None:
 
 def _first_since_event(event: np.ndarray, ok: np.ndarray, window: int) -> np.ndarray:
     """True on the first bar where ``ok`` holds within ``window`` bars after (and including) an ``event`` bar."""
+    if compiled.enabled():
+        out = np.zeros(len(event), dtype=bool)
+        _first_since_event_loop(event, ok, window, out)
+        return out
     n = len(event)
     index = np.arange(n)
     last_event = np.maximum.accumulate(np.where(event, index, -1))
@@ -116,6 +120,27 @@ def _first_since_event(event: np.ndarray, ok: np.ndarray, window: int) -> np.nda
     running = np.cumsum(candidate)
     before_event = np.where(last_event > 0, running[np.maximum(last_event - 1, 0)], 0)
     return candidate & (running - before_event == 1)
+
+
+@compiled.loop
+def _first_since_event_loop(event: np.ndarray, ok: np.ndarray, window: int, out: np.ndarray) -> None:
+    last_event = -1
+    taken = True  # whether the current event already gave its bar
+    for i in range(event.shape[0]):
+        if event[i]:
+            last_event = i
+            taken = False
+        if not taken and ok[i] and i - last_event < window:
+            out[i] = True
+            taken = True
+
+
+def _shifted(values: np.ndarray, first: bool) -> np.ndarray:
+    """``values`` one bar later: ``out[0] = first``, ``out[i] = values[i - 1]``."""
+    out = np.empty_like(values)
+    out[0:1] = first
+    out[1:] = values[:-1]
+    return out
 
 
 def entry_signals(c15: Candles, params: StrategyParams) -> EntrySignals:
@@ -139,11 +164,9 @@ def entry_signals(c15: Candles, params: StrategyParams) -> EntrySignals:
     with np.errstate(invalid="ignore", divide="ignore"):
         above = fast > slow
         below = fast < slow
-        previous_above = np.r_[False, above[:-1]]
-        previous_below = np.r_[False, below[:-1]]
-        previous_defined = np.r_[False, ~np.isnan(slow[:-1])]
-        cross_up = above & ~previous_above & previous_defined
-        cross_down = below & ~previous_below & previous_defined
+        previous_defined = _shifted(~np.isnan(slow), False)
+        cross_up = above & ~_shifted(above, False) & previous_defined
+        cross_down = below & ~_shifted(below, False) & previous_defined
         room_long = (resistance - close) / atr
         room_short = (close - support) / atr
         usable = (np.arange(n) >= bars_needed(params) - 1) & (atr > 0) & np.isfinite(atr)
@@ -170,13 +193,15 @@ def entry_signals(c15: Candles, params: StrategyParams) -> EntrySignals:
     side[is_long] = LONG
     side[is_short] = SHORT
 
-    direction = side.astype(np.float64)
-    has_signal = side != 0
-    risk = params.stop_atr_mult * atr
-    stop = np.where(has_signal, close - direction * risk, np.nan)
-    tp1 = np.where(has_signal, close + direction * params.tp1_r * risk, np.nan)
-    tp2 = np.where(has_signal, close + direction * params.tp2_r * risk, np.nan)
-    sr_distance = np.where(side == LONG, room_long, np.where(side == SHORT, room_short, np.nan))
+    # levels where a signal fires (NaN elsewhere)
+    at = np.flatnonzero(side)
+    direction = side[at].astype(np.float64)
+    risk = params.stop_atr_mult * atr[at]
+    stop, tp1, tp2, sr_distance = (np.full(n, np.nan) for _ in range(4))
+    stop[at] = close[at] - direction * risk
+    tp1[at] = close[at] + direction * params.tp1_r * risk
+    tp2[at] = close[at] + direction * params.tp2_r * risk
+    sr_distance[at] = np.where(side[at] == LONG, room_long[at], room_short[at])
     return EntrySignals(
         ts=c15.ts,
         side=side,
