@@ -700,10 +700,23 @@ def run_backtest(
 
 
 def _union_grid(series: Sequence[np.ndarray]) -> np.ndarray:
-    first = series[0]
-    if all(len(ts) == len(first) and np.array_equal(ts, first) for ts in series[1:]):
-        return np.asarray(first)
-    merged = np.sort(np.concatenate(series), kind="stable")
+    """Sorted union of the symbols' candle times. Identical arrays (symbols listed over the same span) count once;
+    times on one 15m lattice are merged by marking a boolean array (linear), others by sorting."""
+    distinct: dict[tuple[int, int, int, bytes], np.ndarray] = {}
+    for ts in series:
+        if len(ts):
+            distinct.setdefault((len(ts), int(ts[0]), int(ts[-1]), ts.tobytes()), ts)
+    arrays = list(distinct.values())
+    if len(arrays) <= 1:
+        return np.asarray(arrays[0] if arrays else series[0])
+    merged = np.concatenate(arrays)
+    low, high = int(merged.min()), int(merged.max())
+    span = (high - low) // SIGNAL_TIMEFRAME_MS + 1
+    if span <= 4 * len(merged) + 1024 and not np.any((merged - low) % SIGNAL_TIMEFRAME_MS):
+        present = np.zeros(span, dtype=bool)
+        present[(merged - low) // SIGNAL_TIMEFRAME_MS] = True
+        return low + SIGNAL_TIMEFRAME_MS * np.flatnonzero(present).astype(np.int64)
+    merged.sort(kind="stable")
     return merged[np.r_[True, merged[1:] != merged[:-1]]]
 
 
@@ -713,51 +726,59 @@ def _equity_curve(
     sized: Sequence[tuple[_Path, Trade, list[tuple[int, float]]]],
     initial_balance: float,
 ) -> tuple[np.ndarray, np.ndarray, float]:
-    """Equity at each close of the union grid = initial + cash flows booked up to that candle + unrealised PnL."""
+    """Equity at each close of the union grid = initial + cash flows booked up to that candle + unrealised PnL.
+
+    A trade's unrealised PnL at a candle ``k`` from its entry to its exit candle is ``close[k] * a - b`` (``a``: the
+    signed quantity open at that close, ``b``: ``a`` times the entry price; both 0 at the exit candle's close); it
+    carries forward on the grid until the symbol's next candle. Only the candles of open trades are visited: their
+    changes are added onto the grid at once and summed along it."""
     grid = _union_grid([prepared[s][0].ts for s in symbols])
     g = len(grid)
-    cash = np.zeros(g)
-    busy = np.zeros(g + 1, dtype=np.int64)
-    unreal = np.zeros(g)
-    per_symbol: dict[str, list[tuple[_Path, Trade]]] = {}
     flow_ts: list[int] = []
     flow_amt: list[float] = []
+    closes: list[np.ndarray] = []
+    times: list[np.ndarray] = []
+    seg_len: list[int] = []
+    seg_a: list[float] = []
+    seg_b: list[float] = []
     busy_from: list[int] = []
     busy_to: list[int] = []
     for path, trade, flows in sized:
-        per_symbol.setdefault(path.symbol, []).append((path, trade))
         for ts_, amount in flows:
             flow_ts.append(ts_)
             flow_amt.append(amount)
-    if flow_ts:
-        np.add.at(cash, np.searchsorted(grid, np.array(flow_ts, dtype=np.int64)), np.array(flow_amt))
-    for s, items in per_symbol.items():
-        c15 = prepared[s][0]
-        n = len(c15)
-        a_diff = np.zeros(n + 1)  # signed open quantity
-        b_diff = np.zeros(n + 1)  # signed open quantity * entry price
-        for path, trade in items:
-            sign = 1.0 if path.side == "long" else -1.0
-            open_qty = trade.quantity
-            start = path.entry_bar
-            for fill_row, f in zip(path.fills, trade.fills, strict=True):
-                bar = fill_row[0]
-                # the quantity open at the close of candles [start, bar); a fill in `bar` reduces it from there on
-                a_diff[start] += sign * open_qty
-                a_diff[bar] -= sign * open_qty
-                b_diff[start] += sign * open_qty * path.entry_price
-                b_diff[bar] -= sign * open_qty * path.entry_price
-                open_qty -= f.quantity
-                start = bar
-            busy_from.append(int(c15.ts[path.entry_bar]))
-            busy_to.append(int(c15.ts[path.exit_bar]))
-        u = c15.close * np.cumsum(a_diff[:-1]) - np.cumsum(b_diff[:-1])
-        pos = np.searchsorted(c15.ts, grid, side="right") - 1
-        unreal += np.where(pos >= 0, u[np.maximum(pos, 0)], 0.0)
-    if busy_from:
-        np.add.at(busy, np.searchsorted(grid, np.array(busy_from, dtype=np.int64)), 1)
-        np.add.at(busy, np.searchsorted(grid, np.array(busy_to, dtype=np.int64)) + 1, -1)
-    exposure = float((np.cumsum(busy[:-1]) > 0).mean()) if g else 0.0
+        c15 = prepared[path.symbol][0]
+        closes.append(c15.close[path.entry_bar : path.exit_bar + 1])
+        times.append(c15.ts[path.entry_bar : path.exit_bar + 1])
+        sign = 1.0 if path.side == "long" else -1.0
+        open_qty = trade.quantity
+        start = path.entry_bar
+        for fill_row, f in zip(path.fills, trade.fills, strict=True):
+            bar = fill_row[0]
+            # the quantity open at the close of candles [start, bar); a fill in `bar` reduces it from there on
+            seg_len.append(bar - start)
+            seg_a.append(sign * open_qty)
+            seg_b.append(sign * open_qty * path.entry_price)
+            open_qty -= f.quantity
+            start = bar
+        seg_len.append(1)  # the exit candle: nothing open at its close
+        seg_a.append(0.0)
+        seg_b.append(0.0)
+        busy_from.append(path.entry_ts)
+        busy_to.append(trade.exit_ts)
+    cash = np.zeros(g)
+    unreal = np.zeros(g)
+    exposure = 0.0
+    if sized:
+        cash = np.bincount(np.searchsorted(grid, np.array(flow_ts, dtype=np.int64)), np.array(flow_amt), g)
+        lengths = np.array(seg_len, dtype=np.int64)
+        value = np.concatenate(closes) * np.repeat(np.array(seg_a), lengths) - np.repeat(np.array(seg_b), lengths)
+        # every trade ends on a 0, so the changes of consecutive trades chain without a reset
+        change = np.diff(value, prepend=0.0)
+        unreal = np.cumsum(np.bincount(np.searchsorted(grid, np.concatenate(times)), change, g))
+        busy = np.bincount(np.searchsorted(grid, np.array(busy_from, dtype=np.int64)), minlength=g + 1)
+        busy -= np.bincount(np.searchsorted(grid, np.array(busy_to, dtype=np.int64)) + 1, minlength=g + 1)
+        exposure = float((np.cumsum(busy[:-1]) > 0).mean())
     return grid, initial_balance + np.cumsum(cash) + unreal, exposure
 
 

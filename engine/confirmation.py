@@ -69,28 +69,27 @@ def hourly_checks(c1h: Candles, params: StrategyParams) -> HourlyChecks:
     volume_ratio = indicators.volume_ratio(c1h.volume, params.volume_ma)
     recent_low = indicators.rolling_min(low, m)
     recent_high = indicators.rolling_max(high, m)
-    prior_low = np.r_[np.full(min(m, n), np.nan), recent_low[:-m]] if n > m else np.full(n, np.nan)
-    prior_high = np.r_[np.full(min(m, n), np.nan), recent_high[:-m]] if n > m else np.full(n, np.nan)
-    close_m_ago = np.r_[np.full(min(m, n), np.nan), close[:-m]] if n > m else np.full(n, np.nan)
+    prior_low, prior_high, close_m_ago = (_bars_ago(values, m) for values in (recent_low, recent_high, close))
+    long_checks = np.empty((n, 4), dtype=bool)
+    short_checks = np.empty((n, 4), dtype=bool)
     with np.errstate(invalid="ignore"):
-        volume_ok = volume_ratio >= params.h1_volume_ratio_min
-        long_checks = np.column_stack(
-            [
-                (fast > slow) & (close > slow),
-                volume_ok,
-                rsi > params.h1_rsi_mid,
-                (recent_low > prior_low) & (close > close_m_ago),
-            ]
-        )
-        short_checks = np.column_stack(
-            [
-                (fast < slow) & (close < slow),
-                volume_ok,
-                rsi < params.h1_rsi_mid,
-                (recent_high < prior_high) & (close < close_m_ago),
-            ]
-        )
-    return HourlyChecks(long=long_checks.reshape(n, 4), short=short_checks.reshape(n, 4))
+        np.greater_equal(volume_ratio, params.h1_volume_ratio_min, out=long_checks[:, 1])
+        short_checks[:, 1] = long_checks[:, 1]
+        long_checks[:, 0] = (fast > slow) & (close > slow)
+        long_checks[:, 2] = rsi > params.h1_rsi_mid
+        long_checks[:, 3] = (recent_low > prior_low) & (close > close_m_ago)
+        short_checks[:, 0] = (fast < slow) & (close < slow)
+        short_checks[:, 2] = rsi < params.h1_rsi_mid
+        short_checks[:, 3] = (recent_high < prior_high) & (close < close_m_ago)
+    return HourlyChecks(long=long_checks, short=short_checks)
+
+
+def _bars_ago(values: np.ndarray, m: int) -> np.ndarray:
+    """``out[i] = values[i - m]``; NaN for the first ``m`` bars."""
+    out = np.full(len(values), np.nan)
+    if len(values) > m:
+        out[m:] = values[:-m]
+    return out
 
 
 def _side_code(side: int | str) -> int:
