@@ -1,22 +1,31 @@
-"""Backtester benchmark: one year of 15m candles x 20 symbols (700,800 candles), indicators included.
+"""Backtester speed on the real multi-symbol workload, with backtesting.py measured in the same run on the same candles.
 
-Run:  .venv/bin/python benchmarks/bench_backtest.py [--symbols 20] [--days 365] [--processes 2] [--ref-days 365]
+Workload (``benchmarks/workload.py``): 12 real pairs (freqtrade's test candles: 10 BTC-quoted spot pairs, the
+XRP/USDT:USDT perpetual, XRP/ETH) resampled to 15m and 1h, tiled to 120 series = 200,590 15m candles. Nothing
+synthetic except the tiling (each copy's prices scaled by a constant).
 
-Data: built from REAL candles (nothing is copied into the repository): the 5m files under
-/work/shared/data/ohlcv (XRP/USDT:USDT perpetual + the BTC-quoted spot pairs) are resampled to 15m; each
-synthetic symbol tiles the real 15m log-returns of one source file (a different source and a different random
-offset per symbol) until it spans the requested days, multiplies every return by a per-symbol scale
-(0.8-1.6) and adds small noise, and rebuilds open/high/low relative to the close exactly as in the real candle
-(wick and body ratios kept), volume tiled with a lognormal factor. Prices start at 0.5-50000 so rounding and
-scale effects show up.
+Figures (each a median of ``--runs`` runs, wall clock and CPU time, with the load average):
 
-Printed: the naive per-bar baseline (the live ``evaluate_latest`` called at every closed candle of the first symbol,
-``--naive-bars`` candles, signals only) and the fast engine's candles/s (end to end: signals + 1h confirmation + exits + sizing + equity, using
-``--processes`` worker processes), the reference bar-by-bar simulator's candles/s measured in the same run on the
-first symbol over ``--ref-days`` days (checked to give the same trades as the fast engine on that slice), their
-ratio, and peak memory (this process and the largest worker, from getrusage). The machine is shared, so the same
-runs are also measured in CPU seconds (this process + its worker processes, from getrusage): candles per CPU-second
-x cores is what the engine does on dedicated cores, and the CPU-time ratio fast/reference is free of the load.
+1. **Engine**: ``engine.backtest.run_backtest`` on the 120 series in ONE process with the full rules: 15m entry
+   signals, 1h quorum, S/R room, exits (stop, TP1 half + break-even, TP2), sizing on the shared account, taker/maker
+   fees, slippage, funding every 8h. Goal: >= 1,000,000 candles/s (wall-clock median).
+2. **backtesting.py** (PyPI ``backtesting``), same run, same 120 series, one ``Backtest`` per series (it is
+   single-asset), fed the same rules as far as it can take them: its ``Strategy.init`` computes the entry signals with
+   the engine's own code (``engine.backtest.candidate_signals``: 15m rules + 1h quorum), ``next`` enters at the next
+   open when flat with two half-size trades (stop + TP1, stop + TP2) and moves the TP2 half's stop to its entry price
+   once the TP1 half has closed (break-even from the next candle); stop before target inside a candle, as in the
+   engine; commission = the taker fee, spread = the slippage, open positions closed at the last close. It has no
+   funding and no shared account (each series has its own cash); its run includes the statistics it always computes.
+   Compared: the positions (entry time, final exit time) of both, per series; printed as identical / total.
+3. **Per-symbol overhead and linearity**: the engine on 30/60/120/240 series (symbols) and on the 12 pairs made 1, 2,
+   4 and 8 times longer (candles); ``time = a * candles + b * symbols`` fitted by least squares. Goal: b < 1 ms.
+4. **Parameter sweep** (``engine.backtest.sweep``): 8 combinations over the 120 series with 2 processes and, as the
+   baseline in the same run, with 1 process; combinations per second and the speed-up. Goal: the sweep uses both
+   cores (speed-up >= 1.5).
+5. Check: the engine equals the bar-by-bar reference simulator (``engine/tests/reference_backtest.py``) on two series.
+
+Run:  .venv/bin/python benchmarks/bench_backtest.py [--runs 5] [--baseline-runs 3] [--quick]
+Exit status 1 when a goal is missed.
 """
 
 from __future__ import annotations
@@ -24,215 +33,263 @@ from __future__ import annotations
 import argparse
 import os
 import resource
+import statistics
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+os.environ.setdefault("TQDM_DISABLE", "1")  # backtesting.py's progress bar: no output, no cost
 
-from engine.backtest import BacktestConfig, run_backtest
-from engine.candles import Candles, resample
-from engine.exits import ExitRules
+from report import load_average, measure, result_line
+from workload import PAIRS, candle_count, lengthened, real_pairs, tiled
+
+from engine import compiled
+from engine.backtest import BacktestConfig, candidate_signals, run_backtest, sweep
+from engine.candles import resample
 from engine.strategy import StrategyParams
 
-SHARED = Path("/work/shared/data/ohlcv")
-SOURCES = [
-    "futures/XRP_USDT_USDT-5m-futures.feather",
-    "ETH_BTC-5m.feather",
-    "LTC_BTC-5m.feather",
-    "XLM_BTC-5m.feather",
-    "ETC_BTC-5m.feather",
-    "NXT_BTC-5m.feather",
-    "DASH_BTC-5m.feather",
-    "ZEC_BTC-5m.feather",
-    "XMR_BTC-5m.feather",
-]
-START_MS = 1_672_531_200_000  # 2023-01-01 00:00 UTC
-BAR_MS = 900_000
+GOAL_CANDLES_PER_S = 1_000_000
+GOAL_OVERHEAD_MS = 1.0
+GOAL_SWEEP_SPEEDUP = 1.5
 
 
-def cpu_seconds() -> float:
-    own = resource.getrusage(resource.RUSAGE_SELF)
-    children = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+# ---- backtesting.py, fed the engine's signals and exit rules ----------------------------------------------------
 
 
-BUNDLED = Path(__file__).resolve().parents[1] / "data" / "ohlcv"
+def baseline_run(frames: dict, data: dict, params: StrategyParams, config: BacktestConfig) -> dict:
+    """One backtesting.py ``Backtest`` per series; returns ``{symbol: [(entry_ts, exit_ts), ...]}``."""
+    from backtesting import Backtest, Strategy
+
+    class EngineSignals(Strategy):
+        candles = None  # (Candles 15m, Candles 1h) of the series, set per run
+
+        def init(self):
+            c15, c1h = self.candles
+            idx, sig = candidate_signals(c15, c1h, params, None)
+            self.entries = {
+                int(i): (int(sig.side[i]), float(sig.stop[i]), float(sig.tp1[i]), float(sig.tp2[i])) for i in idx
+            }
+            self.runner_tp = None
+            self.moved = True
+
+        def next(self):
+            trades = self.trades
+            if len(trades) == 1 and not self.moved and trades[0].tp == self.runner_tp:
+                runner = trades[0]  # the TP1 half closed: break-even for the rest from the next candle
+                runner.sl = runner.entry_price
+                self.moved = True
+            if trades:
+                return
+            signal = self.entries.get(len(self.data) - 1)
+            if signal is None:
+                return
+            side, stop, tp1, tp2 = signal
+            units = max(1, int(0.1 * self.equity / self.data.Close[-1]))
+            order = self.buy if side == 1 else self.sell
+            order(size=units, sl=stop, tp=tp1)
+            order(size=units, sl=stop, tp=tp2)
+            self.runner_tp, self.moved = tp2, False
+
+    positions = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for symbol, frame in frames.items():
+            EngineSignals.candles = data[symbol]
+            bt = Backtest(
+                frame,
+                EngineSignals,
+                cash=1e12,
+                commission=config.fee_taker,
+                spread=config.slippage,
+                finalize_trades=True,
+            )
+            stats = bt.run()
+            trades = stats["_trades"]
+            by_entry: dict[int, int] = {}
+            for entry, exit_ in zip(trades["EntryTime"], trades["ExitTime"], strict=True):
+                e_ms, x_ms = entry.value // 1_000_000, exit_.value // 1_000_000
+                by_entry[e_ms] = max(by_entry.get(e_ms, x_ms), x_ms)
+            positions[symbol] = sorted(by_entry.items())
+    return positions
 
 
-def real_15m(relative: str) -> Candles | None:
-    """The repository's copy (data/) when it has the file, else the shared folder; None when neither has it."""
-    for folder in (BUNDLED, SHARED):
-        if (folder / relative).exists():
-            return resample(Candles.from_frame(pd.read_feather(folder / relative)), 15)
-    return None
+def frames_for(data: dict) -> dict:
+    """backtesting.py's input: one OHLCV DataFrame per series, indexed by open time."""
+    return {
+        symbol: pd.DataFrame(
+            {"Open": c15.open, "High": c15.high, "Low": c15.low, "Close": c15.close, "Volume": c15.volume},
+            index=pd.to_datetime(c15.ts, unit="ms"),
+        )
+        for symbol, (c15, _) in data.items()
+    }
 
 
-def synthetic_symbol(src: Candles, n: int, rng: np.random.Generator, price0: float) -> Candles:
-    close = src.close
-    rets = np.diff(np.log(close))
-    body_open = np.log(src.open[1:] / close[:-1])  # gap between previous close and open
-    up_wick = np.log(src.high[1:] / np.maximum(src.open[1:], close[1:]))
-    down_wick = np.log(np.minimum(src.open[1:], close[1:]) / src.low[1:])
-    vol = src.volume[1:]
-    reps = n // len(rets) + 2
-    offset = int(rng.integers(0, len(rets)))
-    take = (np.arange(n) + offset) % len(rets)
-    del reps
-    scale = rng.uniform(0.8, 1.6)
-    r = rets[take] * scale + rng.normal(0, 0.0005, n)
-    c = price0 * np.exp(np.cumsum(r))
-    prev_c = np.r_[price0, c[:-1]]
-    o = prev_c * np.exp(body_open[take] * scale)
-    h = np.maximum(o, c) * np.exp(np.abs(up_wick[take]) * scale)
-    lo = np.minimum(o, c) * np.exp(-np.abs(down_wick[take]) * scale)
-    v = vol[take] * rng.lognormal(0, 0.3, n)
-    ts = START_MS + BAR_MS * np.arange(n, dtype=np.int64)
-    return Candles(ts, o, h, lo, c, v)
+def engine_positions(result) -> dict:
+    positions: dict[str, list[tuple[int, int]]] = {}
+    for t in result.trades:
+        positions.setdefault(t.symbol, []).append((t.entry_ts, t.exit_ts))
+    return positions
 
 
-def build(symbols: int, days: int, seed: int = 7) -> dict[str, tuple[Candles, None]]:
-    rng = np.random.default_rng(seed)
-    sources = [c for c in (real_15m(s) for s in SOURCES) if c is not None]
-    if not sources:
-        raise SystemExit(f"benchmark needs real candles in {BUNDLED} or {SHARED}")
-    n = days * 96
-    data = {}
-    for k in range(symbols):
-        price0 = float(10 ** rng.uniform(-0.3, 4.7))
-        data[f"SYN{k:02d}/USDT:USDT"] = (synthetic_symbol(sources[k % len(sources)], n, rng, price0), None)
-    return data
+# ---- linearity ---------------------------------------------------------------------------------------------------
 
 
-def main() -> None:
+def fit_overhead(points: list[tuple[int, int, float]]) -> tuple[float, float]:
+    """Least squares ``seconds = a * candles + b * symbols``; returns (a, b)."""
+    design = np.array([[c, s] for c, s, _ in points], dtype=float)
+    seconds = np.array([t for _, _, t in points])
+    (a, b), *_ = np.linalg.lstsq(design, seconds, rcond=None)
+    return float(a), float(b)
+
+
+def lengthened_pairs(factor: int) -> dict:
+    out = {}
+    for symbol, (c15, _) in real_pairs().items():
+        long15 = lengthened(c15, factor)
+        out[symbol] = (long15, resample(long15, 60, source_timeframe_ms=900_000))
+    return out
+
+
+def main() -> int:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--symbols", type=int, default=20)
-    ap.add_argument("--days", type=int, default=365)
-    ap.add_argument("--processes", type=int, default=2)
-    ap.add_argument("--ref-days", type=int, default=365)
-    ap.add_argument("--repeat", type=int, default=3)
-    ap.add_argument("--naive-bars", type=int, default=2000, help="candles for the naive per-bar baseline")
+    ap.add_argument("--runs", type=int, default=5, help="measured runs of the engine (median reported)")
+    ap.add_argument("--baseline-runs", type=int, default=3, help="measured runs of backtesting.py")
+    ap.add_argument("--series", type=int, default=120)
+    ap.add_argument("--quick", action="store_true", help="skip the linearity fit and the sweep")
     args = ap.parse_args()
+    runs = max(5, args.runs)
 
-    data = build(args.symbols, args.days)
-    total = sum(len(c) for c, _ in data.values())
     params = StrategyParams()
-    config = BacktestConfig(
-        exit_rules=ExitRules(
-            trailing_mode="atr", trailing_atr_mult=1.5, trailing_activation_r=1.0, expiry_seconds=24 * 3600
+    config = BacktestConfig()
+    data = tiled(args.series)
+    total = candle_count(data)
+    lengths = sorted({len(c15) for c15, _ in data.values()})
+    print(
+        f"workload: {len(data)} series x {min(lengths)}..{max(lengths)} 15m candles = {total:,} candles (+ 1h), REAL "
+        f"candles of {len(PAIRS)} pairs tiled {len(data) // len(PAIRS)}x; compiled loops: {compiled.enabled()}"
+    )
+    print(f"before: {load_average()}")
+
+    results: list[str] = []
+    ok_all = True
+
+    # 1. the engine
+    engine = measure(lambda: run_backtest(data, params, config), runs)
+    result = engine.result
+    engine_cps = total / engine.median
+    print(f"engine (1 process):      {engine.describe(total, 'candles')}")
+    print(f"  {len(result.trades)} trades, counters {result.counters}")
+
+    # 2. backtesting.py on the same candles and signals
+    frames = frames_for(data)
+    baseline = measure(lambda: baseline_run(frames, data, params, config), max(1, args.baseline_runs), warm_up=0)
+    base_cps = total / baseline.median
+    print(f"backtesting.py:          {baseline.describe(total, 'candles')}")
+    ours = engine_positions(result)
+    theirs = baseline.result
+    same = sum(len(set(ours.get(s, [])) & set(theirs.get(s, []))) for s in data)
+    count_ours = sum(len(v) for v in ours.values())
+    count_theirs = sum(len(v) for v in theirs.values())
+    print(
+        f"  positions (entry time, final exit time) identical: {same} of {count_ours} (engine) / {count_theirs} "
+        f"(backtesting.py)"
+    )
+    ratio = engine_cps / base_cps
+    ok = engine_cps >= GOAL_CANDLES_PER_S
+    ok_all &= ok
+    results.append(
+        result_line(
+            "backtest candles/s (1 process, 120 real series)",
+            f"{engine_cps:,.0f} candles/s median of {runs} (CPU {total / engine.median_cpu:,.0f})",
+            f"{ratio:.1f}x backtesting.py ({base_cps:,.0f} candles/s, same run, {same}/{count_ours} positions equal)",
+            f">= {GOAL_CANDLES_PER_S:,}",
+            ok,
         )
     )
-    run_backtest(data, params, config, processes=args.processes)  # warm-up (imports, pool start-up paths)
-    times = []
-    cpu_times = []
-    for _ in range(args.repeat):
-        t0, c0 = time.perf_counter(), cpu_seconds()
-        result = run_backtest(data, params, config, processes=args.processes)
-        times.append(time.perf_counter() - t0)
-        cpu_times.append(cpu_seconds() - c0)  # this process + its (reaped) worker processes
-    fast_s = min(times)
-    fast_cps = total / fast_s
-    fast_cpu = min(cpu_times)
-    m = result.metrics()
 
-    # the reference simulator, same run, on the first symbol over --ref-days days
+    # 5. the reference simulator on two series (correctness of what was timed)
     from engine.tests.reference_backtest import reference_backtest
 
-    first = next(iter(data))
-    c15 = data[first][0]
-    ref_n = min(len(c15), args.ref_days * 96)
-    ref_data = {first: (c15._take(slice(0, ref_n)), None)}
-    t0, c0 = time.perf_counter(), cpu_seconds()
-    ref_trades, _, _ = reference_backtest(ref_data, params, config)
-    ref_s = time.perf_counter() - t0
-    ref_cpu = cpu_seconds() - c0
-    ref_cps = ref_n / ref_s
-    fast_slice = run_backtest(ref_data, params, config)
-    same = [(t.entry_ts, t.exit_ts, t.reasons) for t in fast_slice.trades] == [
+    two = dict(list(data.items())[:2])
+    fast_two = run_backtest(two, params, config)
+    ref_trades, _, _ = reference_backtest(two, params, config)
+    same_ref = [(t.entry_ts, t.exit_ts, t.reasons) for t in fast_two.trades] == [
         (r["entry_ts"], r["exit_ts"], tuple(f[1] for f in r["fills"])) for r in ref_trades
-    ] and all(abs(t.net_pnl - r["net"]) < 1e-9 for t, r in zip(fast_slice.trades, ref_trades, strict=True))
+    ] and all(abs(t.net_pnl - r["net"]) < 1e-9 for t, r in zip(fast_two.trades, ref_trades, strict=True))
+    print(f"reference simulator on {', '.join(two)}: {len(ref_trades)} trades, engine identical: {same_ref}")
+    ok_all &= same_ref
 
-    # naive per-bar baseline, same run: what a loop over the live path would do — call the scanner's
-    # engine.strategy.evaluate_latest at every closed candle (signals only: no exits, sizing or equity)
-    from engine.strategy import bars_needed, evaluate_latest
+    if not args.quick:
+        # 3. per-symbol overhead and linearity
+        points = []
+        print("linearity (engine, median of 5 each):")
+        for n_series in (30, 60, 120, 240):
+            subset = tiled(n_series)
+            t = measure(lambda subset=subset: run_backtest(subset, params, config), 5).median
+            c = candle_count(subset)
+            points.append((c, len(subset), t))
+            print(f"  {len(subset):4d} series x ~{c // len(subset):,} candles = {c:9,d}: {t:.3f} s, {c / t:,.0f} c/s")
+        for factor in (1, 2, 4, 8):
+            longer = lengthened_pairs(factor)
+            t = measure(lambda longer=longer: run_backtest(longer, params, config), 5).median
+            c = candle_count(longer)
+            points.append((c, len(longer), t))
+            print(f"  {len(longer):4d} series x ~{c // len(longer):,} candles = {c:9,d}: {t:.3f} s, {c / t:,.0f} c/s")
+        per_candle, per_symbol = fit_overhead(points)
+        print(f"  fit: {per_candle * 1e9:.0f} ns per candle + {per_symbol * 1e3:.3f} ms per symbol")
+        ok = per_symbol * 1e3 < GOAL_OVERHEAD_MS
+        ok_all &= ok
+        results.append(
+            result_line(
+                "backtest per-symbol overhead",
+                f"{per_symbol * 1e3:.3f} ms per symbol (+ {per_candle * 1e9:.0f} ns per candle)",
+                f"backtesting.py {baseline.median / len(data) * 1e3:.1f} ms per series of ~{total // len(data)} candles",
+                f"< {GOAL_OVERHEAD_MS} ms",
+                ok,
+            )
+        )
 
-    c1h_first = resample(c15, 60, source_timeframe_ms=BAR_MS)
-    naive_from = bars_needed(params)
-    naive_n = min(args.naive_bars, len(c15) - naive_from)
-    t0, c0 = time.perf_counter(), cpu_seconds()
-    naive_signals = 0
-    for i in range(naive_from, naive_from + naive_n):
-        naive_signals += evaluate_latest(c15, c1h_first, params, now_ms=int(c15.ts[i]) + BAR_MS) is not None
-    naive_s = time.perf_counter() - t0
-    naive_cpu = cpu_seconds() - c0
+        # 4. parameter sweep on both cores, 1 process as the baseline
+        grid = {"stop_atr_mult": [1.0, 1.5], "tp2_r": [2.0, 3.0], "exit.breakeven_after_tp1": [True, False]}
+        combos = int(np.prod([len(v) for v in grid.values()]))
+        timings = {}
+        for processes in (1, 2):
+            wall = []
+            for _ in range(3):
+                started = time.perf_counter()
+                rows = sweep(data, grid, "net_pnl", processes=processes, params=params, config=config)
+                wall.append(time.perf_counter() - started)
+            assert all(r.error is None for r in rows)
+            timings[processes] = statistics.median(wall)
+            print(
+                f"sweep {combos} combinations, {processes} process(es): median {timings[processes]:.2f} s of 3 -> "
+                f"{combos / timings[processes]:.1f} combinations/s"
+            )
+        speedup = timings[1] / timings[2]
+        ok = speedup >= GOAL_SWEEP_SPEEDUP
+        ok_all &= ok
+        results.append(
+            result_line(
+                "parameter sweep (2 processes)",
+                f"{combos / timings[2]:.1f} combinations/s ({combos} x 120 series)",
+                f"{speedup:.2f}x the same sweep in 1 process ({combos / timings[1]:.1f}/s)",
+                f"speed-up >= {GOAL_SWEEP_SPEEDUP}",
+                ok,
+            )
+        )
 
-    # breakdown (single process): the strategy's signal computation vs the backtester's own work
-    from threadpoolctl import threadpool_limits
-
-    import engine.backtest as bt
-    from engine.strategy import entry_signals
-
-    with threadpool_limits(limits=1, user_api="blas"):  # as inside run_backtest
-        t0 = time.perf_counter()
-        cached = {id(c): entry_signals(c, params) for c, _ in data.values()}
-        signals_s = time.perf_counter() - t0
-    real_entry_signals = bt.entry_signals
-    bt.entry_signals = lambda c, p: cached[id(c)]
-    try:
-        t0 = time.perf_counter()
-        own = run_backtest(data, params, config, processes=1)
-        own_s = time.perf_counter() - t0
-    finally:
-        bt.entry_signals = real_entry_signals
-    assert [t.net_pnl for t in own.trades] == [t.net_pnl for t in result.trades]
-
-    self_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    child_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    print(f"candles: {total:,} ({args.symbols} symbols x {args.days} days of 15m), processes={args.processes}")
-    print(
-        f"fast engine:      {fast_s:.3f} s  -> {fast_cps:,.0f} candles/s  (best of {args.repeat}: "
-        f"{', '.join(f'{t:.3f}' for t in times)})"
-    )
-    print(
-        f"reference (bar-by-bar): {ref_n:,} candles in {ref_s:.3f} s -> {ref_cps:,.0f} candles/s "
-        f"({len(ref_trades)} trades; fast engine identical on that slice: {same})"
-    )
-    print(
-        f"breakdown, 1 process: engine.strategy.entry_signals {signals_s:.3f} s ({total / signals_s:,.0f} "
-        f"candles/s); everything else (1h quorum, exits, sizing, PnL, equity) {own_s:.3f} s "
-        f"({total / own_s:,.0f} candles/s)"
-    )
-    print(
-        f"naive per-bar baseline (evaluate_latest at every candle, signals only): {naive_n:,} candles in "
-        f"{naive_s:.3f} s -> {naive_n / naive_s:,.0f} candles/s ({naive_signals} signals); "
-        f"ratio fast/naive: {fast_cps / (naive_n / naive_s):,.0f}x wall clock, "
-        f"{(total / fast_cpu) / (naive_n / naive_cpu):,.0f}x CPU time"
-    )
-    print(f"ratio fast/reference: {fast_cps / ref_cps:,.0f}x (wall clock)")
-    # on a shared machine the wall clock includes waiting for the CPU; CPU seconds do not
-    fast_cpu_cps, ref_cpu_cps = total / fast_cpu, ref_n / ref_cpu
-    cores = min(args.processes, os.cpu_count() or 1)
-    print(
-        f"CPU time: fast engine {fast_cpu:.3f} CPU-s -> {fast_cpu_cps:,.0f} candles per CPU-second "
-        f"(~{fast_cpu_cps * cores:,.0f} candles/s on {cores} dedicated cores); reference {ref_cpu:.3f} CPU-s -> "
-        f"{ref_cpu_cps:,.0f} candles per CPU-second; ratio {fast_cpu_cps / ref_cpu_cps:,.0f}x"
-    )
-    print(f"load average during the run: {', '.join(f'{x:.2f}' for x in os.getloadavg())} on {os.cpu_count()} cores")
-    print(
-        f"trades: {m['trades']}, win rate {m['win_rate']}, net PnL {m['net_pnl']:.2f}, "
-        f"max DD {m['max_drawdown_pct']:.2f}%, counters {result.counters}"
-    )
-    print(f"peak RSS: main {self_mb:,.0f} MB, largest worker {child_mb:,.0f} MB, sum <= {self_mb + child_mb:,.0f} MB")
-    target = "OK" if fast_cps >= 1_000_000 else "BELOW TARGET"
-    cpu_target = "OK" if fast_cpu_cps * cores >= 1_000_000 else "BELOW TARGET"
-    print(
-        f"target >= 1,000,000 candles/s: wall clock {target}, CPU-time on {cores} cores {cpu_target}; "
-        f"memory < 1 GB: {'OK' if self_mb + child_mb < 1024 else 'NO'}"
-    )
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"peak RSS {peak:,.0f} MB; after: {load_average()}")
+    for line in results:
+        print(line)
+    return 0 if ok_all else 1
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())
