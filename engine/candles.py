@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from engine import compiled
 from engine.errors import InsufficientData, InvalidParameters
 
 MINUTE_MS = 60_000
@@ -115,7 +116,13 @@ class Candles:
         return len(self.ts)
 
     def _take(self, index: slice | np.ndarray) -> Candles:
-        return Candles(*(getattr(self, name)[index] for name in ("ts", *_PRICE_FIELDS)))
+        """The candles at ``index``: views for a slice (the columns are read-only already), copies otherwise."""
+        taken = object.__new__(Candles)
+        for name in ("ts", *_PRICE_FIELDS):
+            column = getattr(self, name)[index]
+            column.setflags(write=False)
+            object.__setattr__(taken, name, column)
+        return taken
 
     def tail(self, n: int) -> Candles:
         """The last ``n`` candles (all of them when there are fewer)."""
@@ -126,7 +133,7 @@ class Candles:
     def slice_until(self, ts_ms: int) -> Candles:
         """Candles whose open time is ``<= ts_ms`` (assumes ascending ``ts``)."""
         end = int(np.searchsorted(self.ts, ts_ms, side="right"))
-        return self._take(slice(0, end))
+        return self if end == len(self) else self._take(slice(0, end))
 
     def closed_at(self, now_ms: int, timeframe_ms: int) -> Candles:
         """Drop candles still forming at ``now_ms`` (open time + timeframe > now)."""
@@ -225,6 +232,9 @@ class CandleReport:
         return "; ".join(self.problems)
 
 
+_COUNTS = ("duplicates", "non_monotonic", "gaps", "missing", "nan_rows", "zero_volume", "invalid_ohlc", "misaligned")
+
+
 def check_candles(
     c: Candles,
     timeframe_ms: int,
@@ -241,22 +251,17 @@ def check_candles(
     if timeframe_ms <= 0:
         raise InvalidParameters(f"timeframe_ms must be positive, got {timeframe_ms}")
     rows = len(c)
-    steps = np.diff(c.ts)
-    duplicates = int(np.count_nonzero(steps == 0))
-    non_monotonic = int(np.count_nonzero(steps < 0))
-    gap_steps = steps[steps > timeframe_ms]
-    gaps = int(gap_steps.size)
-    missing = int(np.sum(gap_steps // timeframe_ms - 1 + (gap_steps % timeframe_ms > 0)))
-    prices = np.vstack([c.open, c.high, c.low, c.close]) if rows else np.empty((4, 0))
-    nan_rows = int(np.count_nonzero(~np.isfinite(prices).all(axis=0) | ~np.isfinite(c.volume)))
-    with np.errstate(invalid="ignore"):
-        zero_volume = int(np.count_nonzero(c.volume <= 0))
-        invalid_ohlc = int(
-            np.count_nonzero(
-                (c.high < np.maximum(c.open, c.close)) | (c.low > np.minimum(c.open, c.close)) | (c.low <= 0)
-            )
-        )
-    misaligned = int(np.count_nonzero(c.ts % timeframe_ms)) if timeframe_ms <= TIMEFRAME_MS["1d"] else 0
+    if compiled.enabled():
+        counts_array = np.zeros(len(_COUNTS), dtype=np.int64)
+        _count_candle_problems(c.ts, c.open, c.high, c.low, c.close, c.volume, timeframe_ms, counts_array)
+        counts = dict(zip(_COUNTS, counts_array.tolist(), strict=True))
+    else:
+        counts = _problem_counts(c, timeframe_ms)
+    if timeframe_ms > TIMEFRAME_MS["1d"]:
+        counts["misaligned"] = 0  # daily and longer candles need not open at a multiple of their length
+    duplicates, non_monotonic, gaps, missing, nan_rows, zero_volume, invalid_ohlc, misaligned = (
+        counts[name] for name in _COUNTS
+    )
 
     problems: list[str] = []
     warnings: list[str] = []
@@ -294,3 +299,59 @@ def check_candles(
         problems=tuple(problems),
         warnings=tuple(warnings),
     )
+
+
+def _problem_counts(c: Candles, timeframe_ms: int) -> dict[str, int]:
+    """The counts behind ``check_candles`` (NumPy path)."""
+    steps = np.diff(c.ts)
+    gap_steps = steps[steps > timeframe_ms]
+    prices = np.vstack([c.open, c.high, c.low, c.close]) if len(c) else np.empty((4, 0))
+    with np.errstate(invalid="ignore"):
+        invalid = (c.high < np.maximum(c.open, c.close)) | (c.low > np.minimum(c.open, c.close)) | (c.low <= 0)
+        zero_volume = c.volume <= 0
+    return {
+        "duplicates": int(np.count_nonzero(steps == 0)),
+        "non_monotonic": int(np.count_nonzero(steps < 0)),
+        "gaps": int(gap_steps.size),
+        "missing": int(np.sum(gap_steps // timeframe_ms - 1 + (gap_steps % timeframe_ms > 0))),
+        "nan_rows": int(np.count_nonzero(~np.isfinite(prices).all(axis=0) | ~np.isfinite(c.volume))),
+        "zero_volume": int(np.count_nonzero(zero_volume)),
+        "invalid_ohlc": int(np.count_nonzero(invalid)),
+        "misaligned": int(np.count_nonzero(c.ts % timeframe_ms)),
+    }
+
+
+@compiled.loop
+def _count_candle_problems(
+    ts: np.ndarray,
+    open_: np.ndarray,
+    high: np.ndarray,
+    low: np.ndarray,
+    close: np.ndarray,
+    volume: np.ndarray,
+    timeframe_ms: int,
+    counts: np.ndarray,
+) -> None:
+    """``check_candles``' counts in one pass (compiled): duplicates, steps back, gaps, missing candles, NaN rows,
+    zero volume, inconsistent OHLC, misaligned open times (in that order in ``counts``)."""
+    for i in range(ts.shape[0]):
+        if i > 0:
+            step = ts[i] - ts[i - 1]
+            if step == 0:
+                counts[0] += 1
+            elif step < 0:
+                counts[1] += 1
+            elif step > timeframe_ms:
+                counts[2] += 1
+                counts[3] += step // timeframe_ms - 1 + (1 if step % timeframe_ms > 0 else 0)
+        o, h, lo, c, v = open_[i], high[i], low[i], close[i], volume[i]
+        if not (np.isfinite(o) and np.isfinite(h) and np.isfinite(lo) and np.isfinite(c) and np.isfinite(v)):
+            counts[4] += 1
+        if v <= 0:
+            counts[5] += 1
+        top = np.nan if (np.isnan(o) or np.isnan(c)) else max(o, c)
+        bottom = np.nan if (np.isnan(o) or np.isnan(c)) else min(o, c)
+        if h < top or lo > bottom or lo <= 0:
+            counts[6] += 1
+        if ts[i] % timeframe_ms != 0:
+            counts[7] += 1

@@ -87,26 +87,10 @@ def _recursive_smooth_many(series: list[np.ndarray], alpha: float, start: int, s
     if start >= n:
         return out
     x = np.vstack([s[start:] for s in series]).astype(np.float64, copy=True)
-    if compiled.enabled():
-        _smooth_from_seeds(x, alpha, np.asarray(seeds, dtype=np.float64), out[:, start:])
-        return out
     # y[start] = seed  <=>  a zero state before it and an input of seed / alpha at it
     x[:, 0] = np.asarray(seeds, dtype=np.float64) / alpha
     out[:, start:] = _linear_recursion(x, alpha)
     return out
-
-
-@compiled.loop
-def _smooth_from_seeds(x: np.ndarray, alpha: float, seeds: np.ndarray, out: np.ndarray) -> None:
-    """``out[r, 0] = seeds[r]``; ``out[r, i] = (1 - alpha) * out[r, i - 1] + alpha * x[r, i]`` (compiled)."""
-    rows, n = x.shape
-    decay = 1.0 - alpha
-    for r in range(rows):
-        y = seeds[r]
-        out[r, 0] = y
-        for i in range(1, n):
-            y = decay * y + alpha * x[r, i]
-            out[r, i] = y
 
 
 def _recursive_smooth(values: np.ndarray, alpha: float, start: int, seed: float) -> np.ndarray:
@@ -120,6 +104,10 @@ def ema(values: np.ndarray, period: int) -> np.ndarray:
     x = _as_float(values)
     if len(x) == 0:
         return x.copy()
+    if compiled.enabled():
+        out = np.empty(len(x))
+        _ema_loop(x, 2.0 / (period + 1.0), period, out)
+        return out
     out = _recursive_smooth(x, 2.0 / (period + 1.0), 0, float(x[0]))
     out[: period - 1] = np.nan
     return out
@@ -394,6 +382,17 @@ def _nearest_swing_level_loop(
 
 
 # ---- compiled twins of the NumPy paths above (engine.compiled; same results, checked in test_compiled.py) -------
+
+
+@compiled.loop
+def _ema_loop(x: np.ndarray, alpha: float, period: int, out: np.ndarray) -> None:
+    """Seeded with the first value; NaN for the first ``period - 1`` bars."""
+    decay = 1.0 - alpha
+    y = x[0]
+    for i in range(x.shape[0]):
+        if i > 0:
+            y = decay * y + alpha * x[i]
+        out[i] = y if i >= period - 1 else np.nan
 
 
 @compiled.loop

@@ -55,7 +55,12 @@ class StrategyParams:
     h1_structure_bars: int = 6
 
     def validate(self) -> StrategyParams:
-        """Raise ``InvalidParameters`` naming every problem; return ``self`` so calls can chain."""
+        """Raise ``InvalidParameters`` naming every problem; return ``self`` so calls can chain.
+
+        The instance is immutable, so a successful check is remembered on it (the scan and the backtest validate the
+        same parameters once per symbol)."""
+        if self.__dict__.get("_valid"):
+            return self
         problems: list[str] = []
         for f in fields(self):
             value = getattr(self, f.name)
@@ -104,6 +109,7 @@ class StrategyParams:
             problems.append(f"quorum must be an integer 0..4 (four 1h checks), got {self.quorum!r}")
         if problems:
             raise InvalidParameters("; ".join(problems))
+        object.__setattr__(self, "_valid", True)
         return self
 
     @classmethod

@@ -186,3 +186,26 @@ def test_scan_candidates_agree(eth15):
         (c.symbol, c.side, c.candle_ts, c.risk_level) for c in slow.candidates
     ]
     assert fast.skipped == slow.skipped
+
+
+def test_candle_checks_agree():
+    from engine.candles import Candles, check_candles
+
+    rng = np.random.default_rng(3)
+    base = random_walk_candles(400, seed=9)
+    ts = base.ts.copy()
+    ts[50] = ts[49]  # duplicate
+    ts[120:] += 3 * 900_000  # a gap of three candles
+    ts[200] -= 7  # off the grid (and a step back)
+    close = base.close.copy()
+    close[300] = np.nan
+    high = base.high.copy()
+    high[310] = base.low[310] * 0.5  # high below the body
+    volume = base.volume.copy()
+    volume[rng.integers(0, 400, 30)] = 0.0
+    broken = Candles(ts, base.open, high, base.low, close, volume)
+    for candles in (base, broken, base.tail(0), base.tail(1)):
+        for timeframe in (900_000, 3_600_000, 2 * 86_400_000):
+            fast, slow = both(lambda c=candles, t=timeframe: check_candles(c, t, min_rows=10))
+            assert fast == slow
+    assert not check_candles(broken, 900_000).ok
