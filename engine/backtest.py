@@ -588,6 +588,15 @@ def _symbol_paths(payload: Mapping[str, Any], symbol: str) -> tuple[list[_Path],
     )
 
 
+def _warm_up_compiled(payload: Mapping[str, Any]) -> None:
+    """Compile (or load from numba's cache) the compiled loops in this process before it forks its workers, which
+    then inherit them instead of each loading them again; the first symbol's own arrays give the same signatures."""
+    if compiled.enabled():
+        first = next(iter(payload["prepared"]))
+        with single_threaded_blas():
+            _symbol_paths(payload, first)
+
+
 def _worker_paths(symbols: Sequence[str]) -> list[tuple[list[_Path], dict[str, int]]]:
     with single_threaded_blas():
         return [_symbol_paths(_WORKER, s) for s in symbols]
@@ -646,6 +655,7 @@ def run_backtest(
                 if progress is not None:
                     progress(done, len(symbols))
     else:
+        _warm_up_compiled(payload)
         # a few batches per process: each task's overhead is paid per batch, and the load still balances
         batches = [list(b) for b in np.array_split(np.array(symbols, dtype=object), min(len(symbols), 4 * processes))]
         with ProcessPoolExecutor(processes, initializer=_worker_init, initargs=(payload,)) as pool:
@@ -854,6 +864,9 @@ def sweep(
         rows = [_sweep_one(c) for c in combos]
         _WORKER.clear()
     else:
+        if compiled.enabled():  # compiled once here, inherited by the forked workers
+            first = (run_kwargs.get("symbols") or list(data))[:1]
+            run_backtest(data, params, config, **{**run_kwargs, "symbols": first, "processes": 1})
         with ProcessPoolExecutor(processes, initializer=_worker_init, initargs=(payload,)) as pool:
             rows = list(pool.map(_sweep_one, combos))
     if descending is None:
