@@ -39,8 +39,15 @@ test: install-dev
 lint: install-dev
 	$(VENV)/bin/ruff check .
 
+## Every benchmark in benchmarks/ (PostgreSQL and Redis on 127.0.0.1 for the broadcast, load and WebSocket ones), then
+## one line per figure: the median, its ratio to the baseline measured in the same run, the load, PASS/FAIL.
 bench: install-dev
-	for script in benchmarks/bench_*.py; do echo "== $$script"; $(PY) $$script || exit 1; done
+	@mkdir -p var; : > var/bench.log; status=0; \
+	for script in benchmarks/bench_*.py; do \
+		echo "== $$script" | tee -a var/bench.log; \
+		$(PY) $$script 2>&1 | tee -a var/bench.log; [ $${PIPESTATUS[0]} -eq 0 ] || status=1; \
+	done; \
+	echo "== summary (var/bench.log)"; grep '^RESULT' var/bench.log; exit $$status
 
 clean:
 	rm -rf $(VENV) db.sqlite3* var media staticfiles

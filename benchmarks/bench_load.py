@@ -169,6 +169,18 @@ def main() -> int:
           and once)
     print(f"objective p99 < {P99_LIMIT_MS} ms, 0 errors at {RATE:.0f} req/s, every post stored (and processed) once: "
           f"{'MET' if ok else 'MISSED'}")
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from report import result_line
+
+    print(result_line(
+        f"webhook load at {RATE:.0f} req/s for {SECONDS:.0f} s",
+        f"{result.achieved_rate:.0f} req/s achieved, p50 {result.percentile(50):.1f} ms, p99 "
+        f"{result.percentile(99):.1f} ms, {len(result.errors)} errors",
+        f"p99 {result.percentile(99) / baseline.percentile(99):.1f}x /healthz at the same rate "
+        f"({baseline.percentile(99):.1f} ms, same run)",
+        f"p99 < {P99_LIMIT_MS} ms, 0 errors, every post stored and processed once",
+        ok,
+    ))
     return 0 if ok else 1
 
 
