@@ -8,7 +8,8 @@ Public API
 ``ExitEvent``      ``(reason, price, quantity)``; reason is one of ``EXIT_REASONS``.
 ``step(state, *, ts, open, high, low, close, rules) -> (PositionState, list[ExitEvent])``
                    applies the rules to ONE candle (or a tick: pass open=high=low=close=price).
-``scan_quiet_bars(...)`` vectorised helper used by the backtester: for many positions at once it finds the first
+``scan_quiet_bars(...)`` helper used by the backtester (a compiled loop, or vectorised NumPy without numba): for
+                   many positions at once it finds the first
                    candle on which ``step`` would do anything else than track the best price/trailing stop, and the
                    state (best price, stop, stop reason) on arrival there. The backtester then calls ``step`` on that
                    candle, so every fill comes from ``step`` itself; ``engine/tests/test_exits.py`` proves that
@@ -241,12 +242,16 @@ def scan_quiet_bars(
     rules: ExitRules,
     block: int = 64,
 ) -> QuietScan:
-    """Vectorised over positions: from bar ``start[k]`` (inclusive) to ``end[k]`` (exclusive) find the first bar on
+    """For every position: from bar ``start[k]`` (inclusive) to ``end[k]`` (exclusive) find the first bar on
     which ``step`` would close something (expiry, stop, tp1, tp2) given the state (``stop``, ``best``) at
-    ``start[k]``. ``tp1``/``tp2`` are NaN when absent or already done. Bars are examined in blocks of ``block`` bars
-    for all still-quiet positions at once (a loop over blocks, not over bars; the block doubles for positions still
-    open, up to 8192 bars, so a position held n bars costs O(log n) iterations); on quiet bars only the best price
-    and the trailing stop move, exactly as in ``step`` step 5.
+    ``start[k]``. ``tp1``/``tp2`` are NaN when absent or already done. On quiet bars only the best price and the
+    trailing stop move, exactly as in ``step`` step 5.
+
+    With numba (``engine.compiled``) each position's candles are walked one by one in a compiled loop (it stops at
+    the event bar, so a position costs the candles it is held). The NumPy fallback examines the bars in blocks of
+    ``block`` bars for all still-quiet positions at once (a loop over blocks, not over bars; the block doubles for
+    positions still open, up to 8192 bars, so a position held n bars costs O(log n) iterations). Both give the same
+    result (``engine/tests/test_compiled.py``).
     """
     n_pos = len(start)
     out_bar = np.full(n_pos, -1, dtype=np.int64)
