@@ -29,7 +29,8 @@ Public API
     runs ``run_backtest`` for every combination of ``grid`` (``{name: [values]}``; names are ``StrategyParams``
     fields, ``BacktestConfig`` fields, or ``exit.<ExitRules field>``) in a process pool and returns a list of
     ``SweepRow(params, metrics, error)`` ranked by ``metric`` (descending, except drawdowns which rank ascending);
-    invalid combinations (e.g. ema_fast >= ema_slow) are kept with their error message and ranked last.
+    invalid combinations (e.g. ema_fast >= ema_slow) are kept with their error message and ranked last. Combinations
+    with the same strategy parameters run in the same worker, which computes each symbol's signals for them once.
 
 Simulation rules (all shared with the reference simulator in ``engine/tests/reference_backtest.py``)
 ------------------------------------------------------------------------------------------------------
@@ -209,6 +210,17 @@ def _funding_rates(times: np.ndarray, series: tuple[np.ndarray, np.ndarray] | No
     return np.where(found, s_rate[np.minimum(pos, len(s_ts) - 1)], default)
 
 
+class _Candidates(NamedTuple):
+    """The confirmed signal candles of one symbol (``idx``) and their side and levels."""
+
+    idx: np.ndarray
+    side: np.ndarray
+    stop: np.ndarray
+    tp1: np.ndarray
+    tp2: np.ndarray
+    atr: np.ndarray
+
+
 def ts_list_get(ts: np.ndarray, i: int) -> int:
     return int(ts[i])
 
@@ -222,21 +234,29 @@ def symbol_paths(
     *,
     start_ms: int | None = None,
     funding: tuple[np.ndarray, np.ndarray] | None = None,
+    signal_cache: dict[Any, _Candidates] | None = None,
 ) -> tuple[list[_Path], dict[str, int]]:
     rules = config.exit_rules
     n = len(c15)
     counters = {"signals": 0, "levels_crossed_at_open": 0, "symbol_busy": 0}
-    idx, sig = candidate_signals(c15, c1h, params, start_ms)
+    key = (symbol, params, start_ms)
+    found = None if signal_cache is None else signal_cache.get(key)
+    if found is None:
+        idx, sig = candidate_signals(c15, c1h, params, start_ms)
+        found = _Candidates(idx, sig.side[idx], sig.stop[idx], sig.tp1[idx], sig.tp2[idx], sig.atr[idx])
+        if signal_cache is not None:
+            signal_cache[key] = found
+    idx = found.idx
     counters["signals"] = int(idx.size)
     if idx.size == 0:
         return [], counters
     ts, op, hi, lo, cl = c15.ts, c15.open, c15.high, c15.low, c15.close
     e = idx + 1
-    is_long = sig.side[idx] == 1
+    is_long = found.side == 1
     sgn = np.where(is_long, 1.0, -1.0)
     slip = config.slippage
     fill = np.where(is_long, op[e] * (1 + slip), op[e] * (1 - slip))
-    stop, tp1, tp2, atr = sig.stop[idx], sig.tp1[idx], sig.tp2[idx], sig.atr[idx]
+    stop, tp1, tp2, atr = found.stop, found.tp1, found.tp2, found.atr
     valid = (
         ((fill - stop) * sgn > 0)
         & (np.isnan(tp1) | ((tp1 - fill) * sgn > 0))
@@ -587,6 +607,7 @@ def _symbol_paths(payload: Mapping[str, Any], symbol: str) -> tuple[list[_Path],
         payload["config"],
         start_ms=payload["start_ms"],
         funding=payload["funding"].get(symbol),
+        signal_cache=payload["signal_cache"],
     )
 
 
@@ -629,6 +650,36 @@ def run_backtest(
     processes: int = 1,
     progress: Callable[[int, int], None] | None = None,
 ) -> BacktestResult:
+    return _run_backtest(
+        data,
+        params,
+        config,
+        symbols=symbols,
+        start_ms=start_ms,
+        end_ms=end_ms,
+        funding=funding,
+        processes=processes,
+        progress=progress,
+        signal_cache=None,
+    )
+
+
+def _run_backtest(
+    data: Mapping[str, SymbolData],
+    params: StrategyParams | None,
+    config: BacktestConfig | None,
+    *,
+    symbols: Sequence[str] | None,
+    start_ms: int | None,
+    end_ms: int | None,
+    funding: Mapping[str, tuple[np.ndarray, np.ndarray]] | None,
+    processes: int,
+    progress: Callable[[int, int], None] | None,
+    signal_cache: dict[Any, _Candidates] | None,
+) -> BacktestResult:
+    """``run_backtest``; ``signal_cache`` (a sweep's, one per worker process: same data, same range) keeps each
+    symbol's confirmed signals per ``StrategyParams``, so combinations that differ only in exits, fees or sizing
+    compute them once."""
     params = params or StrategyParams()
     config = config or BacktestConfig()
     symbols = _check_inputs(data, symbols, params, config)
@@ -647,7 +698,14 @@ def run_backtest(
         prepared[s] = (c15, c1h)
     funding = funding or {}
 
-    payload = {"prepared": prepared, "params": params, "config": config, "start_ms": start_ms, "funding": funding}
+    payload = {
+        "prepared": prepared,
+        "params": params,
+        "config": config,
+        "start_ms": start_ms,
+        "funding": funding,
+        "signal_cache": signal_cache if processes == 1 else None,
+    }
     processes = max(1, min(processes, len(symbols)))
     by_symbol: dict[str, tuple[list[_Path], dict[str, int]]] = {}
     if processes == 1:
@@ -828,10 +886,40 @@ def _sweep_one(combo: dict[str, Any]) -> SweepRow:
     w = _WORKER
     try:
         params, config = _apply_combo(w["params"], w["config"], combo)
-        result = run_backtest(w["data"], params, config, processes=1, **w["run_kwargs"])
+        run_kwargs = {
+            "symbols": None,
+            "start_ms": None,
+            "end_ms": None,
+            "funding": None,
+            "progress": None,
+            **w["run_kwargs"],
+            "processes": 1,
+            "signal_cache": w["signal_cache"],
+        }
+        result = _run_backtest(w["data"], params, config, **run_kwargs)
         return SweepRow(combo, result.metrics(), None)
     except InvalidParameters as exc:
         return SweepRow(combo, None, str(exc))
+
+
+def _sweep_many(combos: list[dict[str, Any]]) -> list[SweepRow]:
+    return [_sweep_one(c) for c in combos]
+
+
+def _sweep_tasks(strategy_keys: Sequence[Any], processes: int) -> list[list[int]]:
+    """Combination indices per task: combinations with the same strategy parameters go together (one worker computes
+    their signals once), the largest tasks are halved until there are two per process (or nothing left to halve)."""
+    groups: dict[Any, list[int]] = {}
+    for i, key in enumerate(strategy_keys):
+        groups.setdefault(key, []).append(i)
+    tasks = list(groups.values())
+    while len(tasks) < 2 * processes:
+        largest = max(tasks, key=len)
+        if len(largest) < 2:
+            break
+        tasks.remove(largest)
+        tasks += [largest[: len(largest) // 2], largest[len(largest) // 2 :]]
+    return sorted(tasks, key=len, reverse=True)
 
 
 def sweep(
@@ -857,10 +945,10 @@ def sweep(
         raise InvalidParameters(f"unknown metric {metric!r}; choose one of {', '.join(valid_metrics)}")
     names = list(grid)
     combos = [dict(zip(names, values, strict=True)) for values in itertools.product(*(grid[n] for n in names))]
-    for combo in combos:  # unknown names fail fast, before any process starts
-        _apply_combo(params, config, combo)
+    # unknown names fail fast, before any process starts
+    strategy_keys = [_apply_combo(params, config, combo)[0] for combo in combos]
     _check_inputs(data, run_kwargs.get("symbols"), params, config)
-    payload = {"data": data, "params": params, "config": config, "run_kwargs": run_kwargs}
+    payload = {"data": data, "params": params, "config": config, "run_kwargs": run_kwargs, "signal_cache": {}}
     if processes <= 1:
         _worker_init(payload)
         rows = [_sweep_one(c) for c in combos]
@@ -869,8 +957,12 @@ def sweep(
         if compiled.enabled():  # compiled once here, inherited by the forked workers
             first = (run_kwargs.get("symbols") or list(data))[:1]
             run_backtest(data, params, config, **{**run_kwargs, "symbols": first, "processes": 1})
+        tasks = _sweep_tasks(strategy_keys, processes)
+        rows_by_index: dict[int, SweepRow] = {}
         with ProcessPoolExecutor(processes, initializer=_worker_init, initargs=(payload,)) as pool:
-            rows = list(pool.map(_sweep_one, combos))
+            for task, task_rows in zip(tasks, pool.map(_sweep_many, [[combos[i] for i in t] for t in tasks]), strict=True):
+                rows_by_index.update(zip(task, task_rows, strict=True))
+        rows = [rows_by_index[i] for i in range(len(combos))]
     if descending is None:
         descending = metric not in LOWER_IS_BETTER
 

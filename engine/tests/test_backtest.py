@@ -235,3 +235,18 @@ def test_backtest_signals_are_the_live_scanners_signals(real_data, symbol):
             [sig.entry[i], sig.stop[i], sig.tp1[i], sig.tp2[i]],
             rtol=1e-9,
         )
+
+
+def test_sweep_rows_equal_single_runs(real_data):
+    """The sweep computes each symbol's signals once per strategy parameters and reuses them for the combinations
+    that differ only in exits, fees or sizing: every row must still equal a backtest run on its own."""
+    from engine.backtest import _apply_combo
+
+    data = {s: real_data[s] for s in (XRP, "ETH_BTC", "LTC_BTC")}
+    grid = {"stop_atr_mult": [1.0, 2.0], "exit.breakeven_after_tp1": [True, False], "fee_taker": [0.0005, 0.001]}
+    rows = sweep(data, grid, "net_pnl", processes=1, params=PARAMS)
+    assert len(rows) == 8
+    for row in rows:
+        params, config = _apply_combo(PARAMS, BacktestConfig(), row.params)
+        alone = run_backtest(data, params, config).metrics()
+        assert (row.metrics["trades"], row.metrics["net_pnl"]) == (alone["trades"], alone["net_pnl"])
