@@ -1,11 +1,13 @@
 """Compiled inner loops: numba when it is installed, the pure-NumPy paths otherwise.
 
-A few loops of the engine cannot be vectorised without overhead (the recursive smoothers of EMA/RSI/ATR/ADX, the
-nearest swing level per bar, the scan of an open position's candles for its exit). Each is written twice, next to
-its caller: the vectorised NumPy version (always available) and a plain loop marked with ``@loop``, which numba
-compiles to machine code on its first call (``cache=True``: later processes load it from numba's on-disk cache
-instead of compiling again). The two versions give the same results (``engine/tests/test_compiled.py`` runs both on
-real and random candles and compares them); callers pick one with ``enabled()``.
+A few loops of the engine cannot be vectorised without overhead (the recursive smoothers of EMA/RSI/ATR/ADX, rolling
+windows, swing points and the nearest swing level per bar, the candle checks, the scan of an open position's candles
+for its exit). Each is written twice, next to its caller: the vectorised NumPy version (always available) and a plain
+loop marked with ``@loop``, which numba compiles to machine code on its first call. ``cache=True``: later processes
+load it from numba's on-disk cache (``__pycache__`` beside the source, or ``NUMBA_CACHE_DIR``) instead of compiling
+again; compiling every loop takes several seconds once, loading them about a second. The two versions give the same
+results (``engine/tests/test_compiled.py`` runs both on real and random candles and compares them); callers pick
+one with ``enabled()``.
 
 numba is imported on the first compiled call, not when the engine is imported: processes that never backtest or
 scan do not pay for it.
@@ -74,7 +76,10 @@ class CompiledLoop:
                 raise RuntimeError("numba is not installed; check engine.compiled.enabled() before compiling")
             with _lock:
                 if self._dispatcher is None:
-                    self._dispatcher = numba.njit(cache=True, nogil=True)(self.python)
+                    try:
+                        self._dispatcher = numba.njit(cache=True, nogil=True)(self.python)
+                    except RuntimeError:  # no writable cache location (read-only install, no NUMBA_CACHE_DIR)
+                        self._dispatcher = numba.njit(nogil=True)(self.python)
         return self._dispatcher
 
     def __call__(self, *args: Any) -> Any:
