@@ -13,8 +13,8 @@ Public API
     ``start_ms``: first signal candle considered (earlier candles are still used to warm the indicators);
     ``end_ms``: candles with open time >= end_ms are dropped (positions still open are closed at the last close).
     ``processes`` > 1 spreads the per-symbol work over worker processes (keep 1 inside daemonic Celery workers); one
-    process already does about 2 million candles/s with the compiled loops (``benchmarks/bench_backtest.py``), so
-    more processes pay only for very large runs.
+    process already handles about 2 million candles per CPU-second with the compiled loops
+    (``benchmarks/bench_backtest.py``), so more processes pay only for very large runs.
     ``progress(done, total)`` is called after each symbol's signals and exits are computed (for a progress bar).
     Errors: ``UnknownSymbol`` (symbol not in ``data``), ``InvalidParameters`` (bad params/config, empty range),
     ``InsufficientData`` (no candles in range, fewer than ``bars_needed + 1`` candles, duplicate timestamps);
