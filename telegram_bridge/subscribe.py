@@ -10,8 +10,6 @@ from __future__ import annotations
 import logging
 import re
 
-from aiogram.types import BufferedInputFile
-
 from accounts.entitlements import locked_message
 from accounts.models import Plan
 from accounts.solana_pay import amount_text, qr_png
@@ -26,7 +24,6 @@ from accounts.subscriptions import (
     whop_checkout_create,
 )
 from telegram_bridge import keyboards
-from telegram_bridge.sender import telegram_call
 from telegram_bridge.telegram_html import escape
 from telegram_bridge.update_context import UpdateContext
 
@@ -106,6 +103,11 @@ def _solana_request_send(ctx: UpdateContext, plan: Plan) -> None:
                f"wallet:\n<code>{escape(request.url)}</code>\n"
                f"The request is valid until {payment.expires_at:%H:%M} UTC; your plan starts once the payment is "
                "confirmed on chain, and I will message you.")
+    # aiogram takes seconds to import: only a process that sends loads it (see telegram_bridge.tasks).
+    from aiogram.types import BufferedInputFile
+
+    from telegram_bridge.sender import telegram_call
+
     photo = BufferedInputFile(qr_png(request.url), filename="solana-pay.png")
     chat_id = ctx.chat_id
     try:
