@@ -14,6 +14,7 @@ from accounts.models import (
     UserPreferences,
     WebhookEvent,
 )
+from accounts.services import telegram_users_admin_set, telegram_users_ban_set
 from accounts.solana_pay import amount_text
 from accounts.subscriptions import CheckoutError, payment_refund, subscription_extend, subscription_grant
 
@@ -41,8 +42,7 @@ class TelegramUserAdmin(admin.ModelAdmin):
                 self, request, queryset, action="ban_users", question=f"Ban {queryset.count()} user(s)?",
                 consequence="The bot stops serving them, broadcasts skip them and their auto-trading is switched off.",
             )
-        users = list(queryset.filter(is_banned=False))
-        TelegramUser.objects.filter(pk__in=[u.pk for u in users]).update(is_banned=True, auto_trading_enabled=False)
+        users = telegram_users_ban_set(users=list(queryset.filter(is_banned=False)), banned=True)
         for user in users:
             self.log_change(request, user, "Banned (admin action); auto-trading switched off.")
         self.message_user(request, f"Banned {len(users)} user(s).", messages.SUCCESS)
@@ -50,16 +50,14 @@ class TelegramUserAdmin(admin.ModelAdmin):
 
     @admin.action(description="Unban selected users", permissions=["change"])
     def unban_users(self, request, queryset):
-        users = list(queryset.filter(is_banned=True))
-        TelegramUser.objects.filter(pk__in=[u.pk for u in users]).update(is_banned=False)
+        users = telegram_users_ban_set(users=list(queryset.filter(is_banned=True)), banned=False)
         for user in users:
             self.log_change(request, user, "Unbanned (admin action).")
         self.message_user(request, f"Unbanned {len(users)} user(s).", messages.SUCCESS)
 
     @admin.action(description="Make selected users bot admins", permissions=["change"])
     def make_admin(self, request, queryset):
-        users = list(queryset.filter(is_admin=False))
-        TelegramUser.objects.filter(pk__in=[u.pk for u in users]).update(is_admin=True)
+        users = telegram_users_admin_set(users=list(queryset.filter(is_admin=False)), admin=True)
         for user in users:
             self.log_change(request, user, "Made a bot admin (admin action).")
         self.message_user(request, f"{len(users)} user(s) are now admins.", messages.SUCCESS)

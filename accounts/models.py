@@ -13,7 +13,9 @@ from django.db.models import Q
 from django.utils import timezone as django_timezone
 
 from accounts.crypto import decrypt_secret, encrypt_secret
+from accounts.preference_bounds import WithinBounds
 from accounts.solana_pay import currency_of_mint, solana_address_valid
+from accounts.symbols import symbol_canonical
 from config.model_fields import MoneyField, PercentField
 
 RISK_LEVELS = ("low", "medium", "high")
@@ -64,15 +66,19 @@ def validate_risk_levels(value) -> None:
         raise ValidationError(f"Choose one or more of: {', '.join(RISK_LEVELS)}.")
 
 
+MAX_MUTED_SYMBOLS = 200
+
+
 def validate_symbol_list(value) -> None:
-    if not isinstance(value, list) or any(not isinstance(s, str) or not s or len(s) > 40 for s in value):
-        raise ValidationError("Muted symbols must be a list of symbols such as BTC/USDT:USDT.")
-    if len(value) > 200:
-        raise ValidationError("At most 200 muted symbols.")
+    if not isinstance(value, list) or any(not isinstance(s, str) or symbol_canonical(s) is None for s in value):
+        raise ValidationError("Muted symbols are coin names such as DOGE or PEPE, separated by commas.")
+    if len(value) > MAX_MUTED_SYMBOLS:
+        raise ValidationError(f"You can mute at most {MAX_MUTED_SYMBOLS} symbols.")
 
 
 class UserPreferences(models.Model):
-    """Every per-user setting. Bot, web form and API all validate through ``full_clean`` (one source of truth)."""
+    """Every per-user setting. Bot, web form and API change them only through ``accounts.services.preferences_update``
+    (normalises, checks the bounds of ``accounts.preference_bounds`` and the invariants)."""
 
     user = models.OneToOneField(TelegramUser, on_delete=models.CASCADE, related_name="preferences")
     muted_symbols = models.JSONField(default=list, blank=True, validators=[validate_symbol_list])
@@ -82,27 +88,17 @@ class UserPreferences(models.Model):
     flow_signals = models.BooleanField(default=True, help_text="Receive and trade order-flow signals")
     auto_flip = models.BooleanField(default=False, help_text="Flip an open position on a strong opposite flow signal")
     sizing_mode = models.CharField(max_length=8, choices=SizingMode.choices, default=SizingMode.PERCENT)
-    position_size_pct = PercentField(
-        default=Decimal("5"), validators=[MinValueValidator(Decimal("0.1")), MaxValueValidator(Decimal("100"))]
-    )
-    risk_per_trade_pct = PercentField(
-        default=Decimal("1"), validators=[MinValueValidator(Decimal("0.05")), MaxValueValidator(Decimal("10"))]
-    )
-    max_open_positions = models.PositiveSmallIntegerField(
-        default=3, validators=[MinValueValidator(1), MaxValueValidator(50)]
-    )
+    position_size_pct = PercentField(default=Decimal("5"), validators=[WithinBounds("position_size_pct")])
+    risk_per_trade_pct = PercentField(default=Decimal("1"), validators=[WithinBounds("risk_per_trade_pct")])
+    max_open_positions = models.PositiveSmallIntegerField(default=3, validators=[WithinBounds("max_open_positions")])
     accepted_risk_levels = models.JSONField(default=list, validators=[validate_risk_levels])
     paper_mode = models.BooleanField(default=True)
     correlation_filter = models.BooleanField(default=True)
     funding_alerts = models.BooleanField(default=False)
-    leverage = models.PositiveSmallIntegerField(default=5, validators=[MinValueValidator(1), MaxValueValidator(125)])
+    leverage = models.PositiveSmallIntegerField(default=5, validators=[WithinBounds("leverage")])
     trailing_stop = models.BooleanField(default=True)
-    daily_loss_limit_pct = PercentField(
-        default=Decimal("5"), validators=[MinValueValidator(Decimal("0.5")), MaxValueValidator(Decimal("100"))]
-    )
-    max_drawdown_pct = PercentField(
-        default=Decimal("20"), validators=[MinValueValidator(Decimal("1")), MaxValueValidator(Decimal("100"))]
-    )
+    daily_loss_limit_pct = PercentField(default=Decimal("5"), validators=[WithinBounds("daily_loss_limit_pct")])
+    max_drawdown_pct = PercentField(default=Decimal("20"), validators=[WithinBounds("max_drawdown_pct")])
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
@@ -115,10 +111,6 @@ class UserPreferences(models.Model):
         if not self.accepted_risk_levels:
             self.accepted_risk_levels = ["low", "medium"]
         super().save(*args, **kwargs)
-
-    def clean(self) -> None:
-        if self.leverage and self.leverage > settings.MAX_LEVERAGE:
-            raise ValidationError({"leverage": f"Leverage is capped at {settings.MAX_LEVERAGE}x."})
 
 
 class Feature(models.TextChoices):

@@ -1,4 +1,14 @@
-"""Writes of the accounts app: registration, preferences, credentials."""
+"""Every write to Telegram users, their preferences and exchange credentials (HackSoft style:
+keyword-only arguments, ``<entity>_<action>`` names; subscriptions and payments: ``accounts.subscriptions`` and
+``accounts.payments``). The bot, the web dashboard, the API, the control panel, the admin and the trading app call
+these; nothing else saves those models.
+
+``preferences_update`` is the one door for a user's settings: it normalises (symbols through
+``accounts.symbols.symbol_canonical``, risk levels in their fixed order), checks every bound
+(``accounts.preference_bounds``) and the invariants (live mode needs a connected, verified exchange; switching
+auto-trading on needs what ``accounts.policy.auto_trading_missing`` lists), and saves nothing when anything is
+refused.
+"""
 
 from __future__ import annotations
 
@@ -10,9 +20,17 @@ from django.db import transaction
 from django.utils import timezone
 
 from accounts.crypto import SecretDecryptionError, rotate_secret
-from accounts.models import ApiSecrets, ExchangeCredential, TelegramUser, UserPreferences
+from accounts.entitlements import feature_unlocked, locked_message
+from accounts.models import RISK_LEVELS, ApiSecrets, ExchangeCredential, Feature, TelegramUser, UserPreferences
+from accounts.policy import auto_trading_missing, live_exchange_ready
+from accounts.preference_bounds import PREFERENCE_BOUNDS, bound_check
+from accounts.symbols import symbol_base, symbol_canonical
 from accounts.telegram_ids import telegram_id_valid
 from config.events import publish
+
+AUTO_TRADING = "auto_trading"  # the change key of the auto-trading switch (stored on the user)
+LIVE_NEEDS_EXCHANGE = ("Live trading needs a connected exchange: connect one with /connect in the Telegram bot. "
+                       "You stay in paper mode.")
 
 
 @transaction.atomic
@@ -34,18 +52,169 @@ def telegram_user_register(*, telegram_id: int, username: str = "", first_name: 
     return user, created
 
 
+# ---- Telegram users --------------------------------------------------------------------------------------------
+
+
+def telegram_users_mark_blocked(*, user_ids) -> int:
+    """The user blocked the bot (403 or a "kicked" membership): stop sending to them until they talk to it again."""
+    return TelegramUser.objects.filter(id__in=list(user_ids), is_active=True).update(is_active=False)
+
+
+@transaction.atomic
+def telegram_users_ban_set(*, users, banned: bool) -> list[TelegramUser]:
+    """Ban (the bot stops serving them, broadcasts skip them, auto-trading is switched off) or unban ``users``.
+    Returns the users whose state changed."""
+    changed = [user for user in users if user.is_banned != banned]
+    fields = {"is_banned": banned, **({"auto_trading_enabled": False} if banned else {})}
+    TelegramUser.objects.filter(pk__in=[user.pk for user in changed]).update(**fields)
+    for user in changed:
+        for name, value in fields.items():
+            setattr(user, name, value)
+    return changed
+
+
+def telegram_user_ban_set(*, telegram_id: int, banned: bool) -> TelegramUser | None:
+    """Ban or unban one user by Telegram id; None when nobody has that id."""
+    user = TelegramUser.objects.filter(telegram_id=telegram_id).first()
+    if user is not None:
+        telegram_users_ban_set(users=[user], banned=banned)
+    return user
+
+
+def telegram_users_admin_set(*, users, admin: bool = True) -> list[TelegramUser]:
+    changed = [user for user in users if user.is_admin != admin]
+    TelegramUser.objects.filter(pk__in=[user.pk for user in changed]).update(is_admin=admin)
+    for user in changed:
+        user.is_admin = admin
+    return changed
+
+
+def telegram_user_web_user_set(*, user: TelegramUser, web_user) -> TelegramUser:
+    """Link the Telegram user to their web login."""
+    user.web_user = web_user
+    user.save(update_fields=["web_user"])
+    return user
+
+
+def telegram_user_auto_trading_pause(*, user: TelegramUser, reason: str, only_if_running: bool = False) -> bool:
+    """Hold new entries for ``user`` (auto-trading stays on; ``/resume`` lifts it). ``only_if_running``: only a user
+    not paused yet is paused (a concurrent pass cannot pause twice). Returns whether this call paused them."""
+    reason = reason[:200]
+    rows = TelegramUser.objects.filter(pk=user.pk)
+    if only_if_running:
+        rows = rows.filter(auto_trading_paused_reason="")
+    paused = bool(rows.update(auto_trading_paused_reason=reason))
+    if paused:
+        user.auto_trading_paused_reason = reason
+    return paused
+
+
+def telegram_user_auto_trading_resume(*, user: TelegramUser) -> None:
+    """Lift the user's pause (the trading app resets its drawdown peaks around this: ``user_auto_trading_resume``)."""
+    TelegramUser.objects.filter(pk=user.pk).update(auto_trading_paused_reason="")
+    user.auto_trading_paused_reason = ""
+
+
+def telegram_user_auto_trading_stop(*, user: TelegramUser, reason: str) -> None:
+    """Switch auto-trading off and record why (a final exchange refusal); the user switches it on again once fixed."""
+    reason = reason[:200]
+    TelegramUser.objects.filter(pk=user.pk).update(auto_trading_enabled=False, auto_trading_paused_reason=reason)
+    user.auto_trading_enabled, user.auto_trading_paused_reason = False, reason
+
+
+# ---- preferences (and the auto-trading switch) ------------------------------------------------------------------
+
+
+def _editable_preferences() -> set[str]:
+    return {f.name for f in UserPreferences._meta.get_fields() if getattr(f, "editable", False)} - {"id", "user"}
+
+
+def _muted_symbols_normalise(value: Any) -> Any:
+    """Every spelling → 'DOGE/USDT:USDT', one entry per base, in the order given; anything else left for the
+    validator to refuse with its message."""
+    if not isinstance(value, list | tuple):
+        return value
+    symbols, bases = [], set()
+    for entry in value:
+        canonical = symbol_canonical(entry) if isinstance(entry, str) else None
+        if canonical is None:
+            raise ValidationError({"muted_symbols": f"“{str(entry)[:40]}” is not a symbol. Write coin names such as "
+                                                    "DOGE or PEPE, separated by commas."})
+        if symbol_base(canonical) not in bases:
+            bases.add(symbol_base(canonical))
+            symbols.append(canonical)
+    return symbols
+
+
+def _risk_levels_normalise(value: Any) -> Any:
+    if not isinstance(value, list | tuple) or any(not isinstance(level, str) for level in value):
+        return value
+    chosen = {level.strip().lower() for level in value}
+    if chosen - set(RISK_LEVELS):
+        return list(value)  # the validator names the allowed levels
+    return [level for level in RISK_LEVELS if level in chosen]
+
+
+@transaction.atomic
 def preferences_update(*, user: TelegramUser, changes: dict[str, Any]) -> UserPreferences:
-    """Apply ``changes`` to the user's preferences after full validation; raises ValidationError, saving nothing."""
-    preferences, _ = UserPreferences.objects.get_or_create(user=user)
-    editable = {f.name for f in UserPreferences._meta.get_fields() if getattr(f, "editable", False)} - {"id", "user"}
+    """Apply ``changes`` to the user's preferences (and, with the key ``"auto_trading"``, switch auto-trading on or
+    off) after normalising and checking everything; raises ``ValidationError`` (keyed by setting, every problem at
+    once, messages written for the trader) and saves nothing when anything is refused."""
+    preferences, _ = UserPreferences.objects.select_for_update().get_or_create(user=user)
+    was_live = not preferences.paper_mode  # staying live is not going live
+    locked = TelegramUser.objects.select_for_update().get(pk=user.pk)
+    changes = dict(changes)
+    auto_trading = changes.pop(AUTO_TRADING, None)
+    editable = _editable_preferences()
     unknown = set(changes) - editable
     if unknown:
         raise ValidationError(f"Unknown setting(s): {', '.join(sorted(unknown))}.")
+    errors: dict[str, list[str]] = {}
+    if "muted_symbols" in changes:
+        try:
+            changes["muted_symbols"] = _muted_symbols_normalise(changes["muted_symbols"])
+        except ValidationError as error:
+            errors.update(error.message_dict)
+    if "accepted_risk_levels" in changes:
+        changes["accepted_risk_levels"] = _risk_levels_normalise(changes["accepted_risk_levels"])
     for name, value in changes.items():
+        if name in PREFERENCE_BOUNDS and value is not None:
+            try:
+                bound_check(name, value)
+            except ValidationError as error:
+                errors.setdefault(name, []).extend(error.messages)
         setattr(preferences, name, value)
-    preferences.full_clean(exclude=["user"])
+    try:  # only the changed settings: a value stored under an older cap does not block another change
+        preferences.full_clean(exclude=["user", *(editable - set(changes)), *errors])
+    except ValidationError as error:
+        for name, messages in error.message_dict.items():
+            errors.setdefault(name, []).extend(messages)
+    if changes.get("paper_mode") is False and "paper_mode" not in errors and not was_live:
+        if not feature_unlocked(locked, Feature.LIVE_TRADING):  # live auto-trading is a paid feature
+            errors.setdefault("paper_mode", []).append(locked_message(Feature.LIVE_TRADING))
+        elif not live_exchange_ready(user=locked):
+            errors.setdefault("paper_mode", []).append(LIVE_NEEDS_EXCHANGE)
+    if auto_trading is not None and not isinstance(auto_trading, bool):
+        errors.setdefault(AUTO_TRADING, []).append("Auto-trading is switched on or off.")
+    elif auto_trading is True and not locked.auto_trading_enabled and "paper_mode" not in errors:
+        missing = auto_trading_missing(user=locked, preferences=preferences)
+        if missing:
+            errors.setdefault(AUTO_TRADING, []).append(
+                "Auto-trading cannot be switched on yet: " + "; ".join(missing) + ".")
+    if errors:
+        raise ValidationError(errors)
     preferences.save()
+    if isinstance(auto_trading, bool) and (auto_trading != locked.auto_trading_enabled or not auto_trading):
+        # On: the reason of an earlier stop is cleared (the user says it is fixed); the pause of a switch that is on
+        # stays until /resume. Off: the user's own choice, no reason kept.
+        reason = locked.auto_trading_paused_reason if auto_trading and locked.auto_trading_enabled else ""
+        TelegramUser.objects.filter(pk=user.pk).update(auto_trading_enabled=auto_trading,
+                                                       auto_trading_paused_reason=reason)
+        user.auto_trading_enabled, user.auto_trading_paused_reason = auto_trading, reason
     return preferences
+
+
+# ---- exchange credentials ---------------------------------------------------------------------------------------
 
 
 @transaction.atomic
@@ -59,6 +228,17 @@ def exchange_credential_create(*, user: TelegramUser, exchange: str, secrets: Ap
     credential.full_clean(exclude=["api_key_encrypted", "api_secret_encrypted", "passphrase_encrypted", "last4"])
     credential.save()
     return credential
+
+
+@transaction.atomic
+def exchange_credential_deactivate(*, user: TelegramUser, reason: str = "disconnected by the user") -> int:
+    """Deactivate the user's active credential (kept encrypted for the audit trail). Live mode needs an exchange,
+    so a user trading live is put back in paper mode. Returns how many credentials were active."""
+    count = ExchangeCredential.objects.filter(user=user, is_active=True).update(is_active=False,
+                                                                                 disabled_reason=reason[:200])
+    if count:
+        UserPreferences.objects.filter(user=user, paper_mode=False).update(paper_mode=True, updated_at=timezone.now())
+    return count
 
 
 def exchange_credentials_rotate_keys() -> int:
@@ -91,8 +271,3 @@ def admins_notify(*, text: str, dedupe_key: str) -> int:
         publish("user.notify", user_id=admin.pk, text=text, dedupe_key=dedupe_key)
         told += 1
     return told
-
-
-def telegram_users_mark_blocked(*, user_ids) -> int:
-    """The user blocked the bot (403): stop sending to them until they talk to the bot again (/start)."""
-    return TelegramUser.objects.filter(id__in=list(user_ids), is_active=True).update(is_active=False)

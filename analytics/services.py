@@ -16,12 +16,12 @@ from django.utils import timezone
 from django.utils.html import escape
 
 from accounts.models import TelegramUser
+from accounts.services import telegram_user_ban_set
 from accounts.subscriptions import subscription_grant as accounts_subscription_grant
 from analytics.models import AnalyticsSnapshot, BacktestRun, Heartbeat, SystemSetting, UserActivity
 from config import events
 from signals.selectors import symbol_get
 from signals.services import symbol_mute
-from telegram_bridge.services import telegram_user_ban_set
 from trading.services import trading_pause, trading_resume
 
 logger = logging.getLogger(__name__)
@@ -86,8 +86,8 @@ def auto_trading_global_set(*, paused: bool, actor, reason: str = ""):
 
 
 def operator_user_ban_set(*, telegram_id: int, banned: bool, actor):
-    """Ban or unban one Telegram user (through the bridge's service) and log it; None when the id is unknown."""
-
+    """Ban or unban one Telegram user (``accounts.services.telegram_user_ban_set``) and log it; None when the id is
+    unknown."""
     user = telegram_user_ban_set(telegram_id=telegram_id, banned=banned)
     if user is not None:
         admin_action_log(actor=actor, obj=user, message="Banned from the control panel." if banned else "Unbanned from the control panel.")

@@ -13,6 +13,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from accounts.models import TelegramUser
+from accounts.policy import TELEGRAM, SignalFacts, signal_reaches_user
 from telegram_bridge import texts
 from telegram_bridge.deliveries import CLAIM_LEASE, OutgoingMessage, deliveries_create
 from telegram_bridge.models import Delivery
@@ -22,28 +23,17 @@ def signal_dedupe_key(signal_id: int) -> str:
     return f"signal:{signal_id}"
 
 
-def symbol_is_muted(symbol: str, muted: list) -> bool:
-    base = symbol.split("/")[0].upper()
-    return any(str(m).upper() in {symbol.upper(), base} for m in muted or [])
-
-
 def signal_recipients(signal) -> list[tuple[int, int]]:
-    """(user id, telegram id) of active, unbanned users whose preferences accept ``signal``."""
-    rows = TelegramUser.objects.filter(is_active=True, is_banned=False, preferences__dm_alerts=True).values_list(
-        "id", "telegram_id", "preferences__accepted_risk_levels", "preferences__muted_symbols",
-        "preferences__news_signals", "preferences__flow_signals",
-    )
-    symbol = signal.symbol.symbol
-    accepted = []
-    for user_id, telegram_id, risk_levels, muted, news_ok, flow_ok in rows.iterator(chunk_size=2000):
-        if signal.risk_level not in (risk_levels or ["low", "medium"]):
-            continue
-        if symbol_is_muted(symbol, muted):
-            continue
-        if (signal.source == "news" and not news_ok) or (signal.source == "flow" and not flow_ok):
-            continue
-        accepted.append((user_id, telegram_id))
-    return accepted
+    """(user id, telegram id) of the users the card reaches: ``accounts.policy.signal_reaches_user`` decides (not
+    banned, not blocked, DM alerts on, source, risk level and muted symbols accepted); the query only narrows."""
+    users = (TelegramUser.objects.filter(is_active=True, is_banned=False, preferences__dm_alerts=True)
+             .select_related("preferences")
+             .only("id", "telegram_id", "is_active", "is_banned", "preferences__dm_alerts",
+                   "preferences__accepted_risk_levels", "preferences__muted_symbols", "preferences__news_signals",
+                   "preferences__flow_signals"))
+    facts = SignalFacts.of(signal)
+    return [(user.pk, user.telegram_id) for user in users.iterator(chunk_size=2000)
+            if signal_reaches_user(user=user, signal=facts, channel=TELEGRAM)]
 
 
 def _signal(signal_id: int):

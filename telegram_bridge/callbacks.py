@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import html
 import logging
+import re
 from decimal import Decimal, InvalidOperation
 
 from accounts.models import RISK_LEVELS
@@ -53,7 +55,13 @@ def _dashboard_page(ctx: UpdateContext, page: str) -> None:
     elif page == "settings":
         ctx.show(commands.settings_text(ctx), markup=commands.settings_markup(ctx))
     elif page == "mode":
-        ctx.answer(commands.paper_mode_toggle(ctx))
+        ctx.answer(_toast(commands.paper_mode_toggle(ctx)))
+        commands.dashboard(ctx, "")
+    elif page == "auto":
+        answer = commands.auto_trading_switch(ctx, not ctx.user.auto_trading_enabled)
+        ctx.answer(_toast(answer))
+        if answer.startswith("⚠️"):  # what is missing, in full (a toast is cut at 200 characters)
+            ctx.reply(answer)
         commands.dashboard(ctx, "")
     elif page == "help":
         ctx.show(texts.help_text(is_admin=ctx.is_admin), markup=back)
@@ -61,6 +69,12 @@ def _dashboard_page(ctx: UpdateContext, page: str) -> None:
         resumed, result = commands.auto_trading_resume(ctx)
         ctx.answer("Auto-trading resumed." if resumed else "Nothing to resume.")
         ctx.show(result + "\n\n" + commands.settings_text(ctx), markup=commands.settings_markup(ctx))
+
+
+def _toast(text: str) -> str:
+    """A callback answer shows plain text: the first line, without the HTML of a message."""
+    first = text.split("\n", 1)[0]
+    return html.unescape(re.sub(r"<[^>]+>", "", first))[:200]
 
 
 def _setting(ctx: UpdateContext, value: str) -> None:
@@ -78,7 +92,7 @@ def _setting(ctx: UpdateContext, value: str) -> None:
         following = options[(options.index(current) + 1) % len(options)] if current in options else options[0]
         commands.preferences_change(ctx, {name: following})
     elif control == "i" and name in keyboards.NUMBERS:
-        label, hint = keyboards.NUMBERS[name]
+        label, hint = keyboards.NUMBERS[name], keyboards.number_hint(name)
         conversation_set(telegram_id=ctx.user.telegram_id, state={"flow": "setting", "field": name})
         ctx.reply(f"Send the new value for <b>{escape(label)}</b>: {escape(hint)}. /cancel keeps the current one.")
         return
@@ -115,14 +129,8 @@ def _setting_value(ctx: UpdateContext, name: str, text: str) -> None:
     raw = text.strip()
     value: object
     if name == "muted_symbols":
-        if raw == "-":
-            value = []
-        else:
-            symbols = [commands.symbol_normalize(part) for part in raw.split(",") if part.strip()]
-            if not symbols or None in symbols:
-                ctx.reply("⚠️ Those are not symbols. Example: DOGE, PEPE")
-                return
-            value = list(dict.fromkeys(symbols))
+        # every spelling is read by preferences_update (accounts.symbols), which names a word it cannot read
+        value = [] if raw == "-" else [part.strip() for part in raw.split(",") if part.strip()]
     else:
         try:
             number = Decimal(raw.replace(",", ".").rstrip("%x ").strip())
@@ -130,10 +138,10 @@ def _setting_value(ctx: UpdateContext, name: str, text: str) -> None:
                 raise InvalidOperation
             value = int(number) if name in keyboards.INTEGER_NUMBERS and number == number.to_integral_value() else number
         except (InvalidOperation, ValueError, OverflowError):
-            ctx.reply(f"⚠️ {escape(keyboards.NUMBERS[name][0])} must be {escape(keyboards.NUMBERS[name][1])}.")
+            ctx.reply(f"⚠️ {escape(keyboards.number_refusal(name))}")
             return
         if name in keyboards.INTEGER_NUMBERS and not isinstance(value, int):
-            ctx.reply(f"⚠️ {escape(keyboards.NUMBERS[name][0])} must be a whole number.")
+            ctx.reply(f"⚠️ {escape(keyboards.number_refusal(name))}")
             return
     if commands.preferences_change(ctx, {name: value}):
         ctx.reply("✅ Saved.")
@@ -189,4 +197,4 @@ def _connect_finish(ctx: UpdateContext, exchange: str, secrets: dict[str, str]) 
         return
     last4 = escape(getattr(credential, "last4", "") or "")
     ctx.reply(f"✅ {escape(dict(keyboards.CONNECTABLE_EXCHANGES).get(exchange, exchange))} connected (key …{last4}). "
-              "/toggle_paper_mode switches to live trading.")
+              "/toggle_paper_mode switches to live trading; /autotrade on lets new signals open positions.")

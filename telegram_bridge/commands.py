@@ -8,18 +8,21 @@ from __future__ import annotations
 
 import importlib
 import logging
-import re
 from collections.abc import Callable
 
 from django.core.exceptions import ValidationError
 
-from accounts.entitlements import feature_unlocked, locked_message
-from accounts.models import Feature, PnlPeriod
-from accounts.services import preferences_update
+from accounts.models import PnlPeriod
+from accounts.services import AUTO_TRADING, preferences_update, telegram_user_ban_set
+from accounts.symbols import symbol_base, symbol_canonical
+from analytics.selectors import active_user_counts, user_counts
 from telegram_bridge import keyboards, subscribe, texts
 from telegram_bridge.conversations import conversation_end, conversation_set
 from telegram_bridge.telegram_html import escape
 from telegram_bridge.update_context import UpdateContext
+from trading.models import Position, TradingSwitch
+from trading.selectors import auto_trading_status_of, daily_risk_state_today
+from trading.services import user_auto_trading_resume
 
 logger = logging.getLogger(__name__)
 
@@ -45,11 +48,8 @@ def optional(module: str, name: str):
 
 
 def validation_message(error: ValidationError) -> str:
-    if hasattr(error, "message_dict"):
-        parts = [f"{field}: {' '.join(messages)}" for field, messages in error.message_dict.items()]
-    else:
-        parts = list(error.messages)
-    return "⚠️ " + escape("; ".join(parts) or "Invalid value.")
+    """preferences_update's messages as the trader reads them (written for them: no field names)."""
+    return "⚠️ " + escape(" ".join(dict.fromkeys(error.messages)) or "Invalid value.")
 
 
 def preferences_change(ctx: UpdateContext, changes: dict) -> bool:
@@ -63,20 +63,9 @@ def preferences_change(ctx: UpdateContext, changes: dict) -> bool:
     return True
 
 
-SYMBOL_INPUT = re.compile(r"^[A-Z0-9]{1,20}(?:/[A-Z0-9]{1,10}(?::[A-Z0-9]{1,10})?)?$")
-
-
 def symbol_normalize(text: str) -> str | None:
-    """'doge', 'DOGEUSDT', 'DOGE/USDT', 'DOGE/USDT:USDT' → 'DOGE/USDT:USDT'; None when it is not a symbol."""
-    raw = text.strip().upper()
-    if not SYMBOL_INPUT.match(raw):
-        return None
-    if "/" not in raw:
-        base = raw.removesuffix("USDT") if raw.endswith("USDT") and len(raw) > 4 else raw
-        return f"{base}/USDT:USDT"
-    if ":" not in raw:
-        return f"{raw}:{raw.split('/')[1]}"
-    return raw
+    """The one reading of a typed symbol (``accounts.symbols.symbol_canonical``): 'doge' → 'DOGE/USDT:USDT'."""
+    return symbol_canonical(text)
 
 
 # --- everyone ----------------------------------------------------------------------------------------------------
@@ -105,12 +94,14 @@ def web_dashboard_url(ctx: UpdateContext) -> str | None:
 
 def dashboard_text(ctx: UpdateContext) -> str:
     mode = "paper" if ctx.user.preferences.paper_mode else "live"
-    return f"<b>Dashboard</b> — {escape(ctx.user.first_name or 'trader')}, you are in <b>{mode}</b> mode.\nChoose:"
+    return (f"<b>Dashboard</b> — {escape(ctx.user.first_name or 'trader')}, you are in <b>{mode}</b> mode.\n"
+            f"{texts.auto_trading_line(auto_trading_status_of(user=ctx.user))}\nChoose:")
 
 
 @command("dashboard")
 def dashboard(ctx: UpdateContext, args: str) -> None:
-    markup = keyboards.dashboard(paper_mode=ctx.user.preferences.paper_mode, web_url=web_dashboard_url(ctx))
+    markup = keyboards.dashboard(paper_mode=ctx.user.preferences.paper_mode,
+                                 auto_trading=ctx.user.auto_trading_enabled, web_url=web_dashboard_url(ctx))
     ctx.show(dashboard_text(ctx), markup=markup)
 
 
@@ -161,10 +152,9 @@ def positions(ctx: UpdateContext, args: str) -> None:
 
 def settings_text(ctx: UpdateContext) -> str:
     levels = ", ".join(ctx.user.preferences.accepted_risk_levels or [])
-    paused = auto_trading_pause_reason(ctx)
-    pause_line = f"\n⏸ Auto-trading paused: {escape(paused)} — tap ▶️ Resume or send /resume." if paused else ""
+    muted = ", ".join(symbol_base(symbol) for symbol in ctx.user.preferences.muted_symbols or []) or "none"
     return (f"<b>Settings</b>\nTap a toggle to switch it, a value to change it.\nAccepted risk levels: "
-            f"{escape(levels)}\nMuted: {escape(', '.join(ctx.user.preferences.muted_symbols) or 'none')}{pause_line}")
+            f"{escape(levels)}\nMuted: {escape(muted)}\n{texts.auto_trading_line(auto_trading_status_of(user=ctx.user))}")
 
 
 def settings_markup(ctx: UpdateContext) -> dict:
@@ -183,11 +173,11 @@ def mute(ctx: UpdateContext, args: str) -> None:
         ctx.reply("Usage: /mute SYMBOL, e.g. /mute DOGE")
         return
     muted = list(ctx.user.preferences.muted_symbols or [])
-    if symbol in muted:
+    if any(symbol_base(entry) == symbol_base(symbol) for entry in muted):
         ctx.reply(f"{escape(symbol)} is already muted.")
         return
     if preferences_change(ctx, {"muted_symbols": [*muted, symbol]}):
-        ctx.reply(f"🔇 Muted {escape(symbol)}. /unmute {escape(symbol.split('/')[0])} to undo.")
+        ctx.reply(f"🔇 Muted {escape(symbol)}. /unmute {escape(symbol_base(symbol))} to undo.")
 
 
 @command("unmute")
@@ -197,22 +187,23 @@ def unmute(ctx: UpdateContext, args: str) -> None:
         ctx.reply("Usage: /unmute SYMBOL, e.g. /unmute DOGE")
         return
     muted = list(ctx.user.preferences.muted_symbols or [])
-    if symbol not in muted:
+    remaining = [entry for entry in muted if symbol_base(entry) != symbol_base(symbol)]
+    if len(remaining) == len(muted):
         ctx.reply(f"{escape(symbol)} is not muted.")
         return
-    if preferences_change(ctx, {"muted_symbols": [s for s in muted if s != symbol]}):
+    if preferences_change(ctx, {"muted_symbols": remaining}):
         ctx.reply(f"🔔 {escape(symbol)} unmuted.")
 
 
 def paper_mode_toggle(ctx: UpdateContext) -> str:
+    """Switch paper/live through preferences_update (live needs a connected, verified exchange: it says so)."""
     going_live = ctx.user.preferences.paper_mode
-    if going_live and not feature_unlocked(ctx.user, Feature.LIVE_TRADING):  # live auto-trading is a paid feature
-        return locked_message(Feature.LIVE_TRADING)
-    if going_live and not ctx.user.credentials.filter(is_active=True).exists():
-        return "Live mode needs an exchange: /connect first. You stay in paper mode."
-    if preferences_change(ctx, {"paper_mode": not going_live}):
-        return "⚡ Live mode is on: new signals trade on your exchange." if going_live else "🧪 Paper mode is on."
-    return "Mode unchanged."
+    try:
+        preferences_update(user=ctx.user, changes={"paper_mode": not going_live})
+    except ValidationError as error:
+        return validation_message(error)
+    ctx.user.preferences.refresh_from_db()
+    return "⚡ Live mode is on: new signals trade on your exchange." if going_live else "🧪 Paper mode is on."
 
 
 @command("toggle_paper_mode")
@@ -220,58 +211,61 @@ def toggle_paper_mode(ctx: UpdateContext, args: str) -> None:
     ctx.reply(paper_mode_toggle(ctx))
 
 
-def _today_loss_state(ctx: UpdateContext):
-    """Today's (market clock, UTC) daily-risk row of the user, or None."""
-    from datetime import UTC
-
-    from django.utils import timezone
-
-    from trading.models import DailyRiskState
-
+def auto_trading_switch(ctx: UpdateContext, on: bool) -> str:
+    """``/autotrade on|off`` and the dashboard's button: through preferences_update, which checks what switching on
+    needs (a paper account, or a connected and verified exchange in live mode) and says what is missing."""
     try:
-        from trading.market import market_now
+        preferences_update(user=ctx.user, changes={AUTO_TRADING: on})
+    except ValidationError as error:
+        return validation_message(error)
+    ctx.user.refresh_from_db()
+    status = auto_trading_status_of(user=ctx.user)
+    if not on:
+        return "⏹ Auto-trading is off: no new positions open. Open positions keep their stops and targets."
+    mode = "paper" if ctx.user.preferences.paper_mode else "live"
+    head = f"🤖 Auto-trading is on: new signals open {mode} positions for you."
+    return head if status.is_on else f"{head}\n{texts.auto_trading_line(status)}"
 
-        now = market_now()
-    except Exception:  # the market clock is unavailable (no replay data): the wall clock is today as well
-        now = timezone.now()
-    return DailyRiskState.objects.filter(user=ctx.user, day=now.astimezone(UTC).date()).first()
+
+@command("autotrade")
+def autotrade(ctx: UpdateContext, args: str) -> None:
+    choice = args.split()[0].lower() if args.split() else ""
+    if choice not in {"on", "off"}:
+        ctx.reply(f"{texts.auto_trading_line(auto_trading_status_of(user=ctx.user))}\n"
+                  "Usage: /autotrade on or /autotrade off")
+        return
+    ctx.reply(auto_trading_switch(ctx, choice == "on"))
 
 
 def auto_trading_pause_reason(ctx: UpdateContext) -> str:
-    """Why the user's own auto-trading is paused (drawdown / exchange refusal, or today's daily loss limit); "" if not."""
-    if ctx.user.auto_trading_paused_reason:
-        return ctx.user.auto_trading_paused_reason
-    day_state = _today_loss_state(ctx)
-    if day_state is not None and day_state.loss_limit_hit:
-        return "daily loss limit reached"
-    return ""
+    """Why the user's own auto-trading is paused (drawdown, daily loss limit); "" if it is not paused by a rule
+    that /resume lifts."""
+    status = auto_trading_status_of(user=ctx.user)
+    return status.reason if status.action == "resume" else ""
 
 
 def auto_trading_resume(ctx: UpdateContext) -> tuple[bool, str]:
     """``/resume`` and the settings page button: lift the user's drawdown / daily-loss pause through
     ``trading.services.user_auto_trading_resume``. Returns (resumed, the answer to show)."""
-    user_auto_trading_resume = optional("trading.services", "user_auto_trading_resume")
-    if user_auto_trading_resume is None:
-        return False, texts.not_available("Resuming auto-trading")
-    reason = auto_trading_pause_reason(ctx)
-    if not reason:
+    status = auto_trading_status_of(user=ctx.user)
+    if status.action != "resume":
+        if status.action == "switch_on":
+            return False, ("▶️ Your auto-trading is not paused, it is switched off"
+                           + (f" ({escape(status.reason)})" if status.reason != "switched off" else "")
+                           + ". Send /autotrade on to switch it on.")
         return False, "▶️ Your auto-trading is not paused: there is nothing to resume."
     user_auto_trading_resume(user=ctx.user)
     ctx.user.refresh_from_db()
-    lines = [f"▶️ <b>Auto-trading resumed</b> (it was paused: {escape(reason)}).",
+    lines = [f"▶️ <b>Auto-trading resumed</b> (it was paused: {escape(status.reason)}).",
              "The drawdown is measured again from your current equity."]
-    day_state = _today_loss_state(ctx)
+    day_state = daily_risk_state_today(user=ctx.user)
     if day_state is not None:
         limit = day_state.start_equity * ctx.user.preferences.daily_loss_limit_pct / 100
         if -day_state.realised_pnl >= limit:
             lines.append("⚠️ Today's loss is still at your daily loss limit, so new entries wait until tomorrow (UTC) "
                          "unless you raise the limit in /settings.")
-    from trading.models import TradingSwitch
-
     if TradingSwitch.current().auto_trading_paused:
         lines.append("⚠️ Auto-trading is also paused for everybody by the operator; it restarts when they resume it.")
-    if not ctx.user.auto_trading_enabled:
-        lines.append("Auto-trading is switched off for your account, so no positions open until it is on again.")
     return True, "\n".join(lines)
 
 
@@ -308,17 +302,15 @@ def status(ctx: UpdateContext, args: str) -> None:
     prefs = ctx.user.preferences
     credential = ctx.user.credentials.filter(is_active=True).first()
     exchange = f"{escape(credential.get_exchange_display())} (key …{escape(credential.last4)})" if credential else "none"
-    from trading.models import Position
-
     open_count = Position.objects.filter(user=ctx.user, status="open").count()
     subscription = subscribe.subscription_current(user=ctx.user)
     ctx.reply("\n".join([
         "<b>Status</b>",
         f"Mode: {'paper' if prefs.paper_mode else 'live'}",
         f"Exchange: {exchange}",
-        f"Auto-trading: {'on' if ctx.user.auto_trading_enabled else 'off'}"
-        + (f" (paused: {escape(ctx.user.auto_trading_paused_reason)})" if ctx.user.auto_trading_paused_reason else ""),
+        texts.auto_trading_line(auto_trading_status_of(user=ctx.user)),
         f"DM alerts: {'on' if prefs.dm_alerts else 'off'} · risk levels: {escape(', '.join(prefs.accepted_risk_levels))}",
+        f"Muted: {escape(', '.join(symbol_base(s) for s in prefs.muted_symbols or []) or 'none')}",
         f"Open positions: {open_count} / {prefs.max_open_positions}",
         f"Plan: {escape(subscription.plan.name) if subscription else 'free (signals only) — /subscribe'}",
     ]))
@@ -339,22 +331,13 @@ def cancel(ctx: UpdateContext, args: str) -> None:
 
 @command("admin", admin=True)
 def admin(ctx: UpdateContext, args: str) -> None:
-    from datetime import timedelta
-
+    """Users and DAU/WAU/MAU come from analytics.selectors, the same definitions as the control panel's."""
     from django.db.models import Count, Q
-    from django.utils import timezone
 
-    from accounts.models import TelegramUser
-    from analytics.models import UserActivity
     from signals.models import Signal
 
-    now = timezone.now()
-    users = TelegramUser.objects.aggregate(total=Count("id"), active=Count("id", filter=Q(is_active=True)),
-                                           banned=Count("id", filter=Q(is_banned=True)))
-
-    def active_since(days: int) -> int:
-        return UserActivity.objects.filter(created_at__gte=now - timedelta(days=days)).values("user").distinct().count()
-
+    users = user_counts()
+    active = active_user_counts()
     signals_ = Signal.objects.aggregate(
         open=Count("id", filter=Q(status="open")), closed=Count("id", filter=Q(status="closed")),
         wins=Count("id", filter=Q(outcome__in=["tp1", "tp2"])), losses=Count("id", filter=Q(outcome="sl")),
@@ -370,8 +353,9 @@ def admin(ctx: UpdateContext, args: str) -> None:
     errors_text = ", ".join(f"{escape(kind)} {count}" for kind, count in sorted(errors.items()) if count) or "none"
     ctx.reply("\n".join([
         "<b>Admin</b>",
-        f"Users: {users['total']} (active {users['active']}, banned {users['banned']})",
-        f"DAU / WAU / MAU: {active_since(1)} / {active_since(7)} / {active_since(30)}",
+        f"Users: {users['total']} (active {users['active']}, banned {users['banned']}, "
+        f"auto-trading {users['auto_trading']})",
+        f"DAU / WAU / MAU: {active['dau']} / {active['wau']} / {active['mau']}",
         f"Signals: {signals_['open']} open, {signals_['closed']} closed ({signals_['wins']} wins, {signals_['losses']} losses)",
         f"Worker heartbeat: {'never' if age is None else f'{age:.0f} s ago'}",
         f"Bridge polling: {'never (webhook mode?)' if bridge_age is None else f'{bridge_age:.0f} s ago'}",
@@ -392,8 +376,6 @@ def broadcast(ctx: UpdateContext, args: str) -> None:
 
 
 def _ban(ctx: UpdateContext, args: str, *, banned: bool) -> None:
-    from telegram_bridge.services import telegram_user_ban_set
-
     target = args.split()[0] if args.split() else ""
     if not target.isdigit() or len(target) > 19:
         ctx.reply(f"Usage: /{'ban' if banned else 'unban'} TELEGRAM_ID")

@@ -7,8 +7,9 @@ Callback data (≤ 64 bytes) is a closed vocabulary: ``d:<page>``, ``pnl:<period
 from __future__ import annotations
 
 from accounts.models import RISK_LEVELS, Exchange, PnlPeriod, SizingMode, UserPreferences
+from accounts.preference_bounds import PREFERENCE_BOUNDS
 
-DASHBOARD_PAGES = ("home", "signals", "pnl", "positions", "settings", "mode", "help", "resume")
+DASHBOARD_PAGES = ("home", "signals", "pnl", "positions", "settings", "mode", "auto", "help", "resume")
 
 # preference -> label, for each kind of control
 TOGGLES = {
@@ -24,16 +25,31 @@ CHOICES = {
     "default_pnl_period": ("Default PnL period", [c.value for c in PnlPeriod]),
     "sizing_mode": ("Sizing", [c.value for c in SizingMode]),
 }
+
+# number input -> label; its hint comes from accounts.preference_bounds (``number_hint``)
 NUMBERS = {
-    "position_size_pct": ("Position size %", "a percentage of balance, e.g. 5"),
-    "risk_per_trade_pct": ("Risk per trade %", "a percentage risked to the stop, e.g. 1"),
-    "max_open_positions": ("Max open positions", "a whole number, e.g. 3"),
-    "leverage": ("Leverage", "a whole number, e.g. 5"),
-    "daily_loss_limit_pct": ("Daily loss limit %", "a percentage, e.g. 5"),
-    "max_drawdown_pct": ("Max drawdown %", "a percentage, e.g. 20"),
-    "muted_symbols": ("Muted symbols", "symbols separated by commas (e.g. DOGE, PEPE), or - for none"),
+    "position_size_pct": "Position size %",
+    "risk_per_trade_pct": "Risk per trade %",
+    "max_open_positions": "Max open positions",
+    "leverage": "Leverage",
+    "daily_loss_limit_pct": "Daily loss limit %",
+    "max_drawdown_pct": "Max drawdown %",
+    "muted_symbols": "Muted symbols",
 }
-INTEGER_NUMBERS = frozenset({"max_open_positions", "leverage"})
+MUTED_SYMBOLS_HINT = "coin names separated by commas (e.g. DOGE, PEPE), or - for none"
+
+
+def number_hint(name: str) -> str:
+    """What to send for a number input: 'a whole number from 1x to 20x' (the one bound of the setting)."""
+    bound = PREFERENCE_BOUNDS.get(name)
+    return bound.hint() if bound is not None else MUTED_SYMBOLS_HINT
+
+
+def number_refusal(name: str) -> str:
+    """The one message of a value that is not a number in range: 'Leverage must be a whole number from 1x to 20x.'"""
+    bound = PREFERENCE_BOUNDS.get(name)
+    return bound.message() if bound is not None else f"{NUMBERS[name]}: send {MUTED_SYMBOLS_HINT}."
+INTEGER_NUMBERS = frozenset(name for name, bound in PREFERENCE_BOUNDS.items() if bound.whole)
 CONNECTABLE_EXCHANGES = [(c.value, c.label) for c in Exchange]
 PASSPHRASE_EXCHANGES = frozenset({"okx", "kucoinfutures"})
 
@@ -42,11 +58,13 @@ def _button(text: str, data: str) -> dict:
     return {"text": text, "callback_data": data}
 
 
-def dashboard(*, paper_mode: bool, web_url: str | None = None) -> dict:
+def dashboard(*, paper_mode: bool, auto_trading: bool = False, web_url: str | None = None) -> dict:
     rows = [
         [_button("📈 Signals", "d:signals"), _button("💰 PnL", "d:pnl")],
         [_button("📂 Positions", "d:positions"), _button("⚙️ Settings", "d:settings")],
-        [_button("🧪 Paper mode: on" if paper_mode else "⚡ Live mode: on", "d:mode"), _button("❓ Help", "d:help")],
+        [_button("🧪 Paper mode: on" if paper_mode else "⚡ Live mode: on", "d:mode"),
+         _button("🤖 Auto-trading: on" if auto_trading else "🤖 Auto-trading: off", "d:auto")],
+        [_button("❓ Help", "d:help")],
     ]
     if web_url:
         rows.append([{"text": "🌐 Open web dashboard", "url": web_url}])
@@ -70,7 +88,7 @@ def settings_keyboard(preferences: UserPreferences, *, paused: bool = False) -> 
     levels = preferences.accepted_risk_levels or []
     rows.append([_button(f"{'✅' if level in levels else '⬜'} {level} risk", f"s:r:{level}") for level in RISK_LEVELS])
     rows.append([_button(f"{label}: {getattr(preferences, name)}", f"s:c:{name}") for name, (label, _) in CHOICES.items()])
-    numbers = [_button(f"{label}: {_value(preferences, name)}", f"s:i:{name}") for name, (label, _) in NUMBERS.items()]
+    numbers = [_button(f"{label}: {_value(preferences, name)}", f"s:i:{name}") for name, label in NUMBERS.items()]
     rows += [numbers[i:i + 2] for i in range(0, len(numbers), 2)]
     rows.append(back_row())
     return {"inline_keyboard": rows}

@@ -252,18 +252,6 @@ def _activity(user: TelegramUser, kind: str, name: str) -> None:
     activity_record(user=user, kind=kind, name=name[:64])
 
 
-# --- writes on Telegram users that only the bridge makes (candidates for accounts.services) -----------------------
-
-def telegram_user_ban_set(*, telegram_id: int, banned: bool) -> TelegramUser | None:
-    user = TelegramUser.objects.filter(telegram_id=telegram_id).first()
-    if user is None:
-        return None
-    if user.is_banned != banned:
-        user.is_banned = banned
-        user.save(update_fields=["is_banned"])
-    return user
-
-
 def telegram_updates_prune(*, older_than_days: int = 7) -> int:
     """Forget handled update ids after a week (Telegram keeps undelivered updates for 24 hours)."""
     cutoff = timezone.now() - timedelta(days=older_than_days)

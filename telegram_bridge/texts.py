@@ -26,13 +26,18 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "unmute": ("unmute a symbol", "/unmute SYMBOL — signals for it again."),
     "toggle_paper_mode": ("switch paper/live", "Switches between paper trading and live trading on your exchange "
                                                "(live needs /connect first)."),
+    "autotrade": ("switch auto-trading on or off", "/autotrade on — new signals open positions for you (paper or "
+                                                   "live, as your mode says); /autotrade off — no new positions. "
+                                                   "Switching on tells you what is missing, if anything. Also on "
+                                                   "the /dashboard button."),
     "connect": ("connect an exchange", "Starts a short conversation: exchange, API key, secret (and passphrase). "
                                        "Each message carrying a key is deleted right after reading. Use read+trade "
                                        "keys without withdrawal rights."),
     "disconnect": ("disconnect your exchange", "Removes your exchange keys; auto-trading stops."),
     "resume": ("resume paused auto-trading", "After the max-drawdown or daily-loss rule paused your auto-trading, "
                                              "/resume (or ▶️ Resume on the settings page) starts it again; the "
-                                             "drawdown is measured afresh from your current equity."),
+                                             "drawdown is measured afresh from your current equity. After an "
+                                             "exchange refusal switched it off, /autotrade on starts it again."),
     "status": ("your account at a glance", "Mode, exchange, auto-trading, alerts and open positions."),
     "subscribe": ("plans and payment", "Signals are free. A plan unlocks live auto-trading, news and order-flow "
                                        "alerts and more open positions; pay by card (Whop) or with Solana Pay."),
@@ -186,13 +191,30 @@ def pnl_summary(summary) -> str:
 
 def positions_list(positions: list) -> str:
     if not positions:
-        return "<b>Open positions</b>\nNone. New signals open positions automatically when auto-trading is on."
+        return ("<b>Open positions</b>\nNone. New signals open positions automatically when auto-trading is on "
+                "(/autotrade on).")
     lines = ["<b>Open positions</b>"]
     for p in positions:
         lines.append(f"• {escape(p.mode)} {escape(p.side.upper())} {escape(p.symbol.symbol)} ×{fmt_number(p.leverage)} "
                      f"qty <code>{fmt_number(p.remaining_quantity)}</code> entry <code>{fmt_number(p.entry_price)}</code> "
                      f"stop <code>{fmt_number(p.stop_price)}</code>")
     return "\n".join(lines)
+
+
+AUTO_TRADING_ACTIONS = {
+    "resume": "Send /resume (or tap ▶️ Resume in /settings) to trade again.",
+    "switch_on": "Send /autotrade on to switch it on.",
+    "wait_operator": "It restarts when the operator resumes it.",
+}
+
+
+def auto_trading_line(status) -> str:
+    """'Auto-trading: on' / 'paused (why). <the one action>' / 'off (why). <the one action>'."""
+    if status.is_on:
+        return "Auto-trading: <b>on</b>"
+    why = "" if status.reason == "switched off" else f" ({escape(status.reason)})"
+    action = AUTO_TRADING_ACTIONS.get(status.action, "")
+    return f"Auto-trading: <b>{escape(status.state)}</b>{why}." + (f" {action}" if action else "")
 
 
 def not_available(feature: str) -> str:

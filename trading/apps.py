@@ -5,3 +5,10 @@ class TradingConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
     name = "trading"
     verbose_name = "Trading"
+
+    def ready(self) -> None:
+        # accounts decides whether auto-trading may be switched on; what paper trading needs is the trading app's
+        from accounts.policy import auto_trading_requirement_register
+        from trading.services import paper_auto_trading_requirement
+
+        auto_trading_requirement_register(paper_auto_trading_requirement)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 
 from accounts.models import ApiSecrets, Exchange, ExchangeCredential, TelegramUser
-from accounts.services import exchange_credential_create
+from accounts.services import exchange_credential_create, exchange_credential_deactivate
 from trading.errors import AuthenticationFailed, ExchangeConnectError, ExchangeError, RetryableExchangeError, retry_call
 from trading.exchanges import SyncExchangeClient, exchange_client_build
 
@@ -54,7 +54,8 @@ def exchange_connect(*, user: TelegramUser, exchange: str, api_key: str, secret:
 
 
 def exchange_disconnect(*, user: TelegramUser) -> int:
-    """Deactivate the user's active credential (kept encrypted for the audit trail). Returns how many were active."""
-    count = ExchangeCredential.objects.filter(user=user, is_active=True).update(is_active=False, disabled_reason="disconnected by the user")
+    """Deactivate the user's active credential (kept encrypted for the audit trail; a user trading live is back in
+    paper mode). Returns how many were active."""
+    count = exchange_credential_deactivate(user=user, reason="disconnected by the user")
     logger.info("user %s disconnected %d exchange credential(s)", user.pk, count)
     return count

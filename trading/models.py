@@ -252,6 +252,9 @@ class TradeRefusal(models.Model):
 
     class Reason(models.TextChoices):
         GLOBAL_PAUSE = "global_pause", "Auto-trading paused by the operator"
+        BANNED = "banned", "Account suspended"
+        AUTO_TRADING_OFF = "auto_trading_off", "Auto-trading is off"
+        NO_EXCHANGE = "no_exchange", "No exchange connected"
         USER_PAUSED = "user_paused", "Your auto-trading is paused"
         MAX_POSITIONS = "max_positions", "Maximum open positions reached"
         SYMBOL_BUSY = "symbol_busy", "A position on this symbol is already open"

@@ -1,5 +1,10 @@
 """The risk manager: every rule checked before a position is opened, in a fixed order, first refusal wins.
 
+The operator's global switch comes first; then the user policy (``accounts.policy.position_allowed_for_user``:
+banned, auto-trading off or paused, signal source, risk level, muted symbol, live mode without an exchange, one
+position per symbol, max open positions, correlation), the same rules the broadcast and the live push apply; then
+the money rules that need the account's state: the daily loss limit and the maximum drawdown.
+
 ``risk_check_open(...)`` returns ``None`` (allowed) or a ``RiskRefusal(reason, detail)``; the caller records it
 (``trading.services.refusal_record``: once per user and signal, notified once). The drawdown rule (math in
 ``engine.risk``) also pauses the user's auto-trading (``auto_trading_paused_reason``) until an admin or the user
@@ -17,8 +22,8 @@ from decimal import Decimal
 
 from django.db.models import Sum
 
+from accounts.policy import position_allowed_for_user
 from engine.risk import drawdown_breached, drawdown_pct
-from engine.sectors import is_correlated
 from trading.models import DailyRiskState, Fill, FundingCharge, Position, TradeRefusal, TradingMode, TradingSwitch
 
 HUNDRED = Decimal(100)
@@ -51,30 +56,15 @@ def risk_check_open(
     the day's live PnL is a loss) extends the daily loss limit to live trading, measured on the fills stored for
     the live positions. Reads only; the drawdown pause is applied by the caller."""
     prefs = user.preferences
-    symbol = signal.symbol.symbol
     switch = TradingSwitch.current()
     if switch.auto_trading_paused:
         return RiskRefusal(Reason.GLOBAL_PAUSE, switch.reason or "auto-trading is paused by the operator")
-    if user.auto_trading_paused_reason:
-        return RiskRefusal(Reason.USER_PAUSED, user.auto_trading_paused_reason)
-    if signal.source == "news" and not prefs.news_signals:
-        return RiskRefusal(Reason.SOURCE_DISABLED, "news signals are off in your settings")
-    if signal.source == "flow" and not prefs.flow_signals:
-        return RiskRefusal(Reason.SOURCE_DISABLED, "order-flow signals are off in your settings")
-    if signal.risk_level not in (prefs.accepted_risk_levels or ["low", "medium"]):
-        return RiskRefusal(Reason.RISK_LEVEL, f"risk level {signal.risk_level} is not among your accepted levels")
-    if symbol in (prefs.muted_symbols or []):
-        return RiskRefusal(Reason.MUTED_SYMBOL, f"{symbol} is muted in your settings")
-    open_positions = Position.objects.filter(
+    open_symbols = list(Position.objects.filter(
         user=user, status__in=[Position.Status.PENDING, Position.Status.OPEN]
-    ).select_related("symbol")
-    open_symbols = [p.symbol.symbol for p in open_positions]
-    if symbol in open_symbols:  # one position per symbol: exchanges net a one-way account's long and short
-        return RiskRefusal(Reason.SYMBOL_BUSY, f"you already have a position on {symbol}")
-    if len(open_symbols) >= prefs.max_open_positions:
-        return RiskRefusal(Reason.MAX_POSITIONS, f"{len(open_symbols)} of {prefs.max_open_positions} positions open")
-    if prefs.correlation_filter and is_correlated(symbol, open_symbols):
-        return RiskRefusal(Reason.CORRELATED, f"{symbol} is in the same sector as an open position")
+    ).values_list("symbol__symbol", flat=True))
+    refused = position_allowed_for_user(user=user, signal=signal, open_symbols=open_symbols)
+    if refused is not None:
+        return RiskRefusal(refused.reason, refused.detail)
     day_state = DailyRiskState.objects.filter(user=user, day=now.date()).first()
     if day_state is not None:
         limit = day_state.start_equity * prefs.daily_loss_limit_pct / HUNDRED

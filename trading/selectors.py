@@ -23,10 +23,12 @@ from decimal import Decimal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from django.db.models import QuerySet, Sum
+from django.utils import timezone
 
+from accounts.policy import AutoTradingStatus, auto_trading_status
 from engine import pnl
 from trading.market import PriceSource, market_last_price, market_now
-from trading.models import Fill, FundingCharge, PaperAccount, Position, TradingMode
+from trading.models import DailyRiskState, Fill, FundingCharge, PaperAccount, Position, TradingMode, TradingSwitch
 
 logger = logging.getLogger(__name__)
 
@@ -34,6 +36,26 @@ ZERO = Decimal(0)
 PERIODS = ("today", "week", "month", "all")
 MONEY_PLACES = Decimal("0.00000001")  # MoneyField decimal places
 OPEN_STATUSES = (Position.Status.PENDING, Position.Status.OPEN)
+
+
+def daily_risk_state_today(*, user) -> DailyRiskState | None:
+    """The user's daily-risk row of today on the market clock (UTC day), or None."""
+    try:
+        now = market_now()
+    except Exception:  # the market clock is unavailable (no replay data): the wall clock is today as well
+        now = timezone.now()
+    return DailyRiskState.objects.filter(user=user, day=now.astimezone(UTC).date()).first()
+
+
+def auto_trading_status_of(*, user) -> AutoTradingStatus:
+    """On, paused or off, why, and the one action that turns it back on (``accounts.policy.auto_trading_status``
+    with the trading facts: today's daily loss state and the operator's switch). The bot's /status and /settings
+    and the web dashboard show this."""
+    day_state = daily_risk_state_today(user=user)
+    switch = TradingSwitch.current()
+    global_reason = (switch.reason or "no reason given") if switch.auto_trading_paused else ""
+    return auto_trading_status(user=user, daily_loss_hit=bool(day_state and day_state.loss_limit_hit),
+                               global_pause_reason=global_reason)
 
 
 def position_list_open(*, user) -> QuerySet[Position]:

@@ -24,6 +24,12 @@ from django.db.models import F, Q, Sum
 from django.utils import timezone
 
 from accounts.models import TelegramUser
+from accounts.policy import trading_mode_for_user
+from accounts.services import (
+    preferences_update,
+    telegram_user_auto_trading_pause,
+    telegram_user_auto_trading_resume,
+)
 from config import events
 from engine import pnl
 from engine.errors import InvalidParameters, OrderBelowMinimum
@@ -117,6 +123,17 @@ def paper_account_get_or_create(*, user: TelegramUser) -> PaperAccount:
     return account
 
 
+def paper_auto_trading_requirement(*, user: TelegramUser, preferences) -> str | None:
+    """What paper auto-trading needs (registered with ``accounts.policy`` at start-up): a paper account with money.
+    Switching auto-trading on opens the account (with ``PAPER_STARTING_BALANCE``) when the user has none yet."""
+    if not preferences.paper_mode:
+        return None
+    account = paper_account_get_or_create(user=user)
+    if account.balance <= 0:
+        return f"your paper account has no balance left ({account.balance:.2f} USDT)"
+    return None
+
+
 def paper_account_apply(*, user: TelegramUser, cash: Decimal, at: datetime, opened: bool = False) -> PaperAccount:
     """Move the paper balance by ``cash`` (realised PnL − fees − funding of one event) and book it on the user's
     UTC day (the daily loss limit counts fees and funding too; ``opened``: the event is an entry). Call inside the
@@ -178,10 +195,8 @@ def user_drawdown_pause(*, user: TelegramUser, detail: str, at: datetime) -> boo
     day). Only a user not paused yet is paused and told (a concurrent pass cannot notify twice); returns whether
     this call paused them."""
     reason = f"max drawdown reached: {detail}"[:200]
-    paused = TelegramUser.objects.filter(pk=user.pk, auto_trading_paused_reason="").update(auto_trading_paused_reason=reason)
-    if not paused:
+    if not telegram_user_auto_trading_pause(user=user, reason=reason, only_if_running=True):
         return False
-    user.auto_trading_paused_reason = reason
     logger.warning("auto-trading paused for user %s: %s", user.pk, reason)
     text = (
         "⚠️ <b>Auto-trading paused: maximum drawdown</b>\n"
@@ -224,8 +239,7 @@ def trading_resume() -> TradingSwitch:
 
 
 def user_auto_trading_pause(*, user: TelegramUser, reason: str) -> None:
-    TelegramUser.objects.filter(pk=user.pk).update(auto_trading_paused_reason=reason[:200])
-    user.auto_trading_paused_reason = reason[:200]
+    telegram_user_auto_trading_pause(user=user, reason=reason)
 
 
 def user_auto_trading_resume(*, user: TelegramUser, equity: Decimal | None = None, live_equity: Decimal | None = None) -> None:
@@ -244,8 +258,7 @@ def user_auto_trading_resume(*, user: TelegramUser, equity: Decimal | None = Non
             if peak is not None:
                 fields.update(equity=peak, observed_at=now)
             LiveAccount.objects.filter(pk=live.pk).update(**fields)
-        TelegramUser.objects.filter(pk=user.pk).update(auto_trading_paused_reason="")
-        user.auto_trading_paused_reason = ""
+        telegram_user_auto_trading_resume(user=user)
         account = paper_account_get_or_create(user=user)
         if equity is None:
             from trading.selectors import account_equity
@@ -270,8 +283,6 @@ def _live_equity_now(*, user: TelegramUser) -> Decimal | None:
 def paper_mode_toggle(*, user: TelegramUser) -> bool:
     """``/toggle_paper_mode``: switch paper/live for NEW positions; open positions keep the mode they were opened
     in (``Position.mode``). Returns the new ``paper_mode``. Validated through ``accounts.services``."""
-    from accounts.services import preferences_update
-
     prefs = preferences_update(user=user, changes={"paper_mode": not user.preferences.paper_mode})
     return prefs.paper_mode
 
@@ -405,7 +416,7 @@ def position_prepare(*, user: TelegramUser, signal, executor: Executor, now: dat
 
 def signal_execute_for_user(*, user: TelegramUser, signal, executor: Executor | None = None) -> Position | TradeRefusal | None:
     """Open ``signal`` for one user (risk manager → sizing → stored pending position → executor). Idempotent."""
-    mode = TradingMode.PAPER if user.preferences.paper_mode else TradingMode.LIVE
+    mode = trading_mode_for_user(user=user)
     executor = executor or executor_for(user=user, mode=mode)
     now = executor.now() if hasattr(executor, "now") else timezone.now()
     try:
@@ -461,7 +472,8 @@ def positions_pending_resume(*, now: datetime, older_than: timedelta = PENDING_R
 
 
 def signal_execute(*, signal_id: int, executor_factory=None) -> dict[str, int]:
-    """The consumer of ``signal.created``: open the signal for every eligible user (auto-trading on, not banned).
+    """The consumer of ``signal.created``: open the signal for every user with auto-trading on and not banned (the
+    candidates; the user policy in the risk manager decides the rest).
 
     One user's failure does not stop the others; a retryable failure (exchange timeout/429/5xx, a database deadlock
     or dropped connection) is re-raised at the end so the task retries (finished users are skipped on the retry by
@@ -477,7 +489,7 @@ def signal_execute(*, signal_id: int, executor_factory=None) -> dict[str, int]:
     retry: Exception | None = None
     for user in users:
         try:
-            mode = TradingMode.PAPER if user.preferences.paper_mode else TradingMode.LIVE
+            mode = trading_mode_for_user(user=user)
             executor = (executor_factory or executor_for)(user=user, mode=mode)
             now = executor.now() if hasattr(executor, "now") else timezone.now()
             if not signal_is_tradeable(signal=signal, now=now):

@@ -24,6 +24,8 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from channels.layers import get_channel_layer
 
+from accounts.policy import WEB, SignalFacts, signal_reaches_user
+
 logger = logging.getLogger(__name__)
 
 STAFF_GROUP = "staff"
@@ -114,21 +116,10 @@ def _signal_payload(signal) -> dict[str, Any]:
     }
 
 
-def _accepts(preferences, signal) -> bool:
-    if preferences is None:
-        return True
-    if signal.symbol.symbol in (preferences.muted_symbols or []):
-        return False
-    if signal.risk_level not in (preferences.accepted_risk_levels or []):
-        return False
-    if signal.source == "news" and not preferences.news_signals:
-        return False
-    return not (signal.source == "flow" and not preferences.flow_signals)
-
-
 @shared_task(name="web.live_updates.push_signal", ignore_result=True, time_limit=60)
 def push_signal(signal_id: int) -> int:
-    """Consumer of signal.created / signal.closed: to the sockets of users whose preferences accept it."""
+    """Consumer of signal.created / signal.closed: to the sockets of the users ``accounts.policy.signal_reaches_user``
+    admits on the web (the rules of the Telegram card, without the chat's own conditions)."""
     from accounts.models import TelegramUser
     from signals.models import Signal
 
@@ -136,10 +127,11 @@ def push_signal(signal_id: int) -> int:
     if signal is None:
         return 0
     payload = _signal_payload(signal)
+    facts = SignalFacts.of(signal)
     sent = 0
     users = TelegramUser.objects.filter(web_user__isnull=False, is_banned=False).select_related("preferences")
     for user in users.iterator():
-        if _accepts(getattr(user, "preferences", None), signal):
+        if signal_reaches_user(user=user, signal=facts, channel=WEB):
             push(user_group(user.pk), payload)
             sent += 1
     return sent

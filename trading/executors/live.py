@@ -41,6 +41,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from accounts.services import telegram_user_auto_trading_stop
 from config.events import publish
 from trading.errors import (
     AuthenticationFailed,
@@ -300,14 +301,13 @@ def account_equity_of(*, balance: Balance, positions: list[ExchangePosition]) ->
 
 def auto_trading_disable(*, user, reason: str, dedupe_key: str) -> None:
     """Final exchange error: stop live auto-trading for the user, record why, and tell them once."""
-    from accounts.models import TelegramUser
-
-    TelegramUser.objects.filter(pk=user.pk).update(auto_trading_enabled=False, auto_trading_paused_reason=reason[:200])
+    telegram_user_auto_trading_stop(user=user, reason=reason)
     logger.warning("auto-trading disabled for user %s: %s", user.pk, reason)
     text = (
-        "⚠️ <b>Auto-trading paused</b>\n"
+        "⚠️ <b>Auto-trading switched off</b>\n"
         f"Your exchange refused an order: {html.escape(reason[:200])}\n"
-        "Check your exchange account and API keys, then turn auto-trading on again."
+        "Check your exchange account and API keys, then switch auto-trading on again with /autotrade on "
+        "(or on the settings page of the web dashboard)."
     )
     publish("user.notify", user_id=user.pk, text=text, dedupe_key=dedupe_key)
 

@@ -6,9 +6,6 @@ from rest_framework import serializers
 
 from accounts.models import RISK_LEVELS, PnlPeriod, SizingMode
 
-MAX_DECIMAL = "1000000"
-
-
 # ---- inputs -------------------------------------------------------------------------------------------------------
 
 
@@ -27,13 +24,16 @@ class PnlInput(serializers.Serializer):
 
 
 def _percent(**kwargs):
-    return serializers.DecimalField(max_digits=12, decimal_places=4, min_value=0, max_value=int(MAX_DECIMAL),
-                                    required=False, **kwargs)
+    """Its bounds are checked by preferences_update (accounts.preference_bounds), one message per setting."""
+    return serializers.DecimalField(max_digits=12, decimal_places=4, required=False, **kwargs)
 
 
 class PreferencesUpdateInput(serializers.Serializer):
-    """Every field optional (PATCH). Types are checked here; the rules by accounts.services.preferences_update."""
+    """Every field optional (PATCH). Types are checked here; every rule and bound by
+    accounts.services.preferences_update (the bot and the web form call it too)."""
 
+    auto_trading = serializers.BooleanField(required=False, help_text="Switch auto-trading on or off. Switching on "
+                                            "is refused with what is missing (live mode: a connected exchange).")
     muted_symbols = serializers.ListField(child=serializers.CharField(max_length=40), max_length=200, required=False)
     default_pnl_period = serializers.ChoiceField(choices=PnlPeriod.values, required=False)
     dm_alerts = serializers.BooleanField(required=False)
@@ -43,13 +43,13 @@ class PreferencesUpdateInput(serializers.Serializer):
     sizing_mode = serializers.ChoiceField(choices=SizingMode.values, required=False)
     position_size_pct = _percent()
     risk_per_trade_pct = _percent()
-    max_open_positions = serializers.IntegerField(min_value=0, max_value=10_000, required=False)
+    max_open_positions = serializers.IntegerField(required=False)
     accepted_risk_levels = serializers.ListField(child=serializers.ChoiceField(choices=RISK_LEVELS), max_length=3,
                                                  required=False)
     paper_mode = serializers.BooleanField(required=False)
     correlation_filter = serializers.BooleanField(required=False)
     funding_alerts = serializers.BooleanField(required=False)
-    leverage = serializers.IntegerField(min_value=0, max_value=10_000, required=False)
+    leverage = serializers.IntegerField(required=False)
     trailing_stop = serializers.BooleanField(required=False)
     daily_loss_limit_pct = _percent()
     max_drawdown_pct = _percent()
@@ -108,7 +108,15 @@ class PnlOutput(serializers.Serializer):
     equity_curve = serializers.ListField(child=serializers.DictField(), help_text="[{at, equity}]")
 
 
+class AutoTradingStatusOutput(serializers.Serializer):
+    state = serializers.ChoiceField(choices=["on", "paused", "off"])
+    reason = serializers.CharField(help_text="Why it is paused or off")
+    action = serializers.CharField(help_text="What turns it back on: resume, switch_on, wait_operator, or empty")
+
+
 class PreferencesOutput(serializers.Serializer):
+    auto_trading = serializers.BooleanField(source="user.auto_trading_enabled")
+    auto_trading_status = AutoTradingStatusOutput(help_text="On, paused or off, why, and the action that turns it on")
     muted_symbols = serializers.ListField(child=serializers.CharField())
     default_pnl_period = serializers.CharField()
     dm_alerts = serializers.BooleanField()

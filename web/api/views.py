@@ -33,6 +33,7 @@ from accounts.payments import webhook_event_receive
 from accounts.services import preferences_update
 from analytics.models import UserActivity
 from analytics.services import activity_record
+from trading.selectors import auto_trading_status_of
 from web.api import serializers as s
 from web.dashboard import data as dashboard_data
 
@@ -110,16 +111,21 @@ class PnlApi(UserApi):
         return Response(s.PnlOutput(body).data)
 
 
+def _preferences_body(preferences) -> dict:
+    preferences.auto_trading_status = auto_trading_status_of(user=preferences.user)
+    return s.PreferencesOutput(preferences).data
+
+
 class PreferencesApi(UserApi):
     activity_name = "api:preferences"
 
-    @extend_schema(responses={200: s.PreferencesOutput}, summary="The user's preferences")
+    @extend_schema(responses={200: s.PreferencesOutput}, summary="The user's preferences and auto-trading state")
     def get(self, request: Request) -> Response:
-        preferences, _ = UserPreferences.objects.get_or_create(user=request.telegram_user)
-        return Response(s.PreferencesOutput(preferences).data)
+        preferences = UserPreferences.objects.select_related("user").filter(user=request.telegram_user).first()
+        return Response(_preferences_body(preferences or preferences_update(user=request.telegram_user, changes={})))
 
     @extend_schema(request=s.PreferencesUpdateInput, responses={200: s.PreferencesOutput, 400: s.ErrorOutput},
-                   summary="Change preferences (validated exactly like the bot's settings)")
+                   summary="Change preferences and switch auto-trading (validated exactly like the bot's settings)")
     def patch(self, request: Request) -> Response:
         changes = s.PreferencesUpdateInput(data=request.data)
         changes.is_valid(raise_exception=True)
@@ -128,7 +134,7 @@ class PreferencesApi(UserApi):
         except DjangoValidationError as error:
             detail = error.message_dict if hasattr(error, "error_dict") else {"non_field_errors": error.messages}
             return Response({"detail": detail}, status=status.HTTP_400_BAD_REQUEST)
-        return Response(s.PreferencesOutput(preferences).data)
+        return Response(_preferences_body(preferences))
 
 
 # ---- payment webhooks ---------------------------------------------------------------------------------------------

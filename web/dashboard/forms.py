@@ -1,6 +1,7 @@
 """The settings form. It only parses the browser's input into Python values: every rule (ranges, leverage cap,
-risk levels, symbol list) is checked by ``accounts.services.preferences_update``, the one validator shared with the bot
-and the API, and its errors are shown on the matching fields."""
+risk levels, symbol list, live mode and auto-trading prerequisites) is checked by
+``accounts.services.preferences_update``, the one validator shared with the bot and the API, and its errors are shown
+on the matching fields. The allowed ranges shown under the numbers come from ``accounts.preference_bounds``."""
 
 from __future__ import annotations
 
@@ -10,16 +11,20 @@ from django import forms
 from django.core.exceptions import ValidationError
 
 from accounts.models import RISK_LEVELS, PnlPeriod, SizingMode, UserPreferences
+from accounts.preference_bounds import PREFERENCE_BOUNDS
+from accounts.services import AUTO_TRADING
+from accounts.symbols import symbol_base
 
 BOOLEAN_FIELDS = ("dm_alerts", "news_signals", "flow_signals", "auto_flip", "paper_mode", "correlation_filter",
                   "funding_alerts", "trailing_stop")
-EDITABLE_FIELDS = ("paper_mode", "sizing_mode", "position_size_pct", "risk_per_trade_pct", "leverage",
+EDITABLE_FIELDS = (AUTO_TRADING, "paper_mode", "sizing_mode", "position_size_pct", "risk_per_trade_pct", "leverage",
                    "max_open_positions", "daily_loss_limit_pct", "max_drawdown_pct", "accepted_risk_levels",
                    "muted_symbols", "default_pnl_period", "dm_alerts", "news_signals", "flow_signals", "auto_flip",
                    "correlation_filter", "funding_alerts", "trailing_stop")
 
 
 class PreferencesForm(forms.Form):
+    auto_trading = forms.BooleanField(required=False, label="Auto-trading (new signals open positions for me)")
     paper_mode = forms.BooleanField(required=False, label="Paper trading (no real orders)")
     sizing_mode = forms.ChoiceField(choices=SizingMode.choices, label="Position sizing")
     position_size_pct = forms.DecimalField(label="Position size, % of balance", decimal_places=4, max_digits=12)
@@ -33,7 +38,7 @@ class PreferencesForm(forms.Form):
         required=False, label="Signal risk levels to trade",
     )
     muted_symbols = forms.CharField(required=False, label="Muted symbols (comma-separated)",
-                                    widget=forms.TextInput(attrs={"placeholder": "DOGE/USDT:USDT, PEPE/USDT:USDT"}))
+                                    widget=forms.TextInput(attrs={"placeholder": "DOGE, PEPE"}))
     default_pnl_period = forms.ChoiceField(choices=PnlPeriod.choices, label="Default PnL period")
     dm_alerts = forms.BooleanField(required=False, label="Direct-message alerts")
     news_signals = forms.BooleanField(required=False, label="News signals")
@@ -43,18 +48,25 @@ class PreferencesForm(forms.Form):
     funding_alerts = forms.BooleanField(required=False, label="Funding-rate alerts")
     trailing_stop = forms.BooleanField(required=False, label="Trailing stop")
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        for name, bound in PREFERENCE_BOUNDS.items():
+            self.fields[name].help_text = bound.allowed().capitalize()
+
     @classmethod
     def initial_from(cls, preferences: UserPreferences) -> dict:
-        initial = {name: getattr(preferences, name) for name in EDITABLE_FIELDS}
-        initial["muted_symbols"] = ", ".join(preferences.muted_symbols or [])
+        initial = {name: getattr(preferences, name) for name in EDITABLE_FIELDS if name != AUTO_TRADING}
+        initial[AUTO_TRADING] = preferences.user.auto_trading_enabled
+        initial["muted_symbols"] = ", ".join(symbol_base(symbol) for symbol in preferences.muted_symbols or [])
         for name, value in initial.items():  # 5.0000 → 5, 0.5000 → 0.5 (never 1E+1)
             if isinstance(value, Decimal):
                 initial[name] = format(value.normalize(), "f")
         return initial
 
     def clean_muted_symbols(self) -> list[str]:
+        """Split only: preferences_update reads every spelling (and names a word that is not a symbol)."""
         raw = self.cleaned_data.get("muted_symbols") or ""
-        return [symbol.strip().upper() for symbol in raw.split(",") if symbol.strip()]
+        return [symbol.strip() for symbol in raw.split(",") if symbol.strip()]
 
     def changes(self) -> dict:
         return {name: self.cleaned_data[name] for name in EDITABLE_FIELDS}

@@ -17,7 +17,7 @@ from rest_framework.authtoken.models import Token
 
 from accounts.login_links import TelegramLoginError, login_token_consume, telegram_login_verify, web_user_for
 from accounts.models import Payment, PnlPeriod, UserPreferences
-from accounts.services import preferences_update, telegram_user_register
+from accounts.services import AUTO_TRADING, preferences_update, telegram_user_register
 from accounts.solana_pay import amount_text, qr_svg_data_uri
 from accounts.subscriptions import (
     CheckoutError,
@@ -32,6 +32,8 @@ from accounts.subscriptions import (
 )
 from analytics.models import UserActivity
 from analytics.services import activity_record
+from trading.selectors import auto_trading_status_of
+from trading.services import user_auto_trading_resume
 from web.dashboard import data as dashboard_data
 from web.dashboard.forms import PreferencesForm
 
@@ -55,6 +57,12 @@ def dashboard_login_required(page: str):
         return wrapped
 
     return decorator
+
+
+def _safe_next(request: HttpRequest) -> str:
+    """The dashboard page a form came from (its ``next`` field), never another site."""
+    target = request.POST.get("next") or ""
+    return target if target.startswith("/dashboard/") and not target.startswith("//") else reverse("dashboard:pnl")
 
 
 def _log_in(request: HttpRequest, telegram_user) -> None:
@@ -122,8 +130,15 @@ def pnl(request: HttpRequest) -> HttpResponse:
     return render(request, "web/dashboard/pnl.html", {
         "period": period, "periods": [("today", "Today"), ("week", "Week"), ("month", "Month"), ("all", "All time")],
         "summary": summary, "chart": dashboard_data.equity_svg(curve), "curve_points": len(curve),
-        "nav": "pnl",
+        "nav": "pnl", **_trading_state(user),
     })
+
+
+def _trading_state(user) -> dict:
+    """The auto-trading card of every dashboard page that shows it: state, why, the one action."""
+    preferences = getattr(user, "preferences", None)
+    return {"auto_trading": auto_trading_status_of(user=user),
+            "trading_mode": "paper" if preferences is None or preferences.paper_mode else "live"}
 
 
 @require_GET
@@ -149,7 +164,8 @@ def signal_history(request: HttpRequest) -> HttpResponse:
 @dashboard_login_required("settings")
 def preferences(request: HttpRequest) -> HttpResponse:
     user = request.telegram_user
-    current, _ = UserPreferences.objects.get_or_create(user=user)
+    current = UserPreferences.objects.select_related("user").filter(user=user).first() or preferences_update(
+        user=user, changes={})
     if request.method == "POST":
         form = PreferencesForm(request.POST)
         if form.is_valid():
@@ -165,8 +181,38 @@ def preferences(request: HttpRequest) -> HttpResponse:
     token = Token.objects.filter(user=request.user).first()
     return render(request, "web/dashboard/settings.html", {
         "form": form, "nav": "settings", "has_api_token": token is not None,
-        "new_api_token": request.session.pop("new_api_token", None),
+        "new_api_token": request.session.pop("new_api_token", None), **_trading_state(user),
     })
+
+
+@require_POST
+@dashboard_login_required("auto-trading")
+def auto_trading_switch(request: HttpRequest) -> HttpResponse:
+    """The auto-trading card's Switch on / Switch off button, through preferences_update (which says what is
+    missing when it cannot be switched on)."""
+    on = request.POST.get("on") == "1"
+    try:
+        preferences_update(user=request.telegram_user, changes={AUTO_TRADING: on})
+    except ValidationError as error:
+        for message in error.messages:
+            messages.error(request, message)
+    else:
+        messages.success(request, "Auto-trading is on: new signals open positions for you." if on
+                         else "Auto-trading is off: no new positions open; open ones keep their stops.")
+    return redirect(_safe_next(request))
+
+
+@require_POST
+@dashboard_login_required("auto-trading-resume")
+def auto_trading_resume(request: HttpRequest) -> HttpResponse:
+    """The card's Resume button (a drawdown or daily-loss pause), as the bot's /resume."""
+    status = auto_trading_status_of(user=request.telegram_user)
+    if status.action == "resume":
+        user_auto_trading_resume(user=request.telegram_user)
+        messages.success(request, f"Auto-trading resumed (it was paused: {status.reason}).")
+    else:
+        messages.info(request, "Auto-trading is not paused: there is nothing to resume.")
+    return redirect(_safe_next(request))
 
 
 @require_POST

@@ -24,7 +24,12 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import connection
 
 from accounts.models import TelegramUser
-from accounts.services import preferences_update, telegram_user_register
+from accounts.services import (
+    preferences_update,
+    telegram_user_register,
+    telegram_user_web_user_set,
+    telegram_users_admin_set,
+)
 
 
 @dataclass(frozen=True)
@@ -130,16 +135,22 @@ class Command(BaseCommand):
         for demo in DEMO_USERS:
             user, _ = telegram_user_register(telegram_id=demo.telegram_id, username=demo.username)
             preferences_update(user=user, changes=demo.preferences)
-            user.is_admin = demo.is_admin
-            user.auto_trading_enabled = not demo.is_admin
-            user.save(update_fields=["is_admin", "auto_trading_enabled"])
+            if demo.is_admin:
+                telegram_users_admin_set(users=[user], admin=True)
             users.append(user)
+        traders = [demo for demo in DEMO_USERS if not demo.is_admin]
+        for demo in traders:  # each trader switches auto-trading on in the bot, as a real user does
+            bot_api.inject_message(user_id=demo.telegram_id, text="/autotrade on", username=demo.username)
+        polling_run(timeout=1, max_updates=len(traders))
+        for user in users:
+            user.refresh_from_db()
         web_user = get_user_model().objects.create_user(WEB_USERNAME, password=password, is_staff=True,
                                                          is_superuser=True)
-        users[0].web_user = web_user
-        users[0].save(update_fields=["web_user"])
+        telegram_user_web_user_set(user=users[0], web_user=web_user)
         welcomed = sum(1 for demo in DEMO_USERS if bot_api.sent_messages(demo.telegram_id))
-        self.stdout.write(f"{len(users)} demo users registered through /start ({welcomed} welcomed by the bot).")
+        trading = sum(1 for user in users if user.auto_trading_enabled)
+        self.stdout.write(f"{len(users)} demo users registered through /start ({welcomed} welcomed by the bot); "
+                          f"{trading} switched auto-trading on with /autotrade on.")
         return users
 
     # --- output --------------------------------------------------------------------------------------------------
