@@ -238,25 +238,25 @@ def autotrade(ctx: UpdateContext, args: str) -> None:
 
 
 def auto_trading_pause_reason(ctx: UpdateContext) -> str:
-    """Why the user's own auto-trading is paused (drawdown, daily loss limit); "" if it is not paused by a rule
-    that /resume lifts."""
-    status = auto_trading_status_of(user=ctx.user)
-    return status.reason if status.action == "resume" else ""
+    """Why the user's auto-trading is held by a rule /resume lifts (drawdown, exchange refusal, today's daily loss
+    limit); "" if nothing holds it."""
+    if ctx.user.auto_trading_paused_reason:
+        return ctx.user.auto_trading_paused_reason
+    day_state = daily_risk_state_today(user=ctx.user)
+    return "daily loss limit reached" if day_state is not None and day_state.loss_limit_hit else ""
 
 
 def auto_trading_resume(ctx: UpdateContext) -> tuple[bool, str]:
     """``/resume`` and the settings page button: lift the user's drawdown / daily-loss pause through
     ``trading.services.user_auto_trading_resume``. Returns (resumed, the answer to show)."""
-    status = auto_trading_status_of(user=ctx.user)
-    if status.action != "resume":
-        if status.action == "switch_on":
-            return False, ("▶️ Your auto-trading is not paused, it is switched off"
-                           + (f" ({escape(status.reason)})" if status.reason != "switched off" else "")
-                           + ". Send /autotrade on to switch it on.")
+    reason = auto_trading_pause_reason(ctx)
+    if not reason:
+        if not ctx.user.auto_trading_enabled:
+            return False, "▶️ Your auto-trading is not paused, it is switched off. Send /autotrade on to switch it on."
         return False, "▶️ Your auto-trading is not paused: there is nothing to resume."
     user_auto_trading_resume(user=ctx.user)
     ctx.user.refresh_from_db()
-    lines = [f"▶️ <b>Auto-trading resumed</b> (it was paused: {escape(status.reason)}).",
+    lines = [f"▶️ <b>Auto-trading resumed</b> (it was paused: {escape(reason)}).",
              "The drawdown is measured again from your current equity."]
     day_state = daily_risk_state_today(user=ctx.user)
     if day_state is not None:
@@ -266,6 +266,9 @@ def auto_trading_resume(ctx: UpdateContext) -> tuple[bool, str]:
                          "unless you raise the limit in /settings.")
     if TradingSwitch.current().auto_trading_paused:
         lines.append("⚠️ Auto-trading is also paused for everybody by the operator; it restarts when they resume it.")
+    if not ctx.user.auto_trading_enabled:
+        lines.append("Auto-trading is switched off for your account, so no positions open until you send "
+                     "/autotrade on.")
     return True, "\n".join(lines)
 
 

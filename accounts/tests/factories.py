@@ -1,6 +1,7 @@
 from decimal import Decimal
 
 import factory
+from django.utils import timezone
 from factory.django import DjangoModelFactory
 
 from accounts.models import (
@@ -88,6 +89,7 @@ class ExchangeCredentialFactory(DjangoModelFactory):
 
     user = factory.SubFactory(TelegramUserFactory)
     exchange = "okx"
+    validated_at = factory.LazyFunction(timezone.now)  # keys verified against the exchange, as /connect stores them
 
     @factory.post_generation
     def secrets(obj, create, extracted, **kwargs):

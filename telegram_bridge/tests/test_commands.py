@@ -62,7 +62,7 @@ def test_settings_toggles_cycles_and_validated_inputs(bot_api):
 
     press(bot_api, 504, "s:i:leverage", message_id=mid)
     refused = say(bot_api, 504, "500")
-    assert "capped" in refused[0]["text"]
+    assert refused[0]["text"] == "⚠️ Leverage must be a whole number from 1x to 20x."  # one limit, units, no field
     prefs.refresh_from_db()
     assert prefs.leverage == 5  # accounts.services.preferences_update refused it: nothing saved
     press(bot_api, 504, "s:i:leverage", message_id=mid)
@@ -86,7 +86,8 @@ def test_mute_unmute_and_paper_mode(bot_api):
     assert user.preferences.muted_symbols == []
     assert "/subscribe" in say(bot_api, 505, "/toggle_paper_mode")[0]["text"]  # live trading is a paid feature
     SubscriptionFactory(user=user, source="admin", external_id=None)
-    assert "/connect first" in say(bot_api, 505, "/toggle_paper_mode")[0]["text"]
+    assert "Live trading needs a connected exchange: connect one with /connect" in say(
+        bot_api, 505, "/toggle_paper_mode")[0]["text"]
     user.preferences.refresh_from_db()
     assert user.preferences.paper_mode is True
     ExchangeCredentialFactory(user=user)

@@ -5,7 +5,7 @@ from decimal import Decimal
 
 import pytest
 
-from accounts.tests.factories import TelegramUserFactory
+from accounts.tests.factories import ExchangeCredentialFactory, TelegramUserFactory
 from signals.tests.factories import SignalFactory, SymbolFactory
 from trading import services
 from trading.models import DailyRiskState, PaperAccount, Position, TradeRefusal
@@ -200,6 +200,7 @@ def _live_loss_today(user, loss):
 def test_daily_loss_limit_covers_live_trading(market, published):
     """Live fills of today count against the daily limit, measured on the exchange equity at the day's start."""
     user = _user(daily_loss_limit_pct=Decimal("5"), correlation_filter=False, paper_mode=False)
+    ExchangeCredentialFactory(user=user)  # live mode needs a connected exchange (accounts.policy)
     _live_loss_today(user, Decimal("59"))  # -59 - 1 fee = -60 today; exchange equity now 1 000 -> started at 1 060
     executor = _LiveStandIn(balance=Decimal("1000"))
     result = services.position_prepare(user=user, signal=_signal(market), executor=executor, now=T0)
@@ -209,6 +210,7 @@ def test_daily_loss_limit_covers_live_trading(market, published):
 
 def test_live_daily_loss_below_the_limit_and_no_loss_do_not_refuse(market):
     user = _user(daily_loss_limit_pct=Decimal("10"), correlation_filter=False, paper_mode=False)
+    ExchangeCredentialFactory(user=user)
     executor = _LiveStandIn(balance=Decimal("1000"))
     position = services.position_prepare(user=user, signal=_signal(market), executor=executor, now=T0)
     assert isinstance(position, Position) and position.status == "pending" and position.mode == "live"

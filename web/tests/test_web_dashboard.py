@@ -208,7 +208,8 @@ class TestSettingsForm:
         before = UserPreferences.objects.get(user=user).leverage
         response = client.post(reverse("dashboard:settings"), self.form_data(leverage=str(settings.MAX_LEVERAGE + 1)))
         assert response.status_code == 200
-        assert f"capped at {settings.MAX_LEVERAGE}x" in str(response.context["form"].errors["leverage"])
+        assert response.context["form"].errors["leverage"] == [
+            f"Leverage must be a whole number from 1x to {settings.MAX_LEVERAGE}x."]
         assert UserPreferences.objects.get(user=user).leverage == before
 
     @pytest.mark.parametrize(("field", "value"), [("position_size_pct", "abc"), ("sizing_mode", "yolo"),
