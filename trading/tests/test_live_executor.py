@@ -202,7 +202,7 @@ def test_insufficient_balance_disables_auto_trading_and_tells_the_user(live_user
     user = TelegramUser.objects.get(pk=live_user.pk)
     assert not user.auto_trading_enabled and "insufficient" in user.auto_trading_paused_reason.lower()
     notify = [p for e, p in sent if e == "user.notify"]
-    assert len(notify) == 1 and notify[0]["user_id"] == live_user.pk and "Auto-trading paused" in notify[0]["text"]
+    assert len(notify) == 1 and notify[0]["user_id"] == live_user.pk and "Auto-trading switched off" in notify[0]["text"] and "/autotrade on" in notify[0]["text"]
 
 
 def test_stop_cancelled_on_the_exchange_is_replaced_by_reconcile(live_user, account):
