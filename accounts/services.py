@@ -162,7 +162,7 @@ def preferences_update(*, user: TelegramUser, changes: dict[str, Any]) -> UserPr
     once, messages written for the trader) and saves nothing when anything is refused."""
     preferences, _ = UserPreferences.objects.select_for_update().get_or_create(user=user)
     was_live = not preferences.paper_mode  # staying live is not going live
-    locked = TelegramUser.objects.select_for_update().get(pk=user.pk)
+    locked = TelegramUser.objects.select_for_update(no_key=True).get(pk=user.pk)
     changes = dict(changes)
     auto_trading = changes.pop(AUTO_TRADING, None)
     editable = _editable_preferences()

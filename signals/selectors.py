@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.db.models import QuerySet
 
+from accounts.symbols import symbol_canonical
 from signals.models import ScanRun, Signal, Symbol
 
 
@@ -24,7 +25,13 @@ def signal_list_unpublished(*, created_before) -> QuerySet[Signal]:
 
 
 def symbol_get(*, symbol: str) -> Symbol | None:
-    return Symbol.objects.filter(symbol=symbol).first()
+    """The market ``symbol`` names exactly, else the perpetual of its spelling ("doge", "DOGE/USDT";
+    ``accounts.symbols``)."""
+    row = Symbol.objects.filter(symbol=symbol).first()
+    canonical = symbol_canonical(symbol)
+    if row is None and canonical is not None and canonical != symbol:
+        row = Symbol.objects.filter(symbol=canonical).first()
+    return row
 
 
 def symbol_list_scannable() -> list[str]:

@@ -297,7 +297,8 @@ def disconnect(ctx: UpdateContext, args: str) -> None:
         ctx.reply("No exchange is connected.")
         return
     exchange_disconnect(user=ctx.user)
-    ctx.reply("Exchange disconnected. Your keys are removed; auto-trading on the exchange stops.")
+    ctx.reply("Exchange disconnected. Your keys are removed and you are in paper mode: new positions, if "
+              "auto-trading is on, are paper trades.")
 
 
 @command("status")

@@ -33,12 +33,14 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "connect": ("connect an exchange", "Starts a short conversation: exchange, API key, secret (and passphrase). "
                                        "Each message carrying a key is deleted right after reading. Use read+trade "
                                        "keys without withdrawal rights."),
-    "disconnect": ("disconnect your exchange", "Removes your exchange keys; auto-trading stops."),
+    "disconnect": ("disconnect your exchange", "Removes your exchange keys; you are back in paper mode (live "
+                                               "mode needs an exchange)."),
     "resume": ("resume paused auto-trading", "After the max-drawdown or daily-loss rule paused your auto-trading, "
                                              "/resume (or ▶️ Resume on the settings page) starts it again; the "
                                              "drawdown is measured afresh from your current equity. After an "
                                              "exchange refusal switched it off, /autotrade on starts it again."),
-    "status": ("your account at a glance", "Mode, exchange, auto-trading, alerts and open positions."),
+    "status": ("your account at a glance", "Mode, exchange, auto-trading (on, paused or off, why, and what turns "
+                                           "it back on), alerts, muted symbols and open positions."),
     "subscribe": ("plans and payment", "Signals are free. A plan unlocks live auto-trading, news and order-flow "
                                        "alerts and more open positions; pay by card (Whop) or with Solana Pay."),
     "cancel": ("cancel the current input", "Stops a /connect or settings input in progress."),

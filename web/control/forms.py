@@ -1,5 +1,7 @@
 from django import forms
 
+from accounts.symbols import symbol_canonical
+
 
 class BroadcastForm(forms.Form):
     text = forms.CharField(widget=forms.Textarea(attrs={"rows": 4, "cols": 60}), max_length=3500,
@@ -37,5 +39,8 @@ class SymbolMuteForm(forms.Form):
     action = forms.ChoiceField(choices=[("mute", "Mute globally"), ("unmute", "Unmute")])
 
     def clean_symbol(self) -> str:
+        """Any spelling ("doge", "DOGEUSDT", "DOGE/USDT", "BTC/USDT:USDT"); refused when it is not a symbol."""
         value = self.cleaned_data["symbol"].strip().upper()
-        return value if "/" in value else f"{value}/USDT:USDT"
+        if symbol_canonical(value) is None:
+            raise forms.ValidationError("Write a coin such as BTC, or a market such as BTC/USDT:USDT.")
+        return value  # signals.selectors.symbol_get finds the market of any spelling
