@@ -9,6 +9,7 @@ import pytest
 from accounts.models import TelegramUser
 from accounts.tests.factories import ExchangeCredentialFactory, SubscriptionFactory, TelegramUserFactory
 from analytics.models import UserActivity
+from analytics.selectors import active_user_counts
 from signals.tests.factories import SignalFactory
 from telegram_bridge import commands
 from telegram_bridge.models import Delivery, TelegramUpdate
@@ -217,6 +218,8 @@ def test_admin_ban_unban_broadcast_and_stats(bot_api, settings):
     assert bot_api.sent_messages(778)[-1]["text"] != notice["text"]  # banned: not broadcast to
     stats = say(bot_api, 510, "/admin")[0]["text"]
     assert "DAU / WAU / MAU" in stats and "banned 1" in stats and "Errors today:" in stats
+    counts = active_user_counts()  # one definition: the control panel's selector
+    assert f"DAU / WAU / MAU: {counts['dau']} / {counts['wau']} / {counts['mau']}" in stats
     say(bot_api, 510, "/unban 778")
     target.refresh_from_db()
     assert not target.is_banned

@@ -41,6 +41,7 @@ class SymbolMuteForm(forms.Form):
     def clean_symbol(self) -> str:
         """Any spelling ("doge", "DOGEUSDT", "DOGE/USDT", "BTC/USDT:USDT"); refused when it is not a symbol."""
         value = self.cleaned_data["symbol"].strip().upper()
-        if symbol_canonical(value) is None:
+        canonical = symbol_canonical(value)
+        if canonical is None:
             raise forms.ValidationError("Write a coin such as BTC, or a market such as BTC/USDT:USDT.")
-        return value  # signals.selectors.symbol_get finds the market of any spelling
+        return value if "/" in value else canonical  # a market as written; a coin ("doge", "DOGEUSDT") as its perpetual

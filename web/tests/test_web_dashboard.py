@@ -274,3 +274,48 @@ def test_pnl_page_draws_the_equity_curve_of_paper_fills(logged_in):
     chart = response.context["chart"]
     assert (chart["low"], chart["high"], chart["last"]) == (10000.0, 10200.0, 10150.0)
     assert b"<polyline" in response.content
+
+
+class TestAutoTradingCard:
+    """The dashboard says whether auto-trading is on, why it is paused or off, and offers the one action."""
+
+    def test_a_drawdown_pause_offers_resume_and_the_button_resumes(self, logged_in):
+        from accounts.models import TelegramUser
+
+        client, user = logged_in
+        TelegramUser.objects.filter(pk=user.pk).update(auto_trading_enabled=True,
+                                                       auto_trading_paused_reason="max drawdown reached: 22%")
+        page = client.get(reverse("dashboard:pnl")).content.decode()
+        assert 'id="auto-trading-state">paused<' in page and "Paused: max drawdown reached: 22%." in page
+        assert "Resume auto-trading" in page and "Switch auto-trading on" not in page
+        response = client.post(reverse("dashboard:auto-trading-resume"), {"next": "/dashboard/"})
+        assert response.status_code == 302
+        user.refresh_from_db()
+        assert user.auto_trading_paused_reason == "" and user.auto_trading_enabled
+        assert 'id="auto-trading-state">on<' in client.get(reverse("dashboard:pnl")).content.decode()
+
+    def test_an_exchange_refusal_offers_switch_on_and_switching_on_checks_what_is_missing(self, logged_in):
+        from accounts.models import TelegramUser
+
+        client, user = logged_in
+        TelegramUser.objects.filter(pk=user.pk).update(auto_trading_enabled=False,
+                                                       auto_trading_paused_reason="InsufficientFunds: margin")
+        page = client.get(reverse("dashboard:settings")).content.decode()
+        assert 'id="auto-trading-state">off<' in page and "Off: InsufficientFunds: margin." in page
+        assert "Switch auto-trading on" in page
+        UserPreferences.objects.filter(user=user).update(paper_mode=False)  # live, but no exchange connected
+        client.post(reverse("dashboard:auto-trading"), {"on": "1"})
+        page = client.get(reverse("dashboard:pnl")).content.decode()
+        assert "Auto-trading cannot be switched on yet: live trading needs a connected exchange" in page
+        user.refresh_from_db()
+        assert not user.auto_trading_enabled
+        UserPreferences.objects.filter(user=user).update(paper_mode=True)
+        client.post(reverse("dashboard:auto-trading"), {"on": "1"})
+        user.refresh_from_db()
+        assert user.auto_trading_enabled and user.auto_trading_paused_reason == ""
+
+    def test_the_settings_form_shows_each_bound_and_switches_auto_trading(self, logged_in, settings):
+        client, _user = logged_in
+        page = client.get(reverse("dashboard:settings")).content.decode()
+        assert f"From 1x to {settings.MAX_LEVERAGE}x" in page and "From 0.1% to 100%" in page
+        assert 'name="auto_trading"' in page
