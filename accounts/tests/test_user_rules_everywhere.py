@@ -24,7 +24,7 @@ from rest_framework.authtoken.models import Token
 from accounts.models import RISK_LEVELS, TelegramUser, UserPreferences
 from accounts.services import preferences_update
 from accounts.symbols import symbol_base
-from accounts.tests.factories import ExchangeCredentialFactory, TelegramUserFactory
+from accounts.tests.factories import ExchangeCredentialFactory, SubscriptionFactory, TelegramUserFactory
 from config.events import dispatch_now
 from signals.models import Signal
 from signals.tests.factories import SignalFactory, SymbolFactory
@@ -330,6 +330,7 @@ def world(bot_api, market, paper_settings, fake_exchange, settings, monkeypatch,
     monkeypatch.setattr("web.live_updates.push", lambda group, payload: pushes.append((group, payload)))
     login = django_user_model.objects.create_user("trader", password="a-long-password-1")
     user = TelegramUserFactory(telegram_id=TELEGRAM_ID, web_user=login, first_name="Ada")
+    SubscriptionFactory(user=user, source="admin", external_id=None)  # a plan with every feature (live trading too)
     preferences_update(user=user, changes={"accepted_risk_levels": ["low", "medium", "high"], "correlation_filter": False,
                                            "max_open_positions": 5, "auto_trading": True})
     assert PaperAccount.objects.filter(user=user).exists()  # switching auto-trading on opened the paper account

@@ -25,7 +25,7 @@ def muted_symbols_canonical(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('accounts', '0003_webhookevent_logintoken'),
+        ('accounts', '0004_plans_payments'),
     ]
 
     operations = [
