@@ -50,7 +50,7 @@ def test_subscribe_with_solana_pay_unlocks_live_trading(bot_api, shop, client, d
     confirmation = bot_api.sent_messages(701)[-1]
     assert "Payment received" in confirmation["text"] and "Pro" in confirmation["text"]
     assert entitlements.feature_unlocked(payment.user, Feature.LIVE_TRADING)
-    assert "/connect first" in say(bot_api, 701, "/toggle_paper_mode")[0]["text"]  # unlocked: the next step
+    assert "connect one with /connect" in say(bot_api, 701, "/toggle_paper_mode")[0]["text"]  # unlocked: the next step
     assert "Plan: Pro" in say(bot_api, 701, "/status")[0]["text"]
 
 

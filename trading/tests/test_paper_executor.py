@@ -3,7 +3,7 @@ from decimal import Decimal
 
 import pytest
 
-from accounts.tests.factories import ExchangeCredentialFactory, TelegramUserFactory
+from accounts.tests.factories import ExchangeCredentialFactory, SubscriptionFactory, TelegramUserFactory
 from signals.tests.factories import FundingSnapshotFactory, SignalFactory
 from trading import services
 from trading.executors import executor_for
@@ -164,7 +164,8 @@ def test_toggle_paper_mode_only_affects_new_positions(market):
     signal = SignalFactory()
     market.prices[signal.symbol.symbol] = Decimal("100")
     position = services.signal_execute_for_user(user=user, signal=signal)
-    ExchangeCredentialFactory(user=user)  # live mode needs a connected, verified exchange
+    ExchangeCredentialFactory(user=user)  # live mode needs a connected, verified exchange and a plan that has it
+    SubscriptionFactory(user=user, source="admin", external_id=None)
     assert services.paper_mode_toggle(user=user) is False
     user.refresh_from_db()
     assert user.preferences.paper_mode is False
