@@ -21,4 +21,4 @@ def test_a_demo_user_subscribes_through_the_bot_and_a_locked_feature_unlocks(set
     assert "Live auto-trading on your exchange is part of a paid plan" in text
     assert "sendPhoto" in text and "solana:" in text
     assert "Payment received" in text and "Pro is active until" in text
-    assert "/connect first" in transcript[-1]
+    assert "Live trading needs a connected exchange: connect one with /connect" in transcript[-1]
