@@ -4,8 +4,8 @@ Signals stay free for everyone. A current subscription (status active, ``valid_u
 unlocks the features of its plan (``Plan.features``, managed in the admin):
 
 - ``live_trading``: auto-trading on the user's own exchange (paper trading stays free);
-- ``news_alerts``: news-based signals and alerts (they cost news and sentiment API calls);
-- ``flow_alerts``: order-flow signals and alerts;
+- ``news_trading``: positions opened automatically from news signals (the cards stay free);
+- ``flow_trading``: positions opened automatically from order-flow signals, and flips;
 - ``more_positions``: more than ``SUBSCRIPTION_FREE_MAX_OPEN_POSITIONS`` open positions at once.
 
 When a subscription ends, positions already open are kept and managed to their exits; only new ones are refused,
@@ -14,7 +14,7 @@ because the callers ask ``feature_unlocked`` before opening, never before managi
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from datetime import datetime
 
 from django.conf import settings
@@ -58,9 +58,12 @@ def users_with_feature(feature: str, *, user_ids: Iterable[int] | None = None,
     return {user_id for user_id, features in rows.values_list("user_id", "plan__features") if feature in (features or [])}
 
 
-def open_positions_limit(user: TelegramUser, *, preferred: int, now: datetime | None = None) -> int:
-    """How many positions may be open at once: the user's own setting, capped on the free tier."""
-    if feature_unlocked(user, Feature.MORE_POSITIONS, now=now):
+def open_positions_limit(user: TelegramUser | None = None, *, preferred: int, now: datetime | None = None,
+                         features: Collection[str] | None = None) -> int:
+    """How many positions may be open at once: the user's own setting, capped on the free tier. ``features``: what
+    the user's plan unlocks, when the caller has looked it up already."""
+    unlocked = user_features(user, now=now) if features is None else features
+    if Feature.MORE_POSITIONS in unlocked:
         return preferred
     return min(preferred, settings.SUBSCRIPTION_FREE_MAX_OPEN_POSITIONS)
 

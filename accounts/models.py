@@ -117,8 +117,8 @@ class Feature(models.TextChoices):
     """What a paid plan unlocks. Signals stay free for everyone; a plan unlocks what costs money to run."""
 
     LIVE_TRADING = "live_trading", "Live auto-trading on your exchange"
-    NEWS_ALERTS = "news_alerts", "News signals and alerts"
-    FLOW_ALERTS = "flow_alerts", "Order-flow signals and alerts"
+    NEWS_TRADING = "news_trading", "Auto-trading on news signals"
+    FLOW_TRADING = "flow_trading", "Auto-trading on order-flow signals and flips"
     MORE_POSITIONS = "more_positions", "More open positions at once"
 
 

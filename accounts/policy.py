@@ -9,17 +9,20 @@ state) is passed in as facts too.
 
 Rules, in the order they are checked for a position (the first one that refuses wins):
 banned → auto-trading off → auto-trading paused → signal source off → risk level not accepted → symbol muted →
-live mode without a connected, verified exchange → a position on the symbol already open → max open positions →
-correlated with an open position (when the filter is on). A signal reaches a user (card or live push) when they
+live mode without the plan's live trading → live mode without a connected, verified exchange → a news or flow signal
+without the plan that trades it → a position on the symbol already open → max open positions (the free plan's cap
+unless the plan lifts it) → correlated with an open position (when the filter is on). A signal reaches a user (card or live push) when they
 are not banned, their chat is open (Telegram only: not blocked, DM alerts on) and the source, risk level and mute
 rules accept it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 
+from accounts.entitlements import open_positions_limit, user_features
+from accounts.models import Feature
 from accounts.symbols import symbol_canonical, symbol_is_muted, symbols_same_market
 from engine.sectors import is_correlated
 
@@ -27,6 +30,8 @@ DEFAULT_RISK_LEVELS = ("low", "medium")
 TELEGRAM = "telegram"
 WEB = "web"
 CHANNELS = (TELEGRAM, WEB)
+# Signal sources whose positions a plan unlocks (their cards stay free); technical signals trade on every plan.
+SOURCE_FEATURES = {"news": Feature.NEWS_TRADING, "flow": Feature.FLOW_TRADING}
 
 
 @dataclass(frozen=True)
@@ -95,12 +100,15 @@ def live_exchange_ready(*, user) -> bool:
 
 def position_allowed_for_user(
     *, user, signal, open_symbols: Sequence[str], exchange_ready: bool | Callable[[], bool] | None = None,
+    features: Collection[str] | None = None,
 ) -> PolicyRefusal | None:
     """None when ``signal`` may open a position for ``user``, else the first rule that refuses.
 
     ``open_symbols``: the symbols of the user's pending and open positions. ``exchange_ready``: whether a live
-    position has a connected, verified exchange (a bool or a callable asked only in live mode; None: looked up)."""
+    position has a connected, verified exchange (a bool or a callable asked only in live mode; None: looked up).
+    ``features``: what the user's plan unlocks (None: looked up with ``accounts.entitlements.user_features``)."""
     preferences = user.preferences
+    unlocked = user_features(user) if features is None else frozenset(features)
     facts = SignalFacts.of(signal)
     if user.is_banned:
         return PolicyRefusal("banned", "your account is suspended")
@@ -112,15 +120,24 @@ def position_allowed_for_user(
     if refused is not None:
         return refused
     if not preferences.paper_mode:
+        if Feature.LIVE_TRADING not in unlocked:
+            return PolicyRefusal("plan_required", "live trading is part of a paid plan (/subscribe)")
         ready = exchange_ready() if callable(exchange_ready) else exchange_ready
         if not (live_exchange_ready(user=user) if ready is None else ready):
             return PolicyRefusal("no_exchange", "live trading needs a connected exchange (/connect in the bot)")
+    paid_source = SOURCE_FEATURES.get(facts.source)
+    if paid_source is not None and paid_source not in unlocked:
+        return PolicyRefusal("plan_required", f"trading on {facts.source} signals is part of a paid plan (/subscribe)")
     symbol = symbol_canonical(facts.symbol) or facts.symbol
     if any(symbols_same_market(symbol, other) for other in open_symbols):
         # one position per symbol: exchanges net a one-way account's long and short
         return PolicyRefusal("symbol_busy", f"you already have a position on {symbol}")
-    if len(open_symbols) >= preferences.max_open_positions:
-        return PolicyRefusal("max_positions", f"{len(open_symbols)} of {preferences.max_open_positions} positions open")
+    limit = open_positions_limit(preferred=preferences.max_open_positions, features=unlocked)
+    if len(open_symbols) >= limit:
+        detail = f"{len(open_symbols)} of {limit} positions open"
+        if limit < preferences.max_open_positions:
+            detail += " (the free plan's limit; /subscribe for more)"
+        return PolicyRefusal("max_positions", detail)
     if preferences.correlation_filter and is_correlated(symbol, list(open_symbols)):
         return PolicyRefusal("correlated", f"{symbol} is in the same sector as an open position")
     return None

@@ -255,6 +255,7 @@ class TradeRefusal(models.Model):
         BANNED = "banned", "Account suspended"
         AUTO_TRADING_OFF = "auto_trading_off", "Auto-trading is off"
         NO_EXCHANGE = "no_exchange", "No exchange connected"
+        PLAN_REQUIRED = "plan_required", "Part of a paid plan"
         USER_PAUSED = "user_paused", "Your auto-trading is paused"
         MAX_POSITIONS = "max_positions", "Maximum open positions reached"
         SYMBOL_BUSY = "symbol_busy", "A position on this symbol is already open"

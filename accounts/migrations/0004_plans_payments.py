@@ -19,7 +19,7 @@ def subscriptions_to_plans_and_payments(apps, schema_editor):
     Plan = apps.get_model("accounts", "Plan")
     Payment = apps.get_model("accounts", "Payment")
     Subscription = apps.get_model("accounts", "Subscription")
-    all_features = ["live_trading", "news_alerts", "flow_alerts", "more_positions"]
+    all_features = ["live_trading", "news_trading", "flow_trading", "more_positions"]
     for row in Subscription.objects.all():
         name = row.legacy_plan or "premium"
         plan, _ = Plan.objects.get_or_create(code=(slugify(name)[:32] or "premium"),

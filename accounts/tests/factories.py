@@ -29,6 +29,12 @@ class TelegramUserFactory(DjangoModelFactory):
     first_name = factory.Faker("first_name")
     preferences = factory.RelatedFactory("accounts.tests.factories.UserPreferencesFactory", factory_related_name="user")
 
+    @factory.post_generation
+    def subscribed(self, create, extracted, **kwargs):
+        """``TelegramUserFactory(subscribed=True)``: a current Pro subscription (every paid feature unlocked)."""
+        if create and extracted:
+            SubscriptionFactory(user=self)
+
 
 class UserPreferencesFactory(DjangoModelFactory):
     class Meta:

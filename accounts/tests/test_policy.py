@@ -4,6 +4,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from accounts.models import Feature
 from accounts.policy import (
     TELEGRAM,
     WEB,
@@ -15,6 +16,8 @@ from accounts.policy import (
 from accounts.tests.factories import ExchangeCredentialFactory, TelegramUserFactory
 
 DOGE = SignalFacts(symbol="DOGE/USDT:USDT", side="long", risk_level="medium", source="technical")
+
+ALL_FEATURES = frozenset(Feature.values)
 
 
 def _prefs(**overrides):
@@ -61,27 +64,27 @@ def test_signal_facts_are_read_from_a_signal_shaped_object():
     (_user(preferences=_prefs(paper_mode=False)), [], "no_exchange"),
 ])
 def test_position_allowed_names_the_first_rule_that_refuses(user, open_symbols, reason):
-    refusal = position_allowed_for_user(user=user, signal=DOGE, open_symbols=open_symbols, exchange_ready=False)
+    refusal = position_allowed_for_user(features=ALL_FEATURES, user=user, signal=DOGE, open_symbols=open_symbols, exchange_ready=False)
     assert refusal is not None and refusal.reason == reason and refusal.detail
 
 
 def test_position_allowed_when_every_rule_agrees():
-    assert position_allowed_for_user(user=_user(), signal=DOGE, open_symbols=["BTC/USDT:USDT"]) is None
+    assert position_allowed_for_user(features=ALL_FEATURES, user=_user(), signal=DOGE, open_symbols=["BTC/USDT:USDT"]) is None
     live = _user(preferences=_prefs(paper_mode=False))
-    assert position_allowed_for_user(user=live, signal=DOGE, open_symbols=[], exchange_ready=lambda: True) is None
+    assert position_allowed_for_user(features=ALL_FEATURES, user=live, signal=DOGE, open_symbols=[], exchange_ready=lambda: True) is None
 
 
 @pytest.mark.django_db
 def test_live_mode_needs_an_active_and_verified_credential():
     user = TelegramUserFactory(auto_trading_enabled=True)
     user.preferences.paper_mode = False
-    assert position_allowed_for_user(user=user, signal=DOGE, open_symbols=[]).reason == "no_exchange"
+    assert position_allowed_for_user(features=ALL_FEATURES, user=user, signal=DOGE, open_symbols=[]).reason == "no_exchange"
     unverified = ExchangeCredentialFactory(user=user, validated_at=None)
-    assert position_allowed_for_user(user=user, signal=DOGE, open_symbols=[]).reason == "no_exchange"
+    assert position_allowed_for_user(features=ALL_FEATURES, user=user, signal=DOGE, open_symbols=[]).reason == "no_exchange"
     unverified.is_active = False
     unverified.save()
     ExchangeCredentialFactory(user=user)
-    assert position_allowed_for_user(user=user, signal=DOGE, open_symbols=[]) is None
+    assert position_allowed_for_user(features=ALL_FEATURES, user=user, signal=DOGE, open_symbols=[]) is None
 
 
 @pytest.mark.parametrize(("user", "facts", "expected"), [
@@ -97,3 +100,17 @@ def test_live_mode_needs_an_active_and_verified_credential():
 def test_auto_trading_status_says_why_and_the_one_action(user, facts, expected):
     status = auto_trading_status(user=user, **facts)
     assert (status.state, status.reason, status.action) == expected
+
+
+def test_a_plan_unlocks_live_trading_news_and_flow_trading_and_more_positions():
+    live = _user(preferences=_prefs(paper_mode=False, max_open_positions=10))
+    refusal = position_allowed_for_user(user=live, signal=DOGE, open_symbols=[], exchange_ready=True, features=())
+    assert refusal.reason == "plan_required" and "/subscribe" in refusal.detail
+    paper = _user(preferences=_prefs(max_open_positions=10))
+    news = SignalFacts(symbol="DOGE/USDT:USDT", side="long", risk_level="low", source="news")
+    assert position_allowed_for_user(user=paper, signal=news, open_symbols=[], features=()).reason == "plan_required"
+    assert position_allowed_for_user(user=paper, signal=news, open_symbols=[], features={Feature.NEWS_TRADING}) is None
+    three = ["BTC/USDT:USDT", "ETH/USDT:USDT", "XRP/USDT:USDT"]
+    capped = position_allowed_for_user(user=paper, signal=DOGE, open_symbols=three, features=())
+    assert capped.reason == "max_positions" and "free plan" in capped.detail
+    assert position_allowed_for_user(user=paper, signal=DOGE, open_symbols=three, features={Feature.MORE_POSITIONS}) is None

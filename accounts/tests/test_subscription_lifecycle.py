@@ -30,25 +30,25 @@ class TestEntitlements:
 
     def test_a_current_plan_unlocks_its_features_only_until_it_ends(self):
         now = timezone.now()
-        news_only = PlanFactory(code="news", whop_plan_id=None, features=[Feature.NEWS_ALERTS])
+        news_only = PlanFactory(code="news", whop_plan_id=None, features=[Feature.NEWS_TRADING])
         user = TelegramUserFactory()
         subscription = SubscriptionFactory(user=user, plan=news_only, valid_until=now + timedelta(days=1))
-        assert entitlements.feature_unlocked(user, Feature.NEWS_ALERTS)
+        assert entitlements.feature_unlocked(user, Feature.NEWS_TRADING)
         assert not entitlements.feature_unlocked(user, Feature.LIVE_TRADING)
-        assert not entitlements.feature_unlocked(user, Feature.NEWS_ALERTS, now=now + timedelta(days=2))
+        assert not entitlements.feature_unlocked(user, Feature.NEWS_TRADING, now=now + timedelta(days=2))
         assert entitlements.open_positions_limit(user, preferred=10) <= 3
         subscription.status = Subscription.Status.CANCELLED
         subscription.save()
-        assert not entitlements.feature_unlocked(user, Feature.NEWS_ALERTS)
+        assert not entitlements.feature_unlocked(user, Feature.NEWS_TRADING)
 
     def test_users_with_feature_agrees_with_the_rule(self):
         pro_user, free_user, lapsed = TelegramUserFactory.create_batch(3)
         SubscriptionFactory(user=pro_user, valid_until=None, source="admin", external_id=None)
         SubscriptionFactory(user=lapsed, valid_until=timezone.now() - timedelta(seconds=1))
         ids = [pro_user.pk, free_user.pk, lapsed.pk]
-        assert entitlements.users_with_feature(Feature.FLOW_ALERTS, user_ids=ids) == {pro_user.pk}
+        assert entitlements.users_with_feature(Feature.FLOW_TRADING, user_ids=ids) == {pro_user.pk}
         assert {u.pk for u in (pro_user, free_user, lapsed)
-                if entitlements.feature_unlocked(u, Feature.FLOW_ALERTS)} == {pro_user.pk}
+                if entitlements.feature_unlocked(u, Feature.FLOW_TRADING)} == {pro_user.pk}
         with pytest.raises(ValueError):
             entitlements.feature_unlocked(pro_user, "teleportation")
 
@@ -122,12 +122,12 @@ class TestOperators:
 
     def test_plan_admin_pages_and_features_form(self, staff_client):
         response = staff_client.post(reverse("admin:accounts_plan_add"), {
-            "code": "news", "name": "News", "period_days": 30, "features": ["news_alerts", "flow_alerts"],
+            "code": "news", "name": "News", "period_days": 30, "features": ["news_trading", "flow_trading"],
             "price_usd": "9", "solana_amount": "9000000", "solana_mint": "EPjFWdd5AufqSSqeM2qN1xzybapC8G4wEGGkZwyTDt1v",
             "solana_decimals": 6, "is_active": "on", "sort_order": 1})
         assert response.status_code == 302
         plan = PlanFactory._meta.model.objects.get(code="news")
-        assert plan.features == ["news_alerts", "flow_alerts"] and plan.solana_amount == 9_000_000
+        assert plan.features == ["news_trading", "flow_trading"] and plan.solana_amount == 9_000_000
         bad = staff_client.post(reverse("admin:accounts_plan_add"), {
             "code": "bad", "name": "Bad", "period_days": 30, "price_usd": "1", "solana_mint": "not-a-mint",
             "solana_decimals": 9, "sort_order": 0})

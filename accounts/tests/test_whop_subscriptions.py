@@ -100,7 +100,7 @@ class TestOnePurchaseIsOnePeriod:
         payment = Payment.objects.get()
         assert (payment.amount_base_units, payment.decimals, payment.currency) == (2900, 2, "USD")
         assert payment.subscription == subscription and payment.gateway == Payment.Gateway.WHOP
-        assert entitlements.feature_unlocked(user, Feature.NEWS_ALERTS)
+        assert entitlements.feature_unlocked(user, Feature.NEWS_TRADING)
         assert [e for e, _ in published] == ["user.notify"]  # one confirmation
         assert set(WebhookEvent.objects.values_list("status", flat=True)) == {WebhookEvent.Status.PROCESSED}
 

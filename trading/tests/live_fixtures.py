@@ -32,7 +32,7 @@ def fake_exchange(settings):
 
 @pytest.fixture
 def live_user(fake_exchange):
-    user = TelegramUserFactory(auto_trading_enabled=True)
+    user = TelegramUserFactory(auto_trading_enabled=True, subscribed=True)
     ExchangeCredentialFactory(user=user, exchange="okx", secrets=ApiSecrets(api_key=API_KEY, secret=API_SECRET, passphrase=PASSPHRASE))
     return user
 

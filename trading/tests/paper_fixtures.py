@@ -88,7 +88,7 @@ def paper_auto_trader():
     """An auto-trading paper user who accepts every source, many positions and no sector filter (load/fault tests)."""
     from accounts.tests.factories import TelegramUserFactory
 
-    user = TelegramUserFactory(auto_trading_enabled=True)
+    user = TelegramUserFactory(auto_trading_enabled=True, subscribed=True)  # more positions, news and flow trading
     prefs = user.preferences
     prefs.correlation_filter = False
     prefs.max_open_positions = 10

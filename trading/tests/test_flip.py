@@ -18,7 +18,7 @@ SYMBOL = "BTC/USDT:USDT"
 
 
 def _user(**prefs):
-    user = TelegramUserFactory(auto_trading_enabled=True)
+    user = TelegramUserFactory(auto_trading_enabled=True, subscribed=True)
     values = {"auto_flip": True, "flow_signals": True, "accepted_risk_levels": ["low", "medium", "high"]}
     values.update(prefs)
     for key, value in values.items():

@@ -37,7 +37,7 @@ def no_sleep(monkeypatch):
 
 @pytest.fixture
 def trader(fake_exchange):
-    user = TelegramUserFactory(auto_trading_enabled=True)
+    user = TelegramUserFactory(auto_trading_enabled=True, subscribed=True)
     UserPreferences.objects.filter(user=user).update(
         paper_mode=False, leverage=5, max_drawdown_pct=Decimal("10"), position_size_pct=Decimal("50"),
         correlation_filter=False, max_open_positions=5,

@@ -371,7 +371,7 @@ def test_signal_to_a_resting_limit_entry_then_protected(fake_exchange, limit_ent
     from trading.executors import live as live_module
 
     monkeypatch.setattr(live_module.time, "sleep", lambda _seconds: None)  # the executor's brief fill polls
-    user = TelegramUserFactory(auto_trading_enabled=True)
+    user = TelegramUserFactory(auto_trading_enabled=True, subscribed=True)
     UserPreferences.objects.filter(user=user).update(paper_mode=False, leverage=5)
     ExchangeCredentialFactory(user=user, exchange="okx", secrets=ApiSecrets(api_key=API_KEY, secret=API_SECRET, passphrase=PASSPHRASE))
     exchange = fake_account(fake_account_name(user_id=user.pk))
@@ -482,7 +482,7 @@ def test_limit_entry_over_http_on_the_fake_bitunix_server(settings, limit_entrie
         server.account.set_price(SYMBOL, "100")
         settings.LIVE_EXCHANGE_CLIENT = "real"
         settings.BITUNIX_BASE_URL = server.url
-        user = TelegramUserFactory(auto_trading_enabled=True)
+        user = TelegramUserFactory(auto_trading_enabled=True, subscribed=True)
         ExchangeCredentialFactory(user=user, exchange="bitunix", secrets=ApiSecrets(api_key=API_KEY, secret=API_SECRET))
         exchange = server.account
         exchange.partial_fill_ratio = Decimal("0.4")

@@ -16,7 +16,7 @@ pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("paper_settings")]
 
 
 def _user(**prefs):
-    user = TelegramUserFactory(auto_trading_enabled=True)
+    user = TelegramUserFactory(auto_trading_enabled=True, subscribed=True)
     for k, v in prefs.items():
         setattr(user.preferences, k, v)
     user.preferences.save()
