@@ -331,6 +331,10 @@ TELEGRAM_RATE_GLOBAL_PER_SECOND = env.float("TELEGRAM_RATE_GLOBAL_PER_SECOND", d
 TELEGRAM_RATE_CHAT_PER_SECOND = env.float("TELEGRAM_RATE_CHAT_PER_SECOND", default=1.0)
 TELEGRAM_RATE_GROUP_PER_MINUTE = env.float("TELEGRAM_RATE_GROUP_PER_MINUTE", default=20.0)
 TELEGRAM_BROADCAST_CHUNK_SIZE = env.int("TELEGRAM_BROADCAST_CHUNK_SIZE", default=500)
+# Polling bridge (telegram_bridge/dispatch.py): users handled at once (each user's updates in order), and the time an
+# update may take before it is stopped and the user is told so.
+TELEGRAM_BRIDGE_CONCURRENCY = env.int("TELEGRAM_BRIDGE_CONCURRENCY", default=8)
+TELEGRAM_HANDLER_TIME_LIMIT_SECONDS = env.float("TELEGRAM_HANDLER_TIME_LIMIT_SECONDS", default=20.0)
 CRYPTONEWS_API_KEY = env.str("CRYPTONEWS_API_KEY", default="")
 OPENAI_API_KEY = env.str("OPENAI_API_KEY", default="")
 OPENAI_MODEL = env.str("OPENAI_MODEL", default="gpt-4o-mini")

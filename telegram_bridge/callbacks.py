@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import logging
-from decimal import Decimal, InvalidOperation
 
+from accounts.inputs import NumberRangeError, preference_number_parse
 from accounts.models import RISK_LEVELS
 from telegram_bridge import commands, keyboards, subscribe, texts
 from telegram_bridge.conversations import (
@@ -124,16 +124,10 @@ def _setting_value(ctx: UpdateContext, name: str, text: str) -> None:
                 return
             value = list(dict.fromkeys(symbols))
     else:
-        try:
-            number = Decimal(raw.replace(",", ".").rstrip("%x ").strip())
-            if not number.is_finite():
-                raise InvalidOperation
-            value = int(number) if name in keyboards.INTEGER_NUMBERS and number == number.to_integral_value() else number
-        except (InvalidOperation, ValueError, OverflowError):
-            ctx.reply(f"⚠️ {escape(keyboards.NUMBERS[name][0])} must be {escape(keyboards.NUMBERS[name][1])}.")
-            return
-        if name in keyboards.INTEGER_NUMBERS and not isinstance(value, int):
-            ctx.reply(f"⚠️ {escape(keyboards.NUMBERS[name][0])} must be a whole number.")
+        try:  # shape and bounds first: "1e1000000" is refused before any arithmetic
+            value = preference_number_parse(name, raw)
+        except NumberRangeError as error:
+            ctx.reply(f"⚠️ {escape(keyboards.NUMBERS[name][0])} {escape(str(error))}.")
             return
     if commands.preferences_change(ctx, {name: value}):
         ctx.reply("✅ Saved.")

@@ -62,7 +62,7 @@ def test_settings_toggles_cycles_and_validated_inputs(bot_api):
 
     press(bot_api, 504, "s:i:leverage", message_id=mid)
     refused = say(bot_api, 504, "500")
-    assert "capped" in refused[0]["text"]
+    assert "must be a whole number from 1x to 20x" in refused[0]["text"]
     prefs.refresh_from_db()
     assert prefs.leverage == 5  # accounts.services.preferences_update refused it: nothing saved
     press(bot_api, 504, "s:i:leverage", message_id=mid)

@@ -51,7 +51,7 @@ def test_login_with_the_bot_link_and_change_a_setting(asgi_server, browser, sett
     leverage.clear()
     leverage.send_keys(str(settings.MAX_LEVERAGE + 5))
     browser.find_element(By.ID, "settings-save").click()
-    wait(browser, ec.text_to_be_present_in_element((By.ID, "settings-form"), f"capped at {settings.MAX_LEVERAGE}x"))
+    wait(browser, ec.text_to_be_present_in_element((By.ID, "settings-form"), f"from 1x to {settings.MAX_LEVERAGE}x"))
     assert UserPreferences.objects.get(user=user).leverage != settings.MAX_LEVERAGE + 5
 
     leverage = browser.find_element(By.ID, "id_leverage")

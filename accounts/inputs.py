@@ -1,0 +1,204 @@
+"""Numbers and JSON typed by people or sent by other systems, checked by shape and bounds before any arithmetic.
+
+One parser for the bot, the web forms and the REST API:
+
+* ``parse_bounded_int`` / ``parse_bounded_decimal`` look at the text first (at most ``MAX_NUMBER_CHARS`` characters,
+  plain ``[+-]digits[.digits]``: no exponent, no NaN/inf, no underscores, no non-ASCII digits), and only then build
+  the number and compare it with the bounds. ``1e1000000`` is refused by its shape in microseconds; converting it
+  first (``int(Decimal("1e1000000"))``) takes half a minute. The error says what is allowed.
+* ``preference_number_parse`` applies them to a numeric preference, with the bounds of the model's validators
+  (leverage also capped by ``settings.MAX_LEVERAGE``), so every interface states the same range.
+* ``strict_json_loads`` parses a request body as RFC 8259 JSON and refuses what the standard library would let
+  through and the database or a later step would choke on: NaN/Infinity, numbers too long or out of float range,
+  lone surrogates, NUL characters, nesting beyond ``MAX_JSON_DEPTH``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator
+
+from accounts.models import UserPreferences
+
+MAX_NUMBER_CHARS = 32
+MAX_JSON_DEPTH = 32
+MAX_JSON_NUMBER_CHARS = 40  # digits of an integer or float literal in a JSON body
+_NUMBER = re.compile(r"^[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)$")
+
+
+class InputError(ValueError):
+    """Input that does not have the required type, shape or range; the message is safe to show to the sender."""
+
+
+class NumberRangeError(InputError):
+    """A number that cannot be read or is out of range. ``allowed`` describes what is accepted, e.g.
+    "a whole number from 1x to 20x"; ``str(error)`` is "must be " + allowed."""
+
+    def __init__(self, allowed: str):
+        self.allowed = allowed
+        super().__init__(f"must be {allowed}")
+
+
+def _plain(value: Decimal | int) -> str:
+    return format(value.normalize(), "f") if isinstance(value, Decimal) else str(value)
+
+
+def allowed_range(*, minimum: Decimal | int, maximum: Decimal | int, unit: str = "", integer: bool = False) -> str:
+    kind = "a whole number" if integer else "a number"
+    return f"{kind} from {_plain(minimum)}{unit} to {_plain(maximum)}{unit}"
+
+
+def _number_text(value: Any, *, unit: str, allowed: str) -> str:
+    """The canonical decimal text of ``value`` (str, int, float or Decimal), or NumberRangeError."""
+    if isinstance(value, bool) or value is None:
+        raise NumberRangeError(allowed)
+    if isinstance(value, int):
+        text = str(value) if value.bit_length() <= 128 else ""
+    elif isinstance(value, float):
+        text = repr(value) if math.isfinite(value) else ""
+        if "e" in text or "E" in text:  # a float this far from our ranges: out of range whatever its value
+            text = ""
+    elif isinstance(value, Decimal):
+        text = format(value, "f") if value.is_finite() and abs(value.adjusted()) <= MAX_NUMBER_CHARS else ""
+    elif isinstance(value, str):
+        text = value if len(value) <= MAX_NUMBER_CHARS + len(unit) + 2 else ""
+        text = text.strip().replace(",", ".")
+        if unit and text.lower().endswith(unit.lower()):
+            text = text[: -len(unit)].rstrip()
+    else:
+        text = ""
+    if not text or len(text) > MAX_NUMBER_CHARS or not _NUMBER.match(text):
+        raise NumberRangeError(allowed)
+    return text
+
+
+def parse_bounded_decimal(value: Any, *, minimum: Decimal, maximum: Decimal, unit: str = "", places: int = 4) -> Decimal:
+    """``value`` as a Decimal within [minimum, maximum] with at most ``places`` decimals, else NumberRangeError."""
+    allowed = allowed_range(minimum=minimum, maximum=maximum, unit=unit)
+    number = Decimal(_number_text(value, unit=unit, allowed=allowed))  # ≤ 32 plain digits: constant time
+    if not minimum <= number <= maximum:
+        raise NumberRangeError(allowed)
+    if number.normalize().as_tuple().exponent < -places:  # int: the number is finite
+        raise NumberRangeError(f"{allowed}, with at most {places} decimals")
+    return number
+
+
+def parse_bounded_int(value: Any, *, minimum: int, maximum: int, unit: str = "") -> int:
+    """``value`` as an int within [minimum, maximum] ("5" and "5.0" are 5; "5.5" is refused), else NumberRangeError."""
+    allowed = allowed_range(minimum=minimum, maximum=maximum, unit=unit, integer=True)
+    number = Decimal(_number_text(value, unit=unit, allowed=allowed))
+    if number != number.to_integral_value() or not minimum <= number <= maximum:
+        raise NumberRangeError(allowed)
+    return int(number)
+
+
+# ---- numeric preferences ------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NumberBounds:
+    minimum: Decimal | int
+    maximum: Decimal | int
+    unit: str
+    integer: bool
+    places: int = 4
+
+    @property
+    def allowed(self) -> str:
+        return allowed_range(minimum=self.minimum, maximum=self.maximum, unit=self.unit, integer=self.integer)
+
+
+PREFERENCE_NUMBERS = ("position_size_pct", "risk_per_trade_pct", "max_open_positions", "leverage",
+                      "daily_loss_limit_pct", "max_drawdown_pct")
+_UNITS = {"leverage": "x", "max_open_positions": ""}
+
+
+def preference_number_bounds(name: str) -> NumberBounds:
+    """The range of a numeric preference, read from the model's validators (one source of truth)."""
+    if name not in PREFERENCE_NUMBERS:
+        raise KeyError(name)
+    field = UserPreferences._meta.get_field(name)
+    minimum = next(v.limit_value for v in field.validators if isinstance(v, MinValueValidator))
+    maximum = next(v.limit_value for v in field.validators if isinstance(v, MaxValueValidator))
+    integer = field.get_internal_type() in {"PositiveSmallIntegerField", "IntegerField", "PositiveIntegerField"}
+    if name == "leverage":
+        maximum = min(maximum, settings.MAX_LEVERAGE)
+    return NumberBounds(minimum=minimum, maximum=maximum, unit=_UNITS.get(name, "%"), integer=integer,
+                        places=0 if integer else field.decimal_places)
+
+
+def preference_number_parse(name: str, value: Any) -> int | Decimal:
+    """Parse a numeric preference (bot text, form field or JSON value); NumberRangeError says the allowed range."""
+    bounds = preference_number_bounds(name)
+    if bounds.integer:
+        return parse_bounded_int(value, minimum=int(bounds.minimum), maximum=int(bounds.maximum), unit=bounds.unit)
+    return parse_bounded_decimal(value, minimum=Decimal(bounds.minimum), maximum=Decimal(bounds.maximum),
+                                 unit=bounds.unit, places=bounds.places)
+
+
+# ---- JSON bodies --------------------------------------------------------------------------------------------------
+
+
+def _json_constant(name: str):
+    raise InputError(f"{name} is not a JSON value")
+
+
+def _json_int(text: str) -> int:
+    if len(text.lstrip("-")) > MAX_JSON_NUMBER_CHARS:
+        raise InputError("a number in the JSON body is too long")
+    return int(text)
+
+
+def _json_float(text: str) -> float:
+    if len(text) > MAX_JSON_NUMBER_CHARS:
+        raise InputError("a number in the JSON body is too long")
+    number = float(text)
+    if not math.isfinite(number):  # 1e400 parses as inf
+        raise InputError("a number in the JSON body is out of range")
+    return number
+
+
+def _json_check_strings(value: Any, depth: int = 0) -> None:
+    if depth > MAX_JSON_DEPTH:
+        raise InputError(f"the JSON body is nested more than {MAX_JSON_DEPTH} levels deep")
+    if isinstance(value, str):
+        _text_check(value)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _text_check(key)
+            _json_check_strings(item, depth + 1)
+    elif isinstance(value, list):
+        for item in value:
+            _json_check_strings(item, depth + 1)
+
+
+def _text_check(text: str) -> None:
+    if "\x00" in text:
+        raise InputError("the JSON body contains a NUL character")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InputError("the JSON body contains a lone surrogate (invalid Unicode)") from None
+
+
+def strict_json_loads(body: bytes | str) -> Any:
+    """Parse ``body`` as strict JSON; InputError (with a message safe to return) when it is not acceptable."""
+    try:
+        text = body.decode("utf-8") if isinstance(body, bytes | bytearray) else body
+    except UnicodeDecodeError:
+        raise InputError("the body is not UTF-8") from None
+    try:
+        value = json.loads(text, parse_constant=_json_constant, parse_int=_json_int, parse_float=_json_float)
+    except InputError:
+        raise
+    except (ValueError, RecursionError):  # JSONDecodeError is a ValueError
+        raise InputError("the body is not valid JSON") from None
+    _json_check_strings(value)
+    return value
