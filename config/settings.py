@@ -80,6 +80,7 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",  # Swagger UI / Redoc served from /static/ (works offline)
     "django_celery_beat",
     "channels",
+    "config.apps.WiringConfig",  # start-up checks (config/checks.py)
     "accounts",
     "signals",
     "trading",
