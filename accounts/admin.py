@@ -16,6 +16,7 @@ from accounts.models import (
 )
 from accounts.solana_pay import amount_text
 from accounts.subscriptions import CheckoutError, payment_refund, subscription_extend, subscription_grant
+from config.events import publish
 
 
 class UserPreferencesInline(admin.StackedInline):
@@ -45,6 +46,7 @@ class TelegramUserAdmin(admin.ModelAdmin):
         TelegramUser.objects.filter(pk__in=[u.pk for u in users]).update(is_banned=True, auto_trading_enabled=False)
         for user in users:
             self.log_change(request, user, "Banned (admin action); auto-trading switched off.")
+            publish("user.banned", user_id=user.pk)  # the web closes the user's open live-update sockets
         self.message_user(request, f"Banned {len(users)} user(s).", messages.SUCCESS)
         return None
 

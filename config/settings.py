@@ -94,6 +94,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "config.observability.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "config.security.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -235,6 +236,8 @@ DOMAIN_EVENT_CONSUMERS: dict[str, list[str]] = {
     "backtest.finished": ["telegram_bridge.tasks.backtest_report_send"],
     # payload: broadcast_id, queued, total, done
     "broadcast.progress": ["web.live_updates.push_broadcast_progress"],
+    # payload: user_id (TelegramUser pk); the user's open WebSockets are closed
+    "user.banned": ["web.live_updates.sockets_close_banned"],
 }
 
 # --- Auth, i18n, static -------------------------------------------------------------------------------------------
@@ -271,6 +274,26 @@ if IS_PRODUCTION:
     }
 SESSION_COOKIE_HTTPONLY = True
 X_FRAME_OPTIONS = "DENY"
+# Content-Security-Policy of every response (config/security.py): scripts only from this site (no inline scripts
+# anywhere: the dashboard, the admin and Swagger UI load theirs from /static/) plus Telegram's Login Widget; inline
+# styles allowed (they cannot run code); the live-updates socket of the request's host is added to connect-src.
+CONTENT_SECURITY_POLICY = {
+    "default-src": ["'self'"],
+    "script-src": ["'self'", "https://telegram.org"],
+    "style-src": ["'self'", "'unsafe-inline'"],
+    "img-src": ["'self'", "data:"],
+    "font-src": ["'self'", "data:"],
+    "connect-src": ["'self'"],
+    "frame-src": ["https://oauth.telegram.org"],
+    "frame-ancestors": ["'none'"],
+    "form-action": ["'self'"],
+    "base-uri": ["'self'"],
+    "object-src": ["'none'"],
+}
+CONTENT_SECURITY_POLICY_REPORT_ONLY = env.bool("CONTENT_SECURITY_POLICY_REPORT_ONLY", default=False)
+# Origins (scheme://host[:port]) whose pages may open the live-updates WebSocket, besides CSRF_TRUSTED_ORIGINS, the
+# origin of WEB_BASE_URL, the hosts in ALLOWED_HOSTS and the request's own host (config/security.py).
+WEB_ALLOWED_ORIGINS = env.list("WEB_ALLOWED_ORIGINS", default=[])
 
 # --- REST API -----------------------------------------------------------------------------------------------------
 REST_FRAMEWORK = {

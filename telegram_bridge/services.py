@@ -24,6 +24,7 @@ from django.utils import timezone
 from accounts.crypto import SecretDecryptionError, decrypt_secret, encrypt_secret, rotate_secret
 from accounts.models import TelegramUser
 from accounts.services import telegram_user_register, telegram_users_mark_blocked
+from config.events import publish
 from config.observability import bot_update_error
 from telegram_bridge import callbacks, commands, texts
 from telegram_bridge.conversations import conversation_end, conversation_get
@@ -261,6 +262,8 @@ def telegram_user_ban_set(*, telegram_id: int, banned: bool) -> TelegramUser | N
     if user.is_banned != banned:
         user.is_banned = banned
         user.save(update_fields=["is_banned"])
+        if banned:
+            publish("user.banned", user_id=user.pk)  # the web closes the user's open live-update sockets
     return user
 
 
