@@ -257,6 +257,17 @@ STATIC_ROOT = BASE_DIR / "staticfiles"
 MEDIA_URL = "media/"
 MEDIA_ROOT = Path(env.str("MEDIA_ROOT", default=str(BASE_DIR / "media")))
 LOGIN_URL = "/admin/login/"
+# Login throttling and lockout (accounts/login_throttle.py, counted in the shared cache): failed password logins per
+# username and per client within the window lock that username / client out; failed one-time-link and Telegram
+# login attempts per client likewise (HTTP 429).
+AUTHENTICATION_BACKENDS = ["accounts.login_throttle.LoginLockoutBackend", "django.contrib.auth.backends.ModelBackend"]
+LOGIN_FAILURE_LIMIT = env.int("LOGIN_FAILURE_LIMIT", default=5)
+LOGIN_LINK_ATTEMPT_LIMIT = env.int("LOGIN_LINK_ATTEMPT_LIMIT", default=10)
+LOGIN_FAILURE_WINDOW_SECONDS = env.int("LOGIN_FAILURE_WINDOW_SECONDS", default=900)
+LOGIN_LOCKOUT_SECONDS = env.int("LOGIN_LOCKOUT_SECONDS", default=900)
+# Reverse proxies in front of the web process that append the client address to X-Forwarded-For (0: use the peer
+# address). Set it to the real number, or a client could pick its own address for the login throttling.
+TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=0)
 
 # --- Security (production) ----------------------------------------------------------------------------------------
 if IS_PRODUCTION:
