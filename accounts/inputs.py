@@ -10,7 +10,8 @@ One parser for the bot, the web forms and the REST API:
   (leverage also capped by ``settings.MAX_LEVERAGE``), so every interface states the same range.
 * ``strict_json_loads`` parses a request body as RFC 8259 JSON and refuses what the standard library would let
   through and the database or a later step would choke on: NaN/Infinity, numbers too long or out of float range,
-  lone surrogates, NUL characters, nesting beyond ``MAX_JSON_DEPTH``.
+  lone surrogates, NUL characters, integers beyond 64 bits, nesting beyond ``MAX_JSON_DEPTH``, more than
+  ``MAX_JSON_NODES`` values. The payment webhooks (accounts/payment_webhooks.py) parse their bodies with it.
 """
 
 from __future__ import annotations
@@ -29,7 +30,9 @@ from accounts.models import UserPreferences
 
 MAX_NUMBER_CHARS = 32
 MAX_JSON_DEPTH = 32
-MAX_JSON_NUMBER_CHARS = 40  # digits of an integer or float literal in a JSON body
+MAX_JSON_NODES = 20_000  # values (objects, arrays, strings, numbers, keys) in one body
+MAX_JSON_NUMBER_CHARS = 40  # characters of a float literal in a JSON body
+MAX_JSON_INT = 2**63 - 1  # what PostgreSQL jsonb and SQLite store as received, and what any of our senders uses
 _NUMBER = re.compile(r"^[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)$")
 
 
@@ -151,9 +154,9 @@ def _json_constant(name: str):
 
 
 def _json_int(text: str) -> int:
-    if len(text.lstrip("-")) > MAX_JSON_NUMBER_CHARS:
-        raise InputError("a number in the JSON body is too long")
-    return int(text)
+    if len(text.lstrip("-")) > 19 or abs(number := int(text)) > MAX_JSON_INT:
+        raise InputError("a number in the JSON body is out of range")
+    return number
 
 
 def _json_float(text: str) -> float:
@@ -165,18 +168,24 @@ def _json_float(text: str) -> float:
     return number
 
 
-def _json_check_strings(value: Any, depth: int = 0) -> None:
-    if depth > MAX_JSON_DEPTH:
-        raise InputError(f"the JSON body is nested more than {MAX_JSON_DEPTH} levels deep")
-    if isinstance(value, str):
-        _text_check(value)
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            _text_check(key)
-            _json_check_strings(item, depth + 1)
-    elif isinstance(value, list):
-        for item in value:
-            _json_check_strings(item, depth + 1)
+def _json_check_strings(value: Any) -> None:
+    """Walk the parsed body (without recursion): depth, size, and every string and key storable as received."""
+    stack, seen = [(value, 0)], 0
+    while stack:
+        node, depth = stack.pop()
+        seen += 1
+        if seen > MAX_JSON_NODES:
+            raise InputError("the JSON body has too many values")
+        if depth > MAX_JSON_DEPTH:
+            raise InputError(f"the JSON body is nested more than {MAX_JSON_DEPTH} levels deep")
+        if isinstance(node, str):
+            _text_check(node)
+        elif isinstance(node, dict):
+            for key, item in node.items():
+                _text_check(key)
+                stack.append((item, depth + 1))
+        elif isinstance(node, list):
+            stack.extend((item, depth + 1) for item in node)
 
 
 def _text_check(text: str) -> None:

@@ -35,7 +35,7 @@ PASSWORD, LINK = "password", "link"
 def client_ip(request) -> str:
     if request is None:
         return ""
-    proxies = getattr(settings, "TRUSTED_PROXY_COUNT", 0)
+    proxies = settings.TRUSTED_PROXY_COUNT
     if proxies:
         forwarded = [part.strip() for part in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",") if part.strip()]
         if len(forwarded) >= proxies:

@@ -43,7 +43,7 @@ def _fernet_key_problem(key: object) -> str | None:
 
 
 def fernet_keys_check(**kwargs) -> list[Error]:
-    keys = list(getattr(settings, "FERNET_KEYS", []) or [])
+    keys = list(settings.FERNET_KEYS or [])
     if not keys:
         return [Error("FERNET_KEYS is empty: exchange keys and stored Telegram updates cannot be encrypted.",
                       hint="Generate one with: python -c \"from cryptography.fernet import Fernet; "
@@ -60,7 +60,7 @@ def fernet_keys_check(**kwargs) -> list[Error]:
 
 
 def secret_key_check(**kwargs) -> list[Error]:
-    if not getattr(settings, "IS_PRODUCTION", False):
+    if not settings.IS_PRODUCTION:
         return []
     try:
         key = settings.SECRET_KEY or ""
@@ -74,9 +74,9 @@ def secret_key_check(**kwargs) -> list[Error]:
 
 
 def broker_url_check(**kwargs) -> list[Error | Warning]:
-    url = getattr(settings, "CELERY_BROKER_URL", "") or ""
+    url = settings.CELERY_BROKER_URL or ""
     if not url:
-        if getattr(settings, "IS_PRODUCTION", False):
+        if settings.IS_PRODUCTION:
             return [Warning("No Celery broker (CELERY_BROKER_URL / REDIS_URL) in production: tasks run in the calling "
                             "process.", id="config.W002")]
         return []
@@ -107,7 +107,7 @@ def database_check(**kwargs) -> list[Error | Warning]:
     port = database.get("PORT")
     if port not in (None, "") and not str(port).isdigit():
         messages.append(Error("The database port in DATABASE_URL is not a number.", id="config.E004"))
-    if getattr(settings, "IS_PRODUCTION", False) and engine == "django.db.backends.sqlite3":
+    if settings.IS_PRODUCTION and engine == "django.db.backends.sqlite3":
         messages.append(Warning("Production on SQLite: use PostgreSQL (DATABASE_URL=postgres://…).", id="config.W001"))
     return messages
 

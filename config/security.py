@@ -39,8 +39,8 @@ def _origin(url: str) -> str | None:
 
 
 def allowed_origins() -> list[str]:
-    configured = [*getattr(settings, "WEB_ALLOWED_ORIGINS", []), *getattr(settings, "CSRF_TRUSTED_ORIGINS", [])]
-    if getattr(settings, "WEB_BASE_URL", ""):
+    configured = [*settings.WEB_ALLOWED_ORIGINS, *settings.CSRF_TRUSTED_ORIGINS]
+    if settings.WEB_BASE_URL:
         configured.append(settings.WEB_BASE_URL)
     return [origin.strip().lower().rstrip("/") for origin in configured if origin.strip()]
 
@@ -95,10 +95,10 @@ class ContentSecurityPolicyMiddleware:
 
     def __call__(self, request):
         response = self.get_response(request)
-        directives: dict[str, list[str]] = getattr(settings, "CONTENT_SECURITY_POLICY", {}) or {}
+        directives: dict[str, list[str]] = settings.CONTENT_SECURITY_POLICY or {}
         if not directives:
             return response
-        header = ("Content-Security-Policy-Report-Only" if getattr(settings, "CONTENT_SECURITY_POLICY_REPORT_ONLY", False)
+        header = ("Content-Security-Policy-Report-Only" if settings.CONTENT_SECURITY_POLICY_REPORT_ONLY
                   else "Content-Security-Policy")
         if header in response:
             return response

@@ -32,7 +32,7 @@ from typing import Any
 from django.conf import settings
 from django.db import close_old_connections, connection
 
-from telegram_bridge.sender import OutgoingMessage, deliveries_create
+from telegram_bridge.deliveries import OutgoingMessage, deliveries_create
 from telegram_bridge.services import update_handle
 from telegram_bridge.tasks import deliveries_send
 from telegram_bridge.update_context import update_cut_off_clear, update_cut_off_mark

@@ -94,8 +94,8 @@ def test_whop_hostile_field_is_a_clear_400(webhooks, field, value):
 def test_helius_hostile_field_is_a_clear_400(webhooks, field, value):
     _, helius = webhooks
     response = helius(_helius_body(field, value))
-    if response.status_code == 200:
-        assert value in UNUSUAL_JSON and field != "signature", value
+    if response.status_code == 200:  # Helius' float tokenAmount is informative only (the raw amount is used)
+        assert value in UNUSUAL_JSON | ({"1e308"} if field == "tokenAmount" else set()) and field != "signature", value
         return
     _assert_clear_400(response)
     assert not WebhookEvent.objects.exists()
@@ -113,7 +113,7 @@ def test_non_object_or_hostile_json_body_is_a_clear_400(webhooks, body):
 def test_a_hostile_webhook_id_header_is_refused_not_stored(webhooks, client):
     whop, _ = webhooks
     body = _whop_body("final_amount", '"1"')
-    for msg_id in ("msg with space", "x" * 201, "msg\u00e9"):
+    for msg_id in ("x" * 201, "msg\u00e9", "msg\x7f"):
         assert whop(body, msg_id=msg_id).status_code in (400, 401)
     assert not WebhookEvent.objects.exists()
 
