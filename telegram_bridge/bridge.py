@@ -143,9 +143,10 @@ class Poller:
 
 
 def polling_run(*, timeout: int = 25, max_updates: int | None = None, stop: threading.Event | None = None,
-                stall_seconds: float | None = None, concurrency: int | None = None) -> int:
+                stall_seconds: float | None = None, concurrency: int = 1) -> int:
     """getUpdates in a loop, each update handed to ``update_handle`` (per user in order); returns how many were
-    handled."""
+    handled. In-process callers (the demo, tests) handle in their own thread by default; the bridge process
+    (``run_bridge``) uses ``TELEGRAM_BRIDGE_CONCURRENCY``."""
     poller = Poller(timeout=timeout, stall_seconds=stall_seconds, stop=stop, concurrency=concurrency)
     return poller.run(max_updates=max_updates).handled
 
