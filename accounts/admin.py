@@ -1,8 +1,11 @@
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.forms import AdminAuthenticationForm
+from django.core.exceptions import ValidationError
 from django.utils import timezone
 
 from accounts.admin_confirmation import action_confirmation_page, action_confirmed
+from accounts.login_throttle import PASSWORD, lockout_message, lockout_remaining
 from accounts.models import (
     ExchangeCredential,
     Feature,
@@ -17,6 +20,19 @@ from accounts.models import (
 from accounts.services import telegram_users_admin_set, telegram_users_ban_set
 from accounts.solana_pay import amount_text
 from accounts.subscriptions import CheckoutError, payment_refund, subscription_extend, subscription_grant
+
+
+class LockoutAwareAuthenticationForm(AdminAuthenticationForm):
+    """The admin login form, saying so when the username or the client is locked out (accounts/login_throttle.py)."""
+
+    def clean(self):
+        remaining = lockout_remaining(PASSWORD, request=self.request, username=self.cleaned_data.get("username"))
+        if remaining:
+            raise ValidationError(lockout_message(remaining), code="locked_out")
+        return super().clean()
+
+
+admin.site.login_form = LockoutAwareAuthenticationForm
 
 
 class UserPreferencesInline(admin.StackedInline):

@@ -1,7 +1,9 @@
 """Web dashboard logins: one-time links from the bot and the Telegram Login Widget.
 
 * ``login_link_create(*, user) -> str`` — the bot's "Open web dashboard" button. The token is random (256 bits), only
-  its SHA-256 is stored, it works once and expires after ``WEB_LOGIN_LINK_TTL_SECONDS``.
+  its SHA-256 is stored, it works once and expires after ``WEB_LOGIN_LINK_TTL_SECONDS``. One live link per user:
+  creating one revokes the user's older unused links. Failed attempts are throttled per client
+  (accounts/login_throttle.py).
 * ``telegram_login_verify(*, data)`` — the Login Widget's check (https://core.telegram.org/widgets/login): the
   data-check-string is every received field except ``hash``, sorted by key, as ``key=value`` lines joined by ``\\n``;
   the expected hash is hex(HMAC-SHA256(key=SHA256(bot token), data-check-string)); ``auth_date`` must be recent.
@@ -41,7 +43,11 @@ def login_link_create(*, user: TelegramUser) -> str:
     """A single-use, short-lived absolute URL (relative when WEB_BASE_URL is unset) that logs ``user`` in."""
     ttl = settings.WEB_LOGIN_LINK_TTL_SECONDS
     token = secrets.token_urlsafe(32)
-    LoginToken.objects.create(user=user, token_hash=_token_hash(token), expires_at=timezone.now() + timedelta(seconds=ttl))
+    with transaction.atomic():
+        TelegramUser.objects.select_for_update().filter(pk=user.pk).first()  # one link creation per user at a time
+        LoginToken.objects.filter(user=user, used_at__isnull=True).delete()  # older links stop working
+        LoginToken.objects.create(user=user, token_hash=_token_hash(token),
+                                  expires_at=timezone.now() + timedelta(seconds=ttl))
     return f"{_base_url()}{reverse('dashboard:login-link', args=[token])}"
 
 

@@ -14,7 +14,6 @@ import base64
 import binascii
 import hashlib
 import hmac
-import json
 import math
 import re
 import time
@@ -24,6 +23,7 @@ from datetime import UTC, datetime
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
 
+from accounts.inputs import InputError, strict_json_loads
 from accounts.solana_pay import amount_text, currency_of_mint, solana_address_valid, solana_signature_valid
 from accounts.telegram_ids import telegram_id_valid
 
@@ -90,56 +90,13 @@ def authorization_verify(*, expected: str, received: str) -> None:
         raise WebhookAuthenticationError("wrong Authorization header")
 
 
-# ---- strict JSON ---------------------------------------------------------------------------------------------------
-
-MAX_JSON_INT = 2**63 - 1  # what PostgreSQL jsonb / SQLite hold and what the Bot API ever sends
-MAX_NODES = 20_000
-
-
-def _constant_refused(name: str) -> Any:
-    raise WebhookPayloadError(f"{name} is not a JSON value")
-
-
-def _storable_check(payload: Any) -> None:
-    """Every string is valid UTF-8 without NUL (PostgreSQL refuses both in jsonb), every number finite and in range."""
-    stack, seen = [payload], 0
-    while stack:
-        node = stack.pop()
-        seen += 1
-        if seen > MAX_NODES:
-            raise WebhookPayloadError("the body is too large")
-        if isinstance(node, dict):
-            stack.extend(node.keys())
-            stack.extend(node.values())
-        elif isinstance(node, list):
-            stack.extend(node)
-        elif isinstance(node, str):
-            if "\x00" in node:
-                raise WebhookPayloadError("a string contains a NUL character")
-            try:
-                node.encode("utf-8")
-            except UnicodeEncodeError:
-                raise WebhookPayloadError("a string contains a lone surrogate") from None
-        elif isinstance(node, bool) or node is None:
-            continue
-        elif isinstance(node, int):
-            if abs(node) > MAX_JSON_INT:
-                raise WebhookPayloadError("a number is out of range")
-        elif isinstance(node, float) and not math.isfinite(node):
-            raise WebhookPayloadError("a number is not finite")
-
-
 def json_body(body: bytes) -> Any:
     """The body as JSON, refusing what JSON does not allow (NaN, Infinity) and what cannot be stored as received
-    (NUL, lone surrogates, numbers beyond 64 bits or not finite)."""
+    (NUL, lone surrogates, numbers beyond 64 bits or not finite): ``accounts.inputs.strict_json_loads``."""
     try:
-        payload = json.loads(body.decode("utf-8"), parse_constant=_constant_refused)
-    except WebhookPayloadError:
-        raise
-    except (UnicodeDecodeError, ValueError, RecursionError):  # JSONDecodeError is a ValueError; so are huge ints
-        raise WebhookPayloadError("the body is not valid JSON") from None
-    _storable_check(payload)
-    return payload
+        return strict_json_loads(body)
+    except InputError as error:
+        raise WebhookPayloadError(str(error)) from None
 
 
 # ---- shared field checks -------------------------------------------------------------------------------------------

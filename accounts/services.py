@@ -70,6 +70,8 @@ def telegram_users_ban_set(*, users, banned: bool) -> list[TelegramUser]:
     for user in changed:
         for name, value in fields.items():
             setattr(user, name, value)
+        if banned:
+            publish("user.banned", user_id=user.pk)  # the web closes the user's open live-update sockets
     return changed
 
 

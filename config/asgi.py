@@ -64,9 +64,9 @@ celery_app.loader.import_default_modules()
 # Django must be set up before these imports.
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 from django.urls import path  # noqa: E402
 
+from config.security import WebSocketOriginValidator  # noqa: E402
 from web.live_updates import LiveUpdatesConsumer  # noqa: E402
 
 websocket_urlpatterns = [path("ws/live/", LiveUpdatesConsumer.as_asgi())]
@@ -74,7 +74,8 @@ websocket_urlpatterns = [path("ws/live/", LiveUpdatesConsumer.as_asgi())]
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
-        "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
+        # the Origin is checked against the configured hosts even with ALLOWED_HOSTS=* (config/security.py)
+        "websocket": WebSocketOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
     }
 )
 

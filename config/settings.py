@@ -80,6 +80,7 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",  # Swagger UI / Redoc served from /static/ (works offline)
     "django_celery_beat",
     "channels",
+    "config.apps.WiringConfig",  # start-up checks (config/checks.py)
     "accounts",
     "signals",
     "trading",
@@ -93,6 +94,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "config.observability.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "config.security.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -234,6 +236,8 @@ DOMAIN_EVENT_CONSUMERS: dict[str, list[str]] = {
     "backtest.finished": ["telegram_bridge.tasks.backtest_report_send"],
     # payload: broadcast_id, queued, total, done
     "broadcast.progress": ["web.live_updates.push_broadcast_progress"],
+    # payload: user_id (TelegramUser pk); the user's open WebSockets are closed
+    "user.banned": ["web.live_updates.sockets_close_banned"],
 }
 
 # --- Auth, i18n, static -------------------------------------------------------------------------------------------
@@ -253,6 +257,17 @@ STATIC_ROOT = BASE_DIR / "staticfiles"
 MEDIA_URL = "media/"
 MEDIA_ROOT = Path(env.str("MEDIA_ROOT", default=str(BASE_DIR / "media")))
 LOGIN_URL = "/admin/login/"
+# Login throttling and lockout (accounts/login_throttle.py, counted in the shared cache): failed password logins per
+# username and per client within the window lock that username / client out; failed one-time-link and Telegram
+# login attempts per client likewise (HTTP 429).
+AUTHENTICATION_BACKENDS = ["accounts.login_throttle.LoginLockoutBackend", "django.contrib.auth.backends.ModelBackend"]
+LOGIN_FAILURE_LIMIT = env.int("LOGIN_FAILURE_LIMIT", default=5)
+LOGIN_LINK_ATTEMPT_LIMIT = env.int("LOGIN_LINK_ATTEMPT_LIMIT", default=10)
+LOGIN_FAILURE_WINDOW_SECONDS = env.int("LOGIN_FAILURE_WINDOW_SECONDS", default=900)
+LOGIN_LOCKOUT_SECONDS = env.int("LOGIN_LOCKOUT_SECONDS", default=900)
+# Reverse proxies in front of the web process that append the client address to X-Forwarded-For (0: use the peer
+# address). Set it to the real number, or a client could pick its own address for the login throttling.
+TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=0)
 
 # --- Security (production) ----------------------------------------------------------------------------------------
 if IS_PRODUCTION:
@@ -270,6 +285,26 @@ if IS_PRODUCTION:
     }
 SESSION_COOKIE_HTTPONLY = True
 X_FRAME_OPTIONS = "DENY"
+# Content-Security-Policy of every response (config/security.py): scripts only from this site (no inline scripts
+# anywhere: the dashboard, the admin and Swagger UI load theirs from /static/) plus Telegram's Login Widget; inline
+# styles allowed (they cannot run code); the live-updates socket of the request's host is added to connect-src.
+CONTENT_SECURITY_POLICY = {
+    "default-src": ["'self'"],
+    "script-src": ["'self'", "https://telegram.org"],
+    "style-src": ["'self'", "'unsafe-inline'"],
+    "img-src": ["'self'", "data:"],
+    "font-src": ["'self'", "data:"],
+    "connect-src": ["'self'"],
+    "frame-src": ["https://oauth.telegram.org"],
+    "frame-ancestors": ["'none'"],
+    "form-action": ["'self'"],
+    "base-uri": ["'self'"],
+    "object-src": ["'none'"],
+}
+CONTENT_SECURITY_POLICY_REPORT_ONLY = env.bool("CONTENT_SECURITY_POLICY_REPORT_ONLY", default=False)
+# Origins (scheme://host[:port]) whose pages may open the live-updates WebSocket, besides CSRF_TRUSTED_ORIGINS, the
+# origin of WEB_BASE_URL, the hosts in ALLOWED_HOSTS and the request's own host (config/security.py).
+WEB_ALLOWED_ORIGINS = env.list("WEB_ALLOWED_ORIGINS", default=[])
 
 # --- REST API -----------------------------------------------------------------------------------------------------
 REST_FRAMEWORK = {
@@ -331,6 +366,10 @@ TELEGRAM_RATE_GLOBAL_PER_SECOND = env.float("TELEGRAM_RATE_GLOBAL_PER_SECOND", d
 TELEGRAM_RATE_CHAT_PER_SECOND = env.float("TELEGRAM_RATE_CHAT_PER_SECOND", default=1.0)
 TELEGRAM_RATE_GROUP_PER_MINUTE = env.float("TELEGRAM_RATE_GROUP_PER_MINUTE", default=20.0)
 TELEGRAM_BROADCAST_CHUNK_SIZE = env.int("TELEGRAM_BROADCAST_CHUNK_SIZE", default=500)
+# Polling bridge (telegram_bridge/dispatch.py): users handled at once (each user's updates in order), and the time an
+# update may take before it is stopped and the user is told so.
+TELEGRAM_BRIDGE_CONCURRENCY = env.int("TELEGRAM_BRIDGE_CONCURRENCY", default=8)
+TELEGRAM_HANDLER_TIME_LIMIT_SECONDS = env.float("TELEGRAM_HANDLER_TIME_LIMIT_SECONDS", default=20.0)
 CRYPTONEWS_API_KEY = env.str("CRYPTONEWS_API_KEY", default="")
 OPENAI_API_KEY = env.str("OPENAI_API_KEY", default="")
 OPENAI_MODEL = env.str("OPENAI_MODEL", default="gpt-4o-mini")

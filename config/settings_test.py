@@ -10,6 +10,8 @@ import os
 
 os.environ.setdefault("DJANGO_ENV", "test")
 os.environ.setdefault("CELERY_TASK_ALWAYS_EAGER", "true")
+# The polling bridge handles updates in the test's own thread (and transaction); concurrency tests ask for workers.
+os.environ.setdefault("TELEGRAM_BRIDGE_CONCURRENCY", "1")
 
 
 def _per_worker_redis_url(url: str, worker: str) -> str:

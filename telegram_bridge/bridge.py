@@ -13,7 +13,7 @@ from aiogram.types import BotCommand
 from django.conf import settings
 from django.db import close_old_connections, connection
 
-from telegram_bridge.services import update_handle
+from telegram_bridge.dispatch import UpdateDispatcher
 from telegram_bridge.texts import COMMANDS
 from telegram_bridge.transport import get_transport
 
@@ -50,10 +50,16 @@ class Poller:
     (graceful shutdown does not wait for a 25 s long poll), and when no answer has come ``stall_seconds`` after the
     long-poll timeout the watchdog cancels it and rebuilds the HTTP session (a half-open TCP connection behind a NAT
     or a proxy otherwise hangs the bridge forever).
+
+    Updates go to an ``UpdateDispatcher`` (telegram_bridge/dispatch.py): ``concurrency`` users at a time, each user's
+    updates in order, each under the handler time limit. The offset sent with the next getUpdates confirms only the
+    updates already started.
     """
 
     def __init__(self, *, timeout: int = 25, stall_seconds: float | None = None,
-                 stop: threading.Event | None = None) -> None:
+                 stop: threading.Event | None = None, concurrency: int | None = None,
+                 time_limit: float | None = None) -> None:
+        self.dispatcher = UpdateDispatcher(workers=concurrency, time_limit=time_limit)
         self.timeout = timeout
         self.stall_seconds = stall_seconds if stall_seconds is not None else max(10.0, timeout * 0.5)
         self.stop = stop or threading.Event()
@@ -117,21 +123,31 @@ class Poller:
             self._beat()
             if not connection.in_atomic_block:  # a long-lived process drops stale connections between batches
                 close_old_connections()
+            next_offset = self.offset
             for update in updates:
-                self.offset = update.update_id + 1
-                update_handle(update.model_dump(mode="json", exclude_none=True, by_alias=True))
-                self.report.handled += 1
+                next_offset = update.update_id + 1
+                if self.dispatcher.submit(update.model_dump(mode="json", exclude_none=True, by_alias=True)):
+                    self.report.handled += 1
                 if max_updates and self.report.handled >= max_updates:
-                    _confirm(self.offset)
-                    return self.report
+                    return self._finish(next_offset)
+            self.offset = self.dispatcher.confirm_offset(next_offset=next_offset)
+        return self._finish(self.offset)
+
+    def _finish(self, next_offset: int | None) -> PollingReport:
+        """Let the running handlers finish (each is bounded by the time limit), then confirm what was handled."""
+        if not self.dispatcher.close(timeout=self.dispatcher.time_limit + 5):
+            logger.warning("stopping with updates still waiting; they are not confirmed, so they come again after the restart")
+        self.offset = self.dispatcher.confirm_offset(next_offset=next_offset)
         _confirm(self.offset)
         return self.report
 
 
 def polling_run(*, timeout: int = 25, max_updates: int | None = None, stop: threading.Event | None = None,
-                stall_seconds: float | None = None) -> int:
-    """getUpdates in a loop, each update handed to ``update_handle`` in order; returns how many were handled."""
-    poller = Poller(timeout=timeout, stall_seconds=stall_seconds, stop=stop)
+                stall_seconds: float | None = None, concurrency: int = 1) -> int:
+    """getUpdates in a loop, each update handed to ``update_handle`` (per user in order); returns how many were
+    handled. In-process callers (the demo, tests) handle in their own thread by default; the bridge process
+    (``run_bridge``) uses ``TELEGRAM_BRIDGE_CONCURRENCY``."""
+    poller = Poller(timeout=timeout, stall_seconds=stall_seconds, stop=stop, concurrency=concurrency)
     return poller.run(max_updates=max_updates).handled
 
 

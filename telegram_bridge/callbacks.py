@@ -5,8 +5,8 @@ from __future__ import annotations
 import html
 import logging
 import re
-from decimal import Decimal, InvalidOperation
 
+from accounts.inputs import NumberRangeError, preference_number_parse
 from accounts.models import RISK_LEVELS
 from telegram_bridge import commands, keyboards, subscribe, texts
 from telegram_bridge.conversations import (
@@ -132,15 +132,9 @@ def _setting_value(ctx: UpdateContext, name: str, text: str) -> None:
         # every spelling is read by preferences_update (accounts.symbols), which names a word it cannot read
         value = [] if raw == "-" else [part.strip() for part in raw.split(",") if part.strip()]
     else:
-        try:
-            number = Decimal(raw.replace(",", ".").rstrip("%x ").strip())
-            if not number.is_finite():
-                raise InvalidOperation
-            value = int(number) if name in keyboards.INTEGER_NUMBERS and number == number.to_integral_value() else number
-        except (InvalidOperation, ValueError, OverflowError):
-            ctx.reply(f"⚠️ {escape(keyboards.number_refusal(name))}")
-            return
-        if name in keyboards.INTEGER_NUMBERS and not isinstance(value, int):
+        try:  # shape and bounds first: "1e1000000" is refused before any arithmetic
+            value = preference_number_parse(name, raw)
+        except NumberRangeError:
             ctx.reply(f"⚠️ {escape(keyboards.number_refusal(name))}")
             return
     if commands.preferences_change(ctx, {name: value}):

@@ -2,10 +2,30 @@
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 
 from accounts.models import TelegramUser
 from telegram_bridge.deliveries import OutgoingMessage, deliveries_create
+
+# Updates stopped by the bridge's time limit (telegram_bridge.dispatch): what their handler still queues is dropped.
+_cut_off_updates: set[int] = set()
+_cut_off_lock = threading.Lock()
+
+
+def update_cut_off_mark(update_id: int | None) -> None:
+    with _cut_off_lock:
+        _cut_off_updates.add(update_id)
+
+
+def update_cut_off_clear(update_id: int | None) -> None:
+    with _cut_off_lock:
+        _cut_off_updates.discard(update_id)
+
+
+def update_is_cut_off(update_id: int | None) -> bool:
+    with _cut_off_lock:
+        return update_id in _cut_off_updates
 
 
 @dataclass
@@ -75,6 +95,9 @@ class UpdateContext:
     def flush(self) -> list[int]:
         """Store the queued replies and hand them to the sender; returns their delivery ids."""
         if not self.replies:
+            return []
+        if update_is_cut_off(self.update_id):  # the user was already told it took too long
+            self.replies = []
             return []
         from telegram_bridge.tasks import deliveries_send
 

@@ -7,6 +7,7 @@ from django.http import JsonResponse
 from django.views.decorators.http import require_GET
 
 from analytics.selectors import heartbeat_age_seconds
+from config.checks import configuration_problems
 from config.probes import broker_ok, database_ok
 
 
@@ -18,14 +19,18 @@ def healthz(request):
 
 @require_GET
 def readyz(request):
-    """Database reachable, broker reachable (if any), heartbeat fresh (if a broker runs periodic tasks)."""
+    """Configuration sound (config/checks.py: Fernet keys, secret key, broker and database URLs), database reachable,
+    broker reachable (if any), heartbeat fresh (if a broker runs periodic tasks)."""
+    configuration_errors = [f"{message.id}: {message.msg}" for message in configuration_problems()
+                            if message.is_serious()]
     database = database_ok()
     broker = broker_ok()
     age = heartbeat_age_seconds() if database else None
     heartbeat_fresh = None if broker is None else (age is not None and age <= settings.HEARTBEAT_MAX_AGE_SECONDS)
-    ready = database and broker is not False and heartbeat_fresh is not False
+    ready = not configuration_errors and database and broker is not False and heartbeat_fresh is not False
     body = {
         "status": "ready" if ready else "not ready",
+        "configuration": configuration_errors or "ok",
         "database": database,
         "broker": broker,
         "heartbeat_age_seconds": age,

@@ -1,7 +1,10 @@
 """Live updates over WebSockets (Django Channels).
 
 * One socket per browser tab at ``/ws/live/``, authenticated by the dashboard's session. Anonymous sockets are closed
-  with code 4401. A user joins ``user.<telegram user id>`` (their own events only); staff also join ``staff``.
+  with code 4401, a banned user's with 4403. A user joins ``user.<telegram user id>`` (their own events only); staff
+  also join ``staff``. The handshake's Origin is checked first (config/asgi.py, ``config.security``).
+* A ban closes the user's open sockets: the ban publishes ``user.banned``, whose consumer here sends ``live.close`` to
+  the user's group (every socket of that user, in every web process, through the channel layer).
 * Events reach the sockets from the same domain events the Telegram broadcaster consumes (``config/events.py``):
   the Celery tasks below are subscribers in ``settings.DOMAIN_EVENT_CONSUMERS`` and ``group_send`` to the channel
   layer (Redis when REDIS_URL is set, in-memory otherwise). Consumers never poll the database.
@@ -30,6 +33,7 @@ logger = logging.getLogger(__name__)
 
 STAFF_GROUP = "staff"
 CLOSE_UNAUTHENTICATED = 4401
+CLOSE_BANNED = 4403
 MAX_CLIENT_FRAME = 4096
 
 
@@ -46,7 +50,10 @@ class LiveUpdatesConsumer(AsyncJsonWebsocketConsumer):
             await self.close(code=CLOSE_UNAUTHENTICATED)
             return
         self.groups_joined = []
-        telegram_user_id = await self._telegram_user_id(user)
+        telegram_user_id, banned = await self._telegram_user(user)
+        if banned:
+            await self.close(code=CLOSE_BANNED)
+            return
         if telegram_user_id is not None:
             self.groups_joined.append(user_group(telegram_user_id))
         if user.is_staff:
@@ -82,11 +89,17 @@ class LiveUpdatesConsumer(AsyncJsonWebsocketConsumer):
         """Handler of group messages of type ``live.event``: forward the payload to the browser."""
         await self.send_json(event["payload"])
 
+    async def live_close(self, event: dict[str, Any]):
+        """Handler of ``live.close`` (the user was banned): close this socket."""
+        await self.close(code=event.get("code", CLOSE_BANNED))
+
     @database_sync_to_async
-    def _telegram_user_id(self, user) -> int | None:
+    def _telegram_user(self, user) -> tuple[int | None, bool]:
+        """(TelegramUser pk, banned) of the web user; (None, False) for an operator without a Telegram account."""
         from accounts.models import TelegramUser
 
-        return TelegramUser.objects.filter(web_user=user).values_list("pk", flat=True).first()
+        row = TelegramUser.objects.filter(web_user=user).values_list("pk", "is_banned").first()
+        return (row[0], row[1]) if row else (None, False)
 
 
 def push(group: str, payload: dict[str, Any]) -> None:
@@ -194,6 +207,14 @@ def queue_lengths() -> dict[str, int | None]:
         return {name: int(client.llen(name)) for name in names}
     except redis.RedisError:
         return dict.fromkeys(names)
+
+
+@shared_task(name="web.live_updates.sockets_close_banned", ignore_result=True, time_limit=30)
+def sockets_close_banned(*, user_id: int) -> None:
+    """Consumer of ``user.banned``: close every open socket of the user (their group), wherever it is served."""
+    layer = get_channel_layer()
+    if layer is not None:
+        async_to_sync(layer.group_send)(user_group(user_id), {"type": "live.close", "code": CLOSE_BANNED})
 
 
 @shared_task(name="web.live_updates.push_admin_health", ignore_result=True, time_limit=30)

@@ -59,3 +59,26 @@ def test_the_web_server_is_the_same_everywhere_and_the_load_tests_run_the_procfi
     assert " ".join(argv[2:]).startswith("--host 127.0.0.1 --port 8123 --workers 3 ")
     requirements = (ROOT / "requirements.txt").read_text().splitlines()
     assert {"uvloop", "httptools", "wsproto", "uvicorn"} <= {line.split("==")[0] for line in requirements if "==" in line}
+
+
+def _queues(command: str) -> set[str]:
+    parts = command.split()
+    return set(parts[parts.index("-Q") + 1].split(","))
+
+
+def test_trade_execution_has_its_own_worker_process_everywhere():
+    """Orders never wait behind bot traffic, broadcasts or scans: the `trade` queue is consumed by a process of its own
+    (Procfile `trader`, compose service `trader`, systemd perps-trader) and by no other worker."""
+    procfile = dict(line.split(":", 1) for line in (ROOT / "Procfile").read_text().splitlines() if ":" in line)
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
+    units = {name: next(line for line in (ROOT / "deploy" / "systemd" / f"perps-{name}.service").read_text().splitlines()
+                        if line.startswith("ExecStart=")) for name in ("worker", "trader")}
+    for commands in ((procfile["worker"], procfile["trader"]),
+                     (" ".join(compose["worker"]["command"]), " ".join(compose["trader"]["command"])),
+                     (units["worker"], units["trader"])):
+        worker, trader = commands
+        assert _queues(trader) == {"trade"}, trader
+        assert "trade" not in _queues(worker) and {"telegram", "scan", "default"} <= _queues(worker), worker
+        assert "trader@" in trader and "worker@" in worker  # distinct node names on one host
+    assert "inspect ping -d trader@" in " ".join(compose["trader"]["healthcheck"]["test"])
+    assert compose["trader"].get("restart", "unless-stopped") != "no"

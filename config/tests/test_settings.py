@@ -36,6 +36,8 @@ def test_check_deploy_is_clean_in_production():
         SECRET_KEY="k3y-" + "a1B2c3D4e5F6g7H8i9J0" * 3,
         FERNET_KEYS=Fernet.generate_key().decode(),
         ALLOWED_HOSTS="signals.example.com",
+        DATABASE_URL="postgres://perps:perps@db.internal:5432/perps",  # the check does not connect
+        REDIS_URL="redis://redis.internal:6379/0",
     )
     assert result.returncode == 0, result.stderr
     assert "no issues" in result.stdout

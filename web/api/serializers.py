@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
+from accounts.inputs import NumberRangeError, preference_number_bounds, preference_number_parse
 from accounts.models import RISK_LEVELS, PnlPeriod, SizingMode
 
 # ---- inputs -------------------------------------------------------------------------------------------------------
@@ -23,9 +24,30 @@ class PnlInput(serializers.Serializer):
     period = serializers.ChoiceField(choices=PnlPeriod.values, default=PnlPeriod.TODAY)
 
 
-def _percent(**kwargs):
-    """Its bounds are checked by preferences_update (accounts.preference_bounds), one message per setting."""
-    return serializers.DecimalField(max_digits=12, decimal_places=4, required=False, **kwargs)
+class _PreferenceNumber:
+    """A numeric preference read by ``accounts.inputs.preference_number_parse`` (type, shape and bounds before any
+    arithmetic; NaN, inf, exponents and huge values are refused with the allowed range). The bounds also go into the
+    OpenAPI schema."""
+
+    def __init__(self, *, preference: str, **kwargs):
+        self.preference = preference
+        bounds = preference_number_bounds(preference)
+        super().__init__(min_value=bounds.minimum, max_value=bounds.maximum, required=False, **kwargs)
+
+    def to_internal_value(self, data):
+        try:
+            return preference_number_parse(self.preference, data)
+        except NumberRangeError as error:
+            raise serializers.ValidationError(str(error).capitalize() + ".", code="range") from None
+
+
+class PreferenceInteger(_PreferenceNumber, serializers.IntegerField):
+    pass
+
+
+class PreferenceDecimal(_PreferenceNumber, serializers.DecimalField):
+    def __init__(self, *, preference: str, **kwargs):
+        super().__init__(preference=preference, max_digits=12, decimal_places=4, **kwargs)
 
 
 class PreferencesUpdateInput(serializers.Serializer):
@@ -41,18 +63,18 @@ class PreferencesUpdateInput(serializers.Serializer):
     flow_signals = serializers.BooleanField(required=False)
     auto_flip = serializers.BooleanField(required=False)
     sizing_mode = serializers.ChoiceField(choices=SizingMode.values, required=False)
-    position_size_pct = _percent()
-    risk_per_trade_pct = _percent()
-    max_open_positions = serializers.IntegerField(required=False)
+    position_size_pct = PreferenceDecimal(preference="position_size_pct")
+    risk_per_trade_pct = PreferenceDecimal(preference="risk_per_trade_pct")
+    max_open_positions = PreferenceInteger(preference="max_open_positions")
     accepted_risk_levels = serializers.ListField(child=serializers.ChoiceField(choices=RISK_LEVELS), max_length=3,
                                                  required=False)
     paper_mode = serializers.BooleanField(required=False)
     correlation_filter = serializers.BooleanField(required=False)
     funding_alerts = serializers.BooleanField(required=False)
-    leverage = serializers.IntegerField(required=False)
+    leverage = PreferenceInteger(preference="leverage")
     trailing_stop = serializers.BooleanField(required=False)
-    daily_loss_limit_pct = _percent()
-    max_drawdown_pct = _percent()
+    daily_loss_limit_pct = PreferenceDecimal(preference="daily_loss_limit_pct")
+    max_drawdown_pct = PreferenceDecimal(preference="max_drawdown_pct")
 
 
 # ---- outputs ------------------------------------------------------------------------------------------------------

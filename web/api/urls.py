@@ -1,5 +1,5 @@
 from django.urls import path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from web.api import views
 
@@ -7,7 +7,8 @@ app_name = "api"
 
 urlpatterns = [
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
-    path("docs/", SpectacularSwaggerView.as_view(url_name="api:schema"), name="docs"),
+    # the split view serves Swagger UI's start-up script from ?script instead of inline (Content-Security-Policy)
+    path("docs/", SpectacularSwaggerSplitView.as_view(url_name="api:schema"), name="docs"),
     path("v1/signals/", views.SignalListApi.as_view(), name="signals"),
     path("v1/positions/", views.PositionListApi.as_view(), name="positions"),
     path("v1/pnl/", views.PnlApi.as_view(), name="pnl"),

@@ -9,6 +9,7 @@ import logging
 from decimal import Decimal
 
 from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import DatabaseError
 from drf_spectacular.types import OpenApiTypes
@@ -128,7 +129,8 @@ class PreferencesApi(UserApi):
                    summary="Change preferences and switch auto-trading (validated exactly like the bot's settings)")
     def patch(self, request: Request) -> Response:
         changes = s.PreferencesUpdateInput(data=request.data)
-        changes.is_valid(raise_exception=True)
+        if not changes.is_valid():  # the same error shape as the service's refusals below
+            return Response({"detail": changes.errors}, status=status.HTTP_400_BAD_REQUEST)
         try:
             preferences = preferences_update(user=request.telegram_user, changes=dict(changes.validated_data))
         except DjangoValidationError as error:
@@ -155,9 +157,11 @@ class WebhookApi(APIView):
         except WebhookAuthenticationError as error:
             logger.warning("%s webhook rejected: %s", self.provider, error)
             return Response({"detail": "invalid signature"}, status=status.HTTP_401_UNAUTHORIZED)
-        except WebhookPayloadError as error:
+        except WebhookPayloadError as error:  # hostile or malformed input: 400, which the provider does not retry
             return Response({"detail": str(error)}, status=status.HTTP_400_BAD_REQUEST)
-        except DatabaseError:
+        except RequestDataTooBig:
+            return Response({"detail": "the body is too large"}, status=status.HTTP_400_BAD_REQUEST)
+        except DatabaseError:  # the database is down: 503, the provider retries later
             logger.exception("%s webhook could not be stored", self.provider)
             return Response({"detail": "temporarily unavailable"}, status=status.HTTP_503_SERVICE_UNAVAILABLE)
 

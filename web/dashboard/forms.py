@@ -10,6 +10,7 @@ from decimal import Decimal
 from django import forms
 from django.core.exceptions import ValidationError
 
+from accounts.inputs import NumberRangeError, preference_number_bounds, preference_number_parse
 from accounts.models import RISK_LEVELS, PnlPeriod, SizingMode, UserPreferences
 from accounts.preference_bounds import PREFERENCE_BOUNDS
 from accounts.services import AUTO_TRADING
@@ -23,16 +24,40 @@ EDITABLE_FIELDS = (AUTO_TRADING, "paper_mode", "sizing_mode", "position_size_pct
                    "correlation_filter", "funding_alerts", "trailing_stop")
 
 
+class PreferenceNumberField(forms.Field):
+    """A numeric preference read by ``accounts.inputs.preference_number_parse`` (shape and bounds before any
+    arithmetic); the error states the allowed range."""
+
+    widget = forms.TextInput
+
+    def __init__(self, *, preference: str, **kwargs):
+        self.preference = preference
+        super().__init__(**kwargs)
+
+    def widget_attrs(self, widget):
+        bounds = preference_number_bounds(self.preference)
+        return {**super().widget_attrs(widget), "inputmode": "numeric" if bounds.integer else "decimal",
+                "title": bounds.allowed[0].upper() + bounds.allowed[1:]}
+
+    def to_python(self, value):
+        if value in self.empty_values or (isinstance(value, str) and not value.strip()):
+            return None
+        try:
+            return preference_number_parse(self.preference, value)
+        except NumberRangeError as error:
+            raise ValidationError(f"{self.label} {error}.", code="range") from None
+
+
 class PreferencesForm(forms.Form):
     auto_trading = forms.BooleanField(required=False, label="Auto-trading (new signals open positions for me)")
     paper_mode = forms.BooleanField(required=False, label="Paper trading (no real orders)")
     sizing_mode = forms.ChoiceField(choices=SizingMode.choices, label="Position sizing")
-    position_size_pct = forms.DecimalField(label="Position size, % of balance", decimal_places=4, max_digits=12)
-    risk_per_trade_pct = forms.DecimalField(label="Risk per trade, % to the stop", decimal_places=4, max_digits=12)
-    leverage = forms.IntegerField(label="Leverage")
-    max_open_positions = forms.IntegerField(label="Max open positions")
-    daily_loss_limit_pct = forms.DecimalField(label="Daily loss limit, %", decimal_places=4, max_digits=12)
-    max_drawdown_pct = forms.DecimalField(label="Max drawdown, %", decimal_places=4, max_digits=12)
+    position_size_pct = PreferenceNumberField(preference="position_size_pct", label="Position size, % of balance")
+    risk_per_trade_pct = PreferenceNumberField(preference="risk_per_trade_pct", label="Risk per trade, % to the stop")
+    leverage = PreferenceNumberField(preference="leverage", label="Leverage")
+    max_open_positions = PreferenceNumberField(preference="max_open_positions", label="Max open positions")
+    daily_loss_limit_pct = PreferenceNumberField(preference="daily_loss_limit_pct", label="Daily loss limit, %")
+    max_drawdown_pct = PreferenceNumberField(preference="max_drawdown_pct", label="Max drawdown, %")
     accepted_risk_levels = forms.MultipleChoiceField(
         choices=[(level, level.title()) for level in RISK_LEVELS], widget=forms.CheckboxSelectMultiple,
         required=False, label="Signal risk levels to trade",

@@ -16,6 +16,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from rest_framework.authtoken.models import Token
 
 from accounts.login_links import TelegramLoginError, login_token_consume, telegram_login_verify, web_user_for
+from accounts.login_throttle import LINK, failure_record, lockout_message, lockout_remaining
 from accounts.models import Payment, PnlPeriod, UserPreferences
 from accounts.services import AUTO_TRADING, preferences_update, telegram_user_register
 from accounts.solana_pay import amount_text, qr_svg_data_uri
@@ -70,17 +71,34 @@ def _log_in(request: HttpRequest, telegram_user) -> None:
     login(request, web_user, backend="django.contrib.auth.backends.ModelBackend")
 
 
-@require_GET
-def login_page(request: HttpRequest) -> HttpResponse:
+def _login_page(request: HttpRequest, *, status: int = 200) -> HttpResponse:
     return render(request, "web/dashboard/login.html", {
         "bot_username": settings.TELEGRAM_BOT_USERNAME,
         "auth_url": request.build_absolute_uri(reverse("dashboard:login-telegram")),
-    })
+    }, status=status)
+
+
+@require_GET
+def login_page(request: HttpRequest) -> HttpResponse:
+    return _login_page(request)
+
+
+def _throttled(request: HttpRequest) -> HttpResponse | None:
+    """429 with the login page when this client made too many failed login attempts (accounts/login_throttle.py)."""
+    remaining = lockout_remaining(LINK, request=request)
+    if not remaining:
+        return None
+    messages.error(request, lockout_message(remaining))
+    response = _login_page(request, status=429)
+    response["Retry-After"] = str(remaining)
+    return response
 
 
 @require_GET
 def telegram_login(request: HttpRequest) -> HttpResponse:
     """The Login Widget redirects here with id, first_name, username, photo_url, auth_date and hash."""
+    if (throttled := _throttled(request)) is not None:
+        return throttled
     try:
         fields = telegram_login_verify(data=request.GET.dict())
         user, _ = telegram_user_register(
@@ -90,6 +108,7 @@ def telegram_login(request: HttpRequest) -> HttpResponse:
             raise TelegramLoginError("This account is suspended.")
         _log_in(request, user)
     except TelegramLoginError as error:
+        failure_record(LINK, request=request)
         messages.error(request, str(error))
         return redirect("dashboard:login")
     return redirect("dashboard:pnl")
@@ -100,6 +119,8 @@ def login_link(request: HttpRequest, token: str) -> HttpResponse:
     """GET only shows a button (link previews and scanners must not burn the single-use token); POST logs in."""
     if request.method == "GET":
         return render(request, "web/dashboard/login_link.html", {"token": token})
+    if (throttled := _throttled(request)) is not None:
+        return throttled
     try:
         user = login_token_consume(token=token)
         if user is not None:
@@ -107,6 +128,7 @@ def login_link(request: HttpRequest, token: str) -> HttpResponse:
     except TelegramLoginError:
         user = None
     if user is None:
+        failure_record(LINK, request=request)
         messages.error(request, "This login link is invalid, used or expired. Ask the bot for a new one with /dashboard.")
         return redirect("dashboard:login")
     return redirect("dashboard:pnl")

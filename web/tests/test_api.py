@@ -107,3 +107,24 @@ def test_preferences_read_and_update_with_the_shared_validator(api_user, setting
     assert UserPreferences.objects.get(user=user).leverage == 4
     assert client.patch(reverse("api:preferences"), {"sizing_mode": "yolo"}, format="json").status_code == 400
     assert client.patch(reverse("api:preferences"), "[1,", content_type="application/json").status_code == 400
+
+
+@pytest.mark.parametrize("value", [1e308, -1e308, "1e1000000", "NaN", "Infinity", 10**40, "9" * 5000, True, [], {}])
+def test_a_hostile_preference_number_is_a_400_with_the_allowed_range(api_user, settings, value):
+    client, user = api_user
+    settings.MAX_LEVERAGE = 20
+    response = client.patch(reverse("api:preferences"), {"leverage": value, "risk_per_trade_pct": value}, format="json")
+    assert response.status_code == 400
+    detail = response.json()["detail"]
+    assert detail["leverage"] == ["Must be a whole number from 1x to 20x."]
+    assert detail["risk_per_trade_pct"] == ["Must be a number from 0.05% to 10%."]
+    assert UserPreferences.objects.get(user=user).leverage == 5
+
+
+@pytest.mark.parametrize("body", [b'{"leverage": NaN}', b'{"leverage": -Infinity}', b"[1, 2]", b'"text"', b"{",
+                                  b'{"muted_symbols": ["\\ud800"]}', b'{"muted_symbols": ["A\\u0000"]}', b"\xff"])
+def test_malformed_or_hostile_json_is_a_400(api_user, body):
+    client, user = api_user
+    response = client.generic("PATCH", reverse("api:preferences"), body, content_type="application/json")
+    assert response.status_code == 400 and "detail" in response.json()
+    assert UserPreferences.objects.get(user=user).muted_symbols == []

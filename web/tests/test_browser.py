@@ -51,7 +51,7 @@ def test_login_with_the_bot_link_and_change_a_setting(asgi_server, browser, sett
     leverage.clear()
     leverage.send_keys(str(settings.MAX_LEVERAGE + 5))
     browser.find_element(By.ID, "settings-save").click()
-    wait(browser, ec.text_to_be_present_in_element((By.ID, "settings-form"), f"capped at {settings.MAX_LEVERAGE}x"))
+    wait(browser, ec.text_to_be_present_in_element((By.ID, "settings-form"), f"from 1x to {settings.MAX_LEVERAGE}x"))
     assert UserPreferences.objects.get(user=user).leverage != settings.MAX_LEVERAGE + 5
 
     leverage = browser.find_element(By.ID, "id_leverage")
@@ -128,3 +128,18 @@ def test_admin_health_updates_live_for_staff(asgi_server, browser, live_layer, d
 
     wait(browser, lambda d: d.find_element(By.ID, "cp-health-heartbeat").text.endswith("s ago"))
     assert browser.execute_script("return window.__sameDocument;") == "yes"
+
+
+def test_swagger_ui_and_the_admin_work_under_the_content_security_policy(asgi_server, browser):  # noqa: F811
+    """Swagger UI loads its start-up script from the view (no inline script), so it renders under the policy."""
+    import urllib.request
+
+    from selenium.webdriver.common.by import By
+
+    with urllib.request.urlopen(f"{asgi_server.url}/api/docs/", timeout=10) as response:
+        assert "script-src 'self'" in response.headers["Content-Security-Policy"]
+    browser.get(f"{asgi_server.url}/api/docs/")
+    operations = wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, ".opblock"))
+    assert any("/api/v1/preferences/" in operation.text for operation in operations)
+    browser.get(f"{asgi_server.url}/admin/login/")
+    assert browser.find_element(By.ID, "id_username").is_displayed()

@@ -212,6 +212,18 @@ class TestSettingsForm:
             f"Leverage must be a whole number from 1x to {settings.MAX_LEVERAGE}x."]
         assert UserPreferences.objects.get(user=user).leverage == before
 
+    @pytest.mark.parametrize("value", ["1e1000000", "9" * 5000, "NaN", "-Infinity", "0x10", "1_0"])
+    def test_a_hostile_number_is_refused_at_once_with_the_allowed_range(self, logged_in, settings, value):
+        client, user = logged_in
+        settings.MAX_LEVERAGE = 20
+        started = time.perf_counter()
+        response = client.post(reverse("dashboard:settings"), self.form_data(leverage=value, max_drawdown_pct=value))
+        assert time.perf_counter() - started < 2.0
+        errors = response.context["form"].errors
+        assert "Leverage must be a whole number from 1x to 20x." in errors["leverage"]
+        assert "Max drawdown, % must be a number from 1% to 100%." in errors["max_drawdown_pct"]
+        assert UserPreferences.objects.get(user=user).leverage == 5
+
     @pytest.mark.parametrize(("field", "value"), [("position_size_pct", "abc"), ("sizing_mode", "yolo"),
                                                   ("accepted_risk_levels", ["extreme"]), ("leverage", "")])
     def test_malformed_input_is_a_form_error(self, logged_in, field, value):
