@@ -3,6 +3,8 @@
 import logging
 import os
 import random
+import signal
+import threading
 import time
 
 from celery import Celery, Task, signals
@@ -126,6 +128,28 @@ app.autodiscover_tasks()
 
 # Tasks that live outside the apps' tasks modules.
 app.conf.imports = ("web.live_updates", "signals.tasks_flow", "trading.tasks_live")
+
+
+@signals.worker_shutting_down.connect
+def _bound_the_warm_shutdown(sig=None, how=None, **_):
+    """SIGTERM starts Celery's warm shutdown, which waits for the running tasks however long they take (a backtest
+    may take an hour); a service manager would SIGKILL the worker first. After WORKER_SHUTDOWN_GRACE_SECONDS this
+    turns it into Celery's cold shutdown (the SIGQUIT path): the running tasks are cancelled, acks_late ones go back
+    to their queue (trade, telegram), the sweepers re-queue what the others left undone, and the worker exits."""
+    from django.conf import settings
+
+    if how != "Warm":
+        return
+    grace = settings.WORKER_SHUTDOWN_GRACE_SECONDS
+    pid = os.getpid()
+
+    def escalate():
+        logger.warning("worker: tasks still running %.0f s after SIGTERM; cancelling them (cold shutdown)", grace)
+        os.kill(pid, signal.SIGQUIT)
+
+    timer = threading.Timer(grace, escalate)
+    timer.daemon = True
+    timer.start()
 
 
 @signals.worker_init.connect

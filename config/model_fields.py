@@ -4,7 +4,16 @@ Prices and quantities of crypto perpetuals span 1e-8 (meme coins) to 1e5 (BTC): 
 both exactly. Account money (USDT) keeps 8 decimals, like the exchanges' balances.
 """
 
+from decimal import Decimal
+
 from django.db import models
+
+
+def decimal_plain(value: Decimal | None) -> str:
+    """The digits that matter, for names and labels: 0.000029600000 → 0.0000296, 100.000000000000 → 100."""
+    if value is None:
+        return "–"
+    return format(value.normalize(), "f")
 
 
 class PriceField(models.DecimalField):

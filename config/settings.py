@@ -172,6 +172,10 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # Unacked (acks_late) messages of a worker that died are re-delivered after this many seconds.
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=3600)}
+# SIGTERM to a worker: it takes no new task and lets the running ones finish for this many seconds, then cancels
+# them (acks_late ones go back to their queue; the sweepers re-queue the others' rows) and exits, so a stop takes
+# at most ~this + a few seconds (docker-compose stop_grace_period and systemd TimeoutStopSec are 30 s).
+WORKER_SHUTDOWN_GRACE_SECONDS = env.float("WORKER_SHUTDOWN_GRACE_SECONDS", default=15.0)
 CELERY_RESULT_EXPIRES = 3600
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 # Route by module: every task in an app's tasks module goes to that app's queue unless it says otherwise.
@@ -248,6 +252,7 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 LANGUAGE_CODE = "en-us"
+FORMAT_MODULE_PATH = ["config.formats"]  # dates as 2024-01-31 14:05 (config/formats/en/formats.py)
 TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True

@@ -6,7 +6,7 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
-from config.model_fields import PercentField, PriceField, QuantityField
+from config.model_fields import PercentField, PriceField, QuantityField, decimal_plain
 
 
 class Sector(models.TextChoices):
@@ -114,7 +114,7 @@ class Signal(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.side.upper()} {self.symbol} @ {self.entry} ({self.source})"
+        return f"{self.side.upper()} {self.symbol} @ {decimal_plain(self.entry)} ({self.source})"
 
 
 class FundingSnapshot(models.Model):

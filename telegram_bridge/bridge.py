@@ -1,4 +1,10 @@
-"""Receiving updates: long polling against the configured Bot API server, and webhook registration."""
+"""Receiving updates: long polling against the configured Bot API server, and webhook registration.
+
+Telegram delivers a bot's updates one way at a time: to a webhook, or to one long poll. Its 409 answers name the
+conflict — ``can't use getUpdates method while webhook is active``, ``terminated by setWebhook request``,
+``terminated by other getUpdates request`` — and the poller turns each into a ``BridgeConflict`` with one clear
+sentence (no traceback): a polling bridge never silently deletes a webhook that ``run_bridge --webhook`` registered.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +14,7 @@ import threading
 import time
 from dataclasses import dataclass
 
-from aiogram.exceptions import TelegramNetworkError, TelegramRetryAfter, TelegramServerError
+from aiogram.exceptions import TelegramConflictError, TelegramNetworkError, TelegramRetryAfter, TelegramServerError
 from aiogram.types import BotCommand
 from django.conf import settings
 from django.db import close_old_connections, connection
@@ -21,6 +27,41 @@ logger = logging.getLogger(__name__)
 ALLOWED_UPDATES = ["message", "callback_query", "my_chat_member"]
 HEARTBEAT_NAME = "bridge"
 HEARTBEAT_SECONDS = 30.0
+
+
+class BridgeConflict(Exception):
+    """Another consumer of this bot's updates: a registered webhook, or a second polling bridge."""
+
+
+SWITCH_TO_POLLING = "python manage.py run_bridge --delete-webhook"
+
+
+def webhook_conflict_text(url: str = "") -> str:
+    where = f"the webhook {url}" if url else "a webhook"
+    return (f"Telegram delivers this bot's updates to {where} (registered with `run_bridge --webhook`), so the "
+            f"polling bridge stops: both cannot run at once. Stop this service, or run `{SWITCH_TO_POLLING}` to "
+            f"switch back to long polling.")
+
+
+POLLER_CONFLICT_TEXT = ("Another process started polling this bot's updates (Telegram ended this long poll: "
+                        "\"terminated by other getUpdates request\"), so this polling bridge stops: run one bridge "
+                        "per bot token.")
+
+
+def webhook_url_registered() -> str:
+    """The webhook URL Telegram delivers updates to, or "" in polling mode."""
+    transport = get_transport()
+    return transport.call(transport.bot.get_webhook_info()).url or ""
+
+
+def _conflict(error: TelegramConflictError) -> BridgeConflict:
+    if "other getUpdates request" in error.message:
+        return BridgeConflict(POLLER_CONFLICT_TEXT)
+    try:
+        url = webhook_url_registered()
+    except Exception:  # the message is what matters; the URL is a courtesy
+        url = ""
+    return BridgeConflict(webhook_conflict_text(url))
 
 
 def bot_commands_set() -> None:
@@ -58,9 +99,10 @@ class Poller:
 
     def __init__(self, *, timeout: int = 25, stall_seconds: float | None = None,
                  stop: threading.Event | None = None, concurrency: int | None = None,
-                 time_limit: float | None = None) -> None:
+                 time_limit: float | None = None, delete_webhook: bool = False) -> None:
         self.dispatcher = UpdateDispatcher(workers=concurrency, time_limit=time_limit)
         self.timeout = timeout
+        self.delete_webhook = delete_webhook  # switch a webhook-mode bot back to polling (else: BridgeConflict)
         self.stall_seconds = stall_seconds if stall_seconds is not None else max(10.0, timeout * 0.5)
         self.stop = stop or threading.Event()
         self.report = PollingReport()
@@ -104,11 +146,21 @@ class Poller:
                 return None
 
     def run(self, *, max_updates: int | None = None) -> PollingReport:
+        """Poll until stopped (or ``max_updates``); raises ``BridgeConflict`` when a webhook is registered or
+        another poller or a new webhook takes the updates over (handled updates are then not confirmed here: the
+        confirming getUpdates would end the other poller's long poll; ``update_handle`` de-duplicates them)."""
         transport = get_transport()
-        transport.call(transport.bot.delete_webhook(drop_pending_updates=False))
+        if self.delete_webhook:
+            transport.call(transport.bot.delete_webhook(drop_pending_updates=False))
+        else:
+            url = webhook_url_registered()
+            if url:
+                raise BridgeConflict(webhook_conflict_text(url))
         while not self.stop.is_set():
             try:
                 updates = self._get_updates(transport)
+            except TelegramConflictError as error:
+                raise _conflict(error) from None
             except TelegramRetryAfter as error:
                 self.stop.wait(error.retry_after)
                 continue
@@ -143,11 +195,12 @@ class Poller:
 
 
 def polling_run(*, timeout: int = 25, max_updates: int | None = None, stop: threading.Event | None = None,
-                stall_seconds: float | None = None, concurrency: int = 1) -> int:
+                stall_seconds: float | None = None, concurrency: int = 1, delete_webhook: bool = False) -> int:
     """getUpdates in a loop, each update handed to ``update_handle`` (per user in order); returns how many were
     handled. In-process callers (the demo, tests) handle in their own thread by default; the bridge process
     (``run_bridge``) uses ``TELEGRAM_BRIDGE_CONCURRENCY``."""
-    poller = Poller(timeout=timeout, stall_seconds=stall_seconds, stop=stop, concurrency=concurrency)
+    poller = Poller(timeout=timeout, stall_seconds=stall_seconds, stop=stop, concurrency=concurrency,
+                    delete_webhook=delete_webhook)
     return poller.run(max_updates=max_updates).handled
 
 
@@ -159,5 +212,6 @@ def _confirm(offset: int | None) -> None:
     try:
         transport.call(transport.bot.get_updates(offset=offset, timeout=0, limit=1, allowed_updates=ALLOWED_UPDATES),
                        timeout=15)
-    except (TelegramNetworkError, TelegramServerError, TelegramRetryAfter, concurrent.futures.TimeoutError):
+    except (TelegramNetworkError, TelegramServerError, TelegramRetryAfter, TelegramConflictError,
+            concurrent.futures.TimeoutError):
         logger.warning("could not confirm updates below %s; they are de-duplicated on the next start", offset)

@@ -25,10 +25,7 @@ def bot_api(_local_server, settings):
     from django.core.cache import cache
 
     server = _local_server
-    server.clear()
-    server.set_rate_limit(None)
-    server.blocked_chats.clear()
-    server.webhook = {"url": "", "secret_token": ""}
+    server.reset()
     settings.TELEGRAM_API_BASE = server.base_url
     settings.TELEGRAM_BOT_TOKEN = DEFAULT_TOKEN
     settings.TELEGRAM_CHANNEL_ID = ""

@@ -8,7 +8,7 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
-from config.model_fields import MoneyField, PriceField, QuantityField
+from config.model_fields import MoneyField, PriceField, QuantityField, decimal_plain
 
 
 class TradingMode(models.TextChoices):
@@ -25,7 +25,7 @@ class PaperAccount(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
 
     def __str__(self) -> str:
-        return f"paper account of {self.user}: {self.balance}"
+        return f"paper account of {self.user}: {self.balance:.2f}"
 
 
 class LiveAccount(models.Model):
@@ -41,7 +41,7 @@ class LiveAccount(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
 
     def __str__(self) -> str:
-        return f"live account of {self.user} on {self.exchange}: peak {self.peak_equity}"
+        return f"live account of {self.user} on {self.exchange}: peak {self.peak_equity:.2f}"
 
 
 class Position(models.Model):
@@ -106,7 +106,7 @@ class Position(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.mode} {self.side} {self.symbol} {self.quantity} ({self.status})"
+        return f"{self.mode} {self.side} {self.symbol} {decimal_plain(self.quantity)} ({self.status})"
 
     @property
     def net_pnl(self) -> Decimal:
@@ -172,7 +172,7 @@ class Order(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.client_order_id} {self.side} {self.quantity} ({self.state})"
+        return f"{self.client_order_id} {self.side} {decimal_plain(self.quantity)} ({self.state})"
 
     def can_transition(self, new_state: str) -> bool:
         return new_state in self.TRANSITIONS[self.state]

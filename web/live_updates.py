@@ -26,8 +26,10 @@ from celery import shared_task
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from channels.layers import get_channel_layer
+from django.utils import timezone
 
 from accounts.policy import WEB, SignalFacts, signal_reaches_user
+from web.templatetags.numbers import ago, utc
 
 logger = logging.getLogger(__name__)
 
@@ -189,6 +191,9 @@ def admin_health_snapshot() -> dict[str, Any]:
     }
     last = ScanRun.objects.order_by("-pk").values().first()
     snapshot["last_scan"] = json.loads(json.dumps(last, default=str)) if last else None
+    if last:  # the cell's text as the page renders it: "2024-01-31 14:05 UTC (3 min ago)"
+        moment = last["finished_at"] or last["started_at"]
+        snapshot["last_scan_text"] = f"{utc(moment)} ({ago((timezone.now() - moment).total_seconds())})"
     snapshot["queue_lengths"] = queue_lengths()
     return snapshot
 

@@ -235,7 +235,7 @@ def test_admin_launches_a_backtest_on_celery_and_sees_the_result(staff_client, d
     assert run.status == BacktestRun.Status.PENDING and len(callbacks) == 1  # queued after commit
     assert backtest_run(run_id=run.pk) == BacktestRun.Status.SUCCEEDED  # what the worker runs
     page = staff_client.get(reverse("control:backtest-detail", args=[run.pk]))
-    assert page.status_code == 200 and b"profit_factor" in page.content
+    assert page.status_code == 200 and b"Profit factor" in page.content
     png = staff_client.get(reverse("control:backtest-png", args=[run.pk]))
     assert png.status_code == 200 and b"".join(png.streaming_content)[:4] == PNG_MAGIC
 

@@ -116,15 +116,21 @@ def kill_group(process: subprocess.Popen, sig: int = signal.SIGKILL) -> None:
         process.wait(timeout=10)
 
 
-def web_command(*, port: int, env: dict[str, str]) -> list[str]:
-    """The Procfile's ``web`` command, run from this virtualenv and bound to 127.0.0.1:``port`` (``${PORT}`` and
-    ``${WEB_CONCURRENCY:-2}`` expanded from ``env``), so the tests measure exactly the production server."""
-    line = next(line for line in (ROOT / "Procfile").read_text().splitlines() if line.startswith("web:"))
-    values = {**env, "PORT": str(port)}
+def procfile_command(name: str, *, env: dict[str, str], port: int | None = None) -> list[str]:
+    """The Procfile's command of process ``name``, run from this virtualenv (``${VAR:-default}`` expanded from
+    ``env``, the web server bound to 127.0.0.1:``port``), so the tests run exactly the production commands."""
+    line = next(line for line in (ROOT / "Procfile").read_text().splitlines() if line.startswith(f"{name}:"))
+    values = {**env, "PORT": str(port or "")}
     expanded = re.sub(r"\$\{(\w+)(?::-([^}]*))?\}", lambda m: values.get(m[1]) or m[2] or "", line.split(":", 1)[1])
     argv = [("127.0.0.1" if arg == "0.0.0.0" else arg) for arg in shlex.split(expanded)]  # noqa: S104
     executable = Path(sys.executable).parent / argv[0]
     return [str(executable) if executable.exists() else argv[0], *argv[1:]]
+
+
+def web_command(*, port: int, env: dict[str, str]) -> list[str]:
+    """The Procfile's ``web`` command bound to 127.0.0.1:``port`` (``${PORT}`` and ``${WEB_CONCURRENCY:-2}``
+    expanded from ``env``), so the tests measure exactly the production server."""
+    return procfile_command("web", env=env, port=port)
 
 
 def start_web(*, env: dict[str, str], log: Path) -> tuple[subprocess.Popen, str]:

@@ -5,7 +5,7 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
-PROCESSES = ("web", "worker", "beat", "bridge")
+PROCESSES = ("web", "worker", "trader", "beat", "bridge")
 
 
 def test_compose_services_have_health_checks_and_restart():
@@ -50,7 +50,7 @@ def test_the_web_server_is_the_same_everywhere_and_the_load_tests_run_the_procfi
     unit = next(line for line in (ROOT / "deploy" / "systemd" / "perps-web.service").read_text().splitlines()
                 if line.startswith("ExecStart="))
     flags = ["config.asgi:application", "--loop uvloop", "--http httptools", "--ws wsproto", "--lifespan off",
-             "--no-access-log", "--timeout-graceful-shutdown 30"]
+             "--no-access-log", "--timeout-graceful-shutdown 20"]
     for command in (procfile["web"], " ".join(compose), unit):
         assert "uvicorn " in command and "--workers ${WEB_CONCURRENCY" in command, command
         assert all(flag in command for flag in flags), command
@@ -82,3 +82,22 @@ def test_trade_execution_has_its_own_worker_process_everywhere():
         assert "trader@" in trader and "worker@" in worker  # distinct node names on one host
     assert "inspect ping -d trader@" in " ".join(compose["trader"]["healthcheck"]["test"])
     assert compose["trader"].get("restart", "unless-stopped") != "no"
+
+
+def test_every_process_gets_30_seconds_to_stop_and_its_own_budget_is_below_that():
+    """docker-compose and systemd wait 30 s after SIGTERM (then SIGKILL); what each process allows itself is less:
+    uvicorn's in-flight requests 20 s, the worker's running tasks WORKER_SHUTDOWN_GRACE_SECONDS plus the cold
+    shutdown (measured under 10 s). config/tests/test_graceful_shutdown.py measures the real processes."""
+    import re
+
+    from django.conf import settings
+
+    services = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
+    for name in PROCESSES:
+        assert services[name]["stop_grace_period"] == "30s", name
+        unit = (ROOT / "deploy" / "systemd" / f"perps-{name}.service").read_text()
+        assert "TimeoutStopSec=30\n" in unit and "KillSignal=SIGTERM\n" in unit, name
+        assert "KillMode=mixed\n" in unit, name  # SIGTERM to the main process only, as docker does
+    procfile = (ROOT / "Procfile").read_text()
+    assert int(re.search(r"--timeout-graceful-shutdown (\d+)", procfile)[1]) <= 20
+    assert settings.WORKER_SHUTDOWN_GRACE_SECONDS + 10 <= 30

@@ -79,7 +79,7 @@ def test_run_bridge_process_answers_then_shuts_down_cleanly_on_sigterm(bot_api, 
     )
     try:
         deadline = time.monotonic() + 60
-        while not bot_api.calls_of("deleteWebhook") and time.monotonic() < deadline:
+        while not bot_api.calls_of("getWebhookInfo") and time.monotonic() < deadline:
             assert bridge.poll() is None, bridge.communicate()
             time.sleep(0.1)
         bot_api.inject_message(user_id=703, text="/start", first_name="Proc")

@@ -14,6 +14,7 @@ from accounts.subscriptions import CheckoutError
 from analytics import selectors, services
 from analytics.backtesting import BacktestRequestError
 from analytics.models import BacktestRun
+from web.control import backtest_report
 from web.control.forms import AutoTradingForm, BacktestForm, BroadcastForm, SymbolMuteForm, UserActionForm
 
 
@@ -155,10 +156,12 @@ def backtest_launch(request: HttpRequest) -> HttpResponse:
 @require_GET
 def backtest_detail(request: HttpRequest, run_id: int) -> HttpResponse:
     run = get_object_or_404(BacktestRun, pk=run_id)
-    scalar_metrics = {k: v for k, v in run.metrics.items() if not isinstance(v, dict | list)}
+    metrics = {k: v for k, v in run.metrics.items() if k not in ("per_symbol", "per_month")}
     return render(request, "web/control/backtest.html", _context(
-        request, title=f"Backtest #{run.pk}", run=run, scalar_metrics=scalar_metrics,
-        per_symbol=run.metrics.get("per_symbol", []), per_month=run.metrics.get("per_month", []),
+        request, title=f"Backtest #{run.pk}", run=run, params_text=backtest_report.params_text(run.params),
+        metric_groups=backtest_report.metric_groups(metrics), table_columns=backtest_report.TABLE_COLUMNS,
+        per_symbol=backtest_report.table_rows(run.metrics.get("per_symbol", [])),
+        per_month=backtest_report.table_rows(run.metrics.get("per_month", [])),
     ))
 
 

@@ -146,7 +146,8 @@
     setText("cp-health-queues", pairs(event.queue_lengths));
     setText("cp-health-errors", pairs(event.errors_today));
     var scan = event.last_scan;
-    if (scan) { setText("cp-health-scan", String(scan.finished_at || scan.started_at || "running")); }
+    if (event.last_scan_text) { setText("cp-health-scan", event.last_scan_text); }
+    else if (scan) { setText("cp-health-scan", String(scan.finished_at || scan.started_at || "running")); }
     body.setAttribute("data-live-health", String(Date.now()));
   }
 
