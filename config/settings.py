@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import re
 from collections.abc import Iterable
 from decimal import Decimal
 from pathlib import Path
@@ -346,9 +347,14 @@ TELEGRAM_BOT_USERNAME = env.str("TELEGRAM_BOT_USERNAME", default="")
 TELEGRAM_LOGIN_MAX_AGE_SECONDS = env.int("TELEGRAM_LOGIN_MAX_AGE_SECONDS", default=86_400)
 LIVE_FALLBACK_REFRESH_SECONDS = env.int("LIVE_FALLBACK_REFRESH_SECONDS", default=30)  # page refresh while the socket is down
 
-# --- Live trading (trading/exchanges, trading/executors/live.py, trading/reconcile.py) ----------------------------
-# "fake": the in-process stand-in exchange (testsupport/exchanges/fake.py)
-LIVE_EXCHANGE_CLIENT = env_choice("LIVE_EXCHANGE_CLIENT", default="real", allowed=("real", "fake"))
+# --- Live trading (exchanges/, trading/executors/live.py, trading/reconcile.py) -----------------------------------
+# "real", or the dotted path of a client factory (tests and the demo: testsupport.exchanges.fake.fake_exchange_client);
+# anything else stops start-up (exchanges.clients resolves the path with import_string)
+LIVE_EXCHANGE_CLIENT = env.str("LIVE_EXCHANGE_CLIENT", default="real")
+if LIVE_EXCHANGE_CLIENT != "real" and not re.fullmatch(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)+", LIVE_EXCHANGE_CLIENT):
+    raise ImproperlyConfigured(
+        f"LIVE_EXCHANGE_CLIENT={LIVE_EXCHANGE_CLIENT!r} is not a valid value; allowed: real, or the dotted path of a client factory."
+    )
 BITUNIX_BASE_URL = env.str("BITUNIX_BASE_URL", default="https://fapi.bitunix.com")
 LIVE_HTTP_TIMEOUT_SECONDS = env.float("LIVE_HTTP_TIMEOUT_SECONDS", default=10.0)
 LIVE_FILL_POLL_ATTEMPTS = env.int("LIVE_FILL_POLL_ATTEMPTS", default=5)  # polls for a market order's fill

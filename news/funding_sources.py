@@ -1,9 +1,11 @@
 """Where funding rates come from: the `FundingRateSource` port and its implementations.
 
 * ``CcxtFundingRateSource`` — any ccxt exchange with ``fetchFundingRates`` (one call for all symbols) or
-  ``fetchFundingRate`` (one call per symbol): okx, kucoinfutures, mexc.
-* ``BitunixFundingRateSource`` — Bitunix is not in ccxt 4.5.90; its documented public endpoint
-  ``GET https://fapi.bitunix.com/api/v1/futures/market/funding_rate?symbol=BTCUSDT`` over httpx.
+  ``fetchFundingRate`` (one call per symbol): okx, kucoinfutures, mexc; the client comes from
+  ``exchanges.ccxt_factory`` and its errors go through the one ccxt error map (``exchanges.errors``).
+* ``BitunixFundingRateSource`` — Bitunix is not in ccxt 4.5.90; the project's one Bitunix client
+  (``exchanges.bitunix.BitunixClient.fetch_funding_rate``, the documented public endpoint
+  ``GET https://fapi.bitunix.com/api/v1/futures/market/funding_rate?symbol=BTCUSDT``).
 * ``MarketDataFundingRateSource`` — the replay: ``signals.market_data`` (``funding_rate(symbol)`` at the replay
   clock, from ``data/ohlcv/futures/*-8h-funding_rate.feather``), so the demo needs no network.
 
@@ -14,6 +16,7 @@ with the other exchanges).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 from collections.abc import Callable, Sequence
@@ -23,6 +26,9 @@ from typing import Any, Protocol
 
 import httpx
 
+from exchanges.bitunix import BitunixClient
+from exchanges.ccxt_factory import ccxt_client_create
+from exchanges.errors import LIBRARY_ERRORS, ExchangeError, FinalExchangeError, RetryableExchangeError, map_ccxt_error
 from news.sources.base import decimal_or_none
 from signals.funding import FundingRate
 
@@ -117,85 +123,83 @@ class CcxtFundingRateSource:
 
     def _instance(self) -> Any:
         if self._exchange is None:
-            import ccxt
-
-            exchange_class = getattr(ccxt, self.name, None)
-            if exchange_class is None:
-                raise FundingSourceError(f"ccxt has no exchange {self.name!r}")
-            self._exchange = exchange_class({"enableRateLimit": True, "timeout": 10_000, "options": {}})
+            try:
+                self._exchange = ccxt_client_create(self.name, market_type="swap", asynchronous=False, timeout_ms=10_000)
+            except FinalExchangeError as exc:
+                raise FundingSourceError(str(exc)) from None
         return self._exchange
 
-    def fetch_funding_rates(self, symbols: Sequence[str]) -> list[FundingRate]:
-        import ccxt
+    def _call(self, method: str, *args) -> Any:
+        try:
+            return getattr(self._instance(), method)(*args)
+        except LIBRARY_ERRORS as exc:
+            raise map_ccxt_error(exc, exchange=self.name) from exc
 
+    def fetch_funding_rates(self, symbols: Sequence[str]) -> list[FundingRate]:
         exchange = self._instance()
         try:
             if not exchange.markets:
-                exchange.load_markets()
+                self._call("load_markets")
             wanted = [s for s in symbols if s in exchange.markets]
             if self._bulk and exchange.has.get("fetchFundingRates"):
-                answer = exchange.fetch_funding_rates(wanted)
+                answer = self._call("fetch_funding_rates", wanted)
                 entries = list(answer.values()) if isinstance(answer, dict) else list(answer or [])
             else:
                 entries = []
                 for symbol in wanted:
                     try:
-                        entries.append(exchange.fetch_funding_rate(symbol))
-                    except (ccxt.BadSymbol, ccxt.BadResponse, ccxt.NotSupported) as exc:
-                        logger.warning("funding %s %s: %s; skipped", self.name, symbol, type(exc).__name__)
-        except ccxt.NetworkError as exc:  # includes RequestTimeout, DDoSProtection, RateLimitExceeded
-            raise FundingSourceError(f"{self.name}: {type(exc).__name__}") from exc
-        except ccxt.ExchangeError as exc:
-            raise FundingSourceError(f"{self.name}: {type(exc).__name__}") from exc
+                        entries.append(self._call("fetch_funding_rate", symbol))
+                    except FinalExchangeError as exc:  # this symbol only (delisted, not supported)
+                        logger.warning("funding %s %s: %s; skipped", self.name, symbol, exc.source or type(exc).__name__)
+                    except RetryableExchangeError as exc:
+                        if exc.source not in ("BadResponse", "NullResponse"):
+                            raise
+                        logger.warning("funding %s %s: %s; skipped", self.name, symbol, exc.source)
+        except ExchangeError as exc:
+            raise FundingSourceError(f"{self.name}: {exc.source or type(exc).__name__}") from exc
         now = self._clock()
         rates = [parse_ccxt_funding_rate(self.name, entry, now=now) for entry in entries]
         return [r for r in rates if r is not None]
 
 
-def bitunix_market_id(symbol: str) -> str:
-    """``BTC/USDT:USDT`` → ``BTCUSDT`` (Bitunix linear perpetual ids)."""
-    base, _, rest = symbol.partition("/")
-    quote = rest.split(":")[0]
-    return f"{base}{quote}"
-
-
 class BitunixFundingRateSource:
-    """Bitunix public funding endpoint (one call per symbol). ``transport`` lets tests serve recorded bodies."""
+    """Bitunix funding rates (one public call per symbol) through the project's Bitunix client. ``transport`` (an
+    httpx transport) lets tests serve recorded bodies."""
 
     name = "bitunix"
-    base_url = "https://fapi.bitunix.com"
 
-    def __init__(self, *, transport: httpx.BaseTransport | None = None, timeout_seconds: float = 10.0) -> None:
+    def __init__(self, *, transport: httpx.AsyncBaseTransport | None = None, timeout_seconds: float = 10.0, base_url: str = "") -> None:
         self._transport = transport
         self._timeout = timeout_seconds
+        self._base_url = base_url
 
     def fetch_funding_rates(self, symbols: Sequence[str]) -> list[FundingRate]:
+        return asyncio.run(self._fetch(symbols))
+
+    async def _fetch(self, symbols: Sequence[str]) -> list[FundingRate]:
+        options = {"base_url": self._base_url} if self._base_url else {}
+        client = BitunixClient(api_key="", secret="", timeout=self._timeout, transport=self._transport, **options)
         rates: list[FundingRate] = []
-        with httpx.Client(base_url=self.base_url, timeout=self._timeout, transport=self._transport) as client:
+        try:
             for symbol in symbols:
                 try:
-                    response = client.get(
-                        "/api/v1/futures/market/funding_rate", params={"symbol": bitunix_market_id(symbol)}
-                    )
-                except httpx.HTTPError as exc:
-                    raise FundingSourceError(f"bitunix: {type(exc).__name__}") from exc
-                rate = self._parse(symbol, response)
+                    data = await client.fetch_funding_rate(symbol)
+                except RetryableExchangeError as exc:  # rate limit, 5xx, timeout, network: the exchange is down
+                    if exc.source == "BadResponse":
+                        logger.warning("funding bitunix %s: answer is not JSON; skipped", symbol)
+                        continue
+                    raise FundingSourceError(f"bitunix: {exc}") from exc
+                except ExchangeError as exc:  # an error answer about this symbol
+                    logger.warning("funding bitunix %s: unexpected answer (%s); skipped", symbol, exc)
+                    continue
+                rate = self._parse(symbol, data)
                 if rate is not None:
                     rates.append(rate)
+        finally:
+            await client.close()
         return rates
 
-    def _parse(self, symbol: str, response: httpx.Response) -> FundingRate | None:
-        if response.status_code == 429 or response.status_code >= 500:
-            raise FundingSourceError(f"bitunix: HTTP {response.status_code}")
-        try:
-            body = response.json()
-        except ValueError:
-            logger.warning("funding bitunix %s: answer is not JSON; skipped", symbol)
-            return None
-        data = body.get("data") if isinstance(body, dict) else None
-        if response.status_code != 200 or body.get("code") != 0 or not isinstance(data, dict):
-            logger.warning("funding bitunix %s: unexpected answer (HTTP %s); skipped", symbol, response.status_code)
-            return None
+    def _parse(self, symbol: str, data: dict) -> FundingRate | None:
         rate = decimal_or_none(data.get("fundingRate"))
         if not _valid_rate(self.name, symbol, rate):
             return None
@@ -246,5 +250,8 @@ def funding_sources_from_settings(*, market_data: Any = None) -> list[FundingRat
         return [MarketDataFundingRateSource(market_data)]
     sources: list[FundingRateSource] = []
     for exchange_id in settings.FUNDING_EXCHANGES:
-        sources.append(BitunixFundingRateSource() if exchange_id == "bitunix" else CcxtFundingRateSource(exchange_id))
+        if exchange_id == "bitunix":
+            sources.append(BitunixFundingRateSource(base_url=settings.BITUNIX_BASE_URL))
+        else:
+            sources.append(CcxtFundingRateSource(exchange_id))
     return sources

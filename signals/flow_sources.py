@@ -1,6 +1,7 @@
 """Where spot order flow comes from: the ``SpotFlowSource`` port and its two implementations.
 
-* ``CcxtSpotFlowSource`` — several spot exchanges through ``ccxt.async_support``: for every (exchange, symbol) the
+* ``CcxtSpotFlowSource`` — several spot exchanges through ``ccxt.async_support`` (clients from
+  ``exchanges.ccxt_factory``): for every (exchange, symbol) the
   recent public trades (``fetch_trades``, taker side per trade) and the order book (``fetch_order_book``), all
   requested concurrently with ``asyncio.gather(..., return_exceptions=True)``. An exchange that fails, times out or
   does not list a symbol is logged and skipped; the others still count. Clients are closed after every fetch.
@@ -28,6 +29,8 @@ import numpy as np
 from django.conf import settings
 
 from engine.flow import OrderBook, Trades, candle_pressure
+from exchanges.ccxt_factory import ccxt_client_create
+from exchanges.errors import LIBRARY_ERRORS, map_ccxt_error
 
 logger = logging.getLogger(__name__)
 
@@ -77,14 +80,9 @@ _markets_cache: dict[str, tuple[float, dict[str, Any]]] = {}
 
 
 def ccxt_spot_exchange(exchange_id: str, *, timeout_ms: int = 10_000):
-    """A public (no keys) ``ccxt.async_support`` client for the spot markets of ``exchange_id``."""
-    import ccxt.async_support as ccxt_async
-
-    if exchange_id not in ccxt_async.exchanges:
-        raise ValueError(f"ccxt has no exchange {exchange_id!r}")
-    return getattr(ccxt_async, exchange_id)(
-        {"enableRateLimit": True, "timeout": timeout_ms, "options": {"defaultType": "spot"}}
-    )
+    """A public (no keys) ``ccxt.async_support`` client for the spot markets of ``exchange_id``
+    (``exchanges.ccxt_factory``; an unknown id raises ``exchanges.errors.FinalExchangeError``)."""
+    return ccxt_client_create(exchange_id, market_type="spot", timeout_ms=timeout_ms)
 
 
 class CcxtSpotFlowSource:
@@ -197,6 +195,9 @@ class CcxtSpotFlowSource:
 
 
 def _describe(error: BaseException) -> str:
+    """A short text for the failure list; library errors go through the one ccxt error map first."""
+    if isinstance(error, LIBRARY_ERRORS):
+        error = map_ccxt_error(error)
     text = str(error) or error.__class__.__name__
     return f"{error.__class__.__name__}: {text[:200]}"
 

@@ -175,7 +175,7 @@ def _connect_step(ctx: UpdateContext, state: dict, text: str) -> None:
 
 def _connect_finish(ctx: UpdateContext, exchange: str, secrets: dict[str, str]) -> None:
     exchange_connect = commands.optional("trading.connect", "exchange_connect")
-    error_class = commands.optional("trading.errors", "ExchangeConnectError")
+    error_class = commands.optional("exchanges.errors", "ExchangeConnectError")
     if exchange_connect is None:
         ctx.reply(texts.not_available("Exchange connection"))
         return

@@ -12,8 +12,14 @@ import logging
 
 from accounts.models import ApiSecrets, Exchange, ExchangeCredential, TelegramUser
 from accounts.services import exchange_credential_create, exchange_credential_deactivate
-from trading.errors import AuthenticationFailed, ExchangeConnectError, ExchangeError, RetryableExchangeError, retry_call
-from trading.exchanges import SyncExchangeClient, exchange_client_build
+from exchanges import SyncExchangeClient, exchange_client_build
+from exchanges.errors import (
+    AuthenticationFailed,
+    ExchangeConnectError,
+    ExchangeError,
+    RetryableExchangeError,
+    retry_call,
+)
 
 logger = logging.getLogger(__name__)
 

@@ -28,7 +28,7 @@ from decimal import Decimal
 from django.conf import settings
 from django.utils import timezone
 
-from trading.errors import ExchangeError, FinalExchangeError
+from exchanges.errors import ExchangeError, FinalExchangeError
 from trading.executors.live import (
     OPEN_STATES,
     LiveExecutor,

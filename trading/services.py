@@ -269,7 +269,7 @@ def user_auto_trading_resume(*, user: TelegramUser, equity: Decimal | None = Non
 
 
 def _live_equity_now(*, user: TelegramUser) -> Decimal | None:
-    from trading.errors import ExchangeError
+    from exchanges.errors import ExchangeError
     from trading.executors.live import LiveExecutor
 
     try:
@@ -478,8 +478,8 @@ def signal_execute(*, signal_id: int, executor_factory=None) -> dict[str, int]:
     One user's failure does not stop the others; a retryable failure (exchange timeout/429/5xx, a database deadlock
     or dropped connection) is re-raised at the end so the task retries (finished users are skipped on the retry by
     the unique (user, signal) position/refusal)."""
+    from exchanges.errors import RetryableExchangeError
     from signals.models import Signal
-    from trading.errors import RetryableExchangeError
 
     signal = Signal.objects.select_related("symbol").get(pk=signal_id)
     counts = {"opened": 0, "refused": 0, "skipped": 0, "failed": 0}

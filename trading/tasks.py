@@ -5,7 +5,7 @@ from __future__ import annotations
 from celery import shared_task
 from django.db import InterfaceError, OperationalError
 
-from trading.errors import RetryableExchangeError
+from exchanges.errors import RetryableExchangeError
 
 
 @shared_task(

@@ -7,7 +7,7 @@ import logging
 from celery import shared_task
 from celery.signals import worker_ready
 
-from trading.errors import RetryableExchangeError
+from exchanges.errors import RetryableExchangeError
 
 logger = logging.getLogger(__name__)
 

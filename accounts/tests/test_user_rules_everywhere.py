@@ -29,8 +29,7 @@ from config.events import dispatch_now
 from signals.models import Signal
 from signals.tests.factories import SignalFactory, SymbolFactory
 from telegram_bridge.tests.bot_helpers import press, say
-from testsupport.exchanges.fake import fake_account
-from trading.exchanges import fake_account_name
+from testsupport.exchanges.fake import fake_account, fake_account_name
 from trading.models import PaperAccount, Position
 from trading.services import paper_account_get_or_create
 from trading.tests.factories import PositionFactory

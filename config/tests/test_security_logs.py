@@ -92,7 +92,7 @@ def test_a_full_pipeline_run_logs_no_configured_secret(settings, transactional_d
 
     for name, value in SECRETS.items():
         setattr(settings, name, value)
-    settings.LIVE_EXCHANGE_CLIENT = "fake"
+    settings.LIVE_EXCHANGE_CLIENT = "testsupport.exchanges.fake.fake_exchange_client"
     settings.ADMIN_TELEGRAM_IDS = []
     settings.TELEGRAM_RATE_GLOBAL_PER_SECOND = settings.TELEGRAM_RATE_CHAT_PER_SECOND = 1000.0
     from django.core.cache import cache

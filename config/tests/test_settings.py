@@ -47,9 +47,20 @@ def test_check_deploy_is_clean_in_production():
 SETTINGS_FILE = ROOT / "config" / "settings.py"
 # The variables whose value picks a behaviour: a typo must stop start-up, never silently mean the default.
 CHOICE_VARIABLES = {
-    "DJANGO_ENV", "LOG_LEVEL", "LOG_FORMAT", "MARKET_DATA_SOURCE", "NEWS_SOURCE", "FLOW_SOURCE", "LIVE_EXCHANGE_CLIENT",
+    "DJANGO_ENV", "LOG_LEVEL", "LOG_FORMAT", "MARKET_DATA_SOURCE", "NEWS_SOURCE", "FLOW_SOURCE",
     "LIVE_ENTRY_ORDER_TYPE", "TRADING_TRAILING_MODE",
 }
+
+
+@pytest.mark.parametrize(("value", "accepted"), [("real", True), ("testsupport.exchanges.fake.fake_exchange_client", True), ("tyop", False), ("fake", False), ("a..b", False)])
+def test_the_live_exchange_client_is_real_or_a_factory_path(value, accepted, monkeypatch):
+    monkeypatch.setenv("LIVE_EXCHANGE_CLIENT", value)
+    if accepted:
+        assert runpy.run_path(str(SETTINGS_FILE))["LIVE_EXCHANGE_CLIENT"] == value
+        return
+    with pytest.raises(ImproperlyConfigured) as error:
+        runpy.run_path(str(SETTINGS_FILE))
+    assert f"LIVE_EXCHANGE_CLIENT={value!r}" in str(error.value) and "real" in str(error.value) and "dotted path" in str(error.value)
 
 
 def _choices() -> dict[str, tuple[str, ...]]:

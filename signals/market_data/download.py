@@ -11,8 +11,9 @@ before the oldest, when more days are asked) are fetched. Pages overlap at their
 duplicates (the exchange repeating a candle) and gaps (candles the exchange does not have) are counted and reported
 per symbol (``engine.candles.check_candles``), never silently hidden.
 
-Network: the ccxt client has ``enableRateLimit``; a network error or rate limit is retried ``retries`` times with a
-growing pause, then reported for that symbol, and the other symbols still download.
+Network: the ccxt client comes from ``exchanges.ccxt_factory`` (``enableRateLimit`` on); its errors go through the one
+ccxt error map (``exchanges.errors``): a retryable one (network error, timeout, rate limit) is retried ``retries``
+times with a growing pause (``retry_call``), then reported for that symbol, and the other symbols still download.
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ import numpy as np
 import pandas as pd
 
 from engine.candles import Candles, check_candles
+from exchanges.ccxt_factory import ccxt_client_create
+from exchanges.errors import LIBRARY_ERRORS, FinalExchangeError, RetryableExchangeError, map_ccxt_error, retry_call
 
 logger = logging.getLogger(__name__)
 
@@ -69,26 +72,25 @@ class SymbolDownload:
 
 
 def exchange_create(exchange_id: str) -> Any:
-    import ccxt
-
+    """A synchronous ccxt client of ``exchange_id`` for its swap markets (public data, no keys)."""
     try:
-        exchange_class = getattr(ccxt, exchange_id)
-    except AttributeError:
-        raise DownloadError(f"ccxt does not support the exchange {exchange_id!r}") from None
-    return exchange_class({"enableRateLimit": True, "options": {"defaultType": "swap"}})
+        return ccxt_client_create(exchange_id, market_type="swap", asynchronous=False)
+    except FinalExchangeError as error:
+        raise DownloadError(str(error)) from None
 
 
 def _retrying(call: Callable[[], Any], *, retries: int, pause: float, sleep: Callable[[float], None]) -> Any:
-    import ccxt
-
-    for attempt in range(retries + 1):
+    def mapped() -> Any:
         try:
             return call()
-        except (ccxt.NetworkError, ccxt.RateLimitExceeded) as error:  # NetworkError covers timeouts, DDoS protection
-            if attempt == retries:
-                raise DownloadError(f"{type(error).__name__} after {retries + 1} attempts") from None
-            sleep(pause * (attempt + 1))
-    raise AssertionError("unreachable")
+        except LIBRARY_ERRORS as error:
+            raise map_ccxt_error(error) from error
+
+    try:
+        return retry_call(mapped, attempts=retries + 1, pause=lambda attempt: pause * (attempt + 1), sleep=sleep,
+                          description="download")
+    except RetryableExchangeError as error:
+        raise DownloadError(f"{error.source or type(error).__name__} after {retries + 1} attempts") from None
 
 
 def fetch_candles(

@@ -6,8 +6,9 @@ commands and Django views can call ``ohlcv()`` etc. without owning an event loop
 (``enableRateLimit``); since the client is shared, the limiter sees every request of the process. The clients are
 closed on interpreter exit and on Celery worker-process shutdown (``close_shared_clients``).
 
-ccxt errors are mapped onto ``signals.market_data.errors`` (``map_ccxt_error``): rate limits, timeouts, network
-trouble and maintenance are retryable; an unknown/delisted symbol is ``SymbolUnavailable``; the rest is final.
+The clients come from ``exchanges.ccxt_factory`` and their errors go through ``exchanges.errors.map_ccxt_error``
+(the one ccxt error map), then onto this port's errors (``market_data_error``): retryable stays retryable, an
+unknown/delisted symbol is ``SymbolUnavailable``, the rest is final.
 """
 
 from __future__ import annotations
@@ -24,11 +25,11 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, TypeVar
 
-import ccxt
-import ccxt.async_support as ccxt_async
 from django.conf import settings
 
 from engine.candles import Candles, timeframe_to_ms
+from exchanges import errors as exchange_errors
+from exchanges.ccxt_factory import TICK_SIZE, ccxt_client_create, precision_increment
 from signals.market_data.base import MarketData, MarketInfo, datetime_to_ms
 from signals.market_data.errors import (
     FinalMarketDataError,
@@ -44,22 +45,14 @@ T = TypeVar("T")
 DEFAULT_CALL_TIMEOUT_SECONDS = 30.0
 MARKETS_MAX_AGE_SECONDS = 3600  # the listing is reloaded at most hourly, so delistings reach symbol_sync_markets
 
-_RETRYABLE = (
-    ccxt.DDoSProtection,  # includes RateLimitExceeded
-    ccxt.RequestTimeout,
-    ccxt.ExchangeNotAvailable,  # includes OnMaintenance
-    ccxt.InvalidNonce,
-    ccxt.NetworkError,
-)
-
-
-def map_ccxt_error(error: BaseException, *, context: str = "") -> MarketDataError:
-    """Our exception for a ccxt (or timeout) exception; the message names the exchange call, never credentials."""
-    prefix = f"{context}: " if context else ""
-    text = f"{prefix}{type(error).__name__}: {str(error)[:300]}"
-    if isinstance(error, ccxt.BadSymbol):
+def market_data_error(error: BaseException, *, context: str = "") -> MarketDataError:
+    """This port's exception for a ccxt (or timeout) exception, through the one ccxt error map; the message names
+    the exchange call, never credentials."""
+    mapped = exchange_errors.map_ccxt_error(error, context=context)
+    text = str(mapped)
+    if isinstance(mapped, exchange_errors.SymbolUnavailable):
         return SymbolUnavailable(text)
-    if isinstance(error, (*_RETRYABLE, TimeoutError, concurrent.futures.TimeoutError)):
+    if isinstance(mapped, exchange_errors.RetryableExchangeError):
         return RetryableMarketDataError(text)
     return FinalMarketDataError(text)
 
@@ -136,31 +129,18 @@ def close_shared_clients() -> None:
 
 def _new_client(exchange_id: str) -> Any:
     try:
-        exchange_class = getattr(ccxt_async, exchange_id)
-    except AttributeError:
-        raise FinalMarketDataError(f"ccxt does not support the exchange {exchange_id!r}") from None
-    return exchange_class({"enableRateLimit": True, "options": {"defaultType": "swap"}})
+        return ccxt_client_create(exchange_id, market_type="swap")
+    except exchange_errors.FinalExchangeError as error:
+        raise FinalMarketDataError(str(error)) from None
 
 
 def _decimal(value: Any) -> Decimal | None:
-    if value is None:
-        return None
-    if isinstance(value, float) and not math.isfinite(value):
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return None
     return Decimal(str(value))
 
 
-def _increment(value: Any, precision_mode: int) -> Decimal | None:
-    """ccxt precision → increment. TICK_SIZE mode stores the increment; DECIMAL_PLACES stores a digit count."""
-    number = _decimal(value)
-    if number is None:
-        return None
-    if precision_mode == ccxt.DECIMAL_PLACES:
-        return Decimal(1).scaleb(-int(number))
-    return number
-
-
-def market_info_from_ccxt(market: dict[str, Any], *, precision_mode: int = ccxt.TICK_SIZE) -> MarketInfo:
+def market_info_from_ccxt(market: dict[str, Any], *, precision_mode: int = TICK_SIZE) -> MarketInfo:
     """Our ``MarketInfo`` from a ccxt unified market structure."""
     precision = market.get("precision") or {}
     limits = market.get("limits") or {}
@@ -172,8 +152,8 @@ def market_info_from_ccxt(market: dict[str, Any], *, precision_mode: int = ccxt.
         quote=market.get("quote") or "",
         settle=market.get("settle"),
         kind=kind,
-        tick_size=_increment(precision.get("price"), precision_mode),
-        step_size=_increment(precision.get("amount"), precision_mode),
+        tick_size=precision_increment(precision.get("price"), precision_mode),
+        step_size=precision_increment(precision.get("amount"), precision_mode),
         min_quantity=_decimal((limits.get("amount") or {}).get("min")),
         min_notional=_decimal((limits.get("cost") or {}).get("min")),
         contract_size=_decimal(market.get("contractSize")) or Decimal(1),
@@ -216,8 +196,8 @@ class CcxtMarketData(MarketData):
             return _pool.run(guarded(), timeout=self.call_timeout)
         except MarketDataError:
             raise
-        except (ccxt.BaseError, TimeoutError, concurrent.futures.TimeoutError) as error:
-            mapped = map_ccxt_error(error, context=f"{self.exchange_id} {context}")
+        except exchange_errors.LIBRARY_ERRORS as error:
+            mapped = market_data_error(error, context=f"{self.exchange_id} {context}")
             logger.warning("market data: %s", mapped)
             raise mapped from error
 
@@ -255,7 +235,7 @@ class CcxtMarketData(MarketData):
         markets = self._call("load_markets", lambda: self.client.load_markets(reload))
         if reload:
             self._markets_loaded_at = time.monotonic()
-        mode = getattr(self.client, "precisionMode", ccxt.TICK_SIZE)
+        mode = getattr(self.client, "precisionMode", TICK_SIZE)
         return [
             market_info_from_ccxt(market, precision_mode=mode)
             for market in markets.values()

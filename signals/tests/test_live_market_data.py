@@ -26,7 +26,7 @@ from django.core.cache.backends.redis import RedisCache
 from signals.market_data import FinalMarketDataError, RetryableMarketDataError, SymbolUnavailable
 from signals.market_data import live as live_module
 from signals.market_data.base import ms_to_datetime
-from signals.market_data.live import CcxtMarketData, close_shared_clients, map_ccxt_error, market_info_from_ccxt
+from signals.market_data.live import CcxtMarketData, close_shared_clients, market_data_error, market_info_from_ccxt
 from signals.market_data.price_cache import PriceCache
 
 FIXTURES = Path(__file__).parent / "fixtures" / "market_data"
@@ -219,7 +219,7 @@ def test_a_call_that_hangs_is_a_retryable_timeout(market_data, exchange):
 
 
 def test_error_messages_never_carry_credentials():
-    mapped = map_ccxt_error(ccxt.AuthenticationError("x" * 1000), context="okx fetch_balance")
+    mapped = market_data_error(ccxt.AuthenticationError("x" * 1000), context="okx fetch_balance")
     assert isinstance(mapped, FinalMarketDataError) and len(str(mapped)) < 400
 
 

@@ -134,7 +134,7 @@ def fake_trading(monkeypatch):
         ("trading.selectors", "position_list_open"): lambda *, user: [],
         ("trading.connect", "exchange_connect"): exchange_connect,
         ("trading.connect", "exchange_disconnect"): lambda *, user: calls.setdefault("disconnect", user),
-        ("trading.errors", "ExchangeConnectError"): ExchangeConnectError,
+        ("exchanges.errors", "ExchangeConnectError"): ExchangeConnectError,
     }
     real = commands.optional
     monkeypatch.setattr(commands, "optional", lambda module, name: fakes.get((module, name)) or real(module, name))

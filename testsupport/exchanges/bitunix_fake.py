@@ -1,6 +1,6 @@
 """A local fake Bitunix futures REST server (HTTP on 127.0.0.1) for tests and the demo: the stand-in for Bitunix.
 
-It speaks the documented endpoints and JSON shapes ``trading.exchanges.bitunix.BitunixClient`` uses, checks every
+It speaks the documented endpoints and JSON shapes ``exchanges.bitunix.BitunixClient`` uses, checks every
 private request's signature exactly as Bitunix documents it (code 10007 "Signature Error" otherwise), and keeps its
 state in a ``FakeExchangeAccount`` (order-book-less fills, reduce-only TP/SL triggers, PnL and fees), so the real
 adapter runs end to end over real HTTP.
@@ -28,10 +28,10 @@ from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qsl, urlsplit
 
+from exchanges.base import OrderRequest, OrderResult
+from exchanges.bitunix import bitunix_sign, query_params_for_signature
+from exchanges.errors import DuplicateClientOrderId, ExchangeError, InsufficientBalance
 from testsupport.exchanges.fake import DEFAULT_MARKET, FakeExchangeAccount
-from trading.errors import DuplicateClientOrderId, ExchangeError, InsufficientBalance
-from trading.exchanges.base import OrderRequest, OrderResult
-from trading.exchanges.bitunix import bitunix_sign, query_params_for_signature
 
 FAULTS = ("http_429", "http_502", "timeout", "lost_response")
 

@@ -22,14 +22,14 @@ import time
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 
-from trading.errors import (
+from exchanges.base import Balance, ExchangePosition, MarketInfo, OrderRequest, OrderResult, TradeFill
+from exchanges.errors import (
     DuplicateClientOrderId,
     FinalExchangeError,
     InsufficientBalance,
     OrderNotFoundOnExchange,
     RetryableExchangeError,
 )
-from trading.exchanges.base import Balance, ExchangePosition, MarketInfo, OrderRequest, OrderResult, TradeFill
 
 DEFAULT_MARKET = {"contract_size": Decimal("1"), "amount_step": Decimal("0.001"), "price_tick": Decimal("0.0001"), "min_amount": Decimal("0.001"), "max_leverage": 50}
 
@@ -226,7 +226,7 @@ class FakeExchangeClient:
     def _enter(self, method: str, key: str = "") -> str | None:
         self.account.calls.append((method, key))
         if self.account.reject_auth:
-            from trading.errors import AuthenticationFailed
+            from exchanges.errors import AuthenticationFailed
 
             raise AuthenticationFailed("AuthenticationError: invalid api key", exchange="fake")
         fault = self.account._fault(method)
@@ -319,3 +319,15 @@ class FakeExchangeClient:
 
     async def close(self) -> None:
         return None
+
+
+FAKE_EXCHANGE_CLIENT = "testsupport.exchanges.fake.fake_exchange_client"  # the value of settings.LIVE_EXCHANGE_CLIENT
+
+
+def fake_account_name(*, user_id: int) -> str:
+    return f"user-{user_id}"
+
+
+def fake_exchange_client(*, exchange: str, api_key: str = "", secret: str = "", passphrase: str = "", user_id: int | None = None) -> FakeExchangeClient:
+    """The factory named by ``LIVE_EXCHANGE_CLIENT = FAKE_EXCHANGE_CLIENT``: one fake account per user."""
+    return FakeExchangeClient(fake_account(fake_account_name(user_id=user_id or 0)), exchange_id=exchange)

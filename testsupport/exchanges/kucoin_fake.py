@@ -22,10 +22,10 @@ from dataclasses import replace
 from decimal import Decimal
 from urllib.parse import parse_qsl, urlsplit
 
+from exchanges.base import OrderRequest, OrderResult
+from exchanges.errors import DuplicateClientOrderId, ExchangeError, InsufficientBalance
 from testsupport.exchanges.ccxt_fetch_fake import CcxtFetchFake, NotFoundOnFake, plain_number, swap_market
 from testsupport.exchanges.fake import FakeExchangeAccount
-from trading.errors import DuplicateClientOrderId, ExchangeError, InsufficientBalance
-from trading.exchanges.base import OrderRequest, OrderResult
 
 # contract specifications as KuCoin lists them: id, multiplier (base per contract), lot size (contracts), tick
 KUCOIN_SWAPS = {"BTC/USDT:USDT": ("XBTUSDTM", "0.001", "1", "0.1"), "LTC/USDT:USDT": ("LTCUSDTM", "0.1", "1", "0.01")}

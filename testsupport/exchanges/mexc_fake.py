@@ -20,10 +20,10 @@ from dataclasses import replace
 from decimal import Decimal
 from urllib.parse import parse_qsl, urlsplit
 
+from exchanges.base import OrderRequest, OrderResult
+from exchanges.errors import DuplicateClientOrderId, ExchangeError, InsufficientBalance
 from testsupport.exchanges.ccxt_fetch_fake import CcxtFetchFake, NotFoundOnFake, swap_market
 from testsupport.exchanges.fake import FakeExchangeAccount
-from trading.errors import DuplicateClientOrderId, ExchangeError, InsufficientBalance
-from trading.exchanges.base import OrderRequest, OrderResult
 
 # id, contractSize (base per contract), volume step (contracts), price tick
 MEXC_SWAPS = {"ETH/USDT:USDT": ("ETH_USDT", "0.01", "1", "0.01"), "LTC/USDT:USDT": ("LTC_USDT", "0.1", "1", "0.001")}

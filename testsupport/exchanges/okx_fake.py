@@ -26,11 +26,11 @@ from dataclasses import replace
 from decimal import Decimal
 from urllib.parse import parse_qsl, urlsplit
 
+from exchanges.base import OrderRequest, OrderResult
+from exchanges.errors import DuplicateClientOrderId, ExchangeError, InsufficientBalance
 from testsupport.exchanges.ccxt_fetch_fake import FAULTS as COMMON_FAULTS
 from testsupport.exchanges.ccxt_fetch_fake import CcxtFetchFake, NotFoundOnFake, plain_number, swap_market
 from testsupport.exchanges.fake import FakeExchangeAccount
-from trading.errors import DuplicateClientOrderId, ExchangeError, InsufficientBalance
-from trading.exchanges.base import OrderRequest, OrderResult
 
 FAULTS = (*COMMON_FAULTS, "stale_read")
 

@@ -1,4 +1,4 @@
-"""LiveExecutor: the Executor port on a real exchange (or the in-process fake) through ``trading.exchanges``.
+"""LiveExecutor: the Executor port on a real exchange (or the in-process fake) through ``exchanges``.
 
 Order safety:
 - every order has a deterministic client order id (``trading.services.client_order_id``: signal, user, leg) and its
@@ -43,7 +43,9 @@ from django.utils import timezone
 
 from accounts.services import telegram_user_auto_trading_stop
 from config.events import publish
-from trading.errors import (
+from exchanges import SyncExchangeClient, exchange_client_for
+from exchanges.base import Balance, ExchangePosition, MarketInfo, OrderRequest, OrderResult
+from exchanges.errors import (
     AuthenticationFailed,
     ExchangeError,
     FinalExchangeError,
@@ -52,8 +54,6 @@ from trading.errors import (
     RetryableExchangeError,
     backoff_delay,
 )
-from trading.exchanges import SyncExchangeClient, exchange_client_for
-from trading.exchanges.base import Balance, ExchangePosition, MarketInfo, OrderRequest, OrderResult
 from trading.models import Fill, Order, Position
 
 logger = logging.getLogger(__name__)

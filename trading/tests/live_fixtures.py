@@ -9,9 +9,9 @@ import pytest
 
 from accounts.models import ApiSecrets
 from accounts.tests.factories import ExchangeCredentialFactory, TelegramUserFactory
+from exchanges import ccxt_factory
 from signals.tests.factories import SignalFactory, SymbolFactory
-from testsupport.exchanges.fake import fake_account, fake_accounts_reset
-from trading.exchanges import fake_account_name
+from testsupport.exchanges.fake import FAKE_EXCHANGE_CLIENT, fake_account, fake_account_name, fake_accounts_reset
 from trading.models import Order, Position
 from trading.services import client_order_id
 
@@ -23,7 +23,7 @@ PASSPHRASE = "pass-phrase-xyz"
 
 @pytest.fixture
 def fake_exchange(settings):
-    settings.LIVE_EXCHANGE_CLIENT = "fake"
+    settings.LIVE_EXCHANGE_CLIENT = FAKE_EXCHANGE_CLIENT
     settings.LIVE_RECONCILE_SUBMITTED_GRACE_SECONDS = 0
     fake_accounts_reset()
     yield
@@ -45,20 +45,16 @@ def account(live_user):
 
 
 def ccxt_fake_install(*, settings, monkeypatch, fake):
-    """Route the real ccxt client (``LIVE_EXCHANGE_CLIENT=real``) to ``fake``, a fetch-hook fake of one exchange."""
-    from trading.exchanges import ccxt_client
-
+    """Route every ccxt client built by ``exchanges.ccxt_factory`` (``LIVE_EXCHANGE_CLIENT=real``) to ``fake``, a
+    fetch-hook fake of one exchange; removed again at the end of the test."""
     settings.LIVE_EXCHANGE_CLIENT = "real"
     settings.LIVE_RECONCILE_SUBMITTED_GRACE_SECONDS = 0
-    real_factory = ccxt_client.ccxt_exchange
 
-    def factory(exchange_id, **keys):
-        exchange = real_factory(exchange_id, **keys)
+    def hook(exchange):
         exchange.enableRateLimit = False  # no throttling sleeps against the in-process fake
         fake.install(exchange)
-        return exchange
 
-    monkeypatch.setattr(ccxt_client, "ccxt_exchange", factory)
+    monkeypatch.setattr(ccxt_factory, "_transport_hook", hook)
     return fake
 
 

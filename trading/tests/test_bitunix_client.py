@@ -17,16 +17,16 @@ from urllib.parse import parse_qsl, urlsplit
 import httpx
 import pytest
 
-from trading.errors import (
+from exchanges import bitunix as bitunix_module
+from exchanges.base import OrderRequest
+from exchanges.bitunix import BitunixClient, bitunix_sign, compact_json, query_params_for_signature
+from exchanges.errors import (
     AuthenticationFailed,
     DuplicateClientOrderId,
     InsufficientBalance,
     OrderNotFoundOnExchange,
     RetryableExchangeError,
 )
-from trading.exchanges import bitunix as bitunix_module
-from trading.exchanges.base import OrderRequest
-from trading.exchanges.bitunix import BitunixClient, bitunix_sign, compact_json, query_params_for_signature
 
 FIXTURES = Path(__file__).parent / "fixtures" / "ccxt_static"
 KEY, SECRET = "bitunix-test-key-0001", "bitunix-test-secret-0002"

@@ -19,9 +19,9 @@ from urllib.parse import parse_qs, urlsplit
 import ccxt
 import pytest
 
-from trading.errors import AuthenticationFailed, DuplicateClientOrderId, InsufficientBalance, RetryableExchangeError
-from trading.exchanges.base import OrderRequest
-from trading.exchanges.ccxt_client import CcxtExchangeClient, ccxt_exchange
+from exchanges.base import OrderRequest
+from exchanges.ccxt_client import CcxtExchangeClient, ccxt_exchange
+from exchanges.errors import AuthenticationFailed, DuplicateClientOrderId, InsufficientBalance, RetryableExchangeError
 
 FIXTURES = Path(__file__).parent / "fixtures" / "ccxt_static"
 KEY, SECRET, PASSPHRASE = "key", "secret", "pass"

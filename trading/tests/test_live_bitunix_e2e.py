@@ -12,8 +12,8 @@ import pytest
 
 from accounts.models import ApiSecrets, TelegramUser
 from accounts.tests.factories import ExchangeCredentialFactory, TelegramUserFactory
+from exchanges import bitunix as bitunix_module
 from testsupport.exchanges.bitunix_fake import BitunixFakeServer
-from trading.exchanges import bitunix as bitunix_module
 from trading.executors.live import LiveExecutor
 from trading.models import Order, Position
 from trading.reconcile import reconcile_user
@@ -139,7 +139,7 @@ def test_wrong_keys_disable_auto_trading_and_tell_the_user(server, monkeypatch):
 
 
 def test_closed_by_hand_on_bitunix_is_booked_from_its_trades(server, user):
-    from trading.exchanges.base import OrderRequest
+    from exchanges.base import OrderRequest
 
     position = executor(user).open_position(position=make_live_position(user, exchange="bitunix"))
     server.account.set_price(SYMBOL, "101")

@@ -11,12 +11,11 @@ import pytest
 
 from accounts.models import ExchangeCredential
 from accounts.tests.factories import TelegramUserFactory
+from exchanges import bitunix as bitunix_module
+from exchanges.errors import ExchangeConnectError
 from testsupport.exchanges.bitunix_fake import BitunixFakeServer
-from testsupport.exchanges.fake import fake_account
+from testsupport.exchanges.fake import fake_account, fake_account_name
 from trading.connect import exchange_connect, exchange_disconnect
-from trading.errors import ExchangeConnectError
-from trading.exchanges import bitunix as bitunix_module
-from trading.exchanges import fake_account_name
 from trading.tests.live_fixtures import SYMBOL, fake_exchange  # noqa: F401
 
 pytestmark = pytest.mark.django_db

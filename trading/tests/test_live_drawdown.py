@@ -14,11 +14,10 @@ from django.utils import timezone
 
 from accounts.models import ApiSecrets, UserPreferences
 from accounts.tests.factories import ExchangeCredentialFactory, TelegramUserFactory
+from exchanges.base import Balance, ExchangePosition
 from signals.tests.factories import SignalFactory, SymbolFactory
-from testsupport.exchanges.fake import _FakePosition, fake_account
+from testsupport.exchanges.fake import _FakePosition, fake_account, fake_account_name
 from trading import services, tasks
-from trading.exchanges import fake_account_name
-from trading.exchanges.base import Balance, ExchangePosition
 from trading.executors import live as live_module
 from trading.executors.live import LiveExecutor, account_equity_of
 from trading.models import LiveAccount, Position, TradeRefusal
@@ -210,7 +209,7 @@ def test_equity_counts_unrealised_pnl_unless_the_exchange_reports_equity(trader,
 
 
 def test_ccxt_equity_is_the_exchanges_own_figure():
-    from trading.exchanges.ccxt_client import CcxtExchangeClient
+    from exchanges.ccxt_client import CcxtExchangeClient
 
     okx = CcxtExchangeClient("okx", exchange=object())
     assert okx._equity_of({}, "USDT", Decimal("960")) == Decimal("960")  # ccxt's total is OKX's eq

@@ -117,7 +117,7 @@ def test_stop_that_cannot_be_placed_now_is_placed_by_reconcile(live_user, accoun
         if request.client_order_id != entry_id:
             calls["n"] += 1
             if calls["n"] <= 4:
-                from trading.errors import RetryableExchangeError
+                from exchanges.errors import RetryableExchangeError
 
                 raise RetryableExchangeError("ExchangeNotAvailable: 503")
         return real_create(request)
@@ -219,7 +219,7 @@ def test_stop_cancelled_on_the_exchange_is_replaced_by_reconcile(live_user, acco
 
 def test_position_closed_on_the_exchange_is_closed_here(live_user, account):
     position = executor(live_user).open_position(position=make_live_position(live_user))
-    from trading.exchanges.base import OrderRequest
+    from exchanges.base import OrderRequest
 
     account.set_price(SYMBOL, "101")
     # the user closes it by hand on the exchange, in two clicks
@@ -277,7 +277,7 @@ def test_reconcile_task_runs_for_every_user_with_live_positions(live_user, accou
 
     position = make_live_position(live_user)
     entry = position.orders.get(leg="entry")
-    from trading.exchanges.base import OrderRequest
+    from exchanges.base import OrderRequest
 
     # the entry reached the exchange but the worker died before recording anything
     account._create(OrderRequest(symbol=SYMBOL, side="buy", type="market", quantity=Decimal("1.5"), client_order_id=entry.client_order_id))
@@ -293,7 +293,7 @@ def test_reconcile_skips_a_position_an_order_task_is_working_on(live_user, accou
 
     position = make_live_position(live_user)
     entry = position.orders.get(leg="entry")
-    from trading.exchanges.base import OrderRequest
+    from exchanges.base import OrderRequest
 
     account._create(OrderRequest(symbol=SYMBOL, side="buy", type="market", quantity=Decimal("1.5"), client_order_id=entry.client_order_id))
     Order.objects.filter(pk=entry.pk).update(state=Order.State.SUBMITTED)

@@ -15,11 +15,10 @@ from django.utils import timezone
 
 from accounts.models import ApiSecrets, UserPreferences
 from accounts.tests.factories import ExchangeCredentialFactory, TelegramUserFactory
+from exchanges.base import OrderRequest
 from signals.tests.factories import SignalFactory, SymbolFactory
-from testsupport.exchanges.fake import fake_account
+from testsupport.exchanges.fake import fake_account, fake_account_name
 from trading import tasks
-from trading.exchanges import fake_account_name
-from trading.exchanges.base import OrderRequest
 from trading.executors.live import LIMIT_ENTRY_CHECK_SECONDS, LIMIT_ENTRY_UNSENT, LiveExecutor
 from trading.models import Order, Position
 from trading.reconcile import reconcile_user
@@ -435,7 +434,7 @@ def test_a_fill_just_after_reconcile_read_the_positions_is_not_taken_for_a_close
 
 
 def test_a_resized_stop_whose_send_failed_is_placed_by_reconcile_before_the_old_goes(live_user, account, limit_entries, clock):
-    from trading.errors import RetryableExchangeError
+    from exchanges.errors import RetryableExchangeError
 
     account.partial_fill_ratio = Decimal("0.4")
     position = executor(live_user).open_position(position=limit_position(live_user, clock))
@@ -474,8 +473,8 @@ def test_reconcile_fails_a_limit_entry_chosen_but_never_sent_once_its_window_pas
 def test_limit_entry_over_http_on_the_fake_bitunix_server(settings, limit_entries, clock, notices):
     """The real Bitunix adapter (signed HTTP): limit entry with a price, a partial fill protected, more fills re-size
     the TP/SL orders (new stop first), the remainder cancelled at the deadline."""
+    from exchanges import bitunix as bitunix_module
     from testsupport.exchanges.bitunix_fake import BitunixFakeServer
-    from trading.exchanges import bitunix as bitunix_module
 
     bitunix_module._PAIRS_CACHE.clear()
     with BitunixFakeServer(api_key=API_KEY, secret=API_SECRET) as server:

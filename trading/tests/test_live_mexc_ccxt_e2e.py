@@ -11,8 +11,8 @@ import pytest
 
 from accounts.models import ApiSecrets
 from accounts.tests.factories import ExchangeCredentialFactory, TelegramUserFactory
+from exchanges.base import OrderRequest
 from testsupport.exchanges.mexc_fake import MexcFetchFake
-from trading.exchanges.base import OrderRequest
 from trading.executors.live import LiveExecutor
 from trading.models import Order, Position
 from trading.reconcile import reconcile_user

@@ -129,7 +129,7 @@ def test_insufficient_margin_from_okx_disables_auto_trading(okx, user, monkeypat
 
 
 def test_closed_by_hand_on_okx_after_tp1_is_booked_from_okx_fills(okx, user):
-    from trading.exchanges.base import OrderRequest
+    from exchanges.base import OrderRequest
 
     position = executor(user).open_position(position=make_live_position(user))
     okx.account.set_price(SYMBOL, "102")  # TP1 algo fires (its fill carries the id of the order it placed)

@@ -11,12 +11,11 @@ import pytest
 
 from accounts.models import ApiSecrets, UserPreferences
 from accounts.tests.factories import ExchangeCredentialFactory, TelegramUserFactory
+from exchanges import bitunix as bitunix_module
 from signals.tests.factories import SignalFactory, SymbolFactory
 from testsupport.exchanges.bitunix_fake import BitunixFakeServer
-from testsupport.exchanges.fake import fake_account
+from testsupport.exchanges.fake import fake_account, fake_account_name
 from trading import tasks
-from trading.exchanges import bitunix as bitunix_module
-from trading.exchanges import fake_account_name
 from trading.executors import live as live_module
 from trading.models import Order, Position
 from trading.reconcile import reconcile_user

@@ -1,7 +1,8 @@
 """ExchangeClient over ccxt.async_support for KuCoin Futures, OKX and MEXC USDT-margined perpetual swaps.
 
 Per exchange (ccxt 4.5.90; the parameter names were read in ccxt's source and checked offline against ccxt's
-recorded request fixtures, see trading/tests/test_ccxt_client.py):
+recorded request fixtures, see trading/tests/test_ccxt_client.py); the differences are stated once in
+``exchanges.capabilities`` and read from there (``self.has``):
 
 - client order id: OKX ``clOrdId`` (``algoClOrdId`` for trigger orders), KuCoin ``clientOid``, MEXC ``externalOid``;
 - stop-loss / take-profit: OKX and KuCoin via ccxt's ``stopLossPrice`` / ``takeProfitPrice`` (OKX → order-algo
@@ -22,8 +23,9 @@ from dataclasses import replace
 from decimal import Decimal
 from typing import Any
 
-from trading.errors import FinalExchangeError, OrderNotFoundOnExchange, RetryableExchangeError, map_ccxt_error
-from trading.exchanges.base import (
+import ccxt
+
+from exchanges.base import (
     Balance,
     ExchangePosition,
     MarketInfo,
@@ -32,12 +34,13 @@ from trading.exchanges.base import (
     TradeFill,
     to_decimal,
 )
+from exchanges.capabilities import CCXT_TRADING_EXCHANGES, capabilities
+from exchanges.ccxt_factory import ccxt_client_create
+from exchanges.errors import FinalExchangeError, OrderNotFoundOnExchange, RetryableExchangeError, map_ccxt_error
 
 logger = logging.getLogger(__name__)
 
-SUPPORTED_EXCHANGES = ("kucoinfutures", "okx", "mexc")
-
-CLIENT_ID_PARAM = {"okx": "clOrdId", "kucoinfutures": "clientOid", "mexc": "externalOid"}
+SUPPORTED_EXCHANGES = CCXT_TRADING_EXCHANGES
 
 # Markets are public data: cache them per process so each short-lived client does not reload them.
 _MARKETS_CACHE: dict[str, dict[str, Any]] = {}
@@ -48,26 +51,16 @@ _STATUS = {"open": "open", "closed": "closed", "canceled": "canceled", "cancelle
 
 
 def ccxt_exchange(exchange_id: str, *, api_key: str = "", secret: str = "", passphrase: str = ""):
-    """A ccxt.async_support instance configured for swap markets (no network until a call is made)."""
-    import ccxt.async_support as ccxt_async
-
+    """A ccxt.async_support swap instance with these keys (no network until a call is made)."""
     if exchange_id not in SUPPORTED_EXCHANGES:
         raise FinalExchangeError(f"unsupported exchange {exchange_id!r}", exchange=exchange_id)
-    config: dict[str, Any] = {
-        "apiKey": api_key,
-        "secret": secret,
-        "enableRateLimit": True,
-        "timeout": 15_000,
-        "options": {"defaultType": "swap"},
-    }
-    if passphrase:
-        config["password"] = passphrase
-    return getattr(ccxt_async, exchange_id)(config)
+    return ccxt_client_create(exchange_id, market_type="swap", api_key=api_key, secret=secret, passphrase=passphrase)
 
 
 class CcxtExchangeClient:
     def __init__(self, exchange_id: str, *, api_key: str = "", secret: str = "", passphrase: str = "", exchange=None, margin_mode: str = "isolated"):
         self.exchange_id = exchange_id
+        self.has = capabilities(exchange_id)
         self._secrets = tuple(s for s in (api_key, secret, passphrase) if s)
         self.ex = exchange if exchange is not None else ccxt_exchange(exchange_id, api_key=api_key, secret=secret, passphrase=passphrase)
         self.margin_mode = margin_mode
@@ -105,8 +98,7 @@ class CcxtExchangeClient:
 
     # --- port -----------------------------------------------------------------------------------------------------
     async def fetch_balance(self, currency: str = "USDT") -> Balance:
-        params = {} if self.exchange_id == "okx" else {"type": "swap"}
-        raw = await self._call("fetch_balance", params)
+        raw = await self._call("fetch_balance", self.has.params("balance_params"))
         entry = raw.get(currency) or {}
         free, used, total = (to_decimal(entry.get(k)) or Decimal("0") for k in ("free", "used", "total"))
         return Balance(currency=currency, free=free, used=used, total=total or free + used, equity=self._equity_of(raw, currency, total))
@@ -114,9 +106,9 @@ class CcxtExchangeClient:
     def _equity_of(self, raw: dict, currency: str, total: Decimal) -> Decimal | None:
         """Equity incl. unrealised PnL: ccxt's ``total`` is OKX's ``eq`` and KuCoin's ``accountEquity``; MEXC's swap
         ``total`` is available + frozen only, its raw ``equity`` is the figure."""
-        if self.exchange_id in ("okx", "kucoinfutures"):
+        if self.has.equity_field in ("total", "totalEq"):
             return total or None
-        if self.exchange_id == "mexc":
+        if self.has.equity_field == "info_equity":
             rows = (raw.get("info") or {}).get("data") if isinstance(raw.get("info"), dict) else None
             for row in rows or []:
                 if isinstance(row, dict) and row.get("currency") == currency and row.get("equity") is not None:
@@ -142,14 +134,12 @@ class CcxtExchangeClient:
         )
 
     async def set_leverage(self, symbol: str, leverage: int, margin_mode: str = "isolated") -> None:
-        import ccxt
-
         await self._ccxt_market(symbol)
         self.margin_mode = margin_mode
         try:
-            if self.exchange_id == "okx":
+            if self.has.leverage_style == "margin_mode_with_leverage":
                 await self._call("set_margin_mode", margin_mode, symbol, {"leverage": leverage})
-            elif self.exchange_id == "kucoinfutures":
+            elif self.has.leverage_style == "margin_mode_then_cross_leverage":
                 try:
                     await self._call("set_margin_mode", margin_mode, symbol)
                 except FinalExchangeError as exc:
@@ -175,29 +165,24 @@ class CcxtExchangeClient:
             raise FinalExchangeError(f"quantity {request.quantity} is below one contract step of {symbol}", exchange=self.exchange_id)
         price = float(self.ex.price_to_precision(symbol, str(request.price))) if request.price is not None else None
         params: dict[str, Any] = {}
-        ex_id = self.exchange_id
         if request.is_trigger:
             trigger = float(self.ex.price_to_precision(symbol, str(request.trigger_price)))
-            if ex_id == "mexc":
+            if self.has.trigger_style == "trigger_type":
                 # stop of a long (sell) fires when price <= trigger; TP of a long when price >= trigger; mirrored for shorts
                 falling = (request.type == "stop_market") == (request.side == "sell")
                 params.update({"triggerPrice": trigger, "triggerType": 2 if falling else 1, "orderType": 5})
             else:
                 params["stopLossPrice" if request.type == "stop_market" else "takeProfitPrice"] = trigger
-            params["reduceOnly"] = True
+            params.update(self.has.stop_params)
             ccxt_type = "market"
         else:
             ccxt_type = request.type
             if request.reduce_only:
                 params["reduceOnly"] = True
-        if ex_id == "okx":
-            params["algoClOrdId" if request.is_trigger else "clOrdId"] = request.client_order_id
-            params["marginMode"] = self.margin_mode
-        else:
-            params[CLIENT_ID_PARAM[ex_id]] = request.client_order_id
-            params["marginMode"] = self.margin_mode
-            if request.leverage:
-                params["leverage"] = request.leverage
+        params[self.has.trigger_client_id_param if request.is_trigger else self.has.client_id_param] = request.client_order_id
+        params["marginMode"] = self.margin_mode
+        if self.has.leverage_on_order and request.leverage:
+            params["leverage"] = request.leverage
         return symbol, ccxt_type, request.side, amount, price, params
 
     async def create_order(self, request: OrderRequest) -> OrderResult:
@@ -218,7 +203,7 @@ class CcxtExchangeClient:
 
     async def cancel_order(self, *, symbol: str, exchange_order_id: str = "", client_order_id: str = "", trigger: bool = False) -> None:
         await self._ccxt_market(symbol)
-        params: dict[str, Any] = {"trigger": True} if trigger and self.exchange_id != "kucoinfutures" else {}
+        params: dict[str, Any] = {"trigger": True} if trigger and self.has.trigger_flag_on_fetch else {}
         if not exchange_order_id and client_order_id:
             params["clientOrderId"] = client_order_id
         await self._call("cancel_order", exchange_order_id or None, symbol, params)
@@ -227,11 +212,11 @@ class CcxtExchangeClient:
         self, *, symbol: str, exchange_order_id: str = "", client_order_id: str = "", trigger: bool = False, request: OrderRequest | None = None
     ) -> OrderResult | None:
         market = await self._ccxt_market(symbol)
-        if self.exchange_id == "mexc":
+        if self.has.order_lookup == "mexc_contract_api":
             return await self._mexc_fetch_order(market, exchange_order_id, client_order_id, trigger, request)
         # OKX routes trigger orders to its algo endpoints; KuCoin Futures serves stop orders on the same order
         # endpoints (a ``trigger`` flag would only leak into its signed query string)
-        params: dict[str, Any] = {"trigger": True} if trigger and self.exchange_id == "okx" else {}
+        params: dict[str, Any] = {"trigger": True} if trigger and self.has.trigger_flag_on_fetch else {}
         if not exchange_order_id:
             params["clientOrderId"] = client_order_id
         try:
@@ -310,9 +295,9 @@ class CcxtExchangeClient:
             await self._ccxt_market(symbol)
         else:
             await self._load_markets()
-        trigger_params = {"trigger": True, "ordType": "conditional"} if self.exchange_id == "okx" else {"trigger": True}
+        trigger_params = self.has.params("trigger_query_params")
         regular_params: dict[str, Any] = {}
-        if symbol is None and self.exchange_id == "mexc":  # without a symbol ccxt's mexc lists SPOT orders
+        if symbol is None and self.has.order_lookup == "mexc_contract_api":  # without a symbol ccxt's mexc lists SPOT orders
             regular_params["type"] = trigger_params["type"] = "swap"
         regular = await self._call("fetch_open_orders", symbol, None, None, regular_params)
         triggers = await self._call("fetch_open_orders", symbol, None, None, trigger_params)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 
-from trading.exchanges.base import (
+from exchanges.base import (
     Balance,
     ExchangeClient,
     ExchangePosition,

@@ -3,7 +3,8 @@
 Source: Bitunix OpenAPI docs (openapidoc.bitunix.com, "Signature", "Place Order", "Cancel Orders", "Get Pending
 Orders", "Get Order Detail", "Place/Cancel/Get Pending TP/SL Order", "Get Pending Positions", "Change Leverage",
 "Change Margin Mode", "Change Position Mode", "Get Single Account") and the shapes of ccxt's Bitunix request/response
-fixtures (``trading/tests/fixtures/ccxt_static/*/bitunix.json``).
+fixtures (``trading/tests/fixtures/ccxt_static/*/bitunix.json``). The one Bitunix client of the project: live trading
+uses it with keys, the funding-rate monitor without (``fetch_funding_rate``, public).
 
 Signing (docs, "Signature"): every private request carries the headers ``api-key``, ``nonce`` (32 random
 characters), ``timestamp`` (ms) and ``sign`` where
@@ -41,7 +42,16 @@ from decimal import Decimal
 from typing import Any
 from urllib.parse import urlencode
 
-from trading.errors import (
+from exchanges.base import (
+    Balance,
+    ExchangePosition,
+    MarketInfo,
+    OrderRequest,
+    OrderResult,
+    TradeFill,
+    to_decimal,
+)
+from exchanges.errors import (
     AuthenticationFailed,
     DuplicateClientOrderId,
     ExchangeError,
@@ -51,15 +61,6 @@ from trading.errors import (
     RetryableExchangeError,
     map_http_status,
     redact,
-)
-from trading.exchanges.base import (
-    Balance,
-    ExchangePosition,
-    MarketInfo,
-    OrderRequest,
-    OrderResult,
-    TradeFill,
-    to_decimal,
 )
 
 logger = logging.getLogger(__name__)
@@ -101,10 +102,12 @@ def _plain(value: Decimal) -> str:
     return format(value.normalize(), "f")
 
 
-def _market_id(symbol: str) -> str:
-    """``BTC/USDT:USDT`` → ``BTCUSDT``."""
-    base, rest = symbol.split("/")
+def bitunix_market_id(symbol: str) -> str:
+    """``BTC/USDT:USDT`` → ``BTCUSDT`` (Bitunix linear perpetual ids)."""
+    base, _, rest = symbol.partition("/")
     return base + rest.split(":")[0]
+
+
 
 
 def _unified(market_id: str, quote: str = "USDT") -> str:
@@ -184,7 +187,7 @@ class BitunixClient:
         try:
             payload = response.json()
         except ValueError:
-            raise RetryableExchangeError(f"bitunix {path}: answer is not JSON", exchange="bitunix") from None
+            raise RetryableExchangeError(f"bitunix {path}: answer is not JSON", exchange="bitunix", source="BadResponse") from None
         code = int(payload.get("code", -1)) if str(payload.get("code", "")).lstrip("-").isdigit() else -1
         if code != 0:
             raise error_for_code(code, redact(str(payload.get("msg") or ""), [self._api_key, self._secret]))
@@ -200,9 +203,17 @@ class BitunixClient:
         _PAIRS_CACHE[self.base_url] = pairs
         return pairs
 
+    async def fetch_funding_rate(self, symbol: str) -> dict[str, Any]:
+        """The public funding-rate row of ``symbol`` as Bitunix answers it (``fundingRate``, ``nextFundingTime``,
+        ``markPrice``, ...; docs "Get Funding Rate"). No keys needed."""
+        data = await self._request("GET", "/api/v1/futures/market/funding_rate", query={"symbol": bitunix_market_id(symbol)}, signed=False)
+        if not isinstance(data, dict):
+            raise FinalExchangeError(f"bitunix funding rate of {symbol}: unexpected answer", exchange="bitunix")
+        return data
+
     async def market(self, symbol: str) -> MarketInfo:
         pairs = await self._pairs()
-        row = pairs.get(_market_id(symbol))
+        row = pairs.get(bitunix_market_id(symbol))
         if row is None:
             raise FinalExchangeError(f"BadSymbol: bitunix has no futures pair {symbol}", exchange="bitunix")
         amount_step = Decimal(1).scaleb(-int(row.get("basePrecision", 0)))
@@ -222,7 +233,7 @@ class BitunixClient:
         return Balance(currency=currency, free=free, used=used, total=free + used)
 
     async def set_leverage(self, symbol: str, leverage: int, margin_mode: str = "isolated") -> None:
-        market_id = _market_id(symbol)
+        market_id = bitunix_market_id(symbol)
         try:
             await self._request("POST", "/api/v1/futures/account/change_position_mode", body={"positionMode": "ONE_WAY"})
         except FinalExchangeError as exc:  # already one-way, or positions/orders open: orders tell if it matters
@@ -292,7 +303,7 @@ class BitunixClient:
         return positions[0].position_id
 
     async def cancel_order(self, *, symbol: str, exchange_order_id: str = "", client_order_id: str = "", trigger: bool = False) -> None:
-        market_id = _market_id(symbol)
+        market_id = bitunix_market_id(symbol)
         if trigger:
             if not exchange_order_id:
                 raise OrderNotFoundOnExchange("bitunix TP/SL orders are cancelled by their order id", exchange="bitunix")
@@ -320,7 +331,7 @@ class BitunixClient:
         return self.parse_order(data) if data else None
 
     async def _pending_tpsl(self, symbol: str | None) -> list[OrderResult]:
-        data = await self._request("GET", "/api/v1/futures/tpsl/get_pending_orders", query={"symbol": _market_id(symbol) if symbol else None, "limit": 100})
+        data = await self._request("GET", "/api/v1/futures/tpsl/get_pending_orders", query={"symbol": bitunix_market_id(symbol) if symbol else None, "limit": 100})
         rows = data.get("orderList", []) if isinstance(data, dict) else (data or [])
         return [order for row in rows for order in self.parse_tpsl(row)]
 
@@ -340,7 +351,7 @@ class BitunixClient:
                 return replace(order, client_order_id=client_order_id or order.client_order_id, side=request.side if request else order.side)
         if not exchange_order_id:
             return None  # never placed: safe to send
-        data = await self._request("GET", "/api/v1/futures/tpsl/get_history_orders", query={"symbol": _market_id(symbol), "limit": 100})
+        data = await self._request("GET", "/api/v1/futures/tpsl/get_history_orders", query={"symbol": bitunix_market_id(symbol), "limit": 100})
         rows = data.get("orderList", []) if isinstance(data, dict) else (data or [])
         for row in rows:
             for order in self.parse_tpsl(row):
@@ -349,13 +360,13 @@ class BitunixClient:
         return None
 
     async def fetch_open_orders(self, symbol: str | None = None) -> list[OrderResult]:
-        query = {"symbol": _market_id(symbol)} if symbol else {"limit": 100}
+        query = {"symbol": bitunix_market_id(symbol)} if symbol else {"limit": 100}
         data = await self._request("GET", "/api/v1/futures/trade/get_pending_orders", query=query)
         rows = (data or {}).get("orderList", []) if isinstance(data, dict) else (data or [])
         return [self.parse_order(row) for row in rows] + await self._pending_tpsl(symbol)
 
     async def fetch_positions(self, symbols: list[str] | None = None) -> list[ExchangePosition]:
-        query = {"symbol": _market_id(symbols[0])} if symbols and len(symbols) == 1 else {}
+        query = {"symbol": bitunix_market_id(symbols[0])} if symbols and len(symbols) == 1 else {}
         data = await self._request("GET", "/api/v1/futures/position/get_pending_positions", query=query)
         wanted = set(symbols or [])
         positions = []
@@ -366,7 +377,7 @@ class BitunixClient:
         return positions
 
     async def fetch_my_trades(self, symbol: str, since_ms: int | None = None) -> list[TradeFill]:
-        data = await self._request("GET", "/api/v1/futures/trade/get_history_trades", query={"symbol": _market_id(symbol), "startTime": since_ms, "limit": 100})
+        data = await self._request("GET", "/api/v1/futures/trade/get_history_trades", query={"symbol": bitunix_market_id(symbol), "startTime": since_ms, "limit": 100})
         rows = data.get("tradeList", []) if isinstance(data, dict) else (data or [])
         return [
             TradeFill(

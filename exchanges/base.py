@@ -1,13 +1,13 @@
 """The exchange client port: what live trading needs from an exchange, async, in Decimal and base-asset quantities.
 
 Implementations: ``CcxtExchangeClient`` (KuCoin Futures, OKX, MEXC via ccxt.async_support), ``BitunixClient``
-(hand-written httpx adapter) and ``FakeExchangeClient`` (in-process, for tests and the demo).
+(hand-written httpx adapter) and ``FakeExchangeClient`` (in-process, in ``testsupport``, for tests and the demo).
 
 Conventions:
 - symbols are ccxt unified (``BTC/USDT:USDT``); quantities are in the BASE asset (the adapter converts to contracts
   with the market's contract size and rounds down to the exchange's step);
 - every order carries our ``client_order_id`` so a retried request can be looked up instead of re-sent;
-- errors are ``trading.errors`` types (Retryable/Final/AuthenticationFailed/InsufficientBalance), never raw ccxt or
+- errors are ``exchanges.errors`` types (Retryable/Final/AuthenticationFailed/InsufficientBalance), never raw ccxt or
   httpx exceptions.
 """
 

@@ -1,0 +1,79 @@
+"""The one place a ccxt client is built: trading, live market data, order flow, funding rates and candle downloads.
+
+``ccxt_client_create(exchange_id, market_type=..., asynchronous=..., api_key=...)`` returns a configured instance
+(rate limiting on, a timeout, the default market type) and makes no network call. ``install_ccxt_transport`` lets
+tests and the demo route every client this factory builds to an in-process stand-in (a function that receives the
+new instance and replaces its HTTP layer); production never installs one.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from decimal import Decimal
+from typing import Any, Literal
+
+import ccxt
+import ccxt.async_support as ccxt_async
+
+from exchanges.errors import FinalExchangeError
+
+MarketType = Literal["swap", "spot"]
+
+DEFAULT_TIMEOUT_MS = 15_000
+
+_transport_hook: Callable[[Any], None] | None = None
+
+
+def install_ccxt_transport(hook: Callable[[Any], None] | None) -> None:
+    """Call ``hook(instance)`` on every ccxt client built from now on (``None`` removes it). Tests and the demo only."""
+    global _transport_hook
+    _transport_hook = hook
+
+
+def ccxt_client_create(
+    exchange_id: str,
+    *,
+    market_type: MarketType = "swap",
+    asynchronous: bool = True,
+    api_key: str = "",
+    secret: str = "",
+    passphrase: str = "",
+    timeout_ms: int = DEFAULT_TIMEOUT_MS,
+    rate_limit: bool = True,
+) -> Any:
+    """A ccxt (``ccxt.async_support`` when ``asynchronous``) instance for ``exchange_id``; no network until called.
+
+    Unknown ids raise ``FinalExchangeError``."""
+    module = ccxt_async if asynchronous else ccxt
+    if exchange_id not in ccxt.exchanges:
+        raise FinalExchangeError(f"ccxt does not support the exchange {exchange_id!r}", exchange=exchange_id)
+    config: dict[str, Any] = {
+        "enableRateLimit": rate_limit,
+        "timeout": int(timeout_ms),
+        "options": {"defaultType": market_type},
+    }
+    if api_key:
+        config["apiKey"] = api_key
+    if secret:
+        config["secret"] = secret
+    if passphrase:
+        config["password"] = passphrase
+    instance = getattr(module, exchange_id)(config)
+    if _transport_hook is not None:
+        _transport_hook(instance)
+    return instance
+
+
+TICK_SIZE = ccxt.TICK_SIZE
+DECIMAL_PLACES = ccxt.DECIMAL_PLACES
+
+
+def precision_increment(value: Any, precision_mode: int = TICK_SIZE) -> Decimal | None:
+    """A ccxt market precision as an increment: TICK_SIZE mode stores the increment, DECIMAL_PLACES a digit count."""
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return None
+    number = Decimal(str(value))
+    if precision_mode == DECIMAL_PLACES:
+        return Decimal(1).scaleb(-int(number))
+    return number
