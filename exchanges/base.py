@@ -14,7 +14,7 @@ Conventions:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from decimal import ROUND_DOWN, ROUND_HALF_UP, Decimal
+from decimal import ROUND_DOWN, ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Literal, Protocol, runtime_checkable
 
 OrderSide = Literal["buy", "sell"]
@@ -25,10 +25,21 @@ TRIGGER_TYPES = frozenset({"stop_market", "take_profit"})
 
 
 def to_decimal(value) -> Decimal | None:
-    """ccxt numbers are floats (or strings); go through str() so 0.1 stays 0.1."""
-    if value is None or value == "":
+    """ccxt numbers are floats (or strings); go through str() so 0.1 stays 0.1. Anything that is not a finite
+    number (``None``, ``""``, ``"market"``, ``NaN``) is None: an exchange's odd price field never becomes a price."""
+    if value is None or value == "" or isinstance(value, bool):
         return None
-    return value if isinstance(value, Decimal) else Decimal(str(value))
+    try:
+        number = value if isinstance(value, Decimal) else Decimal(str(value).strip())
+    except (InvalidOperation, ValueError):
+        return None
+    return number if number.is_finite() else None
+
+
+def positive_price(value) -> Decimal | None:
+    """A price the exchange reported, or None when it is missing, not a number, zero or negative."""
+    number = to_decimal(value)
+    return number if number is not None and number > 0 else None
 
 
 @dataclass(frozen=True)

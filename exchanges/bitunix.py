@@ -49,6 +49,7 @@ from exchanges.base import (
     OrderRequest,
     OrderResult,
     TradeFill,
+    positive_price,
     to_decimal,
 )
 from exchanges.errors import (
@@ -328,7 +329,33 @@ class BitunixClient:
             data = await self._request("GET", "/api/v1/futures/trade/get_order_detail", query=query)
         except OrderNotFoundOnExchange:
             return None
-        return self.parse_order(data) if data else None
+        return await self._with_fills(self.parse_order(data), symbol) if data else None
+
+    async def _with_fills(self, order: OrderResult, symbol: str) -> OrderResult:
+        """The fill of an order from the trade history: the weighted average price and the fees of the order's own
+        trades (Bitunix orders carry no average price; their ``price`` is the limit, or "0"/"market"/nothing for a
+        market order, never a fill price). Only the quantity the trades cover counts as filled: an order whose
+        trades are not all visible yet stays open, so it is asked again (never booked at a made-up price)."""
+        if order.filled_quantity <= 0 or order.average_price is not None:
+            return order
+        data = await self._request(
+            "GET", "/api/v1/futures/trade/get_history_trades", query={"symbol": bitunix_market_id(symbol), "orderId": order.exchange_order_id, "limit": 100}
+        )
+        rows = data.get("tradeList", []) if isinstance(data, dict) else (data or [])
+        quantity, cost, fee = Decimal("0"), Decimal("0"), Decimal("0")
+        for row in rows:
+            price, size = positive_price(row.get("price")), to_decimal(row.get("qty"))
+            if str(row.get("orderId") or "") != order.exchange_order_id or price is None or not size or size <= 0:
+                continue
+            quantity += size
+            cost += price * size
+            fee += abs(to_decimal(row.get("fee")) or Decimal("0"))
+        if quantity <= 0:
+            logger.warning("bitunix order %s filled %s but no trade of it is visible yet", order.exchange_order_id, order.filled_quantity)
+            return replace(order, filled_quantity=Decimal("0"), status="open")
+        covered = min(quantity, order.filled_quantity)
+        status = order.status if quantity >= order.filled_quantity else "open"
+        return replace(order, filled_quantity=covered, average_price=cost / quantity, fee=max(order.fee, fee), status=status)
 
     async def _pending_tpsl(self, symbol: str | None) -> list[OrderResult]:
         data = await self._request("GET", "/api/v1/futures/tpsl/get_pending_orders", query={"symbol": bitunix_market_id(symbol) if symbol else None, "limit": 100})
@@ -383,10 +410,11 @@ class BitunixClient:
             TradeFill(
                 trade_id=str(row.get("tradeId") or ""), exchange_order_id=str(row.get("orderId") or ""), symbol=symbol,
                 side=str(row.get("side") or "BUY").lower(), quantity=to_decimal(row.get("qty")) or Decimal("0"),
-                price=to_decimal(row.get("price")) or Decimal("0"), fee=abs(to_decimal(row.get("fee")) or Decimal("0")),
+                price=positive_price(row.get("price")), fee=abs(to_decimal(row.get("fee")) or Decimal("0")),
                 timestamp_ms=int(row["ctime"]) if row.get("ctime") else None, client_order_id=str(row.get("clientId") or ""),
             )
             for row in rows
+            if positive_price(row.get("price")) is not None  # a trade without a price is not a fill we can book
         ]
 
     async def close(self) -> None:
@@ -397,10 +425,9 @@ class BitunixClient:
     def parse_order(row: dict) -> OrderResult:
         filled = to_decimal(row.get("tradeQty")) or Decimal("0")
         status = _ORDER_STATUS.get(str(row.get("status") or "").upper(), "open")
-        price = to_decimal(row.get("price"))
-        average = to_decimal(row.get("avgPrice") or row.get("averagePrice"))
-        if average is None and filled > 0 and price:  # the documented order has no average: a market order's price is its fill
-            average = price
+        price = positive_price(row.get("price"))  # a limit; market orders say "0", "market" or nothing
+        # The documented order has no average price; its fill comes from the trade history (``_with_fills``).
+        average = positive_price(row.get("avgPrice") or row.get("averagePrice"))
         realised = to_decimal(row.get("realizedPNL"))
         return OrderResult(
             exchange_order_id=str(row.get("orderId") or ""), client_order_id=str(row.get("clientId") or ""),

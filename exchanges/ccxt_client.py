@@ -18,6 +18,7 @@ rounded with ``amount_to_precision`` (truncation) and prices with ``price_to_pre
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from dataclasses import replace
 from decimal import Decimal
@@ -32,6 +33,7 @@ from exchanges.base import (
     OrderRequest,
     OrderResult,
     TradeFill,
+    positive_price,
     to_decimal,
 )
 from exchanges.capabilities import CCXT_TRADING_EXCHANGES, capabilities
@@ -57,12 +59,46 @@ def ccxt_exchange(exchange_id: str, *, api_key: str = "", secret: str = "", pass
     return ccxt_client_create(exchange_id, market_type="swap", api_key=api_key, secret=secret, passphrase=passphrase)
 
 
+TRIGGER_ORDER_PATHS = frozenset({"trade/order-algo"})
+
+
+def trigger_orders_without_injected_params(ex, forbidden: tuple[str, ...]) -> None:
+    """OKX: ccxt adds a random broker ``clOrdId`` (its ``brokerId`` + 16 hex, with ``tag``) to every order-algo
+    request that has none (in ``create_order`` and again in ``sign``). OKX stores a sent ``clOrdId`` as the trigger
+    order's client id, so a stop sent with our ``algoClOrdId`` would not be found by it after a lost answer, and a
+    retry would place a second live stop. This wraps the instance's ``sign`` so a trigger order carrying our
+    ``algoClOrdId`` leaves with ONLY our id: the injected keys are removed and the request is signed again (OKX:
+    base64 HMAC-SHA256 of timestamp + method + path + body, as ccxt computes it)."""
+    original = ex.sign
+
+    def injected(params) -> bool:
+        broker = str(ex.safe_string(ex.options, "brokerId", "6b9ad766b55dBCDE"))
+        return any(str(params.get(key) or "").startswith(broker) for key in forbidden)
+
+    def sign(path, api=["public"], method="GET", params={}):  # noqa: B006 - ccxt's signature
+        request = original(path, api, method, params)
+        if not (method == "POST" and path in TRIGGER_ORDER_PATHS and isinstance(params, dict) and params.get("algoClOrdId") and injected(params)):
+            return request
+        for key in (*forbidden, "tag"):
+            params.pop(key, None)
+        body = ex.json(ex.omit(params, ex.extract_params(path)))
+        request_path = "/api/" + ex.version + "/" + ex.implode_params(path, params)
+        headers = dict(request["headers"])
+        auth = headers["OK-ACCESS-TIMESTAMP"] + method + request_path + body
+        headers["OK-ACCESS-SIGN"] = ex.hmac(ex.encode(auth), ex.encode(ex.secret), hashlib.sha256, "base64")
+        return {**request, "body": body, "headers": headers}
+
+    ex.sign = sign
+
+
 class CcxtExchangeClient:
     def __init__(self, exchange_id: str, *, api_key: str = "", secret: str = "", passphrase: str = "", exchange=None, margin_mode: str = "isolated"):
         self.exchange_id = exchange_id
         self.has = capabilities(exchange_id)
         self._secrets = tuple(s for s in (api_key, secret, passphrase) if s)
         self.ex = exchange if exchange is not None else ccxt_exchange(exchange_id, api_key=api_key, secret=secret, passphrase=passphrase)
+        if self.has.trigger_forbidden_params and hasattr(self.ex, "sign"):
+            trigger_orders_without_injected_params(self.ex, self.has.trigger_forbidden_params)
         self.margin_mode = margin_mode
 
     def __repr__(self) -> str:  # never show keys
@@ -104,12 +140,17 @@ class CcxtExchangeClient:
         return Balance(currency=currency, free=free, used=used, total=total or free + used, equity=self._equity_of(raw, currency, total))
 
     def _equity_of(self, raw: dict, currency: str, total: Decimal) -> Decimal | None:
-        """Equity incl. unrealised PnL: ccxt's ``total`` is OKX's ``eq`` and KuCoin's ``accountEquity``; MEXC's swap
-        ``total`` is available + frozen only, its raw ``equity`` is the figure."""
-        if self.has.equity_field in ("total", "totalEq"):
+        """Equity incl. unrealised PnL. OKX: the account's ``totalEq`` (USD equivalent over every currency; ccxt's
+        per-currency ``total`` is that currency's ``eq`` only, 0.0003 USDT of a 43.7 M account in the recording);
+        KuCoin: ccxt's ``total`` is ``accountEquity``; MEXC: its swap ``total`` is available + frozen only, the raw
+        row's ``equity`` is the figure."""
+        rows = (raw.get("info") or {}).get("data") if isinstance(raw.get("info"), dict) else None
+        if self.has.equity_field == "totalEq":
+            first = rows[0] if isinstance(rows, list) and rows and isinstance(rows[0], dict) else {}
+            return to_decimal(first.get("totalEq")) or total or None
+        if self.has.equity_field == "total":
             return total or None
         if self.has.equity_field == "info_equity":
-            rows = (raw.get("info") or {}).get("data") if isinstance(raw.get("info"), dict) else None
             for row in rows or []:
                 if isinstance(row, dict) and row.get("currency") == currency and row.get("equity") is not None:
                     return to_decimal(row.get("equity"))
@@ -376,8 +417,10 @@ class CcxtExchangeClient:
             order_type = "stop_market"
         return OrderResult(
             exchange_order_id=str(raw.get("id") or ""),
+            # a trigger order's own client id first (OKX algo orders: ``algoClOrdId``; ccxt's clientOrderId is the
+            # ``clOrdId`` of the order it places)
             client_order_id=str(
-                raw.get("clientOrderId") or info.get("algoClOrdId") or info.get("externalOid") or (request.client_order_id if request else "") or ""
+                info.get("algoClOrdId") or raw.get("clientOrderId") or info.get("externalOid") or (request.client_order_id if request else "") or ""
             ),
             symbol=raw.get("symbol") or (market or {}).get("symbol") or (request.symbol if request else ""),
             side=side,
@@ -385,7 +428,7 @@ class CcxtExchangeClient:
             status=status,
             quantity=amount * contract_size if amount is not None else (request.quantity if request else Decimal("0")),
             filled_quantity=(filled or Decimal("0")) * contract_size,
-            average_price=to_decimal(raw.get("average")),
+            average_price=positive_price(raw.get("average")),
             fee=abs(fee),
             trigger_price=trigger_price if trigger_price is not None else (request.trigger_price if request else None),
             price=to_decimal(raw.get("price")),

@@ -57,6 +57,10 @@ class BitunixFakeServer:
         self.faults: dict[str, list[str]] = {}
         self.requests: list[tuple[str, str, dict]] = []  # (method, path, body or query)
         self.slow_seconds = 1.0
+        # What a market order's ``price`` field says (Bitunix orders carry no average price): "0" as the API
+        # documents, "market" as third-party clients recorded it, or None to leave the field out.
+        self.market_order_price: str | None = "0"
+        self.trades_visible = True  # False: the trade history lags behind the orders (answers no trade)
         self._tpsl_ids = itertools.count(1)
         self._client_ids = itertools.count(1)
         self._seen_nonces: set[str] = set()
@@ -213,7 +217,8 @@ class BitunixFakeServer:
                     "symbol": _market_id(t.symbol), "qty": _plain(t.quantity), "price": _plain(t.price), "side": t.side.upper(), "fee": _plain(t.fee),
                     "positionMode": "ONE_WAY", "marginMode": "ISOLATION", "orderType": "MARKET", "roleType": "TAKER", "ctime": t.timestamp_ms,
                 }
-                for t in a.trades if symbol in (None, t.symbol)
+                for t in a.trades
+                if self.trades_visible and symbol in (None, t.symbol) and query.get("orderId") in (None, "", t.exchange_order_id)
             ]
             return {"tradeList": rows, "total": len(rows)}
         if endpoint == "position/get_pending_positions":
@@ -270,14 +275,18 @@ class BitunixFakeServer:
         status = {"open": "PART_FILLED" if r.filled_quantity else "NEW", "closed": "FILLED"}.get(
             r.status, "PART_FILLED_CANCELED" if r.filled_quantity else "CANCELED"
         )
-        price = r.price if r.type == "limit" else r.average_price
-        return {
+        # as the documented order detail: NO average price; ``price`` is the limit (a market order's says "0",
+        # "market" or nothing), so the fill price is only in the trade history
+        row = {
             "orderId": r.exchange_order_id, "clientId": r.client_order_id if not r.client_order_id.startswith("auto") else "", "symbol": _market_id(r.symbol),
             "qty": _plain(r.quantity), "tradeQty": _plain(r.filled_quantity), "positionMode": "ONE_WAY", "marginMode": "ISOLATION",
-            "leverage": order.leverage or 1, "price": _plain(price), "side": r.side.upper(), "orderType": r.type.upper(), "effect": "GTC",
-            "reduceOnly": r.reduce_only, "status": status, "fee": _plain(r.fee), "realizedPNL": _plain(r.realised_pnl or Decimal("0")),
-            "ctime": 1_700_000_000_000, "mtime": 1_700_000_000_000,
+            "leverage": order.leverage or 1, "price": _plain(r.price) if r.type == "limit" else self.market_order_price, "side": r.side.upper(),
+            "orderType": r.type.upper(), "effect": "GTC", "reduceOnly": r.reduce_only, "status": status, "fee": _plain(r.fee),
+            "realizedPNL": _plain(r.realised_pnl or Decimal("0")), "ctime": 1_700_000_000_000, "mtime": 1_700_000_000_000,
         }
+        if row["price"] is None:
+            del row["price"]
+        return row
 
     def _tpsl_row(self, r: OrderResult) -> dict:
         stop = r.type == "stop_market"

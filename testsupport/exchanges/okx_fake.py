@@ -198,11 +198,12 @@ class OkxFetchFake(CcxtFetchFake):
         result = self.account._create(
             OrderRequest(
                 symbol=symbol, side=body["side"], type="stop_market" if stop else "take_profit", quantity=Decimal(body["sz"]) * self._ct_val(symbol),
-                client_order_id=body.get("algoClOrdId", "") or f"algo{next(self._algo_ids)}",
+                # as OKX does: a sent clOrdId becomes the trigger order's client id (algoClOrdId only when none is sent)
+                client_order_id=body.get("clOrdId") or body.get("algoClOrdId", "") or f"algo{next(self._algo_ids)}",
                 trigger_price=Decimal(body["slTriggerPx"] if stop else body["tpTriggerPx"]), reduce_only=True,
             )
         )
-        return {"algoClOrdId": result.client_order_id, "algoId": result.exchange_order_id, "clOrdId": "", "sCode": "0", "sMsg": ""}
+        return {"algoClOrdId": result.client_order_id, "algoId": result.exchange_order_id, "clOrdId": body.get("clOrdId", ""), "sCode": "0", "sMsg": ""}
 
     def _find_regular(self, ord_id: str, cl_ord_id: str):
         if ord_id.endswith("T") and ord_id[:-1] in self.account.orders:  # the market order a triggered algo placed

@@ -34,6 +34,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 
@@ -189,6 +190,10 @@ def order_sync_from_result(*, order: Order, result: OrderResult) -> Decimal:
     Returns the newly recorded filled quantity. Idempotent: re-applying the same result records nothing.
     """
     order = Order.objects.select_for_update().get(pk=order.pk)
+    if result.filled_quantity > order.filled_quantity and not (result.average_price and result.average_price > 0):
+        # a fill without a price ("0", missing, "market"): never booked; the order stays open and is asked again
+        logger.warning("order %s: exchange reports %s filled without a fill price; not booked yet", order.client_order_id, result.filled_quantity)
+        result = replace(result, filled_quantity=order.filled_quantity, status="open")
     if result.exchange_order_id and order.exchange_order_id != result.exchange_order_id:
         order.exchange_order_id = result.exchange_order_id
     new_state = _state_for(result)
@@ -199,8 +204,8 @@ def order_sync_from_result(*, order: Order, result: OrderResult) -> Decimal:
         position = order.position
         recorded_fee = sum((f.fee for f in order.fills.all()), ZERO)
         cost_before = (order.average_price or ZERO) * order.filled_quantity
-        cost_now = (result.average_price or order.price or order.trigger_price or ZERO) * result.filled_quantity
-        fill_price = (cost_now - cost_before) / newly_filled if cost_now else (result.average_price or ZERO)
+        cost_now = result.average_price * result.filled_quantity  # the exchange's fill price only, never the limit
+        fill_price = (cost_now - cost_before) / newly_filled
         realised = ZERO
         if order.leg in EXIT_LEGS and position.entry_price:
             direction = Decimal("1") if position.side == "long" else Decimal("-1")

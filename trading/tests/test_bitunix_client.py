@@ -216,15 +216,24 @@ def test_market_from_trading_pairs_matches_ccxt_parsed():
     assert market.min_amount == Decimal(str(parsed["limits"]["amount"]["min"])) and market.max_leverage == parsed["limits"]["leverage"]["max"]
 
 
-def test_partial_fill_order_response_matches_ccxt_parsed():
+def test_partial_fill_order_response_matches_ccxt_parsed_with_its_fill_from_the_trade_history():
     fixture = case("response", "parseOrder")
-    order = call(Recorder({"code": 0, "data": fixture["input"][0], "msg": "Success"}), "fetch_order", symbol=BTC, exchange_order_id="11111")
+    trade = case("response", "parseTrade")["input"][0]  # the documented trade row of order 11111
+    trades = {"code": 0, "data": {"tradeList": [{**trade, "qty": "0.2"}, {**trade, "tradeId": "124", "qty": "0.3", "price": "60100"},
+                                                {**trade, "tradeId": "125", "orderId": "99999", "price": "1"}]}, "msg": "Success"}
+    recorder = Recorder({"code": 0, "data": fixture["input"][0], "msg": "Success"}, trades)
+    order = call(recorder, "fetch_order", symbol=BTC, exchange_order_id="11111")
     parsed = fixture["parsedResponse"]
     assert (order.exchange_order_id, order.client_order_id, order.symbol, order.side, order.type, order.status) == (
         parsed["id"], parsed["clientOrderId"], parsed["symbol"], parsed["side"], parsed["type"], parsed["status"]
     )
     assert order.quantity == Decimal(str(parsed["amount"])) and order.filled_quantity == Decimal(str(parsed["filled"]))
-    assert order.price == Decimal(str(parsed["price"])) and order.fee == Decimal(str(parsed["fee"]["cost"]))
+    assert order.price == Decimal(str(parsed["price"]))  # the limit, never taken as the fill price
+    assert parsed["average"] is None  # the order itself has no average price ...
+    assert order.average_price == Decimal("60060")  # ... its fill is the weighted average of its own trades
+    assert order.fee == Decimal("0.02")  # the trades' fees (0.01 each) over the order's own 0.01
+    assert recorder.requests[1].url.path.endswith("/trade/get_history_trades")
+    assert dict(recorder.requests[1].url.params) == {"symbol": "BTCUSDT", "orderId": "11111", "limit": "100"}
 
 
 @pytest.mark.parametrize(("method", "index"), [("fetchClosedOrders", 0), ("fetchCanceledOrders", 0), ("fetchCanceledOrders", 1)])

@@ -212,7 +212,9 @@ def test_ccxt_equity_is_the_exchanges_own_figure():
     from exchanges.ccxt_client import CcxtExchangeClient
 
     okx = CcxtExchangeClient("okx", exchange=object())
-    assert okx._equity_of({}, "USDT", Decimal("960")) == Decimal("960")  # ccxt's total is OKX's eq
+    assert okx._equity_of({}, "USDT", Decimal("960")) == Decimal("960")  # no account row: ccxt's total (OKX's eq)
+    multi = {"info": {"data": [{"totalEq": "43749472.35962724", "details": [{"ccy": "USDT", "eq": "0.000258796"}]}]}}
+    assert okx._equity_of(multi, "USDT", Decimal("0.000258796")) == Decimal("43749472.35962724")  # USD over every coin
     mexc = CcxtExchangeClient("mexc", exchange=object())
     raw = {"info": {"success": True, "data": [{"currency": "USDT", "equity": 960.5, "availableBalance": 500}]}}
     assert mexc._equity_of(raw, "USDT", Decimal("500")) == Decimal("960.5")

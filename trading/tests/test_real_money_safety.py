@@ -1,0 +1,132 @@
+"""Regression tests of the real-money safety items, each at its cause, through the real adapters and the fakes that
+answer in the recorded real shapes (Bitunix orders without an average price; OKX honouring a sent clOrdId)."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+
+from accounts.models import ApiSecrets
+from accounts.tests.factories import ExchangeCredentialFactory, TelegramUserFactory
+from exchanges import bitunix as bitunix_module
+from exchanges.base import to_decimal
+from testsupport.exchanges.bitunix_fake import BitunixFakeServer
+from testsupport.exchanges.okx_fake import OkxFetchFake
+from trading.executors.live import LiveExecutor
+from trading.models import Order, Position
+from trading.reconcile import reconcile_user
+from trading.tests.live_fixtures import SYMBOL, ccxt_fake_install, make_live_position
+
+pytestmark = pytest.mark.django_db
+
+BX_KEY, BX_SECRET = "BXkey-5a6b7c8d9e0f1a2b", "BXsecret-0f9e8d7c6b5a4f3e"
+OKX_KEY, OKX_SECRET, OKX_PASS = "okx-key-1a2b3c4d5e6f", "okx-secret-6f5e4d3c2b1a", "okx-pass-99"
+
+
+def executor(user) -> LiveExecutor:
+    return LiveExecutor(user=user, sleep=lambda _seconds: None, fill_poll_attempts=2)
+
+
+# --- 1. Bitunix fills come from the trade history, never from the order's price ----------------------------------------
+@pytest.fixture
+def bitunix(settings):
+    bitunix_module._PAIRS_CACHE.clear()
+    with BitunixFakeServer(api_key=BX_KEY, secret=BX_SECRET) as fake:
+        fake.slow_seconds = 0.5
+        fake.account.set_price(SYMBOL, "100")
+        settings.LIVE_EXCHANGE_CLIENT = "real"
+        settings.BITUNIX_BASE_URL = fake.url
+        settings.LIVE_HTTP_TIMEOUT_SECONDS = 0.25
+        settings.LIVE_RECONCILE_SUBMITTED_GRACE_SECONDS = 0
+        yield fake
+    bitunix_module._PAIRS_CACHE.clear()
+
+
+@pytest.fixture
+def bitunix_user(bitunix):
+    user = TelegramUserFactory(auto_trading_enabled=True)
+    ExchangeCredentialFactory(user=user, exchange="bitunix", secrets=ApiSecrets(api_key=BX_KEY, secret=BX_SECRET))
+    return user
+
+
+@pytest.mark.parametrize("price_field", ["0", "market", None])
+def test_bitunix_market_fill_is_the_weighted_average_of_its_trades_whatever_the_order_price_says(bitunix, bitunix_user, price_field):
+    bitunix.market_order_price = price_field
+    bitunix.account.partial_fill_ratio = Decimal("0.4")  # the entry fills in two trades at different prices
+    position = make_live_position(bitunix_user, exchange="bitunix")
+    LiveExecutor(user=bitunix_user, sleep=lambda _s: bitunix.account.set_price(SYMBOL, "101"), fill_poll_attempts=2).open_position(position=position)
+    position.refresh_from_db()
+    assert position.status == Position.Status.OPEN and position.quantity == Decimal("1.5")
+    assert position.entry_price == (Decimal("0.6") * 100 + Decimal("0.9") * 101) / Decimal("1.5")  # 100.6, from the two trades
+    assert [o.result.status for o in bitunix.account.orders.values() if o.result.type == "stop_market"] == ["open"]
+    assert all("orderId" in q for q in bitunix.requests_to("/trade/get_history_trades"))
+
+    bitunix.account.set_price(SYMBOL, "97")  # the stop fires: the PnL is a real loss, not 0
+    reconcile_user(user=bitunix_user, executor=executor(bitunix_user))
+    position.refresh_from_db()
+    assert position.status == Position.Status.CLOSED and position.realised_pnl < Decimal("-3")
+
+
+def test_a_fill_without_a_price_is_never_booked_and_reconcile_books_it_once_the_trades_show(bitunix, bitunix_user):
+    bitunix.trades_visible = False  # the trade history lags: the order says filled, no trade is visible yet
+    position = executor(bitunix_user).open_position(position=make_live_position(bitunix_user, exchange="bitunix"))
+    bitunix.trades_visible = True
+    entry = position.orders.get(leg=Order.Leg.ENTRY)
+    assert position.status == Position.Status.PENDING and entry.filled_quantity == 0 and not entry.fills.exists()
+    assert entry.state in (Order.State.OPEN, Order.State.SUBMITTED)  # not terminal: asked again
+
+    report = reconcile_user(user=bitunix_user, executor=executor(bitunix_user))
+    position.refresh_from_db()
+    assert position.status == Position.Status.OPEN and position.entry_price == Decimal("100"), report
+    assert position.orders.get(leg=Order.Leg.STOP_LOSS).state == Order.State.OPEN
+
+
+@pytest.mark.parametrize(("raw", "expected"), [("market", None), ("0", Decimal("0")), ("", None), (None, None), ("NaN", None), ("1.50", Decimal("1.50")), (0.1, Decimal("0.1"))])
+def test_odd_price_fields_never_raise(raw, expected):
+    assert to_decimal(raw) == expected
+
+
+# --- 2. OKX trigger orders carry only our algoClOrdId -------------------------------------------------------------------
+@pytest.fixture
+def okx(settings, monkeypatch):
+    fake = OkxFetchFake(api_key=OKX_KEY, secret=OKX_SECRET, passphrase=OKX_PASS)
+    fake.account.set_price(SYMBOL, "100")
+    return ccxt_fake_install(settings=settings, monkeypatch=monkeypatch, fake=fake)
+
+
+@pytest.fixture
+def okx_user(okx):
+    user = TelegramUserFactory(auto_trading_enabled=True)
+    ExchangeCredentialFactory(user=user, exchange="okx", secrets=ApiSecrets(api_key=OKX_KEY, secret=OKX_SECRET, passphrase=OKX_PASS))
+    return user
+
+
+def test_okx_stop_leaves_with_only_our_algo_client_id_and_a_lost_answer_never_doubles_it(okx, okx_user):
+    okx.inject("/trade/order-algo", "lost_response")  # the stop is placed, its answer lost
+    position = executor(okx_user).open_position(position=make_live_position(okx_user))
+    algo_bodies = okx.requests_to("/trade/order-algo")
+    assert algo_bodies and all("clOrdId" not in body and "tag" not in body for body in algo_bodies)  # signature re-checked by the fake
+    stops = [o.result for o in okx.account.orders.values() if o.result.type == "stop_market" and o.result.status == "open"]
+    assert len(stops) == 1 and stops[0].client_order_id == position.orders.get(leg=Order.Leg.STOP_LOSS).client_order_id
+
+
+def test_okx_fake_stores_a_sent_clordid_as_the_trigger_orders_client_id_as_okx_does(okx):
+    row = okx._place_algo({"instId": "BTC-USDT-SWAP", "side": "sell", "sz": "1", "slTriggerPx": "98", "algoClOrdId": "P1U1Lsl", "clOrdId": "6b9ad766b55dBCDEabc"})
+    assert row["algoClOrdId"] == "6b9ad766b55dBCDEabc"  # what real OKX does with a broker clOrdId: ours is lost
+    assert okx._find("", "P1U1Lsl") is None
+
+
+# --- 5. OKX equity over every currency ------------------------------------------------------------------------------------
+def test_okx_equity_is_the_accounts_usd_total_not_the_usdt_line(okx, okx_user):
+    okx.account.balance = Decimal("0.000258796")
+    original = okx._route
+
+    def multi_currency(method, path, query, body):
+        rows = original(method, path, query, body)
+        if path.endswith("account/balance"):
+            rows[0]["totalEq"] = "43749472.35962724"  # as recorded: 3000 TUSD, 1.06 BTC, ... and 0.0003 USDT
+        return rows
+
+    okx._route = multi_currency
+    assert executor(okx_user).equity() == Decimal("43749472.35962724")
