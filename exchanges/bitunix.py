@@ -59,6 +59,7 @@ from exchanges.errors import (
     FinalExchangeError,
     InsufficientBalance,
     OrderNotFoundOnExchange,
+    OrderTooSmall,
     RetryableExchangeError,
     map_http_status,
     redact,
@@ -252,7 +253,7 @@ class BitunixClient:
     def order_body(self, request: OrderRequest, market: MarketInfo) -> dict[str, Any]:
         quantity = market.round_quantity(request.quantity)
         if quantity <= 0:
-            raise FinalExchangeError(f"quantity {request.quantity} is below one step of {request.symbol}", exchange="bitunix")
+            raise OrderTooSmall(f"quantity {request.quantity} is below one step of {request.symbol}", exchange="bitunix")
         body: dict[str, Any] = {"symbol": market.exchange_symbol, "qty": _plain(quantity), "side": request.side.upper(), "orderType": request.type.upper()}
         if request.type == "limit":
             body["price"] = _plain(market.round_price(request.price))
@@ -263,6 +264,8 @@ class BitunixClient:
         return body
 
     def tpsl_body(self, request: OrderRequest, market: MarketInfo, position_id: str) -> dict[str, Any]:
+        if market.round_quantity(request.quantity) <= 0:
+            raise OrderTooSmall(f"quantity {request.quantity} is below one step of {request.symbol}", exchange="bitunix")
         quantity = _plain(market.round_quantity(request.quantity))
         trigger = _plain(market.round_price(request.trigger_price))
         if request.type == "stop_market":

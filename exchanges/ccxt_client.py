@@ -38,7 +38,14 @@ from exchanges.base import (
 )
 from exchanges.capabilities import CCXT_TRADING_EXCHANGES, capabilities
 from exchanges.ccxt_factory import ccxt_client_create
-from exchanges.errors import FinalExchangeError, OrderNotFoundOnExchange, RetryableExchangeError, map_ccxt_error
+from exchanges.errors import (
+    LIBRARY_ERRORS,
+    FinalExchangeError,
+    OrderNotFoundOnExchange,
+    OrderTooSmall,
+    RetryableExchangeError,
+    map_ccxt_error,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -201,13 +208,16 @@ class CcxtExchangeClient:
         """The positional arguments and params of ccxt's create_order for ``request`` (pure; tested offline)."""
         symbol = market["symbol"]
         contracts = request.quantity / self._contract_size(market)
-        amount = float(self.ex.amount_to_precision(symbol, str(contracts)))
+        try:  # ccxt raises its own InvalidOrder below one amount step: our OrderTooSmall (nothing was sent)
+            amount = float(self.ex.amount_to_precision(symbol, str(contracts)))
+            price = float(self.ex.price_to_precision(symbol, str(request.price))) if request.price is not None else None
+            trigger = float(self.ex.price_to_precision(symbol, str(request.trigger_price))) if request.is_trigger else None
+        except LIBRARY_ERRORS as exc:
+            raise map_ccxt_error(exc, exchange=self.exchange_id, context=f"{request.client_order_id} {symbol}") from None
         if amount <= 0:
-            raise FinalExchangeError(f"quantity {request.quantity} is below one contract step of {symbol}", exchange=self.exchange_id)
-        price = float(self.ex.price_to_precision(symbol, str(request.price))) if request.price is not None else None
+            raise OrderTooSmall(f"quantity {request.quantity} is below one contract step of {symbol}", exchange=self.exchange_id)
         params: dict[str, Any] = {}
         if request.is_trigger:
-            trigger = float(self.ex.price_to_precision(symbol, str(request.trigger_price)))
             if self.has.trigger_style == "trigger_type":
                 # stop of a long (sell) fires when price <= trigger; TP of a long when price >= trigger; mirrored for shorts
                 falling = (request.type == "stop_market") == (request.side == "sell")
@@ -243,9 +253,21 @@ class CcxtExchangeClient:
         return result
 
     async def cancel_order(self, *, symbol: str, exchange_order_id: str = "", client_order_id: str = "", trigger: bool = False) -> None:
-        await self._ccxt_market(symbol)
+        market = await self._ccxt_market(symbol)
+        if not exchange_order_id and not client_order_id:
+            raise OrderNotFoundOnExchange("nothing identifies the order to cancel", exchange=self.exchange_id)
         params: dict[str, Any] = {"trigger": True} if trigger and self.has.trigger_flag_on_fetch else {}
-        if not exchange_order_id and client_order_id:
+        if not exchange_order_id and self.has.cancel_by_client_id == "endpoint":
+            # MEXC: ccxt's cancel_order sends the bare id list ([null] without an id); regular orders have a
+            # documented cancel by externalOid, plan orders are looked up for their id first
+            if not trigger:
+                await self._call("contract_private_post_order_cancel_with_external", {"symbol": market["id"], "externalOid": client_order_id})
+                return
+            found = await self.fetch_order(symbol=symbol, client_order_id=client_order_id, trigger=True)
+            if found is None or not found.exchange_order_id:
+                raise OrderNotFoundOnExchange(f"no {self.exchange_id} trigger order with client id {client_order_id}", exchange=self.exchange_id)
+            exchange_order_id = found.exchange_order_id
+        elif not exchange_order_id:
             params["clientOrderId"] = client_order_id
         await self._call("cancel_order", exchange_order_id or None, symbol, params)
 

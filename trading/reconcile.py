@@ -19,6 +19,7 @@ Every repair is logged (logger ``trading.reconcile``) and counted in the returne
 
 from __future__ import annotations
 
+import html
 import logging
 import re
 from dataclasses import dataclass, field
@@ -28,6 +29,7 @@ from decimal import Decimal
 from django.conf import settings
 from django.utils import timezone
 
+from config.observability import admins_notify, error_report
 from exchanges.errors import ExchangeError, FinalExchangeError
 from trading.executors.live import (
     OPEN_STATES,
@@ -64,36 +66,93 @@ def _submitted_grace() -> timedelta:
     return timedelta(seconds=settings.LIVE_RECONCILE_SUBMITTED_GRACE_SECONDS)
 
 
-def reconcile_user(*, user, executor: LiveExecutor | None = None) -> ReconcileReport:
-    report = ReconcileReport(user_id=user.pk)
-    executor = executor or LiveExecutor(user=user)
-    if executor.credential is None:
-        return report
-    positions = list(
-        Position.objects.filter(user=user, mode="live", exchange=executor.exchange, status__in=(Position.Status.PENDING, Position.Status.OPEN)).select_related("symbol")
+FAILED_RECHECK_WINDOW = timedelta(hours=24)  # a failed entry's order is looked up again for this long
+
+
+def _unexpected(report: ReconcileReport, exc: BaseException, *, where: str) -> None:
+    """An error that is not an exchange's answer (a bug, an odd field, the database): logged with its trace,
+    counted and told to the admins (once an hour per user); the pass goes on with the next position or user."""
+    reference = error_report(exc, kind="exchange", context={"reconcile_user": report.user_id, "where": where})
+    report.errors.append(f"{where}: {type(exc).__name__} (ref {reference})")
+    hour = timezone.now().strftime("%Y%m%d%H")
+    admins_notify(
+        text=f"⚠️ <b>Reconcile failed</b> for user {report.user_id} ({html.escape(where)}): "
+        f"<code>{html.escape(type(exc).__name__)}</code> ref <code>{reference}</code>",
+        dedupe_key=f"reconcile-error:{report.user_id}:{hour}",
     )
+
+
+def reconcile_user(*, user, executor: LiveExecutor | None = None) -> ReconcileReport:
+    """One user's pass. Never raises: an error of one position is recorded and the next position still runs; an
+    error of the whole pass is recorded (see ``_unexpected``)."""
+    report = ReconcileReport(user_id=user.pk)
+    try:
+        executor = executor or LiveExecutor(user=user)
+        if executor.credential is None:
+            return report
+        positions = list(
+            Position.objects.filter(user=user, mode="live", exchange=executor.exchange, status__in=(Position.Status.PENDING, Position.Status.OPEN)).select_related("symbol")
+        )
+        # failed positions whose entry was refused with an answer we could not be sure of: it may be live after all
+        maybe_live = list(
+            Position.objects.filter(
+                user=user, mode="live", exchange=executor.exchange, status=Position.Status.FAILED, updated_at__gte=timezone.now() - FAILED_RECHECK_WINDOW,
+                orders__leg=Order.Leg.ENTRY, orders__state=Order.State.REJECTED,
+            ).select_related("symbol").distinct()
+        )
+    except Exception as exc:
+        _unexpected(report, exc, where="start")
+        return report
     try:
         with executor._client() as client:
             exchange_positions = executor._retry(lambda: client.fetch_positions(None), "fetch positions")
             held = {(p.symbol, p.side): p for p in exchange_positions}
             open_orders = executor._retry(lambda: client.fetch_open_orders(None), "fetch open orders")
-            for position in positions:
+            for position in [*maybe_live, *positions]:
                 try:
                     with position_lock(position_id=position.pk) as acquired:
                         if not acquired:
                             logger.info("reconcile user %s: position %s is busy (an order task holds it), next pass", user.pk, position.pk)
                             report.skipped.append(position.pk)
                             continue
+                        if position.status == Position.Status.FAILED and not _failed_entry_is_live(executor, client, position, report):
+                            continue
                         _reconcile_position(executor, client, position, held, report)
                 except ExchangeError as exc:
                     report.errors.append(f"position {position.pk}: {exc}")
                     logger.error("reconcile user %s position %s failed: %s", user.pk, position.pk, exc)
+                except Exception as exc:
+                    _unexpected(report, exc, where=f"position {position.pk}")
             _adopt_unknown_orders(executor, open_orders, report)
             _observe_equity(executor, client, user)
     except ExchangeError as exc:
         report.errors.append(str(exc))
         logger.error("reconcile user %s failed: %s", user.pk, exc)
+    except Exception as exc:
+        _unexpected(report, exc, where="pass")
     return report
+
+
+def _failed_entry_is_live(executor: LiveExecutor, client, position: Position, report: ReconcileReport) -> bool:
+    """A failed position whose entry was refused: ask the exchange by the entry's client id. If it holds the order
+    (filled or resting), the refusal was wrong: the position is pending again and reconciled like any other (its
+    fill booked, its stop placed). Returns whether it was revived."""
+    entry = position.orders.filter(leg=Order.Leg.ENTRY).order_by("pk").first()
+    if entry is None or entry.state != Order.State.REJECTED:
+        return False
+    symbol = position.symbol.symbol
+    result = executor._retry(
+        lambda: client.fetch_order(symbol=symbol, exchange_order_id=entry.exchange_order_id, client_order_id=entry.client_order_id, request=order_request(entry, symbol=symbol)),
+        "look up a refused entry",
+    )
+    if result is None or (result.filled_quantity <= 0 and result.status != "open"):
+        return False
+    # the exchange's answer overrides our guess: the order was placed (state machine bypassed on purpose)
+    Order.objects.filter(pk=entry.pk).update(state=Order.State.SUBMITTED, error=f"{entry.error[:300]} (yet found on the exchange)", updated_at=timezone.now())
+    Position.objects.filter(pk=position.pk).update(status=Position.Status.PENDING, updated_at=timezone.now())
+    position.refresh_from_db()
+    report.repair("position %s was failed but its entry %s is on the exchange: reconciled again", position.pk, entry.client_order_id)
+    return True
 
 
 def _observe_equity(executor: LiveExecutor, client, user) -> None:
@@ -281,8 +340,19 @@ def _adopt_unknown_orders(executor: LiveExecutor, open_orders, report: Reconcile
 
 
 def reconcile_all() -> list[ReconcileReport]:
-    """Reconcile every user with live positions that are pending or open."""
+    """Reconcile every user with live positions that are pending or open (or recently failed with an entry that may
+    be live); one user's error never stops the others."""
     from accounts.models import TelegramUser
 
-    user_ids = Position.objects.filter(mode="live", status__in=(Position.Status.PENDING, Position.Status.OPEN)).values_list("user_id", flat=True).distinct()
-    return [reconcile_user(user=user) for user in TelegramUser.objects.filter(pk__in=list(user_ids))]
+    recent_failures = Position.objects.filter(mode="live", status=Position.Status.FAILED, updated_at__gte=timezone.now() - FAILED_RECHECK_WINDOW)
+    user_ids = set(Position.objects.filter(mode="live", status__in=(Position.Status.PENDING, Position.Status.OPEN)).values_list("user_id", flat=True))
+    user_ids |= set(recent_failures.filter(orders__leg=Order.Leg.ENTRY, orders__state=Order.State.REJECTED).values_list("user_id", flat=True))
+    reports = []
+    for user in TelegramUser.objects.filter(pk__in=sorted(user_ids)).order_by("pk"):
+        try:
+            reports.append(reconcile_user(user=user))
+        except Exception as exc:  # reconcile_user does not raise; this guards the loop against anything else
+            report = ReconcileReport(user_id=user.pk)
+            _unexpected(report, exc, where="user")
+            reports.append(report)
+    return reports

@@ -5,9 +5,14 @@ private request's signature exactly as Bitunix documents it (code 10007 "Signatu
 state in a ``FakeExchangeAccount`` (order-book-less fills, reduce-only TP/SL triggers, PnL and fees), so the real
 adapter runs end to end over real HTTP.
 
-Faults per path suffix: ``server.inject("place_order", "http_429" | "http_502" | "timeout" | "lost_response")``;
-``timeout`` performs the request and answers after ``server.slow_seconds`` (longer than the client's timeout), ``lost_response`` performs the
-request and then answers 502 (as if the answer was lost after the exchange accepted it).
+Faults per path suffix: ``server.inject("place_order", "http_429" | "http_502" | "timeout" | "lost_response" |
+"stale_read")``; ``timeout`` performs the request and answers after ``server.slow_seconds`` (longer than the client's
+timeout), ``lost_response`` performs the request and then answers 502 (as if the answer was lost after the exchange
+accepted it), ``stale_read`` answers "not exists" once (an exchange not yet showing a new order).
+
+Recorded shapes kept on purpose: an order detail has no average price and a market order's ``price`` is "0" (or
+``market_order_price``: "market", or None to leave it out), so fills come only from the trade history;
+``duplicate_answer`` sets how a re-used client id is answered.
 
 Usage::
 
@@ -33,7 +38,7 @@ from exchanges.bitunix import bitunix_sign, query_params_for_signature
 from exchanges.errors import DuplicateClientOrderId, ExchangeError, InsufficientBalance
 from testsupport.exchanges.fake import DEFAULT_MARKET, FakeExchangeAccount
 
-FAULTS = ("http_429", "http_502", "timeout", "lost_response")
+FAULTS = ("http_429", "http_502", "timeout", "lost_response", "stale_read")
 
 
 def _plain(value: Decimal | None) -> str:
@@ -61,6 +66,8 @@ class BitunixFakeServer:
         # documents, "market" as third-party clients recorded it, or None to leave the field out.
         self.market_order_price: str | None = "0"
         self.trades_visible = True  # False: the trade history lags behind the orders (answers no trade)
+        # how a re-used client id is answered (tests set wordings no adapter pattern knows)
+        self.duplicate_answer = {"code": 10008, "data": None, "msg": "Duplicate clientId"}
         self._tpsl_ids = itertools.count(1)
         self._client_ids = itertools.count(1)
         self._seen_nonces: set[str] = set()
@@ -144,13 +151,15 @@ class BitunixFakeServer:
             if headers["nonce"] in self._seen_nonces:
                 return 200, {"code": 10007, "data": None, "msg": "Signature Error (nonce reused)"}
             self._seen_nonces.add(headers["nonce"])
+        if fault == "stale_read":  # the exchange does not show the order yet (eventual consistency)
+            return 200, {"code": 20007, "data": None, "msg": "Order not exists"}
         try:
             with self.account.lock:
                 data = self._route(method, path, query, body)
         except InsufficientBalance:
             return 200, {"code": 20003, "data": None, "msg": "Insufficient balance"}
         except DuplicateClientOrderId:
-            return 200, {"code": 10008, "data": None, "msg": "Duplicate clientId"}
+            return 200, dict(self.duplicate_answer)
         except _NotFound as exc:
             return 200, {"code": 20007, "data": None, "msg": str(exc)}
         except ExchangeError as exc:

@@ -119,6 +119,8 @@ class MexcFetchFake(CcxtFetchFake):
             states = {int(x) for x in query.get("states", "1,2,3,4,5").split(",")}
             rows = [self._plan_row(o) for o in a.orders.values() if o.result.is_trigger]
             return [r for r in rows if r["state"] in states and (not query.get("symbol") or r["symbol"] == query["symbol"])]
+        if path == "order/cancel" and any(order_id is None for order_id in body):
+            raise ExchangeError("param error: orderId is null")  # what a [null] cancel gets
         if path == "order/cancel":
             out = []
             for order_id in body:
@@ -129,6 +131,15 @@ class MexcFetchFake(CcxtFetchFake):
                 order.result = replace(order.result, status="canceled")
                 out.append({"orderId": order_id, "errorCode": 0, "errorMsg": "success"})
             return out
+        if path == "order/cancel_with_external":  # cancel by our client id (documented: symbol + externalOid)
+            order = next((o for o in a.orders.values() if body.get("externalOid") and o.result.client_order_id == body["externalOid"]
+                          and not o.result.is_trigger and self._by_id.get(body.get("symbol")) == o.result.symbol), None)
+            if order is None:
+                raise NotFoundOnFake()
+            if order.result.status != "open":
+                raise ExchangeError("order state cannot be cancelled")
+            order.result = replace(order.result, status="canceled")
+            return None
         if path == "planorder/cancel":
             for row in body:
                 order = a.orders.get(str(row["orderId"]))

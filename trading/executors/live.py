@@ -51,8 +51,11 @@ from exchanges.errors import (
     ExchangeError,
     FinalExchangeError,
     InsufficientBalance,
+    OrderApiRestricted,
     OrderNotFoundOnExchange,
+    OrderTooSmall,
     RetryableExchangeError,
+    SymbolUnavailable,
     backoff_delay,
 )
 from trading.models import Fill, Order, Position
@@ -67,6 +70,10 @@ ZERO = Decimal("0")
 
 class LiveTradingUnavailable(FinalExchangeError):
     """The user has no active exchange credential."""
+
+
+# Answers that say for certain the order is not on the exchange; any other final answer is checked by a look-up.
+DEFINITE_REFUSALS = (AuthenticationFailed, InsufficientBalance, OrderTooSmall, OrderApiRestricted, SymbolUnavailable, LiveTradingUnavailable)
 
 
 def active_credential(*, user):
@@ -382,27 +389,46 @@ class LiveExecutor:
             logger.warning("%s refused (%s): reading the order's state instead", description, exc)
 
     def submit(self, client: SyncExchangeClient, order: Order, request: OrderRequest) -> OrderResult:
-        """Send ``order`` at most once: look it up by client order id whenever it may already have been sent."""
+        """Send ``order`` at most once: look it up by client order id whenever it may already have been sent.
+
+        An answer that is not a definite refusal (an error we cannot classify, such as a duplicate-client-id wording
+        no pattern knows) leaves the order's state unknown: the exchange is asked before anything is concluded. If
+        it holds the order, the order is adopted; if the look-up fails, the state stays unknown (a retryable error:
+        the position stays pending until reconcile has the exchange's answer)."""
         last: ExchangeError | None = None
         for attempt in range(self.attempts):
             try:
                 if order.state != Order.State.NEW:
-                    existing = client.fetch_order(
-                        symbol=request.symbol, exchange_order_id=order.exchange_order_id, client_order_id=order.client_order_id, trigger=request.is_trigger, request=request
-                    )
+                    existing = self._lookup(client, order, request)
                     if existing is not None:
                         logger.info("order %s already on %s (id %s): not sent again", order.client_order_id, client.exchange_id, existing.exchange_order_id)
                         return existing
                 else:
                     order.transition(Order.State.SUBMITTED)
                     order.save(update_fields=["state", "updated_at"])
-                return client.create_order(request)
+                try:
+                    return client.create_order(request)
+                except DEFINITE_REFUSALS:
+                    raise
+                except FinalExchangeError as exc:
+                    unclear = exc
+                existing = self._lookup(client, order, request)
+                if existing is not None:
+                    logger.warning("order %s: %s answered %r, but holds the order (id %s): adopted", order.client_order_id, client.exchange_id, str(unclear), existing.exchange_order_id)
+                    return existing
+                raise unclear
             except RetryableExchangeError as exc:
                 last = exc
                 logger.warning("submitting %s: %s (attempt %d/%d)", order.client_order_id, exc, attempt + 1, self.attempts)
                 if attempt < self.attempts - 1:
                     self.sleep(max(exc.retry_after or 0, backoff_delay(attempt, base=0.2, cap=4.0)))
         raise last  # type: ignore[misc]
+
+    @staticmethod
+    def _lookup(client: SyncExchangeClient, order: Order, request: OrderRequest) -> OrderResult | None:
+        return client.fetch_order(
+            symbol=request.symbol, exchange_order_id=order.exchange_order_id, client_order_id=order.client_order_id, trigger=request.is_trigger, request=request
+        )
 
     def _fail_final(self, position: Position, order: Order | None, exc: ExchangeError) -> None:
         if order is not None:
