@@ -16,7 +16,7 @@ from django.conf import settings
 
 from engine.strategy import SIGNAL_TIMEFRAME_MS, bars_needed
 from signals.display import signal_card, signal_outcome_line
-from signals.market_data import get_market_data
+from signals.market_data import get_market_data, market_data_override
 from signals.market_data.base import datetime_to_ms, ms_to_datetime
 from signals.market_data.replay import ReplayMarketData
 from signals.models import Signal
@@ -92,13 +92,14 @@ def replay_run(
     step: timedelta = timedelta(minutes=15),
     on_step: Callable[[ReplayStep], None] | None = None,
 ) -> ReplayReport:
-    """Advance the replay clock from ``start`` to ``end`` by ``step``; scan + track outcomes at each step.
+    """Advance a replay clock of its own from ``start`` to ``end`` by ``step``; scan + track outcomes at each step.
+    The shared replay clock (``replay:clock_ms``, read by the workers, PnL windows and backtests) is never moved.
 
     Times where no market has data are jumped over (the bundled 2018 spot and 2021 perpetual windows do not touch).
     The final step also closes what the tracker can close at ``end``. ``on_step`` is called after every step.
     Re-running over the same window creates no duplicate: those signals already exist (``dedupe_key``).
     """
-    market_data = _replay_market_data()
+    market_data = _replay_market_data().with_own_clock()  # never rewinds the shared (live) replay clock
     default_start, default_end = replay_default_window(market_data)
     start = start or default_start
     end = end or default_end
@@ -108,6 +109,18 @@ def replay_run(
     end_ms = datetime_to_ms(end)
     report = ReplayReport(start=start, end=end)
     began = time.perf_counter()
+    with market_data_override(market_data):  # what runs in this thread (eager tasks) reads the run's clock
+        try:
+            _replay_steps(market_data, report, start=start, end_ms=end_ms, step_ms=step_ms, on_step=on_step)
+        finally:
+            market_data.reset_clock()
+    report.elapsed_seconds = time.perf_counter() - began
+    logger.info("replay: %d steps, %d signals, %.1f s", report.steps, len(report.signals), report.elapsed_seconds)
+    return report
+
+
+def _replay_steps(market_data: ReplayMarketData, report: ReplayReport, *, start: datetime, end_ms: int, step_ms: int,
+                  on_step: Callable[[ReplayStep], None] | None) -> None:
     now_ms = market_data.advance_to(start)
     while now_ms <= end_ms:
         run, created = scan_run_now(market_data=market_data, now_ms=now_ms)
@@ -120,9 +133,6 @@ def replay_run(
         if on_step is not None:
             on_step(ReplayStep(at=ms_to_datetime(now_ms), scan_run_id=run.pk, created=created, closed=closed))
         now_ms = market_data.step(step_ms)
-    report.elapsed_seconds = time.perf_counter() - began
-    logger.info("replay: %d steps, %d signals, %.1f s", report.steps, len(report.signals), report.elapsed_seconds)
-    return report
 
 
 def replay_print_step(write: Callable[[str], None]) -> Callable[[ReplayStep], None]:

@@ -17,6 +17,7 @@ from accounts.policy import TELEGRAM, SignalFacts, signal_reaches_user
 from telegram_bridge import texts
 from telegram_bridge.deliveries import CLAIM_LEASE, OutgoingMessage, deliveries_create
 from telegram_bridge.models import Delivery
+from trading.selectors import position_net_pnl
 
 
 def signal_dedupe_key(signal_id: int) -> str:
@@ -85,7 +86,8 @@ def position_notification_prepare(*, position_id: int) -> list[int]:
             dedupe_key=signal_dedupe_key(position.signal_id), chat_id=str(position.user.telegram_id),
             status=Delivery.Status.SENT,
         ).values_list("message_id", flat=True).first()
-    message = OutgoingMessage(chat_id=str(position.user.telegram_id), text=texts.position_update(position),
+    text = texts.position_update(position, net=position_net_pnl(position=position))
+    message = OutgoingMessage(chat_id=str(position.user.telegram_id), text=text,
                               dedupe_key=f"position:{position_id}:{fingerprint}"[:200], user_id=position.user_id,
                               reply_to_message_id=reply_to)
     return deliveries_create(messages=[message])

@@ -28,3 +28,12 @@ def market_last_price(symbol: str) -> Decimal:
 def market_now() -> datetime:
     """The replay clock in replay mode, the wall clock live."""
     return market_data().now()
+
+
+def market_funding_rate(symbol: str) -> Decimal | None:
+    """The market data's current (in replay: bundled) funding rate of ``symbol``; None when it has none or fails."""
+    try:
+        rate = market_data().funding_rate(symbol)
+    except Exception:
+        return None
+    return None if rate is None else Decimal(rate)

@@ -37,6 +37,17 @@ class RiskRefusal:
     detail: str
 
 
+def entry_beyond_levels(*, side: str, price: Decimal, stop: Decimal | None, target: Decimal | None) -> str:
+    """Why an entry at ``price`` must not be made: the market is already at or beyond the stop (the signal has hit
+    it) or beyond the first target (the move is over). "" when the entry is fine."""
+    long = side == "long"
+    if stop is not None and (price <= stop if long else price >= stop):
+        return f"the price {price.normalize():f} is already beyond the stop {stop.normalize():f}"
+    if target is not None and (price >= target if long else price <= target):
+        return f"the price {price.normalize():f} is already beyond the target {target.normalize():f}"
+    return ""
+
+
 def live_day_pnl(*, user, now: datetime) -> Decimal:
     """Net PnL of the user's LIVE positions on ``now``'s UTC day: realised − fees of the day's fills − funding."""
     start = datetime.combine(now.astimezone(UTC).date(), time.min, tzinfo=UTC)

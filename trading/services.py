@@ -576,37 +576,47 @@ def funding_charge_due(*, now: datetime, price_of=None, rate_of=None) -> int:
     The rate of a funding time is the ``FundingSnapshot`` of that symbol and time (the market-data exchange's first,
     else any exchange's); without one, in replay, the market data's published rate (``rate_of(symbol)``, the
     replay's bundled funding history) or else ``settings.PAPER_FUNDING_RATE``; live, nothing is invented."""
-    from signals.models import FundingSnapshot
-    from trading.market import market_last_price
 
-    price_of = price_of or market_last_price
-    fallback = Decimal(settings.PAPER_FUNDING_RATE) if settings.PAPER_FUNDING_RATE and settings.MARKET_DATA_SOURCE == "replay" else None
-    charged = 0
     recently_closed = Q(status=Position.Status.CLOSED, closed_at__gt=now - FUNDING_LOOKBACK)
     positions = Position.objects.filter(
         Q(status=Position.Status.OPEN) | recently_closed, mode=TradingMode.PAPER, opened_at__isnull=False
     ).select_related("symbol")
-    for position in positions:
-        until = min(now, position.closed_at) if position.closed_at else now
-        due = [t for t in funding_times_between(position.opened_at, until)
-               if position.closed_at is None or t < position.closed_at]
-        if not due:
-            continue  # most positions never live through a funding time: no query for them
-        done = set(position.funding_charges.values_list("funding_time", flat=True))
-        for t in due:
-            if t in done:
-                continue
-            snaps = list(FundingSnapshot.objects.filter(symbol=position.symbol, funding_time=t))
-            snaps.sort(key=lambda s: s.exchange != settings.MARKET_DATA_EXCHANGE)
-            if snaps:
-                rate, mark = snaps[0].rate, snaps[0].mark_price
-            elif fallback is not None:
-                published = rate_of(position.symbol.symbol) if rate_of is not None else None
-                rate, mark = (Decimal(published) if published is not None else fallback), None
-            else:
-                continue
-            if mark is None:
-                mark = Decimal(price_of(position.symbol.symbol))
-            if funding_charge_position(position=position, funding_time=t, rate=rate, mark=mark) is not None:
-                charged += 1
+    return sum(funding_settle_position(position=position, now=now, price_of=price_of, rate_of=rate_of) for position in positions)
+
+
+def funding_settle_position(*, position: Position, now: datetime, price_of=None, rate_of=None, closing: bool = False) -> int:
+    """Charge one paper position the funding times it lived through up to ``now`` (before its close, if closed;
+    before ``now`` when it is ``closing`` at ``now``); idempotent. The paper executor calls it right before a close, so the "Position closed" message, the dashboard
+    and the API read the same settled PnL; ``funding_charge_due`` calls it for every position. Returns the charges
+    made. Rates: see ``funding_charge_due``."""
+    from signals.models import FundingSnapshot
+    from trading.market import market_last_price
+
+    if position.mode != TradingMode.PAPER or position.opened_at is None:
+        return 0
+    until = min(now, position.closed_at) if position.closed_at else now
+    due = [t for t in funding_times_between(position.opened_at, until)
+           if (position.closed_at is None or t < position.closed_at) and not (closing and t >= now)]
+    if not due:
+        return 0  # most positions never live through a funding time: no query for them
+    price_of = price_of or market_last_price
+    fallback = Decimal(settings.PAPER_FUNDING_RATE) if settings.PAPER_FUNDING_RATE and settings.MARKET_DATA_SOURCE == "replay" else None
+    done = set(position.funding_charges.values_list("funding_time", flat=True))
+    charged = 0
+    for t in due:
+        if t in done:
+            continue
+        snaps = list(FundingSnapshot.objects.filter(symbol=position.symbol, funding_time=t))
+        snaps.sort(key=lambda s: s.exchange != settings.MARKET_DATA_EXCHANGE)
+        if snaps:
+            rate, mark = snaps[0].rate, snaps[0].mark_price
+        elif fallback is not None:
+            published = rate_of(position.symbol.symbol) if rate_of is not None else None
+            rate, mark = (Decimal(published) if published is not None else fallback), None
+        else:
+            continue
+        if mark is None:
+            mark = Decimal(price_of(position.symbol.symbol))
+        if funding_charge_position(position=position, funding_time=t, rate=rate, mark=mark) is not None:
+            charged += 1
     return charged

@@ -29,6 +29,7 @@ from channels.layers import get_channel_layer
 from django.utils import timezone
 
 from accounts.policy import WEB, SignalFacts, signal_reaches_user
+from trading.selectors import position_net_pnl
 from web.templatetags.numbers import ago, utc
 
 logger = logging.getLogger(__name__)
@@ -173,7 +174,7 @@ def push_position(position_id: int) -> None:
             "entry_price": None if position.entry_price is None else str(position.entry_price),
             "stop_price": str(position.stop_price),
             "realised_pnl": str(position.realised_pnl),
-            "net_pnl": str(position.net_pnl),
+            "net_pnl": str(position_net_pnl(position=position)),
             "close_reason": position.close_reason,
         },
     )

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
+from collections.abc import Iterator
 
 from django.conf import settings
 
@@ -22,16 +24,32 @@ __all__ = [
     "RetryableMarketDataError",
     "SymbolUnavailable",
     "get_market_data",
+    "market_data_override",
     "reset_market_data",
 ]
 
 _lock = threading.Lock()
 _instances: dict[tuple[str, str], MarketData] = {}
+_override = threading.local()
+
+
+@contextlib.contextmanager
+def market_data_override(market_data: MarketData) -> Iterator[MarketData]:
+    """Within the block, ``get_market_data()`` of this thread returns ``market_data`` (a replay on its own clock)."""
+    previous = getattr(_override, "market_data", None)
+    _override.market_data = market_data
+    try:
+        yield market_data
+    finally:
+        _override.market_data = previous
 
 
 def get_market_data() -> MarketData:
     """``ReplayMarketData`` when ``settings.MARKET_DATA_SOURCE == "replay"``, else ``CcxtMarketData`` for
-    ``settings.MARKET_DATA_EXCHANGE``. One instance per process and configuration."""
+    ``settings.MARKET_DATA_EXCHANGE``. One instance per process and configuration (or this thread's override)."""
+    overridden = getattr(_override, "market_data", None)
+    if overridden is not None:
+        return overridden
     source = settings.MARKET_DATA_SOURCE
     key = (source, settings.MARKET_DATA_EXCHANGE if source == "live" else str(settings.REPLAY_DATA_DIR))
     with _lock:

@@ -1,7 +1,8 @@
 """Replay market data: the bundled real candles in ``data/`` served as if live, against a replay clock.
 
 The clock is kept in the Django cache (``replay:clock_ms``), so every process of one deployment agrees on it (Redis)
-— in the embedded default (LocMem, eager Celery) it simply lives in the one process. Nothing is served from the
+— in the embedded default (LocMem, eager Celery) it simply lives in the one process. A run that must not move that
+shared clock (``manage.py replay``) takes its own: ``with_own_clock()`` (same data, a private clock key). Nothing is served from the
 future: ``ohlcv`` returns only candles whose close time (open + timeframe) is ``<=`` the clock, ``last_price`` is
 the close of the last CLOSED 5m candle, ``funding_rate`` the last rate published at or before the clock.
 
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import json
 import threading
+import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -163,10 +165,17 @@ class ReplayMarketData(MarketData):
         *,
         cache: BaseCache | None = None,
         prices: PriceCache | None = None,
+        clock_key: str = CLOCK_CACHE_KEY,
     ):
         self.dataset = dataset if dataset is not None else load_dataset(str(settings.REPLAY_DATA_DIR))
         self._cache = cache
         self.prices = prices if prices is not None else price_cache()
+        self.clock_key = clock_key
+
+    def with_own_clock(self) -> ReplayMarketData:
+        """The same data on a private clock (its own cache key): moving it never touches the shared clock that
+        the workers, the PnL windows and the backtests read. ``reset_clock()`` forgets it."""
+        return ReplayMarketData(self.dataset, cache=self._cache, prices=self.prices, clock_key=f"{CLOCK_CACHE_KEY}:run:{uuid.uuid4().hex}")
 
     @property
     def cache(self) -> BaseCache:
@@ -174,7 +183,7 @@ class ReplayMarketData(MarketData):
 
     # -- clock -----------------------------------------------------------------------------------------------------
     def now_ms(self) -> int:
-        value = self.cache.get(CLOCK_CACHE_KEY)
+        value = self.cache.get(self.clock_key)
         return int(value) if value is not None else self.dataset.last_ms  # unset: the end of the data
 
     def now(self) -> datetime:
@@ -183,7 +192,7 @@ class ReplayMarketData(MarketData):
     def advance_to(self, moment: datetime | int) -> int:
         """Set the clock (a datetime or ms). Going back is allowed (a new replay); returns the new ms."""
         ts = moment if isinstance(moment, int) else datetime_to_ms(moment)
-        self.cache.set(CLOCK_CACHE_KEY, ts, timeout=None)
+        self.cache.set(self.clock_key, ts, timeout=None)
         return ts
 
     def step(self, milliseconds: int = 900_000) -> int:
@@ -196,7 +205,7 @@ class ReplayMarketData(MarketData):
         return self.advance_to(target)
 
     def reset_clock(self) -> None:
-        self.cache.delete(CLOCK_CACHE_KEY)
+        self.cache.delete(self.clock_key)
 
     # -- data ------------------------------------------------------------------------------------------------------
     def ohlcv(self, symbol: str, timeframe: str, limit: int) -> Candles:

@@ -21,11 +21,13 @@ END = datetime(2018, 1, 13, 10, 0, tzinfo=UTC)  # ETH/BTC long at 13:00 reaches 
 @pytest.mark.slow
 def test_replay_runs_the_scanner_and_the_tracker_over_the_window(replay_market_data, dispatched):
     steps = []
+    live_moment = datetime(2021, 11, 20, 8, 0, tzinfo=UTC)
+    replay_market_data.advance_to(live_moment)  # the shared clock the workers, PnL windows and backtests read
     report = replay_run(start=START, end=END, on_step=steps.append)
     assert report.steps == len(steps) == (END - START) // timedelta(minutes=15) + 1
-    assert steps[0].at == START and steps[-1].at == END
+    assert steps[0].at == START and steps[-1].at == END  # the run's own clock moved, not the wall clock
     assert ScanRun.objects.count() == report.steps
-    assert replay_market_data.now() == END + timedelta(minutes=15)  # the clock moved, not the wall clock
+    assert replay_market_data.now() == live_moment  # ... and never the shared one (it is not rewound to 2018)
     signals = report.refreshed_signals()
     eth = next(s for s in signals if s.symbol.symbol == "ETH/BTC" and s.side == "long")
     assert eth.created_at == datetime(2018, 1, 12, 13, 0, tzinfo=UTC)

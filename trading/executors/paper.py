@@ -22,8 +22,9 @@ from config import events
 from engine import pnl
 from engine.sizing import MarketLimits
 from trading import amounts, services
-from trading.market import Clock, PriceSource, market_last_price, market_now
-from trading.models import Fill, Order, Position
+from trading.market import Clock, PriceSource, market_funding_rate, market_last_price, market_now
+from trading.models import Fill, Order, Position, TradeRefusal
+from trading.risk import entry_beyond_levels
 
 MAKER_REASONS = frozenset({Position.CloseReason.TP1, Position.CloseReason.TP2})
 
@@ -41,9 +42,11 @@ class PaperExecutor:
         taker_fee: Decimal | None = None,
         maker_fee: Decimal | None = None,
         slippage: Decimal | None = None,
+        rate_of=None,
     ):
         self.user = user
         self.price_of = price_of or market_last_price
+        self.rate_of = rate_of or market_funding_rate
         self.clock = clock or market_now
         self.taker_fee = settings.PAPER_TAKER_FEE if taker_fee is None else taker_fee
         self.maker_fee = settings.PAPER_MAKER_FEE if maker_fee is None else maker_fee
@@ -73,6 +76,18 @@ class PaperExecutor:
                 position.symbol.tick_size,
                 up=position.side == "long",
             )
+            beyond = entry_beyond_levels(side=position.side, price=fill_price, stop=position.stop_price,
+                                         target=position.tp1_price or position.tp2_price)
+            if beyond:  # the signal has already hit its stop (or target): no entry, the reason recorded
+                order.transition(Order.State.CANCELLED)
+                order.error = beyond[:300]
+                order.save(update_fields=["state", "error", "updated_at"])
+                position.status = Position.Status.FAILED
+                position.save(update_fields=["status", "updated_at"])
+                if position.signal_id:
+                    services.refusal_record(user=position.user, signal=position.signal,
+                                            reason=TradeRefusal.Reason.SIGNAL_CLOSED, detail=beyond)
+                return position
             fee = amounts.money(pnl.fee(price=fill_price, quantity=order.quantity, rate=self.taker_fee))
             self._fill(order=order, position=position, price=fill_price, fee=fee, liquidity="taker", at=now,
                        realised=Decimal(0))
@@ -91,6 +106,9 @@ class PaperExecutor:
     ) -> Position:
         reference = Decimal(price) if price is not None else Decimal(self.price_of(position.symbol.symbol))
         now = self.clock()
+        # funding the position lived through is settled before the exit: the "Position closed" message, the
+        # dashboard and the API then read the same final PnL
+        services.funding_settle_position(position=position, now=now, price_of=self.price_of, rate_of=self.rate_of, closing=True)
         with transaction.atomic():
             position = Position.objects.select_for_update(of=("self",)).select_related("symbol").get(pk=position.pk)
             if position.status != Position.Status.OPEN:

@@ -217,14 +217,15 @@ def test_beat_task_applies_candles_and_charges_funding(market):
 
 
 def test_funding_still_charged_when_the_exit_came_first(market):
-    """The monitor closed the position at 16:30, after the 16:00 funding time, before funding ran: still charged,
-    on the quantity held at 16:00."""
+    """The monitor closed the position at 16:30, after the 16:00 funding time, before the funding pass ran: the
+    close settled it first (once, on the quantity held at 16:00), so the funding pass has nothing left."""
     user, position = _open(market)
     rows = [(100.2, 100.5, 99.5, 100.3)] * 54 + [(100.2, 100.5, 97, 97.5)]  # 12:00 … 16:30 takes the stop
     _candles(market, position, *rows)
     market.prices[position.symbol.symbol] = D("100")
     report = tasks.monitor_positions.run()
-    assert report["closed"] == 1 and report["funding"] == 1
+    assert report["closed"] == 1 and report["funding"] == 0
+    assert FundingCharge.objects.filter(position=position).count() == 1
     position.refresh_from_db()
     assert position.status == "closed" and position.funding == D("100") * 25 * D("0.0001")
     net = position.realised_pnl - position.fees - position.funding
