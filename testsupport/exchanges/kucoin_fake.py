@@ -114,10 +114,13 @@ class KucoinFetchFake(CcxtFetchFake):
         if path.startswith("/api/v1/orders/") and method == "GET":
             return self._row(self._find(path.rsplit("/", 1)[-1], ""))
         if path.startswith("/api/v1/orders/") and method == "DELETE":
-            order = self._find(path.rsplit("/", 1)[-1], "")
+            by_client = path.startswith("/api/v1/orders/client-order/")  # cancel by clientOid (as recorded)
+            order = self._find("", path.rsplit("/", 1)[-1]) if by_client else self._find(path.rsplit("/", 1)[-1], "")
             if order.result.status != "open":
                 raise NotFoundOnFake()
             order.result = replace(order.result, status="canceled")
+            if by_client:
+                return {"clientOid": order.result.client_order_id}
             return {"cancelledOrderIds": [order.result.exchange_order_id]}
         if path == "/api/v1/positions":
             rows = []
