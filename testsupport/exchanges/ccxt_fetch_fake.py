@@ -56,6 +56,7 @@ class CcxtFetchFake:
     def install(self, exchange) -> None:
         exchange.set_markets(self.markets())
         exchange.fetch = self
+        exchange.timeout_on_exit = 0  # no real connection to drain: ccxt's close() need not wait its 250 ms
         self.exchange = exchange
 
     def inject(self, path_suffix: str, *faults: str) -> None:

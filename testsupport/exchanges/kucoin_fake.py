@@ -46,6 +46,8 @@ def _b64_hmac(secret: str, message: str) -> str:
 class KucoinFetchFake(CcxtFetchFake):
     def __init__(self, *, api_key: str, secret: str, passphrase: str, account: FakeExchangeAccount | None = None):
         super().__init__(account=account, account_name="kucoin-fake")
+        # how a re-used client id is answered (tests set wordings no adapter pattern knows)
+        self.duplicate_response: dict = {"code": "300000", "msg": "clientOid is duplicate"}
         self.api_key, self.secret, self.passphrase = api_key, secret, passphrase
         self._by_id = {market_id: symbol for symbol, (market_id, *_rest) in KUCOIN_SWAPS.items()}
 
@@ -82,7 +84,7 @@ class KucoinFetchFake(CcxtFetchFake):
             except InsufficientBalance:
                 response = {"code": "300003", "msg": "Balance insufficient. The order would cost 150.00."}
             except DuplicateClientOrderId:
-                response = {"code": "300000", "msg": "clientOid is duplicate"}
+                response = json.loads(json.dumps(self.duplicate_response))
             except NotFoundOnFake:
                 response = {"code": "100001", "msg": "error.getOrder.orderNotExist"}
             except ExchangeError as exc:

@@ -41,6 +41,8 @@ def mexc_markets() -> list[dict]:
 class MexcFetchFake(CcxtFetchFake):
     def __init__(self, *, api_key: str, secret: str, account: FakeExchangeAccount | None = None):
         super().__init__(account=account, account_name="mexc-fake")
+        # how a re-used client id is answered (tests set wordings no adapter pattern knows)
+        self.duplicate_response: dict = {"success": False, "code": 2040, "message": "Duplicate client order id (externalOid)"}
         self.api_key, self.secret = api_key, secret
         self._by_id = {market_id: symbol for symbol, (market_id, *_rest) in MEXC_SWAPS.items()}
 
@@ -69,7 +71,7 @@ class MexcFetchFake(CcxtFetchFake):
             except InsufficientBalance:
                 response = {"success": False, "code": 2005, "message": "Balance insufficient!"}
             except DuplicateClientOrderId:
-                response = {"success": False, "code": 2040, "message": "Duplicate client order id (externalOid)"}
+                response = json.loads(json.dumps(self.duplicate_response))
             except NotFoundOnFake:
                 response = {"success": False, "code": 2009, "message": "Order not exists"}
             except ExchangeError as exc:

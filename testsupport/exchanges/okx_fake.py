@@ -56,6 +56,8 @@ class OkxFetchFake(CcxtFetchFake):
 
     def __init__(self, *, api_key: str, secret: str, passphrase: str, account: FakeExchangeAccount | None = None):
         super().__init__(account=account, account_name="okx-fake")
+        # how a re-used client id is answered (tests set wordings no adapter pattern knows)
+        self.duplicate_response: dict = {"code": "1", "data": [{"sCode": "51016", "sMsg": "Duplicated clOrdId"}], "msg": "All operations failed"}
         self.api_key, self.secret, self.passphrase = api_key, secret, passphrase
         self._algo_ids = itertools.count(1)
         self._by_inst = {market_id: symbol for symbol, (market_id, *_rest) in OKX_SWAPS.items()}
@@ -89,7 +91,7 @@ class OkxFetchFake(CcxtFetchFake):
             except InsufficientBalance:
                 response = {"code": "1", "data": [{"sCode": "51008", "sMsg": "Order failed. Insufficient USDT margin in account"}], "msg": "All operations failed"}
             except DuplicateClientOrderId:
-                response = {"code": "1", "data": [{"sCode": "51016", "sMsg": "Duplicated clOrdId"}], "msg": "All operations failed"}
+                response = json.loads(json.dumps(self.duplicate_response))
             except NotFoundOnFake:
                 response = {"code": "51603", "data": [], "msg": "Order does not exist"}
             except ExchangeError as exc:
