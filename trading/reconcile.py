@@ -29,7 +29,8 @@ from decimal import Decimal
 from django.conf import settings
 from django.utils import timezone
 
-from config.observability import admins_notify, error_report
+from config.events import publish
+from config.observability import error_report
 from exchanges.errors import ExchangeError, FinalExchangeError
 from trading.executors.live import (
     OPEN_STATES,
@@ -75,7 +76,8 @@ def _unexpected(report: ReconcileReport, exc: BaseException, *, where: str) -> N
     reference = error_report(exc, kind="exchange", context={"reconcile_user": report.user_id, "where": where})
     report.errors.append(f"{where}: {type(exc).__name__} (ref {reference})")
     hour = timezone.now().strftime("%Y%m%d%H")
-    admins_notify(
+    publish(
+        "admins.notify",
         text=f"⚠️ <b>Reconcile failed</b> for user {report.user_id} ({html.escape(where)}): "
         f"<code>{html.escape(type(exc).__name__)}</code> ref <code>{reference}</code>",
         dedupe_key=f"reconcile-error:{report.user_id}:{hour}",
@@ -240,8 +242,6 @@ def _reconcile_position(executor: LiveExecutor, client, position: Position, held
             Position.objects.filter(pk=position.pk).update(
                 status=Position.Status.CLOSED, closed_at=timezone.now(), close_reason=Position.CloseReason.EXCHANGE, remaining_quantity=Decimal("0")
             )
-            from config.events import publish
-
             publish("position.closed", position_id=position.pk)
             position.refresh_from_db()
         report.repair(

@@ -184,7 +184,6 @@ def test_one_users_unexpected_error_is_logged_counted_alerted_and_the_others_are
 
     from trading import reconcile as reconcile_module
 
-    admin = TelegramUserFactory(is_admin=True)
     broken_user = TelegramUserFactory(auto_trading_enabled=True)
     ExchangeCredentialFactory(user=broken_user, exchange="bitunix", secrets=ApiSecrets(api_key=BX_KEY, secret=BX_SECRET))
     bitunix.account.set_price("ETH/USDT:USDT", "10")
@@ -203,14 +202,14 @@ def test_one_users_unexpected_error_is_logged_counted_alerted_and_the_others_are
 
     monkeypatch.setattr(reconcile_module, "_reconcile_position", odd_field)
     sent = []
-    monkeypatch.setattr("config.events.publish", lambda event, **payload: sent.append((event, payload)))
+    monkeypatch.setattr(reconcile_module, "publish", lambda event, **payload: sent.append((event, payload)))
     reports = {r.user_id: r for r in reconcile_module.reconcile_all()}
 
     assert set(reports) == {broken_user.pk, bitunix_user.pk}
     assert any("InvalidOperation" in e for e in reports[broken_user.pk].errors)
     assert any("had no live stop" in r for r in reports[bitunix_user.pk].repairs), reports[bitunix_user.pk]
     assert [o.result.status for o in bitunix.account.orders.values() if o.result.type == "stop_market"] == ["open"]
-    assert any(event == "user.notify" and payload["user_id"] == admin.pk and "Reconcile failed" in payload["text"] for event, payload in sent)
+    assert any(event == "admins.notify" and "Reconcile failed" in payload["text"] and str(broken_user.pk) in payload["text"] for event, payload in sent)
 
 
 # --- 6. MEXC cancel by client id never sends [null] ---------------------------------------------------------------------
