@@ -32,7 +32,9 @@ class ExchangeCapabilities:
     cancel_by_client_id: Literal["ccxt", "endpoint", "no"] = "ccxt"  # how a cancel by client id is sent
     order_lookup: Literal["ccxt", "mexc_contract_api", "bitunix"] = "ccxt"  # how orders are fetched by client id
     # stops and take-profits
-    trigger_style: TriggerStyle = "stop_loss_price"  # ccxt stopLossPrice/takeProfitPrice; MEXC triggerType; Bitunix TP/SL
+    trigger_style: TriggerStyle = (
+        "stop_loss_price"  # ccxt stopLossPrice/takeProfitPrice; MEXC triggerType; Bitunix TP/SL
+    )
     trigger_order_kinds: tuple[str, ...] = ("stop_market", "take_profit")
     stop_params: MappingProxyType = field(default_factory=lambda: MappingProxyType({"reduceOnly": True}))
     trigger_query_params: MappingProxyType = field(default_factory=lambda: MappingProxyType({"trigger": True}))
@@ -93,8 +95,8 @@ CAPABILITIES: dict[str, ExchangeCapabilities] = {
         market_fill_in_create_answer=False,
         futures_order_api_restricted=True,
         restriction_note=(
-            "MEXC keeps its futures order API closed to most accounts (orders answer code 1002 \"Contract not allow "
-            "place order!\"); reading balances and positions works for everyone."
+            'MEXC keeps its futures order API closed to most accounts (orders answer code 1002 "Contract not allow '
+            'place order!"); reading balances and positions works for everyone.'
         ),
     ),
     "bitunix": ExchangeCapabilities(

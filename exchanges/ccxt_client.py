@@ -24,8 +24,6 @@ from dataclasses import replace
 from decimal import Decimal
 from typing import Any
 
-import ccxt
-
 from exchanges.base import (
     Balance,
     ExchangePosition,
@@ -39,11 +37,11 @@ from exchanges.base import (
 from exchanges.capabilities import CCXT_TRADING_EXCHANGES, capabilities
 from exchanges.ccxt_factory import ccxt_client_create
 from exchanges.errors import (
-    LIBRARY_ERRORS,
     FinalExchangeError,
     OrderNotFoundOnExchange,
     OrderTooSmall,
     RetryableExchangeError,
+    library_errors,
     map_ccxt_error,
 )
 
@@ -182,6 +180,8 @@ class CcxtExchangeClient:
         )
 
     async def set_leverage(self, symbol: str, leverage: int, margin_mode: str = "isolated") -> None:
+        import ccxt  # loaded with the first client (see exchanges.ccxt_factory)
+
         await self._ccxt_market(symbol)
         self.margin_mode = margin_mode
         try:
@@ -212,7 +212,7 @@ class CcxtExchangeClient:
             amount = float(self.ex.amount_to_precision(symbol, str(contracts)))
             price = float(self.ex.price_to_precision(symbol, str(request.price))) if request.price is not None else None
             trigger = float(self.ex.price_to_precision(symbol, str(request.trigger_price))) if request.is_trigger else None
-        except LIBRARY_ERRORS as exc:
+        except library_errors() as exc:
             raise map_ccxt_error(exc, exchange=self.exchange_id, context=f"{request.client_order_id} {symbol}") from None
         if amount <= 0:
             raise OrderTooSmall(f"quantity {request.quantity} is below one contract step of {symbol}", exchange=self.exchange_id)

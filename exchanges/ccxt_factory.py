@@ -13,9 +13,6 @@ from collections.abc import Callable
 from decimal import Decimal
 from typing import Any, Literal
 
-import ccxt
-import ccxt.async_support as ccxt_async
-
 from exchanges.errors import FinalExchangeError
 
 MarketType = Literal["swap", "spot"]
@@ -45,6 +42,9 @@ def ccxt_client_create(
     """A ccxt (``ccxt.async_support`` when ``asynchronous``) instance for ``exchange_id``; no network until called.
 
     Unknown ids raise ``FinalExchangeError``."""
+    import ccxt  # on first use: a process that never talks to an exchange never loads ccxt
+    import ccxt.async_support as ccxt_async
+
     module = ccxt_async if asynchronous else ccxt
     if exchange_id not in ccxt.exchanges:
         raise FinalExchangeError(f"ccxt does not support the exchange {exchange_id!r}", exchange=exchange_id)
@@ -65,8 +65,8 @@ def ccxt_client_create(
     return instance
 
 
-TICK_SIZE = ccxt.TICK_SIZE
-DECIMAL_PLACES = ccxt.DECIMAL_PLACES
+TICK_SIZE = 4  # ccxt.TICK_SIZE: the market's precision is the increment itself
+DECIMAL_PLACES = 2  # ccxt.DECIMAL_PLACES: the precision is a number of digits
 
 
 def precision_increment(value: Any, precision_mode: int = TICK_SIZE) -> Decimal | None:

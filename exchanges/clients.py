@@ -24,13 +24,17 @@ from exchanges.errors import FinalExchangeError
 ClientFactory = Callable[..., ExchangeClient]
 
 
-def exchange_client_real(*, exchange: str, api_key: str, secret: str, passphrase: str = "", user_id: int | None = None) -> ExchangeClient:
+def exchange_client_real(
+    *, exchange: str, api_key: str, secret: str, passphrase: str = "", user_id: int | None = None
+) -> ExchangeClient:
     """The production adapter of ``exchange`` for these keys (no network until a call is made)."""
     if exchange not in CAPABILITIES:
         raise FinalExchangeError(f"unsupported exchange {exchange!r}", exchange=exchange)
     if exchange == "bitunix":
         return BitunixClient(
-            api_key=api_key, secret=secret, base_url=settings.BITUNIX_BASE_URL or "https://fapi.bitunix.com",
+            api_key=api_key,
+            secret=secret,
+            base_url=settings.BITUNIX_BASE_URL or "https://fapi.bitunix.com",
             timeout=float(settings.LIVE_HTTP_TIMEOUT_SECONDS),
         )
     return CcxtExchangeClient(exchange, api_key=api_key, secret=secret, passphrase=passphrase)
@@ -38,7 +42,7 @@ def exchange_client_real(*, exchange: str, api_key: str, secret: str, passphrase
 
 def exchange_client_factory() -> ClientFactory:
     """The factory named by ``settings.LIVE_EXCHANGE_CLIENT`` (``"real"`` or a dotted import path)."""
-    value = str(getattr(settings, "LIVE_EXCHANGE_CLIENT", "real") or "real").strip()
+    value = settings.LIVE_EXCHANGE_CLIENT.strip() or "real"
     if value == "real":
         return exchange_client_real
     try:
@@ -52,9 +56,13 @@ def exchange_client_factory() -> ClientFactory:
     return factory
 
 
-def exchange_client_build(*, exchange: str, api_key: str, secret: str, passphrase: str = "", user_id: int | None = None) -> ExchangeClient:
+def exchange_client_build(
+    *, exchange: str, api_key: str, secret: str, passphrase: str = "", user_id: int | None = None
+) -> ExchangeClient:
     """A client for raw keys (used by /connect before anything is stored)."""
-    return exchange_client_factory()(exchange=exchange, api_key=api_key, secret=secret, passphrase=passphrase, user_id=user_id)
+    return exchange_client_factory()(
+        exchange=exchange, api_key=api_key, secret=secret, passphrase=passphrase, user_id=user_id
+    )
 
 
 def exchange_client_for(credential) -> ExchangeClient:
@@ -62,5 +70,9 @@ def exchange_client_for(credential) -> ExchangeClient:
     returning ``api_key``/``secret``/``passphrase``); secrets are decrypted in memory only."""
     secrets = credential.secrets()
     return exchange_client_build(
-        exchange=credential.exchange, api_key=secrets.api_key, secret=secrets.secret, passphrase=secrets.passphrase, user_id=credential.user_id
+        exchange=credential.exchange,
+        api_key=secrets.api_key,
+        secret=secrets.secret,
+        passphrase=secrets.passphrase,
+        user_id=credential.user_id,
     )

@@ -30,14 +30,19 @@ import time
 from collections.abc import Callable, Iterable
 from typing import TypeVar
 
-import ccxt
-
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-# What a ccxt call can raise besides our own errors: catch these around library calls and pass them to map_ccxt_error.
-LIBRARY_ERRORS = (ccxt.BaseError, asyncio.TimeoutError, TimeoutError, concurrent.futures.TimeoutError, ConnectionError)
+
+
+@functools.cache
+def library_errors() -> tuple[type[BaseException], ...]:
+    """What a ccxt call can raise besides our own errors: catch these around library calls and pass them to
+    ``map_ccxt_error``. (ccxt is imported on first use: a process that never talks to an exchange never loads it.)"""
+    import ccxt
+
+    return (ccxt.BaseError, asyncio.TimeoutError, TimeoutError, concurrent.futures.TimeoutError, ConnectionError)
 
 MAX_MESSAGE_LENGTH = 300
 
@@ -145,6 +150,8 @@ def map_ccxt_error(exc: BaseException, *, exchange: str = "", secrets: Iterable[
 
 
 def _mapped(exc: BaseException, message: str, exchange: str) -> ExchangeError:
+    import ccxt
+
     # Order matters: subclasses first.
     if isinstance(exc, ccxt.AuthenticationError):  # includes PermissionDenied, AccountSuspended, AccountNotEnabled
         return AuthenticationFailed(message, exchange=exchange)

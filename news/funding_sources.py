@@ -28,7 +28,7 @@ import httpx
 
 from exchanges.bitunix import BitunixClient
 from exchanges.ccxt_factory import ccxt_client_create
-from exchanges.errors import LIBRARY_ERRORS, ExchangeError, FinalExchangeError, RetryableExchangeError, map_ccxt_error
+from exchanges.errors import ExchangeError, FinalExchangeError, RetryableExchangeError, library_errors, map_ccxt_error
 from news.sources.base import decimal_or_none
 from signals.funding import FundingRate
 
@@ -132,7 +132,7 @@ class CcxtFundingRateSource:
     def _call(self, method: str, *args) -> Any:
         try:
             return getattr(self._instance(), method)(*args)
-        except LIBRARY_ERRORS as exc:
+        except library_errors() as exc:
             raise map_ccxt_error(exc, exchange=self.name) from exc
 
     def fetch_funding_rates(self, symbols: Sequence[str]) -> list[FundingRate]:

@@ -30,7 +30,7 @@ from django.conf import settings
 
 from engine.flow import OrderBook, Trades, candle_pressure
 from exchanges.ccxt_factory import ccxt_client_create
-from exchanges.errors import LIBRARY_ERRORS, map_ccxt_error
+from exchanges.errors import library_errors, map_ccxt_error
 
 logger = logging.getLogger(__name__)
 
@@ -196,7 +196,7 @@ class CcxtSpotFlowSource:
 
 def _describe(error: BaseException) -> str:
     """A short text for the failure list; library errors go through the one ccxt error map first."""
-    if isinstance(error, LIBRARY_ERRORS):
+    if isinstance(error, library_errors()):
         error = map_ccxt_error(error)
     text = str(error) or error.__class__.__name__
     return f"{error.__class__.__name__}: {text[:200]}"

@@ -33,7 +33,18 @@ from exchanges.errors import (
 
 PACKAGE = Path(__file__).resolve().parents[1]
 ROOT = PACKAGE.parent
-DJANGO_APPS = ("accounts", "signals", "trading", "news", "analytics", "telegram_bridge", "web", "demo", "config", "testsupport")
+DJANGO_APPS = (
+    "accounts",
+    "signals",
+    "trading",
+    "news",
+    "analytics",
+    "telegram_bridge",
+    "web",
+    "demo",
+    "config",
+    "testsupport",
+)
 
 
 def imported_modules(path: Path) -> set[str]:
@@ -56,7 +67,11 @@ def test_the_adapter_layer_imports_no_django_app_and_no_test_double():
         for module in imported_modules(path):
             top = module.split(".")[0]
             assert top not in DJANGO_APPS, f"{path.relative_to(ROOT)} imports {module}"
-            assert not module.startswith("django.") or module in ("django.conf", "django.core.exceptions", "django.utils.module_loading"), module
+            assert not module.startswith("django.") or module in (
+                "django.conf",
+                "django.core.exceptions",
+                "django.utils.module_loading",
+            ), module
 
 
 @pytest.mark.parametrize("package", ["trading", "signals", "news"])
@@ -77,7 +92,9 @@ def test_live_trading_never_imports_a_test_double():
     [("okx", "swap", True), ("kucoinfutures", "swap", False), ("binance", "spot", True), ("mexc", "swap", True)],
 )
 def test_one_factory_builds_every_ccxt_client_rate_limited_and_without_network(exchange_id, market_type, asynchronous):
-    client = ccxt_factory.ccxt_client_create(exchange_id, market_type=market_type, asynchronous=asynchronous, api_key="k", secret="s")
+    client = ccxt_factory.ccxt_client_create(
+        exchange_id, market_type=market_type, asynchronous=asynchronous, api_key="k", secret="s"
+    )
     try:
         assert client.enableRateLimit is True
         assert client.options["defaultType"] == market_type
@@ -114,9 +131,18 @@ def test_the_transport_hook_sees_every_new_client(monkeypatch):
         (ccxt.OrderNotFound("gone"), OrderNotFoundOnExchange),
         (ccxt.BadSymbol("delisted"), SymbolUnavailable),
         (ccxt.DuplicateOrderId("dup"), DuplicateClientOrderId),
-        (ccxt.InvalidOrder('okx {"code":"1","data":[{"sCode":"51016","sMsg":"Duplicated clOrdId"}]}'), DuplicateClientOrderId),
-        (ccxt.InvalidOrder("okx amount of BTC/USDT:USDT must be greater than minimum amount precision of 0.01"), OrderTooSmall),
-        (ccxt.InvalidOrder('mexc {"success":false,"code":1002,"message":"Contract not allow place order!"}'), OrderApiRestricted),
+        (
+            ccxt.InvalidOrder('okx {"code":"1","data":[{"sCode":"51016","sMsg":"Duplicated clOrdId"}]}'),
+            DuplicateClientOrderId,
+        ),
+        (
+            ccxt.InvalidOrder("okx amount of BTC/USDT:USDT must be greater than minimum amount precision of 0.01"),
+            OrderTooSmall,
+        ),
+        (
+            ccxt.InvalidOrder('mexc {"success":false,"code":1002,"message":"Contract not allow place order!"}'),
+            OrderApiRestricted,
+        ),
         (ccxt.InvalidOrder("price too far"), FinalExchangeError),
         (ccxt.ExchangeError("something new"), FinalExchangeError),
     ],
@@ -161,9 +187,17 @@ def test_retry_helper_retries_only_retryable_errors_with_the_given_pauses():
 def test_capability_table_states_each_difference_once():
     assert set(CAPABILITIES) == {"okx", "kucoinfutures", "mexc", "bitunix"}
     okx, kucoin, mexc, bitunix = (capabilities(e) for e in ("okx", "kucoinfutures", "mexc", "bitunix"))
-    assert (okx.client_id_param, okx.trigger_client_id_param, okx.trigger_forbidden_params) == ("clOrdId", "algoClOrdId", ("clOrdId",))
+    assert (okx.client_id_param, okx.trigger_client_id_param, okx.trigger_forbidden_params) == (
+        "clOrdId",
+        "algoClOrdId",
+        ("clOrdId",),
+    )
     assert kucoin.client_id_param == "clientOid" and kucoin.leverage_on_order and not kucoin.trigger_flag_on_fetch
-    assert mexc.client_id_param == "externalOid" and mexc.cancel_by_client_id == "endpoint" and mexc.futures_order_api_restricted
+    assert (
+        mexc.client_id_param == "externalOid"
+        and mexc.cancel_by_client_id == "endpoint"
+        and mexc.futures_order_api_restricted
+    )
     assert "1002" in mexc.restriction_note
     assert bitunix.trigger_client_id_param is None and bitunix.fills_from_trade_history and not bitunix.via_ccxt
     assert all(c.stop_params["reduceOnly"] is True for c in CAPABILITIES.values())

@@ -31,7 +31,7 @@ import pandas as pd
 
 from engine.candles import Candles, check_candles
 from exchanges.ccxt_factory import ccxt_client_create
-from exchanges.errors import LIBRARY_ERRORS, FinalExchangeError, RetryableExchangeError, map_ccxt_error, retry_call
+from exchanges.errors import FinalExchangeError, RetryableExchangeError, library_errors, map_ccxt_error, retry_call
 
 logger = logging.getLogger(__name__)
 
@@ -83,7 +83,7 @@ def _retrying(call: Callable[[], Any], *, retries: int, pause: float, sleep: Cal
     def mapped() -> Any:
         try:
             return call()
-        except LIBRARY_ERRORS as error:
+        except library_errors() as error:
             raise map_ccxt_error(error) from error
 
     try:

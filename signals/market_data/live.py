@@ -196,7 +196,7 @@ class CcxtMarketData(MarketData):
             return _pool.run(guarded(), timeout=self.call_timeout)
         except MarketDataError:
             raise
-        except exchange_errors.LIBRARY_ERRORS as error:
+        except exchange_errors.library_errors() as error:
             mapped = market_data_error(error, context=f"{self.exchange_id} {context}")
             logger.warning("market data: %s", mapped)
             raise mapped from error

@@ -66,7 +66,9 @@ class Venue:
         return self.fake.account
 
     def client(self) -> SyncExchangeClient:
-        return SyncExchangeClient(exchange_client_build(exchange=self.exchange, api_key=KEY, secret=SECRET, passphrase=PASSPHRASE))
+        return SyncExchangeClient(
+            exchange_client_build(exchange=self.exchange, api_key=KEY, secret=SECRET, passphrase=PASSPHRASE)
+        )
 
     def requests(self, path: str) -> list:
         return self.fake.requests_to(path)
@@ -74,8 +76,18 @@ class Venue:
 
 OKX_CONTRACTS = {
     "entry": ("createOrder", "Swap market buy with posSide = long", {"posSide", "tag"}, {"clOrdId"}),
-    "stop": ("createOrder", "Swap limit sell with stopLossPrice and posSide = long.", {"posSide", "tag", "clOrdId"}, {"algoClOrdId", "reduceOnly"}),
-    "take_profit": ("createOrder", "Swap limit sell with takeProfitPrice and posSide = long.", {"posSide", "tag", "clOrdId"}, {"algoClOrdId", "reduceOnly"}),
+    "stop": (
+        "createOrder",
+        "Swap limit sell with stopLossPrice and posSide = long.",
+        {"posSide", "tag", "clOrdId"},
+        {"algoClOrdId", "reduceOnly"},
+    ),
+    "take_profit": (
+        "createOrder",
+        "Swap limit sell with takeProfitPrice and posSide = long.",
+        {"posSide", "tag", "clOrdId"},
+        {"algoClOrdId", "reduceOnly"},
+    ),
     "cancel": ("cancelOrder", "Swap cancel order", set(), set()),
     "fetch": ("fetchOrder", "Swap fetch order", set(), set()),
     "positions": ("fetchPositions", "Fetch positions with no arguments", set(), set()),
@@ -104,7 +116,10 @@ BITUNIX_CONTRACTS = {
     "balance": ("fetchBalance", "signed account balance request", set(), set()),
 }
 # the endpoint of a recorded request, as the stand-in logs it (the path; MEXC/KuCoin order ids stripped)
-PATHS = {("kucoinfutures", "cancel"): "/api/v1/orders/", ("kucoinfutures", "cancel_by_client_id"): "/api/v1/orders/client-order/"}
+PATHS = {
+    ("kucoinfutures", "cancel"): "/api/v1/orders/",
+    ("kucoinfutures", "cancel_by_client_id"): "/api/v1/orders/client-order/",
+}
 
 
 @pytest.fixture(params=["okx", "kucoinfutures", "mexc", "bitunix"])
@@ -122,11 +137,29 @@ def venue(request, settings, monkeypatch):
         bitunix_module._PAIRS_CACHE.clear()
         return
     if exchange == "okx":
-        fake, symbol, price, quantity, contracts = OkxFetchFake(api_key=KEY, secret=SECRET, passphrase=PASSPHRASE), "BTC/USDT:USDT", "100", "1.5", OKX_CONTRACTS
+        fake, symbol, price, quantity, contracts = (
+            OkxFetchFake(api_key=KEY, secret=SECRET, passphrase=PASSPHRASE),
+            "BTC/USDT:USDT",
+            "100",
+            "1.5",
+            OKX_CONTRACTS,
+        )
     elif exchange == "kucoinfutures":
-        fake, symbol, price, quantity, contracts = KucoinFetchFake(api_key=KEY, secret=SECRET, passphrase=PASSPHRASE), "BTC/USDT:USDT", "100", "1.5", KUCOIN_CONTRACTS
+        fake, symbol, price, quantity, contracts = (
+            KucoinFetchFake(api_key=KEY, secret=SECRET, passphrase=PASSPHRASE),
+            "BTC/USDT:USDT",
+            "100",
+            "1.5",
+            KUCOIN_CONTRACTS,
+        )
     else:
-        fake, symbol, price, quantity, contracts = MexcFetchFake(api_key=KEY, secret=SECRET), "ETH/USDT:USDT", "2000", "0.5", MEXC_CONTRACTS
+        fake, symbol, price, quantity, contracts = (
+            MexcFetchFake(api_key=KEY, secret=SECRET),
+            "ETH/USDT:USDT",
+            "2000",
+            "0.5",
+            MEXC_CONTRACTS,
+        )
     fake.account.set_price(symbol, price)
     ccxt_fake_install(settings=settings, monkeypatch=monkeypatch, fake=fake)
     yield Venue(exchange, symbol, Decimal(price), Decimal(quantity), fake, contracts)
@@ -139,8 +172,16 @@ def check_request(venue: Venue, scenario: str, sent: list) -> None:
     method, description, not_used, ours = venue.contracts[scenario]
     case = recorded(venue.exchange, method, description)
     path = PATHS.get((venue.exchange, scenario)) or urlsplit(case["url"]).path
-    writes = scenario in ("entry", "stop", "take_profit", "cancel", "cancel_by_client_id")  # compare what we POSTed/DELETEd, not a read-back
-    matching = [payload for m, p, payload in sent if (p.startswith(path) or p.endswith(path)) and (m != "GET") == writes]
+    writes = scenario in (
+        "entry",
+        "stop",
+        "take_profit",
+        "cancel",
+        "cancel_by_client_id",
+    )  # compare what we POSTed/DELETEd, not a read-back
+    matching = [
+        payload for m, p, payload in sent if (p.startswith(path) or p.endswith(path)) and (m != "GET") == writes
+    ]
     assert matching, f"{venue.exchange} {scenario}: no request to {path} (sent {[p for _m, p, _ in sent]})"
     body = matching[-1]
     if isinstance(body, list):
@@ -148,7 +189,9 @@ def check_request(venue: Venue, scenario: str, sent: list) -> None:
     keys = set(body or {}) if isinstance(body, dict) else set()
     if case.get("output") is not None and isinstance(body, dict):
         missing = recorded_keys(case) - not_used - keys
-        assert not missing, f"{venue.exchange} {scenario}: the recorded request carries {sorted(missing)}, ours does not"
+        assert not missing, (
+            f"{venue.exchange} {scenario}: the recorded request carries {sorted(missing)}, ours does not"
+        )
         assert ours <= keys, f"{venue.exchange} {scenario}: ours must carry {sorted(ours - keys)}"
 
 
@@ -166,11 +209,28 @@ def scenario(venue: Venue, name: str, call):
 
 
 def entry_request(venue: Venue, cid: str = "P1U1Lentry", **kwargs) -> OrderRequest:
-    return OrderRequest(symbol=venue.symbol, side="buy", type="market", quantity=venue.quantity, client_order_id=cid, leverage=5, **kwargs)
+    return OrderRequest(
+        symbol=venue.symbol,
+        side="buy",
+        type="market",
+        quantity=venue.quantity,
+        client_order_id=cid,
+        leverage=5,
+        **kwargs,
+    )
 
 
 def trigger_request(venue: Venue, kind: str, trigger: Decimal, cid: str) -> OrderRequest:
-    return OrderRequest(symbol=venue.symbol, side="sell", type=kind, quantity=venue.quantity, client_order_id=cid, trigger_price=trigger, reduce_only=True, leverage=5)
+    return OrderRequest(
+        symbol=venue.symbol,
+        side="sell",
+        type=kind,
+        quantity=venue.quantity,
+        client_order_id=cid,
+        trigger_price=trigger,
+        reduce_only=True,
+        leverage=5,
+    )
 
 
 def test_balance(venue):
@@ -180,10 +240,15 @@ def test_balance(venue):
 
 def test_entry_fills_at_the_exchanges_price_and_reads_back_by_client_id(venue):
     result = scenario(venue, "entry", lambda c: c.create_order(entry_request(venue)))
-    assert result.status == "closed" and result.filled_quantity == venue.quantity and result.average_price == venue.price
+    assert (
+        result.status == "closed" and result.filled_quantity == venue.quantity and result.average_price == venue.price
+    )
     found = scenario(venue, "fetch", lambda c: c.fetch_order(symbol=venue.symbol, client_order_id="P1U1Lentry"))
     assert (found.exchange_order_id, found.client_order_id, found.filled_quantity, found.average_price) == (
-        result.exchange_order_id, "P1U1Lentry", venue.quantity, venue.price
+        result.exchange_order_id,
+        "P1U1Lentry",
+        venue.quantity,
+        venue.price,
     )
 
 
@@ -209,19 +274,46 @@ def test_positions(venue):
     with venue.client() as client:
         client.create_order(entry_request(venue))
     (position,) = scenario(venue, "positions", lambda c: c.fetch_positions(None))
-    assert (position.symbol, position.side, position.quantity, position.entry_price) == (venue.symbol, "long", venue.quantity, venue.price)
+    assert (position.symbol, position.side, position.quantity, position.entry_price) == (
+        venue.symbol,
+        "long",
+        venue.quantity,
+        venue.price,
+    )
 
 
 def test_cancel_a_resting_order_by_id_and_by_client_id(venue):
     limit = venue.price * Decimal("0.9")
     with venue.client() as client:
-        first = client.create_order(OrderRequest(symbol=venue.symbol, side="buy", type="limit", quantity=venue.quantity, price=limit, client_order_id="P2U1Lentry", leverage=5))
-        second = client.create_order(OrderRequest(symbol=venue.symbol, side="buy", type="limit", quantity=venue.quantity, price=limit, client_order_id="P3U1Lentry", leverage=5))
+        first = client.create_order(
+            OrderRequest(
+                symbol=venue.symbol,
+                side="buy",
+                type="limit",
+                quantity=venue.quantity,
+                price=limit,
+                client_order_id="P2U1Lentry",
+                leverage=5,
+            )
+        )
+        second = client.create_order(
+            OrderRequest(
+                symbol=venue.symbol,
+                side="buy",
+                type="limit",
+                quantity=venue.quantity,
+                price=limit,
+                client_order_id="P3U1Lentry",
+                leverage=5,
+            )
+        )
     assert first.status == second.status == "open" and first.filled_quantity == 0
     scenario(venue, "cancel", lambda c: c.cancel_order(symbol=venue.symbol, exchange_order_id=first.exchange_order_id))
     scenario(venue, "cancel_by_client_id", lambda c: c.cancel_order(symbol=venue.symbol, client_order_id="P3U1Lentry"))
     with venue.client() as client:
-        states = [client.fetch_order(symbol=venue.symbol, client_order_id=cid).status for cid in ("P2U1Lentry", "P3U1Lentry")]
+        states = [
+            client.fetch_order(symbol=venue.symbol, client_order_id=cid).status for cid in ("P2U1Lentry", "P3U1Lentry")
+        ]
     assert states == ["canceled", "canceled"]
     assert not any(payload == [None] for _m, _p, payload in venue.fake.requests)  # never a cancel of [null]
 
@@ -238,7 +330,9 @@ def test_partial_fill_reports_the_filled_part_at_its_real_price(venue):
     venue.account.partial_fill_ratio = Decimal("0.4")
     with venue.client() as client:
         result = client.create_order(entry_request(venue))
-        assert result.status == "open" and result.filled_quantity < venue.quantity and result.average_price == venue.price
+        assert (
+            result.status == "open" and result.filled_quantity < venue.quantity and result.average_price == venue.price
+        )
         venue.account.set_price(venue.symbol, venue.price * Decimal("1.01"))  # the rest fills higher
         done = client.fetch_order(symbol=venue.symbol, client_order_id="P1U1Lentry")
     part = result.filled_quantity

@@ -43,26 +43,52 @@ KEY, SECRET, PASSPHRASE = "fault-key-0001", "fault-secret-0002", "fault-pass"
 CCXT_FAULTS = ("timeout", "rate_limit", "server_error", "lost_response")
 VENUES = {
     "okx": {
-        "symbol": "BTC/USDT:USDT", "price": "100",
-        "paths": ("/trade/batch-orders", "/trade/order", "/trade/order-algo", "/account/positions", "/trade/orders-pending"),
+        "symbol": "BTC/USDT:USDT",
+        "price": "100",
+        "paths": (
+            "/trade/batch-orders",
+            "/trade/order",
+            "/trade/order-algo",
+            "/account/positions",
+            "/trade/orders-pending",
+        ),
         "faults": (*CCXT_FAULTS, "stale_read"),
-        "unknown_duplicate": {"code": "1", "data": [{"sCode": "51000", "sMsg": "Order already exists"}], "msg": "All operations failed"},
+        "unknown_duplicate": {
+            "code": "1",
+            "data": [{"sCode": "51000", "sMsg": "Order already exists"}],
+            "msg": "All operations failed",
+        },
     },
     "kucoinfutures": {
-        "symbol": "BTC/USDT:USDT", "price": "100",
+        "symbol": "BTC/USDT:USDT",
+        "price": "100",
         "paths": ("/api/v1/orders", "/api/v1/orders/byClientOid", "/api/v1/positions", "/api/v1/stopOrders"),
         "faults": CCXT_FAULTS,
         "unknown_duplicate": {"code": "400100", "msg": "Order already exists"},
     },
     "mexc": {
-        "symbol": "ETH/USDT:USDT", "price": "2000",
-        "paths": ("/order/create", "/order/external/", "/planorder/place", "/planorder/list/orders", "/position/open_positions"),
+        "symbol": "ETH/USDT:USDT",
+        "price": "2000",
+        "paths": (
+            "/order/create",
+            "/order/external/",
+            "/planorder/place",
+            "/planorder/list/orders",
+            "/position/open_positions",
+        ),
         "faults": CCXT_FAULTS,
         "unknown_duplicate": {"success": False, "code": 2011, "message": "Order already exists"},
     },
     "bitunix": {
-        "symbol": "BTC/USDT:USDT", "price": "100",
-        "paths": ("/trade/place_order", "/trade/get_order_detail", "/tpsl/place_order", "/tpsl/get_pending_orders", "/trade/get_history_trades"),
+        "symbol": "BTC/USDT:USDT",
+        "price": "100",
+        "paths": (
+            "/trade/place_order",
+            "/trade/get_order_detail",
+            "/tpsl/place_order",
+            "/tpsl/get_pending_orders",
+            "/trade/get_history_trades",
+        ),
         "faults": ("http_429", "http_502", "lost_response", "stale_read"),
         "unknown_duplicate": {"code": 30020, "data": None, "msg": "Order already exists"},
     },
@@ -91,24 +117,40 @@ def invariant_holds(user, account: FakeExchangeAccount) -> None:
         if held.quantity == 0:
             continue
         stops = [
-            o.result for o in account.orders.values()
-            if o.result.symbol == symbol and o.result.type == "stop_market" and o.result.status == "open" and o.result.reduce_only
+            o.result
+            for o in account.orders.values()
+            if o.result.symbol == symbol
+            and o.result.type == "stop_market"
+            and o.result.status == "open"
+            and o.result.reduce_only
         ]
         assert len(stops) == 1, f"{symbol}: {len(stops)} live stops for a position of {held.quantity}"
-        assert stops[0].quantity >= abs(held.quantity), f"{symbol}: the stop covers {stops[0].quantity} of {held.quantity}"
+        assert stops[0].quantity >= abs(held.quantity), (
+            f"{symbol}: the stop covers {stops[0].quantity} of {held.quantity}"
+        )
         known = Position.objects.filter(user=user, symbol__symbol=symbol, status=Position.Status.OPEN)
-        assert [p.remaining_quantity for p in known] == [abs(held.quantity)], f"{symbol}: the database knows {list(known)}"
+        assert [p.remaining_quantity for p in known] == [abs(held.quantity)], (
+            f"{symbol}: the database knows {list(known)}"
+        )
 
 
 def run_plan(exchange: str, plan: dict, fake, account: FakeExchangeAccount) -> None:
     venue = VENUES[exchange]
     clean_database()
     user = TelegramUserFactory(auto_trading_enabled=True)
-    ExchangeCredentialFactory(user=user, exchange=exchange, secrets=ApiSecrets(api_key=KEY, secret=SECRET, passphrase=PASSPHRASE))
+    ExchangeCredentialFactory(
+        user=user, exchange=exchange, secrets=ApiSecrets(api_key=KEY, secret=SECRET, passphrase=PASSPHRASE)
+    )
     price = Decimal(venue["price"])
     position = make_live_position(
-        user, exchange=exchange, symbol=venue["symbol"], quantity="0.5", entry=venue["price"],
-        stop=str(price * Decimal("0.98")), tp1=str(price * Decimal("1.02")), tp2=str(price * Decimal("1.04")),
+        user,
+        exchange=exchange,
+        symbol=venue["symbol"],
+        quantity="0.5",
+        entry=venue["price"],
+        stop=str(price * Decimal("0.98")),
+        tp1=str(price * Decimal("1.02")),
+        tp2=str(price * Decimal("1.04")),
     )
     if plan["unknown_duplicate"]:
         if exchange == "bitunix":
@@ -120,7 +162,9 @@ def run_plan(exchange: str, plan: dict, fake, account: FakeExchangeAccount) -> N
     for path, fault in plan["faults"]:
         fake.inject(path, fault)
     with contextlib.suppress(ExchangeError):  # a retryable outcome: the task would retry; reconcile takes over
-        LiveExecutor(user=user, attempts=plan["attempts"], sleep=lambda _s: None, fill_poll_attempts=2).open_position(position=position)
+        LiveExecutor(user=user, attempts=plan["attempts"], sleep=lambda _s: None, fill_poll_attempts=2).open_position(
+            position=position
+        )
     fake.faults.clear()
     for _ in range(3):  # the reconcile passes after the storm (every 180 s in production)
         reconcile_user(user=user, executor=LiveExecutor(user=user, sleep=lambda _s: None, fill_poll_attempts=2))
@@ -135,7 +179,12 @@ def ccxt_fake(exchange: str):
     return MexcFetchFake(api_key=KEY, secret=SECRET)
 
 
-FAST = settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow], derandomize=True)
+FAST = settings(
+    max_examples=12,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+    derandomize=True,
+)
 
 
 @pytest.fixture

@@ -34,7 +34,9 @@ def trader():
         ("short", "100", "102", "98", "96", "97.5", "beyond the target 98"),
     ],
 )
-def test_paper_entry_beyond_the_stop_or_target_is_refused_with_its_reason(market, published, side, entry, stop, tp1, tp2, market_price, why):
+def test_paper_entry_beyond_the_stop_or_target_is_refused_with_its_reason(
+    market, published, side, entry, stop, tp1, tp2, market_price, why
+):
     user = trader()
     signal = SignalFactory(side=side, entry=Decimal(entry), stop=Decimal(stop), tp1=Decimal(tp1), tp2=Decimal(tp2))
     signal.symbol.tick_size = Decimal("0.0000001")
@@ -74,7 +76,9 @@ def test_position_closed_message_and_dashboard_show_the_same_pnl_after_funding(m
     monkeypatch.setattr("config.events.publish", message_at_close)
     position = PaperExecutor(user=user).close_position(position=position, reason=Position.CloseReason.MANUAL)
     assert position.status == Position.Status.CLOSED
-    assert FundingCharge.objects.filter(position=position, funding_time=T0.replace(hour=16)).count() == 1  # settled first
+    assert (
+        FundingCharge.objects.filter(position=position, funding_time=T0.replace(hour=16)).count() == 1
+    )  # settled first
     ((text, net_at_close),) = messages
     position.refresh_from_db()
     dashboard_net = pnl_summary(user=user, period="all").net

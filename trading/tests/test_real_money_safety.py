@@ -51,14 +51,20 @@ def bitunix_user(bitunix):
 
 
 @pytest.mark.parametrize("price_field", ["0", "market", None])
-def test_bitunix_market_fill_is_the_weighted_average_of_its_trades_whatever_the_order_price_says(bitunix, bitunix_user, price_field):
+def test_bitunix_market_fill_is_the_weighted_average_of_its_trades_whatever_the_order_price_says(
+    bitunix, bitunix_user, price_field
+):
     bitunix.market_order_price = price_field
     bitunix.account.partial_fill_ratio = Decimal("0.4")  # the entry fills in two trades at different prices
     position = make_live_position(bitunix_user, exchange="bitunix")
-    LiveExecutor(user=bitunix_user, sleep=lambda _s: bitunix.account.set_price(SYMBOL, "101"), fill_poll_attempts=2).open_position(position=position)
+    LiveExecutor(
+        user=bitunix_user, sleep=lambda _s: bitunix.account.set_price(SYMBOL, "101"), fill_poll_attempts=2
+    ).open_position(position=position)
     position.refresh_from_db()
     assert position.status == Position.Status.OPEN and position.quantity == Decimal("1.5")
-    assert position.entry_price == (Decimal("0.6") * 100 + Decimal("0.9") * 101) / Decimal("1.5")  # 100.6, from the two trades
+    assert position.entry_price == (Decimal("0.6") * 100 + Decimal("0.9") * 101) / Decimal(
+        "1.5"
+    )  # 100.6, from the two trades
     assert [o.result.status for o in bitunix.account.orders.values() if o.result.type == "stop_market"] == ["open"]
     assert all("orderId" in q for q in bitunix.requests_to("/trade/get_history_trades"))
 
@@ -82,7 +88,18 @@ def test_a_fill_without_a_price_is_never_booked_and_reconcile_books_it_once_the_
     assert position.orders.get(leg=Order.Leg.STOP_LOSS).state == Order.State.OPEN
 
 
-@pytest.mark.parametrize(("raw", "expected"), [("market", None), ("0", Decimal("0")), ("", None), (None, None), ("NaN", None), ("1.50", Decimal("1.50")), (0.1, Decimal("0.1"))])
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("market", None),
+        ("0", Decimal("0")),
+        ("", None),
+        (None, None),
+        ("NaN", None),
+        ("1.50", Decimal("1.50")),
+        (0.1, Decimal("0.1")),
+    ],
+)
 def test_odd_price_fields_never_raise(raw, expected):
     assert to_decimal(raw) == expected
 
@@ -98,7 +115,9 @@ def okx(settings, monkeypatch):
 @pytest.fixture
 def okx_user(okx):
     user = TelegramUserFactory(auto_trading_enabled=True)
-    ExchangeCredentialFactory(user=user, exchange="okx", secrets=ApiSecrets(api_key=OKX_KEY, secret=OKX_SECRET, passphrase=OKX_PASS))
+    ExchangeCredentialFactory(
+        user=user, exchange="okx", secrets=ApiSecrets(api_key=OKX_KEY, secret=OKX_SECRET, passphrase=OKX_PASS)
+    )
     return user
 
 
@@ -106,13 +125,26 @@ def test_okx_stop_leaves_with_only_our_algo_client_id_and_a_lost_answer_never_do
     okx.inject("/trade/order-algo", "lost_response")  # the stop is placed, its answer lost
     position = executor(okx_user).open_position(position=make_live_position(okx_user))
     algo_bodies = okx.requests_to("/trade/order-algo")
-    assert algo_bodies and all("clOrdId" not in body and "tag" not in body for body in algo_bodies)  # signature re-checked by the fake
-    stops = [o.result for o in okx.account.orders.values() if o.result.type == "stop_market" and o.result.status == "open"]
+    assert algo_bodies and all(
+        "clOrdId" not in body and "tag" not in body for body in algo_bodies
+    )  # signature re-checked by the fake
+    stops = [
+        o.result for o in okx.account.orders.values() if o.result.type == "stop_market" and o.result.status == "open"
+    ]
     assert len(stops) == 1 and stops[0].client_order_id == position.orders.get(leg=Order.Leg.STOP_LOSS).client_order_id
 
 
 def test_okx_fake_stores_a_sent_clordid_as_the_trigger_orders_client_id_as_okx_does(okx):
-    row = okx._place_algo({"instId": "BTC-USDT-SWAP", "side": "sell", "sz": "1", "slTriggerPx": "98", "algoClOrdId": "P1U1Lsl", "clOrdId": "6b9ad766b55dBCDEabc"})
+    row = okx._place_algo(
+        {
+            "instId": "BTC-USDT-SWAP",
+            "side": "sell",
+            "sz": "1",
+            "slTriggerPx": "98",
+            "algoClOrdId": "P1U1Lsl",
+            "clOrdId": "6b9ad766b55dBCDEabc",
+        }
+    )
     assert row["algoClOrdId"] == "6b9ad766b55dBCDEabc"  # what real OKX does with a broker clOrdId: ours is lost
     assert okx._find("", "P1U1Lsl") is None
 
@@ -161,13 +193,20 @@ def test_unknown_answer_and_failing_look_up_keeps_the_position_pending_until_rec
     bitunix.faults.clear()
     reconcile_user(user=bitunix_user, executor=executor(bitunix_user))
     position.refresh_from_db()
-    assert position.status == Position.Status.OPEN and position.orders.get(leg=Order.Leg.STOP_LOSS).state == Order.State.OPEN
+    assert (
+        position.status == Position.Status.OPEN
+        and position.orders.get(leg=Order.Leg.STOP_LOSS).state == Order.State.OPEN
+    )
 
 
 def test_reconcile_revives_a_failed_position_whose_refused_entry_is_live_on_the_exchange(bitunix, bitunix_user):
     position = make_live_position(bitunix_user, exchange="bitunix")
     entry = position.orders.get(leg=Order.Leg.ENTRY)
-    bitunix.account._create(OrderRequest(symbol=SYMBOL, side="buy", type="market", quantity=Decimal("1.5"), client_order_id=entry.client_order_id))
+    bitunix.account._create(
+        OrderRequest(
+            symbol=SYMBOL, side="buy", type="market", quantity=Decimal("1.5"), client_order_id=entry.client_order_id
+        )
+    )
     Order.objects.filter(pk=entry.pk).update(state=Order.State.REJECTED, error="bitunix 30020: Order already exists")
     Position.objects.filter(pk=position.pk).update(status=Position.Status.FAILED)  # what the old mapping left behind
 
@@ -179,20 +218,30 @@ def test_reconcile_revives_a_failed_position_whose_refused_entry_is_live_on_the_
 
 
 # --- 4. reconcile survives any error of one user and reconciles the rest ------------------------------------------------
-def test_one_users_unexpected_error_is_logged_counted_alerted_and_the_others_are_reconciled(bitunix, bitunix_user, monkeypatch):
+def test_one_users_unexpected_error_is_logged_counted_alerted_and_the_others_are_reconciled(
+    bitunix, bitunix_user, monkeypatch
+):
     from decimal import InvalidOperation
 
     from trading import reconcile as reconcile_module
 
     broken_user = TelegramUserFactory(auto_trading_enabled=True)
-    ExchangeCredentialFactory(user=broken_user, exchange="bitunix", secrets=ApiSecrets(api_key=BX_KEY, secret=BX_SECRET))
+    ExchangeCredentialFactory(
+        user=broken_user, exchange="bitunix", secrets=ApiSecrets(api_key=BX_KEY, secret=BX_SECRET)
+    )
     bitunix.account.set_price("ETH/USDT:USDT", "10")
-    broken = make_live_position(broken_user, exchange="bitunix", symbol="ETH/USDT:USDT", entry="10", stop="9.8", tp1="10.2", tp2="10.4")
+    broken = make_live_position(
+        broken_user, exchange="bitunix", symbol="ETH/USDT:USDT", entry="10", stop="9.8", tp1="10.2", tp2="10.4"
+    )
     healthy = make_live_position(bitunix_user, exchange="bitunix", symbol=SYMBOL)
     for position in (broken, healthy):  # both entries were sent, then the worker died: fills not yet recorded
         Order.objects.filter(position=position).update(state=Order.State.SUBMITTED)
     entry = healthy.orders.get(leg=Order.Leg.ENTRY)
-    bitunix.account._create(OrderRequest(symbol=SYMBOL, side="buy", type="market", quantity=Decimal("1.5"), client_order_id=entry.client_order_id))
+    bitunix.account._create(
+        OrderRequest(
+            symbol=SYMBOL, side="buy", type="market", quantity=Decimal("1.5"), client_order_id=entry.client_order_id
+        )
+    )
     real = reconcile_module._reconcile_position
 
     def odd_field(executor_, client, position, held, report):
@@ -209,7 +258,10 @@ def test_one_users_unexpected_error_is_logged_counted_alerted_and_the_others_are
     assert any("InvalidOperation" in e for e in reports[broken_user.pk].errors)
     assert any("had no live stop" in r for r in reports[bitunix_user.pk].repairs), reports[bitunix_user.pk]
     assert [o.result.status for o in bitunix.account.orders.values() if o.result.type == "stop_market"] == ["open"]
-    assert any(event == "admins.notify" and "Reconcile failed" in payload["text"] and str(broken_user.pk) in payload["text"] for event, payload in sent)
+    assert any(
+        event == "admins.notify" and "Reconcile failed" in payload["text"] and str(broken_user.pk) in payload["text"]
+        for event, payload in sent
+    )
 
 
 # --- 6. MEXC cancel by client id never sends [null] ---------------------------------------------------------------------
@@ -221,7 +273,17 @@ def test_mexc_cancel_by_client_id_uses_the_external_id_endpoint(settings, monkey
     fake = ccxt_fake_install(settings=settings, monkeypatch=monkeypatch, fake=MexcFetchFake(api_key="mk", secret="ms"))
     fake.account.set_price("ETH/USDT:USDT", "2000")
     with SyncExchangeClient(exchange_client_build(exchange="mexc", api_key="mk", secret="ms")) as client:
-        client.create_order(OrderRequest(symbol="ETH/USDT:USDT", side="buy", type="limit", quantity=Decimal("0.05"), price=Decimal("1900"), client_order_id="P9U9Lentry", leverage=5))
+        client.create_order(
+            OrderRequest(
+                symbol="ETH/USDT:USDT",
+                side="buy",
+                type="limit",
+                quantity=Decimal("0.05"),
+                price=Decimal("1900"),
+                client_order_id="P9U9Lentry",
+                leverage=5,
+            )
+        )
         client.cancel_order(symbol="ETH/USDT:USDT", client_order_id="P9U9Lentry")
         assert client.fetch_order(symbol="ETH/USDT:USDT", client_order_id="P9U9Lentry").status == "canceled"
     assert fake.requests_to("/order/cancel_with_external") == [{"symbol": "ETH_USDT", "externalOid": "P9U9Lentry"}]
@@ -239,7 +301,14 @@ def test_below_one_contract_is_order_too_small_not_a_raw_ccxt_error():
     ex = ccxt_async.okx({"apiKey": "k", "secret": "s", "password": "p"})
     ex.set_markets(okx_markets())
     client = CcxtExchangeClient("okx", exchange=ex)
-    request = OrderRequest(symbol=SYMBOL, side="sell", type="stop_market", quantity=Decimal("0.00005"), client_order_id="P1U1Lsl", trigger_price=Decimal("98"))
+    request = OrderRequest(
+        symbol=SYMBOL,
+        side="sell",
+        type="stop_market",
+        quantity=Decimal("0.00005"),
+        client_order_id="P1U1Lsl",
+        trigger_price=Decimal("98"),
+    )
     with pytest.raises(OrderTooSmall):
         client.build_order_arguments(request, ex.market(SYMBOL))  # half of the 0.01-contract lot (0.0001 BTC)
 
@@ -252,7 +321,9 @@ def test_a_stop_refused_as_too_small_still_gets_the_safety_close(live_user, acco
 
     async def create_order(self, request):
         if request.type == "stop_market":
-            raise OrderTooSmall("InvalidOrder: amount must be greater than minimum amount precision of 1", exchange="okx")
+            raise OrderTooSmall(
+                "InvalidOrder: amount must be greater than minimum amount precision of 1", exchange="okx"
+            )
         return await real_create(self, request)
 
     monkeypatch.setattr(FakeExchangeClient, "create_order", create_order)
