@@ -54,3 +54,14 @@ def staff_client(client, django_user_model):
 @pytest.fixture(autouse=True)
 def _isolated_media(settings, tmp_path):
     settings.MEDIA_ROOT = tmp_path / "media"
+
+
+@pytest.fixture(autouse=True)
+def _celery_join_does_not_block():
+    """A test that runs Celery's worker start-up in this process (worker hooks, a worker in a thread) leaves the
+    process flagged as "inside a worker", after which ``result.get()`` raises; every test starts without the flag."""
+    from celery._state import _set_task_join_will_block
+
+    _set_task_join_will_block(False)
+    yield
+    _set_task_join_will_block(False)

@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 
 import httpx
 
+from accounts.solana_pay import b58encode
+
 TELEGRAM_SECRET = "load-test-webhook-secret"
 HELIUS_TOKEN = "load-test-helius-token"
 SERVER_ENV = {"TELEGRAM_WEBHOOK_SECRET": TELEGRAM_SECRET, "HELIUS_AUTH_TOKEN": HELIUS_TOKEN}
@@ -41,7 +43,7 @@ class LoadResult:
 
     @property
     def webhook_signature_prefix(self) -> str:
-        return f"loadsig{self.run:06d}x"
+        return _signature(self.run, 0)[:SIGNATURE_PREFIX_CHARS]
 
     @property
     def requests(self) -> int:
@@ -86,8 +88,17 @@ def _bot_update(n: int, *, run: int) -> tuple[str, dict, bytes]:
     return "/telegram/webhook", {"X-Telegram-Bot-Api-Secret-Token": TELEGRAM_SECRET}, json.dumps(body).encode()
 
 
+# A load-test transaction signature: base58 of 64 bytes (as Helius sends). Its leading bytes name the run and n sits
+# 20 bytes lower, so the first 24 characters (a 2^375 unit) change with the run (2^424) and never with n (< 2^264).
+SIGNATURE_PREFIX_CHARS = 24
+
+
+def _signature(run: int, n: int) -> str:
+    return b58encode(b"LOADSIG" + run.to_bytes(4, "big") + bytes(20) + n.to_bytes(4, "big") + bytes(29))
+
+
 def _payment_webhook(n: int, *, run: int) -> tuple[str, dict, bytes]:
-    body = [{"signature": f"loadsig{run:06d}x{n:08d}".ljust(64, "L"), "type": "TRANSFER", "nativeTransfers": [], "tokenTransfers": []}]
+    body = [{"signature": _signature(run, n), "type": "TRANSFER", "nativeTransfers": [], "tokenTransfers": []}]
     return "/api/webhooks/helius/", {"Authorization": HELIUS_TOKEN}, json.dumps(body).encode()
 
 

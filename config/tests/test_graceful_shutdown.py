@@ -10,6 +10,7 @@ The signal goes to each main process only, as docker sends it and as systemd doe
 from __future__ import annotations
 
 import asyncio
+import secrets
 import signal
 import subprocess
 import time
@@ -36,7 +37,7 @@ START_DEADLINE_SECONDS = 180.0
 def _production_env(*, db: dict, redis_url: str, bot_api_base: str) -> dict[str, str]:
     # The secrets production requires; the test's own, so the session the test stores is valid for the web server.
     return service_env(
-        db=db, redis_url=redis_url, DJANGO_ENV="production", SECRET_KEY=settings.SECRET_KEY,
+        db=db, redis_url=redis_url, DJANGO_ENV="production", SECRET_KEY=secrets.token_urlsafe(64),
         FERNET_KEYS=",".join(settings.FERNET_KEYS), ALLOWED_HOSTS="127.0.0.1,localhost",
         SECURE_SSL_REDIRECT="false",  # the test speaks plain HTTP on loopback (behind TLS in production)
         TELEGRAM_API_BASE=bot_api_base, TELEGRAM_BOT_TOKEN="",

@@ -86,6 +86,7 @@ def test_a_full_pipeline_run_logs_no_configured_secret(settings, transactional_d
     from signals.models import Signal
     from signals.scanning import scan_batch_run, scan_start
     from telegram_bridge.services import update_handle
+    from testsupport.helius_recorded import signature_for
     from testsupport.telegram_bot_api import running_local_bot_api
     from trading.connect import exchange_connect
     from trading.models import Position
@@ -117,7 +118,7 @@ def test_a_full_pipeline_run_logs_no_configured_secret(settings, transactional_d
         assert client.post("/telegram/webhook", body, content_type="application/json",
                            HTTP_X_TELEGRAM_BOT_API_SECRET_TOKEN="wrong").status_code == 401
         # payment webhooks, accepted and refused
-        helius = json.dumps([{"signature": "S" * 64, "type": "TRANSFER", "nativeTransfers": []}]).encode()
+        helius = json.dumps([{"signature": signature_for("ops-log-check"), "type": "TRANSFER", "nativeTransfers": []}]).encode()
         assert client.post("/api/webhooks/helius/", helius, content_type="application/json",
                            HTTP_AUTHORIZATION=SECRETS["HELIUS_AUTH_TOKEN"]).status_code < 300
         assert client.post("/api/webhooks/helius/", helius, content_type="application/json",

@@ -6,6 +6,7 @@ from rest_framework import serializers
 
 from accounts.inputs import NumberRangeError, preference_number_bounds, preference_number_parse
 from accounts.models import RISK_LEVELS, PnlPeriod, SizingMode
+from accounts.preference_bounds import PREFERENCE_BOUNDS
 
 # ---- inputs -------------------------------------------------------------------------------------------------------
 
@@ -37,8 +38,8 @@ class _PreferenceNumber:
     def to_internal_value(self, data):
         try:
             return preference_number_parse(self.preference, data)
-        except NumberRangeError as error:
-            raise serializers.ValidationError(str(error).capitalize() + ".", code="range") from None
+        except NumberRangeError:
+            raise serializers.ValidationError(PREFERENCE_BOUNDS[self.preference].message(), code="range") from None
 
 
 class PreferenceInteger(_PreferenceNumber, serializers.IntegerField):

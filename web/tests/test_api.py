@@ -116,8 +116,8 @@ def test_a_hostile_preference_number_is_a_400_with_the_allowed_range(api_user, s
     response = client.patch(reverse("api:preferences"), {"leverage": value, "risk_per_trade_pct": value}, format="json")
     assert response.status_code == 400
     detail = response.json()["detail"]
-    assert detail["leverage"] == ["Must be a whole number from 1x to 20x."]
-    assert detail["risk_per_trade_pct"] == ["Must be a number from 0.05% to 10%."]
+    assert detail["leverage"] == ["Leverage must be a whole number from 1x to 20x."]  # the bot and the form say the same
+    assert detail["risk_per_trade_pct"] == ["Risk per trade must be a number from 0.05% to 10%."]
     assert UserPreferences.objects.get(user=user).leverage == 5
 
 
