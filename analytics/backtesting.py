@@ -76,10 +76,11 @@ def backtest_params_clean(params: Mapping[str, Any]) -> dict[str, Any]:
 
 def backtest_candles_load(*, symbols: list[str], days: int, warmup_bars: int,
                           progress: Progress | None = None) -> tuple[dict[str, tuple[Candles, None]], int]:
-    """15m candles for each symbol covering ``days`` (plus warm-up) up to the market-data clock, and the start (ms)
+    """15m candles for each symbol covering ``days`` (plus warm-up) up to the end of the recorded history
+    (``MarketData.history``: live, now; the replay, the end of its data whatever its clock shows), and the start (ms)
     of the tested range. Raises BacktestRequestError for an unknown symbol or a symbol without candles."""
 
-    market_data = get_market_data()
+    market_data = get_market_data().history()
     limit = days * (DAY_MS // CANDLE_MS) + warmup_bars + 1
     data: dict[str, tuple[Candles, None]] = {}
     for number, symbol in enumerate(symbols, start=1):

@@ -398,6 +398,25 @@ SUBSCRIPTION_FREE_MAX_OPEN_POSITIONS = env.int("SUBSCRIPTION_FREE_MAX_OPEN_POSIT
 MARKET_DATA_SOURCE = env_choice("MARKET_DATA_SOURCE", default="replay", allowed=("replay", "live"))
 MARKET_DATA_EXCHANGE = env.str("MARKET_DATA_EXCHANGE", default="okx")
 REPLAY_DATA_DIR = Path(env.str("REPLAY_DATA_DIR", default=str(BASE_DIR / "data")))
+# The replay clock of the running processes: REPLAY_SPEED replay seconds per wall second (900: a 15m candle closes
+# every second), from REPLAY_START (ISO UTC; default the first warmed-up candle). 0: the clock moves only when a
+# command moves it (the test suite). `manage.py replay` and `manage.py demo` always walk a clock of their own.
+REPLAY_SPEED = env.float("REPLAY_SPEED", default=0.0 if DJANGO_ENV == "test" else 900.0)
+if not 0 <= REPLAY_SPEED <= 900:
+    raise ImproperlyConfigured(f"REPLAY_SPEED={REPLAY_SPEED:g}: it must be between 0 (stopped) and 900 "
+                               "(one 15m candle per second; faster would outrun the one-second beat)")
+REPLAY_START = env.str("REPLAY_START", default="")
+# The jobs that follow the market clock run at their market-time cadence on a running replay clock (e.g. the scan every
+# 900 market seconds = every second at REPLAY_SPEED=900), never more often than once a second.
+REPLAY_MARKET_JOBS = {"scan-markets": 900, "track-signal-outcomes": 60, "publish-pending-signals": 120, "poll-news": 60,
+                      "poll-funding-rates": 300, "flow-monitor": 60, "monitor-positions": 60,
+                      "monitor-position-prices": 30}
+if MARKET_DATA_SOURCE == "replay" and REPLAY_SPEED > 0:
+    for _job, _market_seconds in REPLAY_MARKET_JOBS.items():
+        _interval = max(1.0, _market_seconds / REPLAY_SPEED)
+        _entry = CELERY_BEAT_SCHEDULE[_job]
+        CELERY_BEAT_SCHEDULE[_job] = {**_entry, "schedule": _interval,
+                                      "options": {**_entry.get("options", {}), "expires": max(5.0, 3 * _interval)}}
 # Signals scan and outcome tracking (signals app)
 SIGNAL_SCAN_BATCH_SIZE = env.int("SIGNAL_SCAN_BATCH_SIZE", default=25)  # symbols per scan_batch task
 SIGNAL_SCAN_DELAY_SECONDS = env.int("SIGNAL_SCAN_DELAY_SECONDS", default=5)  # after the candle close

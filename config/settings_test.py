@@ -12,6 +12,9 @@ os.environ.setdefault("DJANGO_ENV", "test")
 os.environ.setdefault("CELERY_TASK_ALWAYS_EAGER", "true")
 # The polling bridge handles updates in the test's own thread (and transaction); concurrency tests ask for workers.
 os.environ.setdefault("TELEGRAM_BRIDGE_CONCURRENCY", "1")
+# The replay clock stands still unless a test moves it; the processes a test starts inherit this (a test that wants the
+# running clock sets REPLAY_SPEED in their environment).
+os.environ.setdefault("REPLAY_SPEED", "0")
 
 
 def _per_worker_redis_url(url: str, worker: str) -> str:

@@ -58,7 +58,7 @@ def get_market_data() -> MarketData:
             if source == "replay":
                 from signals.market_data.replay import ReplayMarketData
 
-                instance = ReplayMarketData()
+                instance = ReplayMarketData.from_settings()
             elif source == "live":
                 from signals.market_data.live import CcxtMarketData
 

@@ -73,5 +73,10 @@ class MarketData(abc.ABC):
     def now_ms(self) -> int:
         return datetime_to_ms(self.now())
 
+    def history(self) -> MarketData:
+        """The market data a backtest reads: everything recorded up to now. Live: itself. The replay: its data up to
+        the end, whatever time a replay clock shows (a backtest studies the past, the recorded data is all past)."""
+        return self
+
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release network clients (no-op for implementations without any)."""

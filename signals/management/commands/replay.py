@@ -1,5 +1,6 @@
 """``python manage.py replay``: run the scanner and the outcome tracker over the bundled candles, faster than real
-time, printing each signal as a user would see it and the outcomes at the end."""
+time, printing each signal as a user would see it and the outcomes at the end. It walks a clock of its own
+(``replay_run``): the clock that running web, worker, beat and bridge processes read is never moved or rewound."""
 
 from __future__ import annotations
 
