@@ -476,9 +476,11 @@ FUNDING_ALERT_THRESHOLD = Decimal(env.str("FUNDING_ALERT_THRESHOLD", default="0.
 FUNDING_ARBITRAGE_MIN_SPREAD = Decimal(env.str("FUNDING_ARBITRAGE_MIN_SPREAD", default="0.0005"))  # 0.05 %/8 h
 
 # --- Spot order-flow monitor (signals/flow_monitor.py, signals/flow_sources.py) -------------------------------------
-# Source: live (spot trades + books of FLOW_EXCHANGES through ccxt) or replay (pressure estimated from the bundled
-# candles, a documented proxy). Symbols are spot pairs; signals go to their USDT perpetual (BTC/USDT -> BTC/USDT:USDT).
-FLOW_SOURCE = env_choice("FLOW_SOURCE", default=MARKET_DATA_SOURCE, allowed=("live", "replay"))
+# Source: live (spot trades + books of FLOW_EXCHANGES through ccxt), recorded (the several venues' trade tapes bundled
+# with the replay data, data/flow/; the default in replay mode) or replay (pressure estimated from the bundled candles,
+# a documented one-venue proxy). Symbols are spot pairs; signals go to their USDT perpetual (BTC/USDT -> BTC/USDT:USDT).
+FLOW_SOURCE = env_choice("FLOW_SOURCE", default="live" if MARKET_DATA_SOURCE == "live" else "recorded",
+                         allowed=("live", "recorded", "replay"))
 FLOW_EXCHANGES = env.list("FLOW_EXCHANGES", default=["binance", "okx", "bybit", "kucoin", "mexc"])
 FLOW_SYMBOLS = env.list("FLOW_SYMBOLS", default=["BTC/USDT", "ETH/USDT", "SOL/USDT", "XRP/USDT", "BNB/USDT"])
 FLOW_WINDOWS = env.list("FLOW_WINDOWS", default=["1m", "5m", "15m"])

@@ -8,6 +8,9 @@
   ``GET https://fapi.bitunix.com/api/v1/futures/market/funding_rate?symbol=BTCUSDT``).
 * ``MarketDataFundingRateSource`` — the replay: ``signals.market_data`` (``funding_rate(symbol)`` at the replay
   clock, from ``data/ohlcv/futures/*-8h-funding_rate.feather``), so the demo needs no network.
+* ``RecordedFundingRateSource`` — the replay's other venues: an exchange's funding-rate history answer bundled under
+  ``data/funding/`` (listed in ``data/manifest.json`` → ``funding_recorded``; OKX's
+  ``GET /api/v5/public/funding-rate-history`` shape), the settlement at or before the replay clock.
 
 Each returns ``signals.funding.FundingRate`` values; a rate that is missing, not finite or absurd (|rate| ≥ 5 %) is
 logged and skipped; an exchange that cannot be reached raises ``FundingSourceError`` (the poller logs it and goes on
@@ -17,11 +20,13 @@ with the other exchanges).
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import math
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 from typing import Any, Protocol
 
 import httpx
@@ -238,8 +243,65 @@ class MarketDataFundingRateSource:
         return rates
 
 
+def okx_funding_history_parse(body: object, *, symbol: str) -> list[tuple[datetime, Decimal]]:
+    """OKX ``/api/v5/public/funding-rate-history`` answer → [(settlement time, rate)] in time order (bad rows skipped)."""
+    data = body.get("data") if isinstance(body, dict) and body.get("code") == "0" else None
+    if not isinstance(data, list):
+        raise FundingSourceError("okx: not a funding-rate-history answer")
+    rows = []
+    for entry in data:
+        if not isinstance(entry, dict):
+            continue
+        moment = _utc_from_ms(entry.get("fundingTime"))
+        rate = decimal_or_none(entry.get("realizedRate") or entry.get("fundingRate"))
+        if moment is not None and _valid_rate("okx", symbol, rate):
+            rows.append((moment, rate))
+    return sorted(rows)
+
+
+RECORDED_FORMATS = {"okx-funding-rate-history": okx_funding_history_parse}
+
+
+class RecordedFundingRateSource:
+    """One venue's recorded funding history (a file in the exchange's answer shape), served at the replay clock."""
+
+    def __init__(self, *, exchange: str, histories: dict[str, list[tuple[datetime, Decimal]]],
+                 clock: Callable[[], datetime], interval_hours: int = 8) -> None:
+        self.name = exchange
+        self._histories = histories  # unified symbol -> [(settlement, rate)]
+        self._clock = clock
+        self._interval = interval_hours
+
+    @classmethod
+    def from_manifest(cls, directory: Path, *, clock: Callable[[], datetime]) -> list[RecordedFundingRateSource]:
+        try:
+            manifest = json.loads((directory / "manifest.json").read_text())
+        except (OSError, ValueError) as exc:
+            raise FundingSourceError(f"replay manifest unreadable: {exc}") from exc
+        by_exchange: dict[str, dict[str, list[tuple[datetime, Decimal]]]] = {}
+        for entry in manifest.get("funding_recorded", []):
+            parse = RECORDED_FORMATS.get(entry.get("format"))
+            if parse is None:
+                logger.warning("funding: unknown recorded format %r; skipped", entry.get("format"))
+                continue
+            body = json.loads((directory / entry["file"]).read_text())
+            by_exchange.setdefault(entry["exchange"], {})[entry["symbol"]] = parse(body, symbol=entry["symbol"])
+        return [cls(exchange=name, histories=histories, clock=clock) for name, histories in by_exchange.items()]
+
+    def fetch_funding_rates(self, symbols: Sequence[str]) -> list[FundingRate]:
+        now = self._clock()
+        rates = []
+        for symbol in symbols:
+            settled = [row for row in self._histories.get(symbol, []) if row[0] <= now]
+            if settled and now - settled[-1][0] < timedelta(hours=self._interval):
+                moment, rate = settled[-1]
+                rates.append(FundingRate(self.name, symbol, rate, moment, self._interval))
+        return rates
+
+
 def funding_sources_from_settings(*, market_data: Any = None) -> list[FundingRateSource]:
-    """The one place that picks the sources: the replay in replay mode, else the configured live exchanges."""
+    """The one place that picks the sources: in replay mode the replay's own rates plus the venues recorded under
+    ``REPLAY_DATA_DIR`` (``funding_recorded``), else the configured live exchanges."""
     from django.conf import settings
 
     if settings.MARKET_DATA_SOURCE == "replay":
@@ -247,7 +309,8 @@ def funding_sources_from_settings(*, market_data: Any = None) -> list[FundingRat
             from signals.market_data import get_market_data
 
             market_data = get_market_data()
-        return [MarketDataFundingRateSource(market_data)]
+        recorded = RecordedFundingRateSource.from_manifest(Path(settings.REPLAY_DATA_DIR), clock=market_data.now)
+        return [MarketDataFundingRateSource(market_data), *recorded]
     sources: list[FundingRateSource] = []
     for exchange_id in settings.FUNDING_EXCHANGES:
         if exchange_id == "bitunix":

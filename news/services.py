@@ -83,6 +83,11 @@ def liquid_symbols_by_ticker() -> dict[str, Symbol]:
     return {row.base.upper(): row for row in rows}
 
 
+def listed_tickers() -> set[str]:
+    """The bases of every active market (liquid perpetual or not): what a poll asks the news source about."""
+    return {base.upper() for base in Symbol.objects.filter(is_active=True).values_list("base", flat=True) if base}
+
+
 # --- storing ----------------------------------------------------------------------------------------------------
 
 
@@ -381,9 +386,10 @@ def news_poll(
     market_data: Any,
     signal_creator: Callable[..., Any] | None = None,
 ) -> NewsPollReport:
-    """Fetch recent news for the liquid tickers, store the new articles, process every pending one."""
+    """Fetch recent news for the tickers of the listed markets, store the new articles, process every pending one
+    (an article about a market that is not a liquid USDT perpetual ends as "no symbol", before the paid model)."""
     report = NewsPollReport()
-    tickers = sorted(liquid_symbols_by_ticker())
+    tickers = sorted(listed_tickers())
     if tickers:
         try:
             items = source.recent_news(tickers=tickers, window=settings.NEWS_POLL_WINDOW)

@@ -11,13 +11,19 @@
   minutes, so the monitor's aggregation gives exactly the candle's CLV as pressure. It is a proxy, not order flow:
   use it to exercise the pipeline, not to judge the strategy.
 
-Both return a ``FlowSnapshot``: ``engine.flow.Trades`` / ``OrderBook`` keyed by (exchange, spot symbol), plus the
+* ``RecordedFlowSource`` — the replay with recorded tapes: per (exchange, spot symbol) trade lists in the shape ccxt's
+  ``fetch_trades`` returns, bundled under ``data/flow/`` (``data/manifest.json`` → ``flow_tapes``), served at the
+  replay clock as the live source serves the venues' last trades. Several venues, one-minute resolution: the
+  monitor aggregates and compares the exchanges exactly as live. Where no tape covers the clock there is no flow.
+
+Each returns a ``FlowSnapshot``: ``engine.flow.Trades`` / ``OrderBook`` keyed by (exchange, spot symbol), plus the
 failures. ``flow_source_from_settings()`` is the one place the implementation is picked (``settings.FLOW_SOURCE``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import threading
 import time
@@ -287,14 +293,64 @@ def candle_proxy_trades(
     )
 
 
+# -- replay: recorded multi-venue tapes --------------------------------------------------------------------------------
+class RecordedFlowSource:
+    """Trades of several venues recorded as ccxt ``fetch_trades`` lists, released by the replay clock."""
+
+    name = "recorded"
+    resolution_ms = MINUTE_MS
+
+    def __init__(self, tapes: dict[Pair, list[dict]]):
+        self.tapes = {pair: sorted(rows, key=lambda t: t["timestamp"]) for pair, rows in tapes.items()}
+        self._ts = {pair: np.asarray([t["timestamp"] for t in rows], dtype=np.int64) for pair, rows in self.tapes.items()}
+
+    @classmethod
+    def from_manifest(cls, directory) -> RecordedFlowSource:
+        import json
+        from pathlib import Path
+
+        directory = Path(directory)
+        manifest = json.loads((directory / "manifest.json").read_text())
+        tapes: dict[Pair, list[dict]] = {}
+        for entry in manifest.get("flow_tapes", []):
+            tapes[(entry["exchange"], entry["symbol"])] = json.loads((directory / entry["file"]).read_text())
+        return cls(tapes)
+
+    def covers(self, *, start_ms: int, end_ms: int) -> bool:
+        """Whether any tape has a trade in [start, end] (the demo runs minute cycles only there)."""
+        return any(ts.size and int(ts[0]) <= end_ms and int(ts[-1]) >= start_ms for ts in self._ts.values())
+
+    def fetch(self, *, symbols: Sequence[str], now_ms: int, lookback_ms: int) -> FlowSnapshot:
+        trades: dict[Pair, Trades] = {}
+        wanted = set(symbols)
+        for pair, rows in self.tapes.items():
+            if pair[1] not in wanted:
+                continue
+            ts = self._ts[pair]
+            first = int(np.searchsorted(ts, now_ms - lookback_ms, side="left"))
+            last = int(np.searchsorted(ts, now_ms, side="right"))
+            if last > first:
+                trades[pair] = Trades.from_ccxt(rows[first:last])
+        return FlowSnapshot(fetched_at_ms=now_ms, trades=trades)
+
+
 def flow_source_from_settings() -> SpotFlowSource:
-    """``settings.FLOW_SOURCE``: "live" → ``CcxtSpotFlowSource(settings.FLOW_EXCHANGES)``, "replay" → candles."""
+    """``settings.FLOW_SOURCE``: "live" → ``CcxtSpotFlowSource(settings.FLOW_EXCHANGES)``, "recorded" → the tapes
+    bundled with the replay data, "replay" → the candle proxy."""
     if settings.FLOW_SOURCE == "live":
         return CcxtSpotFlowSource(
             settings.FLOW_EXCHANGES,
             trades_limit=settings.FLOW_TRADES_LIMIT,
             timeout_seconds=settings.FLOW_FETCH_TIMEOUT_SECONDS,
         )
+    if settings.FLOW_SOURCE == "recorded":
+        return recorded_flow_source(str(settings.REPLAY_DATA_DIR))
     if settings.FLOW_SOURCE == "replay":
         return ReplayFlowSource()
-    raise ValueError(f"unknown FLOW_SOURCE {settings.FLOW_SOURCE!r} (expected 'live' or 'replay')")
+    raise ValueError(f"unknown FLOW_SOURCE {settings.FLOW_SOURCE!r} (expected 'live', 'recorded' or 'replay')")
+
+
+@functools.lru_cache(maxsize=4)
+def recorded_flow_source(directory: str) -> RecordedFlowSource:
+    """Loaded once per process and data directory."""
+    return RecordedFlowSource.from_manifest(directory)

@@ -37,6 +37,7 @@ from engine.risk import drawdown_breached, peak_after
 from engine.sizing import MarketLimits, effective_leverage, position_quantity
 from trading import amounts
 from trading.executors.base import Executor, executor_for
+from trading.market import market_now
 from trading.models import (
     DailyRiskState,
     FundingCharge,
@@ -491,7 +492,9 @@ def signal_execute(*, signal_id: int, executor_factory=None) -> dict[str, int]:
         try:
             mode = trading_mode_for_user(user=user)
             executor = (executor_factory or executor_for)(user=user, mode=mode)
-            now = executor.now() if hasattr(executor, "now") else timezone.now()
+            # the executor's clock (paper: the market clock), else the market clock: the wall clock live, the replay
+            # clock in a replay deployment (where a live executor trades against an exchange stand-in)
+            now = executor.now() if hasattr(executor, "now") else market_now()
             if not signal_is_tradeable(signal=signal, now=now):
                 counts["skipped"] += 1
                 continue

@@ -25,6 +25,10 @@ SECRETS = {
 }
 
 
+CAPABILITIES = ("technical signals", "news signals", "news articles processed", "funding alerts", "order-flow alerts",
+                "auto flips", "risk pauses", "live trades on Bitunix", "backtests", "subscriptions bought in the bot")
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(900)
 def test_demo_runs_the_whole_pipeline_and_leaks_no_secret(tmp_path):
@@ -42,7 +46,7 @@ def test_demo_runs_the_whole_pipeline_and_leaks_no_secret(tmp_path):
     assert run.returncode == 0, output[-3000:]
 
     # every stage printed its part
-    for heading in ("Signals", "Paper trades", "PnL per user", "Telegram"):
+    for heading in ("Signals", "Paper and live trades", "PnL per user", "Telegram", "Capabilities shown"):
         assert f"\n{heading}" in run.stdout
     signals = int(re.search(r"scan\(s\), (\d+) signal\(s\)", run.stdout).group(1))
     assert signals >= 5
@@ -54,6 +58,24 @@ def test_demo_runs_the_whole_pipeline_and_leaks_no_secret(tmp_path):
     delivered = int(re.search(r"(\d+) messages delivered through the Bot API", run.stdout).group(1))
     assert delivered >= signals  # at least the broadcast of every signal reached someone
     assert "Dashboard login: user 'demo'" in run.stdout
+
+    # every capability happened at least once, reached through the bot, and was seen in Telegram
+    for capability in CAPABILITIES:
+        line = re.search(rf"^  {re.escape(capability)}\s+(\d+)  (.*)$", run.stdout, re.MULTILINE)
+        assert line, f"{capability!r} missing from the summary"
+        assert int(line.group(1)) > 0, f"{capability}: {line.group(0)}"
+    articles = re.search(r"news articles processed\s+(\d+)\s+of (\d+) fetched; decisions (\{.*\})", run.stdout)
+    assert articles and articles.group(1) == articles.group(2) == "8", articles and articles.group(0)
+    for decision in ("duplicate", "neutral", "signal"):
+        assert f"'{decision}'" in articles.group(3)
+    flow = re.search(r"order-flow alerts\s+\d+\s+exchanges agreeing \[(.*?)\]", run.stdout)
+    assert flow and len(flow.group(1).split(",")) >= 2, "flow_agreeing reflects several exchanges"
+    funding = re.search(r"funding alerts\s+\d+\s+venues \[(.*?)\]", run.stdout)
+    assert funding and len(funding.group(1).split(",")) >= 2, "a funding alert compares two exchanges"
+    assert re.search(r"risk pauses\s+\d+\s+.*resumed through /resume [1-9]", run.stdout)
+    assert re.search(r"live trades on Bitunix\s+\d+\s+[1-9]\d* stop/take-profit order", run.stdout)
+    assert re.search(r"backtests\s+\d+\s+run #\d+ succeeded; equity-curve image sent to the admin: 1", run.stdout)
+    assert re.search(r"subscriptions bought in the bot\s+2\s+@alice_demo paid, @carol_demo paid", run.stdout)
 
     # nothing secret anywhere in what the run printed or logged (the Fernet key included)
     for name, value in [*SECRETS.items(), ("FERNET_KEYS", fernet_key)]:

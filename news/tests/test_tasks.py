@@ -58,14 +58,29 @@ def test_poll_funding_task_stores_snapshots_and_alerts_once_per_period(replay, s
     user = TelegramUserFactory(preferences__funding_alerts=True)
     TelegramUserFactory(preferences__funding_alerts=False)
 
-    report = poll_funding_rates()
-    assert report["stored"] == 1 and report["alerts"] == 1 and report["failed_sources"] == []
-    snapshot = FundingSnapshot.objects.get()
+    report = poll_funding_rates()  # the replay's own rate and the second venue recorded under data/funding/
+    assert report["stored"] == 2 and report["alerts"] == 1 and report["failed_sources"] == []
+    snapshot = FundingSnapshot.objects.get(exchange="replay")
     assert snapshot.symbol.symbol == XRP and snapshot.rate == replay.funding_rate(XRP)
+    assert FundingSnapshot.objects.get(exchange="okx").rate == Decimal("0.0001")
     [(event, payload)] = published
     assert event == "user.notify" and payload["user_id"] == user.pk
     assert XRP in payload["text"] and payload["dedupe_key"].endswith(f":u{user.pk}")
 
     again = poll_funding_rates()  # same funding period: the snapshot is refreshed, nobody is alerted twice
-    assert again["stored"] == 1 and again["alerts"] == 0
+    assert again["stored"] == 2 and again["alerts"] == 0
     assert len(published) == 1 and FundingAlert.objects.count() == 1
+
+
+def test_two_venues_recorded_rates_raise_a_cross_exchange_alert(replay, monkeypatch):
+    published: list[tuple[str, dict]] = []
+    monkeypatch.setattr("news.funding.publish", lambda event, **payload: published.append((event, payload)))
+    replay.advance_to(utc(2021, 11, 19, 16, 5))  # OKX's recorded answer settles -0.04 %, the replay 0.01 %
+    symbol_sync_markets(markets=replay.markets())
+    TelegramUserFactory(preferences__funding_alerts=True)
+    report = poll_funding_rates()
+    assert report["stored"] == 2 and report["alerts"] == 1
+    alert = FundingAlert.objects.get()
+    assert alert.kind == FundingAlert.Kind.ARBITRAGE and alert.details["long_on"] == "okx"
+    assert alert.details["short_on"] == "replay" and set(alert.details["rates"]) == {"okx", "replay"}
+    assert "okx" in published[0][1]["text"]

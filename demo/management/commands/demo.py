@@ -12,9 +12,9 @@ signals. At the end the command prints the signals, the paper trades and a PnL t
 from __future__ import annotations
 
 import logging
+import re
 import secrets
 from collections import Counter
-from dataclasses import dataclass
 from decimal import Decimal
 
 from django.conf import settings
@@ -24,33 +24,23 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import connection
 
 from accounts.models import TelegramUser
-from accounts.services import (
-    preferences_update,
-    telegram_user_register,
-    telegram_user_web_user_set,
-    telegram_users_admin_set,
+from accounts.services import telegram_user_web_user_set
+from demo.story import (
+    DEMO_USERS,
+    LIVE_USER,
+    BotUsers,
+    Feeds,
+    PositionWatch,
+    demo_settings_apply,
+    is_perpetual_window,
+    new_api_keys,
 )
+from signals.market_data import replay_market_data_private, reset_market_data
+from signals.market_data.base import datetime_to_ms
+from signals.replay import replay_print_step, replay_run
+from testsupport.exchanges.bitunix_fake import BitunixFakeServer
+from testsupport.telegram_bot_api import running_local_bot_api
 
-
-@dataclass(frozen=True)
-class DemoUser:
-    telegram_id: int
-    username: str
-    preferences: dict
-    is_admin: bool = False
-
-
-DEMO_USERS = (
-    # an active trader: 3x, 5% of balance per trade, every risk level
-    DemoUser(900001, "alice_demo", {"leverage": 3, "position_size_pct": Decimal("5"), "max_open_positions": 4,
-                                    "accepted_risk_levels": ["low", "medium", "high"], "trailing_stop": True}),
-    # a careful one: 2x, sizes by risk to the stop, low/medium risk only, mutes NXT
-    DemoUser(900002, "bob_demo", {"leverage": 2, "sizing_mode": "risk", "risk_per_trade_pct": Decimal("1"),
-                                  "max_open_positions": 2, "accepted_risk_levels": ["low", "medium"],
-                                  "muted_symbols": ["NXT/BTC"], "daily_loss_limit_pct": Decimal("3")}),
-    # the operator: receives signals, does not trade
-    DemoUser(900003, "ops_demo", {"dm_alerts": True}, is_admin=True),
-)
 WEB_USERNAME = "demo"
 
 
@@ -67,35 +57,42 @@ class Command(BaseCommand):
             raise CommandError("The demo replays bundled candles: set MARKET_DATA_SOURCE=replay (the default).")
         if connection.vendor != "sqlite" or settings.DJANGO_ENV == "production":
             raise CommandError("The demo starts from an empty database: run it on the embedded SQLite default.")
-        from signals.replay import replay_print_step, replay_run
-        from telegram_bridge.bridge import polling_run
-        from testsupport.telegram_bot_api import running_local_bot_api
-
         write = self.stdout.write
         log_file = self._quiet_console_logging(options["verbosity"])
         write(self.style.SUCCESS("Perps signals platform — offline demo (SQLite, eager tasks, no Redis)."))
         call_command("flush", interactive=False, verbosity=0)  # a demo run starts from a clean slate
         password = secrets.token_urlsafe(9)
-        # The replay runs ~1000x faster than the wall clock; Telegram's per-chat limits are per wall-clock second,
-        # so the local server gets a matching budget (production keeps the real limits from settings).
-        settings.TELEGRAM_RATE_GLOBAL_PER_SECOND = settings.TELEGRAM_RATE_CHAT_PER_SECOND = 1000.0
-        with running_local_bot_api() as bot_api:
-            write(f"Local Telegram Bot API server at {bot_api.base_url} (aiogram talks to it over HTTP).")
-            users = self._users_create(bot_api, polling_run, password)
+        api_key, api_secret = new_api_keys()
+        with (running_local_bot_api() as bot_api, BitunixFakeServer(api_key=api_key, secret=api_secret) as bitunix,
+              replay_market_data_private("demo") as market_data):
+            demo_settings_apply(bitunix_url=bitunix.url)
+            bitunix.account.set_price("XRP/USDT:USDT", "1")
+            write(f"Local Telegram Bot API server at {bot_api.base_url} (aiogram talks to it over HTTP); "
+                  f"local Bitunix stand-in at {bitunix.url} (signed HTTP).")
+            bot = BotUsers(bot_api)
+            users = self._users_create(bot, password)
             printer = None if quiet else replay_print_step(write)
-            monitor = _Monitor()
-
-            feeds = _Feeds()
+            watch = PositionWatch(bitunix)
+            feeds = Feeds(market_data)
+            story: list[str] = []
 
             def on_step(step):
                 if printer:
                     printer(step)
-                monitor.advance(step)
-                feeds.advance(step)
+                now_ms = datetime_to_ms(step.at)
+                if is_perpetual_window(step.at) and LIVE_USER.username not in {u.username for u in users}:
+                    users.append(self._live_user_join(bot, api_key, api_secret, story, step.at))
+                watch.advance(market_data, now_ms)
+                feeds.advance(now_ms)
+                story.extend(f"{step.at:%Y-%m-%d %H:%M} {line}" for line in bot.resume_if_paused([*DEMO_USERS, LIVE_USER]))
 
             report = replay_run(on_step=on_step)
-            monitor.advance(None)
-            self._summary(report, users, bot_api, monitor, feeds)
+            watch.advance(market_data, market_data.now_ms())
+            backtest = self._backtest_from_the_bot(bot, story)
+            self._summary(report, users, bot_api, watch, feeds, bot, story, backtest, bitunix)
+        # the dashboard served below reads the default replay clock, standing at the end of the data (as the demo)
+        settings.REPLAY_SPEED = 0
+        reset_market_data()
         if log_file:
             write(f"Full log of the run: {log_file}")
         write(self.style.SUCCESS(f"Dashboard login: user {WEB_USERNAME!r}, password {password!r} "
@@ -125,36 +122,41 @@ class Command(BaseCommand):
         logging.getLogger("kombu.connection").setLevel(logging.ERROR)  # "no hostname": there is no broker, by design
         return str(path.relative_to(settings.BASE_DIR))
 
-    def _users_create(self, bot_api, polling_run, password: str) -> list[TelegramUser]:
-        """Each demo user sends /start through the bot (aiogram → local server → bridge → Django), then settings."""
-        for demo in DEMO_USERS:
-            bot_api.inject_message(user_id=demo.telegram_id, text="/start", username=demo.username,
-                                   first_name=demo.username.split("_")[0].title())
-        polling_run(timeout=1, max_updates=len(DEMO_USERS))
-        users = []
-        for demo in DEMO_USERS:
-            user, _ = telegram_user_register(telegram_id=demo.telegram_id, username=demo.username)
-            preferences_update(user=user, changes=demo.preferences)
-            if demo.is_admin:
-                telegram_users_admin_set(users=[user], admin=True)
-            users.append(user)
-        traders = [demo for demo in DEMO_USERS if not demo.is_admin]
-        for demo in traders:  # each trader switches auto-trading on in the bot, as a real user does
-            bot_api.inject_message(user_id=demo.telegram_id, text="/autotrade on", username=demo.username)
-        polling_run(timeout=1, max_updates=len(traders))
-        for user in users:
-            user.refresh_from_db()
+    def _users_create(self, bot: BotUsers, password: str) -> list[TelegramUser]:
+        """Each demo user sends /start through the bot (aiogram → local server → bridge → Django), then sets their
+        preferences in /settings with the buttons and typed values, as a person would."""
+        users = [bot.register(demo) for demo in DEMO_USERS]
         web_user = get_user_model().objects.create_user(WEB_USERNAME, password=password, is_staff=True,
                                                          is_superuser=True)
         telegram_user_web_user_set(user=users[0], web_user=web_user)
-        welcomed = sum(1 for demo in DEMO_USERS if bot_api.sent_messages(demo.telegram_id))
-        trading = sum(1 for user in users if user.auto_trading_enabled)
-        self.stdout.write(f"{len(users)} demo users registered through /start ({welcomed} welcomed by the bot); "
-                          f"{trading} switched auto-trading on with /autotrade on.")
+        welcomed = sum(1 for demo in DEMO_USERS if bot.bot_api.sent_messages(demo.telegram_id))
+        self.stdout.write(f"{len(users)} demo users registered through /start and set up in /settings "
+                          f"({welcomed} welcomed by the bot).")
         return users
 
+    def _live_user_join(self, bot: BotUsers, api_key: str, api_secret: str, story: list[str], at) -> TelegramUser:
+        """When the perpetual's data starts, @carol_demo joins, connects her Bitunix keys and switches to live mode."""
+        user = bot.register(LIVE_USER)
+        connected = bot.connect_bitunix(LIVE_USER, api_key=api_key, secret=api_secret)
+        mode = bot.last_answer(LIVE_USER)
+        story.append(f"{at:%Y-%m-%d %H:%M} @{LIVE_USER.username} joined: {connected.splitlines()[0][:90]} / {mode[:60]}")
+        user.refresh_from_db()
+        return user
+
+    def _backtest_from_the_bot(self, bot: BotUsers, story: list[str]):
+        """The operator sends /backtest XRP 5; the finished run comes back as the equity-curve image."""
+        from analytics.models import BacktestRun
+
+        admin = next(u for u in DEMO_USERS if u.admin)
+        before = {m["message_id"] for m in bot.bot_api.sent_messages(admin.telegram_id)}
+        bot.say(admin, "/backtest XRP 5")
+        story.append(f"@{admin.username} /backtest XRP 5: {bot.last_answer(admin)[:100]}")
+        photos = [m for m in bot.bot_api.sent_messages(admin.telegram_id)
+                  if m["message_id"] not in before and m.get("method", "").lower() == "sendphoto"]
+        return BacktestRun.objects.order_by("-pk").first(), photos
+
     # --- output --------------------------------------------------------------------------------------------------
-    def _summary(self, report, users, bot_api, monitor, feeds) -> None:
+    def _summary(self, report, users, bot_api, watch, feeds, bot, story, backtest, bitunix) -> None:
         from trading.models import Position
         from trading.selectors import pnl_table, pnl_table_text
 
@@ -163,31 +165,31 @@ class Command(BaseCommand):
         write(self.style.MIGRATE_HEADING("Signals"))
         for line in report.summary_lines():
             write(line)
-        write(feeds.summary())
         write("")
-        write(self.style.MIGRATE_HEADING("Paper trades"))
+        write(self.style.MIGRATE_HEADING("Paper and live trades"))
         positions = Position.objects.select_related("symbol", "user").order_by("opened_at", "pk")
-        header = (f"{'user':<12} {'symbol':<15} {'side':<5} {'opened (UTC)':<16} {'qty':>12} {'entry':>11} "
+        header = (f"{'user':<12} {'mode':<5} {'symbol':<15} {'side':<5} {'opened (UTC)':<16} {'qty':>12} {'entry':>11} "
                   f"{'closed (UTC)':<16} {'exit':<9} {'fees':>8} {'funding':>8} {'net PnL':>9}")
         write(header)
         write("-" * len(header))
         for p in positions:
-            closed = f"{p.closed_at:%Y-%m-%d %H:%M}" if p.closed_at else "open"
+            opened = f"{p.opened_at:%Y-%m-%d %H:%M}" if p.opened_at else "-"
+            closed = f"{p.closed_at:%Y-%m-%d %H:%M}" if p.closed_at else p.status
             net = p.realised_pnl - p.fees - p.funding
-            write(f"{p.user.username[:12]:<12} {p.symbol.symbol:<15} {p.side:<5} {p.opened_at:%Y-%m-%d %H:%M} "
-                  f"{_number(p.quantity):>12} {_number(p.entry_price):>11} {closed:<16} {(p.close_reason or '-')[:9]:<9} "
-                  f"{p.fees:>8.3f} {p.funding:>8.3f} {net:>+9.3f}")
+            write(f"{p.user.username[:12]:<12} {p.mode:<5} {p.symbol.symbol:<15} {p.side:<5} {opened:<16} "
+                  f"{_number(p.quantity):>12} {_number(p.entry_price or Decimal(0)):>11} {closed:<16} "
+                  f"{(p.close_reason or '-')[:9]:<9} {p.fees:>8.3f} {p.funding:>8.3f} {net:>+9.3f}")
         if not positions:
-            write("(no paper trades)")
+            write("(no trades)")
         write("")
-        write(self.style.MIGRATE_HEADING("PnL per user (paper, after fees and funding)"))
-        write(pnl_table_text(pnl_table(users=[u for u in users if u.auto_trading_enabled])))
+        write(self.style.MIGRATE_HEADING("PnL per user (after fees and funding)"))
+        traders = list(TelegramUser.objects.filter(pk__in=[u.pk for u in users], auto_trading_enabled=True))
+        write(pnl_table_text(pnl_table(users=traders)))
         write("The same numbers, as the bot answers /pnl all (and the dashboard shows under All time):")
-        for user in users:
-            if user.auto_trading_enabled:
-                reply = self._ask_bot(bot_api, user, "/pnl all")
-                shown = [line for line in reply.splitlines() if line.startswith(("Trades:", "Net:"))]
-                write(f"  @{user.username}: " + " | ".join(shown))
+        for user in traders:
+            reply = self._ask_bot(bot_api, user, "/pnl all")
+            shown = [line for line in reply.splitlines() if line.startswith(("Trades:", "Net:"))]
+            write(f"  @{user.username}: " + " | ".join(shown))
         write("")
         delivered = Counter(m["chat_id"] for m in bot_api.sent_messages())
         write(self.style.MIGRATE_HEADING("Telegram"))
@@ -196,7 +198,67 @@ class Command(BaseCommand):
         write(f"Last messages @{users[0].username} saw:")
         for line in bot_api.transcript(users[0].telegram_id)[-3:]:
             write("  " + line.replace("\n", "\n  "))
-        write(f"Position monitor: {monitor.candles} candle(s) applied; funding charged {monitor.funding} time(s).")
+        write(f"Position monitor: {watch.candles} candle(s) applied; funding charged {watch.funding} time(s); "
+              f"{watch.reconciles} live reconcile pass(es).")
+        write("What the users did through the bot:")
+        for line in story:
+            write(f"  {line}")
+        write("")
+        self._capabilities(bot_api, feeds, bot, backtest, bitunix)
+
+    def _capabilities(self, bot_api, feeds, bot, backtest, bitunix) -> None:
+        """One line per capability: its count, and where the users saw it in Telegram (the dashboard lists the same
+        signals, positions, orders and backtests)."""
+        from analytics.models import BacktestRun
+        from news.models import FundingAlert, NewsArticle
+        from signals.models import Signal
+        from trading.models import Order, Position, TradeRefusal
+
+        write = self.stdout.write
+        transcript = "\n\n".join(bot_api.transcript())
+
+        def seen(pattern: str) -> str:
+            match = re.search(pattern, transcript)
+            return "in Telegram: " + match.group(0).replace("\n", " ")[:70] if match else "not in Telegram"
+
+        by_source = Counter(Signal.objects.values_list("source", flat=True))
+        articles = Counter(NewsArticle.objects.values_list("decision", flat=True))
+        flow = [s for s in Signal.objects.filter(source="flow")
+                if sum(1 for key in (s.indicators or {}) if key.startswith("flow_") and key not in
+                       {"flow_score", "flow_agreeing", "flow_notional", "flow_window_ms"}) >= 2]
+        pauses = TradeRefusal.objects.filter(reason__in=[TradeRefusal.Reason.DRAWDOWN, TradeRefusal.Reason.DAILY_LOSS])
+        live = Position.objects.filter(mode="live")
+        protective = Order.objects.filter(position__mode="live", leg__in=["sl", "tp1", "tp2"])
+        run, photos = backtest
+        rows = [
+            ("technical signals", by_source.get("technical", 0), seen(r"(LONG|SHORT) \S+/BTC[^\n]*technical")),
+            ("news signals", by_source.get("news", 0), seen(r"(LONG|SHORT) \S+[^\n]*news[^\n]*")),
+            ("news articles processed", NewsArticle.objects.exclude(processed_at=None).count(),
+             f"of {NewsArticle.objects.count()} fetched; decisions {dict(sorted(articles.items()))}"),
+            ("funding alerts", FundingAlert.objects.count(),
+             f"venues {sorted({e for a in FundingAlert.objects.all() for e in a.details.get('rates', {})})}; "
+             + seen(r"[Ff]unding[^\n]*")),
+            ("order-flow alerts", len(flow), f"exchanges agreeing "
+             f"{sorted({k[5:] for s in flow for k in s.indicators if k.startswith('flow_') and k[5:] not in ('score', 'agreeing', 'notional', 'window_ms')})}; "
+             + seen(r"(LONG|SHORT) XRP/USDT:USDT[^\n]*flow")),
+            ("auto flips", Position.objects.filter(close_reason=Position.CloseReason.FLIP).count(), seen(r"[^\n]*[Ff]lip[^\n]*")),
+            ("risk pauses", pauses.count(), f"by {sorted(set(pauses.values_list('reason', flat=True)))}; "
+             f"resumed through /resume {bot.resumes} time(s)"),
+            ("live trades on Bitunix", live.count(),
+             f"{protective.count()} stop/take-profit order(s) on the exchange "
+             f"({len(bitunix.requests_to('/tpsl/place_order'))} signed TP/SL requests)"),
+            ("backtests", BacktestRun.objects.filter(status=BacktestRun.Status.SUCCEEDED).exclude(equity_curve="").count(),
+             f"run #{run.pk if run else '-'} {getattr(run, 'status', '-')}; equity-curve image sent to the admin: "
+             f"{len(photos)}"),
+            ("subscriptions bought in the bot", sum(1 for sub in bot.subscriptions if sub.unlocked_after),
+             f"{', '.join(f'@{sub.user.username} {sub.payment.status}' for sub in bot.subscriptions)}; "
+             + seen(r"Payment received[^\n]*")),
+        ]
+        write(self.style.MIGRATE_HEADING("Capabilities shown"))
+        for name, count, where in rows:
+            write(f"  {name:<32} {count!s:>5}  {where}")
+        if feeds.failures:
+            write("Feed failures: " + ", ".join(f"{k} ×{v}" for k, v in feeds.failures.items()))
 
     def _ask_bot(self, bot_api, user, text: str) -> str:
         """Send ``text`` as ``user`` through the bot and return its answer as the Telegram client shows it."""
@@ -223,64 +285,3 @@ def _number(value: Decimal) -> str:
     """A Decimal without trailing zeros and without exponent, thousands separated for large quantities."""
     value = value.normalize()
     return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:f}"
-
-
-class _Feeds:
-    """The other beat jobs on the replay clock: order flow every step, news hourly, funding rates every 8 hours."""
-
-    def __init__(self) -> None:
-        self.steps = self.flow_alerts = self.news_signals = self.funding_alerts = 0
-        self.failures: Counter = Counter()
-
-    def advance(self, step) -> None:
-        from news.tasks import poll_funding_rates, poll_news
-        from signals.flow_monitor import flow_monitor_run
-
-        self.steps += 1
-        jobs = [("flow", flow_monitor_run)]
-        if self.steps % 4 == 0:
-            jobs.append(("news", poll_news))
-        if self.steps % 32 == 0:
-            jobs.append(("funding", poll_funding_rates))
-        for name, job in jobs:
-            try:
-                result = job()
-            except Exception as error:  # one feed failing must not stop the replay; counted and shown
-                self.failures[f"{name}: {type(error).__name__}"] += 1
-                continue
-            if name == "flow":
-                self.flow_alerts += len(getattr(result, "alerts", []) or [])
-            elif name == "news":
-                self.news_signals += result.get("signals", 0) if isinstance(result, dict) else 0
-            else:
-                self.funding_alerts += result.get("alerts", 0) if isinstance(result, dict) else 0
-
-    def summary(self) -> str:
-        from signals.models import Signal
-
-        by_source = Counter(Signal.objects.values_list("source", flat=True))
-        line = ("Signals by source: " + ", ".join(f"{source} {count}" for source, count in sorted(by_source.items()))
-                + f"; order-flow alerts {self.flow_alerts}, news signals {self.news_signals}, "
-                f"funding alerts {self.funding_alerts}")
-        if self.failures:
-            line += "; feed failures: " + ", ".join(f"{k} ×{v}" for k, v in self.failures.items())
-        return line
-
-
-class _Monitor:
-    """After every replay step: apply the closed candles to open paper positions and charge due funding."""
-
-    def __init__(self) -> None:
-        self.candles = self.funding = 0
-
-    def advance(self, step) -> None:
-        from trading.market import market_now
-        from trading.models import Position
-        from trading.monitor import positions_monitor
-        from trading.services import funding_charge_due
-
-        if step is not None and not Position.objects.filter(status=Position.Status.OPEN).exists():
-            return
-        report = positions_monitor()
-        self.candles += report.candles
-        self.funding += funding_charge_due(now=market_now())
