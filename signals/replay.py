@@ -44,6 +44,14 @@ class ReplayReport:
     skipped_reasons: Counter = field(default_factory=Counter)  # "symbol: reason" (first 60 chars) → steps
     elapsed_seconds: float = 0.0
 
+    def merged(self, other: ReplayReport) -> ReplayReport:
+        """This run followed by ``other`` (a replay in several windows) as one report."""
+        return ReplayReport(
+            start=self.start, end=other.end, steps=self.steps + other.steps, signals=self.signals + other.signals,
+            closed=self.closed + other.closed, skipped_reasons=self.skipped_reasons + other.skipped_reasons,
+            elapsed_seconds=self.elapsed_seconds + other.elapsed_seconds,
+        )
+
     def refreshed_signals(self) -> list[Signal]:
         ids = [signal.pk for signal in self.signals]
         by_id = Signal.objects.select_related("symbol").in_bulk(ids)

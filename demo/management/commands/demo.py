@@ -15,6 +15,7 @@ import logging
 import re
 import secrets
 from collections import Counter
+from datetime import UTC, datetime
 from decimal import Decimal
 
 from django.conf import settings
@@ -42,6 +43,12 @@ from testsupport.exchanges.bitunix_fake import BitunixFakeServer
 from testsupport.telegram_bot_api import running_local_bot_api
 
 WEB_USERNAME = "demo"
+# The two bundled windows, without the days at their ends where nothing new happens (the replay's time goes to the
+# scans, ~70 ms a step): 2018 spot until after its last recorded news story, the perpetual until after its last one.
+DEMO_WINDOWS = (
+    (None, datetime(2018, 1, 23, 0, 0, tzinfo=UTC)),
+    (datetime(2021, 11, 15, 0, 0, tzinfo=UTC), datetime(2021, 11, 21, 0, 0, tzinfo=UTC)),
+)
 
 
 class Command(BaseCommand):
@@ -86,7 +93,10 @@ class Command(BaseCommand):
                 feeds.advance(now_ms)
                 story.extend(f"{step.at:%Y-%m-%d %H:%M} {line}" for line in bot.resume_if_paused([*DEMO_USERS, LIVE_USER]))
 
-            report = replay_run(on_step=on_step)
+            report = None
+            for start, end in DEMO_WINDOWS:
+                part = replay_run(start=start, end=end, on_step=on_step)
+                report = part if report is None else report.merged(part)
             watch.advance(market_data, market_data.now_ms())
             backtest = self._backtest_from_the_bot(bot, story)
             self._summary(report, users, bot_api, watch, feeds, bot, story, backtest, bitunix)
@@ -237,16 +247,17 @@ class Command(BaseCommand):
              f"of {NewsArticle.objects.count()} fetched; decisions {dict(sorted(articles.items()))}"),
             ("funding alerts", FundingAlert.objects.count(),
              f"venues {sorted({e for a in FundingAlert.objects.all() for e in a.details.get('rates', {})})}; "
-             + seen(r"[Ff]unding[^\n]*")),
+             + seen(r"Funding (arbitrage|extreme|rate)[^\n]*")),
             ("order-flow alerts", len(flow), f"exchanges agreeing "
              f"{sorted({k[5:] for s in flow for k in s.indicators if k.startswith('flow_') and k[5:] not in ('score', 'agreeing', 'notional', 'window_ms')})}; "
              + seen(r"(LONG|SHORT) XRP/USDT:USDT[^\n]*flow")),
             ("auto flips", Position.objects.filter(close_reason=Position.CloseReason.FLIP).count(), seen(r"[^\n]*[Ff]lip[^\n]*")),
             ("risk pauses", pauses.count(), f"by {sorted(set(pauses.values_list('reason', flat=True)))}; "
-             f"resumed through /resume {bot.resumes} time(s)"),
+             f"resumed through /resume {bot.resumes} time(s); " + seen(r"Auto-trading resumed[^\n]*")),
             ("live trades on Bitunix", live.count(),
              f"{protective.count()} stop/take-profit order(s) on the exchange "
-             f"({len(bitunix.requests_to('/tpsl/place_order'))} signed TP/SL requests)"),
+             f"({len(bitunix.requests_to('/tpsl/place_order'))} signed TP/SL requests); "
+             + seen(r"Position \w+: live [^\n]*")),
             ("backtests", BacktestRun.objects.filter(status=BacktestRun.Status.SUCCEEDED).exclude(equity_curve="").count(),
              f"run #{run.pk if run else '-'} {getattr(run, 'status', '-')}; equity-curve image sent to the admin: "
              f"{len(photos)}"),
