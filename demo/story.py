@@ -240,8 +240,12 @@ def is_perpetual_window(moment: datetime) -> bool:
 
 
 def demo_settings_apply(*, bitunix_url: str) -> None:
-    """The demo process's configuration: the operator is an admin by ADMIN_TELEGRAM_IDS, live orders go to the local
-    Bitunix stand-in over signed HTTP, and the local Bot API server gets a budget matching the replay's speed."""
+    """The demo process's configuration: offline news (the recorded articles on the demo clock and the keyword
+    sentiment model, whatever news or OpenAI keys the shell exports), the operator is an admin by
+    ADMIN_TELEGRAM_IDS, live orders go to the local Bitunix stand-in over signed HTTP, and the local Bot API server
+    gets a budget matching the replay's speed."""
+    settings.NEWS_SOURCE = "recorded"
+    settings.OPENAI_API_KEY = ""
     admins = [u.telegram_id for u in DEMO_USERS if u.admin]
     settings.ADMIN_TELEGRAM_IDS = sorted(set(settings.ADMIN_TELEGRAM_IDS) | set(admins))
     settings.LIVE_EXCHANGE_CLIENT = "real"

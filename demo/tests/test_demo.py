@@ -66,8 +66,11 @@ def test_demo_runs_the_whole_pipeline_and_leaks_no_secret(tmp_path):
         assert int(line.group(1)) > 0, f"{capability}: {line.group(0)}"
     articles = re.search(r"news articles processed\s+(\d+)\s+of (\d+) fetched; decisions (\{.*\})", run.stdout)
     assert articles and articles.group(1) == articles.group(2) == "8", articles and articles.group(0)
-    for decision in ("duplicate", "neutral", "signal"):
+    for decision in ("duplicate", "weak", "no_symbol", "signal"):  # re-post, neutral story, not a perpetual
         assert f"'{decision}'" in articles.group(3)
+    # the headline with markup and an entity reached Telegram as plain text (escaped, not rejected)
+    assert re.search(r"news articles processed.*in Telegram: Exchange delists several XRP pairs & halts deposits",
+                     run.stdout)
     flow = re.search(r"order-flow alerts\s+\d+\s+exchanges agreeing \[(.*?)\]", run.stdout)
     assert flow and len(flow.group(1).split(",")) >= 2, "flow_agreeing reflects several exchanges"
     funding = re.search(r"funding alerts\s+\d+\s+venues \[(.*?)\]", run.stdout)

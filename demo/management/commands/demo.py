@@ -244,7 +244,8 @@ class Command(BaseCommand):
             ("technical signals", by_source.get("technical", 0), seen(r"(LONG|SHORT) \S+/BTC[^\n]*technical")),
             ("news signals", by_source.get("news", 0), seen(r"(LONG|SHORT) \S+[^\n]*news[^\n]*")),
             ("news articles processed", NewsArticle.objects.exclude(processed_at=None).count(),
-             f"of {NewsArticle.objects.count()} fetched; decisions {dict(sorted(articles.items()))}"),
+             f"of {NewsArticle.objects.count()} fetched; decisions {dict(sorted(articles.items()))}; "
+             + seen(r"Exchange delists[^\n]*")),
             ("funding alerts", FundingAlert.objects.count(),
              f"venues {sorted({e for a in FundingAlert.objects.all() for e in a.details.get('rates', {})})}; "
              + seen(r"Funding (arbitrage|extreme|rate)[^\n]*")),
