@@ -252,7 +252,7 @@ class Command(BaseCommand):
             ("order-flow alerts", len(flow), f"exchanges agreeing "
              f"{sorted({k[5:] for s in flow for k in s.indicators if k.startswith('flow_') and k[5:] not in ('score', 'agreeing', 'notional', 'window_ms')})}; "
              + seen(r"(LONG|SHORT) XRP/USDT:USDT[^\n]*flow")),
-            ("auto flips", Position.objects.filter(close_reason=Position.CloseReason.FLIP).count(), seen(r"[^\n]*[Ff]lip[^\n]*")),
+            ("auto flips", Position.objects.filter(close_reason=Position.CloseReason.FLIP).count(), seen(r"[^\n]*Flipped[^\n]*")),
             ("risk pauses", pauses.count(), f"by {sorted(set(pauses.values_list('reason', flat=True)))}; "
              f"resumed through /resume {bot.resumes} time(s); " + seen(r"Auto-trading resumed[^\n]*")),
             ("live trades on Bitunix", live.count(),
