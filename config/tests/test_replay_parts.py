@@ -60,13 +60,15 @@ def test_the_parts_on_the_replay_clock_broadcast_a_signal_and_open_a_paper_posit
                                log=logs["bridge"])
         processes.append(bridge)
 
-        # a user talks to the bot through the bridge process, then has auto-trading (what a plan unlocks)
+        # a user talks to the bot through the bridge process and switches paper auto-trading on
         wait_for(lambda: bot_api.calls_of("deleteWebhook"), seconds=60, what="the bridge polling",
                  processes=processes, logs=logs.values())
         bot_api.inject_message(user_id=USER_ID, text="/start", first_name="Parts", username="parts_user")
         wait_for(lambda: bot_api.sent_messages(USER_ID), seconds=30, what="the bridge's welcome",
                  processes=processes, logs=logs.values())
-        TelegramUser.objects.filter(telegram_id=USER_ID).update(auto_trading_enabled=True)
+        bot_api.inject_message(user_id=USER_ID, text="/autotrade on", first_name="Parts", username="parts_user")
+        wait_for(lambda: TelegramUser.objects.filter(telegram_id=USER_ID, auto_trading_enabled=True).exists(),
+                 seconds=30, what="/autotrade on", processes=processes, logs=logs.values())
 
         started = time.monotonic()
         processes.append(start_process(
