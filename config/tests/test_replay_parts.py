@@ -28,6 +28,7 @@ def start_process(argv: list[str], *, env: dict[str, str], log) -> subprocess.Po
 
 
 def wait_for(condition, *, seconds: float, what: str, processes=(), logs=()):
+    logs = [log for log in logs if log.exists()]
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if condition():
@@ -61,7 +62,7 @@ def test_the_parts_on_the_replay_clock_broadcast_a_signal_and_open_a_paper_posit
         processes.append(bridge)
 
         # a user talks to the bot through the bridge process and switches paper auto-trading on
-        wait_for(lambda: bot_api.calls_of("deleteWebhook"), seconds=60, what="the bridge polling",
+        wait_for(lambda: bot_api.calls_of("getWebhookInfo"), seconds=60, what="the bridge polling",
                  processes=processes, logs=logs.values())
         bot_api.inject_message(user_id=USER_ID, text="/start", first_name="Parts", username="parts_user")
         wait_for(lambda: bot_api.sent_messages(USER_ID), seconds=30, what="the bridge's welcome",
