@@ -148,7 +148,6 @@ class BotUsers:
 class Feeds:
     """The other beat jobs on the replay clock (see the module docstring)."""
 
-    market_data: object
     steps: int = 0
     flow_cycles: int = 0
     news_polls: int = 0
@@ -173,7 +172,9 @@ class Feeds:
     def advance(self, now_ms: int) -> None:
         from news.tasks import poll_funding_rates, poll_news
         from signals.flow_monitor import flow_cycle
+        from signals.market_data import get_market_data
 
+        market_data = get_market_data()  # the replay window's clock
         self.steps += 1
         covers = getattr(self.flow_source, "covers", None)
         minutes = (range(now_ms - STEP_MS + MINUTE_MS, now_ms + 1, MINUTE_MS)
@@ -182,7 +183,7 @@ class Feeds:
         for minute in minutes:
             self.flow_cycles += 1
             self._run("flow", lambda minute=minute: flow_cycle(
-                now_ms=minute, source=self.flow_source, params=self.flow_params, market_data=self.market_data))
+                now_ms=minute, source=self.flow_source, params=self.flow_params, market_data=market_data))
         self.news_polls += 1
         self._run("news", poll_news)  # NEWS_POLL_WINDOW (15 minutes) = one step: every article is fetched once
         if self.steps % 4 == 0:

@@ -36,7 +36,7 @@ from demo.story import (
     is_perpetual_window,
     new_api_keys,
 )
-from signals.market_data import replay_market_data_private, reset_market_data
+from signals.market_data import get_market_data, market_data_override, reset_market_data
 from signals.market_data.base import datetime_to_ms
 from signals.replay import replay_print_step, replay_run
 from testsupport.exchanges.bitunix_fake import BitunixFakeServer
@@ -70,8 +70,11 @@ class Command(BaseCommand):
         call_command("flush", interactive=False, verbosity=0)  # a demo run starts from a clean slate
         password = secrets.token_urlsafe(9)
         api_key, api_secret = new_api_keys()
+        settings.REPLAY_SPEED = 0  # this process never starts the running clock; the dashboard below reads the end
+        reset_market_data()
+        # the demo's own clock (each replay window then walks one of its own, see replay_run)
         with (running_local_bot_api() as bot_api, BitunixFakeServer(api_key=api_key, secret=api_secret) as bitunix,
-              replay_market_data_private("demo") as market_data):
+              market_data_override(get_market_data().with_own_clock()) as market_data):
             demo_settings_apply(bitunix_url=bitunix.url)
             bitunix.account.set_price("XRP/USDT:USDT", "1")
             write(f"Local Telegram Bot API server at {bot_api.base_url} (aiogram talks to it over HTTP); "
@@ -80,7 +83,7 @@ class Command(BaseCommand):
             users = self._users_create(bot, password)
             printer = None if quiet else replay_print_step(write)
             watch = PositionWatch(bitunix)
-            feeds = Feeds(market_data)
+            feeds = Feeds()
             story: list[str] = []
 
             def on_step(step):
@@ -89,7 +92,7 @@ class Command(BaseCommand):
                 now_ms = datetime_to_ms(step.at)
                 if is_perpetual_window(step.at) and LIVE_USER.username not in {u.username for u in users}:
                     users.append(self._live_user_join(bot, api_key, api_secret, story, step.at))
-                watch.advance(market_data, now_ms)
+                watch.advance(get_market_data(), now_ms)  # the replay window's clock
                 feeds.advance(now_ms)
                 story.extend(f"{step.at:%Y-%m-%d %H:%M} {line}" for line in bot.resume_if_paused([*DEMO_USERS, LIVE_USER]))
 
@@ -97,11 +100,11 @@ class Command(BaseCommand):
             for start, end in DEMO_WINDOWS:
                 part = replay_run(start=start, end=end, on_step=on_step)
                 report = part if report is None else report.merged(part)
+                market_data.advance_to(end)  # the demo's clock follows the window's
             watch.advance(market_data, market_data.now_ms())
             backtest = self._backtest_from_the_bot(bot, story)
             self._summary(report, users, bot_api, watch, feeds, bot, story, backtest, bitunix)
         # the dashboard served below reads the default replay clock, standing at the end of the data (as the demo)
-        settings.REPLAY_SPEED = 0
         reset_market_data()
         if log_file:
             write(f"Full log of the run: {log_file}")
