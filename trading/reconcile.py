@@ -43,6 +43,7 @@ from trading.executors.live import (
     stop_short,
     take_profits_short,
 )
+from trading.market import market_now
 from trading.models import Fill, Order, Position
 
 logger = logging.getLogger(__name__)
@@ -240,7 +241,7 @@ def _reconcile_position(executor: LiveExecutor, client, position: Position, held
         position = position_refresh_from_orders(position=position, close_reason=Position.CloseReason.EXCHANGE)
         if position.status != Position.Status.CLOSED:  # the exchange's trades did not cover it all (e.g. liquidation)
             Position.objects.filter(pk=position.pk).update(
-                status=Position.Status.CLOSED, closed_at=timezone.now(), close_reason=Position.CloseReason.EXCHANGE, remaining_quantity=Decimal("0")
+                status=Position.Status.CLOSED, closed_at=market_now(), close_reason=Position.CloseReason.EXCHANGE, remaining_quantity=Decimal("0")
             )
             publish("position.closed", position_id=position.pk)
             position.refresh_from_db()

@@ -58,6 +58,7 @@ from exchanges.errors import (
     SymbolUnavailable,
     backoff_delay,
 )
+from trading.market import market_now
 from trading.models import Fill, Order, Position
 
 logger = logging.getLogger(__name__)
@@ -246,7 +247,7 @@ def position_refresh_from_orders(*, position: Position, close_reason: str = "") 
             position.entry_price = sum((o.average_price * o.filled_quantity for o in entries), ZERO) / entry_filled
             position.quantity = entry_filled
             position.remaining_quantity = max(entry_filled - exit_filled, ZERO)
-            position.opened_at = position.opened_at or timezone.now()
+            position.opened_at = position.opened_at or market_now()  # the replay clock in replay mode
             if position.status == Position.Status.PENDING:
                 position.status = Position.Status.OPEN
         position.realised_pnl = sum((f.realised_pnl for f in fills), ZERO)
@@ -256,7 +257,7 @@ def position_refresh_from_orders(*, position: Position, close_reason: str = "") 
             position.tp1_done = True
         if position.status == Position.Status.OPEN and entry_filled > 0 and position.remaining_quantity == 0:
             position.status = Position.Status.CLOSED
-            position.closed_at = timezone.now()
+            position.closed_at = market_now()
             position.close_reason = close_reason or position.close_reason or _close_reason_from_orders(position, exit_orders)
         position.save()
         if previous_status != position.status:
