@@ -25,7 +25,15 @@ from django.conf import settings
 
 from accounts.models import TelegramUser
 from demo.subscribe import demo_subscribe_through_bot
+from news.tasks import poll_funding_rates, poll_news
+from signals.flow_monitor import FlowMonitorParams, flow_cycle
+from signals.flow_sources import flow_source_from_settings
+from signals.market_data import get_market_data
 from telegram_bridge.bridge import polling_run
+from trading.models import Position
+from trading.monitor import positions_monitor
+from trading.reconcile import reconcile_all
+from trading.services import funding_charge_due
 
 logger = logging.getLogger(__name__)
 
@@ -155,9 +163,6 @@ class Feeds:
     failures: Counter = field(default_factory=Counter)
 
     def __post_init__(self):
-        from signals.flow_monitor import FlowMonitorParams
-        from signals.flow_sources import flow_source_from_settings
-
         self.flow_source = flow_source_from_settings()
         self.flow_params = FlowMonitorParams.from_settings()
 
@@ -170,10 +175,6 @@ class Feeds:
             return None
 
     def advance(self, now_ms: int) -> None:
-        from news.tasks import poll_funding_rates, poll_news
-        from signals.flow_monitor import flow_cycle
-        from signals.market_data import get_market_data
-
         market_data = get_market_data()  # the replay window's clock
         self.steps += 1
         covers = getattr(self.flow_source, "covers", None)
@@ -200,11 +201,6 @@ class PositionWatch:
         self._price_fed_ms: int | None = None
 
     def advance(self, market_data, now_ms: int) -> None:
-        from trading.models import Position
-        from trading.monitor import positions_monitor
-        from trading.reconcile import reconcile_all
-        from trading.services import funding_charge_due
-
         self._feed_exchange_prices(market_data, now_ms)
         if Position.objects.filter(status=Position.Status.OPEN, mode="paper").exists():
             report = positions_monitor()

@@ -36,6 +36,7 @@ from exchanges.ccxt_factory import ccxt_client_create
 from exchanges.errors import ExchangeError, FinalExchangeError, RetryableExchangeError, library_errors, map_ccxt_error
 from news.sources.base import decimal_or_none
 from signals.funding import FundingRate
+from signals.market_data import get_market_data
 
 logger = logging.getLogger(__name__)
 
@@ -306,7 +307,6 @@ def funding_sources_from_settings(*, market_data: Any = None) -> list[FundingRat
 
     if settings.MARKET_DATA_SOURCE == "replay":
         if market_data is None:
-            from signals.market_data import get_market_data
 
             market_data = get_market_data()
         recorded = RecordedFundingRateSource.from_manifest(Path(settings.REPLAY_DATA_DIR), clock=market_data.now)

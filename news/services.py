@@ -45,6 +45,7 @@ from news.sources.cryptonews import CryptoNewsClient, CryptoNewsSource
 from news.sources.recorded import RecordedNewsSource
 from signals.funding import latest_funding_rate
 from signals.models import Symbol
+from signals.services import signal_create
 
 logger = logging.getLogger(__name__)
 
@@ -258,8 +259,6 @@ def news_signal_candidate(
 
 
 def _default_signal_creator() -> Callable[..., Any]:
-    from signals.services import signal_create
-
     return signal_create
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 from celery import shared_task
 from django.core.cache import cache
 
+from signals.market_data import get_market_data
+
 
 def _single_run(name: str, seconds: int):
     """A short-lived lock so two overlapping beats do not poll at once (the row locks already keep it correct)."""
@@ -15,7 +17,6 @@ def _single_run(name: str, seconds: int):
 def poll_news() -> dict:
     from news.sentiment import sentiment_model_from_settings
     from news.services import news_poll, news_source_from_settings
-    from signals.market_data import get_market_data
 
     if not _single_run("poll_news", 55):
         return {"skipped": "another poll is running"}

@@ -34,6 +34,7 @@ from typing import Any, Protocol
 import numpy as np
 from django.conf import settings
 
+from engine.candles import timeframe_to_ms
 from engine.flow import OrderBook, Trades, candle_pressure
 from exchanges.ccxt_factory import ccxt_client_create
 from exchanges.errors import library_errors, map_ccxt_error
@@ -221,7 +222,6 @@ class ReplayFlowSource:
     @property
     def resolution_ms(self) -> int:
         """One candle: the proxy spreads a candle evenly over its minutes, so finer windows repeat the same value."""
-        from engine.candles import timeframe_to_ms
 
         return timeframe_to_ms(self.timeframe)
 
@@ -234,7 +234,6 @@ class ReplayFlowSource:
         return self._market_data
 
     def fetch(self, *, symbols: Sequence[str], now_ms: int, lookback_ms: int) -> FlowSnapshot:
-        from engine.candles import timeframe_to_ms
         from signals.market_data import MarketDataError
 
         timeframe_ms = timeframe_to_ms(self.timeframe)

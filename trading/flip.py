@@ -31,6 +31,9 @@ import logging
 from django.db import transaction
 from django.utils import timezone
 
+from accounts.models import TelegramUser
+from engine.errors import InvalidParameters, OrderBelowMinimum
+from signals.models import Signal
 from trading.executors.base import Executor, executor_for
 from trading.models import Position, TradingMode
 from trading.risk import RiskRefusal, risk_check_open
@@ -87,7 +90,6 @@ def signal_execute_with_flip(*, signal_id: int, executor_factory=None) -> dict[s
     Returns ``signal_execute``'s counts plus ``flipped`` (positions closed by a flip). A user whose flip fails is
     counted as failed by ``signal_execute`` (a retryable exchange error makes the task retry) and does not stop the
     others."""
-    from signals.models import Signal
     from trading.services import signal_execute, signal_is_tradeable
 
     signal = Signal.objects.select_related("symbol").get(pk=signal_id)
@@ -112,7 +114,6 @@ def _risk_check_after_closing(
     *, user, signal, positions: list[Position], executor: Executor | None
 ) -> RiskRefusal | None:
     """``risk_check_open`` for the new side as if ``positions`` were already closed (savepoint, rolled back)."""
-    from accounts.models import TelegramUser
     from trading.selectors import account_equity
 
     new_mode = TradingMode.PAPER if user.preferences.paper_mode else TradingMode.LIVE
@@ -142,7 +143,6 @@ def _risk_check_after_closing(
 
 def _size_check(*, user, signal, mode: str, executor: Executor | None) -> RiskRefusal | None:
     """The new side must also be sizeable (market minimum, step): never close a position that cannot be replaced."""
-    from engine.errors import InvalidParameters, OrderBelowMinimum
     from trading.models import TradeRefusal
     from trading.services import position_decide
 

@@ -10,13 +10,13 @@ from collections.abc import Callable
 from datetime import datetime
 from decimal import Decimal
 
+from signals.market_data import get_market_data
+
 PriceSource = Callable[[str], Decimal]
 Clock = Callable[[], datetime]
 
 
 def market_data():
-    from signals.market_data import get_market_data
-
     return get_market_data()
 
 

@@ -29,6 +29,7 @@ from decimal import Decimal
 from django.conf import settings
 from django.utils import timezone
 
+from accounts.models import TelegramUser
 from config.events import publish
 from config.observability import error_report
 from exchanges.errors import ExchangeError, FinalExchangeError
@@ -343,7 +344,6 @@ def _adopt_unknown_orders(executor: LiveExecutor, open_orders, report: Reconcile
 def reconcile_all() -> list[ReconcileReport]:
     """Reconcile every user with live positions that are pending or open (or recently failed with an entry that may
     be live); one user's error never stops the others."""
-    from accounts.models import TelegramUser
 
     recent_failures = Position.objects.filter(mode="live", status=Position.Status.FAILED, updated_at__gte=timezone.now() - FAILED_RECHECK_WINDOW)
     user_ids = set(Position.objects.filter(mode="live", status__in=(Position.Status.PENDING, Position.Status.OPEN)).values_list("user_id", flat=True))

@@ -7,6 +7,7 @@ import logging
 from celery import shared_task
 from celery.signals import worker_ready
 
+from accounts.models import TelegramUser
 from exchanges.errors import RetryableExchangeError
 
 logger = logging.getLogger(__name__)
@@ -20,7 +21,6 @@ def reconcile_exchange_positions(user_id: int | None = None) -> int:
     if user_id is None:
         reports = reconcile_all()
     else:
-        from accounts.models import TelegramUser
 
         user = TelegramUser.objects.filter(pk=user_id).first()
         reports = [reconcile_user(user=user)] if user else []

@@ -28,7 +28,12 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from channels.layers import get_channel_layer
 from django.utils import timezone
 
+from accounts.models import TelegramUser
 from accounts.policy import WEB, SignalFacts, signal_reaches_user
+from analytics.selectors import heartbeat_age_seconds
+from config.observability import error_counts
+from signals.models import ScanRun, Signal
+from trading.models import Position
 from trading.selectors import position_net_pnl
 from web.templatetags.numbers import ago, utc
 
@@ -99,7 +104,6 @@ class LiveUpdatesConsumer(AsyncJsonWebsocketConsumer):
     @database_sync_to_async
     def _telegram_user(self, user) -> tuple[int | None, bool]:
         """(TelegramUser pk, banned) of the web user; (None, False) for an operator without a Telegram account."""
-        from accounts.models import TelegramUser
 
         row = TelegramUser.objects.filter(web_user=user).values_list("pk", "is_banned").first()
         return (row[0], row[1]) if row else (None, False)
@@ -136,8 +140,6 @@ def _signal_payload(signal) -> dict[str, Any]:
 def push_signal(signal_id: int) -> int:
     """Consumer of signal.created / signal.closed: to the sockets of the users ``accounts.policy.signal_reaches_user``
     admits on the web (the rules of the Telegram card, without the chat's own conditions)."""
-    from accounts.models import TelegramUser
-    from signals.models import Signal
 
     signal = Signal.objects.select_related("symbol").filter(pk=signal_id).first()
     if signal is None:
@@ -156,7 +158,6 @@ def push_signal(signal_id: int) -> int:
 @shared_task(name="web.live_updates.push_position", ignore_result=True, time_limit=60)
 def push_position(position_id: int) -> None:
     """Consumer of position.opened/updated/closed: to the owner's sockets only."""
-    from trading.models import Position
 
     position = Position.objects.select_related("symbol").filter(pk=position_id).first()
     if position is None:
@@ -181,10 +182,6 @@ def push_position(position_id: int) -> None:
 
 
 def admin_health_snapshot() -> dict[str, Any]:
-    from analytics.selectors import heartbeat_age_seconds
-    from config.observability import error_counts
-    from signals.models import ScanRun
-
     snapshot: dict[str, Any] = {
         "type": "health",
         "heartbeat_age_seconds": heartbeat_age_seconds(),

@@ -42,8 +42,10 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from accounts.models import ExchangeCredential
 from accounts.services import telegram_user_auto_trading_stop
 from config.events import publish
+from engine.sizing import MarketLimits
 from exchanges import SyncExchangeClient, exchange_client_for
 from exchanges.base import Balance, ExchangePosition, MarketInfo, OrderRequest, OrderResult
 from exchanges.errors import (
@@ -78,8 +80,6 @@ DEFINITE_REFUSALS = (AuthenticationFailed, InsufficientBalance, OrderTooSmall, O
 
 
 def active_credential(*, user):
-    from accounts.models import ExchangeCredential
-
     return ExchangeCredential.objects.filter(user=user, is_active=True).first()
 
 
@@ -457,8 +457,6 @@ class LiveExecutor:
         return account_equity_of(balance=balance, positions=self._retry(lambda: client.fetch_positions(None), "fetch positions"))
 
     def market_limits(self, *, symbol):
-        from engine.sizing import MarketLimits
-
         with self._client() as client:
             info: MarketInfo = self._retry(lambda: client.market(symbol.symbol), "fetch market")
         return MarketLimits(

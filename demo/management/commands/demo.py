@@ -26,6 +26,8 @@ from django.db import connection
 
 from accounts.models import TelegramUser
 from accounts.services import telegram_user_web_user_set
+from analytics.models import BacktestRun
+from config.events import task_modules_load
 from demo.story import (
     DEMO_USERS,
     LIVE_USER,
@@ -36,11 +38,16 @@ from demo.story import (
     is_perpetual_window,
     new_api_keys,
 )
+from news.models import FundingAlert, NewsArticle
 from signals.market_data import get_market_data, market_data_override, reset_market_data
 from signals.market_data.base import datetime_to_ms
+from signals.models import Signal
 from signals.replay import replay_print_step, replay_run
+from telegram_bridge.bridge import polling_run
 from testsupport.exchanges.bitunix_fake import BitunixFakeServer
 from testsupport.telegram_bot_api import running_local_bot_api
+from trading.models import Order, Position, TradeRefusal
+from trading.selectors import pnl_table, pnl_table_text
 
 WEB_USERNAME = "demo"
 # The two bundled windows, without the days at their ends where nothing new happens (the replay's time goes to the
@@ -119,7 +126,6 @@ class Command(BaseCommand):
         var/demo.log. ``-v 2`` or an explicit LOG_LEVEL other than INFO keeps the configured console logging."""
         if verbosity >= 2 or settings.LOG_LEVEL != "INFO":
             return None
-        from config.events import task_modules_load
 
         task_modules_load()  # Celery's Django fixup re-runs django.setup() (and dictConfig) on its first import
         root = logging.getLogger()
@@ -158,7 +164,6 @@ class Command(BaseCommand):
 
     def _backtest_from_the_bot(self, bot: BotUsers, story: list[str]):
         """The operator sends /backtest XRP 5; the finished run comes back as the equity-curve image."""
-        from analytics.models import BacktestRun
 
         admin = next(u for u in DEMO_USERS if u.admin)
         before = {m["message_id"] for m in bot.bot_api.sent_messages(admin.telegram_id)}
@@ -170,9 +175,6 @@ class Command(BaseCommand):
 
     # --- output --------------------------------------------------------------------------------------------------
     def _summary(self, report, users, bot_api, watch, feeds, bot, story, backtest, bitunix) -> None:
-        from trading.models import Position
-        from trading.selectors import pnl_table, pnl_table_text
-
         write = self.stdout.write
         write("")
         write(self.style.MIGRATE_HEADING("Signals"))
@@ -222,10 +224,6 @@ class Command(BaseCommand):
     def _capabilities(self, bot_api, feeds, bot, backtest, bitunix) -> None:
         """One line per capability: its count, and where the users saw it in Telegram (the dashboard lists the same
         signals, positions, orders and backtests)."""
-        from analytics.models import BacktestRun
-        from news.models import FundingAlert, NewsArticle
-        from signals.models import Signal
-        from trading.models import Order, Position, TradeRefusal
 
         write = self.stdout.write
         transcript = "\n\n".join(bot_api.transcript())
@@ -279,7 +277,6 @@ class Command(BaseCommand):
         """Send ``text`` as ``user`` through the bot and return its answer as the Telegram client shows it."""
         import re
 
-        from telegram_bridge.bridge import polling_run
 
         before = len(bot_api.sent_messages(user.telegram_id))
         bot_api.inject_message(user_id=user.telegram_id, text=text, username=user.username)

@@ -5,6 +5,7 @@ In webhook mode there is no bridge process; check the web process instead.
 
 from django.core.management.base import BaseCommand, CommandError
 
+from analytics.selectors import heartbeat_age_seconds
 from telegram_bridge.bridge import HEARTBEAT_NAME
 
 
@@ -15,8 +16,6 @@ class Command(BaseCommand):
         parser.add_argument("--max-age", type=float, default=120.0)
 
     def handle(self, *args, max_age, **options):
-        from analytics.selectors import heartbeat_age_seconds
-
         age = heartbeat_age_seconds(name=HEARTBEAT_NAME)
         if age is None or age > max_age:
             raise CommandError(f"bridge unhealthy: last getUpdates answer {'never' if age is None else f'{age:.0f} s ago'}")
