@@ -360,3 +360,43 @@ class LoginToken(models.Model):
 
     def __str__(self) -> str:
         return f"login link of {self.user} (until {self.expires_at:%Y-%m-%d %H:%M})"
+
+
+class TelegramChat(models.Model):
+    """A group, supergroup or channel the bot was added to: it receives signal cards filtered by its own settings.
+
+    Registered when Telegram reports the bot's membership (``my_chat_member``), unregistered when the bot is removed
+    or a send is refused with 403. The filters are the same ones a user has (signal sources, accepted risk levels,
+    muted symbols): ``accounts.policy`` reads them duck-typed, ``accounts.services.chat_filters_update`` writes them
+    with the same normalisation and checks as ``preferences_update``."""
+
+    class Kind(models.TextChoices):
+        GROUP = "group", "Group"
+        SUPERGROUP = "supergroup", "Supergroup"
+        CHANNEL = "channel", "Channel"
+
+    chat_id = models.BigIntegerField(unique=True, help_text="Telegram chat id (negative for groups and channels)")
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    title = models.CharField(max_length=255, blank=True)
+    username = models.CharField(max_length=64, blank=True, help_text="public @username, if any")
+    is_active = models.BooleanField(default=True, help_text="False once the bot was removed or refused (403)")
+    added_by = models.ForeignKey(TelegramUser, null=True, blank=True, on_delete=models.SET_NULL,
+                                 related_name="chats_added")
+    news_signals = models.BooleanField(default=True)
+    flow_signals = models.BooleanField(default=True)
+    accepted_risk_levels = models.JSONField(default=list, validators=[validate_risk_levels])
+    muted_symbols = models.JSONField(default=list, blank=True, validators=[validate_symbol_list])
+    registered_at = models.DateTimeField(default=django_timezone.now)
+    unregistered_at = models.DateTimeField(null=True, blank=True)
+    unregistered_reason = models.CharField(max_length=200, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["is_active"], name="tgchat_active_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} {self.title or self.chat_id}"
+
+    def save(self, *args, **kwargs):
+        if not self.accepted_risk_levels:
+            self.accepted_risk_levels = ["low", "medium"]
+        super().save(*args, **kwargs)

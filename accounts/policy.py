@@ -91,6 +91,14 @@ def signal_reaches_user(*, user, signal, channel: str = TELEGRAM) -> bool:
     return signal_refused_by_preferences(preferences=preferences, signal=signal) is None
 
 
+def signal_reaches_chat(*, chat, signal) -> bool:
+    """May ``signal``'s card be posted in a registered group or channel? The same source, risk level and mute rules
+    as a user's, read from the chat's own filters (set by a group admin)."""
+    if not chat.is_active:
+        return False
+    return signal_refused_by_preferences(preferences=chat, signal=signal) is None
+
+
 # ---- positions: may a signal open one for the user ----------------------------------------------------------------
 
 def live_exchange_ready(*, user) -> bool:

@@ -21,7 +21,15 @@ from django.utils import timezone
 
 from accounts.crypto import SecretDecryptionError, rotate_secret
 from accounts.entitlements import feature_unlocked, locked_message
-from accounts.models import RISK_LEVELS, ApiSecrets, ExchangeCredential, Feature, TelegramUser, UserPreferences
+from accounts.models import (
+    RISK_LEVELS,
+    ApiSecrets,
+    ExchangeCredential,
+    Feature,
+    TelegramChat,
+    TelegramUser,
+    UserPreferences,
+)
 from accounts.policy import auto_trading_missing, live_exchange_ready
 from accounts.preference_bounds import PREFERENCE_BOUNDS, bound_check
 from accounts.symbols import symbol_base, symbol_canonical
@@ -157,11 +165,35 @@ def _risk_levels_normalise(value: Any) -> Any:
     return [level for level in RISK_LEVELS if level in chosen]
 
 
-@transaction.atomic
 def preferences_update(*, user: TelegramUser, changes: dict[str, Any]) -> UserPreferences:
     """Apply ``changes`` to the user's preferences (and, with the key ``"auto_trading"``, switch auto-trading on or
     off) after normalising and checking everything; raises ``ValidationError`` (keyed by setting, every problem at
     once, messages written for the trader) and saves nothing when anything is refused."""
+    return _preferences_apply(user=user, changes=changes, commit=True)
+
+
+def preferences_check(*, user: TelegramUser, changes: dict[str, Any]) -> None:
+    """What ``preferences_update`` would refuse, without saving anything even when all is well (the web form asks
+    it for the settings its own parsing accepted, so every wrong setting is shown at once)."""
+    _preferences_apply(user=user, changes=changes, commit=False)
+
+
+def _filters_normalise(changes: dict[str, Any]) -> dict[str, list[str]]:
+    """Normalise the signal filters a user and a group share (muted symbols, risk levels) in place; the errors of
+    what cannot be read, by setting."""
+    errors: dict[str, list[str]] = {}
+    if "muted_symbols" in changes:
+        try:
+            changes["muted_symbols"] = _muted_symbols_normalise(changes["muted_symbols"])
+        except ValidationError as error:
+            errors.update(error.message_dict)
+    if "accepted_risk_levels" in changes:
+        changes["accepted_risk_levels"] = _risk_levels_normalise(changes["accepted_risk_levels"])
+    return errors
+
+
+@transaction.atomic
+def _preferences_apply(*, user: TelegramUser, changes: dict[str, Any], commit: bool) -> UserPreferences:
     preferences, _ = UserPreferences.objects.select_for_update().get_or_create(user=user)
     was_live = not preferences.paper_mode  # staying live is not going live
     locked = TelegramUser.objects.select_for_update(no_key=True).get(pk=user.pk)
@@ -172,13 +204,7 @@ def preferences_update(*, user: TelegramUser, changes: dict[str, Any]) -> UserPr
     if unknown:
         raise ValidationError(f"Unknown setting(s): {', '.join(sorted(unknown))}.")
     errors: dict[str, list[str]] = {}
-    if "muted_symbols" in changes:
-        try:
-            changes["muted_symbols"] = _muted_symbols_normalise(changes["muted_symbols"])
-        except ValidationError as error:
-            errors.update(error.message_dict)
-    if "accepted_risk_levels" in changes:
-        changes["accepted_risk_levels"] = _risk_levels_normalise(changes["accepted_risk_levels"])
+    errors.update(_filters_normalise(changes))
     for name, value in changes.items():
         if name in PREFERENCE_BOUNDS and value is not None:
             try:
@@ -205,6 +231,8 @@ def preferences_update(*, user: TelegramUser, changes: dict[str, Any]) -> UserPr
                 "Auto-trading cannot be switched on yet: " + "; ".join(missing) + ".")
     if errors:
         raise ValidationError(errors)
+    if not commit:
+        return preferences
     preferences.save()
     if isinstance(auto_trading, bool) and (auto_trading != locked.auto_trading_enabled or not auto_trading):
         # On: the reason of an earlier stop is cleared (the user says it is fixed); the pause of a switch that is on
@@ -214,6 +242,73 @@ def preferences_update(*, user: TelegramUser, changes: dict[str, Any]) -> UserPr
                                                        auto_trading_paused_reason=reason)
         user.auto_trading_enabled, user.auto_trading_paused_reason = auto_trading, reason
     return preferences
+
+
+# ---- groups and channels ----------------------------------------------------------------------------------------
+
+CHAT_FILTERS = ("news_signals", "flow_signals", "accepted_risk_levels", "muted_symbols")
+
+
+def telegram_chat_register(*, chat_id: int, kind: str, title: str = "", username: str = "",
+                           added_by: TelegramUser | None = None) -> tuple[TelegramChat, bool]:
+    """The bot was added to a group, supergroup or channel: register it (again) for signal cards. Returns the chat
+    and whether it was new; a chat registered earlier keeps its filters."""
+    if kind not in TelegramChat.Kind.values:
+        raise ValueError(f"not a group or channel: {kind!r}")
+    chat, created = TelegramChat.objects.get_or_create(
+        chat_id=chat_id, defaults={"kind": kind, "title": title[:255], "username": username[:64], "added_by": added_by})
+    if not created:
+        chat.kind, chat.title, chat.username = kind, title[:255] or chat.title, username[:64]
+        chat.is_active, chat.unregistered_at, chat.unregistered_reason = True, None, ""
+        if added_by is not None:
+            chat.added_by = added_by
+        chat.save()
+    return chat, created
+
+
+def telegram_chats_unregister(*, chat_ids, reason: str) -> int:
+    """The bot was removed from these chats or Telegram refused a send (403): no more cards. Returns how many were
+    registered."""
+    return TelegramChat.objects.filter(chat_id__in=[int(c) for c in chat_ids], is_active=True).update(
+        is_active=False, unregistered_at=timezone.now(), unregistered_reason=reason[:200])
+
+
+def telegram_chat_migrate(*, old_chat_id: int, new_chat_id: int) -> bool:
+    """A group became a supergroup (Telegram gives it a new id): the registration and its filters follow."""
+    if TelegramChat.objects.filter(chat_id=new_chat_id).exists():
+        return False
+    return bool(TelegramChat.objects.filter(chat_id=old_chat_id).update(chat_id=new_chat_id,
+                                                                         kind=TelegramChat.Kind.SUPERGROUP))
+
+
+@transaction.atomic
+def chat_filters_update(*, chat: TelegramChat, changes: dict[str, Any]) -> TelegramChat:
+    """A group admin changes the group's signal filters (sources, risk levels, muted symbols): normalised and checked
+    exactly as a user's own (``preferences_update``'s normalisers and the model's validators); every problem at once,
+    nothing saved when anything is refused."""
+    locked = TelegramChat.objects.select_for_update().get(pk=chat.pk)
+    changes = dict(changes)
+    unknown = set(changes) - set(CHAT_FILTERS)
+    if unknown:
+        raise ValidationError(f"Unknown group setting(s): {', '.join(sorted(unknown))}.")
+    errors = _filters_normalise(changes)
+    for name, value in changes.items():
+        if name not in errors:
+            setattr(locked, name, value)
+    for name in ("news_signals", "flow_signals"):
+        if name in changes and not isinstance(changes[name], bool):
+            errors.setdefault(name, []).append("Switch it on or off.")
+    try:
+        locked.full_clean(exclude=[f.name for f in TelegramChat._meta.fields if f.name not in changes or f.name in errors])
+    except ValidationError as error:
+        for name, messages in error.message_dict.items():
+            errors.setdefault(name, []).extend(messages)
+    if errors:
+        raise ValidationError(errors)
+    locked.save()
+    for name in CHAT_FILTERS:
+        setattr(chat, name, getattr(locked, name))
+    return locked
 
 
 # ---- exchange credentials ---------------------------------------------------------------------------------------

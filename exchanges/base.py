@@ -54,6 +54,16 @@ class Balance:
 
 
 @dataclass(frozen=True)
+class KeyPermissions:
+    """What an API key may do, as the exchange reports it (``ExchangeClient.key_permissions``; None from an exchange
+    whose API does not say). /connect refuses a key that cannot trade and warns about one that can withdraw."""
+
+    read: bool = True
+    trade: bool = True
+    withdraw: bool = False
+
+
+@dataclass(frozen=True)
 class MarketInfo:
     symbol: str
     exchange_symbol: str
@@ -149,6 +159,11 @@ class ExchangeClient(Protocol):
     exchange_id: str
 
     async def fetch_balance(self, currency: str = "USDT") -> Balance: ...
+
+    async def key_permissions(self) -> KeyPermissions | None:
+        """The key's permissions where the exchange's API tells them (OKX: the account configuration's ``perm``);
+        None where it does not."""
+        ...
 
     async def market(self, symbol: str) -> MarketInfo: ...
 

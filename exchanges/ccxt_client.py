@@ -27,6 +27,7 @@ from typing import Any
 from exchanges.base import (
     Balance,
     ExchangePosition,
+    KeyPermissions,
     MarketInfo,
     OrderRequest,
     OrderResult,
@@ -143,6 +144,19 @@ class CcxtExchangeClient:
         entry = raw.get(currency) or {}
         free, used, total = (to_decimal(entry.get(k)) or Decimal("0") for k in ("free", "used", "total"))
         return Balance(currency=currency, free=free, used=used, total=total or free + used, equity=self._equity_of(raw, currency, total))
+
+    async def key_permissions(self) -> KeyPermissions | None:
+        """OKX reports the key's permissions in its account configuration (``perm``: "read_only,withdraw,trade");
+        KuCoin Futures and MEXC's contract API do not (None)."""
+        if self.exchange_id != "okx":
+            return None
+        accounts = await self._call("fetch_accounts")
+        perm = next((str((row.get("info") or {}).get("perm", "")) for row in accounts or [] if isinstance(row, dict)), "")
+        if not perm:
+            return None
+        granted = {part.strip() for part in perm.split(",")}
+        return KeyPermissions(read="read_only" in granted or "trade" in granted, trade="trade" in granted,
+                              withdraw="withdraw" in granted)
 
     def _equity_of(self, raw: dict, currency: str, total: Decimal) -> Decimal | None:
         """Equity incl. unrealised PnL. OKX: the account's ``totalEq`` (USD equivalent over every currency; ccxt's

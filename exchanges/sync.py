@@ -13,6 +13,7 @@ from exchanges.base import (
     Balance,
     ExchangeClient,
     ExchangePosition,
+    KeyPermissions,
     MarketInfo,
     OrderRequest,
     OrderResult,
@@ -45,6 +46,10 @@ class SyncExchangeClient:
 
     def fetch_balance(self, currency: str = "USDT") -> Balance:
         return self._run(self.client.fetch_balance(currency))
+
+    def key_permissions(self) -> KeyPermissions | None:
+        method = getattr(self.client, "key_permissions", None)
+        return self._run(method()) if method is not None else None
 
     def market(self, symbol: str) -> MarketInfo:
         return self._run(self.client.market(symbol))

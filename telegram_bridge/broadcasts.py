@@ -12,8 +12,8 @@ from django.conf import settings
 from django.db.models import Q
 from django.utils import timezone
 
-from accounts.models import TelegramUser
-from accounts.policy import TELEGRAM, SignalFacts, signal_reaches_user
+from accounts.models import TelegramChat, TelegramUser
+from accounts.policy import TELEGRAM, SignalFacts, signal_reaches_chat, signal_reaches_user
 from telegram_bridge import texts
 from telegram_bridge.deliveries import CLAIM_LEASE, OutgoingMessage, deliveries_create
 from telegram_bridge.models import Delivery
@@ -37,6 +37,17 @@ def signal_recipients(signal) -> list[tuple[int, int]]:
             if signal_reaches_user(user=user, signal=facts, channel=TELEGRAM)]
 
 
+def signal_chats(signal) -> list[str]:
+    """Chat ids of the registered groups and channels whose filters (set by their admins) admit the card, plus the
+    configured ``TELEGRAM_CHANNEL_ID``. Each gets its own Delivery row, sent within Telegram's per-group limit."""
+    facts = SignalFacts.of(signal)
+    chats = [str(chat.chat_id) for chat in TelegramChat.objects.filter(is_active=True).order_by("pk")
+             if signal_reaches_chat(chat=chat, signal=facts)]
+    if settings.TELEGRAM_CHANNEL_ID and str(settings.TELEGRAM_CHANNEL_ID) not in chats:
+        chats.append(str(settings.TELEGRAM_CHANNEL_ID))
+    return chats
+
+
 def _signal(signal_id: int):
     from signals.models import Signal
 
@@ -50,8 +61,7 @@ def signal_broadcast_prepare(*, signal_id: int) -> list[int]:
     text, key = texts.signal_card(signal), signal_dedupe_key(signal_id)
     messages = [OutgoingMessage(chat_id=str(tg_id), text=text, dedupe_key=key, user_id=user_id)
                 for user_id, tg_id in signal_recipients(signal)]
-    if settings.TELEGRAM_CHANNEL_ID:
-        messages.append(OutgoingMessage(chat_id=str(settings.TELEGRAM_CHANNEL_ID), text=text, dedupe_key=key))
+    messages += [OutgoingMessage(chat_id=chat_id, text=text, dedupe_key=key) for chat_id in signal_chats(signal)]
     return deliveries_create(messages=messages)
 
 
@@ -63,6 +73,8 @@ def signal_outcome_prepare(*, signal_id: int) -> list[int]:
     text = texts.signal_outcome(signal)
     originals = Delivery.objects.filter(dedupe_key=signal_dedupe_key(signal_id), status=Delivery.Status.SENT)
     originals = originals.exclude(user__is_banned=True).exclude(user__is_active=False)
+    gone = TelegramChat.objects.filter(is_active=False).values_list("chat_id", flat=True)
+    originals = originals.exclude(user__isnull=True, chat_id__in=[str(chat_id) for chat_id in gone])
     messages = [
         OutgoingMessage(chat_id=chat_id, text=text, dedupe_key=f"{signal_dedupe_key(signal_id)}:outcome",
                         user_id=user_id, reply_to_message_id=message_id)

@@ -6,9 +6,12 @@ import html
 import logging
 import re
 
+from django.core.exceptions import ValidationError
+
 from accounts.inputs import NumberRangeError, preference_number_parse
 from accounts.models import RISK_LEVELS
-from telegram_bridge import commands, keyboards, subscribe, texts
+from accounts.services import preferences_update
+from telegram_bridge import commands, keyboards, onboarding, subscribe, texts
 from telegram_bridge.conversations import (
     conversation_end,
     conversation_get,
@@ -26,6 +29,8 @@ def callback_handle(ctx: UpdateContext, data: str) -> str:
     """Dispatch one callback; returns the activity name to record ("unknown" for data never issued)."""
     if data.startswith(subscribe.CALLBACK_PREFIX):
         return subscribe.subscribe_callback(ctx, data)
+    if data.startswith(onboarding.CALLBACK_PREFIX):
+        return onboarding.onboarding_callback(ctx, data)
     if data not in keyboards.issued_callback_data():
         ctx.answer("This button has expired. Send /dashboard for a fresh one.")
         return "unknown"
@@ -113,7 +118,7 @@ def _connect_exchange_chosen(ctx: UpdateContext, exchange: str) -> None:
 def conversation_handle(ctx: UpdateContext, state: dict, text: str) -> str:
     """Handle a plain-text message that answers a question the bot asked; returns the activity name."""
     if state.get("flow") == "setting":
-        _setting_value(ctx, state.get("field", ""), text)
+        _setting_value(ctx, state, text)
         return "setting_input"
     if state.get("flow") == "connect":
         _connect_step(ctx, state, text)
@@ -122,9 +127,12 @@ def conversation_handle(ctx: UpdateContext, state: dict, text: str) -> str:
     return "unknown_input"
 
 
-def _setting_value(ctx: UpdateContext, name: str, text: str) -> None:
-    conversation_end(telegram_id=ctx.user.telegram_id)
+def _setting_value(ctx: UpdateContext, state: dict, text: str) -> None:
+    """A value typed for a setting. Wrong: the input stays open and the bot asks again with the allowed range
+    (/cancel leaves it); saved: the input ends and the settings page is shown."""
+    name = state.get("field", "")
     if name not in keyboards.NUMBERS:
+        conversation_end(telegram_id=ctx.user.telegram_id)
         return
     raw = text.strip()
     value: object
@@ -135,11 +143,28 @@ def _setting_value(ctx: UpdateContext, name: str, text: str) -> None:
         try:  # shape and bounds first: "1e1000000" is refused before any arithmetic
             value = preference_number_parse(name, raw)
         except NumberRangeError:
-            ctx.reply(f"⚠️ {escape(keyboards.number_refusal(name))}")
+            _ask_again(ctx, state, keyboards.number_refusal(name))
             return
-    if commands.preferences_change(ctx, {name: value}):
-        ctx.reply("✅ Saved.")
+    try:
+        preferences_update(user=ctx.user, changes={name: value})
+    except ValidationError as error:
+        _ask_again(ctx, state, " ".join(dict.fromkeys(error.messages)))
+        return
+    conversation_end(telegram_id=ctx.user.telegram_id)
+    ctx.user.preferences.refresh_from_db()
+    if state.get("onboarding"):
+        onboarding.step_after_input(ctx, name)
+        return
+    ctx.reply("✅ Saved.")
     ctx.reply(commands.settings_text(ctx), markup=commands.settings_markup(ctx))
+
+
+def _ask_again(ctx: UpdateContext, state: dict, problem: str) -> None:
+    """Keep the input open (a fresh 10 minutes) and ask again: the one message of the problem (it states the
+    allowed range and units), then how to leave."""
+    conversation_set(telegram_id=ctx.user.telegram_id, state=state)
+    ctx.reply(f"⚠️ {escape(problem)} Send it again, or /cancel to keep the current "
+              f"{'ones' if state.get('field') == 'muted_symbols' else 'value'}.")
 
 
 def _connect_step(ctx: UpdateContext, state: dict, text: str) -> None:
@@ -155,40 +180,67 @@ def _connect_step(ctx: UpdateContext, state: dict, text: str) -> None:
         _connect_exchange_chosen(ctx, names[choice])
         return
     # Every other step carries a key: delete the message first, whatever happens next.
-    ctx.delete_user_message()
+    deleted = ctx.delete_user_message()
     value = text.strip()
     if not value or len(value) > 512 or any(c.isspace() for c in value):
-        ctx.reply("That does not look like a key (no spaces, at most 512 characters). Send it again, or /cancel.")
+        ctx.reply(("I deleted that message. " if deleted else "")
+                  + "It does not look like a key (a key has no spaces and at most 512 characters). Send it again, "
+                    "or /cancel.")
         return
     if step in {"api_key", "secret", "passphrase"}:
         state = {**state, step: secret_seal(value)}
     following = {"api_key": "secret", "secret": "passphrase" if exchange in keyboards.PASSPHRASE_EXCHANGES else "done",
                  "passphrase": "done"}.get(step or "", "done")
+    received = "Received (message deleted)." if deleted else _NOT_DELETED
     if following != "done":
         state["step"] = following
         conversation_set(telegram_id=ctx.user.telegram_id, state=state)
-        ctx.reply(f"Received (message deleted). Now send your <b>{'API secret' if following == 'secret' else 'passphrase'}</b>.")
+        ctx.reply(f"{received} Now send your <b>{'API secret' if following == 'secret' else 'passphrase'}</b>.")
         return
     conversation_end(telegram_id=ctx.user.telegram_id)
+    if not deleted:
+        ctx.reply(_NOT_DELETED)
     _connect_finish(ctx, exchange, conversation_secrets(state))
 
 
+_NOT_DELETED = ("Received, but I could not delete your message: delete it yourself now so the key does not stay in "
+                "this chat.")
+
+
+def key_message_delete(ctx: UpdateContext) -> None:
+    """A message that looks like an API key, outside a /connect step (the conversation expired, or the key starts
+    with "/"): delete it all the same, and say "deleted" only when Telegram confirmed it."""
+    if ctx.delete_user_message():
+        ctx.reply("🔒 That looked like an API key, so I deleted it from this chat. To connect an exchange, send "
+                  "/connect and I will ask for each key in turn.")
+    else:
+        ctx.reply("⚠️ That looks like an API key and I could not delete it: delete it yourself now. To connect an "
+                  "exchange, send /connect.")
+
+
 def _connect_finish(ctx: UpdateContext, exchange: str, secrets: dict[str, str]) -> None:
-    exchange_connect = commands.optional("trading.connect", "exchange_connect")
+    exchange_connect = commands.optional("trading.connect", "exchange_connect_verified")
     error_class = commands.optional("exchanges.errors", "ExchangeConnectError")
     if exchange_connect is None:
         ctx.reply(texts.not_available("Exchange connection"))
         return
+    label = escape(dict(keyboards.CONNECTABLE_EXCHANGES).get(exchange, exchange))
     try:
-        credential = exchange_connect(user=ctx.user, exchange=exchange, api_key=secrets.get("api_key", ""),
-                                      secret=secrets.get("secret", ""), passphrase=secrets.get("passphrase", ""))
+        outcome = exchange_connect(user=ctx.user, exchange=exchange, api_key=secrets.get("api_key", ""),
+                                   secret=secrets.get("secret", ""), passphrase=secrets.get("passphrase", ""))
     except Exception as error:
         if error_class is not None and isinstance(error, error_class):
-            ctx.reply("⚠️ " + escape(str(error)[:300]))
+            ctx.reply(f"⚠️ {label} not connected. " + escape(str(error)[:400]))
         else:  # never log the exception text: it could echo a key
             logger.error("exchange connect failed for user %s: %s", ctx.user.pk, type(error).__name__)
             ctx.reply("⚠️ Could not connect the exchange right now. Please try again later.")
         return
-    last4 = escape(getattr(credential, "last4", "") or "")
-    ctx.reply(f"✅ {escape(dict(keyboards.CONNECTABLE_EXCHANGES).get(exchange, exchange))} connected (key …{last4}). "
-              "/toggle_paper_mode switches to live trading; /autotrade on lets new signals open positions.")
+    last4 = escape(getattr(outcome.credential, "last4", "") or "")
+    lines = [f"✅ {label} connected (key …{last4}). Free balance: "
+             f"{texts.fmt_number(outcome.free_balance, 2)} USDT."]
+    lines += [f"⚠️ {escape(warning)}" for warning in outcome.warnings]
+    if ctx.user.preferences.paper_mode:
+        lines.append("/toggle_paper_mode switches to live trading on it; /autotrade on lets new signals open positions.")
+    elif not ctx.user.auto_trading_enabled:
+        lines.append("/autotrade on lets new signals open positions on it.")
+    ctx.reply("\n".join(lines))

@@ -20,7 +20,7 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from accounts.services import telegram_users_mark_blocked
+from accounts.services import telegram_chats_unregister, telegram_users_mark_blocked
 from telegram_bridge.models import Delivery
 from telegram_bridge.telegram_html import escape, split_message, telegram_html_errors
 
@@ -122,7 +122,7 @@ class Outcome:
 def deliveries_record(outcomes: list[Outcome], rows_by_id: dict[int, Delivery], report: SendReport) -> None:
     now = timezone.now()
     changed = []
-    blocked_users = set()
+    blocked_users, blocked_chats = set(), set()
     for outcome in outcomes:
         row = rows_by_id[outcome.delivery_id]
         row.status, row.error = outcome.status, outcome.error
@@ -134,6 +134,8 @@ def deliveries_record(outcomes: list[Outcome], rows_by_id: dict[int, Delivery], 
             report.blocked += 1
             if row.user_id:
                 blocked_users.add(row.user_id)
+            elif _group_chat_id(row.chat_id) is not None:
+                blocked_chats.add(_group_chat_id(row.chat_id))
         elif outcome.status == Delivery.Status.FAILED:
             report.failed += 1
             report.errors.append(outcome.error)
@@ -144,6 +146,16 @@ def deliveries_record(outcomes: list[Outcome], rows_by_id: dict[int, Delivery], 
     Delivery.objects.bulk_update(changed, ["status", "error", "message_id", "sent_at", "claimed_at"])
     if blocked_users:
         telegram_users_mark_blocked(user_ids=blocked_users)
+    if blocked_chats:  # the bot was removed from a group or channel: it is unregistered, no more cards
+        telegram_chats_unregister(chat_ids=blocked_chats, reason="Telegram refused a message (403)")
+
+
+def _group_chat_id(chat_id: str) -> int | None:
+    try:
+        number = int(chat_id)
+    except ValueError:
+        return None
+    return number if number < 0 else None
 
 
 def deliveries_sendable_ids(*, limit: int = 50_000) -> list[int]:

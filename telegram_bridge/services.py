@@ -23,10 +23,11 @@ from django.utils import timezone
 
 from accounts.crypto import SecretDecryptionError, decrypt_secret, encrypt_secret, rotate_secret
 from accounts.models import TelegramUser
-from accounts.services import telegram_user_register, telegram_users_mark_blocked
+from accounts.services import telegram_chat_migrate, telegram_user_register, telegram_users_mark_blocked
 from config.observability import bot_update_error
-from telegram_bridge import callbacks, commands, texts
+from telegram_bridge import callbacks, commands, groups, onboarding, texts
 from telegram_bridge.conversations import conversation_end, conversation_get
+from telegram_bridge.key_messages import looks_like_api_key
 from telegram_bridge.models import TelegramUpdate
 from telegram_bridge.update_context import UpdateContext
 
@@ -146,29 +147,44 @@ def _update_handle(update: Any, *, deduplicate: bool = True) -> None:
     if not isinstance(update, dict) or _int(update.get("update_id")) is None:
         return
     if isinstance(update.get("my_chat_member"), dict):
-        _membership_changed(update["my_chat_member"])
+        _membership_changed(update["update_id"], update["my_chat_member"])
         return
-    message = update.get("message") if isinstance(update.get("message"), dict) else None
+    message = next((update[k] for k in ("message", "channel_post") if isinstance(update.get(k), dict)), None)
     callback = update.get("callback_query") if isinstance(update.get("callback_query"), dict) else None
     source = message or callback
     if source is None:
         return
+    bot_message = callback.get("message") if callback and isinstance(callback.get("message"), dict) else {}
+    chat = (message or bot_message).get("chat")
+    chat = chat if isinstance(chat, dict) else {}
+    chat_type = chat.get("type") if isinstance(chat.get("type"), str) else "private"
     sender = source.get("from")
-    if not isinstance(sender, dict) or _int(sender.get("id")) is None or sender.get("is_bot") is True:
-        return
+    if chat_type == "channel" and message is not None:
+        sender = None  # a channel post has no sender: it is the channel's (its admins')
+    elif not isinstance(sender, dict) or _int(sender.get("id")) is None or sender.get("is_bot") is True:
+        if not (chat_type in groups.GROUP_KINDS and message is not None and isinstance(message.get("sender_chat"), dict)):
+            return
+        sender = None  # an anonymous group admin, posting as the group
     if deduplicate and update_seen(update_id=update["update_id"], kind="message" if message else "callback_query"):
         return
 
-    telegram_id = sender["id"]
-    chat = (message or callback.get("message") or {}).get("chat") if isinstance(
-        (message or callback.get("message") or {}), dict) else None
-    chat_id = _int(chat.get("id")) if isinstance(chat, dict) else None
+    telegram_id = sender["id"] if sender else None
+    chat_id = _int(chat.get("id"))
     chat_id = telegram_id if chat_id is None else chat_id
-    bot_message = callback.get("message") if callback and isinstance(callback.get("message"), dict) else {}
+    if chat_id is None:
+        return
     message_id = _int(message.get("message_id")) if message else _int(bot_message.get("message_id"))
     callback_id = _str(callback.get("id"), 128) if callback else None
+    if message is not None and _int(message.get("migrate_to_chat_id")) is not None:
+        telegram_chat_migrate(old_chat_id=chat_id, new_chat_id=message["migrate_to_chat_id"])
+        return
 
-    existing = TelegramUser.objects.filter(telegram_id=telegram_id).first()
+    existing = TelegramUser.objects.filter(telegram_id=telegram_id).first() if telegram_id is not None else None
+    if chat_type != "private":
+        ctx = UpdateContext(update_id=update["update_id"], user=existing, chat_id=str(chat_id), message_id=message_id,
+                            callback_id=callback_id or None, chat_type=chat_type)
+        _group_update_handle(ctx, message=message, callback=callback, sender=sender)
+        return
     if existing is not None and existing.is_banned:
         refusal = UpdateContext(update_id=update["update_id"], user=existing, chat_id=str(chat_id),
                                 callback_id=callback_id or None)
@@ -202,14 +218,49 @@ def _update_handle(update: Any, *, deduplicate: bool = True) -> None:
         ctx.flush()
 
 
+def _group_update_handle(ctx: UpdateContext, *, message: dict | None, callback: dict | None,
+                         sender: dict | None) -> None:
+    """A message or button press in a group, supergroup or channel: group-safe answers only (``groups``)."""
+    sender_id = sender["id"] if sender else None
+    if ctx.user is not None and ctx.user.is_banned:
+        ctx.user = None  # a banned member gets what any stranger in the group gets, nothing personal
+    try:
+        if callback is not None:
+            data = callback.get("data")
+            name = groups.group_callback_handle(ctx, data if isinstance(data, str) and len(data) <= 64 else "",
+                                                sender_id=sender_id)
+        else:
+            text = message.get("text") if isinstance(message.get("text"), str) else ""
+            sender_chat = message.get("sender_chat") if isinstance(message.get("sender_chat"), dict) else {}
+            if not text.strip():
+                return
+            name = groups.group_message_handle(
+                ctx, text=text[:MAX_TEXT], sender_id=sender_id, sender_chat_id=_int(sender_chat.get("id")),
+                dispatch=_command_dispatch, command_names=command_names())
+        if ctx.user is not None:
+            _activity(ctx.user, "callback" if callback is not None else "command", name)
+    except Exception as error:
+        ctx.replies.clear()
+        ctx.reply(update_error_text(error, update_id=ctx.update_id))
+    finally:
+        ctx.answer()
+        ctx.flush()
+
+
 def update_error_text(error: BaseException, *, update_id: int | None) -> str:
     return bot_update_error(error, update_id=update_id)
 
 
-def _membership_changed(change: dict) -> None:
-    """The user blocked the bot (private chat, new status "kicked"): stop sending before a 403 says so."""
+def _membership_changed(update_id: int, change: dict) -> None:
+    """The user blocked the bot (private chat, new status "kicked"): stop sending before a 403 says so. The bot was
+    added to or removed from a group or channel: register or unregister it (``groups.membership_changed``)."""
     chat, new = change.get("chat"), change.get("new_chat_member")
-    if not isinstance(chat, dict) or chat.get("type") != "private" or not isinstance(new, dict):
+    if not isinstance(chat, dict) or not isinstance(new, dict):
+        return
+    if chat.get("type") in groups.GROUP_KINDS:
+        groups.membership_changed(update_id=update_id, change=change)
+        return
+    if chat.get("type") != "private":
         return
     telegram_id = _int(chat.get("id"))
     if telegram_id is not None and new.get("status") == "kicked":
@@ -217,13 +268,32 @@ def _membership_changed(change: dict) -> None:
         telegram_users_mark_blocked(user_ids=users)
 
 
+def command_names() -> frozenset[str]:
+    return frozenset(commands.COMMAND_HANDLERS) | frozenset(commands.ADMIN_HANDLERS)
+
+
+KEY_STEPS = frozenset({"api_key", "secret", "passphrase"})
+
+
 def _message_handle(ctx: UpdateContext, message: dict, *, created: bool) -> None:
     text = message.get("text")
     if not isinstance(text, str) or not text.strip():
         return
     text = text[:MAX_TEXT]
+    state = conversation_get(telegram_id=ctx.user.telegram_id)
+    names = command_names()
+    awaiting_key = bool(state) and state.get("flow") == "connect" and state.get("step") in KEY_STEPS
+    is_command = text.startswith("/") and text[1:].split(" ", 1)[0].split("@", 1)[0].lower() in names
+    if awaiting_key and not is_command:
+        # a key, even one that starts with "/": the connect step deletes it first, whatever it holds
+        _activity(ctx.user, "command", callbacks.conversation_handle(ctx, state, text))
+        return
+    if looks_like_api_key(text, command_names=names):
+        # a key sent after the conversation expired, outside it, or looking like a command: deleted all the same
+        _activity(ctx.user, "command", "key_message")
+        callbacks.key_message_delete(ctx)
+        return
     if not text.startswith("/"):
-        state = conversation_get(telegram_id=ctx.user.telegram_id)
         if state:
             _activity(ctx.user, "command", callbacks.conversation_handle(ctx, state, text))
         else:
@@ -232,18 +302,32 @@ def _message_handle(ctx: UpdateContext, message: dict, *, created: bool) -> None
     head, _, args = text.partition(" ")
     name = head[1:].split("@", 1)[0].lower()
     conversation_end(telegram_id=ctx.user.telegram_id)  # any command ends a pending input
-    handler = commands.COMMAND_HANDLERS.get(name)
-    admin_handler = commands.ADMIN_HANDLERS.get(name)
-    if admin_handler is not None and not ctx.is_admin:
+    if name in commands.ADMIN_HANDLERS and not ctx.is_admin:
         ctx.reply(ADMIN_ONLY_TEXT)  # refused: nothing runs, nothing is recorded
         return
-    _activity(ctx.user, "command", name if (handler or admin_handler) else "unknown")
-    if handler is commands.start:
-        commands.start(ctx, args, created=created)
-    elif handler or admin_handler:
-        (handler or admin_handler)(ctx, args.strip())
+    known = name in commands.COMMAND_HANDLERS or name in commands.ADMIN_HANDLERS
+    _activity(ctx.user, "command", name if known else "unknown")
+    if name == "start":
+        onboarding.welcome(ctx, created=created)
+    elif known:
+        _command_dispatch(ctx, name, args)
     else:
         ctx.reply(texts.unknown_command(head, is_admin=ctx.is_admin))
+
+
+def _command_dispatch(ctx: UpdateContext, name: str, args: str) -> None:
+    """Run one command for ``ctx.user`` in ``ctx``'s chat (private: a personal command sent in a group runs here
+    with the user's private chat as its chat)."""
+    admin_handler = commands.ADMIN_HANDLERS.get(name)
+    if admin_handler is not None and not ctx.is_admin:
+        ctx.reply(ADMIN_ONLY_TEXT)
+        return
+    conversation_end(telegram_id=ctx.user.telegram_id)
+    handler = commands.COMMAND_HANDLERS.get(name) or admin_handler
+    if handler is commands.start:
+        onboarding.welcome(ctx, created=False)
+    elif handler is not None:
+        handler(ctx, args.strip())
 
 
 def _activity(user: TelegramUser, kind: str, name: str) -> None:

@@ -289,6 +289,22 @@ def paper_mode_toggle(*, user: TelegramUser) -> bool:
 
 
 # --- refusals -----------------------------------------------------------------------------------------------------
+# Refusals whose detail (accounts.policy) already says it all: the label would only repeat it ("A position on this
+# symbol is already open: you already have a position on …").
+SELF_EXPLAINED_REFUSALS = frozenset({"symbol_busy", "source_disabled", "risk_level", "muted_symbol", "banned",
+                                     "auto_trading_off", "no_exchange", "correlated"})
+
+
+def refusal_sentence(*, reason: str, detail: str) -> str:
+    """Why a signal opened nothing, said once: the detail alone when it explains itself, else "label: detail"."""
+    label = TradeRefusal.Reason(reason).label
+    detail = detail.strip()
+    if not detail:
+        return f"{label}."
+    if reason in SELF_EXPLAINED_REFUSALS:
+        return detail[0].upper() + detail[1:] + ("" if detail.endswith(".") else ".")
+    return f"{label}: {detail}"
+
 def refusal_record(*, user: TelegramUser, signal, reason: str, detail: str, notify: bool = True) -> TradeRefusal:
     """Record a refusal once per (user, signal) and tell the user once (``user.notify`` with a dedupe key).
     ``notify=False``: the user was told already (the live drawdown pause message); recorded as notified."""
@@ -296,10 +312,9 @@ def refusal_record(*, user: TelegramUser, signal, reason: str, detail: str, noti
         user=user, signal=signal, defaults={"reason": reason, "detail": detail[:300], "notified": not notify}
     )
     if created and notify:
-        label = TradeRefusal.Reason(reason).label
         text = (
             f"⛔ Not opened: <b>{html.escape(signal.side.upper())} {html.escape(signal.symbol.symbol)}</b>\n"
-            f"{html.escape(label)}: {html.escape(detail)}"
+            f"{html.escape(refusal_sentence(reason=reason, detail=detail))}"
         )
         events.publish("user.notify", user_id=user.pk, text=text, dedupe_key=f"refusal:{user.pk}:{signal.pk}")
         TradeRefusal.objects.filter(pk=refusal.pk).update(notified=True)

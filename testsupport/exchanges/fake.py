@@ -22,11 +22,12 @@ import time
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 
-from exchanges.base import Balance, ExchangePosition, MarketInfo, OrderRequest, OrderResult, TradeFill
+from exchanges.base import Balance, ExchangePosition, KeyPermissions, MarketInfo, OrderRequest, OrderResult, TradeFill
 from exchanges.errors import (
     DuplicateClientOrderId,
     FinalExchangeError,
     InsufficientBalance,
+    OrderApiRestricted,
     OrderNotFoundOnExchange,
     RetryableExchangeError,
 )
@@ -63,6 +64,11 @@ class FakeExchangeAccount:
     calls: list[tuple[str, str]] = field(default_factory=list)  # (method, client order id or symbol)
     trades: list[TradeFill] = field(default_factory=list)
     reject_auth: bool = False
+    # The key's permissions as OKX reports them (``perm`` of its account configuration); the in-process client
+    # reports them only for exchanges whose API tells them (OKX).
+    key_perm: str = "read_only,trade"
+    # MEXC's answer to ordinary accounts: futures orders through the API are refused (code 1002).
+    order_api_restricted: bool = False
     _ids: itertools.count = field(default_factory=lambda: itertools.count(1))
     lock: threading.RLock = field(default_factory=threading.RLock)
 
@@ -255,8 +261,19 @@ class FakeExchangeClient:
         with self.account.lock:
             self.account.leverage[symbol] = leverage
 
+    async def key_permissions(self) -> KeyPermissions | None:
+        self._enter("key_permissions")
+        if self.exchange_id != "okx":
+            return None
+        granted = {part.strip() for part in self.account.key_perm.split(",")}
+        return KeyPermissions(read="read_only" in granted or "trade" in granted, trade="trade" in granted,
+                              withdraw="withdraw" in granted)
+
     async def create_order(self, request: OrderRequest) -> OrderResult:
         fault = self._enter("create_order", request.client_order_id)
+        if self.account.order_api_restricted:
+            raise OrderApiRestricted('InvalidOrder: mexc {"success":false,"code":1002,"message":"Contract not allow '
+                                     'place order!"}', exchange=self.exchange_id)
         with self.account.lock:
             result = self.account._create(request)
         if fault == "lost_response":

@@ -64,6 +64,9 @@ class MexcFetchFake(CcxtFetchFake):
         auth = self.api_key + headers.get("Request-Time", "") + (body if method == "POST" else parts.query)
         if headers.get("ApiKey") != self.api_key or headers.get("Signature") != hmac.new(self.secret.encode(), auth.encode(), hashlib.sha256).hexdigest():
             response = {"success": False, "code": 602, "message": "Signature verification failed!"}
+        elif self.account.order_api_restricted and parts.path.removeprefix(PREFIX) in ("order/create", "planorder/place"):
+            # what MEXC answers an ordinary account: its futures order API is closed to most users
+            response = {"success": False, "code": 1002, "message": "Contract not allow place order!"}
         else:
             try:
                 with self.account.lock:

@@ -117,6 +117,12 @@ class OkxFetchFake(CcxtFetchFake):
             used = sum((abs(p.quantity) * p.entry_price / a.leverage.get(s, 1) for s, p in a.positions.items()), Decimal("0"))
             detail = {"ccy": "USDT", "availBal": plain_number(a.balance - used), "cashBal": plain_number(a.balance), "eq": plain_number(a.balance), "frozenBal": plain_number(used), "uTime": "1700000000000"}
             return [{"details": [detail], "totalEq": plain_number(a.balance), "uTime": "1700000000000"}]
+        if endpoint == "account/config":  # the recorded shape; ``perm`` is the key's permissions
+            return [{"acctLv": "1", "autoLoan": False, "ctIsoMode": "automatic", "greeksType": "PA", "ip": "",
+                     "kycLv": "2", "label": "fake", "level": "Lv1", "levelTmp": "", "liquidationGear": "-1",
+                     "mainUid": "374579799097793561", "mgnIsoMode": "automatic", "opAuth": "0", "perm": a.key_perm,
+                     "posMode": "net_mode", "roleType": "0", "spotOffsetType": "", "spotRoleType": "0",
+                     "spotTraderInsts": [], "traderInsts": [], "uid": "374579799097793561"}]
         if endpoint == "account/set-leverage":
             a.leverage[self._symbol(body["instId"])] = int(body["lever"])
             return [{"instId": body["instId"], "lever": body["lever"], "mgnMode": body["mgnMode"], "posSide": ""}]

@@ -60,6 +60,7 @@ from exchanges.errors import (
     SymbolUnavailable,
     backoff_delay,
 )
+from trading.exchange_messages import refusal_words
 from trading.market import market_now
 from trading.models import Fill, Order, Position
 
@@ -312,15 +313,15 @@ def account_equity_of(*, balance: Balance, positions: list[ExchangePosition]) ->
     return balance.total + sum((p.unrealised_pnl or ZERO for p in positions), ZERO)
 
 
-def auto_trading_disable(*, user, reason: str, dedupe_key: str) -> None:
-    """Final exchange error: stop live auto-trading for the user, record why, and tell them once."""
-    telegram_user_auto_trading_stop(user=user, reason=reason)
-    logger.warning("auto-trading disabled for user %s: %s", user.pk, reason)
+def auto_trading_disable(*, user, error: ExchangeError, exchange: str, dedupe_key: str) -> None:
+    """Final exchange error: stop live auto-trading for the user, record why in plain words, and tell them once
+    what to do (``trading.exchange_messages``: MEXC's closed futures order API, a refused key, no margin…)."""
+    words = refusal_words(error, exchange=exchange)
+    telegram_user_auto_trading_stop(user=user, reason=words.reason)
+    logger.warning("auto-trading disabled for user %s: %s", user.pk, error)
     text = (
         "⚠️ <b>Auto-trading switched off</b>\n"
-        f"Your exchange refused an order: {html.escape(reason[:200])}\n"
-        "Check your exchange account and API keys, then switch auto-trading on again with /autotrade on "
-        "(or on the settings page of the web dashboard)."
+        f"{html.escape(words.reason)}.\n{html.escape(words.advice)}"
     )
     publish("user.notify", user_id=user.pk, text=text, dedupe_key=dedupe_key)
 
@@ -438,7 +439,7 @@ class LiveExecutor:
             if order.can_transition(Order.State.REJECTED):
                 order.transition(Order.State.REJECTED)
             order.save()
-        auto_trading_disable(user=self.user, reason=str(exc), dedupe_key=f"live-final:{self.user.pk}:{position.pk}:{order.pk if order else 0}")
+        auto_trading_disable(user=self.user, error=exc, exchange=self.exchange, dedupe_key=f"live-final:{self.user.pk}:{position.pk}:{order.pk if order else 0}")
 
     # --- Executor port ------------------------------------------------------------------------------------------------
     def balance(self) -> Decimal:

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from accounts.inputs import NumberRangeError, preference_number_bounds, preference_number_parse
@@ -80,6 +84,56 @@ class PreferencesUpdateInput(serializers.Serializer):
 
 # ---- outputs ------------------------------------------------------------------------------------------------------
 
+MONEY_PLACES = Decimal("0.00000001")
+
+
+def decimal_text(value: Decimal | None, step: Decimal | None = None) -> str | None:
+    """A plain decimal string (never "0E-8" or "1E+1"): at ``step``'s precision (a market's tick or amount step)
+    when given, else as stored without trailing zeros."""
+    if value is None:
+        return None
+    value = Decimal(value)
+    if step:
+        exponent = Decimal(step).normalize().as_tuple().exponent
+        value = value.quantize(Decimal(1).scaleb(min(int(exponent), 0)))
+        return format(value, "f")
+    text = format(value.normalize(), "f")
+    return "0" if text in ("-0", "0") else text
+
+
+def money_text(value: Decimal | None) -> str | None:
+    """USDT amounts at the money columns' 8 places, plain."""
+    return None if value is None else format(Decimal(value).quantize(MONEY_PLACES), "f")
+
+
+@extend_schema_field(OpenApiTypes.STR)
+class MarketDecimal(serializers.Field):
+    """A price or quantity as a plain string at its market's precision (``Symbol.tick_size`` / ``step_size``)."""
+
+    def __init__(self, *, step: str = "tick_size", **kwargs):
+        kwargs.setdefault("read_only", True)
+        self.step = step
+        super().__init__(**kwargs)
+
+    def get_attribute(self, instance):
+        value = super().get_attribute(instance)
+        return value, getattr(getattr(instance, "symbol", None), self.step, None)
+
+    def to_representation(self, pair):
+        value, step = pair
+        return decimal_text(value, step)
+
+
+@extend_schema_field(OpenApiTypes.STR)
+class Money(serializers.Field):
+    def __init__(self, **kwargs):
+        kwargs.setdefault("read_only", True)
+        super().__init__(**kwargs)
+
+    def to_representation(self, value):
+        return money_text(value)
+
+
 
 class SignalOutput(serializers.Serializer):
     id = serializers.IntegerField()
@@ -87,10 +141,10 @@ class SignalOutput(serializers.Serializer):
     side = serializers.CharField()
     source = serializers.CharField()
     timeframe = serializers.CharField()
-    entry = serializers.DecimalField(max_digits=28, decimal_places=12)
-    stop = serializers.DecimalField(max_digits=28, decimal_places=12)
-    tp1 = serializers.DecimalField(max_digits=28, decimal_places=12)
-    tp2 = serializers.DecimalField(max_digits=28, decimal_places=12)
+    entry = MarketDecimal()
+    stop = MarketDecimal()
+    tp1 = MarketDecimal()
+    tp2 = MarketDecimal()
     risk_level = serializers.CharField()
     status = serializers.CharField()
     outcome = serializers.CharField()
@@ -109,16 +163,16 @@ class PositionOutput(serializers.Serializer):
     exchange = serializers.CharField()
     status = serializers.CharField()
     leverage = serializers.IntegerField()
-    quantity = serializers.DecimalField(max_digits=28, decimal_places=12)
-    remaining_quantity = serializers.DecimalField(max_digits=28, decimal_places=12)
-    entry_price = serializers.DecimalField(max_digits=28, decimal_places=12, allow_null=True)
-    stop_price = serializers.DecimalField(max_digits=28, decimal_places=12)
-    tp1_price = serializers.DecimalField(max_digits=28, decimal_places=12, allow_null=True)
-    tp2_price = serializers.DecimalField(max_digits=28, decimal_places=12, allow_null=True)
-    realised_pnl = serializers.DecimalField(max_digits=24, decimal_places=8)
-    fees = serializers.DecimalField(max_digits=24, decimal_places=8)
-    funding = serializers.DecimalField(max_digits=24, decimal_places=8)
-    net_pnl = serializers.DecimalField(max_digits=24, decimal_places=8)
+    quantity = MarketDecimal(step="step_size")
+    remaining_quantity = MarketDecimal(step="step_size")
+    entry_price = MarketDecimal(allow_null=True)
+    stop_price = MarketDecimal()
+    tp1_price = MarketDecimal(allow_null=True)
+    tp2_price = MarketDecimal(allow_null=True)
+    realised_pnl = Money()
+    fees = Money()
+    funding = Money()
+    net_pnl = Money()
     close_reason = serializers.CharField()
     opened_at = serializers.DateTimeField(allow_null=True)
     closed_at = serializers.DateTimeField(allow_null=True)

@@ -86,8 +86,8 @@ class PositionListApi(UserApi):
 
 
 def _jsonable(value):
-    if isinstance(value, Decimal):
-        return str(value)
+    if isinstance(value, Decimal):  # money and ratios: plain strings at 8 places, never "0E-8"
+        return s.money_text(value)
     if hasattr(value, "isoformat"):
         return value.isoformat()
     return value

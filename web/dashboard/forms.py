@@ -96,10 +96,18 @@ class PreferencesForm(forms.Form):
     def changes(self) -> dict:
         return {name: self.cleaned_data[name] for name in EDITABLE_FIELDS}
 
+    def readable_changes(self) -> dict:
+        """Of an invalid form: the settings it could read (so the service reports its own errors for them too)."""
+        return {name: self.cleaned_data[name] for name in EDITABLE_FIELDS
+                if name in self.cleaned_data and name not in self.errors}
+
     def add_service_errors(self, error: ValidationError) -> None:
-        """Show preferences_update's errors on their fields (non-field errors on top)."""
+        """Show preferences_update's errors on their fields (non-field errors on top); a field that already shows
+        an error keeps just that one."""
         if hasattr(error, "error_dict"):
             for field, messages in error.message_dict.items():
+                if field in self.fields and field in self.errors:
+                    continue
                 self.add_error(field if field in self.fields else None, messages)
         else:
             self.add_error(None, error.messages)

@@ -18,7 +18,7 @@ from rest_framework.authtoken.models import Token
 from accounts.login_links import TelegramLoginError, login_token_consume, telegram_login_verify, web_user_for
 from accounts.login_throttle import LINK, failure_record, lockout_message, lockout_remaining
 from accounts.models import Payment, PnlPeriod, UserPreferences
-from accounts.services import AUTO_TRADING, preferences_update, telegram_user_register
+from accounts.services import AUTO_TRADING, preferences_check, preferences_update, telegram_user_register
 from accounts.solana_pay import amount_text, qr_svg_data_uri
 from accounts.subscriptions import (
     CheckoutError,
@@ -198,6 +198,11 @@ def preferences(request: HttpRequest) -> HttpResponse:
             else:
                 messages.success(request, "Settings saved. The bot uses them from now on.")
                 return redirect("dashboard:settings")
+        else:  # every wrong setting at once: the service also checks what the form could read (nothing is saved)
+            try:
+                preferences_check(user=user, changes=form.readable_changes())
+            except ValidationError as error:
+                form.add_service_errors(error)
     else:
         form = PreferencesForm(initial=PreferencesForm.initial_from(current))
     token = Token.objects.filter(user=request.user).first()
