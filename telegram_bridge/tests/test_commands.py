@@ -15,12 +15,14 @@ from telegram_bridge import commands
 from telegram_bridge.models import Delivery, TelegramUpdate
 from telegram_bridge.services import update_handle
 from telegram_bridge.tests.bot_helpers import buttons, callback_data, press, say
+from trading.connect import ConnectOutcome
 
 pytestmark = pytest.mark.django_db
 
 
 def test_start_registers_welcomes_with_escaped_name_and_records_activity(bot_api):
-    [welcome] = say(bot_api, 501, "/start", first_name="<b>Eve</b> & co", username="eve")
+    welcome, first_step = say(bot_api, 501, "/start", first_name="<b>Eve</b> & co", username="eve")
+    assert {"o:mode:paper", "o:mode:live", "o:skip"} <= set(callback_data(first_step))  # onboarding begins
     user = TelegramUser.objects.get(telegram_id=501)
     assert user.username == "eve" and user.preferences.paper_mode is True
     assert "&lt;b&gt;Eve&lt;/b&gt; &amp; co" in welcome["text"] and "not financial advice" in welcome["text"]
@@ -63,11 +65,12 @@ def test_settings_toggles_cycles_and_validated_inputs(bot_api):
 
     press(bot_api, 504, "s:i:leverage", message_id=mid)
     refused = say(bot_api, 504, "500")
-    assert refused[0]["text"] == "⚠️ Leverage must be a whole number from 1x to 20x."  # one limit, units, no field
+    # one limit, units, no field name; the input stays open
+    assert refused[0]["text"] == ("⚠️ Leverage must be a whole number from 1x to 20x. Send it again, or /cancel to "
+                                  "keep the current value.")
     prefs.refresh_from_db()
     assert prefs.leverage == 5  # accounts.services.preferences_update refused it: nothing saved
-    press(bot_api, 504, "s:i:leverage", message_id=mid)
-    assert "Saved" in say(bot_api, 504, "10x")[0]["text"]
+    assert "Saved" in say(bot_api, 504, "10x")[0]["text"]  # the retry is read as the value
     press(bot_api, 504, "s:i:position_size_pct", message_id=mid)
     say(bot_api, 504, "2.5%")
     press(bot_api, 504, "s:i:muted_symbols", message_id=mid)
@@ -127,12 +130,13 @@ def fake_trading(monkeypatch):
         calls["connect"] = (exchange, api_key, secret, passphrase)
         if api_key == "WRONG":
             raise ExchangeConnectError("The exchange refused these keys.")
-        return ExchangeCredentialFactory(user=user, exchange=exchange)
+        return ConnectOutcome(credential=ExchangeCredentialFactory(user=user, exchange=exchange),
+                              free_balance=Decimal("1000"))
 
     fakes = {
         ("trading.selectors", "pnl_summary"): lambda *, user, period: Summary(period=period),
         ("trading.selectors", "position_list_open"): lambda *, user: [],
-        ("trading.connect", "exchange_connect"): exchange_connect,
+        ("trading.connect", "exchange_connect_verified"): exchange_connect,
         ("trading.connect", "exchange_disconnect"): lambda *, user: calls.setdefault("disconnect", user),
         ("exchanges.errors", "ExchangeConnectError"): ExchangeConnectError,
     }
@@ -303,6 +307,7 @@ def test_blocking_the_bot_marks_the_user_inactive_and_start_brings_them_back(bot
 
     assert polling_run(timeout=1, max_updates=1) == 1  # aiogram parses it and the bridge relays it
     assert TelegramUser.objects.get(telegram_id=515).is_active is False
-    assert len(bot_api.sent_messages(515)) == 1  # only the welcome: nothing is sent to a user who blocked the bot
+    # only the welcome and the first setup step: nothing is sent to a user who blocked the bot
+    assert len(bot_api.sent_messages(515)) == 2
     say(bot_api, 515, "/start")
     assert TelegramUser.objects.get(telegram_id=515).is_active is True
