@@ -24,7 +24,7 @@ from telegram_bridge.texts import COMMANDS
 from telegram_bridge.transport import get_transport
 
 logger = logging.getLogger(__name__)
-ALLOWED_UPDATES = ["message", "callback_query", "my_chat_member"]
+ALLOWED_UPDATES = ["message", "channel_post", "callback_query", "my_chat_member"]
 HEARTBEAT_NAME = "bridge"
 HEARTBEAT_SECONDS = 30.0
 

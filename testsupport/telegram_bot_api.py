@@ -194,6 +194,15 @@ def _png_size(content: bytes) -> tuple[int, int] | None:
     return None
 
 
+# A ChatMemberAdministrator's rights as the Bot API lists them (every field is required in its answers).
+ADMINISTRATOR_RIGHTS = {
+    "can_be_edited": False, "is_anonymous": False, "can_manage_chat": True, "can_delete_messages": True,
+    "can_manage_video_chats": False, "can_restrict_members": True, "can_promote_members": False,
+    "can_change_info": True, "can_invite_users": True, "can_post_stories": False, "can_edit_stories": False,
+    "can_delete_stories": False, "can_send_welcome_messages": False,
+}
+
+
 class LocalBotAPIServer:
     def __init__(
         self,
@@ -219,6 +228,7 @@ class LocalBotAPIServer:
         self.set_rate_limit(rate_limit_per_second, burst=rate_limit_burst)
         self._retry_deadline: dict[str, float] = {}
         self.blocked_chats: set[str] = set()
+        self.chat_admins: dict[str, set[int]] = {}  # group/channel id -> user ids getChatMember calls admins
         self._fail_next: list[int] = []
         self._stall_next: list[float] = []  # getUpdates calls to leave unanswered, for how long
         self.sent: list[dict[str, Any]] = []  # every successful sending call, in order
@@ -320,6 +330,7 @@ class LocalBotAPIServer:
         self.set_rate_limit(None)
         with self._lock:
             self.blocked_chats.clear()
+            self.chat_admins.clear()
             self.webhook = {"url": "", "secret_token": ""}
             self._updates.clear()
             self._callbacks.clear()
@@ -414,6 +425,40 @@ class LocalBotAPIServer:
             {"callback_query": {"id": callback_id, "from": user, "chat_instance": chat_key, "data": data,
                                 "message": message}}
         )
+
+    def set_chat_admins(self, chat_id: int | str, user_ids: set[int] | list[int]) -> None:
+        """Who getChatMember reports as an administrator of a group or channel (everyone else: member)."""
+        with self._lock:
+            self.chat_admins[str(chat_id)] = set(user_ids)
+
+    def inject_bot_membership(self, *, chat_id: int, status: str, by_user_id: int, chat_type: str = "supergroup",
+                              title: str = "Traders", old_status: str = "left") -> int:
+        """``my_chat_member`` as Telegram sends it when a user adds the bot to (status "member"/"administrator") or
+        removes it from (status "left"/"kicked") a group or channel."""
+        chat = {"id": chat_id, "type": chat_type, "title": title}
+        with self._lock:
+            self.chats.setdefault(str(chat_id), dict(chat))
+        bot = {key: self.bot[key] for key in ("id", "is_bot", "first_name", "username")}
+        member: dict[str, Any] = {"status": status, "user": bot}
+        if status == "administrator":
+            member.update(ADMINISTRATOR_RIGHTS)
+        elif status == "kicked":
+            member["until_date"] = 0
+        return self.inject_update({"my_chat_member": {
+            "chat": chat, "from": {"id": by_user_id, "is_bot": False, "first_name": "Admin"}, "date": int(time.time()),
+            "old_chat_member": {"status": old_status, "user": bot}, "new_chat_member": member}})
+
+    def inject_group_callback(self, *, user_id: int, chat_id: int, data: str, message_id: int,
+                              chat_type: str = "supergroup") -> int:
+        """A press on an inline button of the bot's message ``message_id`` in a group."""
+        with self._lock:
+            callback_id = str(self._next_callback_id)
+            self._next_callback_id += 1
+            chat = self.chats.get(str(chat_id)) or {"id": chat_id, "type": chat_type, "title": f"group {chat_id}"}
+        message = {"message_id": message_id, "chat": chat, "date": int(time.time()), "text": "…", "from": self.bot}
+        return self.inject_update({"callback_query": {
+            "id": callback_id, "from": {"id": user_id, "is_bot": False, "first_name": "Test"},
+            "chat_instance": str(chat_id), "data": data, "message": message}})
 
     def message_exists(self, chat_id: int | str, message_id: int) -> bool:
         with self._lock:
@@ -1002,6 +1047,18 @@ class LocalBotAPIServer:
             self.calls.append({"method": "deleteMessage", "chat_id": chat_key, "message_id": message_id,
                                "from_user": message["from_user"], "at": time.monotonic()})
         return True
+
+    async def _api_getchatmember(self, params: dict, files: dict) -> dict:
+        chat_key, _ = self._chat(params.get("chat_id", ""))
+        user_id = _integer(params.get("user_id"))
+        if user_id <= 0:
+            raise _bad("invalid user_id specified")
+        user = {"id": user_id, "is_bot": False, "first_name": f"user {user_id}"}
+        with self._lock:
+            admin = user_id in self.chat_admins.get(chat_key, set())
+        if not admin:
+            return {"status": "member", "user": user}
+        return {"status": "administrator", "user": user, **ADMINISTRATOR_RIGHTS}
 
     async def _api_answercallbackquery(self, params: dict, files: dict) -> bool:
         callback_id = params.get("callback_query_id", "")
