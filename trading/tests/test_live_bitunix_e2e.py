@@ -133,9 +133,10 @@ def test_wrong_keys_disable_auto_trading_and_tell_the_user(server, monkeypatch):
     position = executor(user).open_position(position=make_live_position(user, exchange="bitunix"))
     assert position.status == Position.Status.FAILED and not entries_on_exchange(server)
     refreshed = TelegramUser.objects.get(pk=user.pk)
-    assert not refreshed.auto_trading_enabled and "signature" in refreshed.auto_trading_paused_reason.lower()
-    assert "not-the-secret" not in refreshed.auto_trading_paused_reason
-    assert [e for e, _ in sent].count("user.notify") == 1
+    # in plain words: what happened and what to do, never the exchange's raw answer
+    assert not refreshed.auto_trading_enabled and refreshed.auto_trading_paused_reason == "Bitunix refused your API key"
+    [(_, notice)] = [(e, p) for e, p in sent if e == "user.notify"]
+    assert "Make a new key with read and trade rights" in notice["text"] and "not-the-secret" not in notice["text"]
 
 
 def test_closed_by_hand_on_bitunix_is_booked_from_its_trades(server, user):

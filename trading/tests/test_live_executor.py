@@ -200,7 +200,7 @@ def test_insufficient_balance_disables_auto_trading_and_tells_the_user(live_user
     entry = position.orders.get(leg="entry")
     assert entry.state == Order.State.REJECTED and "insufficient" in entry.error.lower()
     user = TelegramUser.objects.get(pk=live_user.pk)
-    assert not user.auto_trading_enabled and "insufficient" in user.auto_trading_paused_reason.lower()
+    assert not user.auto_trading_enabled and user.auto_trading_paused_reason == "OKX: not enough margin for the order"
     notify = [p for e, p in sent if e == "user.notify"]
     assert len(notify) == 1 and notify[0]["user_id"] == live_user.pk and "Auto-trading switched off" in notify[0]["text"] and "/autotrade on" in notify[0]["text"]
 
