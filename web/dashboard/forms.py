@@ -77,6 +77,9 @@ class PreferencesForm(forms.Form):
         super().__init__(*args, **kwargs)
         for name, bound in PREFERENCE_BOUNDS.items():
             self.fields[name].help_text = bound.allowed().capitalize()
+            # what cannot be read as a number gets the setting's one message too (range and units), not Django's
+            for code in ("invalid", "required", "max_digits", "max_decimal_places", "max_whole_digits"):
+                self.fields[name].error_messages[code] = bound.message()
 
     @classmethod
     def initial_from(cls, preferences: UserPreferences) -> dict:

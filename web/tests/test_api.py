@@ -128,3 +128,24 @@ def test_malformed_or_hostile_json_is_a_400(api_user, body):
     response = client.generic("PATCH", reverse("api:preferences"), body, content_type="application/json")
     assert response.status_code == 400 and "detail" in response.json()
     assert UserPreferences.objects.get(user=user).muted_symbols == []
+
+
+def test_decimals_are_plain_strings_at_the_markets_precision(api_user):
+    from signals.tests.factories import SymbolFactory
+
+    client, user = api_user
+    symbol = SymbolFactory(symbol="PEPE/USDT:USDT", tick_size=Decimal("0.00000001"), step_size=Decimal("1000"))
+    signal = SignalFactory(symbol=symbol, entry=Decimal("0.00001234"), stop=Decimal("0.0000120"),
+                           tp1=Decimal("0.0000130"), tp2=Decimal("0.0000140"))
+    PositionFactory(user=user, signal=signal, symbol=symbol, quantity=Decimal("1000000"),
+                    remaining_quantity=Decimal("1000000"), entry_price=Decimal("0.00001234"),
+                    stop_price=Decimal("0.0000120"), realised_pnl=Decimal("0"), fees=Decimal("0"))
+    [row] = client.get(reverse("api:positions")).json()
+    assert (row["entry_price"], row["stop_price"], row["quantity"]) == ("0.00001234", "0.00001200", "1000000")
+    assert (row["realised_pnl"], row["fees"]) == ("0.00000000", "0.00000000")
+    [card] = client.get(reverse("api:signals")).json()
+    assert (card["entry"], card["tp2"]) == ("0.00001234", "0.00001400")
+    summary = client.get(reverse("api:pnl"), {"period": "all"}).json()["summary"]
+    text = str(summary)
+    assert "E-" not in text and "E+" not in text  # never "0E-8"
+    assert summary["realised"] == "0.00000000" and summary["net"] == "0.00000000"

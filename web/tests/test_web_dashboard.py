@@ -331,3 +331,22 @@ class TestAutoTradingCard:
         page = client.get(reverse("dashboard:settings")).content.decode()
         assert f"From 1x to {settings.MAX_LEVERAGE}x" in page and "From 0.1% to 100%" in page
         assert 'name="auto_trading"' in page
+
+
+def test_settings_form_shows_every_wrong_field_at_once_and_saves_nothing(logged_in, settings):
+    client, user = logged_in
+    from web.dashboard.forms import PreferencesForm
+
+    data = {k: (str(v) if not isinstance(v, list) else v)
+            for k, v in PreferencesForm.initial_from(UserPreferences.objects.get(user=user)).items()
+            if not isinstance(v, bool)}
+    data.update({"leverage": "999", "position_size_pct": "lots", "max_open_positions": "0"})
+    page = client.post(reverse("dashboard:settings"), data)
+    errors = page.context["form"].errors
+    assert errors["leverage"] == [f"Leverage must be a whole number from 1x to {settings.MAX_LEVERAGE}x."]
+    assert errors["max_open_positions"] == ["Max open positions must be a whole number from 1 to 50."]
+    assert errors["position_size_pct"] == ["Position size must be a number from 0.1% to 100%."]
+    html = page.content.decode()
+    assert html.index("Signal risk levels to trade") < html.index('value="low"')  # the label above its boxes
+    prefs = UserPreferences.objects.get(user=user)
+    assert prefs.leverage == 5 and prefs.max_open_positions == 3  # nothing saved
