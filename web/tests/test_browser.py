@@ -143,3 +143,28 @@ def test_swagger_ui_and_the_admin_work_under_the_content_security_policy(asgi_se
     assert any("/api/v1/preferences/" in operation.text for operation in operations)
     browser.get(f"{asgi_server.url}/admin/login/")
     assert browser.find_element(By.ID, "id_username").is_displayed()
+
+
+def test_the_settings_form_shows_two_wrong_fields_at_once(asgi_server, browser, settings):  # noqa: F811
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+
+    user = TelegramUserFactory()
+    web_login(browser, asgi_server, bot_login_url(user, settings, asgi_server))
+    browser.find_element(By.ID, "nav-settings").click()
+    leverage = wait(browser, ec.presence_of_element_located((By.ID, "id_leverage")))
+    leverage.clear()
+    leverage.send_keys("999")
+    size = browser.find_element(By.ID, "id_position_size_pct")
+    size.clear()
+    size.send_keys("lots")
+    browser.find_element(By.ID, "settings-save").click()
+    form = wait(browser, ec.presence_of_element_located((By.CSS_SELECTOR, "#settings-form .errorlist")))
+    text = browser.find_element(By.ID, "settings-form").text
+    assert form is not None
+    assert f"Leverage must be a whole number from 1x to {settings.MAX_LEVERAGE}x." in text
+    assert "Position size must be a number from 0.1% to 100%." in text
+    legend = browser.find_element(By.CSS_SELECTOR, "#id_accepted_risk_levels_group legend")
+    first_box = browser.find_element(By.CSS_SELECTOR, "#id_accepted_risk_levels_group input[type=checkbox]")
+    assert legend.location["y"] < first_box.location["y"]  # the label sits above its checkboxes
+    assert UserPreferences.objects.get(user=user).leverage != 999
