@@ -3,8 +3,6 @@ when Telegram confirmed the deletion. Driven through the local Bot API server an
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from telegram_bridge.bridge import polling_run
@@ -76,23 +74,23 @@ def test_a_key_during_connect_is_taken_as_the_key_even_when_it_starts_with_a_sla
     assert conversation_get(telegram_id=USER)["step"] == "secret"
 
 
+def send_already_gone(bot_api, text: str) -> str:
+    """The user sends ``text`` and deletes it before the bot gets to it: deleteMessage fails. The bot's answer."""
+    bot_api.inject_message(user_id=USER, text=text)
+    message_id = max(k[1] for k in bot_api.messages if k[0] == str(USER))
+    bot_api.messages[(str(USER), message_id)]["deleted"] = True
+    assert polling_run(timeout=2, max_updates=1) == 1
+    return bot_api.sent_messages(USER)[-1]["text"]
+
+
 def test_deleted_is_said_only_when_the_deletion_succeeded(bot_api):
     say(bot_api, USER, "/help")
-    # a message the server never recorded cannot be deleted (as when the user already deleted it)
-    bot_api.inject_update({"message": {"message_id": 999_999, "from": {"id": USER, "is_bot": False, "first_name": "T"},
-                                       "chat": {"id": USER, "type": "private", "first_name": "T"},
-                                       "date": int(time.time()), "text": OKX_KEY}})
-    assert polling_run(timeout=2, max_updates=1) == 1
-    answer = bot_api.sent_messages(USER)[-1]["text"]
+    answer = send_already_gone(bot_api, OKX_KEY)
     assert "could not delete it" in answer and "deleted it" not in answer.replace("could not delete it", "")
 
     say(bot_api, USER, "/connect")
     press(bot_api, USER, "cx:okx")
-    bot_api.inject_update({"message": {"message_id": 999_998, "from": {"id": USER, "is_bot": False, "first_name": "T"},
-                                       "chat": {"id": USER, "type": "private", "first_name": "T"},
-                                       "date": int(time.time()), "text": OKX_KEY}})
-    assert polling_run(timeout=2, max_updates=1) == 1
-    answer = bot_api.sent_messages(USER)[-1]["text"]
+    answer = send_already_gone(bot_api, OKX_KEY)
     assert "(message deleted)" not in answer and "could not delete your message" in answer
 
 

@@ -74,7 +74,7 @@ def test_run_bridge_webhook_registers_and_the_server_pushes_updates_over_http(li
     url = f"{live_server.url}/telegram/webhook"
     call_command("run_bridge", webhook=url)
     assert bot_api.webhook == {"url": url, "secret_token": SECRET,
-                               "allowed_updates": ["message", "callback_query", "my_chat_member"]}
+                               "allowed_updates": ["message", "channel_post", "callback_query", "my_chat_member"]}
     assert {c["command"] for c in bot_api.commands} >= {"start", "help", "dashboard", "pnl", "settings"}
     bot_api.inject_message(user_id=602, text="/start", first_name="Hook")
     import time

@@ -44,8 +44,8 @@ class PreferenceNumberField(forms.Field):
             return None
         try:
             return preference_number_parse(self.preference, value)
-        except NumberRangeError as error:
-            raise ValidationError(f"{self.label} {error}.", code="range") from None
+        except NumberRangeError:  # the setting's one message (accounts.preference_bounds): name, range, units
+            raise ValidationError(PREFERENCE_BOUNDS[self.preference].message(), code="range") from None
 
 
 class PreferencesForm(forms.Form):
@@ -77,9 +77,7 @@ class PreferencesForm(forms.Form):
         super().__init__(*args, **kwargs)
         for name, bound in PREFERENCE_BOUNDS.items():
             self.fields[name].help_text = bound.allowed().capitalize()
-            # what cannot be read as a number gets the setting's one message too (range and units), not Django's
-            for code in ("invalid", "required", "max_digits", "max_decimal_places", "max_whole_digits"):
-                self.fields[name].error_messages[code] = bound.message()
+            self.fields[name].error_messages["required"] = bound.message()  # an empty box: the same one message
 
     @classmethod
     def initial_from(cls, preferences: UserPreferences) -> dict:

@@ -221,7 +221,7 @@ class TestSettingsForm:
         assert time.perf_counter() - started < 2.0
         errors = response.context["form"].errors
         assert "Leverage must be a whole number from 1x to 20x." in errors["leverage"]
-        assert "Max drawdown, % must be a number from 1% to 100%." in errors["max_drawdown_pct"]
+        assert "Max drawdown must be a number from 1% to 100%." in errors["max_drawdown_pct"]  # one message
         assert UserPreferences.objects.get(user=user).leverage == 5
 
     @pytest.mark.parametrize(("field", "value"), [("position_size_pct", "abc"), ("sizing_mode", "yolo"),
