@@ -224,7 +224,7 @@ def order_sync_from_result(*, order: Order, result: OrderResult) -> Decimal:
             trade_id=f"{order.exchange_order_id or order.client_order_id}:{result.filled_quantity.normalize()}",
             defaults={
                 "position": position, "price": fill_price, "quantity": newly_filled, "fee": max(result.fee - recorded_fee, ZERO),
-                "realised_pnl": realised,
+                "realised_pnl": realised, "filled_at": market_now(),
             },
         )
         order.filled_quantity = result.filled_quantity
@@ -243,7 +243,7 @@ def position_refresh_from_orders(*, position: Position, close_reason: str = "") 
         exit_orders = [o for o in orders if o.leg in EXIT_LEGS and o.filled_quantity > 0]
         exit_filled = sum((o.filled_quantity for o in exit_orders), ZERO)
         fills = list(Fill.objects.filter(position=position))
-        previous_status = position.status
+        previous_status, previous_tp1 = position.status, position.tp1_done
         if entry_filled > 0:
             position.entry_price = sum((o.average_price * o.filled_quantity for o in entries), ZERO) / entry_filled
             position.quantity = entry_filled
@@ -265,6 +265,8 @@ def position_refresh_from_orders(*, position: Position, close_reason: str = "") 
             event = {Position.Status.OPEN: "position.opened", Position.Status.CLOSED: "position.closed"}.get(position.status)
             if event:
                 publish(event, position_id=position.pk)
+        elif position.tp1_done and not previous_tp1 and position.status == Position.Status.OPEN:
+            publish("position.updated", position_id=position.pk)  # TP1 taken on the exchange: the trader is told
     return position
 
 
