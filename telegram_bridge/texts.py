@@ -13,7 +13,9 @@ DISCLAIMER = ("<i>Signals are not financial advice. Perpetual futures are levera
 
 # command -> (one-line summary, detailed help)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "start": ("register and see the welcome", "Registers you and shows the welcome and the disclaimer."),
+    "start": ("welcome and a 4-tap setup", "Registers you, shows the welcome and the disclaimer, and walks you through "
+                                           "paper or live, position size, risk levels and auto-trading (skippable; "
+                                           "everything stays changeable in /settings)."),
     "help": ("this help centre", "/help lists every command; /help COMMAND explains one."),
     "dashboard": ("buttons for everything", "Inline buttons: signals, PnL, positions, settings, paper/live, help."),
     "signals": ("recent and open signals", "The latest signals with their outcomes, and the ones still open."),

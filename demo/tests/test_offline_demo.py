@@ -32,7 +32,8 @@ def test_demo_users_receive_a_signal_through_aiogram_over_http(settings, django_
         transcript = "\n".join(bot_api.transcript())
         alice, bob = bot_api.transcript(990001), bot_api.transcript(990002)
     assert settings.TELEGRAM_API_BASE == ""  # restored
-    assert "Welcome, Alice!" in alice[0] and "Muted DOGE/USDT:USDT" in bob[1]
+    assert "Welcome, Alice!" in alice[0] and "1/4 · Paper or live?" in alice[1]  # the setup walk begins
+    assert "Muted DOGE/USDT:USDT" in bob[2]
     assert any("LONG DOGE/USDT:USDT" in line for line in alice) and not any("LONG DOGE" in line for line in bob)
     assert any("SHORT BTC/USDT:USDT" in line for line in bob)
     assert "still pending" in transcript and "<b>" not in transcript  # rendered as the user sees it

@@ -80,10 +80,10 @@ def test_run_bridge_webhook_registers_and_the_server_pushes_updates_over_http(li
     import time
 
     deadline = time.monotonic() + 10
-    while not bot_api.sent_messages(602) and time.monotonic() < deadline:
+    while len(bot_api.sent_messages(602)) < 2 and time.monotonic() < deadline:
         time.sleep(0.05)
-    [welcome] = bot_api.sent_messages(602)
-    assert "Welcome, <b>Hook</b>" in welcome["text"]
+    welcome, first_step = bot_api.sent_messages(602)  # the welcome, then the first step of the setup walk
+    assert "Welcome, <b>Hook</b>" in welcome["text"] and "1/4" in first_step["text"]
     assert TelegramUser.objects.filter(telegram_id=602).exists()
 
 
