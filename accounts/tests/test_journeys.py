@@ -27,8 +27,7 @@ from accounts.tests.factories import PlanFactory, SubscriptionFactory
 from config.events import dispatch_now
 from signals.tests.factories import SignalFactory, SymbolFactory
 from telegram_bridge.tests.bot_helpers import callback_data, press, say
-from testsupport.exchanges.fake import fake_account
-from trading.exchanges import fake_account_name
+from testsupport.exchanges.fake import fake_account, fake_account_name
 from trading.models import Position
 from trading.reconcile import reconcile_user
 from trading.tests.live_fixtures import fake_exchange

@@ -9,10 +9,10 @@ import pytest
 
 from accounts.models import ApiSecrets, ExchangeCredential, TelegramUser
 from accounts.tests.factories import ExchangeCredentialFactory, TelegramUserFactory
+from exchanges.errors import ExchangeConnectError
 from testsupport.exchanges.mexc_fake import MexcFetchFake
 from testsupport.exchanges.okx_fake import OkxFetchFake
 from trading.connect import exchange_connect_verified
-from trading.errors import ExchangeConnectError
 from trading.executors.live import LiveExecutor
 from trading.models import Position
 from trading.services import refusal_sentence
