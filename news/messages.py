@@ -6,7 +6,7 @@ Everything that comes from outside (exchange ids, symbols) goes through ``html.e
 from __future__ import annotations
 
 from datetime import datetime
-from decimal import Decimal
+from decimal import ROUND_HALF_EVEN, Decimal
 from html import escape
 
 HOURS_PER_YEAR = Decimal(24 * 365)
@@ -28,7 +28,7 @@ def funding_extreme_text(
     lines = [f"⚠️ <b>Extreme funding</b> on <b>{escape(symbol)}</b>"]
     for exchange, rate, interval in rates:
         payer = "longs pay shorts" if rate > 0 else "shorts pay longs"
-        yearly = annualised_pct(rate, interval).quantize(Decimal("0.1"))
+        yearly = annualised_pct(rate, interval).quantize(Decimal("0.1"), rounding=ROUND_HALF_EVEN)
         lines.append(f"{escape(exchange)}: {_pct(rate)} per {interval} h (≈ {yearly:+}% a year), {payer}")
     lines.append(f"Threshold ±{(threshold * 100).normalize()}% · period {period:%Y-%m-%d %H:%M} UTC")
     return "\n".join(lines)
@@ -49,7 +49,7 @@ def funding_arbitrage_text(
             f"💱 <b>Funding arbitrage</b> on <b>{escape(symbol)}</b>",
             f"{escape(high_exchange)}: {_pct(high_rate)} per {high_interval} h · "
             f"{escape(low_exchange)}: {_pct(low_rate)} per {low_interval} h",
-            f"Spread ≈ <b>{annualised_spread.quantize(Decimal('0.1'))}% a year</b>: short on {escape(high_exchange)}, "
+            f"Spread ≈ <b>{annualised_spread.quantize(Decimal('0.1'), rounding=ROUND_HALF_EVEN)}% a year</b>: short on {escape(high_exchange)}, "
             f"long on {escape(low_exchange)} (delta-neutral; fees, slippage and price risk not included)",
             f"Period {period:%Y-%m-%d %H:%M} UTC",
         ]

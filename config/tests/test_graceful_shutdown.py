@@ -34,10 +34,13 @@ STOP_BUDGET_SECONDS = 30.0  # docker-compose stop_grace_period and systemd Timeo
 START_DEADLINE_SECONDS = 180.0
 
 
+# A production-grade key (the start-up checks refuse the development one), shared with the session made by the test.
+PRODUCTION_SECRET_KEY = secrets.token_urlsafe(64)
+
 def _production_env(*, db: dict, redis_url: str, bot_api_base: str) -> dict[str, str]:
     # The secrets production requires; the test's own, so the session the test stores is valid for the web server.
     return service_env(
-        db=db, redis_url=redis_url, DJANGO_ENV="production", SECRET_KEY=secrets.token_urlsafe(64),
+        db=db, redis_url=redis_url, DJANGO_ENV="production", SECRET_KEY=PRODUCTION_SECRET_KEY,
         FERNET_KEYS=",".join(settings.FERNET_KEYS), ALLOWED_HOSTS="127.0.0.1,localhost",
         SECURE_SSL_REDIRECT="false",  # the test speaks plain HTTP on loopback (behind TLS in production)
         TELEGRAM_API_BASE=bot_api_base, TELEGRAM_BOT_TOKEN="",
@@ -94,7 +97,8 @@ async def _terminate_all_with_an_open_websocket(web_base: str, session_key: str,
         return stopped, socket.close_code or message.data
 
 
-def test_every_process_stops_within_30_seconds_of_sigterm(postgres_database, bot_api, tmp_path):
+def test_every_process_stops_within_30_seconds_of_sigterm(postgres_database, bot_api, tmp_path, settings):
+    settings.SECRET_KEY = PRODUCTION_SECRET_KEY  # the staff session made here must be valid in the web process
     redis_server = RedisServer(tmp_path).start()
     env = _production_env(db=postgres_database, redis_url=redis_server.url, bot_api_base=bot_api.base_url)
     logs = {name: tmp_path / f"{name}.log" for name in ("web", "worker", "trader", "beat", "bridge")}

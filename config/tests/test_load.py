@@ -81,6 +81,7 @@ def test_webhook_and_bot_update_posts_at_200_per_second(postgres_database, tmp_p
     assert not TelegramUpdate.objects.exclude(payload="").exists()
     # one reply per update ("/help"), keyed by the update: handled once, answered once
     assert Delivery.objects.filter(dedupe_key__startswith="update:").count() == posted_updates
-    assert set(WebhookEvent.objects.values_list("status", flat=True)) == {WebhookEvent.Status.IGNORED}
+    # transfers that reference no payment request: stored, marked and reported, never applied
+    assert set(WebhookEvent.objects.values_list("status", flat=True)) <= {WebhookEvent.Status.IGNORED, WebhookEvent.Status.REJECTED}
     if os.environ.get("LOAD_TEST_ENFORCE_SLO") == "1":
         assert result.percentile(99) < P99_LIMIT_MS, result.summary()
