@@ -19,6 +19,7 @@ from aiogram.types import BotCommand
 from django.conf import settings
 from django.db import close_old_connections, connection
 
+from analytics.services import heartbeat_record
 from telegram_bridge.dispatch import UpdateDispatcher
 from telegram_bridge.texts import COMMANDS
 from telegram_bridge.transport import get_transport
@@ -115,7 +116,6 @@ class Poller:
         if time.monotonic() - self._last_beat < HEARTBEAT_SECONDS:
             return
         try:
-            from analytics.services import heartbeat_record
 
             heartbeat_record(name=HEARTBEAT_NAME)
             self._last_beat = time.monotonic()

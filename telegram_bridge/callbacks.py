@@ -11,6 +11,7 @@ from django.core.exceptions import ValidationError
 from accounts.inputs import NumberRangeError, preference_number_parse
 from accounts.models import RISK_LEVELS
 from accounts.services import preferences_update
+from exchanges.errors import ExchangeConnectError
 from telegram_bridge import commands, keyboards, onboarding, subscribe, texts
 from telegram_bridge.conversations import (
     conversation_end,
@@ -21,6 +22,7 @@ from telegram_bridge.conversations import (
 )
 from telegram_bridge.telegram_html import escape
 from telegram_bridge.update_context import UpdateContext
+from trading.connect import exchange_connect_verified
 
 logger = logging.getLogger(__name__)
 
@@ -219,17 +221,12 @@ def key_message_delete(ctx: UpdateContext) -> None:
 
 
 def _connect_finish(ctx: UpdateContext, exchange: str, secrets: dict[str, str]) -> None:
-    exchange_connect = commands.optional("trading.connect", "exchange_connect_verified")
-    error_class = commands.optional("exchanges.errors", "ExchangeConnectError")
-    if exchange_connect is None:
-        ctx.reply(texts.not_available("Exchange connection"))
-        return
     label = escape(dict(keyboards.CONNECTABLE_EXCHANGES).get(exchange, exchange))
     try:
-        outcome = exchange_connect(user=ctx.user, exchange=exchange, api_key=secrets.get("api_key", ""),
+        outcome = exchange_connect_verified(user=ctx.user, exchange=exchange, api_key=secrets.get("api_key", ""),
                                    secret=secrets.get("secret", ""), passphrase=secrets.get("passphrase", ""))
     except Exception as error:
-        if error_class is not None and isinstance(error, error_class):
+        if isinstance(error, ExchangeConnectError):
             ctx.reply(f"⚠️ {label} not connected. " + escape(str(error)[:400]))
         else:  # never log the exception text: it could echo a key
             logger.error("exchange connect failed for user %s: %s", ctx.user.pk, type(error).__name__)

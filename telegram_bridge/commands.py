@@ -6,22 +6,27 @@ cannot be loaded instead of failing to start.
 
 from __future__ import annotations
 
-import importlib
 import logging
 from collections.abc import Callable
 
 from django.core.exceptions import ValidationError
 
+from accounts.login_links import login_link_create
 from accounts.models import PnlPeriod
 from accounts.services import AUTO_TRADING, preferences_update, telegram_user_ban_set
 from accounts.symbols import symbol_base, symbol_canonical
-from analytics.selectors import active_user_counts, user_counts
+from analytics.selectors import active_user_counts, heartbeat_age_seconds, user_counts
+from analytics.services import backtest_run_start
+from config.observability import error_counts
+from signals.models import Signal
+from signals.selectors import signal_list_open, signal_list_recent
 from telegram_bridge import keyboards, subscribe, texts
 from telegram_bridge.conversations import conversation_end, conversation_set
 from telegram_bridge.telegram_html import escape
 from telegram_bridge.update_context import UpdateContext
+from trading.connect import exchange_disconnect
 from trading.models import Position, TradingSwitch
-from trading.selectors import auto_trading_status_of, daily_risk_state_today
+from trading.selectors import auto_trading_status_of, daily_risk_state_today, pnl_summary, position_list_open
 from trading.services import user_auto_trading_resume
 
 logger = logging.getLogger(__name__)
@@ -37,14 +42,6 @@ def command(name: str, *, admin: bool = False):
         return function
 
     return register
-
-
-def optional(module: str, name: str):
-    """``module.name`` if it can be imported, else None."""
-    try:
-        return getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError):
-        return None
 
 
 def validation_message(error: ValidationError) -> str:
@@ -81,9 +78,6 @@ def help_(ctx: UpdateContext, args: str) -> None:
 
 
 def web_dashboard_url(ctx: UpdateContext) -> str | None:
-    login_link_create = optional("accounts.login_links", "login_link_create")
-    if login_link_create is None:
-        return None
     try:
         url = login_link_create(user=ctx.user)
     except Exception:
@@ -106,14 +100,8 @@ def dashboard(ctx: UpdateContext, args: str) -> None:
 
 
 def signals_text() -> str:
-    from signals.models import Signal
-
-    recent_selector = optional("signals.selectors", "signal_list_recent")
-    open_selector = optional("signals.selectors", "signal_list_open")
-    recent = list(recent_selector(limit=10)) if recent_selector else list(
-        Signal.objects.select_related("symbol").order_by("-created_at")[:10])
-    open_signals = list(open_selector()) if open_selector else list(
-        Signal.objects.select_related("symbol").filter(status="open").order_by("-created_at")[:20])
+    recent = list(signal_list_recent(limit=10))
+    open_signals = list(signal_list_open())
     return texts.signals_list(recent=recent, open_signals=open_signals[:20])
 
 
@@ -123,9 +111,6 @@ def signals(ctx: UpdateContext, args: str) -> None:
 
 
 def pnl_text(ctx: UpdateContext, period: str) -> str:
-    pnl_summary = optional("trading.selectors", "pnl_summary")
-    if pnl_summary is None:
-        return texts.not_available("PnL")
     return texts.pnl_summary(pnl_summary(user=ctx.user, period=period))
 
 
@@ -139,9 +124,6 @@ def pnl(ctx: UpdateContext, args: str) -> None:
 
 
 def positions_text(ctx: UpdateContext) -> str:
-    position_list_open = optional("trading.selectors", "position_list_open")
-    if position_list_open is None:
-        return texts.not_available("Positions")
     return texts.positions_list(list(position_list_open(user=ctx.user)))
 
 
@@ -279,9 +261,6 @@ def resume(ctx: UpdateContext, args: str) -> None:
 
 @command("connect")
 def connect(ctx: UpdateContext, args: str) -> None:
-    if optional("trading.connect", "exchange_connect") is None:
-        ctx.reply(texts.not_available("Exchange connection"))
-        return
     conversation_set(telegram_id=ctx.user.telegram_id, state={"flow": "connect", "step": "exchange"})
     ctx.reply("Which exchange? Use an API key with trade rights and <b>without</b> withdrawal rights. Each message "
               "with a key is deleted right after I read it. /cancel stops.", markup=keyboards.exchanges())
@@ -289,10 +268,6 @@ def connect(ctx: UpdateContext, args: str) -> None:
 
 @command("disconnect")
 def disconnect(ctx: UpdateContext, args: str) -> None:
-    exchange_disconnect = optional("trading.connect", "exchange_disconnect")
-    if exchange_disconnect is None:
-        ctx.reply(texts.not_available("Exchange connection"))
-        return
     if not ctx.user.credentials.filter(is_active=True).exists():
         ctx.reply("No exchange is connected.")
         return
@@ -338,7 +313,6 @@ def admin(ctx: UpdateContext, args: str) -> None:
     """Users and DAU/WAU/MAU come from analytics.selectors, the same definitions as the control panel's."""
     from django.db.models import Count, Q
 
-    from signals.models import Signal
 
     users = user_counts()
     active = active_user_counts()
@@ -346,14 +320,12 @@ def admin(ctx: UpdateContext, args: str) -> None:
         open=Count("id", filter=Q(status="open")), closed=Count("id", filter=Q(status="closed")),
         wins=Count("id", filter=Q(outcome__in=["tp1", "tp2"])), losses=Count("id", filter=Q(outcome="sl")),
     )
-    heartbeat_age_seconds = optional("analytics.selectors", "heartbeat_age_seconds")
-    age = heartbeat_age_seconds(name="worker") if heartbeat_age_seconds else None
-    bridge_age = heartbeat_age_seconds(name="bridge") if heartbeat_age_seconds else None
+    age = heartbeat_age_seconds(name="worker")
+    bridge_age = heartbeat_age_seconds(name="bridge")
     from telegram_bridge.models import Delivery
 
     pending = Delivery.objects.filter(status__in=["pending", "sending"]).count()
-    error_counts = optional("config.observability", "error_counts")
-    errors = error_counts() if error_counts else {}
+    errors = error_counts()
     errors_text = ", ".join(f"{escape(kind)} {count}" for kind, count in sorted(errors.items()) if count) or "none"
     ctx.reply("\n".join([
         "<b>Admin</b>",
@@ -409,10 +381,6 @@ def backtest(ctx: UpdateContext, args: str) -> None:
     symbol = symbol_normalize(parts[0]) if parts else None
     if symbol is None or len(parts) < 2 or not parts[1].isdigit() or not 1 <= int(parts[1]) <= 3650:
         ctx.reply("Usage: /backtest SYMBOL DAYS, e.g. /backtest BTC 30")
-        return
-    backtest_run_start = optional("analytics.services", "backtest_run_start")
-    if backtest_run_start is None:
-        ctx.reply(texts.not_available("Backtesting"))
         return
     try:
         run = backtest_run_start(params={"symbols": [symbol], "days": int(parts[1])},

@@ -24,6 +24,7 @@ from django.utils import timezone
 from accounts.crypto import SecretDecryptionError, decrypt_secret, encrypt_secret, rotate_secret
 from accounts.models import TelegramUser
 from accounts.services import telegram_chat_migrate, telegram_user_register, telegram_users_mark_blocked
+from analytics.services import activity_record
 from config.observability import bot_update_error
 from telegram_bridge import callbacks, commands, groups, onboarding, texts
 from telegram_bridge.conversations import conversation_end, conversation_get
@@ -331,8 +332,6 @@ def _command_dispatch(ctx: UpdateContext, name: str, args: str) -> None:
 
 
 def _activity(user: TelegramUser, kind: str, name: str) -> None:
-    from analytics.services import activity_record
-
     activity_record(user=user, kind=kind, name=name[:64])
 
 

@@ -220,7 +220,3 @@ def auto_trading_line(status) -> str:
     why = "" if status.reason == "switched off" else f" ({escape(status.reason)})"
     action = AUTO_TRADING_ACTIONS.get(status.action, "")
     return f"Auto-trading: <b>{escape(status.state)}</b>{why}." + (f" {action}" if action else "")
-
-
-def not_available(feature: str) -> str:
-    return f"{escape(feature)} is not available yet. Please try again later."

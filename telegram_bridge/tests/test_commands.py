@@ -10,8 +10,9 @@ from accounts.models import TelegramUser
 from accounts.tests.factories import ExchangeCredentialFactory, SubscriptionFactory, TelegramUserFactory
 from analytics.models import UserActivity
 from analytics.selectors import active_user_counts
+from exchanges.errors import ExchangeConnectError
 from signals.tests.factories import SignalFactory
-from telegram_bridge import commands
+from telegram_bridge import callbacks, commands
 from telegram_bridge.models import Delivery, TelegramUpdate
 from telegram_bridge.services import update_handle
 from telegram_bridge.tests.bot_helpers import buttons, callback_data, press, say
@@ -123,9 +124,6 @@ def fake_trading(monkeypatch):
         best: Decimal = Decimal("10")
         worst: Decimal = Decimal("-3")
 
-    class ExchangeConnectError(Exception):
-        pass
-
     def exchange_connect(*, user, exchange, api_key, secret, passphrase=""):
         calls["connect"] = (exchange, api_key, secret, passphrase)
         if api_key == "WRONG":
@@ -133,15 +131,10 @@ def fake_trading(monkeypatch):
         return ConnectOutcome(credential=ExchangeCredentialFactory(user=user, exchange=exchange),
                               free_balance=Decimal("1000"))
 
-    fakes = {
-        ("trading.selectors", "pnl_summary"): lambda *, user, period: Summary(period=period),
-        ("trading.selectors", "position_list_open"): lambda *, user: [],
-        ("trading.connect", "exchange_connect_verified"): exchange_connect,
-        ("trading.connect", "exchange_disconnect"): lambda *, user: calls.setdefault("disconnect", user),
-        ("exchanges.errors", "ExchangeConnectError"): ExchangeConnectError,
-    }
-    real = commands.optional
-    monkeypatch.setattr(commands, "optional", lambda module, name: fakes.get((module, name)) or real(module, name))
+    monkeypatch.setattr(commands, "pnl_summary", lambda *, user, period: Summary(period=period))
+    monkeypatch.setattr(commands, "position_list_open", lambda *, user: [])
+    monkeypatch.setattr(callbacks, "exchange_connect_verified", exchange_connect)
+    monkeypatch.setattr(commands, "exchange_disconnect", lambda *, user: calls.setdefault("disconnect", user))
     return calls
 
 
@@ -181,13 +174,6 @@ def test_connect_conversation_deletes_key_messages_and_never_stores_keys(bot_api
     assert "refused these keys" in say(bot_api, 507, "SECRET2")[0]["text"]
     say(bot_api, 507, "/disconnect")
     assert fake_trading["disconnect"].telegram_id == 507
-
-
-def test_connect_degrades_politely_without_the_trading_module(bot_api, monkeypatch):
-    monkeypatch.setattr(commands, "optional", lambda module, name: None)
-    assert "not available yet" in say(bot_api, 508, "/connect")[0]["text"]
-    assert "not available yet" in say(bot_api, 508, "/pnl")[0]["text"]
-    assert "not available yet" in say(bot_api, 508, "/disconnect")[0]["text"]
 
 
 def test_admin_commands_are_refused_to_others_and_nothing_runs(bot_api):
@@ -241,8 +227,7 @@ def test_backtest_command(bot_api, settings, monkeypatch):
         started.update(params=params, by=requested_by_telegram_id)
         return Run()
 
-    real = commands.optional
-    monkeypatch.setattr(commands, "optional", lambda m, n: backtest_run_start if n == "backtest_run_start" else real(m, n))
+    monkeypatch.setattr(commands, "backtest_run_start", backtest_run_start)
     assert "Backtest #42" in say(bot_api, 511, "/backtest btc 30")[0]["text"]
     assert started == {"params": {"symbols": ["BTC/USDT:USDT"], "days": 30}, "by": 511}
     assert "Usage" in say(bot_api, 511, "/backtest btc lots")[0]["text"]
