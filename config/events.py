@@ -35,9 +35,17 @@ def task_modules_load() -> None:
 
 def dispatch_now(event: str, payload: dict[str, Any]) -> list[str]:
     """Send the event to every consumer task now. Returns the task names it was sent to."""
+    return dispatch_to(event, payload, consumers=event_consumers(event))
+
+
+def dispatch_to(event: str, payload: dict[str, Any], *, consumers: list[str]) -> list[str]:
+    """Send the event to the given consumers of it only (a re-announcement to those that have not handled it)."""
     task_modules_load()
+    known = event_consumers(event)
     sent = []
-    for task_name in event_consumers(event):
+    for task_name in consumers:
+        if task_name not in known:
+            raise ValueError(f"{task_name!r} does not consume {event!r}")
         task = app.tasks.get(task_name)
         if task is None:
             if app.conf.task_always_eager:
