@@ -27,12 +27,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import InterfaceError, OperationalError, transaction
+from django.db import transaction
 from django.db.models import Count, F
 from django.utils import timezone
 
 from accounts.models import TelegramUser
 from accounts.policy import trading_mode_for_user
+from config.celery import transient_errors
 from exchanges.errors import RetryableExchangeError
 from signals.models import Signal
 from signals.services import signal_fanout_record
@@ -45,7 +46,9 @@ from trading.models import ExecutionIntent, Position, TradeRefusal
 logger = logging.getLogger(__name__)
 
 FANOUT_CONSUMER = "trading.tasks.execute_signal"
-RETRYABLE = (RetryableExchangeError, OperationalError, InterfaceError)
+# Exchange hiccups, and PostgreSQL or Redis dropping out (an event that cannot be dispatched after the commit of an
+# opened position raises too: the re-run finds the position and records it as opened).
+RETRYABLE = (RetryableExchangeError, *transient_errors())
 INTENT_MAX_ATTEMPTS = 12  # executions started; past it the sweeper records the intent as failed
 Outcome = ExecutionIntent.Outcome
 
