@@ -10,7 +10,6 @@ import random
 
 from celery import shared_task
 from django.conf import settings
-from django.db import InterfaceError, OperationalError
 
 from analytics.models import BacktestRun
 from telegram_bridge import broadcasts
@@ -50,8 +49,7 @@ def deliveries_send(self, delivery_ids: list[int]) -> dict:
             "retry_afters": report.retry_afters}
 
 
-@shared_task(name="telegram_bridge.tasks.broadcast_signal", time_limit=300, autoretry_for=(OperationalError, InterfaceError),
-             max_retries=5, retry_backoff=True, retry_backoff_max=60, **_RELIABLE)
+@shared_task(name="telegram_bridge.tasks.broadcast_signal", time_limit=300, **_RELIABLE)
 def broadcast_signal(signal_id: int) -> int:
     """Consumer of ``signal.created``: all delivery rows (and the fan-out record) in one transaction, then the send
     tasks. A lost task is announced again (``signals.services.signal_publish_pending``), rows whose send task was lost

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import logging
+
 from celery import shared_task
 from django.db import InterfaceError, OperationalError
 
 from exchanges.errors import RetryableExchangeError
 from trading import intents
 
-_RETRYABLE = (RetryableExchangeError, OperationalError, InterfaceError)
-
+logger = logging.getLogger(__name__)
 
 @shared_task(
     bind=True,
@@ -39,7 +40,7 @@ def execute_signal(self, signal_id: int) -> dict:
     queue="trade",
     acks_late=True,
     reject_on_worker_lost=True,
-    autoretry_for=_RETRYABLE,
+    autoretry_for=(RetryableExchangeError,),  # PostgreSQL/Redis drop-outs: retried in place (config.celery.ReliableTask)
     retry_backoff=True,
     retry_backoff_max=30,
     max_retries=5,
@@ -48,7 +49,12 @@ def execute_signal(self, signal_id: int) -> dict:
 )
 def execute_intent(intent_id: int) -> str | None:
     """One (signal, user): decide and execute it once; returns the outcome. Idempotent (``trading.intents``)."""
-    run = intents.execution_intent_execute(intent_id=intent_id)
+    try:
+        run = intents.execution_intent_execute(intent_id=intent_id)
+    except intents.RETRYABLE as exc:
+        logger.warning("execution intent %s: %s (%s); retried", intent_id, type(exc).__name__, exc)
+        raise
+    logger.info("execution intent %s: %s", intent_id, run.intent.outcome if run is not None else "gone")
     return run.intent.outcome if run is not None else None
 
 
