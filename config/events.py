@@ -40,7 +40,11 @@ def dispatch_now(event: str, payload: dict[str, Any]) -> list[str]:
 
 def dispatch_to(event: str, payload: dict[str, Any], *, consumers: list[str]) -> list[str]:
     """Send the event to the given consumers of it only (a re-announcement to those that have not handled it)."""
-    task_modules_load()
+    if app.conf.task_always_eager:
+        # Run in this process: the consumers must be registered here. With a broker a consumer unknown here is sent by
+        # name; importing the task modules then would make Celery's Django fix-up run django.setup() again inside a
+        # worker's task, which reconfigures logging and silences that pool process's log from then on.
+        task_modules_load()
     known = event_consumers(event)
     sent = []
     for task_name in consumers:
