@@ -234,7 +234,7 @@ CELERY_BEAT_SCHEDULE = {
 # Deadlines of the sweepers above (seconds). Work not done by its deadline is queued again; each further re-queue
 # waits as long as the work has already waited (doubling), at most REQUEUE_BACKOFF_MAX_SECONDS, so a long backlog is
 # not re-queued on every sweep. A started execution counts as due again TRADE_INTENT_LEASE_SECONDS after its start.
-SIGNAL_FANOUT_DEADLINE_SECONDS = env.int("SIGNAL_FANOUT_DEADLINE_SECONDS", default=30)
+SIGNAL_FANOUT_DEADLINE_SECONDS = env.int("SIGNAL_FANOUT_DEADLINE_SECONDS", default=20)
 TRADE_INTENT_DEADLINE_SECONDS = env.int("TRADE_INTENT_DEADLINE_SECONDS", default=20)
 TRADE_INTENT_LEASE_SECONDS = env.int("TRADE_INTENT_LEASE_SECONDS", default=40)
 TELEGRAM_DELIVERY_DEADLINE_SECONDS = env.int("TELEGRAM_DELIVERY_DEADLINE_SECONDS", default=20)

@@ -335,9 +335,21 @@ def assert_invariants(*, users: list, signals: list, bot_api: LocalBotAPIServer)
 
 
 def print_report(name: str, stack: FanoutStack, **numbers) -> None:
+    """One line per run: the figures, the measured start-ups and what the sweepers had to put back."""
     startups = {n: [round(t, 1) for t in s.startup_seconds] for n, s in stack.services.items()}
+    logs = "".join(path.read_text(errors="replace") for path in stack.tmp_path.glob("*.log"))
+    swept = {"signals announced again": logs.count("announced to them again"),
+             "intent re-queues": logs.count("not decided in time; queued again"),
+             "delivery re-sends": logs.count("deliveries_resend_stale") and _resent(logs)}
     print(f"[{name}] " + ", ".join(f"{k}={v}" for k, v in numbers.items()) + f"; start-ups {startups}; "
-          f"restarted {[(n, round(t, 1)) for n, t in stack.restarted]}", file=sys.stderr)
+          f"restarted {[(n, round(t, 1)) for n, t in stack.restarted]}; sweepers {swept}", file=sys.stderr)
+
+
+def _resent(logs: str) -> int:
+    """Chunks the delivery sweeper queued (its task returns how many)."""
+    import re
+
+    return sum(int(n) for n in re.findall(r"deliveries_resend_stale\[[^\]]+\] succeeded in [\d.]+s: (\d+)", logs))
 
 
 def own_database_pid() -> int:

@@ -57,6 +57,11 @@ def stack(postgres_database, bot_api, tmp_path):
     stack.stop()
 
 
+# When Redis dies: with a tenth of the executions decided (mid-burst), or right after the announcement, while the
+# fan-out tasks may still be within the last second the append-only file had not synced. Runs alternate.
+CRASH_AFTER_SHARE = (0.1, 0.0)
+
+
 @pytest.mark.parametrize("run", range(fault_repeat()))
 def test_redis_crash_mid_burst_loses_and_doubles_nothing(run, stack):
     """Tasks queued or held unacknowledged when Redis died may be gone (or come back from the append-only file): the
@@ -64,7 +69,9 @@ def test_redis_crash_mid_burst_loses_and_doubles_nothing(run, stack):
     users, signals = burst_users(USERS), burst_signals()
     stack.start()
     stack.announce(signals)
-    wait_for_progress(stack, users=users, signals=signals, share=0.1)
+    share = CRASH_AFTER_SHARE[run % len(CRASH_AFTER_SHARE)]
+    if share:
+        wait_for_progress(stack, users=users, signals=signals, share=share)
 
     stack.crash_redis()
     crashed_at = time.monotonic()
@@ -79,7 +86,7 @@ def test_redis_crash_mid_burst_loses_and_doubles_nothing(run, stack):
     assert at_crash.decided < at_crash.expected_intents, "the burst finished before the crash; nothing was tested"
     assert_invariants(users=users, signals=signals, bot_api=stack.bot_api)
     assert took <= RECOVERY_BUDGET_SECONDS, f"done {took:.1f} s after the recovery"
-    print_report(f"redis crash {run + 1}", stack, decided_at_crash=f"{at_crash.decided}/{at_crash.expected_intents}",
+    print_report(f"redis crash {run + 1}", stack, crash_after=f"{share:.0%}", decided_at_crash=f"{at_crash.decided}/{at_crash.expected_intents}",
                  done_after_recovery=f"{took:.1f}s")
 
 
