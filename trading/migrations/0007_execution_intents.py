@@ -10,7 +10,7 @@ class Migration(migrations.Migration):
     dependencies = [
         ('accounts', '0005_preference_bounds'),
         ('signals', '0003_signal_fanout'),
-        ('trading', '0005_refusal_reasons_of_the_user_policy'),
+        ('trading', '0006_refusal_plan_required'),
     ]
 
     operations = [
