@@ -46,16 +46,23 @@ STARTUP_FACTOR = 3.0
 SIGNAL_CREATED_CONSUMERS = ("telegram_bridge.tasks.broadcast_signal", "trading.tasks.execute_signal",
                             "web.live_updates.push_signal")
 
-# Bundled replay markets (priced by the workers' replay data at their last close, as in the paper executor's tests).
-MARKETS = (("XRP/USDT:USDT", Decimal("1.0")), ("ETH/BTC", Decimal("0.10441057")), ("LTC/BTC", Decimal("0.016145")),
-           ("ETC/BTC", Decimal("0.002759")), ("XLM/BTC", Decimal("0.00005008")))
+# Bundled replay markets: the workers price positions from the replay data at its end (their private Redis holds no
+# replay clock), so each signal's levels are set around that same price, read here the same way.
+MARKETS = ("XRP/USDT:USDT", "ETH/BTC", "LTC/BTC", "ETC/BTC", "XLM/BTC")
 KINDS = (("long", "technical"), ("short", "technical"), ("long", "news"), ("short", "news"), ("long", "flow"))
 
 
 def burst_signals() -> list:
-    """One signal per bundled replay market (one position per user and symbol), levels around that market's price."""
+    """One signal per bundled replay market (one position per user and symbol), levels ±5 % and +10 % around the
+    market's last replay price (a paper fill beyond the stop or the first target would be refused)."""
+    from django.core.cache.backends.locmem import LocMemCache
+
+    from signals.market_data.replay import ReplayMarketData
+
+    replay = ReplayMarketData(cache=LocMemCache("fault-stack-replay", {}))
     signals = []
-    for (side, source), (name, price) in zip(KINDS, MARKETS, strict=True):
+    for (side, source), name in zip(KINDS, MARKETS, strict=True):
+        price = Decimal(str(replay.last_price(name))).quantize(Decimal("0.00000001"))
         symbol = SymbolFactory(symbol=name, base=name.split("/")[0], tick_size=Decimal("0.00000001"),
                                step_size=Decimal("1"), min_quantity=Decimal("1"), min_notional=Decimal("5"))
         sign = 1 if side == "long" else -1
