@@ -12,6 +12,7 @@ from trading import intents
 
 logger = logging.getLogger(__name__)
 
+
 @shared_task(
     bind=True,
     name="trading.tasks.execute_signal",
