@@ -35,9 +35,21 @@ def task_modules_load() -> None:
 
 def dispatch_now(event: str, payload: dict[str, Any]) -> list[str]:
     """Send the event to every consumer task now. Returns the task names it was sent to."""
-    task_modules_load()
+    return dispatch_to(event, payload, consumers=event_consumers(event))
+
+
+def dispatch_to(event: str, payload: dict[str, Any], *, consumers: list[str]) -> list[str]:
+    """Send the event to the given consumers of it only (a re-announcement to those that have not handled it)."""
+    if app.conf.task_always_eager:
+        # Run in this process: the consumers must be registered here. With a broker a consumer unknown here is sent by
+        # name; importing the task modules then would make Celery's Django fix-up run django.setup() again inside a
+        # worker's task, which reconfigures logging and silences that pool process's log from then on.
+        task_modules_load()
+    known = event_consumers(event)
     sent = []
-    for task_name in event_consumers(event):
+    for task_name in consumers:
+        if task_name not in known:
+            raise ValueError(f"{task_name!r} does not consume {event!r}")
         task = app.tasks.get(task_name)
         if task is None:
             if app.conf.task_always_eager:

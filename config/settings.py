@@ -171,8 +171,18 @@ CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=300)
 CELERY_TASK_SOFT_TIME_LIMIT = env.int("CELERY_TASK_SOFT_TIME_LIMIT", default=240)
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
-# Unacked (acks_late) messages of a worker that died are re-delivered after this many seconds.
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=3600)}
+# Unacked (acks_late) messages of a worker that died are re-delivered after this many seconds. The queue is only a
+# doorbell: the work itself is stored first (signal fan-outs, execution intents, delivery rows, webhook updates) and
+# beat sweepers re-queue what is not done within seconds to a minute, so after a kill -9 or a Redis crash nothing
+# waits for this redelivery. It is the last resort for tasks with no row of their own, and it must stay ABOVE the
+# longest time a live worker may legitimately hold a message unacknowledged, or Redis hands it to a second worker
+# while the first still runs it: the longest hard time limit of a late-acking task (600 s, deliveries_send) and the
+# longest retry countdown (deliveries_send caps it below 600 s; on Redis a countdown is held unacknowledged).
+# Hence 900 s (15 min) instead of Redis' 3600.
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=900)}
+# A late-acking task that raises is acknowledged (Celery's default, kept): its work is a database row that the sweepers
+# re-queue, and a poisoned message must not loop. Tasks that the broker should run again on a transient error retry
+# (autoretry_for) on top of the in-place retries of config.celery.ReliableTask.
 # SIGTERM to a worker: it takes no new task and lets the running ones finish for this many seconds, then cancels
 # them (acks_late ones go back to their queue; the sweepers re-queue the others' rows) and exits, so a stop takes
 # at most ~this + a few seconds (docker-compose stop_grace_period and systemd TimeoutStopSec are 30 s).
@@ -195,7 +205,9 @@ CELERY_BEAT_SCHEDULE = {
     # signals: scan at every 15m candle close (batches start SIGNAL_SCAN_DELAY_SECONDS later), follow open signals
     "scan-markets": {"task": "signals.tasks.scan_markets", "schedule": crontab(minute="*/15"), "options": {"queue": "scan"}},
     "track-signal-outcomes": {"task": "signals.tasks.track_signal_outcomes", "schedule": 60.0, "options": {"queue": "scan"}},
-    "publish-pending-signals": {"task": "signals.tasks.publish_pending_signals", "schedule": 120.0, "options": {"queue": "scan"}},
+    # the database is the source of truth, the queue only a doorbell: announce again signals that were never dispatched
+    # or that a consumer never fanned out (SignalFanout), within seconds
+    "publish-pending-signals": {"task": "signals.tasks.publish_pending_signals", "schedule": 10.0, "options": {"queue": "scan", "expires": 9}},
     # news: poll CryptoNews (or the recorded stand-in) every minute; funding rates of the scanned perpetuals
     "poll-news": {"task": "news.tasks.poll_news", "schedule": 60.0, "options": {"queue": "default"}},
     "poll-funding-rates": {"task": "news.tasks.poll_funding_rates", "schedule": crontab(minute="*/5"), "options": {"queue": "default"}},
@@ -207,8 +219,10 @@ CELERY_BEAT_SCHEDULE = {
     # fresh last prices (the 30 s price cache) as ticks between candles
     "monitor-positions": {"task": "trading.tasks.monitor_positions", "schedule": 60.0, "options": {"queue": "trade", "expires": 55}},
     "monitor-position-prices": {"task": "trading.tasks.monitor_position_prices", "schedule": 30.0, "options": {"queue": "trade", "expires": 25}},
-    # telegram: re-send deliveries a dead worker left pending; prune the update-id de-duplication table nightly
-    "telegram-resend-stale": {"task": "telegram_bridge.tasks.deliveries_resend_stale", "schedule": 60.0, "options": {"queue": "telegram", "expires": 55}},
+    # execution intents not decided by their due time (task lost with Redis, worker killed, database down): queued again
+    "execution-intents-sweep": {"task": "trading.tasks.execution_intents_sweep", "schedule": 10.0, "options": {"queue": "trade", "expires": 9}},
+    # telegram: re-send deliveries left pending (task lost) or claimed by a dead worker; prune the update-id table nightly
+    "telegram-resend-stale": {"task": "telegram_bridge.tasks.deliveries_resend_stale", "schedule": 10.0, "options": {"queue": "telegram", "expires": 9}},
     "telegram-updates-prune": {"task": "telegram_bridge.tasks.telegram_updates_prune", "schedule": crontab(hour=3, minute=17), "options": {"queue": "telegram"}},
     # webhooks answer once the delivery is stored; these process what was stored but never queued (or lost a worker)
     "telegram-updates-process-stale": {"task": "telegram_bridge.tasks.telegram_updates_process_stale", "schedule": 60.0, "options": {"queue": "telegram", "expires": 55}},
@@ -216,6 +230,15 @@ CELERY_BEAT_SCHEDULE = {
     # subscriptions: reminders before a plan ends, downgrade at its end, expiry of unpaid Solana Pay requests
     "subscriptions-lifecycle": {"task": "accounts.tasks.subscriptions_lifecycle", "schedule": crontab(minute="*/10"), "options": {"queue": "default", "expires": 540}},
 }
+
+# Deadlines of the sweepers above (seconds). Work not done by its deadline is queued again; each further re-queue
+# waits as long as the work has already waited (doubling), at most REQUEUE_BACKOFF_MAX_SECONDS, so a long backlog is
+# not re-queued on every sweep. A started execution counts as due again TRADE_INTENT_LEASE_SECONDS after its start.
+SIGNAL_FANOUT_DEADLINE_SECONDS = env.int("SIGNAL_FANOUT_DEADLINE_SECONDS", default=20)
+TRADE_INTENT_DEADLINE_SECONDS = env.int("TRADE_INTENT_DEADLINE_SECONDS", default=20)
+TRADE_INTENT_LEASE_SECONDS = env.int("TRADE_INTENT_LEASE_SECONDS", default=40)
+TELEGRAM_DELIVERY_DEADLINE_SECONDS = env.int("TELEGRAM_DELIVERY_DEADLINE_SECONDS", default=20)
+REQUEUE_BACKOFF_MAX_SECONDS = env.int("REQUEUE_BACKOFF_MAX_SECONDS", default=60)
 
 # --- Domain events --------------------------------------------------------------------------------------------------
 # event name -> Celery task names that consume it (see config/events.py). Apps subscribe here, not by importing
@@ -244,6 +267,11 @@ DOMAIN_EVENT_CONSUMERS: dict[str, list[str]] = {
     # payload: user_id (TelegramUser pk); the user's open WebSockets are closed
     "user.banned": ["web.live_updates.sockets_close_banned"],
 }
+
+# Consumers of signal.created that store per-user rows for it (one delivery row per recipient; one execution intent
+# per user) and record their fan-out (signals.SignalFanout); a signal is done when all of them have, and until then
+# signals.services.signal_publish_pending announces it to the missing ones again. (The live push is best effort.)
+SIGNAL_FANOUT_CONSUMERS = ["telegram_bridge.tasks.broadcast_signal", "trading.tasks.execute_signal"]
 
 # --- Auth, i18n, static -------------------------------------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [

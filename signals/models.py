@@ -96,7 +96,13 @@ class Signal(models.Model):
     outcome_pnl_pct = PercentField(null=True, blank=True)
     tp1_hit_at = models.DateTimeField(null=True, blank=True)
     expires_at = models.DateTimeField(null=True, blank=True)
-    published_at = models.DateTimeField(null=True, blank=True, help_text="When signal.created was dispatched")
+    published_at = models.DateTimeField(
+        null=True, blank=True, help_text="When signal.created was last dispatched (first announcement or a re-announcement)"
+    )
+    fanned_out_at = models.DateTimeField(
+        null=True, blank=True,
+        help_text="When every consumer in SIGNAL_FANOUT_CONSUMERS had stored its per-user rows (see SignalFanout)",
+    )
     created_at = models.DateTimeField(default=timezone.now)
     closed_at = models.DateTimeField(null=True, blank=True)
 
@@ -111,10 +117,30 @@ class Signal(models.Model):
             models.Index(fields=["status", "created_at"], name="signal_status_created_idx"),
             models.Index(fields=["created_at"], name="signal_created_idx"),
             models.Index(fields=["published_at"], name="signal_published_idx"),
+            models.Index(fields=["created_at"], condition=Q(fanned_out_at__isnull=True), name="signal_not_fanned_out_idx"),
         ]
 
     def __str__(self) -> str:
         return f"{self.side.upper()} {self.symbol} @ {decimal_plain(self.entry)} ({self.source})"
+
+
+class SignalFanout(models.Model):
+    """A consumer of ``signal.created`` stored its per-user rows for a signal (the Telegram broadcast: one delivery row
+    per recipient; trading: one execution intent per user), in the same transaction as those rows.
+
+    The queue only rings the doorbell: a consumer's task may be lost (Redis crash, a worker killed, PostgreSQL down
+    when it ran); until its row exists here, ``signals.services.signal_publish_pending`` announces the signal to it
+    again. Unique per (signal, consumer)."""
+
+    signal = models.ForeignKey(Signal, on_delete=models.CASCADE, related_name="fanouts")
+    consumer = models.CharField(max_length=100, help_text="Task name of the consumer (settings.SIGNAL_FANOUT_CONSUMERS)")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["signal", "consumer"], name="one_fanout_per_signal_consumer")]
+
+    def __str__(self) -> str:
+        return f"signal {self.signal_id} fanned out by {self.consumer}"
 
 
 class FundingSnapshot(models.Model):

@@ -24,6 +24,15 @@ def signal_list_unpublished(*, created_before) -> QuerySet[Signal]:
     return Signal.objects.filter(published_at__isnull=True, created_at__lt=created_before).order_by("created_at")
 
 
+def signal_list_not_fanned_out(*, announced_before, created_after) -> QuerySet[Signal]:
+    """Open signals announced before ``announced_before`` that some consumer has not fanned out yet (its task was
+    lost), created after ``created_after`` (older ones are given up)."""
+    return Signal.objects.filter(
+        fanned_out_at__isnull=True, status=Signal.Status.OPEN, published_at__lt=announced_before,
+        created_at__gt=created_after,
+    ).order_by("created_at")
+
+
 def symbol_get(*, symbol: str) -> Symbol | None:
     """The market ``symbol`` names exactly, else the perpetual of its spelling ("doge", "DOGE/USDT";
     ``accounts.symbols``)."""

@@ -1,8 +1,12 @@
 """Writes of the signals app: symbols from market metadata, signals from engine candidates, publish, close.
 
-Every new signal is announced exactly through ``signal_publish`` (domain event ``signal.created``); a crash between
-the commit and the dispatch leaves ``published_at`` empty and ``signal_publish_pending`` (a periodic sweeper)
-announces it again. Consumers are idempotent (keyed by the signal id).
+Every new signal is announced exactly through ``signal_publish`` (domain event ``signal.created``). Announcing is only
+a doorbell: a signal is done when each consumer that stores per-user work for it (``settings.SIGNAL_FANOUT_CONSUMERS``:
+the Telegram broadcast's delivery rows, trading's execution intents) has recorded its fan-out
+(``signal_fanout_record``, in the transaction that stored those rows; then ``fanned_out_at`` is stamped). The periodic
+sweeper ``signal_publish_pending`` announces again what was never dispatched (crash between the commit and the
+dispatch: ``published_at`` empty) and, to the consumers concerned only, what a consumer never fanned out (its task
+lost with Redis, a killed worker or a PostgreSQL outage). Consumers are idempotent (keyed by the signal id).
 """
 
 from __future__ import annotations
@@ -19,11 +23,11 @@ from django.core.cache import cache
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from config.events import dispatch_now, event_consumers
+from config.events import dispatch_now, dispatch_to, event_consumers
 from engine.sectors import sector_of
 from engine.strategy import SignalCandidate
 from signals import selectors
-from signals.models import Sector, Signal, Symbol
+from signals.models import Sector, Signal, SignalFanout, Symbol
 
 if TYPE_CHECKING:
     from signals.market_data import MarketInfo
@@ -210,13 +214,17 @@ def signal_create(
     return signal
 
 
-def _dispatch_created(signal_id: int) -> None:
+def _dispatch_created(signal_id: int, *, consumers: list[str] | None = None) -> None:
+    """Dispatch ``signal.created`` (to every consumer, or to ``consumers`` only), then stamp ``published_at``."""
     try:
-        dispatch_now("signal.created", {"signal_id": signal_id})
+        if consumers is None:
+            dispatch_now("signal.created", {"signal_id": signal_id})
+        else:
+            dispatch_to("signal.created", {"signal_id": signal_id}, consumers=consumers)
     except Exception:  # a failing consumer must not lose the announcement: the sweeper retries
         logger.exception("signal.created for signal %s could not be dispatched; the sweeper will retry", signal_id)
         return
-    Signal.objects.filter(pk=signal_id, published_at__isnull=True).update(published_at=timezone.now())
+    Signal.objects.filter(pk=signal_id).update(published_at=timezone.now())
 
 
 def _dispatch_closed(signal_id: int) -> None:
@@ -233,21 +241,58 @@ def signal_publish(*, signal: Signal) -> None:
     transaction.on_commit(lambda: _dispatch_created(signal_id))
 
 
-def signal_publish_pending(*, older_than: timedelta = timedelta(seconds=60)) -> int:
-    """Re-announce signals whose ``signal.created`` was never dispatched; returns how many were sent again.
+def signal_fanout_consumers() -> list[str]:
+    """The consumers of ``signal.created`` that record their fan-out (``SIGNAL_FANOUT_CONSUMERS`` that are subscribed)."""
+    subscribed = set(event_consumers("signal.created"))
+    return [name for name in settings.SIGNAL_FANOUT_CONSUMERS if name in subscribed]
 
-    Only signals created more than ``older_than`` ago: younger ones may still be in their own on-commit dispatch.
+
+def signal_fanout_record(*, signal_id: int, consumer: str) -> None:
+    """``consumer`` stored its per-user rows for the signal: call it inside the transaction that stored them, so the
+    record and the rows commit together (or not at all). Stamps ``fanned_out_at`` once every consumer recorded."""
+    SignalFanout.objects.get_or_create(signal_id=signal_id, consumer=consumer)
+    done = set(SignalFanout.objects.filter(signal_id=signal_id).values_list("consumer", flat=True))
+    if done.issuperset(signal_fanout_consumers()):
+        Signal.objects.filter(pk=signal_id, fanned_out_at__isnull=True).update(fanned_out_at=timezone.now())
+
+
+def signal_publish_pending(
+    *, older_than: timedelta | None = None, window: timedelta = timedelta(hours=24)
+) -> int:
+    """The sweeper (beat, every ``SIGNAL_PUBLISH_SWEEP_SECONDS``): announce again what did not get through; returns
+    how many signals were announced.
+
+    * never dispatched (a crash between the commit and the dispatch): to every consumer, once created more than
+      ``older_than`` ago (younger ones may still be in their own on-commit dispatch);
+    * dispatched more than ``older_than`` ago, still open, created within ``window``, but some consumer in
+      ``signal_fanout_consumers()`` has not recorded its fan-out (its task was lost): to those consumers only. Each
+      announcement stamps ``published_at`` again, so a consumer that keeps failing hears of it once per
+      ``older_than``, not on every sweep.
+
     (Replays stamp ``created_at`` with the replay clock, i.e. in the past; the sweeper may then race a dispatch in
     flight — harmless, consumers are idempotent.)
     """
-    pending = list(
-        selectors.signal_list_unpublished(created_before=timezone.now() - older_than).values_list("id", flat=True)
-    )
-    for signal_id in pending:
+    older_than = older_than if older_than is not None else timedelta(seconds=settings.SIGNAL_FANOUT_DEADLINE_SECONDS)
+    now = timezone.now()
+    never = list(selectors.signal_list_unpublished(created_before=now - older_than).values_list("id", flat=True))
+    for signal_id in never:
         _dispatch_created(signal_id)
-    if pending:
-        logger.info("re-announced %d unpublished signal(s)", len(pending))
-    return len(pending)
+    consumers = signal_fanout_consumers()
+    stalled = 0
+    if consumers:
+        for signal_id in selectors.signal_list_not_fanned_out(announced_before=now - older_than,
+                                                              created_after=now - window).values_list("id", flat=True):
+            done = set(SignalFanout.objects.filter(signal_id=signal_id).values_list("consumer", flat=True))
+            missing = [name for name in consumers if name not in done]
+            if not missing:  # every consumer recorded it; two concurrent records can both miss the stamp
+                Signal.objects.filter(pk=signal_id, fanned_out_at__isnull=True).update(fanned_out_at=now)
+                continue
+            logger.warning("signal %s: not fanned out by %s; announced to them again", signal_id, ", ".join(missing))
+            _dispatch_created(signal_id, consumers=missing)
+            stalled += 1
+    if never:
+        logger.info("re-announced %d unpublished signal(s)", len(never))
+    return len(never) + stalled
 
 
 def signal_mark_tp1(*, signal: Signal, at: datetime) -> Signal:

@@ -6,18 +6,18 @@ deliveries still to send, which the tasks fan out in chunks.
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 from django.conf import settings
-from django.db.models import Q
-from django.utils import timezone
+from django.db import transaction
 
 from accounts.models import TelegramChat, TelegramUser
 from accounts.policy import TELEGRAM, SignalFacts, signal_reaches_chat, signal_reaches_user
+from signals.services import signal_fanout_record
 from telegram_bridge import texts
-from telegram_bridge.deliveries import CLAIM_LEASE, OutgoingMessage, deliveries_create
+from telegram_bridge.deliveries import OutgoingMessage, deliveries_create, deliveries_due
 from telegram_bridge.models import Delivery
 from trading.selectors import position_net_pnl
+
+BROADCAST_CONSUMER = "telegram_bridge.tasks.broadcast_signal"
 
 
 def signal_dedupe_key(signal_id: int) -> str:
@@ -55,6 +55,9 @@ def _signal(signal_id: int):
 
 
 def signal_broadcast_prepare(*, signal_id: int) -> list[int]:
+    """The broadcast's fan-out: one delivery row per recipient (and the channel), stored with the ``SignalFanout``
+    record in ONE transaction before any send task is queued; ids of the rows not sent yet. Announced again, it adds
+    only recipients who have no row (the admin's "resend") and returns the unsent rows."""
     signal = _signal(signal_id)
     if signal is None:
         return []
@@ -62,7 +65,10 @@ def signal_broadcast_prepare(*, signal_id: int) -> list[int]:
     messages = [OutgoingMessage(chat_id=str(tg_id), text=text, dedupe_key=key, user_id=user_id)
                 for user_id, tg_id in signal_recipients(signal)]
     messages += [OutgoingMessage(chat_id=chat_id, text=text, dedupe_key=key) for chat_id in signal_chats(signal)]
-    return deliveries_create(messages=messages)
+    with transaction.atomic():
+        ids = deliveries_create(messages=messages)
+        signal_fanout_record(signal_id=signal_id, consumer=BROADCAST_CONSUMER)
+    return ids
 
 
 def signal_outcome_prepare(*, signal_id: int) -> list[int]:
@@ -119,10 +125,6 @@ def text_broadcast_prepare(*, text: str, dedupe_key: str) -> list[int]:
                                                        user_id=user_id) for user_id, tg_id in users.iterator()])
 
 
-def stale_delivery_ids(*, pending_for: timedelta = timedelta(minutes=2)) -> list[int]:
-    now = timezone.now()
-    stale = Delivery.objects.filter(
-        Q(status=Delivery.Status.PENDING, created_at__lt=now - pending_for)
-        | Q(status=Delivery.Status.SENDING, claimed_at__lt=now - CLAIM_LEASE)
-    )
-    return list(stale.order_by("id").values_list("id", flat=True)[:50_000])
+def stale_delivery_ids() -> list[int]:
+    """Rows the sweeper sends again: pending past their due time, or claimed by a worker that died."""
+    return deliveries_due()

@@ -1,8 +1,12 @@
 """Deliveries: what the bot has to send, stored once per (chat, dedupe key) before anything is sent.
 
 * ``deliveries_create`` stores what to send (long texts split into parts ``key``, ``key#2``, …); a repeat is a no-op.
-* ``deliveries_claim`` claims rows (``SELECT … FOR UPDATE SKIP LOCKED``; a claim expires after ``CLAIM_LEASE`` so a
-  dead worker's rows are taken over); ``deliveries_record`` writes each outcome back.
+* ``deliveries_claim`` claims rows (``SELECT … FOR UPDATE SKIP LOCKED``); the sender renews its claim every
+  ``CLAIM_RENEW_SECONDS`` while it works, so a claim older than ``CLAIM_LEASE`` belongs to a dead worker and is taken
+  over; ``deliveries_record`` writes each outcome back.
+* ``deliveries_due`` is the sweeper's pick: rows still pending after their ``due_at`` (the task that should have sent
+  them was lost: Redis crash, worker killed, database down when it ran) and rows whose claim ran out. The queue is only
+  a doorbell; a re-queued row's next due time backs off with its age (``REQUEUE_BACKOFF_MAX_SECONDS`` at most).
 
 This module does not import aiogram (5–10 s to import): storing a message costs a process nothing; only the processes
 that send (``telegram_bridge.sender``) load it.
@@ -16,6 +20,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import timedelta
 
+from django.conf import settings
 from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
@@ -26,7 +31,11 @@ from telegram_bridge.telegram_html import escape, split_message, telegram_html_e
 
 logger = logging.getLogger(__name__)
 
-CLAIM_LEASE = timedelta(minutes=5)
+# A live sender renews its claim every CLAIM_RENEW_SECONDS (also while it waits for flood control or for the database
+# to come back), so a claim older than CLAIM_LEASE is a dead worker's. The lease outlasts a database outage of ~50 s
+# (renewals fail meanwhile) before another worker may take the rows over.
+CLAIM_LEASE = timedelta(seconds=60)
+CLAIM_RENEW_SECONDS = 5.0
 
 
 @dataclass(frozen=True)
@@ -50,12 +59,17 @@ class SendReport:
     errors: list[str] = field(default_factory=list)
 
 
-def _parts(message: OutgoingMessage) -> list[Delivery]:
+def _first_deadline() -> timedelta:
+    return timedelta(seconds=settings.TELEGRAM_DELIVERY_DEADLINE_SECONDS)
+
+
+def _parts(message: OutgoingMessage, *, due_at) -> list[Delivery]:
     text = message.text if telegram_html_errors(message.text) is None else _escape_all(message.text)
     pieces = split_message(text)
     rows = []
     for index, piece in enumerate(pieces):
         rows.append(Delivery(
+            due_at=due_at,
             chat_id=str(message.chat_id),
             dedupe_key=message.dedupe_key if index == 0 else f"{message.dedupe_key}#{index + 1}",
             user_id=message.user_id,
@@ -72,13 +86,15 @@ def _escape_all(text: str) -> str:
 
 
 def deliveries_create(*, messages: Iterable[OutgoingMessage], batch_size: int = 1000) -> list[int]:
-    """Store the messages (existing (chat, key) pairs are left alone); ids of those not yet sent, in order."""
+    """Store the messages (existing (chat, key) pairs are left alone) in one transaction; ids of those not yet sent,
+    in order."""
+    due_at = timezone.now() + _first_deadline()
     rows: list[Delivery] = []
     for message in messages:
-        rows.extend(_parts(message))
+        rows.extend(_parts(message, due_at=due_at))
     if not rows:
         return []
-    Delivery.objects.bulk_create(rows, ignore_conflicts=True, batch_size=batch_size)
+    Delivery.objects.bulk_create(rows, ignore_conflicts=True, batch_size=batch_size)  # all batches: one transaction
     by_key: dict[str, set[str]] = defaultdict(set)
     for row in rows:
         by_key[row.dedupe_key].add(row.chat_id)
@@ -108,6 +124,13 @@ def deliveries_claim(*, delivery_ids: list[int]) -> tuple[list[Delivery], int]:
     busy = Delivery.objects.filter(id__in=delivery_ids, status=Delivery.Status.SENDING).exclude(
         id__in=[r.id for r in rows]).count()
     return rows, busy
+
+
+def deliveries_claim_renew(*, delivery_ids: Iterable[int]) -> int:
+    """The sender is still working on these rows: push their claim forward (rows it recorded are left alone)."""
+    return Delivery.objects.filter(id__in=list(delivery_ids), status=Delivery.Status.SENDING).update(
+        claimed_at=timezone.now()
+    )
 
 
 @dataclass
@@ -156,6 +179,27 @@ def _group_chat_id(chat_id: str) -> int | None:
     except ValueError:
         return None
     return number if number < 0 else None
+
+
+def deliveries_due(*, limit: int = 50_000) -> list[int]:
+    """The sweeper's pick: pending rows past their due time (their next due time is pushed back: as long again as
+    they have waited, between the first deadline and ``REQUEUE_BACKOFF_MAX_SECONDS``) and rows whose claim ran out."""
+    now = timezone.now()
+    first, cap = _first_deadline(), timedelta(seconds=settings.REQUEUE_BACKOFF_MAX_SECONDS)
+    pending_due = Q(status=Delivery.Status.PENDING) & (
+        Q(due_at__lt=now) | Q(due_at__isnull=True, created_at__lt=now - first)
+    )
+    with transaction.atomic():
+        pending = list(
+            Delivery.objects.select_for_update(skip_locked=True).filter(pending_due).order_by("id")
+            .only("id", "created_at", "due_at")[:limit]
+        )
+        for row in pending:
+            row.due_at = now + min(max(now - row.created_at, first), cap)
+        Delivery.objects.bulk_update(pending, ["due_at"], batch_size=1000)
+    lapsed = Delivery.objects.filter(status=Delivery.Status.SENDING, claimed_at__lt=now - CLAIM_LEASE)
+    ids = {row.id for row in pending} | set(lapsed.values_list("id", flat=True)[:limit])
+    return sorted(ids)
 
 
 def deliveries_sendable_ids(*, limit: int = 50_000) -> list[int]:

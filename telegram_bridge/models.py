@@ -29,10 +29,11 @@ class Delivery(models.Model):
     reply_to_message_id = models.BigIntegerField(null=True, blank=True)
     status = models.CharField(max_length=8, choices=Status.choices, default=Status.PENDING)
     attempts = models.PositiveSmallIntegerField(default=0)
-    claimed_at = models.DateTimeField(null=True, blank=True)
+    claimed_at = models.DateTimeField(null=True, blank=True, help_text="Claimed (or the claim renewed) by a sender")
     message_id = models.BigIntegerField(null=True, blank=True)
     error = models.CharField(max_length=300, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
+    due_at = models.DateTimeField(null=True, blank=True, help_text="Still pending after this: the sweeper sends it")
     sent_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
@@ -41,6 +42,7 @@ class Delivery(models.Model):
         indexes = [
             models.Index(fields=["status", "created_at"], name="delivery_status_created_idx"),
             models.Index(fields=["dedupe_key", "status"], name="delivery_key_status_idx"),
+            models.Index(fields=["due_at"], condition=models.Q(status="pending"), name="delivery_pending_due_idx"),
         ]
 
     def __str__(self) -> str:

@@ -1,9 +1,12 @@
 """The one sender: Delivery rows in, Telegram messages out, exactly once per (chat, dedupe key) as far as possible.
 
-* rows are stored by ``telegram_bridge.deliveries`` (no aiogram there); ``deliveries_send`` claims rows (``SELECT … FOR UPDATE SKIP LOCKED``; a claim expires after ``CLAIM_LEASE`` so a
-  dead worker's rows are taken over), sends them through aiogram on the transport loop — every send waits for its
-  slot in the shared token buckets, a 429 pushes the chat's bucket past ``retry_after`` and the message is retried,
-  transient errors back off, 403 marks the user inactive — and writes each outcome back within ~50 ms.
+* rows are stored by ``telegram_bridge.deliveries`` (no aiogram there); ``deliveries_send`` claims rows (``SELECT …
+  FOR UPDATE SKIP LOCKED``), renews the claim every ``CLAIM_RENEW_SECONDS`` while it works (a claim older than
+  ``CLAIM_LEASE`` is a dead worker's and is taken over), sends them through aiogram on the transport loop — every
+  send waits for its slot in the shared token buckets, a 429 pushes the chat's bucket past ``retry_after`` and the
+  message is retried, transient errors back off, 403 marks the user inactive — and writes each outcome back within
+  ~50 ms. When the database is unreachable at that moment (an outage), the outcomes of messages already sent are kept
+  and written as soon as it is back (for up to ``RECORD_PATIENCE_SECONDS``), so a database outage never resends them.
 
 The only window for a duplicate is a worker dying between Telegram accepting a message and the outcome being
 written (Telegram has no idempotency key); a lost message is impossible: an unsent row stays pending or claimed and
@@ -16,6 +19,7 @@ import asyncio
 import logging
 import queue
 import random
+import time
 from collections import defaultdict
 from typing import Any
 
@@ -31,8 +35,17 @@ from aiogram.exceptions import (
     TelegramUnauthorizedError,
 )
 from aiogram.types import InlineKeyboardMarkup, LinkPreviewOptions, ReplyParameters
+from django.db import InterfaceError, OperationalError, connections
 
-from telegram_bridge.deliveries import Outcome, SendReport, deliveries_claim, deliveries_record, deliveries_sendable_ids
+from telegram_bridge.deliveries import (
+    CLAIM_RENEW_SECONDS,
+    Outcome,
+    SendReport,
+    deliveries_claim,
+    deliveries_claim_renew,
+    deliveries_record,
+    deliveries_sendable_ids,
+)
 from telegram_bridge.models import Delivery
 from telegram_bridge.rate_limit import SendRateLimiter
 from telegram_bridge.transport import TelegramTransport, get_transport
@@ -42,6 +55,8 @@ logger = logging.getLogger(__name__)
 MAX_TRANSIENT_ATTEMPTS = 5
 MAX_RETRY_AFTERS = 20
 IN_FLIGHT_PER_PROCESS = 32
+RECORD_PATIENCE_SECONDS = 180.0  # how long sent outcomes are held while the database is unreachable
+_DATABASE_DOWN = (OperationalError, InterfaceError)
 
 
 async def _send_one(transport: TelegramTransport, limiter: SendRateLimiter, row: dict[str, Any]) -> Outcome:
@@ -105,6 +120,39 @@ def transport_limiter(transport: TelegramTransport) -> SendRateLimiter:
     return limiter
 
 
+def _drop_broken_connections() -> None:
+    for connection in connections.all(initialized_only=True):
+        if connection.connection is not None:
+            connection.close_if_unusable_or_obsolete()
+
+
+def _record_patiently(batch: list[Outcome], rows_by_id: dict, report: SendReport) -> None:
+    """``deliveries_record``, waiting for the database to come back: these messages were sent, their outcome must not
+    be lost (the rows would be sent again once their claim ran out)."""
+    deadline = time.monotonic() + RECORD_PATIENCE_SECONDS
+    attempt = 0
+    while True:
+        try:
+            deliveries_record(batch, rows_by_id, report)
+            return
+        except _DATABASE_DOWN as error:
+            if time.monotonic() > deadline:
+                raise
+            attempt += 1
+            if attempt == 1:
+                logger.warning("recording %d sent deliveries: database unreachable (%s); waiting for it", len(batch), error)
+            _drop_broken_connections()
+            time.sleep(min(0.25 * 2**attempt, 4.0))
+
+
+def _renew_claims(outstanding: set[int]) -> None:
+    try:
+        deliveries_claim_renew(delivery_ids=outstanding)
+    except _DATABASE_DOWN as error:  # the lease outlasts a short outage; the next renewal tries again
+        logger.warning("renewing the claim of %d deliveries failed: %s", len(outstanding), error)
+        _drop_broken_connections()
+
+
 def deliveries_send(*, delivery_ids: list[int]) -> SendReport:
     """Send the claimable rows among ``delivery_ids`` and record each outcome as it arrives."""
     report = SendReport()
@@ -118,8 +166,9 @@ def deliveries_send(*, delivery_ids: list[int]) -> SendReport:
     outcomes: queue.Queue[Outcome] = queue.Queue()
     transport = get_transport()
     future = transport.submit(_send_all(transport, payload, outcomes))
-    remaining = len(rows)
-    while remaining:
+    outstanding = set(rows_by_id)
+    renewed_at = time.monotonic()
+    while outstanding:
         batch = []
         try:
             batch.append(outcomes.get(timeout=1.0))
@@ -128,11 +177,14 @@ def deliveries_send(*, delivery_ids: list[int]) -> SendReport:
         except queue.Empty:
             pass
         if batch:
-            deliveries_record(batch, rows_by_id, report)
-            remaining -= len(batch)
+            _record_patiently(batch, rows_by_id, report)
+            outstanding.difference_update(outcome.delivery_id for outcome in batch)
         elif future.done():
             future.result()  # surfaces a crash of the send loop
             break
+        if outstanding and time.monotonic() - renewed_at >= CLAIM_RENEW_SECONDS:
+            _renew_claims(outstanding)
+            renewed_at = time.monotonic()
     return report
 
 

@@ -42,7 +42,8 @@ def deliveries_send(self, delivery_ids: list[int]) -> dict:
     if leftover and not self.app.conf.task_always_eager and self.request.retries < self.max_retries:
         # Flood control or a Telegram outage: exponential backoff with jitter; after max_retries the periodic
         # sweeper (deliveries_resend_stale) keeps trying. Rows already sent are skipped by the claim.
-        countdown = min(15 * 2 ** self.request.retries, 900) * random.uniform(0.5, 1.5)
+        # At most 600 s: on Redis a countdown is held unacknowledged, and must end before the visibility timeout.
+        countdown = min(15 * 2 ** self.request.retries, 400) * random.uniform(0.5, 1.5)
         raise self.retry(kwargs={"delivery_ids": delivery_ids}, countdown=countdown)
     return {"sent": report.sent, "blocked": report.blocked, "failed": report.failed, "retry_later": leftover,
             "retry_afters": report.retry_afters}
@@ -50,6 +51,9 @@ def deliveries_send(self, delivery_ids: list[int]) -> dict:
 
 @shared_task(name="telegram_bridge.tasks.broadcast_signal", time_limit=300, **_RELIABLE)
 def broadcast_signal(signal_id: int) -> int:
+    """Consumer of ``signal.created``: all delivery rows (and the fan-out record) in one transaction, then the send
+    tasks. A lost task is announced again (``signals.services.signal_publish_pending``), rows whose send task was lost
+    are sent by ``deliveries_resend_stale``."""
     return _enqueue_chunks(broadcasts.signal_broadcast_prepare(signal_id=signal_id))
 
 
@@ -76,7 +80,8 @@ def broadcast_text(text: str, dedupe_key: str) -> int:
 
 @shared_task(name="telegram_bridge.tasks.deliveries_resend_stale", time_limit=300)
 def deliveries_resend_stale() -> int:
-    """Periodic sweeper: deliveries left pending (crash, exhausted retries) or claimed by a dead worker."""
+    """Periodic sweeper (beat, every 10 s): deliveries left pending past their due time (their task was lost, retries
+    exhausted) or claimed by a dead worker."""
     return _enqueue_chunks(broadcasts.stale_delivery_ids())
 
 

@@ -17,11 +17,10 @@ It returns the closed position (the last one when several were open), or ``None`
 caller then opens the new side as for any signal. Idempotent: once closed, the old position is no longer open, so a
 redelivered task finds nothing to flip.
 
-The hook into execution is ``signal_execute_with_flip(signal_id=)``: ``trading.services.signal_execute`` with an
-executor factory that, for a flow signal and each eligible user whose signal is still tradeable, flips first; the new
-side is then opened by the unchanged ``signal_execute_for_user`` (risk manager, sizing, executor). Non-flow signals go
-straight to ``signal_execute``. The ``signal.created`` consumer (``trading.tasks.execute_signal``) calls it in place of
-``signal_execute`` so a flip is always "close, then open the other side" in one task, never two racing consumers.
+The hook into execution is the execution intent (``trading.intents.execution_intent_execute``): for a flow signal
+still tradeable, it flips first; the new side is then opened by the unchanged ``signal_execute_for_user`` (risk
+manager, sizing, executor) in the same task, so a flip is always "close, then open the other side" for one user, never
+two racing consumers. ``signal_execute_with_flip(signal_id=)`` runs every intent of a signal in this process.
 """
 
 from __future__ import annotations
@@ -29,11 +28,9 @@ from __future__ import annotations
 import logging
 
 from django.db import transaction
-from django.utils import timezone
 
 from accounts.models import TelegramUser
 from engine.errors import InvalidParameters, OrderBelowMinimum
-from signals.models import Signal
 from trading.executors.base import Executor, executor_for
 from trading.models import Position, TradingMode
 from trading.risk import RiskRefusal, risk_check_open
@@ -85,29 +82,12 @@ def position_flip_if_opposed(*, user, signal, executor: Executor | None = None) 
 
 
 def signal_execute_with_flip(*, signal_id: int, executor_factory=None) -> dict[str, int]:
-    """``signal_execute`` for every eligible user, flipping opposite auto positions first for a flow signal.
+    """The signal for every eligible user in this process, flipping opposite auto positions first for a flow signal:
+    ``trading.intents.signal_execute`` (each execution intent flips, then opens). Returns the intents' outcomes plus
+    ``flipped`` (positions closed by a flip in this call)."""
+    from trading import intents
 
-    Returns ``signal_execute``'s counts plus ``flipped`` (positions closed by a flip). A user whose flip fails is
-    counted as failed by ``signal_execute`` (a retryable exchange error makes the task retry) and does not stop the
-    others."""
-    from trading.services import signal_execute, signal_is_tradeable
-
-    signal = Signal.objects.select_related("symbol").get(pk=signal_id)
-    if signal.source != FLOW_SOURCE:
-        return {**signal_execute(signal_id=signal_id, executor_factory=executor_factory), "flipped": 0}
-    make_executor = executor_factory or executor_for
-    flipped = 0
-
-    def flip_then_executor(*, user, mode):
-        nonlocal flipped
-        executor = make_executor(user=user, mode=mode)
-        now = executor.now() if hasattr(executor, "now") else timezone.now()
-        tradeable = signal_is_tradeable(signal=signal, now=now)
-        if tradeable and position_flip_if_opposed(user=user, signal=signal, executor=executor) is not None:
-            flipped += 1
-        return executor
-
-    return {**signal_execute(signal_id=signal_id, executor_factory=flip_then_executor), "flipped": flipped}
+    return intents.signal_execute(signal_id=signal_id, executor_factory=executor_factory)
 
 
 def _risk_check_after_closing(

@@ -284,6 +284,42 @@ class TradeRefusal(models.Model):
         return f"{self.user} refused {self.signal_id}: {self.reason}"
 
 
+class ExecutionIntent(models.Model):
+    """One (signal, user) that the trading fan-out of ``signal.created`` admitted (a user with auto-trading on, not
+    banned), stored for all of them in one transaction before any task is queued; decided exactly once.
+
+    ``trading.intents`` executes one intent per small task (the risk manager and the user policy decide; the outcome
+    is written back here) and its sweeper queues again every intent still pending after ``due_at`` — the task was
+    lost with Redis, the worker was killed, the database was down — so the queue is only a doorbell."""
+
+    class Outcome(models.TextChoices):
+        PENDING = "pending", "Not decided yet"
+        OPENED = "opened", "Position opened"
+        REFUSED = "refused", "Refused"
+        SKIPPED = "skipped", "Signal no longer open"
+        FAILED = "failed", "Failed"
+
+    signal = models.ForeignKey("signals.Signal", on_delete=models.CASCADE, related_name="execution_intents")
+    user = models.ForeignKey("accounts.TelegramUser", on_delete=models.CASCADE, related_name="execution_intents")
+    outcome = models.CharField(max_length=8, choices=Outcome.choices, default=Outcome.PENDING)
+    reason = models.CharField(max_length=16, blank=True, help_text="TradeRefusal reason, or why it was skipped or failed")
+    detail = models.CharField(max_length=300, blank=True)
+    position = models.ForeignKey(Position, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    attempts = models.PositiveSmallIntegerField(default=0, help_text="Executions started")
+    created_at = models.DateTimeField(default=timezone.now)
+    due_at = models.DateTimeField(help_text="Still pending after this: the sweeper queues it again")
+    decided_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["signal", "user"], name="one_intent_per_signal_user")]
+        indexes = [
+            models.Index(fields=["due_at"], condition=Q(outcome="pending"), name="intent_pending_due_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"intent {self.signal_id}/{self.user_id}: {self.outcome}"
+
+
 class FundingCharge(models.Model):
     """Funding paid (positive) or received (negative) by a position at one funding time; charged once."""
 

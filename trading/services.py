@@ -19,7 +19,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from django.conf import settings
-from django.db import IntegrityError, InterfaceError, OperationalError, transaction
+from django.db import IntegrityError, transaction
 from django.db.models import F, Q, Sum
 from django.utils import timezone
 
@@ -37,7 +37,6 @@ from engine.risk import drawdown_breached, peak_after
 from engine.sizing import MarketLimits, effective_leverage, position_quantity
 from trading import amounts
 from trading.executors.base import Executor, executor_for
-from trading.market import market_now
 from trading.models import (
     DailyRiskState,
     FundingCharge,
@@ -456,8 +455,8 @@ PENDING_RESUME_AFTER = timedelta(seconds=30)
 def positions_pending_resume(*, now: datetime, older_than: timedelta = PENDING_RESUME_AFTER, executor_factory=None) -> dict[str, int]:
     """Complete the paper positions a dead worker left ``pending`` (decided and stored, never filled).
 
-    The broker redelivers the unacknowledged task too, but only after its visibility timeout (an hour on Redis);
-    this sweeper (run by every monitor pass) fills them within a minute. A position whose signal is no longer open
+    The execution intent's sweeper (``trading.intents``) executes it again too; this sweeper (run by every monitor
+    pass) also fills the positions whose intent was recorded as failed. A position whose signal is no longer open
     is not filled any more: it is marked ``failed`` and its entry order cancelled. Idempotent: ``open_position``
     locks the row and does nothing on a position that is not pending any more. Live positions are left to the live
     reconciliation, which looks their entry orders up on the exchange."""
@@ -488,51 +487,11 @@ def positions_pending_resume(*, now: datetime, older_than: timedelta = PENDING_R
 
 
 def signal_execute(*, signal_id: int, executor_factory=None) -> dict[str, int]:
-    """The consumer of ``signal.created``: open the signal for every user with auto-trading on and not banned (the
-    candidates; the user policy in the risk manager decides the rest).
+    """The signal for every user with auto-trading on, in this process: ``trading.intents.signal_execute`` (one
+    execution intent per user, each decided once)."""
+    from trading import intents
 
-    One user's failure does not stop the others; a retryable failure (exchange timeout/429/5xx, a database deadlock
-    or dropped connection) is re-raised at the end so the task retries (finished users are skipped on the retry by
-    the unique (user, signal) position/refusal)."""
-    from exchanges.errors import RetryableExchangeError
-    from signals.models import Signal
-
-    signal = Signal.objects.select_related("symbol").get(pk=signal_id)
-    counts = {"opened": 0, "refused": 0, "skipped": 0, "failed": 0}
-    users = TelegramUser.objects.filter(
-        auto_trading_enabled=True, is_banned=False, preferences__isnull=False
-    ).select_related("preferences").order_by("pk")
-    retry: Exception | None = None
-    for user in users:
-        try:
-            mode = trading_mode_for_user(user=user)
-            executor = (executor_factory or executor_for)(user=user, mode=mode)
-            # the executor's clock (paper: the market clock), else the market clock: the wall clock live, the replay
-            # clock in a replay deployment (where a live executor trades against an exchange stand-in)
-            now = executor.now() if hasattr(executor, "now") else market_now()
-            if not signal_is_tradeable(signal=signal, now=now):
-                counts["skipped"] += 1
-                continue
-            result = signal_execute_for_user(user=user, signal=signal, executor=executor)
-        except (RetryableExchangeError, OperationalError, InterfaceError) as exc:  # exchange hiccup, deadlock, lost DB
-            logger.warning("signal %s for user %s: retryable failure %s", signal_id, user.pk, exc)
-            counts["failed"] += 1
-            retry = exc
-            continue
-        except Exception:
-            logger.exception("signal %s for user %s: execution failed", signal_id, user.pk)
-            counts["failed"] += 1
-            continue
-        if isinstance(result, Position):
-            counts["opened"] += 1
-        elif isinstance(result, TradeRefusal):
-            counts["refused"] += 1
-        else:
-            counts["skipped"] += 1
-    logger.info("signal %s executed: %s", signal_id, counts)
-    if retry is not None:
-        raise retry
-    return counts
+    return intents.signal_execute(signal_id=signal_id, executor_factory=executor_factory)
 
 
 # --- funding ------------------------------------------------------------------------------------------------------

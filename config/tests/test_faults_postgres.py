@@ -1,5 +1,12 @@
-"""PostgreSQL drops the connection (pg_terminate_backend) mid-request, against the running ASGI server: the request
-fails cleanly (500 with an error reference, no driver detail) and the next request works on a fresh connection."""
+"""PostgreSQL faults against real processes.
+
+1. PostgreSQL is cut for 20 s (no new connection to the test database, every existing one terminated, again and again)
+   during a burst of executions and cards for many users: every (signal, user) is decided exactly once within a minute
+   of the recovery, every card is delivered once (outcomes of messages sent during the outage are recorded once the
+   database is back, not sent again), every open position has its stop (config/tests/fault_stack.py).
+2. PostgreSQL drops the connection (pg_terminate_backend) mid-request, against the running ASGI server: the request
+   fails cleanly (500 with an error reference, no driver detail) and the next request works on a fresh connection.
+"""
 
 import threading
 import time
@@ -8,9 +15,56 @@ import httpx
 import psycopg
 import pytest
 
+from config.tests.fault_stack import (
+    RECOVERY_BUDGET_SECONDS,
+    FanoutStack,
+    assert_invariants,
+    burst_signals,
+    burst_users,
+    own_database_pid,
+    postgres_cut,
+    print_report,
+    progress,
+    wait_for_progress,
+    wait_until_done,
+)
 from config.tests.ops_processes import kill_group, service_env, start_web
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
+
+USERS = 40
+OUTAGE_SECONDS = 20
+
+
+@pytest.fixture
+def stack(postgres_database, bot_api, tmp_path):
+    stack = FanoutStack(tmp_path=tmp_path, db=postgres_database, bot_api=bot_api)
+    yield stack
+    stack.stop()
+
+
+def test_postgres_cut_for_20_seconds_mid_burst_loses_and_doubles_nothing(stack, postgres_database):
+    users, signals = burst_users(USERS), burst_signals()
+    stack.start()
+    stack.announce(signals)
+    wait_for_progress(stack, users=users, signals=signals, share=0.1)
+
+    with postgres_cut(postgres_database, keep_pid=own_database_pid()):
+        cut_at = time.monotonic()
+        at_cut = progress(users=users, signals=signals, bot_api=stack.bot_api)
+        while time.monotonic() - cut_at < OUTAGE_SECONDS:
+            stack.supervise()
+            time.sleep(0.1)
+    took = wait_until_done(stack, users=users, signals=signals, fault_at=cut_at, fault_ended_at=time.monotonic())
+    time.sleep(2)  # a late duplicate would show up now
+
+    assert at_cut.decided < at_cut.expected_intents, "the burst finished before the cut; nothing was tested"
+    assert_invariants(users=users, signals=signals, bot_api=stack.bot_api)
+    assert took <= RECOVERY_BUDGET_SECONDS, f"done {took:.1f} s after the database came back"
+    logs = "".join(s.log.read_text() for s in stack.services.values())
+    assert "not currently accepting connections" in logs, "the workers never saw the cut"
+    print_report("postgres cut", stack, decided_at_cut=f"{at_cut.decided}/{at_cut.expected_intents}",
+                 done_after_recovery=f"{took:.1f}s")
 
 
 def _admin_connection(db: dict) -> psycopg.Connection:

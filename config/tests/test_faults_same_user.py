@@ -180,7 +180,7 @@ def test_four_consumers_executing_signals_for_the_same_users_at_once(transaction
         assert not worker.is_alive(), f"{worker.name} still running after {JOIN_TIMEOUT} s"
     assert not [w.error for w in workers if w.error is not None]
     counts = [w.result for w in workers]
-    assert all(c == {"opened": len(users), "refused": 0, "skipped": 0, "failed": 0} for c in counts), counts
+    assert all(c == {"opened": len(users), "refused": 0, "skipped": 0, "failed": 0, "flipped": 0} for c in counts), counts
     assert not TradeRefusal.objects.exists()
     pairs = list(Position.objects.values_list("user_id", "signal_id"))
     assert sorted(pairs) == sorted((u.pk, s.pk) for u in users for s in signals)

@@ -117,6 +117,38 @@ def test_sweeper_re_announces_signals_never_published(xrp, dispatched):
     assert fresh.pk and done.pk
 
 
+def test_a_signal_is_done_only_when_every_consumer_recorded_its_fan_out_and_the_rest_hear_it_again(
+    xrp, dispatched, monkeypatch
+):
+    """The consumer's task was queued (``published_at``) but lost with Redis: the database, not the queue, says so."""
+    from signals.models import SignalFanout
+    from signals.services import signal_fanout_record
+
+    broadcast, trading = "telegram_bridge.tasks.broadcast_signal", "trading.tasks.execute_signal"
+    again: list[tuple[int, list[str]]] = []
+    monkeypatch.setattr("signals.services.dispatch_to",
+                        lambda event, payload, *, consumers: again.append((payload["signal_id"], consumers)))
+    long_ago = timezone.now() - timedelta(minutes=2)
+    signal = SignalFactory(symbol=xrp, created_at=long_ago, published_at=long_ago)
+    signal_fanout_record(signal_id=signal.pk, consumer=trading)  # trading stored its intents; the broadcast never ran
+    signal.refresh_from_db()
+    assert signal.fanned_out_at is None
+
+    assert signal_publish_pending() == 1
+    assert again == [(signal.pk, [broadcast])]  # only the consumer that missed it
+    assert signal_publish_pending() == 0  # announced again just now: it gets time to run
+    Signal.objects.filter(pk=signal.pk).update(published_at=long_ago)
+    signal_fanout_record(signal_id=signal.pk, consumer=broadcast)
+    signal_fanout_record(signal_id=signal.pk, consumer=broadcast)  # a repeated fan-out records nothing new
+    signal.refresh_from_db()
+    assert signal.fanned_out_at is not None and SignalFanout.objects.filter(signal=signal).count() == 2
+    assert signal_publish_pending() == 0 and len(again) == 1
+
+    closed = SignalFactory(symbol=SymbolFactory(), created_at=long_ago, published_at=long_ago, status="closed")
+    old = SignalFactory(symbol=SymbolFactory(), created_at=timezone.now() - timedelta(days=2), published_at=long_ago)
+    assert signal_publish_pending() == 0 and closed.pk and old.pk  # closed or past the window: not announced again
+
+
 def test_failing_dispatch_leaves_the_signal_for_the_sweeper(xrp, monkeypatch, django_capture_on_commit_callbacks):
     def broken(event, payload):
         raise ConnectionError("broker down")

@@ -154,7 +154,8 @@ def test_nothing_is_lost_or_repeated_when_a_worker_dies_mid_broadcast(bot_api):
     # … worker B claimed the second chunk and was killed (kill -9) before recording anything.
     Delivery.objects.filter(id__in=ids[10:20]).update(status="sending", claimed_at=timezone.now() - timedelta(minutes=6))
     # The third chunk's task never ran (the broker lost it; acks_late would normally redeliver it).
-    Delivery.objects.filter(id__in=ids[20:]).update(created_at=timezone.now() - timedelta(minutes=3))
+    Delivery.objects.filter(id__in=ids[20:]).update(created_at=timezone.now() - timedelta(minutes=3),
+                                                    due_at=timezone.now() - timedelta(minutes=2))
     assert tasks.broadcast_signal.delay(signal_id=signal.pk).get() == 1  # re-announced: only unsent rows fan out
 
     assert sorted(int(m["chat_id"]) for m in bot_api.sent_messages()) == sorted(u.telegram_id for u in users)
@@ -166,7 +167,8 @@ def test_nothing_is_lost_or_repeated_when_a_worker_dies_mid_broadcast(bot_api):
 def test_the_sweeper_and_send_pending_deliver_what_was_left_behind(bot_api):
     users = [_user(950 + i) for i in range(5)]
     ids = signal_broadcast_prepare(signal_id=SignalFactory().pk)
-    Delivery.objects.filter(id__in=ids[:2]).update(created_at=timezone.now() - timedelta(minutes=3))
+    Delivery.objects.filter(id__in=ids[:2]).update(created_at=timezone.now() - timedelta(minutes=3),
+                                                   due_at=timezone.now() - timedelta(minutes=2))
     assert tasks.deliveries_resend_stale.delay().get() == 1
     assert len(bot_api.sent_messages()) == 2
     report = deliveries_send_pending()

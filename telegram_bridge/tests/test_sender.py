@@ -3,10 +3,14 @@
 from datetime import timedelta
 
 import pytest
+from django.conf import settings
+from django.db import OperationalError
 from django.utils import timezone
 
 from accounts.tests.factories import TelegramUserFactory
-from telegram_bridge.deliveries import OutgoingMessage, deliveries_create
+from telegram_bridge import deliveries as deliveries_module
+from telegram_bridge import sender as sender_module
+from telegram_bridge.deliveries import CLAIM_LEASE, OutgoingMessage, deliveries_create, deliveries_due
 from telegram_bridge.models import Delivery
 from telegram_bridge.rate_limit import Rate, SendRateLimiter
 from telegram_bridge.sender import deliveries_send
@@ -110,9 +114,63 @@ def test_the_send_task_backs_off_exponentially_with_jitter_then_leaves_it_to_the
         for attempt in range(8):
             with pytest.raises(Retried):
                 tasks.deliveries_send.apply(kwargs={"delivery_ids": [1, 2, 3]}, retries=attempt)
-            base = min(15 * 2 ** attempt, 900)
+            base = min(15 * 2 ** attempt, 400)
             assert 0.5 * base <= countdowns[-1] <= 1.5 * base
+            assert countdowns[-1] <= 600 < settings.CELERY_BROKER_TRANSPORT_OPTIONS["visibility_timeout"]
         final = tasks.deliveries_send.apply(kwargs={"delivery_ids": [1, 2, 3]}, retries=8).get()
     finally:
         app.conf.task_always_eager = previous
     assert final["retry_later"] == 2 and len(countdowns) == 8  # the sweeper takes over from here
+
+
+def test_the_sweeper_picks_rows_past_their_due_time_and_backs_off(bot_api):
+    ids = deliveries_create(messages=_messages([1, 2, 3, 4]))
+    assert deliveries_due() == []  # just queued: their task may still be on its way
+    now = timezone.now()
+    Delivery.objects.filter(id=ids[0]).update(created_at=now - timedelta(seconds=30), due_at=now - timedelta(seconds=1))
+    Delivery.objects.filter(id=ids[1]).update(status="sending", claimed_at=now - CLAIM_LEASE - timedelta(seconds=1))
+    Delivery.objects.filter(id=ids[2]).update(status="sending", claimed_at=now - timedelta(seconds=30))  # alive
+    Delivery.objects.filter(id=ids[3]).update(due_at=None, created_at=now - timedelta(minutes=5))  # older rows
+    assert deliveries_due() == [ids[0], ids[1], ids[3]]
+    next_due = Delivery.objects.get(id=ids[0]).due_at - timezone.now()
+    assert timedelta(seconds=25) < next_due <= timedelta(seconds=30)  # as long again as it waited
+    assert Delivery.objects.get(id=ids[3]).due_at - timezone.now() <= timedelta(seconds=60)  # capped
+    assert deliveries_due() == [ids[1]]  # the pending ones are not picked again on the next sweep
+
+
+def test_a_live_sender_renews_its_claim_so_nobody_takes_its_rows_over(bot_api, monkeypatch):
+    ids = deliveries_create(messages=_messages([1, 2]))
+    monkeypatch.setattr(sender_module, "CLAIM_RENEW_SECONDS", 0.0)
+    renewed: list[set[int]] = []
+    real_renew = deliveries_module.deliveries_claim_renew
+
+    def renew(*, delivery_ids):
+        renewed.append(set(delivery_ids))
+        Delivery.objects.filter(id__in=list(delivery_ids)).update(claimed_at=timezone.now() - timedelta(hours=1))
+        return real_renew(delivery_ids=delivery_ids)
+
+    monkeypatch.setattr(sender_module, "deliveries_claim_renew", renew)
+    bot_api.fail_next(2)  # the sends take a few attempts: the claim is renewed meanwhile
+    assert deliveries_send(delivery_ids=ids).sent == 2
+    assert renewed and all(batch <= set(ids) for batch in renewed)
+    assert len(bot_api.sent_messages()) == 2
+
+
+def test_outcomes_of_sent_messages_wait_for_the_database_instead_of_being_lost(bot_api, monkeypatch):
+    """PostgreSQL is down when the sent messages are recorded: the sender waits for it, so the rows do not stay
+    claimed and get sent a second time once the claim runs out."""
+    ids = deliveries_create(messages=_messages([1, 2, 3]))
+    failures = {"left": 3}
+    real_record = sender_module.deliveries_record
+
+    def record(batch, rows_by_id, report):
+        if failures["left"]:
+            failures["left"] -= 1
+            raise OperationalError("connection to server failed: database does not allow connections")
+        return real_record(batch, rows_by_id, report)
+
+    monkeypatch.setattr(sender_module, "deliveries_record", record)
+    monkeypatch.setattr(sender_module.time, "sleep", lambda seconds: None)
+    assert deliveries_send(delivery_ids=ids).sent == 3
+    assert failures["left"] == 0 and set(Delivery.objects.values_list("status", flat=True)) == {"sent"}
+    assert deliveries_due() == [] and len(bot_api.sent_messages()) == 3
