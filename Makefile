@@ -34,11 +34,13 @@ demo: install
 ## Set up and run the test suite (against DATABASE_URL/REDIS_URL when set; SQLite and skips otherwise).
 test: install-dev
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/lint-imports
 	$(VENV)/bin/pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --dist loadfile
 
 lint: install-dev
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/lint-imports
 
 ## Every benchmark in benchmarks/ (PostgreSQL and Redis on 127.0.0.1 for the broadcast, load and WebSocket ones), then

@@ -43,7 +43,16 @@ class UserPreferencesInline(admin.StackedInline):
 
 @admin.register(TelegramUser)
 class TelegramUserAdmin(admin.ModelAdmin):
-    list_display = ("telegram_id", "username", "is_admin", "is_banned", "is_active", "auto_trading_enabled", "joined_at", "last_seen_at")
+    list_display = (
+        "telegram_id",
+        "username",
+        "is_admin",
+        "is_banned",
+        "is_active",
+        "auto_trading_enabled",
+        "joined_at",
+        "last_seen_at",
+    )
     list_filter = ("is_admin", "is_banned", "is_active", "auto_trading_enabled", "language")
     search_fields = ("telegram_id", "username", "first_name")
     date_hierarchy = "joined_at"
@@ -55,7 +64,11 @@ class TelegramUserAdmin(admin.ModelAdmin):
         """Destructive: asks for confirmation first; then bans, stops their auto-trading and logs each user."""
         if not action_confirmed(request):
             return action_confirmation_page(
-                self, request, queryset, action="ban_users", question=f"Ban {queryset.count()} user(s)?",
+                self,
+                request,
+                queryset,
+                action="ban_users",
+                question=f"Ban {queryset.count()} user(s)?",
                 consequence="The bot stops serving them, broadcasts skip them and their auto-trading is switched off.",
             )
         users = telegram_users_ban_set(users=list(queryset.filter(is_banned=False)), banned=True)
@@ -84,9 +97,14 @@ class TelegramUserAdmin(admin.ModelAdmin):
         try:
             for user in users:
                 subscription = subscription_grant(user=user, days=30)
-                self.log_change(request, user, f"Granted/extended 30 day(s) of {subscription.plan} (valid until "
-                                f"{subscription.valid_until:%Y-%m-%d %H:%M} UTC)." if subscription.valid_until
-                                else f"Granted 30 day(s) of {subscription.plan}: it is open-ended.")
+                self.log_change(
+                    request,
+                    user,
+                    f"Granted/extended 30 day(s) of {subscription.plan} (valid until "
+                    f"{subscription.valid_until:%Y-%m-%d %H:%M} UTC)."
+                    if subscription.valid_until
+                    else f"Granted 30 day(s) of {subscription.plan}: it is open-ended.",
+                )
         except CheckoutError as error:
             self.message_user(request, str(error), messages.ERROR)
             return
@@ -101,13 +119,29 @@ class UserPreferencesAdmin(admin.ModelAdmin):
 
 
 class PlanForm(forms.ModelForm):
-    features = forms.MultipleChoiceField(choices=Feature.choices, widget=forms.CheckboxSelectMultiple, required=False,
-                                         help_text="what the plan unlocks (signals are always free)")
+    features = forms.MultipleChoiceField(
+        choices=Feature.choices,
+        widget=forms.CheckboxSelectMultiple,
+        required=False,
+        help_text="what the plan unlocks (signals are always free)",
+    )
 
     class Meta:
         model = Plan
-        fields = ("code", "name", "description", "period_days", "features", "price_usd", "whop_plan_id",
-                  "solana_amount", "solana_mint", "solana_decimals", "is_active", "sort_order")
+        fields = (
+            "code",
+            "name",
+            "description",
+            "period_days",
+            "features",
+            "price_usd",
+            "whop_plan_id",
+            "solana_amount",
+            "solana_mint",
+            "solana_decimals",
+            "is_active",
+            "sort_order",
+        )
 
 
 @admin.register(Plan)
@@ -138,22 +172,30 @@ class SubscriptionAdmin(admin.ModelAdmin):
         """Whop memberships get their validity from Whop; they are left alone."""
         extended = 0
         for subscription in queryset.exclude(source=Subscription.Source.WHOP).select_related("user", "plan"):
-            extended_row = subscription_extend(user=subscription.user, plan=subscription.plan, days=30,
-                                               source=Subscription.Source.ADMIN)
+            extended_row = subscription_extend(
+                user=subscription.user, plan=subscription.plan, days=30, source=Subscription.Source.ADMIN
+            )
             self.log_change(request, extended_row, "Extended by 30 days (admin action).")
             extended += 1
-        self.message_user(request, f"Extended {extended} subscription(s); Whop memberships are renewed by Whop.",
-                          messages.SUCCESS)
+        self.message_user(
+            request, f"Extended {extended} subscription(s); Whop memberships are renewed by Whop.", messages.SUCCESS
+        )
 
     @admin.action(description="End now (downgrade)", permissions=["change"])
     def end_now(self, request, queryset):
         if not action_confirmed(request):
             return action_confirmation_page(
-                self, request, queryset, action="end_now", question=f"End {queryset.count()} subscription(s) now?",
-                consequence="Their paid features stop at once; open positions are kept and managed.")
+                self,
+                request,
+                queryset,
+                action="end_now",
+                question=f"End {queryset.count()} subscription(s) now?",
+                consequence="Their paid features stop at once; open positions are kept and managed.",
+            )
         rows = list(queryset.filter(status=Subscription.Status.ACTIVE))
         Subscription.objects.filter(pk__in=[r.pk for r in rows]).update(
-            status=Subscription.Status.CANCELLED, valid_until=timezone.now(), updated_at=timezone.now())
+            status=Subscription.Status.CANCELLED, valid_until=timezone.now(), updated_at=timezone.now()
+        )
         for row in rows:
             self.log_change(request, row, "Ended now (admin action).")
         self.message_user(request, f"Ended {len(rows)} subscription(s).", messages.SUCCESS)
@@ -180,9 +222,14 @@ class PaymentAdmin(admin.ModelAdmin):
     def refund(self, request, queryset):
         if not action_confirmed(request):
             return action_confirmation_page(
-                self, request, queryset, action="refund", question=f"Record {queryset.count()} refund(s)?",
+                self,
+                request,
+                queryset,
+                action="refund",
+                question=f"Record {queryset.count()} refund(s)?",
                 consequence="Send the money back yourself (in Whop, or from the merchant wallet). Each paid "
-                            "payment's subscription loses one period and ends if nothing is left.")
+                "payment's subscription loses one period and ends if nothing is left.",
+            )
         refunded = 0
         for payment in queryset.filter(status=Payment.Status.PAID):
             payment_refund(payment=payment, note=f"refunded by {request.user}")
@@ -212,7 +259,16 @@ class WebhookEventAdmin(admin.ModelAdmin):
     list_filter = ("provider", "status")
     search_fields = ("event_id", "event_type")
     date_hierarchy = "received_at"
-    readonly_fields = ("provider", "event_id", "event_type", "payload", "status", "error", "received_at", "processed_at")
+    readonly_fields = (
+        "provider",
+        "event_id",
+        "event_type",
+        "payload",
+        "status",
+        "error",
+        "received_at",
+        "processed_at",
+    )
 
     def has_add_permission(self, request):
         return False

@@ -18,7 +18,12 @@ def action_confirmed(request: HttpRequest) -> bool:
 
 
 def action_confirmation_page(
-    modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet, *, action: str, question: str,
+    modeladmin: admin.ModelAdmin,
+    request: HttpRequest,
+    queryset: QuerySet,
+    *,
+    action: str,
+    question: str,
     consequence: str = "",
 ) -> TemplateResponse:
     """The page listing ``queryset`` whose "Yes, I'm sure" re-posts ``action`` for the same objects, confirmed."""

@@ -28,7 +28,8 @@ from accounts.models import Feature, Subscription, TelegramUser
 def _current(now: datetime | None = None) -> QuerySet[Subscription]:
     now = now or timezone.now()
     return Subscription.objects.filter(status=Subscription.Status.ACTIVE).filter(
-        Q(valid_until__isnull=True) | Q(valid_until__gt=now))
+        Q(valid_until__isnull=True) | Q(valid_until__gt=now)
+    )
 
 
 def user_features(user: TelegramUser, *, now: datetime | None = None) -> frozenset[str]:
@@ -46,8 +47,7 @@ def feature_unlocked(user: TelegramUser, feature: str, *, now: datetime | None =
     return feature in user_features(user, now=now)
 
 
-def users_with_feature(feature: str, *, user_ids: Iterable[int] | None = None,
-                       now: datetime | None = None) -> set[int]:
+def users_with_feature(feature: str, *, user_ids: Iterable[int] | None = None, now: datetime | None = None) -> set[int]:
     """The ids of the users (among ``user_ids`` when given) for whom ``feature_unlocked`` holds, in one query —
     for fan-outs that decide for many users at once. Same rule as ``feature_unlocked``."""
     if feature not in Feature.values:
@@ -55,11 +55,18 @@ def users_with_feature(feature: str, *, user_ids: Iterable[int] | None = None,
     rows = _current(now)
     if user_ids is not None:
         rows = rows.filter(user_id__in=list(user_ids))
-    return {user_id for user_id, features in rows.values_list("user_id", "plan__features") if feature in (features or [])}
+    return {
+        user_id for user_id, features in rows.values_list("user_id", "plan__features") if feature in (features or [])
+    }
 
 
-def open_positions_limit(user: TelegramUser | None = None, *, preferred: int, now: datetime | None = None,
-                         features: Collection[str] | None = None) -> int:
+def open_positions_limit(
+    user: TelegramUser | None = None,
+    *,
+    preferred: int,
+    now: datetime | None = None,
+    features: Collection[str] | None = None,
+) -> int:
     """How many positions may be open at once: the user's own setting, capped on the free tier. ``features``: what
     the user's plan unlocks, when the caller has looked it up already."""
     unlocked = user_features(user, now=now) if features is None else features
@@ -74,5 +81,4 @@ def locked_message(feature: str) -> str:
     extra = ""
     if feature == Feature.MORE_POSITIONS:
         extra = f" Free accounts keep up to {settings.SUBSCRIPTION_FREE_MAX_OPEN_POSITIONS} positions open."
-    return (f"🔒 {escape(label)} is part of a paid plan; signals stay free.{extra} "
-            f"Send /subscribe to see the plans.")
+    return f"🔒 {escape(label)} is part of a paid plan; signals stay free.{extra} Send /subscribe to see the plans."

@@ -80,7 +80,9 @@ def _number_text(value: Any, *, unit: str, allowed: str) -> str:
     return text
 
 
-def parse_bounded_decimal(value: Any, *, minimum: Decimal, maximum: Decimal, unit: str = "", places: int = 4) -> Decimal:
+def parse_bounded_decimal(
+    value: Any, *, minimum: Decimal, maximum: Decimal, unit: str = "", places: int = 4
+) -> Decimal:
     """``value`` as a Decimal within [minimum, maximum] with at most ``places`` decimals, else NumberRangeError."""
     allowed = allowed_range(minimum=minimum, maximum=maximum, unit=unit)
     number = Decimal(_number_text(value, unit=unit, allowed=allowed))  # ≤ 32 plain digits: constant time
@@ -121,9 +123,12 @@ def preference_number_bounds(name: str) -> NumberBounds:
     bound = PREFERENCE_BOUNDS[name]
     field = UserPreferences._meta.get_field(name)
     if bound.whole:
-        return NumberBounds(minimum=int(bound.minimum), maximum=int(bound.upper()), unit=bound.unit, integer=True, places=0)
-    return NumberBounds(minimum=bound.minimum, maximum=bound.upper(), unit=bound.unit, integer=False,
-                        places=field.decimal_places)
+        return NumberBounds(
+            minimum=int(bound.minimum), maximum=int(bound.upper()), unit=bound.unit, integer=True, places=0
+        )
+    return NumberBounds(
+        minimum=bound.minimum, maximum=bound.upper(), unit=bound.unit, integer=False, places=field.decimal_places
+    )
 
 
 def preference_number_parse(name: str, value: Any) -> int | Decimal:
@@ -131,8 +136,9 @@ def preference_number_parse(name: str, value: Any) -> int | Decimal:
     bounds = preference_number_bounds(name)
     if bounds.integer:
         return parse_bounded_int(value, minimum=int(bounds.minimum), maximum=int(bounds.maximum), unit=bounds.unit)
-    return parse_bounded_decimal(value, minimum=Decimal(bounds.minimum), maximum=Decimal(bounds.maximum),
-                                 unit=bounds.unit, places=bounds.places)
+    return parse_bounded_decimal(
+        value, minimum=Decimal(bounds.minimum), maximum=Decimal(bounds.maximum), unit=bounds.unit, places=bounds.places
+    )
 
 
 # ---- JSON bodies --------------------------------------------------------------------------------------------------

@@ -46,8 +46,9 @@ def login_link_create(*, user: TelegramUser) -> str:
     with transaction.atomic():
         TelegramUser.objects.select_for_update().filter(pk=user.pk).first()  # one link creation per user at a time
         LoginToken.objects.filter(user=user, used_at__isnull=True).delete()  # older links stop working
-        LoginToken.objects.create(user=user, token_hash=_token_hash(token),
-                                  expires_at=timezone.now() + timedelta(seconds=ttl))
+        LoginToken.objects.create(
+            user=user, token_hash=_token_hash(token), expires_at=timezone.now() + timedelta(seconds=ttl)
+        )
     return f"{_base_url()}{reverse('dashboard:login-link', args=[token])}"
 
 
@@ -61,15 +62,22 @@ def login_token_consume(*, token: str) -> TelegramUser | None:
     now = timezone.now()
     token_hash = _token_hash(token)
     with transaction.atomic():
-        used = LoginToken.objects.filter(token_hash=token_hash, used_at__isnull=True, expires_at__gt=now).update(used_at=now)
+        used = LoginToken.objects.filter(token_hash=token_hash, used_at__isnull=True, expires_at__gt=now).update(
+            used_at=now
+        )
         if used != 1:
             return None
         user = LoginToken.objects.select_related("user").get(token_hash=token_hash).user
     return None if user.is_banned else user
 
 
-def telegram_login_verify(*, data: Mapping[str, str], bot_token: str | None = None, max_age_seconds: int | None = None,
-                          now: float | None = None) -> dict[str, str]:
+def telegram_login_verify(
+    *,
+    data: Mapping[str, str],
+    bot_token: str | None = None,
+    max_age_seconds: int | None = None,
+    now: float | None = None,
+) -> dict[str, str]:
     """Check the Login Widget's fields; returns them (without ``hash``) or raises TelegramLoginError."""
     bot_token = settings.TELEGRAM_BOT_TOKEN if bot_token is None else bot_token
     if max_age_seconds is None:

@@ -96,7 +96,7 @@ def failures_clear(scope: str, *, request=None, username: str | None = None) -> 
 
 def lockout_message(seconds: int) -> str:
     minutes = max(1, (seconds + 59) // 60)
-    return (f"Too many failed login attempts. Try again in {minutes} minute{'s' if minutes != 1 else ''}.")
+    return f"Too many failed login attempts. Try again in {minutes} minute{'s' if minutes != 1 else ''}."
 
 
 class LoginLockoutBackend(BaseBackend):

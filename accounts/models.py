@@ -139,19 +139,34 @@ class Plan(models.Model):
     code = models.SlugField(max_length=32, unique=True, help_text="short id used in links and buttons, e.g. pro")
     name = models.CharField(max_length=64)
     description = models.CharField(max_length=200, blank=True)
-    period_days = models.PositiveSmallIntegerField(default=30, validators=[MinValueValidator(1), MaxValueValidator(3660)])
+    period_days = models.PositiveSmallIntegerField(
+        default=30, validators=[MinValueValidator(1), MaxValueValidator(3660)]
+    )
     features = models.JSONField(default=list, blank=True, validators=[validate_features])
     price_usd = MoneyField(default=Decimal("0"), help_text="shown to users; Whop charges the price of its own plan")
-    whop_plan_id = models.CharField(max_length=64, unique=True, null=True, blank=True,
-                                    help_text="plan_… id of the same plan on Whop (empty: not sold on Whop)")
+    whop_plan_id = models.CharField(
+        max_length=64,
+        unique=True,
+        null=True,
+        blank=True,
+        help_text="plan_… id of the same plan on Whop (empty: not sold on Whop)",
+    )
     solana_amount = models.PositiveBigIntegerField(
-        null=True, blank=True, validators=[MinValueValidator(1)],
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1)],
         help_text="price in integer base units: lamports for SOL, the token's smallest unit for an SPL token "
-                  "(empty: not sold for Solana)")
-    solana_mint = models.CharField(max_length=44, blank=True, validators=[validate_solana_address],
-                                   help_text="SPL token mint (e.g. USDC); empty: native SOL")
-    solana_decimals = models.PositiveSmallIntegerField(default=9, validators=[MaxValueValidator(18)],
-                                                       help_text="decimals of the mint (9 for SOL, 6 for USDC)")
+        "(empty: not sold for Solana)",
+    )
+    solana_mint = models.CharField(
+        max_length=44,
+        blank=True,
+        validators=[validate_solana_address],
+        help_text="SPL token mint (e.g. USDC); empty: native SOL",
+    )
+    solana_decimals = models.PositiveSmallIntegerField(
+        default=9, validators=[MaxValueValidator(18)], help_text="decimals of the mint (9 for SOL, 6 for USDC)"
+    )
     is_active = models.BooleanField(default=True, help_text="offered by /subscribe")
     sort_order = models.PositiveSmallIntegerField(default=0)
 
@@ -188,11 +203,17 @@ class Subscription(models.Model):
     plan = models.ForeignKey(Plan, on_delete=models.PROTECT, related_name="subscriptions")
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.ACTIVE)
     source = models.CharField(max_length=16, choices=Source.choices)
-    external_id = models.CharField(max_length=128, null=True, blank=True, unique=True,
-                                   help_text="Whop membership id (mem_…); empty for Solana and admin time")
+    external_id = models.CharField(
+        max_length=128,
+        null=True,
+        blank=True,
+        unique=True,
+        help_text="Whop membership id (mem_…); empty for Solana and admin time",
+    )
     valid_until = models.DateTimeField(null=True, blank=True, help_text="empty: open-ended (admin grant)")
-    reminded_for = models.DateTimeField(null=True, blank=True, editable=False,
-                                        help_text="the valid_until an expiry reminder was sent for")
+    reminded_for = models.DateTimeField(
+        null=True, blank=True, editable=False, help_text="the valid_until an expiry reminder was sent for"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -204,7 +225,9 @@ class Subscription(models.Model):
 
     @property
     def is_current(self) -> bool:
-        return self.status == self.Status.ACTIVE and (self.valid_until is None or self.valid_until > django_timezone.now())
+        return self.status == self.Status.ACTIVE and (
+            self.valid_until is None or self.valid_until > django_timezone.now()
+        )
 
 
 class Payment(models.Model):
@@ -233,12 +256,19 @@ class Payment(models.Model):
     currency = models.CharField(max_length=16)
     mint = models.CharField(max_length=44, blank=True, help_text="SPL token mint; empty for SOL and Whop")
     recipient = models.CharField(max_length=44, blank=True, help_text="merchant wallet the transfer must reach")
-    reference = models.CharField(max_length=44, unique=True, null=True, blank=True,
-                                 help_text="Solana Pay reference key of this request")
-    external_id = models.CharField(max_length=128, unique=True, null=True, blank=True,
-                                   help_text="Whop payment id (pay_…) or Solana transaction signature")
-    subscription = models.ForeignKey(Subscription, null=True, blank=True, on_delete=models.SET_NULL,
-                                     related_name="payments")
+    reference = models.CharField(
+        max_length=44, unique=True, null=True, blank=True, help_text="Solana Pay reference key of this request"
+    )
+    external_id = models.CharField(
+        max_length=128,
+        unique=True,
+        null=True,
+        blank=True,
+        help_text="Whop payment id (pay_…) or Solana transaction signature",
+    )
+    subscription = models.ForeignKey(
+        Subscription, null=True, blank=True, on_delete=models.SET_NULL, related_name="payments"
+    )
     expires_at = models.DateTimeField(null=True, blank=True, help_text="a pending request is not honoured after")
     paid_at = models.DateTimeField(null=True, blank=True)
     refunded_at = models.DateTimeField(null=True, blank=True)
@@ -380,8 +410,9 @@ class TelegramChat(models.Model):
     title = models.CharField(max_length=255, blank=True)
     username = models.CharField(max_length=64, blank=True, help_text="public @username, if any")
     is_active = models.BooleanField(default=True, help_text="False once the bot was removed or refused (403)")
-    added_by = models.ForeignKey(TelegramUser, null=True, blank=True, on_delete=models.SET_NULL,
-                                 related_name="chats_added")
+    added_by = models.ForeignKey(
+        TelegramUser, null=True, blank=True, on_delete=models.SET_NULL, related_name="chats_added"
+    )
     news_signals = models.BooleanField(default=True)
     flow_signals = models.BooleanField(default=True)
     accepted_risk_levels = models.JSONField(default=list, validators=[validate_risk_levels])

@@ -160,7 +160,11 @@ def _cents(value: Any, what: str) -> int | None:
     their shortest text (``6.9`` is read as the decimal 6.9)."""
     if value is None or value == "":
         return None
-    if isinstance(value, bool) or not isinstance(value, int | float | str) or (isinstance(value, str) and len(value) > 30):
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float | str)
+        or (isinstance(value, str) and len(value) > 30)
+    ):
         raise WebhookPayloadError(f"{what} is not an amount")
     try:
         amount = Decimal(str(value))
@@ -183,8 +187,15 @@ def _object(value: Any, what: str) -> dict:
 
 WHOP_ACTIVATING = frozenset({"membership.activated", "membership.went_valid"})
 WHOP_PAYMENT = frozenset({"payment.succeeded"})
-WHOP_DEACTIVATING = frozenset({"membership.deactivated", "membership.went_invalid", "membership.cancelled",
-                               "membership.canceled", "membership.expired"})
+WHOP_DEACTIVATING = frozenset(
+    {
+        "membership.deactivated",
+        "membership.went_invalid",
+        "membership.cancelled",
+        "membership.canceled",
+        "membership.expired",
+    }
+)
 WHOP_REFUND = frozenset({"payment.refunded", "refund.created"})
 
 
@@ -235,8 +246,9 @@ def whop_event(payload: Any) -> WhopEvent:
         payment = _object(data.get("payment"), "data.payment") if event_type == "refund.created" else data
         payment_id = _id(payment.get("id"), "payment id", required=True)
         membership = _object(payment.get("membership"), "membership")
-        membership_id = _id(membership.get("id") or payment.get("membership_id") or data.get("membership_id"),
-                            "membership id")
+        membership_id = _id(
+            membership.get("id") or payment.get("membership_id") or data.get("membership_id"), "membership id"
+        )
     else:
         action, membership, payment_id = "ignore", _object(data.get("membership"), "membership"), None
         membership_id = _id(data.get("membership_id") or membership.get("id") or data.get("id"), "id")
@@ -246,7 +258,9 @@ def whop_event(payload: Any) -> WhopEvent:
         raise WebhookPayloadError("currency is not a currency code")
     amount_source = data.get("payment") if event_type == "refund.created" else data
     amount_source = amount_source if isinstance(amount_source, dict) else {}
-    amount = next((amount_source.get(k) for k in ("final_amount", "total", "amount") if amount_source.get(k) is not None), None)
+    amount = next(
+        (amount_source.get(k) for k in ("final_amount", "total", "amount") if amount_source.get(k) is not None), None
+    )
     return WhopEvent(
         event_type=event_type,
         action=action,
@@ -254,8 +268,9 @@ def whop_event(payload: Any) -> WhopEvent:
         payment_id=payment_id,
         whop_plan_id=_plan_id(data, membership),
         telegram_id=_telegram_id(metadata.get("telegram_id")),
-        period_end=_timestamp(data.get("renewal_period_end") or membership.get("renewal_period_end"),
-                              "renewal_period_end"),
+        period_end=_timestamp(
+            data.get("renewal_period_end") or membership.get("renewal_period_end"), "renewal_period_end"
+        ),
         paid_at=_timestamp(data.get("paid_at") or data.get("created_at"), "paid_at"),
         amount_cents=_cents(amount, "amount"),
         currency=currency.upper(),
@@ -285,7 +300,12 @@ def _list_of_objects(value: Any, what: str) -> list[dict]:
 
 def _integer(value: Any, what: str, *, signed: bool = False) -> int:
     """An exact integer amount (lamports, token base units): a JSON integer or integer text, never a float."""
-    if isinstance(value, str) and len(value) <= 30 and (value.lstrip("-") if signed else value).isdigit() and value.isascii():
+    if (
+        isinstance(value, str)
+        and len(value) <= 30
+        and (value.lstrip("-") if signed else value).isdigit()
+        and value.isascii()
+    ):
         value = int(value)
     if isinstance(value, bool) or not isinstance(value, int) or (value < 0 and not signed):
         raise WebhookPayloadError(f"{what} is not an integer amount")
@@ -380,8 +400,9 @@ class SolanaPaymentCheck:
         return not self.reason
 
 
-def helius_payment_check(transaction: Mapping[str, Any], *, reference: str, recipient: str, mint: str,
-                         price_base_units: int, decimals: int) -> SolanaPaymentCheck:
+def helius_payment_check(
+    transaction: Mapping[str, Any], *, reference: str, recipient: str, mint: str, price_base_units: int, decimals: int
+) -> SolanaPaymentCheck:
     """Does this (validated) enhanced transaction pay the request? All amounts are exact integers.
 
     It must have succeeded (``transactionError`` null), carry the request's reference key among its accounts, move
@@ -392,7 +413,9 @@ def helius_payment_check(transaction: Mapping[str, Any], *, reference: str, reci
         return SolanaPaymentCheck(0, "the transaction failed on chain (transactionError is set)")
     if reference not in helius_accounts(transaction):
         return SolanaPaymentCheck(0, "the payment reference is not among the transaction's accounts")
-    native_in = sum(t["amount"] for t in transaction.get("nativeTransfers") or [] if t.get("toUserAccount") == recipient)
+    native_in = sum(
+        t["amount"] for t in transaction.get("nativeTransfers") or [] if t.get("toUserAccount") == recipient
+    )
     token_transfers_in = [t for t in transaction.get("tokenTransfers") or [] if t.get("toUserAccount") == recipient]
     if not mint:
         received = native_in
@@ -414,7 +437,9 @@ def helius_payment_check(transaction: Mapping[str, Any], *, reference: str, reci
         if all(raw is not None for raw in raw_amounts):
             for amount, token_decimals in raw_amounts:
                 if token_decimals != decimals:
-                    return SolanaPaymentCheck(0, f"the token has {token_decimals} decimals, the plan expects {decimals}")
+                    return SolanaPaymentCheck(
+                        0, f"the token has {token_decimals} decimals, the plan expects {decimals}"
+                    )
                 received += amount
         else:  # exact amounts from the merchant's token balance change (the float tokenAmount is never used)
             for entry in transaction.get("accountData") or []:
@@ -424,11 +449,16 @@ def helius_payment_check(transaction: Mapping[str, Any], *, reference: str, reci
                         if raw is None:
                             continue
                         if raw[1] != decimals:
-                            return SolanaPaymentCheck(0, f"the token has {raw[1]} decimals, the plan expects {decimals}")
+                            return SolanaPaymentCheck(
+                                0, f"the token has {raw[1]} decimals, the plan expects {decimals}"
+                            )
                         received += max(raw[0], 0)
     if received == 0:
         return SolanaPaymentCheck(0, "nothing reached the merchant wallet")
     if received < price_base_units:
-        return SolanaPaymentCheck(received, f"paid {amount_text(received, decimals)} {currency}, less than the price "
-                                            f"{amount_text(price_base_units, decimals)} {currency}")
+        return SolanaPaymentCheck(
+            received,
+            f"paid {amount_text(received, decimals)} {currency}, less than the price "
+            f"{amount_text(price_base_units, decimals)} {currency}",
+        )
     return SolanaPaymentCheck(received, "")

@@ -33,7 +33,10 @@ from accounts.subscriptions import (
 
 logger = logging.getLogger(__name__)
 
-def webhook_event_receive(*, provider: str, event_id: str, payload: Any, event_type: str = "") -> tuple[WebhookEvent, bool]:
+
+def webhook_event_receive(
+    *, provider: str, event_id: str, payload: Any, event_type: str = ""
+) -> tuple[WebhookEvent, bool]:
     """Store a delivery once (unique provider + event id) and queue its processing. Returns (event, created)."""
     try:
         with transaction.atomic():
@@ -61,9 +64,13 @@ WEBHOOK_SWEEP_GRACE = timedelta(seconds=60)
 def webhook_events_process_stale(*, limit: int = 200) -> int:
     """Sweeper (beat): stored deliveries still ``received`` a minute later (the enqueue failed or the worker died
     before committing). ``webhook_event_process`` locks the row and checks the status, so each applies once."""
-    stale = (WebhookEvent.objects.filter(status=WebhookEvent.Status.RECEIVED,
-                                         received_at__lt=timezone.now() - WEBHOOK_SWEEP_GRACE)
-             .order_by("received_at").values_list("pk", flat=True)[:limit])
+    stale = (
+        WebhookEvent.objects.filter(
+            status=WebhookEvent.Status.RECEIVED, received_at__lt=timezone.now() - WEBHOOK_SWEEP_GRACE
+        )
+        .order_by("received_at")
+        .values_list("pk", flat=True)[:limit]
+    )
     ids = list(stale)
     for event_id in ids:
         webhook_event_process(event_id=event_id)
@@ -116,21 +123,37 @@ def _whop_membership_valid(change: WhopEvent) -> tuple[str, str]:
     if plan is None and existing is not None and not change.whop_plan_id:
         plan = existing.plan
     if plan is None:
-        return (WebhookEvent.Status.REJECTED,
-                f"unknown Whop plan {change.whop_plan_id or '(none)'}: set it as the Whop plan id of a plan in the admin")
-    user = existing.user if existing is not None else (
-        TelegramUser.objects.filter(telegram_id=change.telegram_id).first() if change.telegram_id else None)
+        return (
+            WebhookEvent.Status.REJECTED,
+            f"unknown Whop plan {change.whop_plan_id or '(none)'}: set it as the Whop plan id of a plan in the admin",
+        )
+    user = (
+        existing.user
+        if existing is not None
+        else (TelegramUser.objects.filter(telegram_id=change.telegram_id).first() if change.telegram_id else None)
+    )
     if user is None:
-        return (WebhookEvent.Status.REJECTED, "no bot user for this membership (metadata.telegram_id "
-                + ("is not a user of the bot)" if change.telegram_id else "is missing)"))
+        return (
+            WebhookEvent.Status.REJECTED,
+            "no bot user for this membership (metadata.telegram_id "
+            + ("is not a user of the bot)" if change.telegram_id else "is missing)"),
+        )
     now = timezone.now()
     payment_new = False
     if change.action == "payment":
-        payment, payment_new = Payment.objects.get_or_create(external_id=change.payment_id, defaults={
-            "user": user, "plan": plan, "gateway": Payment.Gateway.WHOP, "status": Payment.Status.PAID,
-            "amount_base_units": change.amount_cents or 0, "decimals": 2, "currency": change.currency,
-            "paid_at": change.paid_at or now,
-        })
+        payment, payment_new = Payment.objects.get_or_create(
+            external_id=change.payment_id,
+            defaults={
+                "user": user,
+                "plan": plan,
+                "gateway": Payment.Gateway.WHOP,
+                "status": Payment.Status.PAID,
+                "amount_base_units": change.amount_cents or 0,
+                "decimals": 2,
+                "currency": change.currency,
+                "paid_at": change.paid_at or now,
+            },
+        )
         if payment.status == Payment.Status.REFUNDED:
             return WebhookEvent.Status.IGNORED, "this payment was refunded"
     if existing is not None and existing.status != Subscription.Status.ACTIVE and not payment_new:
@@ -140,19 +163,25 @@ def _whop_membership_valid(change: WhopEvent) -> tuple[str, str]:
     else:
         until = (change.paid_at or now) + timedelta(days=plan.period_days)
     if existing is None:
-        subscription = Subscription.objects.create(user=user, plan=plan, source=Subscription.Source.WHOP,
-                                                   external_id=change.membership_id, valid_until=until)
+        subscription = Subscription.objects.create(
+            user=user, plan=plan, source=Subscription.Source.WHOP, external_id=change.membership_id, valid_until=until
+        )
         changed = True
     else:
         subscription = existing
         new_until = max(existing.valid_until, until) if existing.valid_until else until
-        changed = (new_until != existing.valid_until or existing.status != Subscription.Status.ACTIVE
-                   or existing.plan_id != plan.pk)
+        changed = (
+            new_until != existing.valid_until
+            or existing.status != Subscription.Status.ACTIVE
+            or existing.plan_id != plan.pk
+        )
         subscription.valid_until, subscription.status, subscription.plan = new_until, Subscription.Status.ACTIVE, plan
         if changed:
             subscription.save(update_fields=["valid_until", "status", "plan", "updated_at"])
     if change.action == "payment":
-        Payment.objects.filter(external_id=change.payment_id, subscription__isnull=True).update(subscription=subscription)
+        Payment.objects.filter(external_id=change.payment_id, subscription__isnull=True).update(
+            subscription=subscription
+        )
     if changed and subscription.valid_until > now:
         user_notify_subscription_active(subscription)
     return WebhookEvent.Status.PROCESSED, "" if changed else "already applied"
@@ -160,8 +189,9 @@ def _whop_membership_valid(change: WhopEvent) -> tuple[str, str]:
 
 def _whop_membership_end(change: WhopEvent) -> tuple[str, str]:
     """Cancelled, expired or invalid: the membership gives nothing from now on (downgrade)."""
-    subscription = Subscription.objects.select_for_update().select_related("plan").filter(
-        external_id=change.membership_id).first()
+    subscription = (
+        Subscription.objects.select_for_update().select_related("plan").filter(external_id=change.membership_id).first()
+    )
     if subscription is None:
         return WebhookEvent.Status.IGNORED, "unknown membership"
     if subscription.status != Subscription.Status.ACTIVE:
@@ -182,13 +212,19 @@ def _whop_refund(change: WhopEvent) -> tuple[str, str]:
     if payment is not None and payment.status == Payment.Status.PAID:
         payment.status, payment.refunded_at = Payment.Status.REFUNDED, now
         payment.save(update_fields=["status", "refunded_at"])
-    membership_id = change.membership_id or (payment.subscription.external_id
-                                             if payment is not None and payment.subscription else None)
-    subscription = Subscription.objects.select_for_update().select_related("plan").filter(
-        external_id=membership_id).first() if membership_id else None
+    membership_id = change.membership_id or (
+        payment.subscription.external_id if payment is not None and payment.subscription else None
+    )
+    subscription = (
+        Subscription.objects.select_for_update().select_related("plan").filter(external_id=membership_id).first()
+        if membership_id
+        else None
+    )
     if subscription is None:
-        return (WebhookEvent.Status.PROCESSED if payment else WebhookEvent.Status.IGNORED,
-                "" if payment else "unknown payment and membership")
+        return (
+            WebhookEvent.Status.PROCESSED if payment else WebhookEvent.Status.IGNORED,
+            "" if payment else "unknown payment and membership",
+        )
     if subscription.status != Subscription.Status.REFUNDED:
         subscription.status = Subscription.Status.REFUNDED
         subscription.valid_until = min(subscription.valid_until, now) if subscription.valid_until else now
@@ -204,29 +240,49 @@ def _helius_event_apply(event: WebhookEvent) -> tuple[str, str]:
     transaction_ = helius_transaction_validate(event.payload)
     signature = transaction_["signature"]
     accounts = helius_accounts(transaction_)
-    payment = (Payment.objects.select_for_update().select_related("plan")
-               .filter(gateway=Payment.Gateway.SOLANA, reference__in=accounts).first()) if accounts else None
+    payment = (
+        (
+            Payment.objects.select_for_update()
+            .select_related("plan")
+            .filter(gateway=Payment.Gateway.SOLANA, reference__in=accounts)
+            .first()
+        )
+        if accounts
+        else None
+    )
     if payment is None:
         return WebhookEvent.Status.REJECTED, "no payment request references this transaction (unknown reference)"
     if payment.status == Payment.Status.PAID:
-        return (WebhookEvent.Status.REJECTED, f"request {payment.reference} was already paid by transaction "
-                f"{payment.external_id}; this second payment is not applied (refund it if it moved money)")
+        return (
+            WebhookEvent.Status.REJECTED,
+            f"request {payment.reference} was already paid by transaction "
+            f"{payment.external_id}; this second payment is not applied (refund it if it moved money)",
+        )
     if payment.status == Payment.Status.REFUNDED:
         return WebhookEvent.Status.REJECTED, f"request {payment.reference} was refunded"
-    check = helius_payment_check(transaction_, reference=payment.reference, recipient=payment.recipient,
-                                 mint=payment.mint, price_base_units=payment.amount_base_units,
-                                 decimals=payment.decimals)
+    check = helius_payment_check(
+        transaction_,
+        reference=payment.reference,
+        recipient=payment.recipient,
+        mint=payment.mint,
+        price_base_units=payment.amount_base_units,
+        decimals=payment.decimals,
+    )
     if not check.ok:
         return WebhookEvent.Status.REJECTED, f"request {payment.reference}: {check.reason}"
     now = timezone.now()
     paid_at = helius_timestamp(transaction_) or now
     if payment.expires_at is not None and paid_at > payment.expires_at:
-        return (WebhookEvent.Status.REJECTED, f"request {payment.reference}: paid at {paid_at:%Y-%m-%d %H:%M:%S} UTC, "
-                f"after it expired at {payment.expires_at:%Y-%m-%d %H:%M:%S} UTC (refund or grant by hand)")
+        return (
+            WebhookEvent.Status.REJECTED,
+            f"request {payment.reference}: paid at {paid_at:%Y-%m-%d %H:%M:%S} UTC, "
+            f"after it expired at {payment.expires_at:%Y-%m-%d %H:%M:%S} UTC (refund or grant by hand)",
+        )
     if Payment.objects.filter(external_id=signature).exists():
         return WebhookEvent.Status.REJECTED, f"transaction {signature} already paid another request"
-    subscription = subscription_extend(user=payment.user, plan=payment.plan, days=payment.plan.period_days,
-                                       source=Subscription.Source.SOLANA, now=now)
+    subscription = subscription_extend(
+        user=payment.user, plan=payment.plan, days=payment.plan.period_days, source=Subscription.Source.SOLANA, now=now
+    )
     payment.status, payment.external_id, payment.paid_at = Payment.Status.PAID, signature, paid_at
     payment.amount_base_units, payment.subscription = check.received_base_units, subscription
     payment.save(update_fields=["status", "external_id", "paid_at", "amount_base_units", "subscription"])

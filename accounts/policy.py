@@ -62,6 +62,7 @@ class PolicyRefusal:
 
 # ---- signals: who receives a card or a live push ------------------------------------------------------------------
 
+
 def signal_refused_by_preferences(*, preferences, signal) -> PolicyRefusal | None:
     """The preference rules every interface shares: signal source, accepted risk levels, muted symbols."""
     facts = SignalFacts.of(signal)
@@ -74,7 +75,9 @@ def signal_refused_by_preferences(*, preferences, signal) -> PolicyRefusal | Non
     if facts.risk_level not in (preferences.accepted_risk_levels or DEFAULT_RISK_LEVELS):
         return PolicyRefusal("risk_level", f"risk level {facts.risk_level} is not among your accepted levels")
     if symbol_is_muted(facts.symbol, preferences.muted_symbols):
-        return PolicyRefusal("muted_symbol", f"{symbol_canonical(facts.symbol) or facts.symbol} is muted in your settings")
+        return PolicyRefusal(
+            "muted_symbol", f"{symbol_canonical(facts.symbol) or facts.symbol} is muted in your settings"
+        )
     return None
 
 
@@ -101,13 +104,18 @@ def signal_reaches_chat(*, chat, signal) -> bool:
 
 # ---- positions: may a signal open one for the user ----------------------------------------------------------------
 
+
 def live_exchange_ready(*, user) -> bool:
     """A connected (active) exchange whose keys were verified against the exchange."""
     return user.credentials.filter(is_active=True, validated_at__isnull=False).exists()
 
 
 def position_allowed_for_user(
-    *, user, signal, open_symbols: Sequence[str], exchange_ready: bool | Callable[[], bool] | None = None,
+    *,
+    user,
+    signal,
+    open_symbols: Sequence[str],
+    exchange_ready: bool | Callable[[], bool] | None = None,
     features: Collection[str] | None = None,
 ) -> PolicyRefusal | None:
     """None when ``signal`` may open a position for ``user``, else the first rule that refuses.
@@ -152,7 +160,7 @@ def position_allowed_for_user(
 
 
 def trading_mode_for_user(*, user) -> str:
-    """"paper" or "live": the mode a new position of ``user`` opens in."""
+    """ "paper" or "live": the mode a new position of ``user`` opens in."""
     return "paper" if user.preferences.paper_mode else "live"
 
 
@@ -178,8 +186,10 @@ def auto_trading_missing(*, user, preferences) -> list[str]:
     if user.is_banned:
         missing.append("your account is suspended")
     if not preferences.paper_mode and not live_exchange_ready(user=user):
-        missing.append("live trading needs a connected exchange: connect one with /connect in the Telegram bot, or "
-                       "switch to paper trading")
+        missing.append(
+            "live trading needs a connected exchange: connect one with /connect in the Telegram bot, or "
+            "switch to paper trading"
+        )
     for check in _AUTO_TRADING_REQUIREMENTS:
         text = check(user=user, preferences=preferences)
         if text:
@@ -216,6 +226,7 @@ def auto_trading_status(*, user, daily_loss_hit: bool = False, global_pause_reas
     if daily_loss_hit:
         return AutoTradingStatus("paused", "daily loss limit reached", "resume")
     if global_pause_reason:
-        return AutoTradingStatus("paused", f"paused for everybody by the operator ({global_pause_reason})",
-                                 "wait_operator")
+        return AutoTradingStatus(
+            "paused", f"paused for everybody by the operator ({global_pause_reason})", "wait_operator"
+        )
     return AutoTradingStatus("on")

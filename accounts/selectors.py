@@ -17,8 +17,11 @@ def revenue_by_plan_and_gateway(*, since: datetime | None = None) -> list[dict]:
     payments = Payment.objects.filter(status__in=[Payment.Status.PAID, Payment.Status.REFUNDED])
     if since is not None:
         payments = payments.filter(paid_at__gte=since)
-    rows = (payments.values("plan__name", "gateway", "currency", "decimals", "status")
-            .annotate(n=Count("id"), total=Sum("amount_base_units")).order_by())
+    rows = (
+        payments.values("plan__name", "gateway", "currency", "decimals", "status")
+        .annotate(n=Count("id"), total=Sum("amount_base_units"))
+        .order_by()
+    )
     merged: dict[tuple, dict] = defaultdict(lambda: {"payments": 0, "amount": Decimal(0), "refunded": 0})
     for row in rows:
         key = (row["plan__name"], row["gateway"], row["currency"])
@@ -27,8 +30,10 @@ def revenue_by_plan_and_gateway(*, since: datetime | None = None) -> list[dict]:
             merged[key]["amount"] += Decimal(row["total"] or 0).scaleb(-row["decimals"])
         else:
             merged[key]["refunded"] += row["n"]
-    return [{"plan": plan, "gateway": gateway, "currency": currency, **values}
-            for (plan, gateway, currency), values in sorted(merged.items())]
+    return [
+        {"plan": plan, "gateway": gateway, "currency": currency, **values}
+        for (plan, gateway, currency), values in sorted(merged.items())
+    ]
 
 
 def revenue_by_currency(*, since: datetime | None = None) -> dict[str, Decimal]:

@@ -37,12 +37,15 @@ from accounts.telegram_ids import telegram_id_valid
 from config.events import publish
 
 AUTO_TRADING = "auto_trading"  # the change key of the auto-trading switch (stored on the user)
-LIVE_NEEDS_EXCHANGE = ("Live trading needs a connected exchange: connect one with /connect in the Telegram bot. "
-                       "You stay in paper mode.")
+LIVE_NEEDS_EXCHANGE = (
+    "Live trading needs a connected exchange: connect one with /connect in the Telegram bot. You stay in paper mode."
+)
 
 
 @transaction.atomic
-def telegram_user_register(*, telegram_id: int, username: str = "", first_name: str = "", language: str = "en") -> tuple[TelegramUser, bool]:
+def telegram_user_register(
+    *, telegram_id: int, username: str = "", first_name: str = "", language: str = "en"
+) -> tuple[TelegramUser, bool]:
     """Create the user (and default preferences) on first contact; refresh name and last_seen afterwards. An id no
     Telegram user can have (0, negative, beyond 52 bits) raises ValueError and creates nothing."""
     if not telegram_id_valid(telegram_id):
@@ -148,8 +151,12 @@ def _muted_symbols_normalise(value: Any) -> Any:
     for entry in value:
         canonical = symbol_canonical(entry) if isinstance(entry, str) else None
         if canonical is None:
-            raise ValidationError({"muted_symbols": f"“{str(entry)[:40]}” is not a symbol. Write coin names such as "
-                                                    "DOGE or PEPE, separated by commas."})
+            raise ValidationError(
+                {
+                    "muted_symbols": f"“{str(entry)[:40]}” is not a symbol. Write coin names such as "
+                    "DOGE or PEPE, separated by commas."
+                }
+            )
         if symbol_base(canonical) not in bases:
             bases.add(symbol_base(canonical))
             symbols.append(canonical)
@@ -228,7 +235,8 @@ def _preferences_apply(*, user: TelegramUser, changes: dict[str, Any], commit: b
         missing = auto_trading_missing(user=locked, preferences=preferences)
         if missing:
             errors.setdefault(AUTO_TRADING, []).append(
-                "Auto-trading cannot be switched on yet: " + "; ".join(missing) + ".")
+                "Auto-trading cannot be switched on yet: " + "; ".join(missing) + "."
+            )
     if errors:
         raise ValidationError(errors)
     if not commit:
@@ -238,8 +246,9 @@ def _preferences_apply(*, user: TelegramUser, changes: dict[str, Any], commit: b
         # On: the reason of an earlier stop is cleared (the user says it is fixed); the pause of a switch that is on
         # stays until /resume. Off: the user's own choice, no reason kept.
         reason = locked.auto_trading_paused_reason if auto_trading and locked.auto_trading_enabled else ""
-        TelegramUser.objects.filter(pk=user.pk).update(auto_trading_enabled=auto_trading,
-                                                       auto_trading_paused_reason=reason)
+        TelegramUser.objects.filter(pk=user.pk).update(
+            auto_trading_enabled=auto_trading, auto_trading_paused_reason=reason
+        )
         user.auto_trading_enabled, user.auto_trading_paused_reason = auto_trading, reason
     return preferences
 
@@ -249,14 +258,16 @@ def _preferences_apply(*, user: TelegramUser, changes: dict[str, Any], commit: b
 CHAT_FILTERS = ("news_signals", "flow_signals", "accepted_risk_levels", "muted_symbols")
 
 
-def telegram_chat_register(*, chat_id: int, kind: str, title: str = "", username: str = "",
-                           added_by: TelegramUser | None = None) -> tuple[TelegramChat, bool]:
+def telegram_chat_register(
+    *, chat_id: int, kind: str, title: str = "", username: str = "", added_by: TelegramUser | None = None
+) -> tuple[TelegramChat, bool]:
     """The bot was added to a group, supergroup or channel: register it (again) for signal cards. Returns the chat
     and whether it was new; a chat registered earlier keeps its filters."""
     if kind not in TelegramChat.Kind.values:
         raise ValueError(f"not a group or channel: {kind!r}")
     chat, created = TelegramChat.objects.get_or_create(
-        chat_id=chat_id, defaults={"kind": kind, "title": title[:255], "username": username[:64], "added_by": added_by})
+        chat_id=chat_id, defaults={"kind": kind, "title": title[:255], "username": username[:64], "added_by": added_by}
+    )
     if not created:
         chat.kind, chat.title, chat.username = kind, title[:255] or chat.title, username[:64]
         chat.is_active, chat.unregistered_at, chat.unregistered_reason = True, None, ""
@@ -270,15 +281,17 @@ def telegram_chats_unregister(*, chat_ids, reason: str) -> int:
     """The bot was removed from these chats or Telegram refused a send (403): no more cards. Returns how many were
     registered."""
     return TelegramChat.objects.filter(chat_id__in=[int(c) for c in chat_ids], is_active=True).update(
-        is_active=False, unregistered_at=timezone.now(), unregistered_reason=reason[:200])
+        is_active=False, unregistered_at=timezone.now(), unregistered_reason=reason[:200]
+    )
 
 
 def telegram_chat_migrate(*, old_chat_id: int, new_chat_id: int) -> bool:
     """A group became a supergroup (Telegram gives it a new id): the registration and its filters follow."""
     if TelegramChat.objects.filter(chat_id=new_chat_id).exists():
         return False
-    return bool(TelegramChat.objects.filter(chat_id=old_chat_id).update(chat_id=new_chat_id,
-                                                                         kind=TelegramChat.Kind.SUPERGROUP))
+    return bool(
+        TelegramChat.objects.filter(chat_id=old_chat_id).update(chat_id=new_chat_id, kind=TelegramChat.Kind.SUPERGROUP)
+    )
 
 
 @transaction.atomic
@@ -299,7 +312,9 @@ def chat_filters_update(*, chat: TelegramChat, changes: dict[str, Any]) -> Teleg
         if name in changes and not isinstance(changes[name], bool):
             errors.setdefault(name, []).append("Switch it on or off.")
     try:
-        locked.full_clean(exclude=[f.name for f in TelegramChat._meta.fields if f.name not in changes or f.name in errors])
+        locked.full_clean(
+            exclude=[f.name for f in TelegramChat._meta.fields if f.name not in changes or f.name in errors]
+        )
     except ValidationError as error:
         for name, messages in error.message_dict.items():
             errors.setdefault(name, []).extend(messages)
@@ -331,8 +346,9 @@ def exchange_credential_create(*, user: TelegramUser, exchange: str, secrets: Ap
 def exchange_credential_deactivate(*, user: TelegramUser, reason: str = "disconnected by the user") -> int:
     """Deactivate the user's active credential (kept encrypted for the audit trail). Live mode needs an exchange,
     so a user trading live is put back in paper mode. Returns how many credentials were active."""
-    count = ExchangeCredential.objects.filter(user=user, is_active=True).update(is_active=False,
-                                                                                 disabled_reason=reason[:200])
+    count = ExchangeCredential.objects.filter(user=user, is_active=True).update(
+        is_active=False, disabled_reason=reason[:200]
+    )
     if count:
         UserPreferences.objects.filter(user=user, paper_mode=False).update(paper_mode=True, updated_at=timezone.now())
     return count

@@ -88,8 +88,9 @@ def amount_text(base_units: int, decimals: int) -> str:
     return text
 
 
-def transfer_request_url(*, recipient: str, amount_base_units: int, decimals: int, mint: str, reference: str,
-                         label: str, message: str) -> str:
+def transfer_request_url(
+    *, recipient: str, amount_base_units: int, decimals: int, mint: str, reference: str, label: str, message: str
+) -> str:
     """The Solana Pay transfer request URL (native SOL when ``mint`` is empty)."""
     params = [f"amount={amount_text(amount_base_units, decimals)}"]
     if mint:

@@ -58,8 +58,11 @@ def plan_prices_text(plan: Plan) -> str:
 def subscription_current(*, user: TelegramUser, now: datetime | None = None) -> Subscription | None:
     """The user's current subscription that lasts longest (open-ended first)."""
     now = now or timezone.now()
-    rows = (Subscription.objects.select_related("plan").filter(user=user, status=Subscription.Status.ACTIVE)
-            .filter(Q(valid_until__isnull=True) | Q(valid_until__gt=now)))
+    rows = (
+        Subscription.objects.select_related("plan")
+        .filter(user=user, status=Subscription.Status.ACTIVE)
+        .filter(Q(valid_until__isnull=True) | Q(valid_until__gt=now))
+    )
     open_ended = rows.filter(valid_until__isnull=True).first()
     return open_ended or rows.order_by("-valid_until").first()
 
@@ -74,11 +77,15 @@ def whop_checkout_create(*, user: TelegramUser, plan: Plan, gateway: WhopGateway
     redirect = f"{settings.WEB_BASE_URL.rstrip('/')}/dashboard/subscribe/" if settings.WEB_BASE_URL else ""
     try:
         checkout = (gateway or whop_gateway()).checkout_create(
-            plan_id=plan.whop_plan_id, metadata={"telegram_id": str(user.telegram_id), "plan": plan.code},
-            redirect_url=redirect)
+            plan_id=plan.whop_plan_id,
+            metadata={"telegram_id": str(user.telegram_id), "plan": plan.code},
+            redirect_url=redirect,
+        )
     except WhopGatewayError as error:
         logger.warning("Whop checkout for plan %s failed: %s", plan.code, error)
-        raise CheckoutError("Card checkout is unavailable right now. Please try again later, or pay with Solana.") from None
+        raise CheckoutError(
+            "Card checkout is unavailable right now. Please try again later, or pay with Solana."
+        ) from None
     return checkout.purchase_url
 
 
@@ -90,13 +97,19 @@ class SolanaPaymentRequest:
 
 def solana_payment_url(payment: Payment) -> str:
     return transfer_request_url(
-        recipient=payment.recipient, amount_base_units=payment.amount_base_units, decimals=payment.decimals,
-        mint=payment.mint, reference=payment.reference or "", label=settings.SOLANA_PAY_LABEL,
+        recipient=payment.recipient,
+        amount_base_units=payment.amount_base_units,
+        decimals=payment.decimals,
+        mint=payment.mint,
+        reference=payment.reference or "",
+        label=settings.SOLANA_PAY_LABEL,
         message=f"{payment.plan.name}, {payment.plan.period_days} days",
     )
 
 
-def solana_payment_request_create(*, user: TelegramUser, plan: Plan, now: datetime | None = None) -> SolanaPaymentRequest:
+def solana_payment_request_create(
+    *, user: TelegramUser, plan: Plan, now: datetime | None = None
+) -> SolanaPaymentRequest:
     """A pending Solana Pay request with a fresh reference key, payable until it expires. A still-fresh pending
     request of the same user and plan is shown again instead of making another."""
     if not plan.solana_amount:
@@ -105,21 +118,37 @@ def solana_payment_request_create(*, user: TelegramUser, plan: Plan, now: dateti
     if not solana_address_valid(wallet):
         raise CheckoutError("Solana payments are not available right now.")
     now = now or timezone.now()
-    pending = (Payment.objects.filter(user=user, plan=plan, gateway=Payment.Gateway.SOLANA,
-                                      status=Payment.Status.PENDING, recipient=wallet,
-                                      amount_base_units=plan.solana_amount, mint=plan.solana_mint,
-                                      decimals=plan.solana_decimals,
-                                      expires_at__gt=now + SOLANA_REQUEST_REUSE_MARGIN)
-               .order_by("-expires_at").first())
+    pending = (
+        Payment.objects.filter(
+            user=user,
+            plan=plan,
+            gateway=Payment.Gateway.SOLANA,
+            status=Payment.Status.PENDING,
+            recipient=wallet,
+            amount_base_units=plan.solana_amount,
+            mint=plan.solana_mint,
+            decimals=plan.solana_decimals,
+            expires_at__gt=now + SOLANA_REQUEST_REUSE_MARGIN,
+        )
+        .order_by("-expires_at")
+        .first()
+    )
     if pending is None:
         for _ in range(3):
             try:
                 with transaction.atomic():
                     pending = Payment.objects.create(
-                        user=user, plan=plan, gateway=Payment.Gateway.SOLANA, status=Payment.Status.PENDING,
-                        amount_base_units=plan.solana_amount, decimals=plan.solana_decimals,
-                        currency=plan.solana_currency, mint=plan.solana_mint, recipient=wallet,
-                        reference=reference_new(), expires_at=now + timedelta(minutes=settings.SOLANA_PAYMENT_TTL_MINUTES),
+                        user=user,
+                        plan=plan,
+                        gateway=Payment.Gateway.SOLANA,
+                        status=Payment.Status.PENDING,
+                        amount_base_units=plan.solana_amount,
+                        decimals=plan.solana_decimals,
+                        currency=plan.solana_currency,
+                        mint=plan.solana_mint,
+                        recipient=wallet,
+                        reference=reference_new(),
+                        expires_at=now + timedelta(minutes=settings.SOLANA_PAYMENT_TTL_MINUTES),
                     )
                 break
             except IntegrityError:  # a reference collision (2^-256): draw again
@@ -130,23 +159,28 @@ def solana_payment_request_create(*, user: TelegramUser, plan: Plan, now: dateti
 # ---- granting time -------------------------------------------------------------------------------------------------
 
 
-def subscription_extend(*, user: TelegramUser, plan: Plan, days: int, source: str,
-                        now: datetime | None = None) -> Subscription:
+def subscription_extend(
+    *, user: TelegramUser, plan: Plan, days: int, source: str, now: datetime | None = None
+) -> Subscription:
     """Add ``days`` of ``plan`` to the user's Solana/admin time of that plan (from its end, or from now when it has
     lapsed), or start it. Callers hold the transaction that makes this happen once (a paid request, an admin
     action). Whop memberships are not touched: their validity comes from Whop."""
     now = now or timezone.now()
-    current = (Subscription.objects.select_for_update()
-               .filter(user=user, plan=plan, status=Subscription.Status.ACTIVE, external_id__isnull=True)
-               .order_by("-valid_until").first())
+    current = (
+        Subscription.objects.select_for_update()
+        .filter(user=user, plan=plan, status=Subscription.Status.ACTIVE, external_id__isnull=True)
+        .order_by("-valid_until")
+        .first()
+    )
     if current is not None and current.valid_until is None:
         return current  # open-ended already
     if current is not None:
         current.valid_until = max(current.valid_until, now) + timedelta(days=days)
         current.save(update_fields=["valid_until", "updated_at"])
         return current
-    return Subscription.objects.create(user=user, plan=plan, source=source, status=Subscription.Status.ACTIVE,
-                                       valid_until=now + timedelta(days=days))
+    return Subscription.objects.create(
+        user=user, plan=plan, source=source, status=Subscription.Status.ACTIVE, valid_until=now + timedelta(days=days)
+    )
 
 
 def plan_default() -> Plan | None:
@@ -193,26 +227,40 @@ def payment_refund(*, payment: Payment, note: str = "") -> Payment:
 
 def user_notify_subscription_active(subscription: Subscription, *, reason: str = "paid") -> None:
     """The confirmation: once per (subscription, end date), whatever replays or retries happen."""
-    until = (f"until {subscription.valid_until:%Y-%m-%d %H:%M} UTC" if subscription.valid_until else "with no end date")
+    until = f"until {subscription.valid_until:%Y-%m-%d %H:%M} UTC" if subscription.valid_until else "with no end date"
     opening = {"paid": "✅ Payment received. Thank you!", "granted": "🎁 You were given a subscription."}[reason]
-    text = (f"{opening}\n<b>{escape(subscription.plan.name)}</b> is active {until}.\n"
-            f"Unlocked: {escape(plan_features_text(subscription.plan))}.")
+    text = (
+        f"{opening}\n<b>{escape(subscription.plan.name)}</b> is active {until}.\n"
+        f"Unlocked: {escape(plan_features_text(subscription.plan))}."
+    )
     stamp = int(subscription.valid_until.timestamp()) if subscription.valid_until else "open"
-    publish("user.notify", user_id=subscription.user_id, text=text,
-            dedupe_key=f"subscription:{subscription.pk}:active:{stamp}")
+    publish(
+        "user.notify",
+        user_id=subscription.user_id,
+        text=text,
+        dedupe_key=f"subscription:{subscription.pk}:active:{stamp}",
+    )
 
 
 def user_notify_subscription_ended(subscription: Subscription) -> None:
-    text = (f"Your <b>{escape(subscription.plan.name)}</b> plan has ended ({escape(subscription.status)}). Signals "
-            "stay free. Positions already open are kept and managed to their exits; paid features are off and no "
-            "new positions are opened with them. Send /subscribe to renew.")
-    publish("user.notify", user_id=subscription.user_id, text=text,
-            dedupe_key=f"subscription:{subscription.pk}:ended:{subscription.status}")
+    text = (
+        f"Your <b>{escape(subscription.plan.name)}</b> plan has ended ({escape(subscription.status)}). Signals "
+        "stay free. Positions already open are kept and managed to their exits; paid features are off and no "
+        "new positions are opened with them. Send /subscribe to renew."
+    )
+    publish(
+        "user.notify",
+        user_id=subscription.user_id,
+        text=text,
+        dedupe_key=f"subscription:{subscription.pk}:ended:{subscription.status}",
+    )
 
 
 def admins_notify_payment_problem(*, provider: str, event_id: str, reason: str) -> None:
-    text = (f"⚠️ <b>Payment not applied</b> ({escape(provider)} {escape(event_id[:24])}…)\n{escape(reason)}\n"
-            "See Webhook events in the admin (status rejected).")
+    text = (
+        f"⚠️ <b>Payment not applied</b> ({escape(provider)} {escape(event_id[:24])}…)\n{escape(reason)}\n"
+        "See Webhook events in the admin (status rejected)."
+    )
     publish("admins.notify", text=text, dedupe_key=f"payment-problem:{provider}:{event_id[:120]}")
 
 
@@ -223,24 +271,39 @@ def subscriptions_remind(*, now: datetime | None = None) -> int:
     """Remind users whose Solana or admin time ends within ``SUBSCRIPTION_REMINDER_DAYS`` (Whop renews and
     reminds by itself); once per end date. Returns the number of reminders."""
     now = now or timezone.now()
-    ending = (Subscription.objects.select_related("plan")
-              .filter(status=Subscription.Status.ACTIVE, external_id__isnull=True,
-                      valid_until__gt=now, valid_until__lte=now + timedelta(days=settings.SUBSCRIPTION_REMINDER_DAYS))
-              .exclude(reminded_for=F("valid_until")))
+    ending = (
+        Subscription.objects.select_related("plan")
+        .filter(
+            status=Subscription.Status.ACTIVE,
+            external_id__isnull=True,
+            valid_until__gt=now,
+            valid_until__lte=now + timedelta(days=settings.SUBSCRIPTION_REMINDER_DAYS),
+        )
+        .exclude(reminded_for=F("valid_until"))
+    )
     count = 0
     for subscription in ending:
         with transaction.atomic():
-            claimed = Subscription.objects.filter(pk=subscription.pk).exclude(
-                reminded_for=F("valid_until")).update(reminded_for=subscription.valid_until)
+            claimed = (
+                Subscription.objects.filter(pk=subscription.pk)
+                .exclude(reminded_for=F("valid_until"))
+                .update(reminded_for=subscription.valid_until)
+            )
             if not claimed:
                 continue
             left = subscription.valid_until - now
             days = max(1, round(left.total_seconds() / 86400))
-            text = (f"⏳ Your <b>{escape(subscription.plan.name)}</b> plan ends in about {days} day(s), on "
-                    f"{subscription.valid_until:%Y-%m-%d %H:%M} UTC. Send /subscribe to renew and keep "
-                    f"{escape(plan_features_text(subscription.plan))}.")
-            publish("user.notify", user_id=subscription.user_id, text=text,
-                    dedupe_key=f"subscription:{subscription.pk}:reminder:{int(subscription.valid_until.timestamp())}")
+            text = (
+                f"⏳ Your <b>{escape(subscription.plan.name)}</b> plan ends in about {days} day(s), on "
+                f"{subscription.valid_until:%Y-%m-%d %H:%M} UTC. Send /subscribe to renew and keep "
+                f"{escape(plan_features_text(subscription.plan))}."
+            )
+            publish(
+                "user.notify",
+                user_id=subscription.user_id,
+                text=text,
+                dedupe_key=f"subscription:{subscription.pk}:reminder:{int(subscription.valid_until.timestamp())}",
+            )
             count += 1
     return count
 
@@ -249,12 +312,16 @@ def subscriptions_expire(*, now: datetime | None = None) -> int:
     """Downgrade at the end: active subscriptions past ``valid_until`` become expired, and their users are told.
     (Entitlements already stop at ``valid_until``; this makes the status say so and sends the message once.)"""
     now = now or timezone.now()
-    ended = list(Subscription.objects.select_related("plan")
-                 .filter(status=Subscription.Status.ACTIVE, valid_until__lte=now).values_list("pk", flat=True))
+    ended = list(
+        Subscription.objects.select_related("plan")
+        .filter(status=Subscription.Status.ACTIVE, valid_until__lte=now)
+        .values_list("pk", flat=True)
+    )
     for pk in ended:
         with transaction.atomic():
             if Subscription.objects.filter(pk=pk, status=Subscription.Status.ACTIVE, valid_until__lte=now).update(
-                    status=Subscription.Status.EXPIRED, updated_at=now):
+                status=Subscription.Status.EXPIRED, updated_at=now
+            ):
                 user_notify_subscription_ended(Subscription.objects.select_related("plan").get(pk=pk))
     return len(ended)
 
@@ -263,10 +330,15 @@ def payment_requests_expire(*, now: datetime | None = None) -> int:
     """Unpaid Solana Pay requests past their end become expired (a payment arriving later is rejected and
     reported to operators)."""
     now = now or timezone.now()
-    return Payment.objects.filter(status=Payment.Status.PENDING, expires_at__lte=now).update(status=Payment.Status.EXPIRED)
+    return Payment.objects.filter(status=Payment.Status.PENDING, expires_at__lte=now).update(
+        status=Payment.Status.EXPIRED
+    )
 
 
 def subscriptions_lifecycle(*, now: datetime | None = None) -> dict[str, int]:
     now = now or timezone.now()
-    return {"reminded": subscriptions_remind(now=now), "expired": subscriptions_expire(now=now),
-            "requests_expired": payment_requests_expire(now=now)}
+    return {
+        "reminded": subscriptions_remind(now=now),
+        "expired": subscriptions_expire(now=now),
+        "requests_expired": payment_requests_expire(now=now),
+    }

@@ -10,8 +10,9 @@ def webhook_event_process(*, event_id: int) -> str:
     return payments.webhook_event_process(event_id=event_id).status
 
 
-@shared_task(name="accounts.tasks.webhook_events_process_stale", time_limit=300, soft_time_limit=280,
-             ignore_result=True)
+@shared_task(
+    name="accounts.tasks.webhook_events_process_stale", time_limit=300, soft_time_limit=280, ignore_result=True
+)
 def webhook_events_process_stale() -> int:
     """Every minute (beat): payment deliveries stored but never processed (enqueue failed, worker died)."""
     return payments.webhook_events_process_stale()

@@ -21,7 +21,16 @@ class UserActivityAdmin(admin.ModelAdmin):
 
 @admin.register(BacktestRun)
 class BacktestRunAdmin(admin.ModelAdmin):
-    list_display = ("id", "status", "symbols", "created_by", "requested_by_telegram_id", "created_at", "finished_at", "report")
+    list_display = (
+        "id",
+        "status",
+        "symbols",
+        "created_by",
+        "requested_by_telegram_id",
+        "created_at",
+        "finished_at",
+        "report",
+    )
     list_filter = ("status",)
     readonly_fields = ("metrics", "error", "started_at", "finished_at", "equity_preview")
 

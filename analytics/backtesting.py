@@ -28,8 +28,17 @@ CANDLE_MS = 900_000
 MAX_DAYS = 3650
 MAX_SYMBOLS = 200
 MAX_SWEEP_COMBINATIONS = 200
-CONFIG_FIELDS = ("initial_balance", "fee_taker", "fee_maker", "slippage", "funding_rate_8h", "sizing_mode",
-                 "sizing_pct", "leverage", "max_leverage")
+CONFIG_FIELDS = (
+    "initial_balance",
+    "fee_taker",
+    "fee_maker",
+    "slippage",
+    "funding_rate_8h",
+    "sizing_mode",
+    "sizing_pct",
+    "leverage",
+    "max_leverage",
+)
 
 Progress = Callable[[str, int, int], None]
 
@@ -46,7 +55,11 @@ def backtest_params_clean(params: Mapping[str, Any]) -> dict[str, Any]:
     symbols = params.get("symbols")
     if isinstance(symbols, str):
         symbols = [s for s in (part.strip() for part in symbols.split(",")) if s]
-    if not isinstance(symbols, list) or not symbols or not all(isinstance(s, str) and 0 < len(s) <= 40 for s in symbols):
+    if (
+        not isinstance(symbols, list)
+        or not symbols
+        or not all(isinstance(s, str) and 0 < len(s) <= 40 for s in symbols)
+    ):
         raise BacktestRequestError("Give one or more symbols, e.g. BTC/USDT:USDT,ETH/USDT:USDT.")
     if len(symbols) > MAX_SYMBOLS:
         raise BacktestRequestError(f"At most {MAX_SYMBOLS} symbols per backtest.")
@@ -74,8 +87,9 @@ def backtest_params_clean(params: Mapping[str, Any]) -> dict[str, Any]:
     return {"symbols": list(dict.fromkeys(symbols)), "days": days, "strategy": strategy, "config": config}
 
 
-def backtest_candles_load(*, symbols: list[str], days: int, warmup_bars: int,
-                          progress: Progress | None = None) -> tuple[dict[str, tuple[Candles, None]], int]:
+def backtest_candles_load(
+    *, symbols: list[str], days: int, warmup_bars: int, progress: Progress | None = None
+) -> tuple[dict[str, tuple[Candles, None]], int]:
     """15m candles for each symbol covering ``days`` (plus warm-up) up to the end of the recorded history
     (``MarketData.history``: live, now; the replay, the end of its data whatever its clock shows), and the start (ms)
     of the tested range. Raises BacktestRequestError for an unknown symbol or a symbol without candles."""
@@ -102,15 +116,15 @@ def backtest_candles_load(*, symbols: list[str], days: int, warmup_bars: int,
     return data, end_ms - days * DAY_MS
 
 
-def backtest_funding_load(*, symbols: list[str], since_ms: int | None = None,
-                          market_data: Any = None) -> tuple[dict[str, tuple[Any, Any]], dict[str, str]]:
+def backtest_funding_load(
+    *, symbols: list[str], since_ms: int | None = None, market_data: Any = None
+) -> tuple[dict[str, tuple[Any, Any]], dict[str, str]]:
     """Historical 8h funding rates per symbol for the engine, and where each came from.
 
     Replay: the dataset's recorded funding history (``data/…-8h-funding_rate.feather``). Otherwise: the snapshots the
     funding monitor stored (``signals.funding.funding_rate_history``). Settlements without a known rate are charged at
     the flat ``funding_rate_8h`` of the config (the source then says so)."""
     import numpy as np
-
 
     market_data = market_data if market_data is not None else get_market_data()
     dataset = getattr(market_data, "dataset", None)
@@ -168,16 +182,21 @@ def candles_quality_report(data: Mapping[str, tuple[Candles, Any]]) -> dict[str,
     return report
 
 
-def backtest_perform(*, params: Mapping[str, Any], progress: Progress | None = None,
-                     load: Callable[..., tuple[dict, int]] | None = None,
-                     funding_load: Callable[..., tuple[dict, dict]] | None = None) -> tuple[dict[str, Any], bytes]:
+def backtest_perform(
+    *,
+    params: Mapping[str, Any],
+    progress: Progress | None = None,
+    load: Callable[..., tuple[dict, int]] | None = None,
+    funding_load: Callable[..., tuple[dict, dict]] | None = None,
+) -> tuple[dict[str, Any], bytes]:
     """Run a cleaned request; returns (metrics JSON, equity PNG bytes — empty when there is no equity curve)."""
 
     strategy = StrategyParams(**params.get("strategy", {}))
     config = BacktestConfig(**params.get("config", {}))
     load = load or backtest_candles_load
-    data, start_ms = load(symbols=params["symbols"], days=params["days"], warmup_bars=bars_recommended(strategy),
-                          progress=progress)
+    data, start_ms = load(
+        symbols=params["symbols"], days=params["days"], warmup_bars=bars_recommended(strategy), progress=progress
+    )
     funding, funding_sources = (funding_load or backtest_funding_load)(
         symbols=params["symbols"], since_ms=min(int(c.ts[0]) for c, _ in data.values())
     )
@@ -185,23 +204,36 @@ def backtest_perform(*, params: Mapping[str, Any], progress: Progress | None = N
     if progress:
         progress("simulate", 0, len(symbols))
     try:  # the engine reports each symbol's signals and exits as done; the account-wide pass follows
-        result = run_backtest(data, strategy, config, symbols=symbols, start_ms=start_ms, funding=funding,
-                              progress=(lambda done, total: progress("simulate", done, total)) if progress else None)
+        result = run_backtest(
+            data,
+            strategy,
+            config,
+            symbols=symbols,
+            start_ms=start_ms,
+            funding=funding,
+            progress=(lambda done, total: progress("simulate", done, total)) if progress else None,
+        )
     except EngineError as error:
         raise BacktestRequestError(str(error)) from None
     metrics = {key: _json_number(value) for key, value in result.metrics().items()}
     metrics["data_quality"] = candles_quality_report(data)
-    metrics["data_problems"] = "; ".join(
-        f"{symbol}: {', '.join(found['problems'])}" for symbol, found in metrics["data_quality"].items()
-        if found["problems"]
-    ) or "none"
+    metrics["data_problems"] = (
+        "; ".join(
+            f"{symbol}: {', '.join(found['problems'])}"
+            for symbol, found in metrics["data_quality"].items()
+            if found["problems"]
+        )
+        or "none"
+    )
     first_ms = min(int(c.ts[0]) for c, _ in data.values())
     metrics.update(
         {
             "symbols": list(result.symbols),
             "days": params["days"],
             "range_start": datetime.fromtimestamp(max(start_ms, first_ms) / 1000, tz=UTC).isoformat(),
-            "range_end": datetime.fromtimestamp(max(int(c.ts[-1]) for c, _ in data.values()) / 1000, tz=UTC).isoformat(),
+            "range_end": datetime.fromtimestamp(
+                max(int(c.ts[-1]) for c, _ in data.values()) / 1000, tz=UTC
+            ).isoformat(),
             "candles": {symbol: len(c) for symbol, (c, _) in data.items()},
             "counters": {k: int(v) for k, v in result.counters.items()},
             "funding_sources": funding_sources,
@@ -209,7 +241,11 @@ def backtest_perform(*, params: Mapping[str, Any], progress: Progress | None = N
             "per_month": _table(result.per_month()),
         }
     )
-    png = result.equity_png(title=f"Backtest {', '.join(result.symbols)[:80]} ({params['days']} days)") if len(result.equity) else b""
+    png = (
+        result.equity_png(title=f"Backtest {', '.join(result.symbols)[:80]} ({params['days']} days)")
+        if len(result.equity)
+        else b""
+    )
     if progress:
         progress("plot", 1, 1)
     return metrics, png
@@ -250,8 +286,14 @@ def sweep_grid_parse(text: str) -> dict[str, list[Any]]:
     return grid
 
 
-def backtest_sweep_perform(*, params: Mapping[str, Any], grid: Mapping[str, list[Any]], metric: str,
-                           processes: int = 2, load: Callable[..., tuple[dict, int]] | None = None) -> list:
+def backtest_sweep_perform(
+    *,
+    params: Mapping[str, Any],
+    grid: Mapping[str, list[Any]],
+    metric: str,
+    processes: int = 2,
+    load: Callable[..., tuple[dict, int]] | None = None,
+) -> list:
     """Backtest every combination of ``grid`` on the request's candles in ``processes`` worker processes, ranked by
     ``metric`` (``engine.backtest.sweep``; invalid combinations are kept, with their error, at the end)."""
 
@@ -260,8 +302,9 @@ def backtest_sweep_perform(*, params: Mapping[str, Any], grid: Mapping[str, list
     load = load or backtest_candles_load
     data, start_ms = load(symbols=params["symbols"], days=params["days"], warmup_bars=bars_recommended(strategy))
     try:
-        return sweep(data, grid, metric, processes, params=strategy, config=config, symbols=params["symbols"],
-                     start_ms=start_ms)
+        return sweep(
+            data, grid, metric, processes, params=strategy, config=config, symbols=params["symbols"], start_ms=start_ms
+        )
     except EngineError as error:
         raise BacktestRequestError(str(error)) from None
 

@@ -126,7 +126,9 @@ def signal_performance(*, since: datetime | None = None) -> dict[str, Any]:
 
 # ---- trading ------------------------------------------------------------------------------------------------------
 
-_NET_PNL = ExpressionWrapper(F("realised_pnl") - F("fees") - F("funding"), output_field=DecimalField(max_digits=24, decimal_places=8))
+_NET_PNL = ExpressionWrapper(
+    F("realised_pnl") - F("fees") - F("funding"), output_field=DecimalField(max_digits=24, decimal_places=8)
+)
 
 
 def _position_rows(queryset: QuerySet, key: str) -> list[dict[str, Any]]:
@@ -180,8 +182,17 @@ def trading_results_by_mode(*, since: datetime | None = None) -> dict[str, dict[
     )
     result = {}
     for mode in ("paper", "live"):
-        row = rows.get(mode) or {"key": mode, "trades": 0, "wins": 0, "losses": 0, "win_rate": None, "net_pnl": "0.00",
-                                  "fees": "0.00", "funding": "0.00", "average_net_pnl": None}
+        row = rows.get(mode) or {
+            "key": mode,
+            "trades": 0,
+            "wins": 0,
+            "losses": 0,
+            "win_rate": None,
+            "net_pnl": "0.00",
+            "fees": "0.00",
+            "funding": "0.00",
+            "average_net_pnl": None,
+        }
         result[mode] = {**row, "open": open_counts.get(mode, 0)}
     return result
 
@@ -204,8 +215,9 @@ def subscription_stats(*, now: datetime | None = None, revenue_days: int = 30) -
         "by_status": dict(Subscription.objects.values_list("status").annotate(n=Count("id")).order_by()),
         "revenue_total": {k: _decimal_text(v, 2) for k, v in revenue_by_currency().items()},
         "revenue_recent": {k: _decimal_text(v, 2) for k, v in revenue_by_currency(since=since).items()},
-        "revenue_by_plan": [{**row, "amount": format(row["amount"].normalize(), "f")}
-                            for row in revenue_by_plan_and_gateway()],
+        "revenue_by_plan": [
+            {**row, "amount": format(row["amount"].normalize(), "f")} for row in revenue_by_plan_and_gateway()
+        ],
         "revenue_days": revenue_days,
     }
 

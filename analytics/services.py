@@ -90,7 +90,11 @@ def operator_user_ban_set(*, telegram_id: int, banned: bool, actor):
     unknown."""
     user = telegram_user_ban_set(telegram_id=telegram_id, banned=banned)
     if user is not None:
-        admin_action_log(actor=actor, obj=user, message="Banned from the control panel." if banned else "Unbanned from the control panel.")
+        admin_action_log(
+            actor=actor,
+            obj=user,
+            message="Banned from the control panel." if banned else "Unbanned from the control panel.",
+        )
     return user
 
 
@@ -100,9 +104,14 @@ def subscription_grant(*, user, days: int, actor, plan=None):
     or from now when it lapsed), through ``accounts.subscriptions.subscription_grant``; logged. Returns the
     Subscription; raises ``accounts.subscriptions.CheckoutError`` when there is no plan at all."""
     subscription = accounts_subscription_grant(user=user, days=days, plan=plan)
-    admin_action_log(actor=actor, obj=user, message=f"Granted/extended {days} day(s) of {subscription.plan} "
-                     f"(valid until {subscription.valid_until:%Y-%m-%d %H:%M} UTC)." if subscription.valid_until
-                     else f"Granted {days} day(s) of {subscription.plan}: the subscription is open-ended.")
+    admin_action_log(
+        actor=actor,
+        obj=user,
+        message=f"Granted/extended {days} day(s) of {subscription.plan} "
+        f"(valid until {subscription.valid_until:%Y-%m-%d %H:%M} UTC)."
+        if subscription.valid_until
+        else f"Granted {days} day(s) of {subscription.plan}: the subscription is open-ended.",
+    )
     return subscription
 
 
@@ -151,7 +160,9 @@ def broadcast_publish(*, broadcast_id: str, text: str) -> int:
 # ---- backtests ----------------------------------------------------------------------------------------------------
 
 
-def backtest_run_start(*, params: dict[str, Any], created_by=None, requested_by_telegram_id: int | None = None) -> BacktestRun:
+def backtest_run_start(
+    *, params: dict[str, Any], created_by=None, requested_by_telegram_id: int | None = None
+) -> BacktestRun:
     """Validate the request, store a pending BacktestRun and queue ``analytics.tasks.backtest_run`` after commit.
 
     ``params``: ``symbols`` (list of ccxt symbols), ``days`` (int > 0), optional ``strategy`` (StrategyParams fields)
@@ -206,5 +217,8 @@ def backtest_runs_fail_stale(*, older_than: timedelta = timedelta(hours=2)) -> i
     """Runs stuck in ``running`` (worker killed) are marked failed so they never stay running forever."""
     return BacktestRun.objects.filter(
         status=BacktestRun.Status.RUNNING, started_at__lt=timezone.now() - older_than
-    ).update(status=BacktestRun.Status.FAILED, error="The worker stopped before the backtest finished.",
-             finished_at=timezone.now())
+    ).update(
+        status=BacktestRun.Status.FAILED,
+        error="The worker stopped before the backtest finished.",
+        finished_at=timezone.now(),
+    )

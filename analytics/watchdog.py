@@ -92,18 +92,28 @@ def watchdog_check(*, now: datetime | None = None) -> WatchdogReport:
             report.requeued.append(SCAN_TASK)
         started = report.last_scan_started_at
         since = "never" if started is None else f"{(now - started).total_seconds() / 60:.0f} min ago"
-        problems.append(("market scan did not finish" if report.scan_stuck else "market scan did not run") +
-                        f" (last start: {since})")
+        problems.append(
+            ("market scan did not finish" if report.scan_stuck else "market scan did not run")
+            + f" (last start: {since})"
+        )
     if problems:
         logger.warning("watchdog: %s; re-queued %s", "; ".join(problems), report.requeued or "nothing (cool-down)")
         text = "🐕 <b>Watchdog</b>\n" + "\n".join(f"• {escape(p)}" for p in problems)
         if report.requeued:
             text += "\nRe-queued: " + ", ".join(f"<code>{escape(n)}</code>" for n in report.requeued)
-        kinds = "+".join(sorted(k for k, bad in (("heartbeat", report.heartbeat_stale),
-                                                 ("scan", report.scan_missed or report.scan_stuck)) if bad))
+        kinds = "+".join(
+            sorted(
+                k
+                for k, bad in (("heartbeat", report.heartbeat_stale), ("scan", report.scan_missed or report.scan_stuck))
+                if bad
+            )
+        )
         report.admins_told = admins_notify(text=text, dedupe_key=f"watchdog:{kinds}:{now:%Y%m%d%H}")
-    cache.set("watchdog:last_report", {"checked_at": now.isoformat(), "healthy": report.healthy,
-                                       "requeued": report.requeued}, 24 * 3600)
+    cache.set(
+        "watchdog:last_report",
+        {"checked_at": now.isoformat(), "healthy": report.healthy, "requeued": report.requeued},
+        24 * 3600,
+    )
     return report
 
 
@@ -153,13 +163,16 @@ def component_health(component: str, *, now: datetime | None = None) -> Componen
     if component == "beat":
         sent_age = _beat_last_sent_age(now)
         fresh = (sent_age is not None and sent_age <= max_age + BEAT_SYNC_SECONDS) or (
-            worker_age is not None and worker_age <= max_age)
-        return ComponentHealth(component, fresh,
-                               f"heartbeat sent by beat {_age_text(sent_age)}, run by a worker {_age_text(worker_age)}")
+            worker_age is not None and worker_age <= max_age
+        )
+        return ComponentHealth(
+            component, fresh, f"heartbeat sent by beat {_age_text(sent_age)}, run by a worker {_age_text(worker_age)}"
+        )
     bridge_age = heartbeat_age_seconds(name="bridge")
     fresh = bridge_age is not None and bridge_age <= max_age
-    return ComponentHealth(component, fresh, f"broker {'ok' if broker else 'not used'}, bridge heartbeat "
-                                             f"{_age_text(bridge_age)}")
+    return ComponentHealth(
+        component, fresh, f"broker {'ok' if broker else 'not used'}, bridge heartbeat {_age_text(bridge_age)}"
+    )
 
 
 BEAT_SYNC_SECONDS = 180  # django-celery-beat writes last_run_at back at most this late

@@ -87,8 +87,12 @@ def worker(chunks: list[list[int]], base_url: str, prefix: str, rate: float, res
     from telegram_bridge.transport import get_transport, transport_reset
 
     transport = get_transport()
-    transport.limiter = SendRateLimiter(redis_url=REDIS_URL, prefix=prefix, global_rate=Rate(rate, 1) if rate else
-                                        Rate(100_000, 1000), chat_rate=Rate(1, 3))
+    transport.limiter = SendRateLimiter(
+        redis_url=REDIS_URL,
+        prefix=prefix,
+        global_rate=Rate(rate, 1) if rate else Rate(100_000, 1000),
+        chat_rate=Rate(1, 3),
+    )
     totals = {"sent": 0, "retry_afters": 0, "retry_later": 0, "failed": 0}
     for chunk in chunks:
         report = deliveries_send(delivery_ids=chunk)
@@ -109,28 +113,41 @@ def broadcast(*, users: int, rate: float, env: dict, label: str) -> dict:
     Signal.objects.all().delete()
     created = TelegramUser.objects.bulk_create(
         [TelegramUser(telegram_id=10_000_000 + i, username=f"u{i}", first_name=f"User {i}") for i in range(users)],
-        batch_size=2000)
-    UserPreferences.objects.bulk_create([UserPreferences(user=u, accepted_risk_levels=["low", "medium", "high"])
-                                         for u in created], batch_size=2000)
+        batch_size=2000,
+    )
+    UserPreferences.objects.bulk_create(
+        [UserPreferences(user=u, accepted_risk_levels=["low", "medium", "high"]) for u in created], batch_size=2000
+    )
     symbol, _ = Symbol.objects.get_or_create(symbol="BTC/USDT:USDT", defaults={"base": "BTC"})
-    signal = Signal.objects.create(symbol=symbol, side="long", entry=100, stop=98, tp1=102, tp2=104, atr=1,
-                                   candle_ts=int(time.time() * 1000), dedupe_key=f"bench:{uuid.uuid4().hex}",
-                                   confirmations=["trend", "volume"])
+    signal = Signal.objects.create(
+        symbol=symbol,
+        side="long",
+        entry=100,
+        stop=98,
+        tp1=102,
+        tp2=104,
+        atr=1,
+        candle_ts=int(time.time() * 1000),
+        dedupe_key=f"bench:{uuid.uuid4().hex}",
+        confirmations=["trend", "volume"],
+    )
 
     server, base_url = start_server(env, rate)
     try:
         ids = signal_broadcast_prepare(signal_id=signal.pk)
         assert len(ids) == users, len(ids)
         size = 500
-        chunks = [ids[i:i + size] for i in range(0, len(ids), size)]
+        chunks = [ids[i : i + size] for i in range(0, len(ids), size)]
         from django import db
 
         db.connections.close_all()
         context = multiprocessing.get_context("fork")
         results = context.Queue()
         prefix = f"bench:{uuid.uuid4().hex}"
-        processes = [context.Process(target=worker, args=(chunks[n::WORKERS], base_url, prefix, rate, results))
-                     for n in range(WORKERS)]
+        processes = [
+            context.Process(target=worker, args=(chunks[n::WORKERS], base_url, prefix, rate, results))
+            for n in range(WORKERS)
+        ]
         started = time.monotonic()
         for process in processes:
             process.start()
@@ -150,18 +167,29 @@ def broadcast(*, users: int, rate: float, env: dict, label: str) -> dict:
     achieved = (len(times) - 1) / span if span else float("inf")
     expected = {str(10_000_000 + i) for i in range(users)}
     result = {
-        "label": label, "users": users, "limit": rate, "sent": len(sent), "wall_s": wall, "span_s": span,
-        "achieved_per_s": achieved, "lost": len(expected - set(chats)), "duplicates": len(chats) - len(set(chats)),
-        "rate_limited_429": stats["rate_limited"], "violations": stats["violations"],
+        "label": label,
+        "users": users,
+        "limit": rate,
+        "sent": len(sent),
+        "wall_s": wall,
+        "span_s": span,
+        "achieved_per_s": achieved,
+        "lost": len(expected - set(chats)),
+        "duplicates": len(chats) - len(set(chats)),
+        "rate_limited_429": stats["rate_limited"],
+        "violations": stats["violations"],
         "retry_afters_seen": sum(t["retry_afters"] for t in totals),
         "db_sent": Delivery.objects.filter(status="sent").count(),
         # messages per whole second of the span: its median is the steady rate, free of the ramp-up and the tail
         "median_per_s": statistics.median(Counter(int(t - times[0]) for t in times[:-1]).values()) if span >= 1 else 0,
     }
-    print(f"[{label}] {users} users, server limit {rate or 'none'} msg/s, {WORKERS} workers: "
-          f"{len(sent)} sent in {span:.2f} s ({achieved:.1f} msg/s), lost {result['lost']}, "
-          f"duplicates {result['duplicates']}, 429s {stats['rate_limited']} (violations {stats['violations']}), "
-          f"wall {wall:.1f} s", flush=True)
+    print(
+        f"[{label}] {users} users, server limit {rate or 'none'} msg/s, {WORKERS} workers: "
+        f"{len(sent)} sent in {span:.2f} s ({achieved:.1f} msg/s), lost {result['lost']}, "
+        f"duplicates {result['duplicates']}, 429s {stats['rate_limited']} (violations {stats['violations']}), "
+        f"wall {wall:.1f} s",
+        flush=True,
+    )
     if os.environ.get("BENCH_VERBOSE"):
         per_second = Counter(int(t - times[0]) for t in times)
         print("  per second:", [per_second[i] for i in range(int(span) + 1)], flush=True)
@@ -170,9 +198,17 @@ def broadcast(*, users: int, rate: float, env: dict, label: str) -> dict:
 
 def main() -> int:
     create_database()
-    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings", "DJANGO_ENV": "development", "DEBUG": "false",
-           "DATABASE_URL": DATABASE_URL, "REDIS_URL": REDIS_URL, "CELERY_TASK_ALWAYS_EAGER": "true",
-           "LOG_LEVEL": "WARNING", "TELEGRAM_BOT_TOKEN": ""}
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "config.settings",
+        "DJANGO_ENV": "development",
+        "DEBUG": "false",
+        "DATABASE_URL": DATABASE_URL,
+        "REDIS_URL": REDIS_URL,
+        "CELERY_TASK_ALWAYS_EAGER": "true",
+        "LOG_LEVEL": "WARNING",
+        "TELEGRAM_BOT_TOKEN": "",
+    }
     os.environ.update(env)
     sys.path.insert(0, str(ROOT))
     subprocess.run([sys.executable, "manage.py", "migrate", "-v", "0"], cwd=ROOT, env=env, check=True)
@@ -186,10 +222,17 @@ def main() -> int:
     baseline = broadcast(users=BASELINE_USERS, rate=0, env=env, label="baseline, no limit")
     limited = broadcast(users=USERS, rate=RATE, env=env, label="limited")
     ratio = limited["achieved_per_s"] / RATE
-    print(f"achieved / limit = {ratio:.3f} (target ≥ 0.95); sender capacity without a limit "
-          f"{baseline['achieved_per_s']:.0f} msg/s = {baseline['achieved_per_s'] / RATE:.1f}× the limit")
-    ok = (ratio >= 0.95 and limited["lost"] == 0 and limited["duplicates"] == 0 and limited["violations"] == 0
-          and limited["db_sent"] == USERS)
+    print(
+        f"achieved / limit = {ratio:.3f} (target ≥ 0.95); sender capacity without a limit "
+        f"{baseline['achieved_per_s']:.0f} msg/s = {baseline['achieved_per_s'] / RATE:.1f}× the limit"
+    )
+    ok = (
+        ratio >= 0.95
+        and limited["lost"] == 0
+        and limited["duplicates"] == 0
+        and limited["violations"] == 0
+        and limited["db_sent"] == USERS
+    )
     print("OK" if ok else "FAILED")
     sys.path.insert(0, str(ROOT / "benchmarks"))
     from report import result_line

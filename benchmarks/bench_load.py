@@ -45,8 +45,14 @@ def ensure_database(url: str) -> None:
 
     parts = urlsplit(url)
     name = parts.path.lstrip("/")
-    with psycopg.connect(host=parts.hostname, port=parts.port or 5432, user=parts.username or "postgres",
-                         password=parts.password, dbname="postgres", autocommit=True) as admin:
+    with psycopg.connect(
+        host=parts.hostname,
+        port=parts.port or 5432,
+        user=parts.username or "postgres",
+        password=parts.password,
+        dbname="postgres",
+        autocommit=True,
+    ) as admin:
         if not admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
             admin.execute(f'CREATE DATABASE "{name}"')
 
@@ -80,9 +86,11 @@ class CpuUse:
         end = self._sample()
         wall = end[0] - self.start[0]
         busy, web, own, steal = ((end[i] - self.start[i]) / wall for i in (1, 2, 3, 5))
-        return (f"CPU during the measured run (cores of {os.cpu_count()}): machine {busy:.2f}, web server {web:.2f}, "
-                f"load generator {own:.2f}, everything else {busy - web - own:.2f} (PostgreSQL, Redis, other "
-                f"processes), stolen by the hypervisor {steal:.2f}; load average (1 min) {self.start[4]:.2f} at the start, {end[4]:.2f} at the end")
+        return (
+            f"CPU during the measured run (cores of {os.cpu_count()}): machine {busy:.2f}, web server {web:.2f}, "
+            f"load generator {own:.2f}, everything else {busy - web - own:.2f} (PostgreSQL, Redis, other "
+            f"processes), stolen by the hypervisor {steal:.2f}; load average (1 min) {self.start[4]:.2f} at the start, {end[4]:.2f} at the end"
+        )
 
 
 def stored_counts(result: LoadResult) -> dict[str, int]:
@@ -93,15 +101,29 @@ def stored_counts(result: LoadResult) -> dict[str, int]:
     with psycopg.connect(DATABASE_URL.replace("postgres://", "postgresql://", 1)) as db:
         updates, processed, max_attempts = db.execute(
             "SELECT count(*), count(processed_at), coalesce(max(attempts), 0) FROM telegram_bridge_telegramupdate "
-            "WHERE update_id BETWEEN %s AND %s", [ids.start, ids.stop - 1]).fetchone()
+            "WHERE update_id BETWEEN %s AND %s",
+            [ids.start, ids.stop - 1],
+        ).fetchone()
         events, received = db.execute(
             "SELECT count(*), count(*) FILTER (WHERE status = 'received') FROM analytics_webhookevent "
-            "WHERE provider = 'helius' AND event_id LIKE %s", [result.webhook_signature_prefix + "%"]).fetchone()
+            "WHERE provider = 'helius' AND event_id LIKE %s",
+            [result.webhook_signature_prefix + "%"],
+        ).fetchone()
         replies = db.execute(
             "SELECT count(*) FROM telegram_bridge_delivery WHERE dedupe_key LIKE 'update:%%' AND "
-            "split_part(dedupe_key, ':', 2)::bigint BETWEEN %s AND %s", [ids.start, ids.stop - 1]).fetchone()[0]
-    return {"posted_updates": len(ids), "updates": updates, "processed": processed, "max_attempts": max_attempts,
-            "replies": replies, "posted_events": result.requests // 2, "events": events, "events_pending": received}
+            "split_part(dedupe_key, ':', 2)::bigint BETWEEN %s AND %s",
+            [ids.start, ids.stop - 1],
+        ).fetchone()[0]
+    return {
+        "posted_updates": len(ids),
+        "updates": updates,
+        "processed": processed,
+        "max_attempts": max_attempts,
+        "replies": replies,
+        "posted_events": result.requests // 2,
+        "events": events,
+        "events_pending": received,
+    }
 
 
 def main() -> int:
@@ -109,10 +131,21 @@ def main() -> int:
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-load-"))
     redis_server = RedisServer(tmp, appendfsync="everysec").start()
-    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings", "DJANGO_ENV": "development", "DEBUG": "false",
-           "DATABASE_URL": DATABASE_URL, "REDIS_URL": redis_server.url, "CELERY_BROKER_URL": redis_server.url,
-           "CELERY_TASK_ALWAYS_EAGER": "false", "LOG_LEVEL": "WARNING", "DB_POOL_MAX_SIZE": "16",
-           "WEB_CONCURRENCY": os.environ.get("WEB_CONCURRENCY", "2"), "PYTHONUNBUFFERED": "1", **SERVER_ENV}
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "config.settings",
+        "DJANGO_ENV": "development",
+        "DEBUG": "false",
+        "DATABASE_URL": DATABASE_URL,
+        "REDIS_URL": redis_server.url,
+        "CELERY_BROKER_URL": redis_server.url,
+        "CELERY_TASK_ALWAYS_EAGER": "false",
+        "LOG_LEVEL": "WARNING",
+        "DB_POOL_MAX_SIZE": "16",
+        "WEB_CONCURRENCY": os.environ.get("WEB_CONCURRENCY", "2"),
+        "PYTHONUNBUFFERED": "1",
+        **SERVER_ENV,
+    }
     ensure_database(DATABASE_URL)
     subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=ROOT, env=env, check=True)
     print("server:", " ".join(Path(a).name if i == 0 else a for i, a in enumerate(web_command(port=0, env=env))))
@@ -130,8 +163,13 @@ def main() -> int:
         web = None
         stored = stored_counts(result)
         if DRAIN:
-            worker_env = {**env, "TELEGRAM_API_BASE": bot_api.start_in_thread(), "TELEGRAM_BOT_TOKEN": DEFAULT_TOKEN,
-                          "TELEGRAM_RATE_GLOBAL_PER_SECOND": "10000", "TELEGRAM_RATE_CHAT_PER_SECOND": "10000"}
+            worker_env = {
+                **env,
+                "TELEGRAM_API_BASE": bot_api.start_in_thread(),
+                "TELEGRAM_BOT_TOKEN": DEFAULT_TOKEN,
+                "TELEGRAM_RATE_GLOBAL_PER_SECOND": "10000",
+                "TELEGRAM_RATE_CHAT_PER_SECOND": "10000",
+            }
             started = time.monotonic()
             worker = start_worker(env=worker_env, queues="telegram,default", log=tmp / "worker.log")
             deadline = started + 600
@@ -151,36 +189,47 @@ def main() -> int:
     print("warm-up ", warm.summary())
     print("baseline", baseline.summary())
     print("load    ", result.summary())
-    print(f"ratios (load / baseline): p50 {result.percentile(50) / baseline.percentile(50):.1f}x, "
-          f"p99 {result.percentile(99) / baseline.percentile(99):.1f}x")
+    print(
+        f"ratios (load / baseline): p50 {result.percentile(50) / baseline.percentile(50):.1f}x, "
+        f"p99 {result.percentile(99) / baseline.percentile(99):.1f}x"
+    )
     if result.errors:
         print("first errors:", *result.errors[:5], sep="\n  ")
-    print(f"stored: {stored['updates']} updates for {stored['posted_updates']} bot posts, {stored['events']} events for "
-          f"{stored['posted_events']} payment posts")
+    print(
+        f"stored: {stored['updates']} updates for {stored['posted_updates']} bot posts, {stored['events']} events for "
+        f"{stored['posted_events']} payment posts"
+    )
     once = stored["updates"] == stored["posted_updates"] and stored["events"] == stored["posted_events"]
     if drained is not None:
-        print(f"processed by one worker (concurrency 2, started after the load, start-up included) in "
-              f"{drain_seconds:.1f} s: {drained['processed']}/{drained['updates']} updates (max attempts "
-              f"{drained['max_attempts']}, {drained['replies']} replies), {drained['events'] - drained['events_pending']}"
-              f"/{drained['events']} events")
-        once = once and drained["processed"] == drained["updates"] == drained["replies"] and drained["max_attempts"] == 1
+        print(
+            f"processed by one worker (concurrency 2, started after the load, start-up included) in "
+            f"{drain_seconds:.1f} s: {drained['processed']}/{drained['updates']} updates (max attempts "
+            f"{drained['max_attempts']}, {drained['replies']} replies), {drained['events'] - drained['events_pending']}"
+            f"/{drained['events']} events"
+        )
+        once = (
+            once and drained["processed"] == drained["updates"] == drained["replies"] and drained["max_attempts"] == 1
+        )
         once = once and not drained["events_pending"]
-    ok = (not result.errors and result.percentile(99) < P99_LIMIT_MS and result.achieved_rate >= RATE * 0.95
-          and once)
-    print(f"objective p99 < {P99_LIMIT_MS} ms, 0 errors at {RATE:.0f} req/s, every post stored (and processed) once: "
-          f"{'MET' if ok else 'MISSED'}")
+    ok = not result.errors and result.percentile(99) < P99_LIMIT_MS and result.achieved_rate >= RATE * 0.95 and once
+    print(
+        f"objective p99 < {P99_LIMIT_MS} ms, 0 errors at {RATE:.0f} req/s, every post stored (and processed) once: "
+        f"{'MET' if ok else 'MISSED'}"
+    )
     sys.path.insert(0, str(ROOT / "benchmarks"))
     from report import result_line
 
-    print(result_line(
-        f"webhook load at {RATE:.0f} req/s for {SECONDS:.0f} s",
-        f"{result.achieved_rate:.0f} req/s achieved, p50 {result.percentile(50):.1f} ms, p99 "
-        f"{result.percentile(99):.1f} ms, {len(result.errors)} errors",
-        f"p99 {result.percentile(99) / baseline.percentile(99):.1f}x /healthz at the same rate "
-        f"({baseline.percentile(99):.1f} ms, same run)",
-        f"p99 < {P99_LIMIT_MS} ms, 0 errors, every post stored and processed once",
-        ok,
-    ))
+    print(
+        result_line(
+            f"webhook load at {RATE:.0f} req/s for {SECONDS:.0f} s",
+            f"{result.achieved_rate:.0f} req/s achieved, p50 {result.percentile(50):.1f} ms, p99 "
+            f"{result.percentile(99):.1f} ms, {len(result.errors)} errors",
+            f"p99 {result.percentile(99) / baseline.percentile(99):.1f}x /healthz at the same rate "
+            f"({baseline.percentile(99):.1f} ms, same run)",
+            f"p99 < {P99_LIMIT_MS} ms, 0 errors, every post stored and processed once",
+            ok,
+        )
+    )
     return 0 if ok else 1
 
 

@@ -115,7 +115,9 @@ def main() -> int:
     result = fast.result
     data = "real XRP/USDT:USDT returns, bootstrapped" if SHARED_XRP.exists() else "random walk"
     print(f"symbols={SYMBOLS} candles/symbol={CANDLES} (15m) + 1h; data: {data}; {load_average()}")
-    print(f"engine.scan_many    : {fast.describe()} ({len(result.candidates)} candidates, {len(result.skipped)} skipped)")
+    print(
+        f"engine.scan_many    : {fast.describe()} ({len(result.candidates)} candidates, {len(result.skipped)} skipped)"
+    )
     print(f"naive pandas+ta loop: {naive.describe()}")
     print(f"RSS added by the scan: {rss_added:.0f} MB (goal < {RSS_BUDGET_MB} MB)")
     ok = fast.median < BUDGET_S and rss_added < RSS_BUDGET_MB

@@ -33,9 +33,16 @@ def free_port() -> int:
 
 def main() -> int:
     tmp = tempfile.mkdtemp(prefix="bench-ws-")
-    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings", "DJANGO_ENV": "development", "DEBUG": "false",
-           "DATABASE_URL": f"sqlite:///{tmp}/db.sqlite3", "REDIS_URL": REDIS_URL, "LOG_LEVEL": "WARNING",
-           "ALLOWED_HOSTS": "127.0.0.1,localhost"}
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "config.settings",
+        "DJANGO_ENV": "development",
+        "DEBUG": "false",
+        "DATABASE_URL": f"sqlite:///{tmp}/db.sqlite3",
+        "REDIS_URL": REDIS_URL,
+        "LOG_LEVEL": "WARNING",
+        "ALLOWED_HOSTS": "127.0.0.1,localhost",
+    }
     os.environ.update(env)
     sys.path.insert(0, str(ROOT))
     sys.path.insert(0, str(ROOT / "benchmarks"))
@@ -56,9 +63,24 @@ def main() -> int:
 
     port = free_port()
     server = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "config.asgi:application", "--host", "127.0.0.1", "--port", str(port),
-         "--log-level", "warning", "--ws-max-queue", "64", "--timeout-graceful-shutdown", "5"],
-        cwd=ROOT, env=env,
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "config.asgi:application",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+            "--ws-max-queue",
+            "64",
+            "--timeout-graceful-shutdown",
+            "5",
+        ],
+        cwd=ROOT,
+        env=env,
     )
     try:
         return asyncio.run(run_clients(port, session.session_key))
@@ -122,7 +144,9 @@ async def run_clients(port: int, session_key: str) -> int:
     received = min(len(r) for r in runs)
     print(f"sockets={SOCKETS} connected in {connect_s:.2f} s; {load_average()}")
     print(f"broadcast latency (the median broadcast): p50 {p50 * 1000:.0f} ms, p99 {p99 * 1000:.0f} ms")
-    print(f"last socket, {rounds} broadcasts: {', '.join(f'{x * 1000:.0f}' for x in lasts)} ms; median {last * 1000:.0f} ms")
+    print(
+        f"last socket, {rounds} broadcasts: {', '.join(f'{x * 1000:.0f}' for x in lasts)} ms; median {last * 1000:.0f} ms"
+    )
     print(f"baseline, one socket connected: median {floor * 1000:.1f} ms")
     ok = last < 1.0 and received == SOCKETS
     print(

@@ -67,8 +67,13 @@ def transient_errors() -> tuple[type[BaseException], ...]:
     import kombu.exceptions
     import redis.exceptions
 
-    return (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, kombu.exceptions.OperationalError,
-            django.db.OperationalError, django.db.InterfaceError)
+    return (
+        redis.exceptions.ConnectionError,
+        redis.exceptions.TimeoutError,
+        kombu.exceptions.OperationalError,
+        django.db.OperationalError,
+        django.db.InterfaceError,
+    )
 
 
 def transient_retry_delay(attempt: int) -> float:
@@ -105,8 +110,14 @@ class ReliableTask(Task):
                 if attempt == TRANSIENT_RETRIES:
                     raise
                 delay = transient_retry_delay(attempt)
-                logger.warning("task %s: transient %s (%s); attempt %d again in %.1f s", self.name,
-                               type(exc).__name__, exc, attempt + 2, delay)
+                logger.warning(
+                    "task %s: transient %s (%s); attempt %d again in %.1f s",
+                    self.name,
+                    type(exc).__name__,
+                    exc,
+                    attempt + 2,
+                    delay,
+                )
                 _drop_broken_database_connections()
                 time.sleep(delay)
         raise AssertionError("unreachable")

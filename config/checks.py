@@ -21,10 +21,24 @@ from django.conf import settings
 from django.core.checks import Error, Tags, Warning, register
 from django.core.exceptions import ImproperlyConfigured
 
-BROKER_SCHEMES = {"redis", "rediss", "amqp", "amqps", "pyamqp", "librabbitmq", "sqs", "sentinel", "memory",
-                  "filesystem"}
-DATABASE_ENGINES = {"django.db.backends.postgresql", "django.db.backends.sqlite3", "django.db.backends.mysql",
-                    "django.db.backends.oracle"}
+BROKER_SCHEMES = {
+    "redis",
+    "rediss",
+    "amqp",
+    "amqps",
+    "pyamqp",
+    "librabbitmq",
+    "sqs",
+    "sentinel",
+    "memory",
+    "filesystem",
+}
+DATABASE_ENGINES = {
+    "django.db.backends.postgresql",
+    "django.db.backends.sqlite3",
+    "django.db.backends.mysql",
+    "django.db.backends.oracle",
+}
 DEVELOPMENT_SECRET_PREFIX = "django-insecure"  # noqa: S105 - a prefix to refuse, not a secret
 SECRET_KEY_MIN_LENGTH = 50
 SECRET_KEY_MIN_UNIQUE = 5
@@ -45,17 +59,26 @@ def _fernet_key_problem(key: object) -> str | None:
 def fernet_keys_check(**kwargs) -> list[Error]:
     keys = list(settings.FERNET_KEYS or [])
     if not keys:
-        return [Error("FERNET_KEYS is empty: exchange keys and stored Telegram updates cannot be encrypted.",
-                      hint="Generate one with: python -c \"from cryptography.fernet import Fernet; "
-                           "print(Fernet.generate_key().decode())\"", id="config.E001")]
+        return [
+            Error(
+                "FERNET_KEYS is empty: exchange keys and stored Telegram updates cannot be encrypted.",
+                hint='Generate one with: python -c "from cryptography.fernet import Fernet; '
+                'print(Fernet.generate_key().decode())"',
+                id="config.E001",
+            )
+        ]
     errors = []
     for position, key in enumerate(keys, start=1):
         problem = _fernet_key_problem(key)
         if problem:  # never echo the key itself
-            errors.append(Error(f"FERNET_KEYS entry {position} of {len(keys)} {problem}: it is not a Fernet key "
-                                "(url-safe base64 of 32 bytes).",
-                                hint="Keys are comma-separated, newest first; generate one with Fernet.generate_key().",
-                                id="config.E001"))
+            errors.append(
+                Error(
+                    f"FERNET_KEYS entry {position} of {len(keys)} {problem}: it is not a Fernet key "
+                    "(url-safe base64 of 32 bytes).",
+                    hint="Keys are comma-separated, newest first; generate one with Fernet.generate_key().",
+                    id="config.E001",
+                )
+            )
     return errors
 
 
@@ -66,10 +89,19 @@ def secret_key_check(**kwargs) -> list[Error]:
         key = settings.SECRET_KEY or ""
     except ImproperlyConfigured:  # empty: Django refuses to read it
         key = ""
-    if key.startswith(DEVELOPMENT_SECRET_PREFIX) or len(key) < SECRET_KEY_MIN_LENGTH or len(set(key)) < SECRET_KEY_MIN_UNIQUE:
-        return [Error(f"SECRET_KEY is not fit for production: use at least {SECRET_KEY_MIN_LENGTH} random characters "
-                      f"(not the development key, nothing starting with '{DEVELOPMENT_SECRET_PREFIX}').",
-                      hint="python -c \"import secrets; print(secrets.token_urlsafe(64))\"", id="config.E002")]
+    if (
+        key.startswith(DEVELOPMENT_SECRET_PREFIX)
+        or len(key) < SECRET_KEY_MIN_LENGTH
+        or len(set(key)) < SECRET_KEY_MIN_UNIQUE
+    ):
+        return [
+            Error(
+                f"SECRET_KEY is not fit for production: use at least {SECRET_KEY_MIN_LENGTH} random characters "
+                f"(not the development key, nothing starting with '{DEVELOPMENT_SECRET_PREFIX}').",
+                hint='python -c "import secrets; print(secrets.token_urlsafe(64))"',
+                id="config.E002",
+            )
+        ]
     return []
 
 
@@ -77,8 +109,12 @@ def broker_url_check(**kwargs) -> list[Error | Warning]:
     url = settings.CELERY_BROKER_URL or ""
     if not url:
         if settings.IS_PRODUCTION:
-            return [Warning("No Celery broker (CELERY_BROKER_URL / REDIS_URL) in production: tasks run in the calling "
-                            "process.", id="config.W002")]
+            return [
+                Warning(
+                    "No Celery broker (CELERY_BROKER_URL / REDIS_URL) in production: tasks run in the calling process.",
+                    id="config.W002",
+                )
+            ]
         return []
     try:
         parts = urlsplit(url)
@@ -87,8 +123,13 @@ def broker_url_check(**kwargs) -> list[Error | Warning]:
         return [Error("CELERY_BROKER_URL is not a valid URL (check the port).", id="config.E003")]
     scheme = parts.scheme.split("+")[0]
     if scheme not in BROKER_SCHEMES:
-        return [Error(f"CELERY_BROKER_URL has the scheme {parts.scheme!r}; expected one of "
-                      f"{', '.join(sorted(BROKER_SCHEMES))} (e.g. redis://127.0.0.1:6379/0).", id="config.E003")]
+        return [
+            Error(
+                f"CELERY_BROKER_URL has the scheme {parts.scheme!r}; expected one of "
+                f"{', '.join(sorted(BROKER_SCHEMES))} (e.g. redis://127.0.0.1:6379/0).",
+                id="config.E003",
+            )
+        ]
     if scheme not in {"memory", "filesystem", "sqs"} and not parts.hostname:
         return [Error("CELERY_BROKER_URL has no host (e.g. redis://127.0.0.1:6379/0).", id="config.E003")]
     return []
@@ -99,11 +140,17 @@ def database_check(**kwargs) -> list[Error | Warning]:
     engine = database.get("ENGINE", "")
     messages: list[Error | Warning] = []
     if engine not in DATABASE_ENGINES:
-        messages.append(Error(f"The database engine {engine!r} is not supported: check DATABASE_URL "
-                              "(e.g. postgres://user:password@host:5432/name).", id="config.E004"))
+        messages.append(
+            Error(
+                f"The database engine {engine!r} is not supported: check DATABASE_URL "
+                "(e.g. postgres://user:password@host:5432/name).",
+                id="config.E004",
+            )
+        )
     if not database.get("NAME"):
-        messages.append(Error("DATABASE_URL names no database (e.g. postgres://user:password@host:5432/name).",
-                              id="config.E004"))
+        messages.append(
+            Error("DATABASE_URL names no database (e.g. postgres://user:password@host:5432/name).", id="config.E004")
+        )
     port = database.get("PORT")
     if port not in (None, "") and not str(port).isdigit():
         messages.append(Error("The database port in DATABASE_URL is not a number.", id="config.E004"))

@@ -103,12 +103,18 @@ def error_report(exc: BaseException, *, kind: str = "other", context: dict | Non
     kind = kind if kind in ERROR_KINDS else "other"
     reference = secrets.token_hex(4).upper()
     logger.error(
-        "unhandled %s error %s: %s", kind, reference, type(exc).__name__,
-        exc_info=(type(exc), exc, exc.__traceback__), extra={"error_reference": reference, "error_kind": kind, **(context or {})},
+        "unhandled %s error %s: %s",
+        kind,
+        reference,
+        type(exc).__name__,
+        exc_info=(type(exc), exc, exc.__traceback__),
+        extra={"error_reference": reference, "error_kind": kind, **(context or {})},
     )
     try:
         count = _increment(_count_key(kind, datetime.now(UTC).strftime("%Y-%m-%d")))
-        if count >= settings.ERROR_ALERT_THRESHOLD and cache.add(f"errors:alerted:{kind}", 1, settings.ERROR_ALERT_INTERVAL_SECONDS):
+        if count >= settings.ERROR_ALERT_THRESHOLD and cache.add(
+            f"errors:alerted:{kind}", 1, settings.ERROR_ALERT_INTERVAL_SECONDS
+        ):
             _alert_admins(kind=kind, count=count, reference=reference, exc=exc)
     except Exception:  # the error handler itself must never raise (e.g. Redis down)
         logger.warning("error accounting failed for %s", reference, exc_info=True)
@@ -124,7 +130,9 @@ def _alert_admins(*, kind: str, count: int, reference: str, exc: BaseException) 
     publish("admins.notify", text=text, dedupe_key=f"error-alert:{kind}:{hour}")
 
 
-BOT_ERROR_TEXT = "Sorry, something went wrong on our side. Please try again later. Error reference: <code>{reference}</code>"
+BOT_ERROR_TEXT = (
+    "Sorry, something went wrong on our side. Please try again later. Error reference: <code>{reference}</code>"
+)
 
 
 def bot_update_error(exc: BaseException, *, update_id: int | None = None) -> str:

@@ -98,8 +98,11 @@ class ContentSecurityPolicyMiddleware:
         directives: dict[str, list[str]] = settings.CONTENT_SECURITY_POLICY or {}
         if not directives:
             return response
-        header = ("Content-Security-Policy-Report-Only" if settings.CONTENT_SECURITY_POLICY_REPORT_ONLY
-                  else "Content-Security-Policy")
+        header = (
+            "Content-Security-Policy-Report-Only"
+            if settings.CONTENT_SECURITY_POLICY_REPORT_ONLY
+            else "Content-Security-Policy"
+        )
         if header in response:
             return response
         policy = {name: list(sources) for name, sources in directives.items()}

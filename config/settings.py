@@ -33,7 +33,6 @@ if _dotenv.exists():
     environ.Env.read_env(_dotenv)
 
 
-
 def env_choice(name: str, *, default: str, allowed: Iterable[str]) -> str:
     """The variable ``name``, which must be one of ``allowed``: a typo stops start-up instead of meaning the default."""
     allowed = tuple(allowed)
@@ -139,7 +138,11 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 DB_POOL_MAX_SIZE = env.int("DB_POOL_MAX_SIZE", default=0)
 if DB_POOL_MAX_SIZE and DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     DATABASES["default"]["CONN_MAX_AGE"] = 0  # Django refuses a pool together with persistent connections
-    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {"min_size": 1, "max_size": DB_POOL_MAX_SIZE, "timeout": 10}
+    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+        "min_size": 1,
+        "max_size": DB_POOL_MAX_SIZE,
+        "timeout": 10,
+    }
 # Threads per web process that run the (synchronous) views under ASGI (config/asgi.py): bounded, so a burst queues
 # instead of spawning a thread per request; the pool above needs at least this many connections per process.
 WEB_SYNC_THREADS = env.int("WEB_SYNC_THREADS", default=4)
@@ -199,36 +202,100 @@ CELERY_TASK_ROUTES = {
 CELERY_BEAT_SCHEDULE = {
     "heartbeat": {"task": "analytics.tasks.heartbeat", "schedule": 60.0, "options": {"queue": "default"}},
     "watchdog": {"task": "analytics.tasks.watchdog", "schedule": 60.0, "options": {"queue": "default"}},
-    "live-admin-health": {"task": "web.live_updates.push_admin_health", "schedule": 15.0, "options": {"queue": "default"}},
+    "live-admin-health": {
+        "task": "web.live_updates.push_admin_health",
+        "schedule": 15.0,
+        "options": {"queue": "default"},
+    },
     # analytics: freeze the day's analytics (and fail backtests whose worker died) shortly before midnight UTC
-    "analytics-snapshot": {"task": "analytics.tasks.analytics_snapshot", "schedule": crontab(hour=23, minute=55), "options": {"queue": "default"}},
+    "analytics-snapshot": {
+        "task": "analytics.tasks.analytics_snapshot",
+        "schedule": crontab(hour=23, minute=55),
+        "options": {"queue": "default"},
+    },
     # signals: scan at every 15m candle close (batches start SIGNAL_SCAN_DELAY_SECONDS later), follow open signals
-    "scan-markets": {"task": "signals.tasks.scan_markets", "schedule": crontab(minute="*/15"), "options": {"queue": "scan"}},
-    "track-signal-outcomes": {"task": "signals.tasks.track_signal_outcomes", "schedule": 60.0, "options": {"queue": "scan"}},
+    "scan-markets": {
+        "task": "signals.tasks.scan_markets",
+        "schedule": crontab(minute="*/15"),
+        "options": {"queue": "scan"},
+    },
+    "track-signal-outcomes": {
+        "task": "signals.tasks.track_signal_outcomes",
+        "schedule": 60.0,
+        "options": {"queue": "scan"},
+    },
     # the database is the source of truth, the queue only a doorbell: announce again signals that were never dispatched
     # or that a consumer never fanned out (SignalFanout), within seconds
-    "publish-pending-signals": {"task": "signals.tasks.publish_pending_signals", "schedule": 10.0, "options": {"queue": "scan", "expires": 9}},
+    "publish-pending-signals": {
+        "task": "signals.tasks.publish_pending_signals",
+        "schedule": 10.0,
+        "options": {"queue": "scan", "expires": 9},
+    },
     # news: poll CryptoNews (or the recorded stand-in) every minute; funding rates of the scanned perpetuals
     "poll-news": {"task": "news.tasks.poll_news", "schedule": 60.0, "options": {"queue": "default"}},
-    "poll-funding-rates": {"task": "news.tasks.poll_funding_rates", "schedule": crontab(minute="*/5"), "options": {"queue": "default"}},
+    "poll-funding-rates": {
+        "task": "news.tasks.poll_funding_rates",
+        "schedule": crontab(minute="*/5"),
+        "options": {"queue": "default"},
+    },
     # spot order flow: score the closed minute's windows (signals/tasks_flow.py); expires before the next run
-    "flow-monitor": {"task": "signals.tasks_flow.flow_monitor_cycle", "schedule": crontab(minute="*"), "options": {"queue": "scan", "expires": 50}},
+    "flow-monitor": {
+        "task": "signals.tasks_flow.flow_monitor_cycle",
+        "schedule": crontab(minute="*"),
+        "options": {"queue": "scan", "expires": 50},
+    },
     # live trading: compare exchange orders/positions with the database and repair (also runs at worker start)
-    "reconcile-live-positions": {"task": "trading.tasks_live.reconcile_exchange_positions", "schedule": 180.0, "options": {"queue": "trade", "expires": 170}},
+    "reconcile-live-positions": {
+        "task": "trading.tasks_live.reconcile_exchange_positions",
+        "schedule": 180.0,
+        "options": {"queue": "trade", "expires": 170},
+    },
     # position monitor: closed candles -> exits of every open position, then the funding times now due; and the
     # fresh last prices (the 30 s price cache) as ticks between candles
-    "monitor-positions": {"task": "trading.tasks.monitor_positions", "schedule": 60.0, "options": {"queue": "trade", "expires": 55}},
-    "monitor-position-prices": {"task": "trading.tasks.monitor_position_prices", "schedule": 30.0, "options": {"queue": "trade", "expires": 25}},
+    "monitor-positions": {
+        "task": "trading.tasks.monitor_positions",
+        "schedule": 60.0,
+        "options": {"queue": "trade", "expires": 55},
+    },
+    "monitor-position-prices": {
+        "task": "trading.tasks.monitor_position_prices",
+        "schedule": 30.0,
+        "options": {"queue": "trade", "expires": 25},
+    },
     # execution intents not decided by their due time (task lost with Redis, worker killed, database down): queued again
-    "execution-intents-sweep": {"task": "trading.tasks.execution_intents_sweep", "schedule": 10.0, "options": {"queue": "trade", "expires": 9}},
+    "execution-intents-sweep": {
+        "task": "trading.tasks.execution_intents_sweep",
+        "schedule": 10.0,
+        "options": {"queue": "trade", "expires": 9},
+    },
     # telegram: re-send deliveries left pending (task lost) or claimed by a dead worker; prune the update-id table nightly
-    "telegram-resend-stale": {"task": "telegram_bridge.tasks.deliveries_resend_stale", "schedule": 10.0, "options": {"queue": "telegram", "expires": 9}},
-    "telegram-updates-prune": {"task": "telegram_bridge.tasks.telegram_updates_prune", "schedule": crontab(hour=3, minute=17), "options": {"queue": "telegram"}},
+    "telegram-resend-stale": {
+        "task": "telegram_bridge.tasks.deliveries_resend_stale",
+        "schedule": 10.0,
+        "options": {"queue": "telegram", "expires": 9},
+    },
+    "telegram-updates-prune": {
+        "task": "telegram_bridge.tasks.telegram_updates_prune",
+        "schedule": crontab(hour=3, minute=17),
+        "options": {"queue": "telegram"},
+    },
     # webhooks answer once the delivery is stored; these process what was stored but never queued (or lost a worker)
-    "telegram-updates-process-stale": {"task": "telegram_bridge.tasks.telegram_updates_process_stale", "schedule": 60.0, "options": {"queue": "telegram", "expires": 55}},
-    "webhook-events-process-stale": {"task": "accounts.tasks.webhook_events_process_stale", "schedule": 60.0, "options": {"queue": "default", "expires": 55}},
+    "telegram-updates-process-stale": {
+        "task": "telegram_bridge.tasks.telegram_updates_process_stale",
+        "schedule": 60.0,
+        "options": {"queue": "telegram", "expires": 55},
+    },
+    "webhook-events-process-stale": {
+        "task": "accounts.tasks.webhook_events_process_stale",
+        "schedule": 60.0,
+        "options": {"queue": "default", "expires": 55},
+    },
     # subscriptions: reminders before a plan ends, downgrade at its end, expiry of unpaid Solana Pay requests
-    "subscriptions-lifecycle": {"task": "accounts.tasks.subscriptions_lifecycle", "schedule": crontab(minute="*/10"), "options": {"queue": "default", "expires": 540}},
+    "subscriptions-lifecycle": {
+        "task": "accounts.tasks.subscriptions_lifecycle",
+        "schedule": crontab(minute="*/10"),
+        "options": {"queue": "default", "expires": 540},
+    },
 }
 
 # Deadlines of the sweepers above (seconds). Work not done by its deadline is queued again; each further re-queue
@@ -350,9 +417,13 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
 }
 SPECTACULAR_SETTINGS = {
-    "TITLE": "Perps Signals API", "VERSION": "1.0.0", "SERVE_INCLUDE_SCHEMA": False,
+    "TITLE": "Perps Signals API",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
     # The docs pages load Swagger UI / Redoc from drf-spectacular-sidecar's static files instead of a CDN.
-    "SWAGGER_UI_DIST": "SIDECAR", "SWAGGER_UI_FAVICON_HREF": "SIDECAR", "REDOC_DIST": "SIDECAR",
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
 
 # --- Channels -----------------------------------------------------------------------------------------------------
@@ -373,7 +444,9 @@ WEB_LOGIN_LINK_TTL_SECONDS = env.int("WEB_LOGIN_LINK_TTL_SECONDS", default=600) 
 # The Telegram Login Widget on the login page (shown only with a bot username); its data is accepted this long.
 TELEGRAM_BOT_USERNAME = env.str("TELEGRAM_BOT_USERNAME", default="")
 TELEGRAM_LOGIN_MAX_AGE_SECONDS = env.int("TELEGRAM_LOGIN_MAX_AGE_SECONDS", default=86_400)
-LIVE_FALLBACK_REFRESH_SECONDS = env.int("LIVE_FALLBACK_REFRESH_SECONDS", default=30)  # page refresh while the socket is down
+LIVE_FALLBACK_REFRESH_SECONDS = env.int(
+    "LIVE_FALLBACK_REFRESH_SECONDS", default=30
+)  # page refresh while the socket is down
 
 # --- Live trading (exchanges/, trading/executors/live.py, trading/reconcile.py) -----------------------------------
 # "real", or the dotted path of a client factory (tests and the demo: testsupport.exchanges.fake.fake_exchange_client);
@@ -431,20 +504,32 @@ REPLAY_DATA_DIR = Path(env.str("REPLAY_DATA_DIR", default=str(BASE_DIR / "data")
 # command moves it (the test suite). `manage.py replay` and `manage.py demo` always walk a clock of their own.
 REPLAY_SPEED = env.float("REPLAY_SPEED", default=0.0 if DJANGO_ENV == "test" else 900.0)
 if not 0 <= REPLAY_SPEED <= 900:
-    raise ImproperlyConfigured(f"REPLAY_SPEED={REPLAY_SPEED:g}: it must be between 0 (stopped) and 900 "
-                               "(one 15m candle per second; faster would outrun the one-second beat)")
+    raise ImproperlyConfigured(
+        f"REPLAY_SPEED={REPLAY_SPEED:g}: it must be between 0 (stopped) and 900 "
+        "(one 15m candle per second; faster would outrun the one-second beat)"
+    )
 REPLAY_START = env.str("REPLAY_START", default="")
 # The jobs that follow the market clock run at their market-time cadence on a running replay clock (e.g. the scan every
 # 900 market seconds = every second at REPLAY_SPEED=900), never more often than once a second.
-REPLAY_MARKET_JOBS = {"scan-markets": 900, "track-signal-outcomes": 60, "publish-pending-signals": 120, "poll-news": 60,
-                      "poll-funding-rates": 300, "flow-monitor": 60, "monitor-positions": 60,
-                      "monitor-position-prices": 30}
+REPLAY_MARKET_JOBS = {
+    "scan-markets": 900,
+    "track-signal-outcomes": 60,
+    "publish-pending-signals": 120,
+    "poll-news": 60,
+    "poll-funding-rates": 300,
+    "flow-monitor": 60,
+    "monitor-positions": 60,
+    "monitor-position-prices": 30,
+}
 if MARKET_DATA_SOURCE == "replay" and REPLAY_SPEED > 0:
     for _job, _market_seconds in REPLAY_MARKET_JOBS.items():
         _interval = max(1.0, _market_seconds / REPLAY_SPEED)
         _entry = CELERY_BEAT_SCHEDULE[_job]
-        CELERY_BEAT_SCHEDULE[_job] = {**_entry, "schedule": _interval,
-                                      "options": {**_entry.get("options", {}), "expires": max(5.0, 3 * _interval)}}
+        CELERY_BEAT_SCHEDULE[_job] = {
+            **_entry,
+            "schedule": _interval,
+            "options": {**_entry.get("options", {}), "expires": max(5.0, 3 * _interval)},
+        }
 # Signals scan and outcome tracking (signals app)
 SIGNAL_SCAN_BATCH_SIZE = env.int("SIGNAL_SCAN_BATCH_SIZE", default=25)  # symbols per scan_batch task
 SIGNAL_SCAN_DELAY_SECONDS = env.int("SIGNAL_SCAN_DELAY_SECONDS", default=5)  # after the candle close
@@ -485,8 +570,9 @@ ERROR_ALERT_INTERVAL_SECONDS = env.int("ERROR_ALERT_INTERVAL_SECONDS", default=3
 
 # --- News signals and the funding-rate monitor (news/, signals/funding.py) -----------------------------------------
 # News source: cryptonews (needs CRYPTONEWS_API_KEY) or recorded (articles from NEWS_RECORDED_FILE, offline demo).
-NEWS_SOURCE = env_choice("NEWS_SOURCE", default="cryptonews" if CRYPTONEWS_API_KEY else "recorded",
-                         allowed=("cryptonews", "recorded"))
+NEWS_SOURCE = env_choice(
+    "NEWS_SOURCE", default="cryptonews" if CRYPTONEWS_API_KEY else "recorded", allowed=("cryptonews", "recorded")
+)
 NEWS_RECORDED_FILE = Path(env.str("NEWS_RECORDED_FILE", default=str(BASE_DIR / "news" / "fixtures" / "demo_news.json")))
 NEWS_POLL_WINDOW = env.str("NEWS_POLL_WINDOW", default="last15min")  # CryptoNews date filter of each poll
 NEWS_MAX_PAGES = env.int("NEWS_MAX_PAGES", default=1)  # pages of 50 rank-sorted articles per poll
@@ -507,8 +593,11 @@ FUNDING_ARBITRAGE_MIN_SPREAD = Decimal(env.str("FUNDING_ARBITRAGE_MIN_SPREAD", d
 # Source: live (spot trades + books of FLOW_EXCHANGES through ccxt), recorded (the several venues' trade tapes bundled
 # with the replay data, data/flow/; the default in replay mode) or replay (pressure estimated from the bundled candles,
 # a documented one-venue proxy). Symbols are spot pairs; signals go to their USDT perpetual (BTC/USDT -> BTC/USDT:USDT).
-FLOW_SOURCE = env_choice("FLOW_SOURCE", default="live" if MARKET_DATA_SOURCE == "live" else "recorded",
-                         allowed=("live", "recorded", "replay"))
+FLOW_SOURCE = env_choice(
+    "FLOW_SOURCE",
+    default="live" if MARKET_DATA_SOURCE == "live" else "recorded",
+    allowed=("live", "recorded", "replay"),
+)
 FLOW_EXCHANGES = env.list("FLOW_EXCHANGES", default=["binance", "okx", "bybit", "kucoin", "mexc"])
 FLOW_SYMBOLS = env.list("FLOW_SYMBOLS", default=["BTC/USDT", "ETH/USDT", "SOL/USDT", "XRP/USDT", "BNB/USDT"])
 FLOW_WINDOWS = env.list("FLOW_WINDOWS", default=["1m", "5m", "15m"])

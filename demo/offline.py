@@ -42,13 +42,15 @@ def demo_bot_api(*, fast_limits: bool = True, **server_options) -> Iterator[Loca
         return
     with running_local_bot_api(**server_options) as server:
         if fast_limits:
-            get_transport().limiter = SendRateLimiter(redis_url="", global_rate=Rate(1000, 50), chat_rate=Rate(50, 20),
-                                                      group_rate=Rate(50, 20))
+            get_transport().limiter = SendRateLimiter(
+                redis_url="", global_rate=Rate(1000, 50), chat_rate=Rate(50, 20), group_rate=Rate(50, 20)
+            )
         yield server
 
 
-def demo_subscribers_start(server: LocalBotAPIServer, *, users: list[tuple[int, str]],
-                           commands: dict[int, list[str]] | None = None) -> list[TelegramUser]:
+def demo_subscribers_start(
+    server: LocalBotAPIServer, *, users: list[tuple[int, str]], commands: dict[int, list[str]] | None = None
+) -> list[TelegramUser]:
     """Each user sends /start (then their extra ``commands``) to the bot; the bridge long-polls them in and answers.
 
     Returns the registered users. Their preferences are the defaults (DM alerts on, low and medium risk accepted).

@@ -60,14 +60,32 @@ class DemoUser:
 
 DEMO_USERS = (
     # an active trader: 3x, 5% of balance per trade, every risk level, flips on strong order flow
-    DemoUser(900001, "alice_demo", (("number", "leverage", "3"), ("number", "position_size_pct", "5"),
-                                    ("number", "max_open_positions", "4"), ("level", "high"), ("toggle", "auto_flip")),
-             plan=True),
+    DemoUser(
+        900001,
+        "alice_demo",
+        (
+            ("number", "leverage", "3"),
+            ("number", "position_size_pct", "5"),
+            ("number", "max_open_positions", "4"),
+            ("level", "high"),
+            ("toggle", "auto_flip"),
+        ),
+        plan=True,
+    ),
     # a careful one: 2x, sizes by risk to the stop, low/medium risk only, mutes NXT, stops at a 1% drawdown
-    DemoUser(900002, "bob_demo", (("number", "leverage", "2"), ("choice", "sizing_mode", "risk"),
-                                  ("number", "risk_per_trade_pct", "1"), ("number", "max_open_positions", "2"),
-                                  ("command", "/mute NXT"), ("number", "daily_loss_limit_pct", "3"),
-                                  ("number", "max_drawdown_pct", "1"))),
+    DemoUser(
+        900002,
+        "bob_demo",
+        (
+            ("number", "leverage", "2"),
+            ("choice", "sizing_mode", "risk"),
+            ("number", "risk_per_trade_pct", "1"),
+            ("number", "max_open_positions", "2"),
+            ("command", "/mute NXT"),
+            ("number", "daily_loss_limit_pct", "3"),
+            ("number", "max_drawdown_pct", "1"),
+        ),
+    ),
     # the operator: receives signals and funding alerts, runs a backtest from the bot, does not trade
     DemoUser(900003, "ops_demo", (("toggle", "funding_alerts"),), trades=False, admin=True),
 )
@@ -85,13 +103,15 @@ class BotUsers:
 
     def say(self, demo: DemoUser, *texts: str) -> None:
         for text in texts:
-            self.bot_api.inject_message(user_id=demo.telegram_id, text=text, username=demo.username,
-                                        first_name=demo.first_name)
+            self.bot_api.inject_message(
+                user_id=demo.telegram_id, text=text, username=demo.username, first_name=demo.first_name
+            )
             polling_run(timeout=1, max_updates=1)
 
     def press(self, demo: DemoUser, data: str) -> None:
-        self.bot_api.inject_callback(user_id=demo.telegram_id, data=data, username=demo.username,
-                                     first_name=demo.first_name)
+        self.bot_api.inject_callback(
+            user_id=demo.telegram_id, data=data, username=demo.username, first_name=demo.first_name
+        )
         polling_run(timeout=1, max_updates=1)
 
     def last_answer(self, demo: DemoUser) -> str:
@@ -102,8 +122,9 @@ class BotUsers:
         """/start (with the plan bought through the bot for a user who needs one), the user's /settings choices,
         then /autotrade on, each through the bot."""
         if demo.plan:
-            self.subscriptions.append(demo_subscribe_through_bot(self.bot_api, telegram_id=demo.telegram_id,
-                                                                 name=demo.username))
+            self.subscriptions.append(
+                demo_subscribe_through_bot(self.bot_api, telegram_id=demo.telegram_id, name=demo.username)
+            )
         else:
             self.say(demo, "/start")
         user = TelegramUser.objects.get(telegram_id=demo.telegram_id)
@@ -178,13 +199,19 @@ class Feeds:
         market_data = get_market_data()  # the replay window's clock
         self.steps += 1
         covers = getattr(self.flow_source, "covers", None)
-        minutes = (range(now_ms - STEP_MS + MINUTE_MS, now_ms + 1, MINUTE_MS)
-                   if covers and covers(start_ms=now_ms - STEP_MS - self.flow_params.lookback_ms, end_ms=now_ms)
-                   else [now_ms])
+        minutes = (
+            range(now_ms - STEP_MS + MINUTE_MS, now_ms + 1, MINUTE_MS)
+            if covers and covers(start_ms=now_ms - STEP_MS - self.flow_params.lookback_ms, end_ms=now_ms)
+            else [now_ms]
+        )
         for minute in minutes:
             self.flow_cycles += 1
-            self._run("flow", lambda minute=minute: flow_cycle(
-                now_ms=minute, source=self.flow_source, params=self.flow_params, market_data=market_data))
+            self._run(
+                "flow",
+                lambda minute=minute: flow_cycle(
+                    now_ms=minute, source=self.flow_source, params=self.flow_params, market_data=market_data
+                ),
+            )
         self.news_polls += 1
         self._run("news", poll_news)  # NEWS_POLL_WINDOW (15 minutes) = one step: every article is fetched once
         if self.steps % 4 == 0:

@@ -47,11 +47,19 @@ class DemoSubscription:
 
 def demo_plan() -> Plan:
     """The demo's plan (the demo database starts empty): Pro, every feature, 29 USDC or $29 for 30 days."""
-    plan, _ = Plan.objects.get_or_create(code="pro", defaults={
-        "name": "Pro", "period_days": 30, "features": list(Feature.values), "price_usd": 29,
-        "solana_amount": 29_000_000, "solana_mint": USDC_MINT, "solana_decimals": 6,
-        "description": "Live auto-trading, news and order-flow alerts, more open positions.",
-    })
+    plan, _ = Plan.objects.get_or_create(
+        code="pro",
+        defaults={
+            "name": "Pro",
+            "period_days": 30,
+            "features": list(Feature.values),
+            "price_usd": 29,
+            "solana_amount": 29_000_000,
+            "solana_mint": USDC_MINT,
+            "solana_decimals": 6,
+            "description": "Live auto-trading, news and order-flow alerts, more open positions.",
+        },
+    )
     return plan
 
 
@@ -63,7 +71,11 @@ def _say(server: LocalBotAPIServer, telegram_id: int, name: str, text: str) -> N
 
 def demo_subscribe_through_bot(server: LocalBotAPIServer, *, telegram_id: int, name: str) -> DemoSubscription:
     """One user subscribes with Solana Pay through the bot; see the module docstring for the steps."""
-    wallet = settings.SOLANA_MERCHANT_WALLET if solana_address_valid(settings.SOLANA_MERCHANT_WALLET) else DEMO_MERCHANT_WALLET
+    wallet = (
+        settings.SOLANA_MERCHANT_WALLET
+        if solana_address_valid(settings.SOLANA_MERCHANT_WALLET)
+        else DEMO_MERCHANT_WALLET
+    )
     token = settings.HELIUS_AUTH_TOKEN or DEMO_HELIUS_TOKEN
     with override_settings(SOLANA_MERCHANT_WALLET=wallet, HELIUS_AUTH_TOKEN=token):
         plan = demo_plan()
@@ -73,19 +85,37 @@ def demo_subscribe_through_bot(server: LocalBotAPIServer, *, telegram_id: int, n
         _say(server, telegram_id, name, "/toggle_paper_mode")
         _say(server, telegram_id, name, "/subscribe")
         plans_message = server.sent_messages(telegram_id)[-1]
-        server.inject_callback(user_id=telegram_id, data=f"sub:{plan.code}:sol", message_id=plans_message["message_id"],
-                               username=name, first_name=name.title())
+        server.inject_callback(
+            user_id=telegram_id,
+            data=f"sub:{plan.code}:sol",
+            message_id=plans_message["message_id"],
+            username=name,
+            first_name=name.title(),
+        )
         if polling_run(timeout=1, max_updates=1) != 1:
             raise RuntimeError("the bridge did not handle the payment button")
         payment = Payment.objects.filter(user=user, status=Payment.Status.PENDING).latest("created_at")
         transaction = solana_pay_transaction(
-            recipient=payment.recipient, amount_base_units=payment.amount_base_units, reference=payment.reference,
-            mint=payment.mint, decimals=payment.decimals, payer=address_for(f"wallet-of-{name}"),
-            timestamp=timezone.now())
-        response = Client().post(reverse("api:webhook-helius"), data=json.dumps([transaction]),
-                                 content_type="application/json", headers={"authorization": token})
+            recipient=payment.recipient,
+            amount_base_units=payment.amount_base_units,
+            reference=payment.reference,
+            mint=payment.mint,
+            decimals=payment.decimals,
+            payer=address_for(f"wallet-of-{name}"),
+            timestamp=timezone.now(),
+        )
+        response = Client().post(
+            reverse("api:webhook-helius"),
+            data=json.dumps([transaction]),
+            content_type="application/json",
+            headers={"authorization": token},
+        )
         payment.refresh_from_db()
         _say(server, telegram_id, name, "/toggle_paper_mode")
-        return DemoSubscription(user=user, payment=payment, locked_before=locked_before,
-                                unlocked_after=feature_unlocked(user, Feature.LIVE_TRADING),
-                                webhook_status=response.status_code)
+        return DemoSubscription(
+            user=user,
+            payment=payment,
+            locked_before=locked_before,
+            unlocked_after=feature_unlocked(user, Feature.LIVE_TRADING),
+            webhook_status=response.status_code,
+        )

@@ -960,7 +960,9 @@ def sweep(
         tasks = _sweep_tasks(strategy_keys, processes)
         rows_by_index: dict[int, SweepRow] = {}
         with ProcessPoolExecutor(processes, initializer=_worker_init, initargs=(payload,)) as pool:
-            for task, task_rows in zip(tasks, pool.map(_sweep_many, [[combos[i] for i in t] for t in tasks]), strict=True):
+            for task, task_rows in zip(
+                tasks, pool.map(_sweep_many, [[combos[i] for i in t] for t in tasks]), strict=True
+            ):
                 rows_by_index.update(zip(task, task_rows, strict=True))
         rows = [rows_by_index[i] for i in range(len(combos))]
     if descending is None:

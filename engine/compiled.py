@@ -88,4 +88,3 @@ class CompiledLoop:
 
 def loop(fn: Callable[..., Any]) -> CompiledLoop:
     return CompiledLoop(fn)
-

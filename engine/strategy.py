@@ -63,6 +63,7 @@ __all__ = [
     "evaluate_latest",
 ]
 
+
 @dataclass(frozen=True, eq=False)
 class EntrySignals:
     """Per-bar results of ``entry_signals``; every array has one value per input candle.

@@ -171,10 +171,18 @@ class ExchangeClient(Protocol):
 
     async def create_order(self, request: OrderRequest) -> OrderResult: ...
 
-    async def cancel_order(self, *, symbol: str, exchange_order_id: str = "", client_order_id: str = "", trigger: bool = False) -> None: ...
+    async def cancel_order(
+        self, *, symbol: str, exchange_order_id: str = "", client_order_id: str = "", trigger: bool = False
+    ) -> None: ...
 
     async def fetch_order(
-        self, *, symbol: str, exchange_order_id: str = "", client_order_id: str = "", trigger: bool = False, request: OrderRequest | None = None
+        self,
+        *,
+        symbol: str,
+        exchange_order_id: str = "",
+        client_order_id: str = "",
+        trigger: bool = False,
+        request: OrderRequest | None = None,
     ) -> OrderResult | None:
         """The order, or None when the exchange does not know it (lookup by client order id after a lost response).
 

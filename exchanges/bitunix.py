@@ -76,10 +76,24 @@ INSUFFICIENT_CODES = frozenset({20003})
 NOT_FOUND_CODES = frozenset({20007})
 
 _ORDER_STATUS = {
-    "INIT": "open", "NEW": "open", "PART_FILLED": "open", "FILLED": "closed", "CANCELED": "canceled",
-    "PART_FILLED_CANCELED": "canceled", "CANCELLED": "canceled", "REJECTED": "rejected",
+    "INIT": "open",
+    "NEW": "open",
+    "PART_FILLED": "open",
+    "FILLED": "closed",
+    "CANCELED": "canceled",
+    "PART_FILLED_CANCELED": "canceled",
+    "CANCELLED": "canceled",
+    "REJECTED": "rejected",
 }
-_TPSL_DONE = {"TRIGGERED": "closed", "FILLED": "closed", "SUCCESS": "closed", "CANCELED": "canceled", "CANCELLED": "canceled", "EXPIRED": "canceled", "FAILED": "rejected"}
+_TPSL_DONE = {
+    "TRIGGERED": "closed",
+    "FILLED": "closed",
+    "SUCCESS": "closed",
+    "CANCELED": "canceled",
+    "CANCELLED": "canceled",
+    "EXPIRED": "canceled",
+    "FAILED": "rejected",
+}
 
 # Pairs are public data: cached per process like ccxt's markets.
 _PAIRS_CACHE: dict[str, dict[str, dict]] = {}
@@ -108,8 +122,6 @@ def bitunix_market_id(symbol: str) -> str:
     """``BTC/USDT:USDT`` → ``BTCUSDT`` (Bitunix linear perpetual ids)."""
     base, _, rest = symbol.partition("/")
     return base + rest.split(":")[0]
-
-
 
 
 def _unified(market_id: str, quote: str = "USDT") -> str:
@@ -166,10 +178,32 @@ class BitunixClient:
     # --- transport --------------------------------------------------------------------------------------------------
     def signed_headers(self, *, query: dict[str, Any], body: str) -> dict[str, str]:
         nonce, timestamp = self._nonce(), str(int(self._clock() * 1000))
-        sign = bitunix_sign(nonce=nonce, timestamp=timestamp, api_key=self._api_key, secret=self._secret, query=query_params_for_signature(query), body=body)
-        return {"api-key": self._api_key, "nonce": nonce, "timestamp": timestamp, "sign": sign, "language": "en-US", "Content-Type": "application/json"}
+        sign = bitunix_sign(
+            nonce=nonce,
+            timestamp=timestamp,
+            api_key=self._api_key,
+            secret=self._secret,
+            query=query_params_for_signature(query),
+            body=body,
+        )
+        return {
+            "api-key": self._api_key,
+            "nonce": nonce,
+            "timestamp": timestamp,
+            "sign": sign,
+            "language": "en-US",
+            "Content-Type": "application/json",
+        }
 
-    async def _request(self, method: str, path: str, *, query: dict[str, Any] | None = None, body: dict | None = None, signed: bool = True):
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: dict[str, Any] | None = None,
+        body: dict | None = None,
+        signed: bool = True,
+    ):
         import httpx
 
         query = {k: v for k, v in (query or {}).items() if v is not None and v != ""}
@@ -177,19 +211,34 @@ class BitunixClient:
         url = path + ("?" + urlencode(sorted(query.items())) if query else "")
         headers = self.signed_headers(query=query, body=body_text) if signed else {"Content-Type": "application/json"}
         try:
-            response = await self._http.request(method, url, content=body_text.encode() if body_text else None, headers=headers)
+            response = await self._http.request(
+                method, url, content=body_text.encode() if body_text else None, headers=headers
+            )
         except httpx.TimeoutException as exc:
-            raise RetryableExchangeError(f"RequestTimeout: bitunix {path}: {type(exc).__name__}", exchange="bitunix") from None
+            raise RetryableExchangeError(
+                f"RequestTimeout: bitunix {path}: {type(exc).__name__}", exchange="bitunix"
+            ) from None
         except httpx.TransportError as exc:
-            raise RetryableExchangeError(f"NetworkError: bitunix {path}: {type(exc).__name__}", exchange="bitunix") from None
+            raise RetryableExchangeError(
+                f"NetworkError: bitunix {path}: {type(exc).__name__}", exchange="bitunix"
+            ) from None
         if response.status_code != 200:
             retry_after = to_decimal(response.headers.get("Retry-After"))
-            message = redact(f"HTTP {response.status_code} on {path}: {response.text[:200]}", [self._api_key, self._secret])
-            raise map_http_status(response.status_code, message, exchange="bitunix", retry_after=float(retry_after) if retry_after is not None else None)
+            message = redact(
+                f"HTTP {response.status_code} on {path}: {response.text[:200]}", [self._api_key, self._secret]
+            )
+            raise map_http_status(
+                response.status_code,
+                message,
+                exchange="bitunix",
+                retry_after=float(retry_after) if retry_after is not None else None,
+            )
         try:
             payload = response.json()
         except ValueError:
-            raise RetryableExchangeError(f"bitunix {path}: answer is not JSON", exchange="bitunix", source="BadResponse") from None
+            raise RetryableExchangeError(
+                f"bitunix {path}: answer is not JSON", exchange="bitunix", source="BadResponse"
+            ) from None
         code = int(payload.get("code", -1)) if str(payload.get("code", "")).lstrip("-").isdigit() else -1
         if code != 0:
             raise error_for_code(code, redact(str(payload.get("msg") or ""), [self._api_key, self._secret]))
@@ -208,7 +257,9 @@ class BitunixClient:
     async def fetch_funding_rate(self, symbol: str) -> dict[str, Any]:
         """The public funding-rate row of ``symbol`` as Bitunix answers it (``fundingRate``, ``nextFundingTime``,
         ``markPrice``, ...; docs "Get Funding Rate"). No keys needed."""
-        data = await self._request("GET", "/api/v1/futures/market/funding_rate", query={"symbol": bitunix_market_id(symbol)}, signed=False)
+        data = await self._request(
+            "GET", "/api/v1/futures/market/funding_rate", query={"symbol": bitunix_market_id(symbol)}, signed=False
+        )
         if not isinstance(data, dict):
             raise FinalExchangeError(f"bitunix funding rate of {symbol}: unexpected answer", exchange="bitunix")
         return data
@@ -220,9 +271,14 @@ class BitunixClient:
             raise FinalExchangeError(f"BadSymbol: bitunix has no futures pair {symbol}", exchange="bitunix")
         amount_step = Decimal(1).scaleb(-int(row.get("basePrecision", 0)))
         return MarketInfo(
-            symbol=symbol, exchange_symbol=row["symbol"], contract_size=Decimal("1"), amount_step=amount_step,
-            price_tick=Decimal(1).scaleb(-int(row.get("quotePrecision", 0))), min_amount=to_decimal(row.get("minTradeVolume")),
-            min_notional=None, max_leverage=int(row["maxLeverage"]) if row.get("maxLeverage") else None,
+            symbol=symbol,
+            exchange_symbol=row["symbol"],
+            contract_size=Decimal("1"),
+            amount_step=amount_step,
+            price_tick=Decimal(1).scaleb(-int(row.get("quotePrecision", 0))),
+            min_amount=to_decimal(row.get("minTradeVolume")),
+            min_notional=None,
+            max_leverage=int(row["maxLeverage"]) if row.get("maxLeverage") else None,
         )
 
     # --- account ----------------------------------------------------------------------------------------------------
@@ -237,24 +293,42 @@ class BitunixClient:
     async def set_leverage(self, symbol: str, leverage: int, margin_mode: str = "isolated") -> None:
         market_id = bitunix_market_id(symbol)
         try:
-            await self._request("POST", "/api/v1/futures/account/change_position_mode", body={"positionMode": "ONE_WAY"})
+            await self._request(
+                "POST", "/api/v1/futures/account/change_position_mode", body={"positionMode": "ONE_WAY"}
+            )
         except FinalExchangeError as exc:  # already one-way, or positions/orders open: orders tell if it matters
             logger.info("bitunix position mode unchanged: %s", exc)
         try:
             await self._request(
-                "POST", "/api/v1/futures/account/change_margin_mode",
-                body={"symbol": market_id, "marginMode": "ISOLATION" if margin_mode == "isolated" else "CROSS", "marginCoin": MARGIN_COIN},
+                "POST",
+                "/api/v1/futures/account/change_margin_mode",
+                body={
+                    "symbol": market_id,
+                    "marginMode": "ISOLATION" if margin_mode == "isolated" else "CROSS",
+                    "marginCoin": MARGIN_COIN,
+                },
             )
         except FinalExchangeError as exc:  # same mode already, or a position exists
             logger.info("bitunix margin mode of %s unchanged: %s", market_id, exc)
-        await self._request("POST", "/api/v1/futures/account/change_leverage", body={"symbol": market_id, "leverage": int(leverage), "marginCoin": MARGIN_COIN})
+        await self._request(
+            "POST",
+            "/api/v1/futures/account/change_leverage",
+            body={"symbol": market_id, "leverage": int(leverage), "marginCoin": MARGIN_COIN},
+        )
 
     # --- orders -----------------------------------------------------------------------------------------------------
     def order_body(self, request: OrderRequest, market: MarketInfo) -> dict[str, Any]:
         quantity = market.round_quantity(request.quantity)
         if quantity <= 0:
-            raise OrderTooSmall(f"quantity {request.quantity} is below one step of {request.symbol}", exchange="bitunix")
-        body: dict[str, Any] = {"symbol": market.exchange_symbol, "qty": _plain(quantity), "side": request.side.upper(), "orderType": request.type.upper()}
+            raise OrderTooSmall(
+                f"quantity {request.quantity} is below one step of {request.symbol}", exchange="bitunix"
+            )
+        body: dict[str, Any] = {
+            "symbol": market.exchange_symbol,
+            "qty": _plain(quantity),
+            "side": request.side.upper(),
+            "orderType": request.type.upper(),
+        }
         if request.type == "limit":
             body["price"] = _plain(market.round_price(request.price))
             body["effect"] = "GTC"
@@ -265,7 +339,9 @@ class BitunixClient:
 
     def tpsl_body(self, request: OrderRequest, market: MarketInfo, position_id: str) -> dict[str, Any]:
         if market.round_quantity(request.quantity) <= 0:
-            raise OrderTooSmall(f"quantity {request.quantity} is below one step of {request.symbol}", exchange="bitunix")
+            raise OrderTooSmall(
+                f"quantity {request.quantity} is below one step of {request.symbol}", exchange="bitunix"
+            )
         quantity = _plain(market.round_quantity(request.quantity))
         trigger = _plain(market.round_price(request.trigger_price))
         if request.type == "stop_market":
@@ -278,13 +354,22 @@ class BitunixClient:
         market = await self.market(request.symbol)
         if request.is_trigger:
             position_id = request.position_id or await self._position_id(request.symbol)
-            data = await self._request("POST", "/api/v1/futures/tpsl/place_order", body=self.tpsl_body(request, market, position_id))
+            data = await self._request(
+                "POST", "/api/v1/futures/tpsl/place_order", body=self.tpsl_body(request, market, position_id)
+            )
             order_id = str((data or {}).get("orderId") or "")
             logger.info("bitunix %s %s placed: id %s", request.type, request.client_order_id, order_id)
             return OrderResult(
-                exchange_order_id=order_id, client_order_id=request.client_order_id, symbol=request.symbol, side=request.side,
-                type=request.type, status="open", quantity=market.round_quantity(request.quantity),
-                trigger_price=market.round_price(request.trigger_price), reduce_only=True, info=data or {},
+                exchange_order_id=order_id,
+                client_order_id=request.client_order_id,
+                symbol=request.symbol,
+                side=request.side,
+                type=request.type,
+                status="open",
+                quantity=market.round_quantity(request.quantity),
+                trigger_price=market.round_price(request.trigger_price),
+                reduce_only=True,
+                info=data or {},
             )
         data = await self._request("POST", "/api/v1/futures/trade/place_order", body=self.order_body(request, market))
         order_id = str((data or {}).get("orderId") or "")
@@ -295,35 +380,62 @@ class BitunixClient:
         except RetryableExchangeError:
             found = None
         return found or OrderResult(
-            exchange_order_id=order_id, client_order_id=request.client_order_id, symbol=request.symbol, side=request.side,
-            type=request.type, status="open", quantity=market.round_quantity(request.quantity), price=request.price,
-            reduce_only=request.reduce_only, info=data or {},
+            exchange_order_id=order_id,
+            client_order_id=request.client_order_id,
+            symbol=request.symbol,
+            side=request.side,
+            type=request.type,
+            status="open",
+            quantity=market.round_quantity(request.quantity),
+            price=request.price,
+            reduce_only=request.reduce_only,
+            info=data or {},
         )
 
     async def _position_id(self, symbol: str) -> str:
         positions = await self.fetch_positions([symbol])
         if not positions:
-            raise FinalExchangeError(f"bitunix holds no {symbol} position to attach a TP/SL order to", exchange="bitunix")
+            raise FinalExchangeError(
+                f"bitunix holds no {symbol} position to attach a TP/SL order to", exchange="bitunix"
+            )
         return positions[0].position_id
 
-    async def cancel_order(self, *, symbol: str, exchange_order_id: str = "", client_order_id: str = "", trigger: bool = False) -> None:
+    async def cancel_order(
+        self, *, symbol: str, exchange_order_id: str = "", client_order_id: str = "", trigger: bool = False
+    ) -> None:
         market_id = bitunix_market_id(symbol)
         if trigger:
             if not exchange_order_id:
-                raise OrderNotFoundOnExchange("bitunix TP/SL orders are cancelled by their order id", exchange="bitunix")
+                raise OrderNotFoundOnExchange(
+                    "bitunix TP/SL orders are cancelled by their order id", exchange="bitunix"
+                )
             if not any(o.exchange_order_id == exchange_order_id for o in await self._pending_tpsl(symbol)):
-                raise OrderNotFoundOnExchange(f"bitunix TP/SL order {exchange_order_id} is not pending", exchange="bitunix")
-            await self._request("POST", "/api/v1/futures/tpsl/cancel_order", body={"symbol": market_id, "orderId": exchange_order_id})
+                raise OrderNotFoundOnExchange(
+                    f"bitunix TP/SL order {exchange_order_id} is not pending", exchange="bitunix"
+                )
+            await self._request(
+                "POST", "/api/v1/futures/tpsl/cancel_order", body={"symbol": market_id, "orderId": exchange_order_id}
+            )
             return
         ref = {"orderId": exchange_order_id} if exchange_order_id else {"clientId": client_order_id}
-        data = await self._request("POST", "/api/v1/futures/trade/cancel_orders", body={"symbol": market_id, "orderList": [ref]})
+        data = await self._request(
+            "POST", "/api/v1/futures/trade/cancel_orders", body={"symbol": market_id, "orderList": [ref]}
+        )
         failures = (data or {}).get("failureList") or []
         if failures:
             failure = failures[0]
-            raise OrderNotFoundOnExchange(f"bitunix could not cancel: {failure.get('errorCode')} {failure.get('errorMsg')}", exchange="bitunix")
+            raise OrderNotFoundOnExchange(
+                f"bitunix could not cancel: {failure.get('errorCode')} {failure.get('errorMsg')}", exchange="bitunix"
+            )
 
     async def fetch_order(
-        self, *, symbol: str, exchange_order_id: str = "", client_order_id: str = "", trigger: bool = False, request: OrderRequest | None = None
+        self,
+        *,
+        symbol: str,
+        exchange_order_id: str = "",
+        client_order_id: str = "",
+        trigger: bool = False,
+        request: OrderRequest | None = None,
     ) -> OrderResult | None:
         if trigger:
             return await self._fetch_tpsl(symbol, exchange_order_id, client_order_id, request)
@@ -342,7 +454,9 @@ class BitunixClient:
         if order.filled_quantity <= 0 or order.average_price is not None:
             return order
         data = await self._request(
-            "GET", "/api/v1/futures/trade/get_history_trades", query={"symbol": bitunix_market_id(symbol), "orderId": order.exchange_order_id, "limit": 100}
+            "GET",
+            "/api/v1/futures/trade/get_history_trades",
+            query={"symbol": bitunix_market_id(symbol), "orderId": order.exchange_order_id, "limit": 100},
         )
         rows = data.get("tradeList", []) if isinstance(data, dict) else (data or [])
         quantity, cost, fee = Decimal("0"), Decimal("0"), Decimal("0")
@@ -354,34 +468,61 @@ class BitunixClient:
             cost += price * size
             fee += abs(to_decimal(row.get("fee")) or Decimal("0"))
         if quantity <= 0:
-            logger.warning("bitunix order %s filled %s but no trade of it is visible yet", order.exchange_order_id, order.filled_quantity)
+            logger.warning(
+                "bitunix order %s filled %s but no trade of it is visible yet",
+                order.exchange_order_id,
+                order.filled_quantity,
+            )
             return replace(order, filled_quantity=Decimal("0"), status="open")
         covered = min(quantity, order.filled_quantity)
         status = order.status if quantity >= order.filled_quantity else "open"
-        return replace(order, filled_quantity=covered, average_price=cost / quantity, fee=max(order.fee, fee), status=status)
+        return replace(
+            order, filled_quantity=covered, average_price=cost / quantity, fee=max(order.fee, fee), status=status
+        )
 
     async def _pending_tpsl(self, symbol: str | None) -> list[OrderResult]:
-        data = await self._request("GET", "/api/v1/futures/tpsl/get_pending_orders", query={"symbol": bitunix_market_id(symbol) if symbol else None, "limit": 100})
+        data = await self._request(
+            "GET",
+            "/api/v1/futures/tpsl/get_pending_orders",
+            query={"symbol": bitunix_market_id(symbol) if symbol else None, "limit": 100},
+        )
         rows = data.get("orderList", []) if isinstance(data, dict) else (data or [])
         return [order for row in rows for order in self.parse_tpsl(row)]
 
-    async def _fetch_tpsl(self, symbol: str, exchange_order_id: str, client_order_id: str, request: OrderRequest | None) -> OrderResult | None:
+    async def _fetch_tpsl(
+        self, symbol: str, exchange_order_id: str, client_order_id: str, request: OrderRequest | None
+    ) -> OrderResult | None:
         def same(order: OrderResult) -> bool:
             if exchange_order_id:
                 return order.exchange_order_id == exchange_order_id and (request is None or order.type == request.type)
-            return request is not None and order.type == request.type and order.trigger_price == request.trigger_price and order.quantity == request.quantity
+            return (
+                request is not None
+                and order.type == request.type
+                and order.trigger_price == request.trigger_price
+                and order.quantity == request.quantity
+            )
 
         if not exchange_order_id and request is None:
             return None  # nothing identifies a TP/SL order without its id or its request
         if request is not None:
             market = await self.market(symbol)
-            request = replace(request, quantity=market.round_quantity(request.quantity), trigger_price=market.round_price(request.trigger_price))
+            request = replace(
+                request,
+                quantity=market.round_quantity(request.quantity),
+                trigger_price=market.round_price(request.trigger_price),
+            )
         for order in await self._pending_tpsl(symbol):
             if same(order):
-                return replace(order, client_order_id=client_order_id or order.client_order_id, side=request.side if request else order.side)
+                return replace(
+                    order,
+                    client_order_id=client_order_id or order.client_order_id,
+                    side=request.side if request else order.side,
+                )
         if not exchange_order_id:
             return None  # never placed: safe to send
-        data = await self._request("GET", "/api/v1/futures/tpsl/get_history_orders", query={"symbol": bitunix_market_id(symbol), "limit": 100})
+        data = await self._request(
+            "GET", "/api/v1/futures/tpsl/get_history_orders", query={"symbol": bitunix_market_id(symbol), "limit": 100}
+        )
         rows = data.get("orderList", []) if isinstance(data, dict) else (data or [])
         for row in rows:
             for order in self.parse_tpsl(row):
@@ -407,14 +548,23 @@ class BitunixClient:
         return positions
 
     async def fetch_my_trades(self, symbol: str, since_ms: int | None = None) -> list[TradeFill]:
-        data = await self._request("GET", "/api/v1/futures/trade/get_history_trades", query={"symbol": bitunix_market_id(symbol), "startTime": since_ms, "limit": 100})
+        data = await self._request(
+            "GET",
+            "/api/v1/futures/trade/get_history_trades",
+            query={"symbol": bitunix_market_id(symbol), "startTime": since_ms, "limit": 100},
+        )
         rows = data.get("tradeList", []) if isinstance(data, dict) else (data or [])
         return [
             TradeFill(
-                trade_id=str(row.get("tradeId") or ""), exchange_order_id=str(row.get("orderId") or ""), symbol=symbol,
-                side=str(row.get("side") or "BUY").lower(), quantity=to_decimal(row.get("qty")) or Decimal("0"),
-                price=positive_price(row.get("price")), fee=abs(to_decimal(row.get("fee")) or Decimal("0")),
-                timestamp_ms=int(row["ctime"]) if row.get("ctime") else None, client_order_id=str(row.get("clientId") or ""),
+                trade_id=str(row.get("tradeId") or ""),
+                exchange_order_id=str(row.get("orderId") or ""),
+                symbol=symbol,
+                side=str(row.get("side") or "BUY").lower(),
+                quantity=to_decimal(row.get("qty")) or Decimal("0"),
+                price=positive_price(row.get("price")),
+                fee=abs(to_decimal(row.get("fee")) or Decimal("0")),
+                timestamp_ms=int(row["ctime"]) if row.get("ctime") else None,
+                client_order_id=str(row.get("clientId") or ""),
             )
             for row in rows
             if positive_price(row.get("price")) is not None  # a trade without a price is not a fill we can book
@@ -433,11 +583,20 @@ class BitunixClient:
         average = positive_price(row.get("avgPrice") or row.get("averagePrice"))
         realised = to_decimal(row.get("realizedPNL"))
         return OrderResult(
-            exchange_order_id=str(row.get("orderId") or ""), client_order_id=str(row.get("clientId") or ""),
-            symbol=_unified(row.get("symbol") or ""), side=str(row.get("side") or "BUY").lower(),
-            type=str(row.get("orderType") or "MARKET").lower(), status=status, quantity=to_decimal(row.get("qty")) or Decimal("0"),
-            filled_quantity=filled, average_price=average, fee=abs(to_decimal(row.get("fee")) or Decimal("0")), price=price,
-            reduce_only=bool(row.get("reduceOnly")), realised_pnl=realised, info=row,
+            exchange_order_id=str(row.get("orderId") or ""),
+            client_order_id=str(row.get("clientId") or ""),
+            symbol=_unified(row.get("symbol") or ""),
+            side=str(row.get("side") or "BUY").lower(),
+            type=str(row.get("orderType") or "MARKET").lower(),
+            status=status,
+            quantity=to_decimal(row.get("qty")) or Decimal("0"),
+            filled_quantity=filled,
+            average_price=average,
+            fee=abs(to_decimal(row.get("fee")) or Decimal("0")),
+            price=price,
+            reduce_only=bool(row.get("reduceOnly")),
+            realised_pnl=realised,
+            info=row,
         )
 
     @staticmethod
@@ -459,9 +618,18 @@ class BitunixClient:
             done = status == "closed"
             results.append(
                 OrderResult(
-                    exchange_order_id=str(row.get("id") or row.get("orderId") or ""), client_order_id="", symbol=_unified(row.get("symbol") or ""),
-                    side="sell", type=order_type, status=status, quantity=quantity, filled_quantity=quantity if done else Decimal("0"),
-                    average_price=trigger if done else None, trigger_price=trigger, reduce_only=True, info=row,
+                    exchange_order_id=str(row.get("id") or row.get("orderId") or ""),
+                    client_order_id="",
+                    symbol=_unified(row.get("symbol") or ""),
+                    side="sell",
+                    type=order_type,
+                    status=status,
+                    quantity=quantity,
+                    filled_quantity=quantity if done else Decimal("0"),
+                    average_price=trigger if done else None,
+                    trigger_price=trigger,
+                    reduce_only=True,
+                    info=row,
                 )
             )
         return results
@@ -469,8 +637,12 @@ class BitunixClient:
     @staticmethod
     def parse_position(row: dict) -> ExchangePosition:
         return ExchangePosition(
-            symbol=_unified(row.get("symbol") or ""), side="long" if str(row.get("side")).upper() in ("LONG", "BUY") else "short",
-            quantity=abs(to_decimal(row.get("qty")) or Decimal("0")), entry_price=to_decimal(row.get("avgOpenPrice")),
-            unrealised_pnl=to_decimal(row.get("unrealizedPNL")), realised_pnl=to_decimal(row.get("realizedPNL")),
-            leverage=to_decimal(row.get("leverage")), position_id=str(row.get("positionId") or ""),
+            symbol=_unified(row.get("symbol") or ""),
+            side="long" if str(row.get("side")).upper() in ("LONG", "BUY") else "short",
+            quantity=abs(to_decimal(row.get("qty")) or Decimal("0")),
+            entry_price=to_decimal(row.get("avgOpenPrice")),
+            unrealised_pnl=to_decimal(row.get("unrealizedPNL")),
+            realised_pnl=to_decimal(row.get("realizedPNL")),
+            leverage=to_decimal(row.get("leverage")),
+            position_id=str(row.get("positionId") or ""),
         )

@@ -55,7 +55,14 @@ _MARKETS_CACHE: dict[str, dict[str, Any]] = {}
 
 MEXC_SIDES = {"1": "buy", "2": "buy", "3": "sell", "4": "sell"}  # open long, close short, open short, close long
 
-_STATUS = {"open": "open", "closed": "closed", "canceled": "canceled", "cancelled": "canceled", "expired": "canceled", "rejected": "rejected"}
+_STATUS = {
+    "open": "open",
+    "closed": "closed",
+    "canceled": "canceled",
+    "cancelled": "canceled",
+    "expired": "canceled",
+    "rejected": "rejected",
+}
 
 
 def ccxt_exchange(exchange_id: str, *, api_key: str = "", secret: str = "", passphrase: str = ""):
@@ -83,7 +90,13 @@ def trigger_orders_without_injected_params(ex, forbidden: tuple[str, ...]) -> No
 
     def sign(path, api=["public"], method="GET", params={}):  # noqa: B006 - ccxt's signature
         request = original(path, api, method, params)
-        if not (method == "POST" and path in TRIGGER_ORDER_PATHS and isinstance(params, dict) and params.get("algoClOrdId") and injected(params)):
+        if not (
+            method == "POST"
+            and path in TRIGGER_ORDER_PATHS
+            and isinstance(params, dict)
+            and params.get("algoClOrdId")
+            and injected(params)
+        ):
             return request
         for key in (*forbidden, "tag"):
             params.pop(key, None)
@@ -98,11 +111,24 @@ def trigger_orders_without_injected_params(ex, forbidden: tuple[str, ...]) -> No
 
 
 class CcxtExchangeClient:
-    def __init__(self, exchange_id: str, *, api_key: str = "", secret: str = "", passphrase: str = "", exchange=None, margin_mode: str = "isolated"):
+    def __init__(
+        self,
+        exchange_id: str,
+        *,
+        api_key: str = "",
+        secret: str = "",
+        passphrase: str = "",
+        exchange=None,
+        margin_mode: str = "isolated",
+    ):
         self.exchange_id = exchange_id
         self.has = capabilities(exchange_id)
         self._secrets = tuple(s for s in (api_key, secret, passphrase) if s)
-        self.ex = exchange if exchange is not None else ccxt_exchange(exchange_id, api_key=api_key, secret=secret, passphrase=passphrase)
+        self.ex = (
+            exchange
+            if exchange is not None
+            else ccxt_exchange(exchange_id, api_key=api_key, secret=secret, passphrase=passphrase)
+        )
         if self.has.trigger_forbidden_params and hasattr(self.ex, "sign"):
             trigger_orders_without_injected_params(self.ex, self.has.trigger_forbidden_params)
         self.margin_mode = margin_mode
@@ -143,7 +169,13 @@ class CcxtExchangeClient:
         raw = await self._call("fetch_balance", self.has.params("balance_params"))
         entry = raw.get(currency) or {}
         free, used, total = (to_decimal(entry.get(k)) or Decimal("0") for k in ("free", "used", "total"))
-        return Balance(currency=currency, free=free, used=used, total=total or free + used, equity=self._equity_of(raw, currency, total))
+        return Balance(
+            currency=currency,
+            free=free,
+            used=used,
+            total=total or free + used,
+            equity=self._equity_of(raw, currency, total),
+        )
 
     async def key_permissions(self) -> KeyPermissions | None:
         """OKX reports the key's permissions in its account configuration (``perm``: "read_only,withdraw,trade");
@@ -151,12 +183,15 @@ class CcxtExchangeClient:
         if self.exchange_id != "okx":
             return None
         accounts = await self._call("fetch_accounts")
-        perm = next((str((row.get("info") or {}).get("perm", "")) for row in accounts or [] if isinstance(row, dict)), "")
+        perm = next(
+            (str((row.get("info") or {}).get("perm", "")) for row in accounts or [] if isinstance(row, dict)), ""
+        )
         if not perm:
             return None
         granted = {part.strip() for part in perm.split(",")}
-        return KeyPermissions(read="read_only" in granted or "trade" in granted, trade="trade" in granted,
-                              withdraw="withdraw" in granted)
+        return KeyPermissions(
+            read="read_only" in granted or "trade" in granted, trade="trade" in granted, withdraw="withdraw" in granted
+        )
 
     def _equity_of(self, raw: dict, currency: str, total: Decimal) -> Decimal | None:
         """Equity incl. unrealised PnL. OKX: the account's ``totalEq`` (USD equivalent over every currency; ccxt's
@@ -212,24 +247,34 @@ class CcxtExchangeClient:
             else:  # mexc: leverage is per position type (1 long, 2 short) and margin type (1 isolated, 2 cross)
                 open_type = 1 if margin_mode == "isolated" else 2
                 for position_type in (1, 2):
-                    await self._call("set_leverage", leverage, symbol, {"openType": open_type, "positionType": position_type})
+                    await self._call(
+                        "set_leverage", leverage, symbol, {"openType": open_type, "positionType": position_type}
+                    )
         except FinalExchangeError as exc:
             if "already" in str(exc).lower() or "NoChange" in str(exc) or "MarginModeAlreadySet" in str(exc):
                 return
             raise
 
-    def build_order_arguments(self, request: OrderRequest, market: dict) -> tuple[str, str, str, float, float | None, dict]:
+    def build_order_arguments(
+        self, request: OrderRequest, market: dict
+    ) -> tuple[str, str, str, float, float | None, dict]:
         """The positional arguments and params of ccxt's create_order for ``request`` (pure; tested offline)."""
         symbol = market["symbol"]
         contracts = request.quantity / self._contract_size(market)
         try:  # ccxt raises its own InvalidOrder below one amount step: our OrderTooSmall (nothing was sent)
             amount = float(self.ex.amount_to_precision(symbol, str(contracts)))
             price = float(self.ex.price_to_precision(symbol, str(request.price))) if request.price is not None else None
-            trigger = float(self.ex.price_to_precision(symbol, str(request.trigger_price))) if request.is_trigger else None
+            trigger = (
+                float(self.ex.price_to_precision(symbol, str(request.trigger_price))) if request.is_trigger else None
+            )
         except library_errors() as exc:
-            raise map_ccxt_error(exc, exchange=self.exchange_id, context=f"{request.client_order_id} {symbol}") from None
+            raise map_ccxt_error(
+                exc, exchange=self.exchange_id, context=f"{request.client_order_id} {symbol}"
+            ) from None
         if amount <= 0:
-            raise OrderTooSmall(f"quantity {request.quantity} is below one contract step of {symbol}", exchange=self.exchange_id)
+            raise OrderTooSmall(
+                f"quantity {request.quantity} is below one contract step of {symbol}", exchange=self.exchange_id
+            )
         params: dict[str, Any] = {}
         if request.is_trigger:
             if self.has.trigger_style == "trigger_type":
@@ -244,7 +289,9 @@ class CcxtExchangeClient:
             ccxt_type = request.type
             if request.reduce_only:
                 params["reduceOnly"] = True
-        params[self.has.trigger_client_id_param if request.is_trigger else self.has.client_id_param] = request.client_order_id
+        params[self.has.trigger_client_id_param if request.is_trigger else self.has.client_id_param] = (
+            request.client_order_id
+        )
         params["marginMode"] = self.margin_mode
         if self.has.leverage_on_order and request.leverage:
             params["leverage"] = request.leverage
@@ -266,7 +313,9 @@ class CcxtExchangeClient:
                 return replace(found, client_order_id=found.client_order_id or request.client_order_id)
         return result
 
-    async def cancel_order(self, *, symbol: str, exchange_order_id: str = "", client_order_id: str = "", trigger: bool = False) -> None:
+    async def cancel_order(
+        self, *, symbol: str, exchange_order_id: str = "", client_order_id: str = "", trigger: bool = False
+    ) -> None:
         market = await self._ccxt_market(symbol)
         if not exchange_order_id and not client_order_id:
             raise OrderNotFoundOnExchange("nothing identifies the order to cancel", exchange=self.exchange_id)
@@ -275,18 +324,29 @@ class CcxtExchangeClient:
             # MEXC: ccxt's cancel_order sends the bare id list ([null] without an id); regular orders have a
             # documented cancel by externalOid, plan orders are looked up for their id first
             if not trigger:
-                await self._call("contract_private_post_order_cancel_with_external", {"symbol": market["id"], "externalOid": client_order_id})
+                await self._call(
+                    "contract_private_post_order_cancel_with_external",
+                    {"symbol": market["id"], "externalOid": client_order_id},
+                )
                 return
             found = await self.fetch_order(symbol=symbol, client_order_id=client_order_id, trigger=True)
             if found is None or not found.exchange_order_id:
-                raise OrderNotFoundOnExchange(f"no {self.exchange_id} trigger order with client id {client_order_id}", exchange=self.exchange_id)
+                raise OrderNotFoundOnExchange(
+                    f"no {self.exchange_id} trigger order with client id {client_order_id}", exchange=self.exchange_id
+                )
             exchange_order_id = found.exchange_order_id
         elif not exchange_order_id:
             params["clientOrderId"] = client_order_id
         await self._call("cancel_order", exchange_order_id or None, symbol, params)
 
     async def fetch_order(
-        self, *, symbol: str, exchange_order_id: str = "", client_order_id: str = "", trigger: bool = False, request: OrderRequest | None = None
+        self,
+        *,
+        symbol: str,
+        exchange_order_id: str = "",
+        client_order_id: str = "",
+        trigger: bool = False,
+        request: OrderRequest | None = None,
     ) -> OrderResult | None:
         market = await self._ccxt_market(symbol)
         if self.has.order_lookup == "mexc_contract_api":
@@ -302,14 +362,18 @@ class CcxtExchangeClient:
             return None
         if not raw or not (raw.get("id") or raw.get("clientOrderId")):
             return None
-        return await self._with_trigger_fill(self.parse_order(raw, market, request=request if trigger else None), market, trigger)
+        return await self._with_trigger_fill(
+            self.parse_order(raw, market, request=request if trigger else None), market, trigger
+        )
 
     async def _with_trigger_fill(self, result: OrderResult, market: dict, trigger: bool) -> OrderResult:
         if trigger and result.status == "closed" and (result.filled_quantity == 0 or result.average_price is None):
             return await self._triggered_fill(result, market)
         return result
 
-    async def _mexc_fetch_order(self, market: dict, exchange_order_id: str, client_order_id: str, trigger: bool, request: OrderRequest | None) -> OrderResult | None:
+    async def _mexc_fetch_order(
+        self, market: dict, exchange_order_id: str, client_order_id: str, trigger: bool, request: OrderRequest | None
+    ) -> OrderResult | None:
         """MEXC swap: ccxt's fetch_order reads ``order/get/{id}`` only. By client id we call the documented
         ``order/external/{symbol}/{external_oid}``; plan (trigger) orders are found in the plan order list (every
         state) by id, ``externalOid`` or, when MEXC dropped it, by what identifies the request."""
@@ -319,7 +383,10 @@ class CcxtExchangeClient:
                 if exchange_order_id:
                     raw = await self._call("fetch_order", exchange_order_id, symbol, {})
                 else:
-                    answer = await self._call("contract_private_get_order_external_symbol_external_oid", {"symbol": market["id"], "external_oid": client_order_id})
+                    answer = await self._call(
+                        "contract_private_get_order_external_symbol_external_oid",
+                        {"symbol": market["id"], "external_oid": client_order_id},
+                    )
                     data = (answer or {}).get("data")
                     raw = self.ex.parse_order(data, market) if data else None
             except OrderNotFoundOnExchange:
@@ -329,21 +396,35 @@ class CcxtExchangeClient:
                     return None
                 raise
             return self.parse_order(raw, market) if raw and raw.get("id") else None
-        answer = await self._call("contract_private_get_planorder_list_orders", {"symbol": market["id"], "page_size": 100})
+        answer = await self._call(
+            "contract_private_get_planorder_list_orders", {"symbol": market["id"], "page_size": 100}
+        )
         rows = self.ex.parse_orders((answer or {}).get("data") or [], market)
         for raw in rows:
             order = self.parse_order(raw, market)
             info = raw.get("info") or {}
             same = (
                 (exchange_order_id and order.exchange_order_id == exchange_order_id)
-                or (not exchange_order_id and client_order_id and client_order_id in (order.client_order_id, info.get("externalOid")))
                 or (
-                    not exchange_order_id and request is not None and order.trigger_price == to_decimal(self.ex.price_to_precision(symbol, str(request.trigger_price)))
-                    and order.quantity == request.quantity and order.side == request.side
+                    not exchange_order_id
+                    and client_order_id
+                    and client_order_id in (order.client_order_id, info.get("externalOid"))
+                )
+                or (
+                    not exchange_order_id
+                    and request is not None
+                    and order.trigger_price
+                    == to_decimal(self.ex.price_to_precision(symbol, str(request.trigger_price)))
+                    and order.quantity == request.quantity
+                    and order.side == request.side
                 )
             )
             if same:
-                result = replace(order, client_order_id=client_order_id or order.client_order_id, type=request.type if request else order.type)
+                result = replace(
+                    order,
+                    client_order_id=client_order_id or order.client_order_id,
+                    type=request.type if request else order.type,
+                )
                 return await self._with_trigger_fill(result, market, True)
         return None
 
@@ -359,12 +440,24 @@ class CcxtExchangeClient:
             except OrderNotFoundOnExchange:
                 child = None
             if child is not None and child.filled_quantity > 0:
-                return replace(result, filled_quantity=child.filled_quantity, average_price=child.average_price, fee=child.fee, realised_pnl=child.realised_pnl)
+                return replace(
+                    result,
+                    filled_quantity=child.filled_quantity,
+                    average_price=child.average_price,
+                    fee=child.fee,
+                    realised_pnl=child.realised_pnl,
+                )
         contract_size = self._contract_size(market)
         actual_size, actual_price = to_decimal(info.get("actualSz")), to_decimal(info.get("actualPx"))
         if actual_size:
-            return replace(result, filled_quantity=actual_size * contract_size, average_price=actual_price or result.trigger_price)
-        logger.warning("%s trigger order %s fired without fill details: booked at its trigger price", self.exchange_id, result.exchange_order_id)
+            return replace(
+                result, filled_quantity=actual_size * contract_size, average_price=actual_price or result.trigger_price
+            )
+        logger.warning(
+            "%s trigger order %s fired without fill details: booked at its trigger price",
+            self.exchange_id,
+            result.exchange_order_id,
+        )
         return replace(result, filled_quantity=result.quantity, average_price=result.trigger_price)
 
     async def fetch_open_orders(self, symbol: str | None = None) -> list[OrderResult]:
@@ -374,7 +467,9 @@ class CcxtExchangeClient:
             await self._load_markets()
         trigger_params = self.has.params("trigger_query_params")
         regular_params: dict[str, Any] = {}
-        if symbol is None and self.has.order_lookup == "mexc_contract_api":  # without a symbol ccxt's mexc lists SPOT orders
+        if (
+            symbol is None and self.has.order_lookup == "mexc_contract_api"
+        ):  # without a symbol ccxt's mexc lists SPOT orders
             regular_params["type"] = trigger_params["type"] = "swap"
         regular = await self._call("fetch_open_orders", symbol, None, None, regular_params)
         triggers = await self._call("fetch_open_orders", symbol, None, None, trigger_params)
@@ -418,11 +513,17 @@ class CcxtExchangeClient:
         raw_trades = await self._call("fetch_my_trades", symbol, since_ms, 100)
         return [
             TradeFill(
-                trade_id=str(t.get("id") or ""), exchange_order_id=str(t.get("order") or ""), symbol=symbol,
+                trade_id=str(t.get("id") or ""),
+                exchange_order_id=str(t.get("order") or ""),
+                symbol=symbol,
                 side=MEXC_SIDES.get(str(t.get("side")), t.get("side") or "buy"),
-                quantity=(to_decimal(t.get("amount")) or Decimal("0")) * contract_size, price=to_decimal(t.get("price")) or Decimal("0"),
-                fee=abs(to_decimal((t.get("fee") or {}).get("cost")) or Decimal("0")), timestamp_ms=t.get("timestamp"),
-                client_order_id=str((t.get("info") or {}).get("clOrdId") or (t.get("info") or {}).get("clientOid") or ""),
+                quantity=(to_decimal(t.get("amount")) or Decimal("0")) * contract_size,
+                price=to_decimal(t.get("price")) or Decimal("0"),
+                fee=abs(to_decimal((t.get("fee") or {}).get("cost")) or Decimal("0")),
+                timestamp_ms=t.get("timestamp"),
+                client_order_id=str(
+                    (t.get("info") or {}).get("clOrdId") or (t.get("info") or {}).get("clientOid") or ""
+                ),
             )
             for t in raw_trades
         ]
@@ -439,7 +540,9 @@ class CcxtExchangeClient:
         info = raw.get("info") or {}
         amount = to_decimal(raw.get("amount"))
         filled = to_decimal(raw.get("filled"))
-        trigger_price = to_decimal(raw.get("triggerPrice") or raw.get("stopPrice") or raw.get("stopLossPrice") or raw.get("takeProfitPrice"))
+        trigger_price = to_decimal(
+            raw.get("triggerPrice") or raw.get("stopPrice") or raw.get("stopLossPrice") or raw.get("takeProfitPrice")
+        )
         fee = to_decimal((raw.get("fee") or {}).get("cost")) or Decimal("0")
         status = _STATUS.get(raw.get("status") or "", "open")
         side = raw.get("side") or (request.side if request else "buy")
@@ -456,7 +559,11 @@ class CcxtExchangeClient:
             # a trigger order's own client id first (OKX algo orders: ``algoClOrdId``; ccxt's clientOrderId is the
             # ``clOrdId`` of the order it places)
             client_order_id=str(
-                info.get("algoClOrdId") or raw.get("clientOrderId") or info.get("externalOid") or (request.client_order_id if request else "") or ""
+                info.get("algoClOrdId")
+                or raw.get("clientOrderId")
+                or info.get("externalOid")
+                or (request.client_order_id if request else "")
+                or ""
             ),
             symbol=raw.get("symbol") or (market or {}).get("symbol") or (request.symbol if request else ""),
             side=side,

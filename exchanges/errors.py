@@ -35,7 +35,6 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
-
 @functools.cache
 def library_errors() -> tuple[type[BaseException], ...]:
     """What a ccxt call can raise besides our own errors: catch these around library calls and pass them to
@@ -43,6 +42,7 @@ def library_errors() -> tuple[type[BaseException], ...]:
     import ccxt
 
     return (ccxt.BaseError, asyncio.TimeoutError, TimeoutError, concurrent.futures.TimeoutError, ConnectionError)
+
 
 MAX_MESSAGE_LENGTH = 300
 
@@ -129,7 +129,7 @@ DUPLICATE_MARKERS = (
     "externaloid already exists",
 )
 TOO_SMALL_MARKERS = ("minimum amount precision", "must be greater than minimum amount", "amount must be greater")
-API_RESTRICTED_MARKERS = ("\"code\":1002", "contract not allow place order", "order placing not supported")
+API_RESTRICTED_MARKERS = ('"code":1002', "contract not allow place order", "order placing not supported")
 
 
 def is_duplicate_client_id(message: str) -> bool:
@@ -138,7 +138,9 @@ def is_duplicate_client_id(message: str) -> bool:
     return any(marker in lowered for marker in DUPLICATE_MARKERS)
 
 
-def map_ccxt_error(exc: BaseException, *, exchange: str = "", secrets: Iterable[str] = (), context: str = "") -> ExchangeError:
+def map_ccxt_error(
+    exc: BaseException, *, exchange: str = "", secrets: Iterable[str] = (), context: str = ""
+) -> ExchangeError:
     """Map a ccxt exception (or an asyncio/OS timeout) to our hierarchy, with secrets redacted from the message
     (prefixed by ``context``, e.g. the call that failed). The original exception's class name is kept in ``source``."""
     if isinstance(exc, ExchangeError):
@@ -169,7 +171,11 @@ def _mapped(exc: BaseException, message: str, exchange: str) -> ExchangeError:
         return RetryableExchangeError(message, exchange=exchange)
     if isinstance(exc, ccxt.InvalidOrder) and any(marker in message.lower() for marker in TOO_SMALL_MARKERS):
         return OrderTooSmall(message, exchange=exchange)
-    if exchange == "mexc" and isinstance(exc, ccxt.ExchangeError) and any(m in message.lower() for m in API_RESTRICTED_MARKERS):
+    if (
+        exchange == "mexc"
+        and isinstance(exc, ccxt.ExchangeError)
+        and any(m in message.lower() for m in API_RESTRICTED_MARKERS)
+    ):
         return OrderApiRestricted(message, exchange=exchange)
     if isinstance(exc, (ccxt.InvalidOrder, ccxt.BadRequest, ccxt.NotSupported, ccxt.ArgumentsRequired)):
         return FinalExchangeError(message, exchange=exchange)
@@ -183,7 +189,9 @@ def _mapped(exc: BaseException, message: str, exchange: str) -> ExchangeError:
     return RetryableExchangeError(message, exchange=exchange)  # BadResponse, NullResponse, OperationFailed, ...
 
 
-def map_http_status(status: int, message: str, *, exchange: str = "", retry_after: float | None = None) -> ExchangeError:
+def map_http_status(
+    status: int, message: str, *, exchange: str = "", retry_after: float | None = None
+) -> ExchangeError:
     """Map an HTTP status of a hand-written adapter: 429/418 and 5xx retryable, 401/403 auth, other 4xx final."""
     if status in (429, 418) or status >= 500:
         return RetryableExchangeError(message, exchange=exchange, retry_after=retry_after)
@@ -197,7 +205,9 @@ def backoff_delay(attempt: int, *, base: float = 0.5, cap: float = 8.0, rng: ran
     return (rng or random).uniform(0, min(cap, base * (2**attempt)))
 
 
-def _delay_of(exc: RetryableExchangeError, attempt: int, base: float, cap: float, pause: Callable[[int], float] | None) -> float:
+def _delay_of(
+    exc: RetryableExchangeError, attempt: int, base: float, cap: float, pause: Callable[[int], float] | None
+) -> float:
     planned = pause(attempt) if pause is not None else backoff_delay(attempt, base=base, cap=cap)
     return max(exc.retry_after or 0, planned)
 
@@ -232,7 +242,9 @@ def retrier(*, attempts: int = 4, base: float = 0.5, cap: float = 8.0):
     def decorate(function: Callable[..., T]) -> Callable[..., T]:
         @functools.wraps(function)
         def wrapper(*args, **kwargs) -> T:
-            return retry_call(lambda: function(*args, **kwargs), attempts=attempts, base=base, cap=cap, description=function.__name__)
+            return retry_call(
+                lambda: function(*args, **kwargs), attempts=attempts, base=base, cap=cap, description=function.__name__
+            )
 
         return wrapper
 

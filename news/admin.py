@@ -17,8 +17,16 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 
 @admin.register(NewsArticle)
 class NewsArticleAdmin(ReadOnlyAdmin):
-    list_display = ("published_at", "source_name", "title", "tickers", "rank_position", "decision", "model_used",
-                    "signal")
+    list_display = (
+        "published_at",
+        "source_name",
+        "title",
+        "tickers",
+        "rank_position",
+        "decision",
+        "model_used",
+        "signal",
+    )
     list_filter = ("decision", "source", "model_used")
     search_fields = ("title", "url", "decision_detail")
     date_hierarchy = "published_at"

@@ -130,7 +130,9 @@ class CcxtFundingRateSource:
     def _instance(self) -> Any:
         if self._exchange is None:
             try:
-                self._exchange = ccxt_client_create(self.name, market_type="swap", asynchronous=False, timeout_ms=10_000)
+                self._exchange = ccxt_client_create(
+                    self.name, market_type="swap", asynchronous=False, timeout_ms=10_000
+                )
             except FinalExchangeError as exc:
                 raise FundingSourceError(str(exc)) from None
         return self._exchange
@@ -156,7 +158,9 @@ class CcxtFundingRateSource:
                     try:
                         entries.append(self._call("fetch_funding_rate", symbol))
                     except FinalExchangeError as exc:  # this symbol only (delisted, not supported)
-                        logger.warning("funding %s %s: %s; skipped", self.name, symbol, exc.source or type(exc).__name__)
+                        logger.warning(
+                            "funding %s %s: %s; skipped", self.name, symbol, exc.source or type(exc).__name__
+                        )
                     except RetryableExchangeError as exc:
                         if exc.source not in ("BadResponse", "NullResponse"):
                             raise
@@ -174,7 +178,9 @@ class BitunixFundingRateSource:
 
     name = "bitunix"
 
-    def __init__(self, *, transport: httpx.AsyncBaseTransport | None = None, timeout_seconds: float = 10.0, base_url: str = "") -> None:
+    def __init__(
+        self, *, transport: httpx.AsyncBaseTransport | None = None, timeout_seconds: float = 10.0, base_url: str = ""
+    ) -> None:
         self._transport = transport
         self._timeout = timeout_seconds
         self._base_url = base_url
@@ -266,8 +272,14 @@ RECORDED_FORMATS = {"okx-funding-rate-history": okx_funding_history_parse}
 class RecordedFundingRateSource:
     """One venue's recorded funding history (a file in the exchange's answer shape), served at the replay clock."""
 
-    def __init__(self, *, exchange: str, histories: dict[str, list[tuple[datetime, Decimal]]],
-                 clock: Callable[[], datetime], interval_hours: int = 8) -> None:
+    def __init__(
+        self,
+        *,
+        exchange: str,
+        histories: dict[str, list[tuple[datetime, Decimal]]],
+        clock: Callable[[], datetime],
+        interval_hours: int = 8,
+    ) -> None:
         self.name = exchange
         self._histories = histories  # unified symbol -> [(settlement, rate)]
         self._clock = clock
@@ -307,7 +319,6 @@ def funding_sources_from_settings(*, market_data: Any = None) -> list[FundingRat
 
     if settings.MARKET_DATA_SOURCE == "replay":
         if market_data is None:
-
             market_data = get_market_data()
         recorded = RecordedFundingRateSource.from_manifest(Path(settings.REPLAY_DATA_DIR), clock=market_data.now)
         return [MarketDataFundingRateSource(market_data), *recorded]

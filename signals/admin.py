@@ -11,7 +11,16 @@ OUTCOME_LABELS = {"tp1": "TP1", "tp2": "TP2", "sl": "stop", "breakeven": "break-
 
 @admin.register(Symbol)
 class SymbolAdmin(admin.ModelAdmin):
-    list_display = ("symbol", "sector", "is_active", "is_muted", "max_leverage", "tick_size", "step_size", "min_quantity")
+    list_display = (
+        "symbol",
+        "sector",
+        "is_active",
+        "is_muted",
+        "max_leverage",
+        "tick_size",
+        "step_size",
+        "min_quantity",
+    )
     list_filter = ("is_active", "is_muted", "sector")
     search_fields = ("symbol", "base")
     actions = ("mute_globally", "unmute_globally")
@@ -21,7 +30,11 @@ class SymbolAdmin(admin.ModelAdmin):
         """Destructive: asks for confirmation first; then mutes through signals.services.symbol_mute and logs each."""
         if not action_confirmed(request):
             return action_confirmation_page(
-                self, request, queryset, action="mute_globally", question=f"Mute {queryset.count()} symbol(s) globally?",
+                self,
+                request,
+                queryset,
+                action="mute_globally",
+                question=f"Mute {queryset.count()} symbol(s) globally?",
                 consequence="No new signals are created for them, for anybody, until they are unmuted.",
             )
         symbols = list(queryset.filter(is_muted=False))
@@ -44,8 +57,18 @@ class SymbolAdmin(admin.ModelAdmin):
 class SignalAdmin(admin.ModelAdmin):
     # Prices at the market's precision, the outcome with its PnL in one column, the time without seconds: the list
     # fits a 1280 px screen next to the filters (web/tests/test_admin_layout_browser.py measures it).
-    list_display = ("id", "symbol_text", "side_text", "entry_text", "stop_text", "tp1_text", "tp2_text", "risk_level",
-                    "outcome_text", "created")
+    list_display = (
+        "id",
+        "symbol_text",
+        "side_text",
+        "entry_text",
+        "stop_text",
+        "tp1_text",
+        "tp2_text",
+        "risk_level",
+        "outcome_text",
+        "created",
+    )
     list_filter = ("source", "side", "status", "outcome", "risk_level", "timeframe")
     search_fields = ("symbol__symbol", "headline", "dedupe_key")
     date_hierarchy = "created_at"
@@ -90,7 +113,9 @@ class SignalAdmin(admin.ModelAdmin):
     def created(self, signal: Signal) -> str:
         return f"{signal.created_at:%Y-%m-%d %H:%M}"
 
-    @admin.action(description="Resend selected signals (to subscribers who have not received them)", permissions=["change"])
+    @admin.action(
+        description="Resend selected signals (to subscribers who have not received them)", permissions=["change"]
+    )
     def resend(self, request, queryset):
         """Re-announce ``signal.created``; its consumers are idempotent, so only those who missed it get it."""
         signals = list(queryset.select_related("symbol"))
@@ -120,8 +145,18 @@ class FundingSnapshotAdmin(admin.ModelAdmin):
 @admin.register(ScanRun)
 class ScanRunAdmin(admin.ModelAdmin):
     list_display = (
-        "scan_time", "source", "symbols_total", "symbols_scanned", "symbols_skipped", "candidates",
-        "signals_created", "signals_refused", "batches_done", "batches_total", "duration_ms", "finished_at",
+        "scan_time",
+        "source",
+        "symbols_total",
+        "symbols_scanned",
+        "symbols_skipped",
+        "candidates",
+        "signals_created",
+        "signals_refused",
+        "batches_done",
+        "batches_total",
+        "duration_ms",
+        "finished_at",
     )
     list_filter = ("source",)
     date_hierarchy = "scan_time"

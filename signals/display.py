@@ -94,6 +94,7 @@ def ratio_text(value: Any, places: int = 2) -> str:
         return NOTHING
     return f"{number.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_EVEN):.{places}f}"
 
+
 _CHECK_LABELS = {"trend": "1h trend", "volume": "1h volume", "momentum": "1h momentum", "structure": "1h structure"}
 
 

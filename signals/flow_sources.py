@@ -301,7 +301,9 @@ class RecordedFlowSource:
 
     def __init__(self, tapes: dict[Pair, list[dict]]):
         self.tapes = {pair: sorted(rows, key=lambda t: t["timestamp"]) for pair, rows in tapes.items()}
-        self._ts = {pair: np.asarray([t["timestamp"] for t in rows], dtype=np.int64) for pair, rows in self.tapes.items()}
+        self._ts = {
+            pair: np.asarray([t["timestamp"] for t in rows], dtype=np.int64) for pair, rows in self.tapes.items()
+        }
 
     @classmethod
     def from_manifest(cls, directory) -> RecordedFlowSource:

@@ -88,7 +88,9 @@ class Signal(models.Model):
     confirmations = models.JSONField(default=list, blank=True, help_text="Names of the 1h checks that passed")
     indicators = models.JSONField(default=dict, blank=True)
     candle_ts = models.BigIntegerField(help_text="Open time (ms) of the candle the signal was computed on")
-    dedupe_key = models.CharField(max_length=200, unique=True, help_text="source:symbol:side:candle — retries insert once")
+    dedupe_key = models.CharField(
+        max_length=200, unique=True, help_text="source:symbol:side:candle — retries insert once"
+    )
     headline = models.CharField(max_length=500, blank=True)
     url = models.URLField(max_length=1000, blank=True)
     status = models.CharField(max_length=8, choices=Status.choices, default=Status.OPEN)
@@ -97,10 +99,13 @@ class Signal(models.Model):
     tp1_hit_at = models.DateTimeField(null=True, blank=True)
     expires_at = models.DateTimeField(null=True, blank=True)
     published_at = models.DateTimeField(
-        null=True, blank=True, help_text="When signal.created was last dispatched (first announcement or a re-announcement)"
+        null=True,
+        blank=True,
+        help_text="When signal.created was last dispatched (first announcement or a re-announcement)",
     )
     fanned_out_at = models.DateTimeField(
-        null=True, blank=True,
+        null=True,
+        blank=True,
         help_text="When every consumer in SIGNAL_FANOUT_CONSUMERS had stored its per-user rows (see SignalFanout)",
     )
     created_at = models.DateTimeField(default=timezone.now)
@@ -117,7 +122,9 @@ class Signal(models.Model):
             models.Index(fields=["status", "created_at"], name="signal_status_created_idx"),
             models.Index(fields=["created_at"], name="signal_created_idx"),
             models.Index(fields=["published_at"], name="signal_published_idx"),
-            models.Index(fields=["created_at"], condition=Q(fanned_out_at__isnull=True), name="signal_not_fanned_out_idx"),
+            models.Index(
+                fields=["created_at"], condition=Q(fanned_out_at__isnull=True), name="signal_not_fanned_out_idx"
+            ),
         ]
 
     def __str__(self) -> str:
@@ -133,7 +140,9 @@ class SignalFanout(models.Model):
     again. Unique per (signal, consumer)."""
 
     signal = models.ForeignKey(Signal, on_delete=models.CASCADE, related_name="fanouts")
-    consumer = models.CharField(max_length=100, help_text="Task name of the consumer (settings.SIGNAL_FANOUT_CONSUMERS)")
+    consumer = models.CharField(
+        max_length=100, help_text="Task name of the consumer (settings.SIGNAL_FANOUT_CONSUMERS)"
+    )
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:

@@ -47,8 +47,12 @@ class ReplayReport:
     def merged(self, other: ReplayReport) -> ReplayReport:
         """This run followed by ``other`` (a replay in several windows) as one report."""
         return ReplayReport(
-            start=self.start, end=other.end, steps=self.steps + other.steps, signals=self.signals + other.signals,
-            closed=self.closed + other.closed, skipped_reasons=self.skipped_reasons + other.skipped_reasons,
+            start=self.start,
+            end=other.end,
+            steps=self.steps + other.steps,
+            signals=self.signals + other.signals,
+            closed=self.closed + other.closed,
+            skipped_reasons=self.skipped_reasons + other.skipped_reasons,
             elapsed_seconds=self.elapsed_seconds + other.elapsed_seconds,
         )
 
@@ -127,8 +131,15 @@ def replay_run(
     return report
 
 
-def _replay_steps(market_data: ReplayMarketData, report: ReplayReport, *, start: datetime, end_ms: int, step_ms: int,
-                  on_step: Callable[[ReplayStep], None] | None) -> None:
+def _replay_steps(
+    market_data: ReplayMarketData,
+    report: ReplayReport,
+    *,
+    start: datetime,
+    end_ms: int,
+    step_ms: int,
+    on_step: Callable[[ReplayStep], None] | None,
+) -> None:
     now_ms = market_data.advance_to(start)
     while now_ms <= end_ms:
         run, created = scan_run_now(market_data=market_data, now_ms=now_ms)

@@ -28,7 +28,9 @@ def signal_list_not_fanned_out(*, announced_before, created_after) -> QuerySet[S
     """Open signals announced before ``announced_before`` that some consumer has not fanned out yet (its task was
     lost), created after ``created_after`` (older ones are given up)."""
     return Signal.objects.filter(
-        fanned_out_at__isnull=True, status=Signal.Status.OPEN, published_at__lt=announced_before,
+        fanned_out_at__isnull=True,
+        status=Signal.Status.OPEN,
+        published_at__lt=announced_before,
         created_at__gt=created_after,
     ).order_by("created_at")
 

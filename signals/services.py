@@ -256,9 +256,7 @@ def signal_fanout_record(*, signal_id: int, consumer: str) -> None:
         Signal.objects.filter(pk=signal_id, fanned_out_at__isnull=True).update(fanned_out_at=timezone.now())
 
 
-def signal_publish_pending(
-    *, older_than: timedelta | None = None, window: timedelta = timedelta(hours=24)
-) -> int:
+def signal_publish_pending(*, older_than: timedelta | None = None, window: timedelta = timedelta(hours=24)) -> int:
     """The sweeper (beat, every ``SIGNAL_PUBLISH_SWEEP_SECONDS``): announce again what did not get through; returns
     how many signals were announced.
 
@@ -280,8 +278,9 @@ def signal_publish_pending(
     consumers = signal_fanout_consumers()
     stalled = 0
     if consumers:
-        for signal_id in selectors.signal_list_not_fanned_out(announced_before=now - older_than,
-                                                              created_after=now - window).values_list("id", flat=True):
+        for signal_id in selectors.signal_list_not_fanned_out(
+            announced_before=now - older_than, created_after=now - window
+        ).values_list("id", flat=True):
             done = set(SignalFanout.objects.filter(signal_id=signal_id).values_list("consumer", flat=True))
             missing = [name for name in consumers if name not in done]
             if not missing:  # every consumer recorded it; two concurrent records can both miss the stamp

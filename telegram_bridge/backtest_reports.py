@@ -38,12 +38,14 @@ def backtest_report_send(*, run) -> bool:
         try:
             if png:
                 photo = BufferedInputFile(png, filename=f"backtest-{run.pk}.png")
-                sent = telegram_call(lambda bot, chat_id=chat_id, photo=photo: bot.send_photo(chat_id, photo,
-                                                                                            caption=caption),
-                                     chat_id=str(chat_id))
+                sent = telegram_call(
+                    lambda bot, chat_id=chat_id, photo=photo: bot.send_photo(chat_id, photo, caption=caption),
+                    chat_id=str(chat_id),
+                )
             else:
-                sent = telegram_call(lambda bot, chat_id=chat_id: bot.send_message(chat_id, caption),
-                                     chat_id=str(chat_id))
+                sent = telegram_call(
+                    lambda bot, chat_id=chat_id: bot.send_message(chat_id, caption), chat_id=str(chat_id)
+                )
         except Exception:  # Telegram down or not configured: the run itself stays done; the report is best effort
             logger.warning("backtest %s: the Telegram report to %s could not be sent", run.pk, chat_id, exc_info=True)
             sent = None

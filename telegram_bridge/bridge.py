@@ -39,14 +39,18 @@ SWITCH_TO_POLLING = "python manage.py run_bridge --delete-webhook"
 
 def webhook_conflict_text(url: str = "") -> str:
     where = f"the webhook {url}" if url else "a webhook"
-    return (f"Telegram delivers this bot's updates to {where} (registered with `run_bridge --webhook`), so the "
-            f"polling bridge stops: both cannot run at once. Stop this service, or run `{SWITCH_TO_POLLING}` to "
-            f"switch back to long polling.")
+    return (
+        f"Telegram delivers this bot's updates to {where} (registered with `run_bridge --webhook`), so the "
+        f"polling bridge stops: both cannot run at once. Stop this service, or run `{SWITCH_TO_POLLING}` to "
+        f"switch back to long polling."
+    )
 
 
-POLLER_CONFLICT_TEXT = ("Another process started polling this bot's updates (Telegram ended this long poll: "
-                        "\"terminated by other getUpdates request\"), so this polling bridge stops: run one bridge "
-                        "per bot token.")
+POLLER_CONFLICT_TEXT = (
+    "Another process started polling this bot's updates (Telegram ended this long poll: "
+    '"terminated by other getUpdates request"), so this polling bridge stops: run one bridge '
+    "per bot token."
+)
 
 
 def webhook_url_registered() -> str:
@@ -74,8 +78,11 @@ def bot_commands_set() -> None:
 
 def webhook_set(*, url: str) -> None:
     transport = get_transport()
-    transport.call(transport.bot.set_webhook(url=url, secret_token=settings.TELEGRAM_WEBHOOK_SECRET,
-                                             allowed_updates=ALLOWED_UPDATES))
+    transport.call(
+        transport.bot.set_webhook(
+            url=url, secret_token=settings.TELEGRAM_WEBHOOK_SECRET, allowed_updates=ALLOWED_UPDATES
+        )
+    )
 
 
 @dataclass
@@ -98,9 +105,16 @@ class Poller:
     updates already started.
     """
 
-    def __init__(self, *, timeout: int = 25, stall_seconds: float | None = None,
-                 stop: threading.Event | None = None, concurrency: int | None = None,
-                 time_limit: float | None = None, delete_webhook: bool = False) -> None:
+    def __init__(
+        self,
+        *,
+        timeout: int = 25,
+        stall_seconds: float | None = None,
+        stop: threading.Event | None = None,
+        concurrency: int | None = None,
+        time_limit: float | None = None,
+        delete_webhook: bool = False,
+    ) -> None:
         self.dispatcher = UpdateDispatcher(workers=concurrency, time_limit=time_limit)
         self.timeout = timeout
         self.delete_webhook = delete_webhook  # switch a webhook-mode bot back to polling (else: BridgeConflict)
@@ -116,7 +130,6 @@ class Poller:
         if time.monotonic() - self._last_beat < HEARTBEAT_SECONDS:
             return
         try:
-
             heartbeat_record(name=HEARTBEAT_NAME)
             self._last_beat = time.monotonic()
         except Exception as error:  # a database hiccup must not stop polling
@@ -124,10 +137,14 @@ class Poller:
 
     def _get_updates(self, transport):
         """The updates, or None when stopped or stalled (the caller decides what to do next)."""
-        future = transport.submit(transport.bot.get_updates(
-            offset=self.offset, timeout=self.timeout, allowed_updates=ALLOWED_UPDATES,
-            request_timeout=int(self.timeout + self.stall_seconds + 5),
-        ))
+        future = transport.submit(
+            transport.bot.get_updates(
+                offset=self.offset,
+                timeout=self.timeout,
+                allowed_updates=ALLOWED_UPDATES,
+                request_timeout=int(self.timeout + self.stall_seconds + 5),
+            )
+        )
         deadline = time.monotonic() + self.timeout + self.stall_seconds
         while True:
             try:
@@ -140,8 +157,12 @@ class Poller:
             if time.monotonic() >= deadline:
                 future.cancel()
                 self.report.restarts += 1
-                logger.warning("getUpdates stalled: no answer %.1f s after the long-poll timeout; restarting the "
-                               "session (restart #%d)", self.stall_seconds, self.report.restarts)
+                logger.warning(
+                    "getUpdates stalled: no answer %.1f s after the long-poll timeout; restarting the "
+                    "session (restart #%d)",
+                    self.stall_seconds,
+                    self.report.restarts,
+                )
                 transport.session_restart()
                 return None
 
@@ -188,19 +209,29 @@ class Poller:
     def _finish(self, next_offset: int | None) -> PollingReport:
         """Let the running handlers finish (each is bounded by the time limit), then confirm what was handled."""
         if not self.dispatcher.close(timeout=self.dispatcher.time_limit + 5):
-            logger.warning("stopping with updates still waiting; they are not confirmed, so they come again after the restart")
+            logger.warning(
+                "stopping with updates still waiting; they are not confirmed, so they come again after the restart"
+            )
         self.offset = self.dispatcher.confirm_offset(next_offset=next_offset)
         _confirm(self.offset)
         return self.report
 
 
-def polling_run(*, timeout: int = 25, max_updates: int | None = None, stop: threading.Event | None = None,
-                stall_seconds: float | None = None, concurrency: int = 1, delete_webhook: bool = False) -> int:
+def polling_run(
+    *,
+    timeout: int = 25,
+    max_updates: int | None = None,
+    stop: threading.Event | None = None,
+    stall_seconds: float | None = None,
+    concurrency: int = 1,
+    delete_webhook: bool = False,
+) -> int:
     """getUpdates in a loop, each update handed to ``update_handle`` (per user in order); returns how many were
     handled. In-process callers (the demo, tests) handle in their own thread by default; the bridge process
     (``run_bridge``) uses ``TELEGRAM_BRIDGE_CONCURRENCY``."""
-    poller = Poller(timeout=timeout, stall_seconds=stall_seconds, stop=stop, concurrency=concurrency,
-                    delete_webhook=delete_webhook)
+    poller = Poller(
+        timeout=timeout, stall_seconds=stall_seconds, stop=stop, concurrency=concurrency, delete_webhook=delete_webhook
+    )
     return poller.run(max_updates=max_updates).handled
 
 
@@ -210,8 +241,14 @@ def _confirm(offset: int | None) -> None:
         return
     transport = get_transport()
     try:
-        transport.call(transport.bot.get_updates(offset=offset, timeout=0, limit=1, allowed_updates=ALLOWED_UPDATES),
-                       timeout=15)
-    except (TelegramNetworkError, TelegramServerError, TelegramRetryAfter, TelegramConflictError,
-            concurrent.futures.TimeoutError):
+        transport.call(
+            transport.bot.get_updates(offset=offset, timeout=0, limit=1, allowed_updates=ALLOWED_UPDATES), timeout=15
+        )
+    except (
+        TelegramNetworkError,
+        TelegramServerError,
+        TelegramRetryAfter,
+        TelegramConflictError,
+        concurrent.futures.TimeoutError,
+    ):
         logger.warning("could not confirm updates below %s; they are de-duplicated on the next start", offset)

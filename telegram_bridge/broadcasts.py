@@ -27,22 +27,38 @@ def signal_dedupe_key(signal_id: int) -> str:
 def signal_recipients(signal) -> list[tuple[int, int]]:
     """(user id, telegram id) of the users the card reaches: ``accounts.policy.signal_reaches_user`` decides (not
     banned, not blocked, DM alerts on, source, risk level and muted symbols accepted); the query only narrows."""
-    users = (TelegramUser.objects.filter(is_active=True, is_banned=False, preferences__dm_alerts=True)
-             .select_related("preferences")
-             .only("id", "telegram_id", "is_active", "is_banned", "preferences__dm_alerts",
-                   "preferences__accepted_risk_levels", "preferences__muted_symbols", "preferences__news_signals",
-                   "preferences__flow_signals"))
+    users = (
+        TelegramUser.objects.filter(is_active=True, is_banned=False, preferences__dm_alerts=True)
+        .select_related("preferences")
+        .only(
+            "id",
+            "telegram_id",
+            "is_active",
+            "is_banned",
+            "preferences__dm_alerts",
+            "preferences__accepted_risk_levels",
+            "preferences__muted_symbols",
+            "preferences__news_signals",
+            "preferences__flow_signals",
+        )
+    )
     facts = SignalFacts.of(signal)
-    return [(user.pk, user.telegram_id) for user in users.iterator(chunk_size=2000)
-            if signal_reaches_user(user=user, signal=facts, channel=TELEGRAM)]
+    return [
+        (user.pk, user.telegram_id)
+        for user in users.iterator(chunk_size=2000)
+        if signal_reaches_user(user=user, signal=facts, channel=TELEGRAM)
+    ]
 
 
 def signal_chats(signal) -> list[str]:
     """Chat ids of the registered groups and channels whose filters (set by their admins) admit the card, plus the
     configured ``TELEGRAM_CHANNEL_ID``. Each gets its own Delivery row, sent within Telegram's per-group limit."""
     facts = SignalFacts.of(signal)
-    chats = [str(chat.chat_id) for chat in TelegramChat.objects.filter(is_active=True).order_by("pk")
-             if signal_reaches_chat(chat=chat, signal=facts)]
+    chats = [
+        str(chat.chat_id)
+        for chat in TelegramChat.objects.filter(is_active=True).order_by("pk")
+        if signal_reaches_chat(chat=chat, signal=facts)
+    ]
     if settings.TELEGRAM_CHANNEL_ID and str(settings.TELEGRAM_CHANNEL_ID) not in chats:
         chats.append(str(settings.TELEGRAM_CHANNEL_ID))
     return chats
@@ -62,8 +78,10 @@ def signal_broadcast_prepare(*, signal_id: int) -> list[int]:
     if signal is None:
         return []
     text, key = texts.signal_card(signal), signal_dedupe_key(signal_id)
-    messages = [OutgoingMessage(chat_id=str(tg_id), text=text, dedupe_key=key, user_id=user_id)
-                for user_id, tg_id in signal_recipients(signal)]
+    messages = [
+        OutgoingMessage(chat_id=str(tg_id), text=text, dedupe_key=key, user_id=user_id)
+        for user_id, tg_id in signal_recipients(signal)
+    ]
     messages += [OutgoingMessage(chat_id=chat_id, text=text, dedupe_key=key) for chat_id in signal_chats(signal)]
     with transaction.atomic():
         ids = deliveries_create(messages=messages)
@@ -82,8 +100,13 @@ def signal_outcome_prepare(*, signal_id: int) -> list[int]:
     gone = TelegramChat.objects.filter(is_active=False).values_list("chat_id", flat=True)
     originals = originals.exclude(user__isnull=True, chat_id__in=[str(chat_id) for chat_id in gone])
     messages = [
-        OutgoingMessage(chat_id=chat_id, text=text, dedupe_key=f"{signal_dedupe_key(signal_id)}:outcome",
-                        user_id=user_id, reply_to_message_id=message_id)
+        OutgoingMessage(
+            chat_id=chat_id,
+            text=text,
+            dedupe_key=f"{signal_dedupe_key(signal_id)}:outcome",
+            user_id=user_id,
+            reply_to_message_id=message_id,
+        )
         for chat_id, user_id, message_id in originals.values_list("chat_id", "user_id", "message_id").iterator()
     ]
     return deliveries_create(messages=messages)
@@ -96,18 +119,29 @@ def position_notification_prepare(*, position_id: int) -> list[int]:
     if position is None or not position.user.is_active or position.user.is_banned:
         return []
     # One message per distinct state: a repeated event is a no-op, a real change is a new message.
-    fingerprint = (f"{position.status}:{int(position.tp1_done)}:{position.stop_price}:{position.remaining_quantity}:"
-                   f"{position.close_reason}")
+    fingerprint = (
+        f"{position.status}:{int(position.tp1_done)}:{position.stop_price}:{position.remaining_quantity}:"
+        f"{position.close_reason}"
+    )
     reply_to = None
     if position.signal_id:
-        reply_to = Delivery.objects.filter(
-            dedupe_key=signal_dedupe_key(position.signal_id), chat_id=str(position.user.telegram_id),
-            status=Delivery.Status.SENT,
-        ).values_list("message_id", flat=True).first()
+        reply_to = (
+            Delivery.objects.filter(
+                dedupe_key=signal_dedupe_key(position.signal_id),
+                chat_id=str(position.user.telegram_id),
+                status=Delivery.Status.SENT,
+            )
+            .values_list("message_id", flat=True)
+            .first()
+        )
     text = texts.position_update(position, net=position_net_pnl(position=position))
-    message = OutgoingMessage(chat_id=str(position.user.telegram_id), text=text,
-                              dedupe_key=f"position:{position_id}:{fingerprint}"[:200], user_id=position.user_id,
-                              reply_to_message_id=reply_to)
+    message = OutgoingMessage(
+        chat_id=str(position.user.telegram_id),
+        text=text,
+        dedupe_key=f"position:{position_id}:{fingerprint}"[:200],
+        user_id=position.user_id,
+        reply_to_message_id=reply_to,
+    )
     return deliveries_create(messages=[message])
 
 
@@ -115,14 +149,23 @@ def user_notification_prepare(*, user_id: int, text: str, dedupe_key: str) -> li
     user = TelegramUser.objects.filter(id=user_id, is_active=True, is_banned=False).first()
     if user is None:
         return []
-    return deliveries_create(messages=[OutgoingMessage(chat_id=str(user.telegram_id), text=text,
-                                                       dedupe_key=f"notify:{dedupe_key}"[:200], user_id=user.id)])
+    return deliveries_create(
+        messages=[
+            OutgoingMessage(
+                chat_id=str(user.telegram_id), text=text, dedupe_key=f"notify:{dedupe_key}"[:200], user_id=user.id
+            )
+        ]
+    )
 
 
 def text_broadcast_prepare(*, text: str, dedupe_key: str) -> list[int]:
     users = TelegramUser.objects.filter(is_active=True, is_banned=False).values_list("id", "telegram_id")
-    return deliveries_create(messages=[OutgoingMessage(chat_id=str(tg_id), text=text, dedupe_key=dedupe_key,
-                                                       user_id=user_id) for user_id, tg_id in users.iterator()])
+    return deliveries_create(
+        messages=[
+            OutgoingMessage(chat_id=str(tg_id), text=text, dedupe_key=dedupe_key, user_id=user_id)
+            for user_id, tg_id in users.iterator()
+        ]
+    )
 
 
 def stale_delivery_ids() -> list[int]:

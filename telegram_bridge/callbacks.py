@@ -111,11 +111,14 @@ def _connect_exchange_chosen(ctx: UpdateContext, exchange: str) -> None:
     if not state or state.get("flow") != "connect":
         ctx.reply("Send /connect to connect an exchange.")
         return
-    conversation_set(telegram_id=ctx.user.telegram_id, state={"flow": "connect", "step": "api_key", "exchange": exchange})
+    conversation_set(
+        telegram_id=ctx.user.telegram_id, state={"flow": "connect", "step": "api_key", "exchange": exchange}
+    )
     ctx.reply(f"{escape(dict(keyboards.CONNECTABLE_EXCHANGES)[exchange])}: send your <b>API key</b>.")
 
 
 # --- text replies inside a conversation ----------------------------------------------------------------------------
+
 
 def conversation_handle(ctx: UpdateContext, state: dict, text: str) -> str:
     """Handle a plain-text message that answers a question the bot asked; returns the activity name."""
@@ -165,15 +168,19 @@ def _ask_again(ctx: UpdateContext, state: dict, problem: str) -> None:
     """Keep the input open (a fresh 10 minutes) and ask again: the one message of the problem (it states the
     allowed range and units), then how to leave."""
     conversation_set(telegram_id=ctx.user.telegram_id, state=state)
-    ctx.reply(f"⚠️ {escape(problem)} Send it again, or /cancel to keep the current "
-              f"{'ones' if state.get('field') == 'muted_symbols' else 'value'}.")
+    ctx.reply(
+        f"⚠️ {escape(problem)} Send it again, or /cancel to keep the current "
+        f"{'ones' if state.get('field') == 'muted_symbols' else 'value'}."
+    )
 
 
 def _connect_step(ctx: UpdateContext, state: dict, text: str) -> None:
     step, exchange = state.get("step"), state.get("exchange", "")
     if step == "exchange":
         choice = text.strip().lower()
-        names = {v: v for v, _ in keyboards.CONNECTABLE_EXCHANGES} | {lbl.lower(): v for v, lbl in keyboards.CONNECTABLE_EXCHANGES}
+        names = {v: v for v, _ in keyboards.CONNECTABLE_EXCHANGES} | {
+            lbl.lower(): v for v, lbl in keyboards.CONNECTABLE_EXCHANGES
+        }
         if choice not in names:
             ctx.reply("Choose an exchange with the buttons, or /cancel.", markup=keyboards.exchanges())
             return
@@ -185,14 +192,19 @@ def _connect_step(ctx: UpdateContext, state: dict, text: str) -> None:
     deleted = ctx.delete_user_message()
     value = text.strip()
     if not value or len(value) > 512 or any(c.isspace() for c in value):
-        ctx.reply(("I deleted that message. " if deleted else "")
-                  + "It does not look like a key (a key has no spaces and at most 512 characters). Send it again, "
-                    "or /cancel.")
+        ctx.reply(
+            ("I deleted that message. " if deleted else "")
+            + "It does not look like a key (a key has no spaces and at most 512 characters). Send it again, "
+            "or /cancel."
+        )
         return
     if step in {"api_key", "secret", "passphrase"}:
         state = {**state, step: secret_seal(value)}
-    following = {"api_key": "secret", "secret": "passphrase" if exchange in keyboards.PASSPHRASE_EXCHANGES else "done",
-                 "passphrase": "done"}.get(step or "", "done")
+    following = {
+        "api_key": "secret",
+        "secret": "passphrase" if exchange in keyboards.PASSPHRASE_EXCHANGES else "done",
+        "passphrase": "done",
+    }.get(step or "", "done")
     received = "Received (message deleted)." if deleted else _NOT_DELETED
     if following != "done":
         state["step"] = following
@@ -205,26 +217,36 @@ def _connect_step(ctx: UpdateContext, state: dict, text: str) -> None:
     _connect_finish(ctx, exchange, conversation_secrets(state))
 
 
-_NOT_DELETED = ("Received, but I could not delete your message: delete it yourself now so the key does not stay in "
-                "this chat.")
+_NOT_DELETED = (
+    "Received, but I could not delete your message: delete it yourself now so the key does not stay in this chat."
+)
 
 
 def key_message_delete(ctx: UpdateContext) -> None:
     """A message that looks like an API key, outside a /connect step (the conversation expired, or the key starts
     with "/"): delete it all the same, and say "deleted" only when Telegram confirmed it."""
     if ctx.delete_user_message():
-        ctx.reply("🔒 That looked like an API key, so I deleted it from this chat. To connect an exchange, send "
-                  "/connect and I will ask for each key in turn.")
+        ctx.reply(
+            "🔒 That looked like an API key, so I deleted it from this chat. To connect an exchange, send "
+            "/connect and I will ask for each key in turn."
+        )
     else:
-        ctx.reply("⚠️ That looks like an API key and I could not delete it: delete it yourself now. To connect an "
-                  "exchange, send /connect.")
+        ctx.reply(
+            "⚠️ That looks like an API key and I could not delete it: delete it yourself now. To connect an "
+            "exchange, send /connect."
+        )
 
 
 def _connect_finish(ctx: UpdateContext, exchange: str, secrets: dict[str, str]) -> None:
     label = escape(dict(keyboards.CONNECTABLE_EXCHANGES).get(exchange, exchange))
     try:
-        outcome = exchange_connect_verified(user=ctx.user, exchange=exchange, api_key=secrets.get("api_key", ""),
-                                   secret=secrets.get("secret", ""), passphrase=secrets.get("passphrase", ""))
+        outcome = exchange_connect_verified(
+            user=ctx.user,
+            exchange=exchange,
+            api_key=secrets.get("api_key", ""),
+            secret=secrets.get("secret", ""),
+            passphrase=secrets.get("passphrase", ""),
+        )
     except Exception as error:
         if isinstance(error, ExchangeConnectError):
             ctx.reply(f"⚠️ {label} not connected. " + escape(str(error)[:400]))
@@ -233,11 +255,12 @@ def _connect_finish(ctx: UpdateContext, exchange: str, secrets: dict[str, str]) 
             ctx.reply("⚠️ Could not connect the exchange right now. Please try again later.")
         return
     last4 = escape(getattr(outcome.credential, "last4", "") or "")
-    lines = [f"✅ {label} connected (key …{last4}). Free balance: "
-             f"{texts.fmt_number(outcome.free_balance, 2)} USDT."]
+    lines = [f"✅ {label} connected (key …{last4}). Free balance: {texts.fmt_number(outcome.free_balance, 2)} USDT."]
     lines += [f"⚠️ {escape(warning)}" for warning in outcome.warnings]
     if ctx.user.preferences.paper_mode:
-        lines.append("/toggle_paper_mode switches to live trading on it; /autotrade on lets new signals open positions.")
+        lines.append(
+            "/toggle_paper_mode switches to live trading on it; /autotrade on lets new signals open positions."
+        )
     elif not ctx.user.auto_trading_enabled:
         lines.append("/autotrade on lets new signals open positions on it.")
     ctx.reply("\n".join(lines))

@@ -67,6 +67,7 @@ def symbol_normalize(text: str) -> str | None:
 
 # --- everyone ----------------------------------------------------------------------------------------------------
 
+
 @command("start")
 def start(ctx: UpdateContext, args: str, *, created: bool = False) -> None:
     ctx.reply(texts.welcome(first_name=ctx.user.first_name, created=created))
@@ -88,14 +89,19 @@ def web_dashboard_url(ctx: UpdateContext) -> str | None:
 
 def dashboard_text(ctx: UpdateContext) -> str:
     mode = "paper" if ctx.user.preferences.paper_mode else "live"
-    return (f"<b>Dashboard</b> — {escape(ctx.user.first_name or 'trader')}, you are in <b>{mode}</b> mode.\n"
-            f"{texts.auto_trading_line(auto_trading_status_of(user=ctx.user))}\nChoose:")
+    return (
+        f"<b>Dashboard</b> — {escape(ctx.user.first_name or 'trader')}, you are in <b>{mode}</b> mode.\n"
+        f"{texts.auto_trading_line(auto_trading_status_of(user=ctx.user))}\nChoose:"
+    )
 
 
 @command("dashboard")
 def dashboard(ctx: UpdateContext, args: str) -> None:
-    markup = keyboards.dashboard(paper_mode=ctx.user.preferences.paper_mode,
-                                 auto_trading=ctx.user.auto_trading_enabled, web_url=web_dashboard_url(ctx))
+    markup = keyboards.dashboard(
+        paper_mode=ctx.user.preferences.paper_mode,
+        auto_trading=ctx.user.auto_trading_enabled,
+        web_url=web_dashboard_url(ctx),
+    )
     ctx.show(dashboard_text(ctx), markup=markup)
 
 
@@ -135,8 +141,10 @@ def positions(ctx: UpdateContext, args: str) -> None:
 def settings_text(ctx: UpdateContext) -> str:
     levels = ", ".join(ctx.user.preferences.accepted_risk_levels or [])
     muted = ", ".join(symbol_base(symbol) for symbol in ctx.user.preferences.muted_symbols or []) or "none"
-    return (f"<b>Settings</b>\nTap a toggle to switch it, a value to change it.\nAccepted risk levels: "
-            f"{escape(levels)}\nMuted: {escape(muted)}\n{texts.auto_trading_line(auto_trading_status_of(user=ctx.user))}")
+    return (
+        f"<b>Settings</b>\nTap a toggle to switch it, a value to change it.\nAccepted risk levels: "
+        f"{escape(levels)}\nMuted: {escape(muted)}\n{texts.auto_trading_line(auto_trading_status_of(user=ctx.user))}"
+    )
 
 
 def settings_markup(ctx: UpdateContext) -> dict:
@@ -213,8 +221,9 @@ def auto_trading_switch(ctx: UpdateContext, on: bool) -> str:
 def autotrade(ctx: UpdateContext, args: str) -> None:
     choice = args.split()[0].lower() if args.split() else ""
     if choice not in {"on", "off"}:
-        ctx.reply(f"{texts.auto_trading_line(auto_trading_status_of(user=ctx.user))}\n"
-                  "Usage: /autotrade on or /autotrade off")
+        ctx.reply(
+            f"{texts.auto_trading_line(auto_trading_status_of(user=ctx.user))}\nUsage: /autotrade on or /autotrade off"
+        )
         return
     ctx.reply(auto_trading_switch(ctx, choice == "on"))
 
@@ -238,19 +247,24 @@ def auto_trading_resume(ctx: UpdateContext) -> tuple[bool, str]:
         return False, "▶️ Your auto-trading is not paused: there is nothing to resume."
     user_auto_trading_resume(user=ctx.user)
     ctx.user.refresh_from_db()
-    lines = [f"▶️ <b>Auto-trading resumed</b> (it was paused: {escape(reason)}).",
-             "The drawdown is measured again from your current equity."]
+    lines = [
+        f"▶️ <b>Auto-trading resumed</b> (it was paused: {escape(reason)}).",
+        "The drawdown is measured again from your current equity.",
+    ]
     day_state = daily_risk_state_today(user=ctx.user)
     if day_state is not None:
         limit = day_state.start_equity * ctx.user.preferences.daily_loss_limit_pct / 100
         if -day_state.realised_pnl >= limit:
-            lines.append("⚠️ Today's loss is still at your daily loss limit, so new entries wait until tomorrow (UTC) "
-                         "unless you raise the limit in /settings.")
+            lines.append(
+                "⚠️ Today's loss is still at your daily loss limit, so new entries wait until tomorrow (UTC) "
+                "unless you raise the limit in /settings."
+            )
     if TradingSwitch.current().auto_trading_paused:
         lines.append("⚠️ Auto-trading is also paused for everybody by the operator; it restarts when they resume it.")
     if not ctx.user.auto_trading_enabled:
-        lines.append("Auto-trading is switched off for your account, so no positions open until you send "
-                     "/autotrade on.")
+        lines.append(
+            "Auto-trading is switched off for your account, so no positions open until you send /autotrade on."
+        )
     return True, "\n".join(lines)
 
 
@@ -262,8 +276,11 @@ def resume(ctx: UpdateContext, args: str) -> None:
 @command("connect")
 def connect(ctx: UpdateContext, args: str) -> None:
     conversation_set(telegram_id=ctx.user.telegram_id, state={"flow": "connect", "step": "exchange"})
-    ctx.reply("Which exchange? Use an API key with trade rights and <b>without</b> withdrawal rights. Each message "
-              "with a key is deleted right after I read it. /cancel stops.", markup=keyboards.exchanges())
+    ctx.reply(
+        "Which exchange? Use an API key with trade rights and <b>without</b> withdrawal rights. Each message "
+        "with a key is deleted right after I read it. /cancel stops.",
+        markup=keyboards.exchanges(),
+    )
 
 
 @command("disconnect")
@@ -272,27 +289,35 @@ def disconnect(ctx: UpdateContext, args: str) -> None:
         ctx.reply("No exchange is connected.")
         return
     exchange_disconnect(user=ctx.user)
-    ctx.reply("Exchange disconnected. Your keys are removed and you are in paper mode: new positions, if "
-              "auto-trading is on, are paper trades.")
+    ctx.reply(
+        "Exchange disconnected. Your keys are removed and you are in paper mode: new positions, if "
+        "auto-trading is on, are paper trades."
+    )
 
 
 @command("status")
 def status(ctx: UpdateContext, args: str) -> None:
     prefs = ctx.user.preferences
     credential = ctx.user.credentials.filter(is_active=True).first()
-    exchange = f"{escape(credential.get_exchange_display())} (key …{escape(credential.last4)})" if credential else "none"
+    exchange = (
+        f"{escape(credential.get_exchange_display())} (key …{escape(credential.last4)})" if credential else "none"
+    )
     open_count = Position.objects.filter(user=ctx.user, status="open").count()
     subscription = subscribe.subscription_current(user=ctx.user)
-    ctx.reply("\n".join([
-        "<b>Status</b>",
-        f"Mode: {'paper' if prefs.paper_mode else 'live'}",
-        f"Exchange: {exchange}",
-        texts.auto_trading_line(auto_trading_status_of(user=ctx.user)),
-        f"DM alerts: {'on' if prefs.dm_alerts else 'off'} · risk levels: {escape(', '.join(prefs.accepted_risk_levels))}",
-        f"Muted: {escape(', '.join(symbol_base(s) for s in prefs.muted_symbols or []) or 'none')}",
-        f"Open positions: {open_count} / {prefs.max_open_positions}",
-        f"Plan: {escape(subscription.plan.name) if subscription else 'free (signals only) — /subscribe'}",
-    ]))
+    ctx.reply(
+        "\n".join(
+            [
+                "<b>Status</b>",
+                f"Mode: {'paper' if prefs.paper_mode else 'live'}",
+                f"Exchange: {exchange}",
+                texts.auto_trading_line(auto_trading_status_of(user=ctx.user)),
+                f"DM alerts: {'on' if prefs.dm_alerts else 'off'} · risk levels: {escape(', '.join(prefs.accepted_risk_levels))}",
+                f"Muted: {escape(', '.join(symbol_base(s) for s in prefs.muted_symbols or []) or 'none')}",
+                f"Open positions: {open_count} / {prefs.max_open_positions}",
+                f"Plan: {escape(subscription.plan.name) if subscription else 'free (signals only) — /subscribe'}",
+            ]
+        )
+    )
 
 
 @command("subscribe")
@@ -308,17 +333,19 @@ def cancel(ctx: UpdateContext, args: str) -> None:
 
 # --- admins ------------------------------------------------------------------------------------------------------
 
+
 @command("admin", admin=True)
 def admin(ctx: UpdateContext, args: str) -> None:
     """Users and DAU/WAU/MAU come from analytics.selectors, the same definitions as the control panel's."""
     from django.db.models import Count, Q
 
-
     users = user_counts()
     active = active_user_counts()
     signals_ = Signal.objects.aggregate(
-        open=Count("id", filter=Q(status="open")), closed=Count("id", filter=Q(status="closed")),
-        wins=Count("id", filter=Q(outcome__in=["tp1", "tp2"])), losses=Count("id", filter=Q(outcome="sl")),
+        open=Count("id", filter=Q(status="open")),
+        closed=Count("id", filter=Q(status="closed")),
+        wins=Count("id", filter=Q(outcome__in=["tp1", "tp2"])),
+        losses=Count("id", filter=Q(outcome="sl")),
     )
     age = heartbeat_age_seconds(name="worker")
     bridge_age = heartbeat_age_seconds(name="bridge")
@@ -327,17 +354,21 @@ def admin(ctx: UpdateContext, args: str) -> None:
     pending = Delivery.objects.filter(status__in=["pending", "sending"]).count()
     errors = error_counts()
     errors_text = ", ".join(f"{escape(kind)} {count}" for kind, count in sorted(errors.items()) if count) or "none"
-    ctx.reply("\n".join([
-        "<b>Admin</b>",
-        f"Users: {users['total']} (active {users['active']}, banned {users['banned']}, "
-        f"auto-trading {users['auto_trading']})",
-        f"DAU / WAU / MAU: {active['dau']} / {active['wau']} / {active['mau']}",
-        f"Signals: {signals_['open']} open, {signals_['closed']} closed ({signals_['wins']} wins, {signals_['losses']} losses)",
-        f"Worker heartbeat: {'never' if age is None else f'{age:.0f} s ago'}",
-        f"Bridge polling: {'never (webhook mode?)' if bridge_age is None else f'{bridge_age:.0f} s ago'}",
-        f"Telegram deliveries waiting: {pending}",
-        f"Errors today: {errors_text}",
-    ]))
+    ctx.reply(
+        "\n".join(
+            [
+                "<b>Admin</b>",
+                f"Users: {users['total']} (active {users['active']}, banned {users['banned']}, "
+                f"auto-trading {users['auto_trading']})",
+                f"DAU / WAU / MAU: {active['dau']} / {active['wau']} / {active['mau']}",
+                f"Signals: {signals_['open']} open, {signals_['closed']} closed ({signals_['wins']} wins, {signals_['losses']} losses)",
+                f"Worker heartbeat: {'never' if age is None else f'{age:.0f} s ago'}",
+                f"Bridge polling: {'never (webhook mode?)' if bridge_age is None else f'{bridge_age:.0f} s ago'}",
+                f"Telegram deliveries waiting: {pending}",
+                f"Errors today: {errors_text}",
+            ]
+        )
+    )
 
 
 @command("broadcast", admin=True)
@@ -347,7 +378,9 @@ def broadcast(ctx: UpdateContext, args: str) -> None:
         return
     from telegram_bridge.tasks import broadcast_text
 
-    broadcast_text.apply_async(kwargs={"text": "📣 " + escape(args.strip()), "dedupe_key": f"broadcast:{ctx.update_id}"})
+    broadcast_text.apply_async(
+        kwargs={"text": "📣 " + escape(args.strip()), "dedupe_key": f"broadcast:{ctx.update_id}"}
+    )
     ctx.reply("Broadcast queued.")
 
 
@@ -383,8 +416,9 @@ def backtest(ctx: UpdateContext, args: str) -> None:
         ctx.reply("Usage: /backtest SYMBOL DAYS, e.g. /backtest BTC 30")
         return
     try:
-        run = backtest_run_start(params={"symbols": [symbol], "days": int(parts[1])},
-                                 requested_by_telegram_id=ctx.user.telegram_id)
+        run = backtest_run_start(
+            params={"symbols": [symbol], "days": int(parts[1])}, requested_by_telegram_id=ctx.user.telegram_id
+        )
     except ValueError as error:
         ctx.reply("⚠️ " + escape(str(error)[:300]))
         return

@@ -68,15 +68,17 @@ def _parts(message: OutgoingMessage, *, due_at) -> list[Delivery]:
     pieces = split_message(text)
     rows = []
     for index, piece in enumerate(pieces):
-        rows.append(Delivery(
-            due_at=due_at,
-            chat_id=str(message.chat_id),
-            dedupe_key=message.dedupe_key if index == 0 else f"{message.dedupe_key}#{index + 1}",
-            user_id=message.user_id,
-            text=piece,
-            reply_markup=message.reply_markup if index == len(pieces) - 1 else None,
-            reply_to_message_id=message.reply_to_message_id if index == 0 else None,
-        ))
+        rows.append(
+            Delivery(
+                due_at=due_at,
+                chat_id=str(message.chat_id),
+                dedupe_key=message.dedupe_key if index == 0 else f"{message.dedupe_key}#{index + 1}",
+                user_id=message.user_id,
+                text=piece,
+                reply_markup=message.reply_markup if index == len(pieces) - 1 else None,
+                reply_to_message_id=message.reply_to_message_id if index == 0 else None,
+            )
+        )
     return rows
 
 
@@ -103,7 +105,7 @@ def deliveries_create(*, messages: Iterable[OutgoingMessage], batch_size: int = 
         chat_list = list(chats)
         for start in range(0, len(chat_list), batch_size):
             ids.extend(
-                Delivery.objects.filter(dedupe_key=key, chat_id__in=chat_list[start:start + batch_size])
+                Delivery.objects.filter(dedupe_key=key, chat_id__in=chat_list[start : start + batch_size])
                 .filter(status__in=[Delivery.Status.PENDING, Delivery.Status.SENDING])
                 .values_list("id", flat=True)
             )
@@ -116,13 +118,19 @@ def deliveries_claim(*, delivery_ids: list[int]) -> tuple[list[Delivery], int]:
     claimable = Q(status=Delivery.Status.PENDING) | Q(status=Delivery.Status.SENDING, claimed_at__lt=now - CLAIM_LEASE)
     with transaction.atomic():
         rows = list(
-            Delivery.objects.select_for_update(skip_locked=True).filter(id__in=delivery_ids).filter(claimable).order_by("id")
+            Delivery.objects.select_for_update(skip_locked=True)
+            .filter(id__in=delivery_ids)
+            .filter(claimable)
+            .order_by("id")
         )
         Delivery.objects.filter(id__in=[r.id for r in rows]).update(
             status=Delivery.Status.SENDING, claimed_at=now, attempts=F("attempts") + 1
         )
-    busy = Delivery.objects.filter(id__in=delivery_ids, status=Delivery.Status.SENDING).exclude(
-        id__in=[r.id for r in rows]).count()
+    busy = (
+        Delivery.objects.filter(id__in=delivery_ids, status=Delivery.Status.SENDING)
+        .exclude(id__in=[r.id for r in rows])
+        .count()
+    )
     return rows, busy
 
 
@@ -191,7 +199,9 @@ def deliveries_due(*, limit: int = 50_000) -> list[int]:
     )
     with transaction.atomic():
         pending = list(
-            Delivery.objects.select_for_update(skip_locked=True).filter(pending_due).order_by("id")
+            Delivery.objects.select_for_update(skip_locked=True)
+            .filter(pending_due)
+            .order_by("id")
             .only("id", "created_at", "due_at")[:limit]
         )
         for row in pending:

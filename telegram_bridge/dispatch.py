@@ -39,8 +39,9 @@ from telegram_bridge.update_context import update_cut_off_clear, update_cut_off_
 
 logger = logging.getLogger(__name__)
 
-TIME_LIMIT_TEXT = ("⏳ Sorry, that took too long and was stopped. Please try again in a moment; if it keeps happening, "
-                   "send /help.")
+TIME_LIMIT_TEXT = (
+    "⏳ Sorry, that took too long and was stopped. Please try again in a moment; if it keeps happening, send /help."
+)
 _RUNNING, _DONE, _CUT_OFF = "running", "done", "cut off"
 
 
@@ -50,8 +51,9 @@ class HandlerTimeLimitExceeded(BaseException):
 
 def _thread_raise(thread_id: int, exception: type[BaseException] | None) -> None:
     """Raise ``exception`` in the thread at its next bytecode (None clears a pending one)."""
-    ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread_id),
-                                               ctypes.py_object(exception) if exception else None)
+    ctypes.pythonapi.PyThreadState_SetAsyncExc(
+        ctypes.c_ulong(thread_id), ctypes.py_object(exception) if exception else None
+    )
 
 
 def update_sender_key(update: Any) -> str:
@@ -85,14 +87,22 @@ class _Run:
 
 
 class UpdateDispatcher:
-    def __init__(self, *, workers: int | None = None, time_limit: float | None = None,
-                 handle: Callable[[Any], None] = update_handle) -> None:
+    def __init__(
+        self,
+        *,
+        workers: int | None = None,
+        time_limit: float | None = None,
+        handle: Callable[[Any], None] = update_handle,
+    ) -> None:
         self.workers = max(1, workers if workers is not None else settings.TELEGRAM_BRIDGE_CONCURRENCY)
         self.time_limit = time_limit if time_limit is not None else settings.TELEGRAM_HANDLER_TIME_LIMIT_SECONDS
         self.handle = handle
         self.cut_off = 0  # updates stopped by the time limit
-        self._executor = (ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="bridge-update")
-                          if self.workers > 1 else None)
+        self._executor = (
+            ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="bridge-update")
+            if self.workers > 1
+            else None
+        )
         self._lock = threading.Condition()
         self._queues: dict[str, deque[dict]] = {}  # a key is present while its queue is being drained
         self._waiting: set[int] = set()  # submitted, not started
@@ -198,8 +208,11 @@ class UpdateDispatcher:
         if chat_id is None:
             return
         try:
-            ids = deliveries_create(messages=[OutgoingMessage(chat_id=chat_id, text=TIME_LIMIT_TEXT,
-                                                              dedupe_key=f"update:{update_id}:time-limit")])
+            ids = deliveries_create(
+                messages=[
+                    OutgoingMessage(chat_id=chat_id, text=TIME_LIMIT_TEXT, dedupe_key=f"update:{update_id}:time-limit")
+                ]
+            )
             if ids:
                 deliveries_send.apply_async(kwargs={"delivery_ids": ids})
         except Exception as error:  # the apology is best effort; the cut-off itself has happened

@@ -44,6 +44,7 @@ ADMINS_ONLY = "Only this group's admins can change what it receives."
 
 # ---- links and admin checks ---------------------------------------------------------------------------------------
 
+
 def bot_username() -> str:
     """The bot's @username (``TELEGRAM_BOT_USERNAME``, else asked once from Telegram and cached for a day)."""
     if settings.TELEGRAM_BOT_USERNAME:
@@ -71,9 +72,12 @@ def private_chat_link() -> str:
 def private_chat_pointer() -> tuple[str, dict | None]:
     """The refusal for a personal command in a group, with a button that opens the private chat."""
     link = private_chat_link()
-    text = ("🔒 That is personal, so I answer it only in a private chat. "
-            + (f"Open a private chat with me: {escape(link.removeprefix('https://'))}, press Start, then send the "
-               "command there." if link else "Open a private chat with me, press Start, then send the command there."))
+    text = "🔒 That is personal, so I answer it only in a private chat. " + (
+        f"Open a private chat with me: {escape(link.removeprefix('https://'))}, press Start, then send the "
+        "command there."
+        if link
+        else "Open a private chat with me, press Start, then send the command there."
+    )
     markup = {"inline_keyboard": [[{"text": "💬 Open a private chat", "url": link}]]} if link else None
     return text, markup
 
@@ -97,6 +101,7 @@ def sender_is_chat_admin(ctx: UpdateContext, *, sender_id: int | None, sender_ch
 
 # ---- membership -----------------------------------------------------------------------------------------------------
 
+
 def membership_changed(*, update_id: int, change: dict[str, Any]) -> None:
     """``my_chat_member`` of a group or channel: register it when the bot joins, unregister it when it leaves."""
     chat, new = change.get("chat"), change.get("new_chat_member")
@@ -112,16 +117,25 @@ def membership_changed(*, update_id: int, change: dict[str, Any]) -> None:
     if status not in MEMBER_STATUSES:
         return
     sender = change.get("from") if isinstance(change.get("from"), dict) else {}
-    added_by = TelegramUser.objects.filter(telegram_id=sender.get("id")).first() if isinstance(
-        sender.get("id"), int) else None
+    added_by = (
+        TelegramUser.objects.filter(telegram_id=sender.get("id")).first() if isinstance(sender.get("id"), int) else None
+    )
     title = chat.get("title") if isinstance(chat.get("title"), str) else ""
     username = chat.get("username") if isinstance(chat.get("username"), str) else ""
-    registered, created = telegram_chat_register(chat_id=chat_id, kind=chat["type"], title=title, username=username,
-                                                 added_by=added_by)
+    registered, created = telegram_chat_register(
+        chat_id=chat_id, kind=chat["type"], title=title, username=username, added_by=added_by
+    )
     old = change.get("old_chat_member") if isinstance(change.get("old_chat_member"), dict) else {}
     if created or old.get("status") in ("left", "kicked"):
-        ids = deliveries_create(messages=[OutgoingMessage(chat_id=str(chat_id), text=group_welcome(registered),
-                                                          dedupe_key=f"chat:{chat_id}:welcome:{update_id}")])
+        ids = deliveries_create(
+            messages=[
+                OutgoingMessage(
+                    chat_id=str(chat_id),
+                    text=group_welcome(registered),
+                    dedupe_key=f"chat:{chat_id}:welcome:{update_id}",
+                )
+            ]
+        )
         if ids:
             from telegram_bridge.tasks import deliveries_send
 
@@ -131,11 +145,17 @@ def membership_changed(*, update_id: int, change: dict[str, Any]) -> None:
 def group_welcome(chat: TelegramChat) -> str:
     where = "channel" if chat.kind == TelegramChat.Kind.CHANNEL else "group"
     link = private_chat_link()
-    private = f" in a private chat with me ({escape(link.removeprefix('https://'))})" if link else " in a private chat with me"
-    return (f"👋 Thanks for adding me! I will post new signal cards in this {where}.\n"
-            f"{filters_text(chat)}\n\n"
-            f"Admins: /filters chooses the sources and risk levels, /mute COIN silences a coin here.\n"
-            f"Personal things (PnL, positions, /connect, the dashboard) stay private: use them{private}.")
+    private = (
+        f" in a private chat with me ({escape(link.removeprefix('https://'))})"
+        if link
+        else " in a private chat with me"
+    )
+    return (
+        f"👋 Thanks for adding me! I will post new signal cards in this {where}.\n"
+        f"{filters_text(chat)}\n\n"
+        f"Admins: /filters chooses the sources and risk levels, /mute COIN silences a coin here.\n"
+        f"Personal things (PnL, positions, /connect, the dashboard) stay private: use them{private}."
+    )
 
 
 # ---- what the bot answers in a group or channel ------------------------------------------------------------------
@@ -143,19 +163,28 @@ def group_welcome(chat: TelegramChat) -> str:
 Dispatch = Callable[[UpdateContext, str, str], None]
 
 
-def group_message_handle(ctx: UpdateContext, *, text: str, sender_id: int | None, sender_chat_id: int | None,
-                         dispatch: Dispatch, command_names: frozenset[str]) -> str:
+def group_message_handle(
+    ctx: UpdateContext,
+    *,
+    text: str,
+    sender_id: int | None,
+    sender_chat_id: int | None,
+    dispatch: Dispatch,
+    command_names: frozenset[str],
+) -> str:
     """A message in a group or channel; returns the activity name. ``dispatch(ctx, name, args)`` runs a personal
     command in the sender's private chat (the bot's usual command dispatch)."""
     from telegram_bridge.key_messages import looks_like_api_key
 
     if looks_like_api_key(text, command_names=command_names):
         deleted = ctx.delete_user_message()
-        ctx.reply("🔒 That looked like an API key, so I deleted it. Never post keys in a group: connect your exchange "
-                  "in a private chat with me (/connect there), and make a new key if others may have seen this one."
-                  if deleted else
-                  "⚠️ That looks like an API key and I could not delete it: delete it now, and make a new key on "
-                  "your exchange if others may have seen it.")
+        ctx.reply(
+            "🔒 That looked like an API key, so I deleted it. Never post keys in a group: connect your exchange "
+            "in a private chat with me (/connect there), and make a new key if others may have seen this one."
+            if deleted
+            else "⚠️ That looks like an API key and I could not delete it: delete it now, and make a new key on "
+            "your exchange if others may have seen it."
+        )
         return "key_message"
     if not text.startswith("/"):
         return "group_message"
@@ -184,7 +213,9 @@ def group_message_handle(ctx: UpdateContext, *, text: str, sender_id: int | None
     return f"group_private:{name}"
 
 
-def _group_command(ctx: UpdateContext, name: str, args: str, *, sender_id: int | None, sender_chat_id: int | None) -> None:
+def _group_command(
+    ctx: UpdateContext, name: str, args: str, *, sender_id: int | None, sender_chat_id: int | None
+) -> None:
     chat = TelegramChat.objects.filter(chat_id=int(ctx.chat_id), is_active=True).first()
     if name == "start" or name == "help":
         ctx.reply(group_help(chat))
@@ -212,8 +243,11 @@ def _group_mute(ctx: UpdateContext, chat: TelegramChat, name: str, args: str) ->
         ctx.reply(f"{coin} is already muted in this chat.")
     elif name == "unmute" and not same:
         ctx.reply(f"{coin} is not muted in this chat.")
-    elif _filters_change(ctx, chat, {"muted_symbols": [*muted, symbol] if name == "mute" else
-                                     [entry for entry in muted if entry not in same]}):
+    elif _filters_change(
+        ctx,
+        chat,
+        {"muted_symbols": [*muted, symbol] if name == "mute" else [entry for entry in muted if entry not in same]},
+    ):
         ctx.reply(f"🔇 {coin} muted in this chat." if name == "mute" else f"🔔 {coin} unmuted in this chat.")
 
 
@@ -228,29 +262,41 @@ def _filters_change(ctx: UpdateContext, chat: TelegramChat, changes: dict) -> bo
 
 def group_help(chat: TelegramChat | None) -> str:
     link = private_chat_link()
-    lines = ["<b>In this chat</b>", "/signals — recent and open signals", "/filters — what this chat receives",
-             "/mute COIN, /unmute COIN — silence a coin here (admins)", "",
-             "Personal commands (/pnl, /positions, /status, /settings, /dashboard, /connect) are answered in a "
-             "private chat only" + (f": {escape(link.removeprefix('https://'))}" if link else ".")]
+    lines = [
+        "<b>In this chat</b>",
+        "/signals — recent and open signals",
+        "/filters — what this chat receives",
+        "/mute COIN, /unmute COIN — silence a coin here (admins)",
+        "",
+        "Personal commands (/pnl, /positions, /status, /settings, /dashboard, /connect) are answered in a "
+        "private chat only" + (f": {escape(link.removeprefix('https://'))}" if link else "."),
+    ]
     if chat is not None:
         lines += ["", filters_text(chat)]
     return "\n".join(lines)
 
 
 def filters_text(chat: TelegramChat) -> str:
-    sources = ", ".join(["technical", *(["news"] if chat.news_signals else []),
-                         *(["order flow"] if chat.flow_signals else [])])
+    sources = ", ".join(
+        ["technical", *(["news"] if chat.news_signals else []), *(["order flow"] if chat.flow_signals else [])]
+    )
     muted = ", ".join(symbol_base(symbol) for symbol in chat.muted_symbols or []) or "none"
-    return (f"<b>Signals posted here</b>\nSources: {escape(sources)}\n"
-            f"Risk levels: {escape(', '.join(chat.accepted_risk_levels or []))}\nMuted: {escape(muted)}")
+    return (
+        f"<b>Signals posted here</b>\nSources: {escape(sources)}\n"
+        f"Risk levels: {escape(', '.join(chat.accepted_risk_levels or []))}\nMuted: {escape(muted)}"
+    )
 
 
 def filters_keyboard(chat: TelegramChat) -> dict:
-    toggles = [{"text": f"{'✅' if getattr(chat, name) else '⬜'} {label}", "callback_data": f"g:t:{name}"}
-               for name, label in FILTER_TOGGLES.items()]
+    toggles = [
+        {"text": f"{'✅' if getattr(chat, name) else '⬜'} {label}", "callback_data": f"g:t:{name}"}
+        for name, label in FILTER_TOGGLES.items()
+    ]
     levels = chat.accepted_risk_levels or []
-    risk = [{"text": f"{'✅' if level in levels else '⬜'} {level} risk", "callback_data": f"g:r:{level}"}
-            for level in RISK_LEVELS]
+    risk = [
+        {"text": f"{'✅' if level in levels else '⬜'} {level} risk", "callback_data": f"g:r:{level}"}
+        for level in RISK_LEVELS
+    ]
     return {"inline_keyboard": [toggles, risk]}
 
 
@@ -282,4 +328,3 @@ def group_callback_handle(ctx: UpdateContext, data: str, *, sender_id: int | Non
         ctx.answer("Saved.")
         ctx.show(filters_text(chat), markup=filters_keyboard(chat))
     return f"group_filter:{control}"
-

@@ -49,6 +49,8 @@ def number_refusal(name: str) -> str:
     """The one message of a value that is not a number in range: 'Leverage must be a whole number from 1x to 20x.'"""
     bound = PREFERENCE_BOUNDS.get(name)
     return bound.message() if bound is not None else f"{NUMBERS[name]}: send {MUTED_SYMBOLS_HINT}."
+
+
 INTEGER_NUMBERS = frozenset(name for name, bound in PREFERENCE_BOUNDS.items() if bound.whole)
 CONNECTABLE_EXCHANGES = [(c.value, c.label) for c in Exchange]
 PASSPHRASE_EXCHANGES = frozenset({"okx", "kucoinfutures"})
@@ -62,8 +64,10 @@ def dashboard(*, paper_mode: bool, auto_trading: bool = False, web_url: str | No
     rows = [
         [_button("📈 Signals", "d:signals"), _button("💰 PnL", "d:pnl")],
         [_button("📂 Positions", "d:positions"), _button("⚙️ Settings", "d:settings")],
-        [_button("🧪 Paper mode: on" if paper_mode else "⚡ Live mode: on", "d:mode"),
-         _button("🤖 Auto-trading: on" if auto_trading else "🤖 Auto-trading: off", "d:auto")],
+        [
+            _button("🧪 Paper mode: on" if paper_mode else "⚡ Live mode: on", "d:mode"),
+            _button("🤖 Auto-trading: on" if auto_trading else "🤖 Auto-trading: off", "d:auto"),
+        ],
         [_button("❓ Help", "d:help")],
     ]
     if web_url:
@@ -82,14 +86,18 @@ def pnl_periods() -> dict:
 def settings_keyboard(preferences: UserPreferences, *, paused: bool = False) -> dict:
     """The settings page; ``paused`` (the user's auto-trading is paused by a risk rule) adds the Resume button."""
     rows = [[_button("▶️ Resume auto-trading", "d:resume")]] if paused else []
-    toggles = [_button(f"{'✅' if getattr(preferences, name) else '⬜'} {label}", f"s:t:{name}")
-               for name, label in TOGGLES.items()]
-    rows += [toggles[i:i + 2] for i in range(0, len(toggles), 2)]
+    toggles = [
+        _button(f"{'✅' if getattr(preferences, name) else '⬜'} {label}", f"s:t:{name}")
+        for name, label in TOGGLES.items()
+    ]
+    rows += [toggles[i : i + 2] for i in range(0, len(toggles), 2)]
     levels = preferences.accepted_risk_levels or []
     rows.append([_button(f"{'✅' if level in levels else '⬜'} {level} risk", f"s:r:{level}") for level in RISK_LEVELS])
-    rows.append([_button(f"{label}: {getattr(preferences, name)}", f"s:c:{name}") for name, (label, _) in CHOICES.items()])
+    rows.append(
+        [_button(f"{label}: {getattr(preferences, name)}", f"s:c:{name}") for name, (label, _) in CHOICES.items()]
+    )
     numbers = [_button(f"{label}: {_value(preferences, name)}", f"s:i:{name}") for name, label in NUMBERS.items()]
-    rows += [numbers[i:i + 2] for i in range(0, len(numbers), 2)]
+    rows += [numbers[i : i + 2] for i in range(0, len(numbers), 2)]
     rows.append(back_row())
     return {"inline_keyboard": rows}
 

@@ -67,8 +67,11 @@ class TelegramUpdate(models.Model):
     processed_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
-        indexes = [models.Index(fields=["received_at"], condition=models.Q(processed_at__isnull=True),
-                                name="tg_update_unprocessed_idx")]
+        indexes = [
+            models.Index(
+                fields=["received_at"], condition=models.Q(processed_at__isnull=True), name="tg_update_unprocessed_idx"
+            )
+        ]
 
     def __str__(self) -> str:
         return f"update {self.update_id} ({self.kind})"

@@ -36,8 +36,16 @@ SKIP_ROW = [_button("⏭ Skip setup", "o:skip")]
 
 
 def issued_callback_data() -> set[str]:
-    data = {"o:skip", "o:begin", "o:mode:paper", "o:mode:live", "o:size:other", "o:risk:next", "o:auto:on",
-            "o:auto:off"}
+    data = {
+        "o:skip",
+        "o:begin",
+        "o:mode:paper",
+        "o:mode:live",
+        "o:size:other",
+        "o:risk:next",
+        "o:auto:on",
+        "o:auto:off",
+    }
     return data | {f"o:size:{size}" for size in SIZES} | {f"o:risk:{level}" for level in RISK_LEVELS}
 
 
@@ -56,39 +64,51 @@ def _note(note: str) -> str:
 
 
 def mode_step(note: str = "") -> tuple[str, dict]:
-    text = (f"{_note(note)}<b>1/{STEPS} · Paper or live?</b>\n"
-            "🧪 <b>Paper</b> follows every signal with a virtual balance: no real money at stake.\n"
-            "⚡ <b>Live</b> places real orders on your exchange (it needs a plan with live trading and your "
-            "exchange's API keys).")
-    return text, {"inline_keyboard": [[_button("🧪 Paper", "o:mode:paper"), _button("⚡ Live", "o:mode:live")],
-                                      SKIP_ROW]}
+    text = (
+        f"{_note(note)}<b>1/{STEPS} · Paper or live?</b>\n"
+        "🧪 <b>Paper</b> follows every signal with a virtual balance: no real money at stake.\n"
+        "⚡ <b>Live</b> places real orders on your exchange (it needs a plan with live trading and your "
+        "exchange's API keys)."
+    )
+    return text, {
+        "inline_keyboard": [[_button("🧪 Paper", "o:mode:paper"), _button("⚡ Live", "o:mode:live")], SKIP_ROW]
+    }
 
 
 def size_step(ctx: UpdateContext, note: str = "") -> tuple[str, dict]:
     current = format(ctx.user.preferences.position_size_pct.normalize(), "f")
-    text = (f"{_note(note)}<b>2/{STEPS} · Position size</b>\n"
-            f"How much of your balance backs each position (its margin)? Now: <b>{escape(current)}%</b>.")
-    sizes = [_button(f"{'• ' if Decimal(size) == ctx.user.preferences.position_size_pct else ''}{size}%",
-                     f"o:size:{size}") for size in SIZES]
+    text = (
+        f"{_note(note)}<b>2/{STEPS} · Position size</b>\n"
+        f"How much of your balance backs each position (its margin)? Now: <b>{escape(current)}%</b>."
+    )
+    sizes = [
+        _button(f"{'• ' if Decimal(size) == ctx.user.preferences.position_size_pct else ''}{size}%", f"o:size:{size}")
+        for size in SIZES
+    ]
     return text, {"inline_keyboard": [sizes, [_button("Other…", "o:size:other")], SKIP_ROW]}
 
 
 def risk_step(ctx: UpdateContext, note: str = "") -> tuple[str, dict]:
     levels = ctx.user.preferences.accepted_risk_levels or []
-    text = (f"{_note(note)}<b>3/{STEPS} · Risk levels</b>\n"
-            "Each signal carries a risk level (how far its stop is, how volatile the coin). Which ones do you want "
-            f"to follow? Now: <b>{escape(', '.join(levels))}</b>.")
+    text = (
+        f"{_note(note)}<b>3/{STEPS} · Risk levels</b>\n"
+        "Each signal carries a risk level (how far its stop is, how volatile the coin). Which ones do you want "
+        f"to follow? Now: <b>{escape(', '.join(levels))}</b>."
+    )
     toggles = [_button(f"{'✅' if level in levels else '⬜'} {level}", f"o:risk:{level}") for level in RISK_LEVELS]
     return text, {"inline_keyboard": [toggles, [_button("Next ➡️", "o:risk:next")], SKIP_ROW]}
 
 
 def auto_step(ctx: UpdateContext, note: str = "") -> tuple[str, dict]:
     mode = "paper" if ctx.user.preferences.paper_mode else "live"
-    text = (f"{_note(note)}<b>4/{STEPS} · Auto-trading</b>\n"
-            f"With auto-trading on, each new signal you follow opens a <b>{mode}</b> position for you, with its stop "
-            "and targets. You can switch it off any time (/autotrade off).")
-    return text, {"inline_keyboard": [[_button("🤖 Switch it on", "o:auto:on"), _button("Not now", "o:auto:off")],
-                                      SKIP_ROW]}
+    text = (
+        f"{_note(note)}<b>4/{STEPS} · Auto-trading</b>\n"
+        f"With auto-trading on, each new signal you follow opens a <b>{mode}</b> position for you, with its stop "
+        "and targets. You can switch it off any time (/autotrade off)."
+    )
+    return text, {
+        "inline_keyboard": [[_button("🤖 Switch it on", "o:auto:on"), _button("Not now", "o:auto:off")], SKIP_ROW]
+    }
 
 
 def _save(ctx: UpdateContext, changes: dict) -> str:
@@ -115,11 +135,15 @@ def onboarding_callback(ctx: UpdateContext, data: str) -> str:
         _show(ctx, mode_step())
     elif step == "mode":
         refused = _save(ctx, {"paper_mode": value == "paper"})
-        note = "" if not refused else f"{refused}\nYou can go live later: /connect your exchange, then /toggle_paper_mode."
+        note = (
+            "" if not refused else f"{refused}\nYou can go live later: /connect your exchange, then /toggle_paper_mode."
+        )
         _show(ctx, size_step(ctx, note))
     elif step == "size" and value == "other":
-        conversation_set(telegram_id=ctx.user.telegram_id,
-                         state={"flow": "setting", "field": "position_size_pct", "onboarding": True})
+        conversation_set(
+            telegram_id=ctx.user.telegram_id,
+            state={"flow": "setting", "field": "position_size_pct", "onboarding": True},
+        )
         ctx.reply(f"Send the position size: {escape(keyboards.number_hint('position_size_pct'))}. /cancel stops.")
     elif step == "size":
         refused = _save(ctx, {"position_size_pct": Decimal(value)})
@@ -156,8 +180,9 @@ def step_after_input(ctx: UpdateContext, name: str) -> None:
 
 def welcome(ctx: UpdateContext, *, created: bool) -> None:
     """/start: the welcome and the disclaimer; a new trader gets the walk's first step at once."""
-    ctx.reply(texts.welcome(first_name=ctx.user.first_name, created=created),
-              markup=None if created else returning_markup())
+    ctx.reply(
+        texts.welcome(first_name=ctx.user.first_name, created=created), markup=None if created else returning_markup()
+    )
     if created:
         text, markup = mode_step()
         ctx.reply(text, markup=markup)

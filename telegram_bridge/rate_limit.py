@@ -69,8 +69,15 @@ class SendRateLimiter:
 
     MAX_RESERVATION_SECONDS = 30.0
 
-    def __init__(self, *, redis_url: str | None = None, prefix: str = "tg:rl", global_rate: Rate | None = None,
-                 chat_rate: Rate | None = None, group_rate: Rate | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        redis_url: str | None = None,
+        prefix: str = "tg:rl",
+        global_rate: Rate | None = None,
+        chat_rate: Rate | None = None,
+        group_rate: Rate | None = None,
+    ) -> None:
         self.prefix = prefix
         self.global_rate = global_rate or Rate(settings.TELEGRAM_RATE_GLOBAL_PER_SECOND, 1)
         self.chat_rate = chat_rate or Rate(settings.TELEGRAM_RATE_CHAT_PER_SECOND, 3)
@@ -104,8 +111,13 @@ class SendRateLimiter:
             self._client()
             reserved, wait = await self._reserve_script(
                 keys=[f"{self.prefix}:g", f"{self.prefix}:c:{chat_id}"],
-                args=[self.global_rate.interval, self.global_rate.tolerance, chat_rate.interval,
-                      chat_rate.tolerance, self.MAX_RESERVATION_SECONDS],
+                args=[
+                    self.global_rate.interval,
+                    self.global_rate.tolerance,
+                    chat_rate.interval,
+                    chat_rate.tolerance,
+                    self.MAX_RESERVATION_SECONDS,
+                ],
             )
             return reserved in (b"1", "1"), max(float(wait), 0.0)
         with self._local_lock:

@@ -71,7 +71,9 @@ async def _send_one(transport: TelegramTransport, limiter: SendRateLimiter, row:
                 chat_id=chat_id,
                 text=row["text"],
                 reply_markup=markup,
-                reply_parameters=ReplyParameters(message_id=reply_to, allow_sending_without_reply=True) if reply_to else None,
+                reply_parameters=ReplyParameters(message_id=reply_to, allow_sending_without_reply=True)
+                if reply_to
+                else None,
                 link_preview_options=LinkPreviewOptions(is_disabled=True),
             )
             return Outcome(row["id"], Delivery.Status.SENT, message_id=message.message_id, retry_afters=retry_afters)
@@ -81,15 +83,18 @@ async def _send_one(transport: TelegramTransport, limiter: SendRateLimiter, row:
             if retry_afters >= MAX_RETRY_AFTERS:
                 return Outcome(row["id"], Delivery.Status.PENDING, error="flood control", retry_afters=retry_afters)
         except TelegramForbiddenError as error:
-            return Outcome(row["id"], Delivery.Status.BLOCKED, error=str(error.message)[:300], retry_afters=retry_afters)
+            return Outcome(
+                row["id"], Delivery.Status.BLOCKED, error=str(error.message)[:300], retry_afters=retry_afters
+            )
         except (TelegramBadRequest, TelegramNotFound, TelegramMigrateToChat, TelegramUnauthorizedError) as error:
             return Outcome(row["id"], Delivery.Status.FAILED, error=str(error.message)[:300], retry_afters=retry_afters)
         except (TelegramServerError, TelegramNetworkError) as error:
             transient += 1
             if transient >= MAX_TRANSIENT_ATTEMPTS:
-                return Outcome(row["id"], Delivery.Status.PENDING, error=str(error.message)[:300],
-                                retry_afters=retry_afters)
-            await asyncio.sleep(min(0.25 * 2 ** transient, 8) * (0.5 + random.random()))
+                return Outcome(
+                    row["id"], Delivery.Status.PENDING, error=str(error.message)[:300], retry_afters=retry_afters
+                )
+            await asyncio.sleep(min(0.25 * 2**transient, 8) * (0.5 + random.random()))
 
 
 async def _send_chat(transport, limiter, semaphore, rows: list[dict], outcomes: queue.Queue) -> None:
@@ -110,7 +115,9 @@ async def _send_all(transport, rows: list[dict], outcomes: queue.Queue) -> None:
     by_chat: dict[str, list[dict]] = defaultdict(list)
     for row in rows:
         by_chat[row["chat_id"]].append(row)
-    await asyncio.gather(*(_send_chat(transport, limiter, semaphore, chat_rows, outcomes) for chat_rows in by_chat.values()))
+    await asyncio.gather(
+        *(_send_chat(transport, limiter, semaphore, chat_rows, outcomes) for chat_rows in by_chat.values())
+    )
 
 
 def transport_limiter(transport: TelegramTransport) -> SendRateLimiter:
@@ -140,7 +147,9 @@ def _record_patiently(batch: list[Outcome], rows_by_id: dict, report: SendReport
                 raise
             attempt += 1
             if attempt == 1:
-                logger.warning("recording %d sent deliveries: database unreachable (%s); waiting for it", len(batch), error)
+                logger.warning(
+                    "recording %d sent deliveries: database unreachable (%s); waiting for it", len(batch), error
+                )
             _drop_broken_connections()
             time.sleep(min(0.25 * 2**attempt, 4.0))
 
@@ -161,8 +170,16 @@ def deliveries_send(*, delivery_ids: list[int]) -> SendReport:
         return report
     # Rows of users who blocked the bot in the meantime are not sent.
     rows_by_id = {row.id: row for row in rows}
-    payload = [{"id": r.id, "chat_id": r.chat_id, "text": r.text, "reply_markup": r.reply_markup,
-                "reply_to_message_id": r.reply_to_message_id} for r in rows]
+    payload = [
+        {
+            "id": r.id,
+            "chat_id": r.chat_id,
+            "text": r.text,
+            "reply_markup": r.reply_markup,
+            "reply_to_message_id": r.reply_to_message_id,
+        }
+        for r in rows
+    ]
     outcomes: queue.Queue[Outcome] = queue.Queue()
     transport = get_transport()
     future = transport.submit(_send_all(transport, payload, outcomes))
@@ -221,7 +238,7 @@ def deliveries_send_pending(*, batch_size: int = 500, max_rounds: int = 3) -> Se
             break
         progress = 0
         for start in range(0, len(ids), batch_size):
-            report = deliveries_send(delivery_ids=ids[start:start + batch_size])
+            report = deliveries_send(delivery_ids=ids[start : start + batch_size])
             for name in ("sent", "blocked", "failed", "retry_later", "busy", "retry_afters"):
                 setattr(total, name, getattr(total, name) + getattr(report, name))
             total.errors.extend(report.errors)

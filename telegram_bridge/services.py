@@ -91,8 +91,11 @@ def update_receive(*, update: Any) -> bool:
     kind = next((key for key in UPDATE_KINDS if key in update), next((k for k in update if k != "update_id"), ""))
     try:
         with transaction.atomic():
-            TelegramUpdate.objects.create(update_id=update_id, kind=str(kind)[:32],
-                                          payload=encrypt_secret(json.dumps(update, separators=(",", ":"))))
+            TelegramUpdate.objects.create(
+                update_id=update_id,
+                kind=str(kind)[:32],
+                payload=encrypt_secret(json.dumps(update, separators=(",", ":"))),
+            )
     except IntegrityError:
         return False  # Telegram's re-delivery of an update already stored
     transaction.on_commit(lambda: _update_process_enqueue(update_id))
@@ -115,9 +118,11 @@ def update_process(*, update_id: int) -> bool:
     died leaves it to the sweeper once the lease ran out. Replies are de-duplicated per update (the Delivery key), so
     a handling repeated after a crash does not message the user twice."""
     now = timezone.now()
-    claimed = (TelegramUpdate.objects.filter(update_id=update_id, processed_at__isnull=True)
-               .filter(Q(claimed_at__isnull=True) | Q(claimed_at__lt=now - UPDATE_CLAIM_LEASE))
-               .update(claimed_at=now, attempts=F("attempts") + 1))
+    claimed = (
+        TelegramUpdate.objects.filter(update_id=update_id, processed_at__isnull=True)
+        .filter(Q(claimed_at__isnull=True) | Q(claimed_at__lt=now - UPDATE_CLAIM_LEASE))
+        .update(claimed_at=now, attempts=F("attempts") + 1)
+    )
     if not claimed:
         return False
     row = TelegramUpdate.objects.only("payload", "attempts").get(update_id=update_id)
@@ -137,10 +142,15 @@ def update_process(*, update_id: int) -> bool:
 def updates_process_stale(*, limit: int = 200) -> int:
     """Sweeper: process stored updates whose task never ran (enqueue failed) or whose worker died, oldest first."""
     now = timezone.now()
-    stale = (TelegramUpdate.objects.filter(processed_at__isnull=True)
-             .filter(Q(claimed_at__isnull=True, received_at__lt=now - UPDATE_SWEEP_GRACE)
-                     | Q(claimed_at__lt=now - UPDATE_CLAIM_LEASE))
-             .order_by("received_at").values_list("update_id", flat=True)[:limit])
+    stale = (
+        TelegramUpdate.objects.filter(processed_at__isnull=True)
+        .filter(
+            Q(claimed_at__isnull=True, received_at__lt=now - UPDATE_SWEEP_GRACE)
+            | Q(claimed_at__lt=now - UPDATE_CLAIM_LEASE)
+        )
+        .order_by("received_at")
+        .values_list("update_id", flat=True)[:limit]
+    )
     return sum(update_process(update_id=update_id) for update_id in list(stale))
 
 
@@ -163,7 +173,9 @@ def _update_handle(update: Any, *, deduplicate: bool = True) -> None:
     if chat_type == "channel" and message is not None:
         sender = None  # a channel post has no sender: it is the channel's (its admins')
     elif not isinstance(sender, dict) or _int(sender.get("id")) is None or sender.get("is_bot") is True:
-        if not (chat_type in groups.GROUP_KINDS and message is not None and isinstance(message.get("sender_chat"), dict)):
+        if not (
+            chat_type in groups.GROUP_KINDS and message is not None and isinstance(message.get("sender_chat"), dict)
+        ):
             return
         sender = None  # an anonymous group admin, posting as the group
     if deduplicate and update_seen(update_id=update["update_id"], kind="message" if message else "callback_query"):
@@ -182,13 +194,20 @@ def _update_handle(update: Any, *, deduplicate: bool = True) -> None:
 
     existing = TelegramUser.objects.filter(telegram_id=telegram_id).first() if telegram_id is not None else None
     if chat_type != "private":
-        ctx = UpdateContext(update_id=update["update_id"], user=existing, chat_id=str(chat_id), message_id=message_id,
-                            callback_id=callback_id or None, chat_type=chat_type)
+        ctx = UpdateContext(
+            update_id=update["update_id"],
+            user=existing,
+            chat_id=str(chat_id),
+            message_id=message_id,
+            callback_id=callback_id or None,
+            chat_type=chat_type,
+        )
         _group_update_handle(ctx, message=message, callback=callback, sender=sender)
         return
     if existing is not None and existing.is_banned:
-        refusal = UpdateContext(update_id=update["update_id"], user=existing, chat_id=str(chat_id),
-                                callback_id=callback_id or None)
+        refusal = UpdateContext(
+            update_id=update["update_id"], user=existing, chat_id=str(chat_id), callback_id=callback_id or None
+        )
         if callback_id:
             refusal.answer(BANNED_TEXT)
         elif message and isinstance(message.get("text"), str) and message["text"].startswith("/"):
@@ -197,11 +216,18 @@ def _update_handle(update: Any, *, deduplicate: bool = True) -> None:
         return
 
     user, created = telegram_user_register(
-        telegram_id=telegram_id, username=_str(sender.get("username"), 64), first_name=_str(sender.get("first_name"), 128),
+        telegram_id=telegram_id,
+        username=_str(sender.get("username"), 64),
+        first_name=_str(sender.get("first_name"), 128),
         language=_str(sender.get("language_code"), 8) or "en",
     )
-    ctx = UpdateContext(update_id=update["update_id"], user=user, chat_id=str(chat_id), message_id=message_id,
-                        callback_id=callback_id or None)
+    ctx = UpdateContext(
+        update_id=update["update_id"],
+        user=user,
+        chat_id=str(chat_id),
+        message_id=message_id,
+        callback_id=callback_id or None,
+    )
     try:
         if callback is not None:
             data = callback.get("data")
@@ -219,8 +245,9 @@ def _update_handle(update: Any, *, deduplicate: bool = True) -> None:
         ctx.flush()
 
 
-def _group_update_handle(ctx: UpdateContext, *, message: dict | None, callback: dict | None,
-                         sender: dict | None) -> None:
+def _group_update_handle(
+    ctx: UpdateContext, *, message: dict | None, callback: dict | None, sender: dict | None
+) -> None:
     """A message or button press in a group, supergroup or channel: group-safe answers only (``groups``)."""
     sender_id = sender["id"] if sender else None
     if ctx.user is not None and ctx.user.is_banned:
@@ -228,16 +255,22 @@ def _group_update_handle(ctx: UpdateContext, *, message: dict | None, callback: 
     try:
         if callback is not None:
             data = callback.get("data")
-            name = groups.group_callback_handle(ctx, data if isinstance(data, str) and len(data) <= 64 else "",
-                                                sender_id=sender_id)
+            name = groups.group_callback_handle(
+                ctx, data if isinstance(data, str) and len(data) <= 64 else "", sender_id=sender_id
+            )
         else:
             text = message.get("text") if isinstance(message.get("text"), str) else ""
             sender_chat = message.get("sender_chat") if isinstance(message.get("sender_chat"), dict) else {}
             if not text.strip():
                 return
             name = groups.group_message_handle(
-                ctx, text=text[:MAX_TEXT], sender_id=sender_id, sender_chat_id=_int(sender_chat.get("id")),
-                dispatch=_command_dispatch, command_names=command_names())
+                ctx,
+                text=text[:MAX_TEXT],
+                sender_id=sender_id,
+                sender_chat_id=_int(sender_chat.get("id")),
+                dispatch=_command_dispatch,
+                command_names=command_names(),
+            )
         if ctx.user is not None:
             _activity(ctx.user, "callback" if callback is not None else "command", name)
     except Exception as error:

@@ -55,8 +55,11 @@ def subscribe_text(ctx: UpdateContext, plans: list[Plan]) -> str:
         until = f"until {current.valid_until:%Y-%m-%d}" if current.valid_until else "with no end date"
         lines.append(f"Your plan: <b>{escape(current.plan.name)}</b>, {until}.")
     for plan in plans:
-        lines += ["", f"<b>{escape(plan.name)}</b> — {plan.period_days} days: {escape(plan_prices_text(plan))}",
-                  f"Unlocks: {escape(plan_features_text(plan))}."]
+        lines += [
+            "",
+            f"<b>{escape(plan.name)}</b> — {plan.period_days} days: {escape(plan_prices_text(plan))}",
+            f"Unlocks: {escape(plan_features_text(plan))}.",
+        ]
         if plan.description:
             lines.append(escape(plan.description))
     if not plans:
@@ -85,9 +88,11 @@ def subscribe_callback(ctx: UpdateContext, data: str) -> str:
     try:
         if match.group(2) == "whop":
             url = whop_checkout_create(user=ctx.user, plan=plan)
-            ctx.reply(f"💳 <b>{escape(plan.name)}</b>: pay on Whop's secure checkout. Your plan starts as soon as "
-                      "Whop confirms the payment; I will message you.",
-                      markup={"inline_keyboard": [[{"text": "Open the checkout", "url": url}]]})
+            ctx.reply(
+                f"💳 <b>{escape(plan.name)}</b>: pay on Whop's secure checkout. Your plan starts as soon as "
+                "Whop confirms the payment; I will message you.",
+                markup={"inline_keyboard": [[{"text": "Open the checkout", "url": url}]]},
+            )
         else:
             _solana_request_send(ctx, plan)
     except CheckoutError as error:
@@ -98,11 +103,13 @@ def subscribe_callback(ctx: UpdateContext, data: str) -> str:
 def _solana_request_send(ctx: UpdateContext, plan: Plan) -> None:
     request = solana_payment_request_create(user=ctx.user, plan=plan)
     payment = request.payment
-    caption = (f"◎ <b>{escape(plan.name)}</b>: send exactly <b>{amount_text(payment.amount_base_units, payment.decimals)} "
-               f"{escape(payment.currency)}</b> with a Solana Pay wallet: scan the code, or open this link in the "
-               f"wallet:\n<code>{escape(request.url)}</code>\n"
-               f"The request is valid until {payment.expires_at:%H:%M} UTC; your plan starts once the payment is "
-               "confirmed on chain, and I will message you.")
+    caption = (
+        f"◎ <b>{escape(plan.name)}</b>: send exactly <b>{amount_text(payment.amount_base_units, payment.decimals)} "
+        f"{escape(payment.currency)}</b> with a Solana Pay wallet: scan the code, or open this link in the "
+        f"wallet:\n<code>{escape(request.url)}</code>\n"
+        f"The request is valid until {payment.expires_at:%H:%M} UTC; your plan starts once the payment is "
+        "confirmed on chain, and I will message you."
+    )
     # aiogram takes seconds to import: only a process that sends loads it (see telegram_bridge.tasks).
     from aiogram.types import BufferedInputFile
 
@@ -121,5 +128,7 @@ def _solana_request_send(ctx: UpdateContext, plan: Plan) -> None:
 
 def locked_reply(ctx: UpdateContext, feature: str) -> None:
     """For any handler refusing a locked feature: the reason and a button to the plans."""
-    ctx.reply(locked_message(feature), markup={"inline_keyboard": [[
-        {"text": "⭐ See the plans", "callback_data": PLANS_CALLBACK}]]})
+    ctx.reply(
+        locked_message(feature),
+        markup={"inline_keyboard": [[{"text": "⭐ See the plans", "callback_data": PLANS_CALLBACK}]]},
+    )

@@ -26,14 +26,20 @@ _RELIABLE = {"acks_late": True, "reject_on_worker_lost": True}
 def _enqueue_chunks(delivery_ids: list[int]) -> int:
     """Fan out: one task per chunk of deliveries."""
     size = settings.TELEGRAM_BROADCAST_CHUNK_SIZE
-    chunks = [delivery_ids[i:i + size] for i in range(0, len(delivery_ids), size)]
+    chunks = [delivery_ids[i : i + size] for i in range(0, len(delivery_ids), size)]
     for chunk in chunks:
         deliveries_send.apply_async(kwargs={"delivery_ids": chunk})
     return len(chunks)
 
 
-@shared_task(bind=True, name="telegram_bridge.tasks.deliveries_send", time_limit=600, soft_time_limit=570,
-             max_retries=8, **_RELIABLE)
+@shared_task(
+    bind=True,
+    name="telegram_bridge.tasks.deliveries_send",
+    time_limit=600,
+    soft_time_limit=570,
+    max_retries=8,
+    **_RELIABLE,
+)
 def deliveries_send(self, delivery_ids: list[int]) -> dict:
     from telegram_bridge.sender import deliveries_send as deliveries_send_service  # aiogram: see _sender_note
 
@@ -43,10 +49,15 @@ def deliveries_send(self, delivery_ids: list[int]) -> dict:
         # Flood control or a Telegram outage: exponential backoff with jitter; after max_retries the periodic
         # sweeper (deliveries_resend_stale) keeps trying. Rows already sent are skipped by the claim.
         # At most 600 s: on Redis a countdown is held unacknowledged, and must end before the visibility timeout.
-        countdown = min(15 * 2 ** self.request.retries, 400) * random.uniform(0.5, 1.5)
+        countdown = min(15 * 2**self.request.retries, 400) * random.uniform(0.5, 1.5)
         raise self.retry(kwargs={"delivery_ids": delivery_ids}, countdown=countdown)
-    return {"sent": report.sent, "blocked": report.blocked, "failed": report.failed, "retry_later": leftover,
-            "retry_afters": report.retry_afters}
+    return {
+        "sent": report.sent,
+        "blocked": report.blocked,
+        "failed": report.failed,
+        "retry_later": leftover,
+        "retry_afters": report.retry_afters,
+    }
 
 
 @shared_task(name="telegram_bridge.tasks.broadcast_signal", time_limit=300, **_RELIABLE)
@@ -93,8 +104,13 @@ def telegram_updates_prune() -> int:
     return prune()
 
 
-@shared_task(name="telegram_bridge.tasks.telegram_update_process", time_limit=60, soft_time_limit=50,
-             ignore_result=True, **_RELIABLE)
+@shared_task(
+    name="telegram_bridge.tasks.telegram_update_process",
+    time_limit=60,
+    soft_time_limit=50,
+    ignore_result=True,
+    **_RELIABLE,
+)
 def telegram_update_process(*, update_id: int) -> bool:
     """A webhook update stored by the view: handle it exactly once (a repeat delivery of this task is a no-op)."""
     from telegram_bridge.services import update_process
@@ -102,8 +118,9 @@ def telegram_update_process(*, update_id: int) -> bool:
     return update_process(update_id=update_id)
 
 
-@shared_task(name="telegram_bridge.tasks.telegram_updates_process_stale", time_limit=300, soft_time_limit=280,
-             ignore_result=True)
+@shared_task(
+    name="telegram_bridge.tasks.telegram_updates_process_stale", time_limit=300, soft_time_limit=280, ignore_result=True
+)
 def telegram_updates_process_stale() -> int:
     """Every minute (beat): stored webhook updates whose task was never queued or whose worker died."""
     from telegram_bridge.services import updates_process_stale

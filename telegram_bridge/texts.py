@@ -8,43 +8,73 @@ from typing import Any
 
 from telegram_bridge.telegram_html import escape
 
-DISCLAIMER = ("<i>Signals are not financial advice. Perpetual futures are leveraged; you can lose more than you "
-              "expect. Paper mode is on until you switch to live.</i>")
+DISCLAIMER = (
+    "<i>Signals are not financial advice. Perpetual futures are leveraged; you can lose more than you "
+    "expect. Paper mode is on until you switch to live.</i>"
+)
 
 # command -> (one-line summary, detailed help)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "start": ("welcome and a 4-tap setup", "Registers you, shows the welcome and the disclaimer, and walks you through "
-                                           "paper or live, position size, risk levels and auto-trading (skippable; "
-                                           "everything stays changeable in /settings)."),
+    "start": (
+        "welcome and a 4-tap setup",
+        "Registers you, shows the welcome and the disclaimer, and walks you through "
+        "paper or live, position size, risk levels and auto-trading (skippable; "
+        "everything stays changeable in /settings).",
+    ),
     "help": ("this help centre", "/help lists every command; /help COMMAND explains one."),
     "dashboard": ("buttons for everything", "Inline buttons: signals, PnL, positions, settings, paper/live, help."),
     "signals": ("recent and open signals", "The latest signals with their outcomes, and the ones still open."),
-    "pnl": ("profit and loss", "/pnl [today|week|month|all] — realised and unrealised PnL, win rate, fees and funding. "
-                               "Without a period it uses your default (see /settings)."),
+    "pnl": (
+        "profit and loss",
+        "/pnl [today|week|month|all] — realised and unrealised PnL, win rate, fees and funding. "
+        "Without a period it uses your default (see /settings).",
+    ),
     "positions": ("open positions", "Your open positions with entry, stop, targets and unrealised PnL."),
-    "settings": ("your preferences", "Toggles and inputs for every preference: DM alerts, risk levels, size, "
-                                     "leverage, max positions, filters, default PnL period…"),
+    "settings": (
+        "your preferences",
+        "Toggles and inputs for every preference: DM alerts, risk levels, size, "
+        "leverage, max positions, filters, default PnL period…",
+    ),
     "mute": ("mute a symbol", "/mute SYMBOL — no more signals for it (e.g. /mute DOGE)."),
     "unmute": ("unmute a symbol", "/unmute SYMBOL — signals for it again."),
-    "toggle_paper_mode": ("switch paper/live", "Switches between paper trading and live trading on your exchange "
-                                               "(live needs /connect first)."),
-    "autotrade": ("switch auto-trading on or off", "/autotrade on — new signals open positions for you (paper or "
-                                                   "live, as your mode says); /autotrade off — no new positions. "
-                                                   "Switching on tells you what is missing, if anything. Also on "
-                                                   "the /dashboard button."),
-    "connect": ("connect an exchange", "Starts a short conversation: exchange, API key, secret (and passphrase). "
-                                       "Each message carrying a key is deleted right after reading. Use read+trade "
-                                       "keys without withdrawal rights."),
-    "disconnect": ("disconnect your exchange", "Removes your exchange keys; you are back in paper mode (live "
-                                               "mode needs an exchange)."),
-    "resume": ("resume paused auto-trading", "After the max-drawdown or daily-loss rule paused your auto-trading, "
-                                             "/resume (or ▶️ Resume on the settings page) starts it again; the "
-                                             "drawdown is measured afresh from your current equity. After an "
-                                             "exchange refusal switched it off, /autotrade on starts it again."),
-    "status": ("your account at a glance", "Mode, exchange, auto-trading (on, paused or off, why, and what turns "
-                                           "it back on), alerts, muted symbols and open positions."),
-    "subscribe": ("plans and payment", "Signals are free. A plan unlocks live auto-trading, news and order-flow "
-                                       "alerts and more open positions; pay by card (Whop) or with Solana Pay."),
+    "toggle_paper_mode": (
+        "switch paper/live",
+        "Switches between paper trading and live trading on your exchange (live needs /connect first).",
+    ),
+    "autotrade": (
+        "switch auto-trading on or off",
+        "/autotrade on — new signals open positions for you (paper or "
+        "live, as your mode says); /autotrade off — no new positions. "
+        "Switching on tells you what is missing, if anything. Also on "
+        "the /dashboard button.",
+    ),
+    "connect": (
+        "connect an exchange",
+        "Starts a short conversation: exchange, API key, secret (and passphrase). "
+        "Each message carrying a key is deleted right after reading. Use read+trade "
+        "keys without withdrawal rights.",
+    ),
+    "disconnect": (
+        "disconnect your exchange",
+        "Removes your exchange keys; you are back in paper mode (live mode needs an exchange).",
+    ),
+    "resume": (
+        "resume paused auto-trading",
+        "After the max-drawdown or daily-loss rule paused your auto-trading, "
+        "/resume (or ▶️ Resume on the settings page) starts it again; the "
+        "drawdown is measured afresh from your current equity. After an "
+        "exchange refusal switched it off, /autotrade on starts it again.",
+    ),
+    "status": (
+        "your account at a glance",
+        "Mode, exchange, auto-trading (on, paused or off, why, and what turns "
+        "it back on), alerts, muted symbols and open positions.",
+    ),
+    "subscribe": (
+        "plans and payment",
+        "Signals are free. A plan unlocks live auto-trading, news and order-flow "
+        "alerts and more open positions; pay by card (Whop) or with Solana Pay.",
+    ),
     "cancel": ("cancel the current input", "Stops a /connect or settings input in progress."),
 }
 ADMIN_COMMANDS: dict[str, tuple[str, str]] = {
@@ -74,10 +104,16 @@ def fmt_time(value: datetime | None) -> str:
 
 
 def welcome(*, first_name: str, created: bool) -> str:
-    hello = f"Welcome, <b>{escape(first_name or 'trader')}</b>!" if created else f"Welcome back, <b>{escape(first_name or 'trader')}</b>!"
-    return (f"{hello}\n\nYou will get perpetual-futures signals here, with entry, stop and two targets, and can "
-            f"follow them on paper or on your exchange.\n\nStart with /dashboard, or /help for every command.\n\n"
-            f"{DISCLAIMER}")
+    hello = (
+        f"Welcome, <b>{escape(first_name or 'trader')}</b>!"
+        if created
+        else f"Welcome back, <b>{escape(first_name or 'trader')}</b>!"
+    )
+    return (
+        f"{hello}\n\nYou will get perpetual-futures signals here, with entry, stop and two targets, and can "
+        f"follow them on paper or on your exchange.\n\nStart with /dashboard, or /help for every command.\n\n"
+        f"{DISCLAIMER}"
+    )
 
 
 def help_text(*, is_admin: bool, topic: str = "") -> str:
@@ -88,7 +124,9 @@ def help_text(*, is_admin: bool, topic: str = "") -> str:
     lines = ["<b>Help centre</b>", ""]
     lines += [f"/{name} — {escape(summary)}" for name, (summary, _) in COMMANDS.items()]
     if is_admin:
-        lines += ["", "<b>Admin</b>"] + [f"/{name} — {escape(summary)}" for name, (summary, _) in ADMIN_COMMANDS.items()]
+        lines += ["", "<b>Admin</b>"] + [
+            f"/{name} — {escape(summary)}" for name, (summary, _) in ADMIN_COMMANDS.items()
+        ]
     lines += ["", "/help COMMAND explains one command."]
     return "\n".join(lines)
 
@@ -99,7 +137,9 @@ def unknown_command(command: str, *, is_admin: bool) -> str:
 
 def signal_card(signal) -> str:
     side = "🟢 LONG" if signal.side == "long" else "🔴 SHORT"
-    lines = [f"<b>{side} {escape(signal.symbol.symbol)}</b>  <i>{escape(signal.timeframe)}, {escape(signal.source)}</i>"]
+    lines = [
+        f"<b>{side} {escape(signal.symbol.symbol)}</b>  <i>{escape(signal.timeframe)}, {escape(signal.source)}</i>"
+    ]
     if signal.headline:
         headline = escape(signal.headline)
         lines.append(f'📰 <a href="{escape(signal.url)}">{headline}</a>' if signal.url else f"📰 {headline}")
@@ -131,13 +171,23 @@ def leverage_hint(signal) -> str:
     return f"{hint}x"
 
 
-OUTCOME_LABELS = {"tp1": "🎯 TP1 hit", "tp2": "🎯🎯 TP2 hit", "sl": "🛑 Stopped out", "breakeven": "➖ Break-even",
-                  "expired": "⌛ Expired", "open": "Open"}
+OUTCOME_LABELS = {
+    "tp1": "🎯 TP1 hit",
+    "tp2": "🎯🎯 TP2 hit",
+    "sl": "🛑 Stopped out",
+    "breakeven": "➖ Break-even",
+    "expired": "⌛ Expired",
+    "open": "Open",
+}
 
 
 def signal_outcome(signal) -> str:
     label = OUTCOME_LABELS.get(signal.outcome, escape(signal.outcome))
-    pnl = "" if signal.outcome_pnl_pct is None else f" ({'+' if signal.outcome_pnl_pct >= 0 else ''}{fmt_number(signal.outcome_pnl_pct, 2)}%)"
+    pnl = (
+        ""
+        if signal.outcome_pnl_pct is None
+        else f" ({'+' if signal.outcome_pnl_pct >= 0 else ''}{fmt_number(signal.outcome_pnl_pct, 2)}%)"
+    )
     return f"<b>{label}</b>{pnl}\n{escape(signal.side.upper())} {escape(signal.symbol.symbol)} — closed {fmt_time(signal.closed_at)}"
 
 
@@ -147,22 +197,29 @@ def position_update(position, *, net: Decimal | None = None) -> str:
     head = f"{escape(position.mode)} {side} {escape(position.symbol.symbol)}"
     if position.status == "closed":
         net = position.net_pnl if net is None else net
-        return (f"<b>Position closed</b>: {head}\nReason: {escape(position.get_close_reason_display() or '—')}\n"
-                f"Net PnL: <b>{'+' if net >= 0 else ''}{fmt_number(net, 2)} USDT</b> (fees {fmt_number(position.fees, 2)},"
-                f" funding {fmt_number(position.funding, 2)})")
+        return (
+            f"<b>Position closed</b>: {head}\nReason: {escape(position.get_close_reason_display() or '—')}\n"
+            f"Net PnL: <b>{'+' if net >= 0 else ''}{fmt_number(net, 2)} USDT</b> (fees {fmt_number(position.fees, 2)},"
+            f" funding {fmt_number(position.funding, 2)})"
+        )
     if position.status == "failed":
         return f"<b>Position could not be opened</b>: {head}"
     title = "Position opened" if not position.tp1_done else "Position updated: TP1 taken"
-    return (f"<b>{title}</b>: {head} ×{fmt_number(position.leverage)}\n"
-            f"Entry: <code>{fmt_number(position.entry_price)}</code>  Qty: <code>{fmt_number(position.remaining_quantity)}</code>\n"
-            f"Stop: <code>{fmt_number(position.stop_price)}</code>  TP1: <code>{fmt_number(position.tp1_price)}</code>"
-            f"  TP2: <code>{fmt_number(position.tp2_price)}</code>")
+    return (
+        f"<b>{title}</b>: {head} ×{fmt_number(position.leverage)}\n"
+        f"Entry: <code>{fmt_number(position.entry_price)}</code>  Qty: <code>{fmt_number(position.remaining_quantity)}</code>\n"
+        f"Stop: <code>{fmt_number(position.stop_price)}</code>  TP1: <code>{fmt_number(position.tp1_price)}</code>"
+        f"  TP2: <code>{fmt_number(position.tp2_price)}</code>"
+    )
 
 
 def signals_list(*, recent: list, open_signals: list) -> str:
     lines = ["<b>Open signals</b>"]
-    lines += [f"• {escape(s.side.upper())} {escape(s.symbol.symbol)} @ <code>{fmt_number(s.entry)}</code> "
-              f"({escape(s.risk_level)})" for s in open_signals] or ["none"]
+    lines += [
+        f"• {escape(s.side.upper())} {escape(s.symbol.symbol)} @ <code>{fmt_number(s.entry)}</code> "
+        f"({escape(s.risk_level)})"
+        for s in open_signals
+    ] or ["none"]
     lines += ["", "<b>Recent signals</b>"]
     for s in recent:
         outcome = OUTCOME_LABELS.get(s.outcome, escape(s.outcome))
@@ -181,28 +238,36 @@ def pnl_summary(summary) -> str:
     period = str(getattr(summary, "period", ""))
     period_text = {"week": "this week", "month": "this month", "all": "all time"}.get(period, period)
     average_r = getattr(summary, "average_r", None)
-    win_rate_text = "—" if win_rate is None else f"{fmt_number(Decimal(str(win_rate)) * (100 if win_rate <= 1 else 1), 1)}%"
-    return "\n".join([
-        f"<b>PnL — {escape(period_text)}</b>",
-        f"Trades: {fmt_number(summary.trades)} (wins {fmt_number(summary.wins)}, losses {fmt_number(summary.losses)}, "
-        f"win rate {win_rate_text})",
-        f"Realised: {signed(summary.realised)} · Unrealised: {signed(summary.unrealised)}",
-        f"Fees: {fmt_number(summary.fees, 2)} · Funding: {fmt_number(summary.funding, 2)}",
-        f"<b>Net: {signed(summary.net)} USDT</b>",
-        f"Average R: {'—' if average_r is None else fmt_number(Decimal(str(average_r)), 2)}  Best: {signed(getattr(summary, 'best', None))}"
-        f"  Worst: {signed(getattr(summary, 'worst', None))}",
-    ])
+    win_rate_text = (
+        "—" if win_rate is None else f"{fmt_number(Decimal(str(win_rate)) * (100 if win_rate <= 1 else 1), 1)}%"
+    )
+    return "\n".join(
+        [
+            f"<b>PnL — {escape(period_text)}</b>",
+            f"Trades: {fmt_number(summary.trades)} (wins {fmt_number(summary.wins)}, losses {fmt_number(summary.losses)}, "
+            f"win rate {win_rate_text})",
+            f"Realised: {signed(summary.realised)} · Unrealised: {signed(summary.unrealised)}",
+            f"Fees: {fmt_number(summary.fees, 2)} · Funding: {fmt_number(summary.funding, 2)}",
+            f"<b>Net: {signed(summary.net)} USDT</b>",
+            f"Average R: {'—' if average_r is None else fmt_number(Decimal(str(average_r)), 2)}  Best: {signed(getattr(summary, 'best', None))}"
+            f"  Worst: {signed(getattr(summary, 'worst', None))}",
+        ]
+    )
 
 
 def positions_list(positions: list) -> str:
     if not positions:
-        return ("<b>Open positions</b>\nNone. New signals open positions automatically when auto-trading is on "
-                "(/autotrade on).")
+        return (
+            "<b>Open positions</b>\nNone. New signals open positions automatically when auto-trading is on "
+            "(/autotrade on)."
+        )
     lines = ["<b>Open positions</b>"]
     for p in positions:
-        lines.append(f"• {escape(p.mode)} {escape(p.side.upper())} {escape(p.symbol.symbol)} ×{fmt_number(p.leverage)} "
-                     f"qty <code>{fmt_number(p.remaining_quantity)}</code> entry <code>{fmt_number(p.entry_price)}</code> "
-                     f"stop <code>{fmt_number(p.stop_price)}</code>")
+        lines.append(
+            f"• {escape(p.mode)} {escape(p.side.upper())} {escape(p.symbol.symbol)} ×{fmt_number(p.leverage)} "
+            f"qty <code>{fmt_number(p.remaining_quantity)}</code> entry <code>{fmt_number(p.entry_price)}</code> "
+            f"stop <code>{fmt_number(p.stop_price)}</code>"
+        )
     return "\n".join(lines)
 
 

@@ -55,11 +55,16 @@ class UpdateContext:
 
     def reply(self, text: str, *, markup: dict | None = None) -> None:
         """Queue a message to this chat (sent through the rate-limited sender when the update is done)."""
-        self.replies.append(OutgoingMessage(
-            chat_id=self.chat_id, text=text, dedupe_key=f"update:{self.update_id}:{len(self.replies)}",
-            # a group's message is the group's: a refusal there (403) unregisters the group, never blocks the user
-            user_id=self.user.pk if self.user is not None and self.is_private else None, reply_markup=markup,
-        ))
+        self.replies.append(
+            OutgoingMessage(
+                chat_id=self.chat_id,
+                text=text,
+                dedupe_key=f"update:{self.update_id}:{len(self.replies)}",
+                # a group's message is the group's: a refusal there (403) unregisters the group, never blocks the user
+                user_id=self.user.pk if self.user is not None and self.is_private else None,
+                reply_markup=markup,
+            )
+        )
 
     def show(self, text: str, *, markup: dict | None = None) -> None:
         """For a button press: replace the message carrying the button; otherwise (or if that fails) reply."""
@@ -74,9 +79,13 @@ class UpdateContext:
 
             async def edit(bot):
                 try:
-                    return await bot.edit_message_text(chat_id=self.chat_id, message_id=self.message_id, text=text,
-                                                       reply_markup=keyboard,
-                                                       link_preview_options=LinkPreviewOptions(is_disabled=True))
+                    return await bot.edit_message_text(
+                        chat_id=self.chat_id,
+                        message_id=self.message_id,
+                        text=text,
+                        reply_markup=keyboard,
+                        link_preview_options=LinkPreviewOptions(is_disabled=True),
+                    )
                 except TelegramBadRequest as error:
                     if "message is not modified" in error.message:
                         return True  # the same button pressed twice: the page already shows this

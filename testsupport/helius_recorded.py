@@ -36,10 +36,20 @@ def signature_for(seed: str) -> str:
     return b58encode(hashlib.sha512(seed.encode()).digest())
 
 
-def solana_pay_transaction(*, recipient: str, amount_base_units: int, reference: str | None, mint: str = "",
-                           decimals: int = 9, payer: str | None = None, signature: str | None = None,
-                           timestamp: datetime | int | None = None, failed: bool = False,
-                           raw_in_token_transfers: bool = True, slot: int = 312_456_789) -> dict[str, Any]:
+def solana_pay_transaction(
+    *,
+    recipient: str,
+    amount_base_units: int,
+    reference: str | None,
+    mint: str = "",
+    decimals: int = 9,
+    payer: str | None = None,
+    signature: str | None = None,
+    timestamp: datetime | int | None = None,
+    failed: bool = False,
+    raw_in_token_transfers: bool = True,
+    slot: int = 312_456_789,
+) -> dict[str, Any]:
     """One enhanced transaction: ``payer`` sends ``amount_base_units`` of SOL (``mint`` empty) or of the SPL token
     ``mint`` to ``recipient``, with ``reference`` (if any) as a read-only account of the transfer instruction.
     ``failed`` gives the transaction an ``InstructionError`` (it still lists what it attempted)."""
@@ -49,28 +59,59 @@ def solana_pay_transaction(*, recipient: str, amount_base_units: int, reference:
         timestamp = int(timestamp.timestamp())
     refs = [reference] if reference else []
     accounts: list[dict[str, Any]] = [
-        {"account": payer, "nativeBalanceChange": -NETWORK_FEE_LAMPORTS - (0 if mint else amount_base_units),
-         "tokenBalanceChanges": []},
+        {
+            "account": payer,
+            "nativeBalanceChange": -NETWORK_FEE_LAMPORTS - (0 if mint else amount_base_units),
+            "tokenBalanceChanges": [],
+        },
     ]
     if mint:
         payer_tokens, recipient_tokens = address_for(f"ata:{payer}:{mint}"), address_for(f"ata:{recipient}:{mint}")
         accounts += [
-            {"account": payer_tokens, "nativeBalanceChange": 0, "tokenBalanceChanges": [
-                {"mint": mint, "rawTokenAmount": {"decimals": decimals, "tokenAmount": f"-{amount_base_units}"},
-                 "tokenAccount": payer_tokens, "userAccount": payer}]},
-            {"account": recipient_tokens, "nativeBalanceChange": 0, "tokenBalanceChanges": [
-                {"mint": mint, "rawTokenAmount": {"decimals": decimals, "tokenAmount": str(amount_base_units)},
-                 "tokenAccount": recipient_tokens, "userAccount": recipient}]},
+            {
+                "account": payer_tokens,
+                "nativeBalanceChange": 0,
+                "tokenBalanceChanges": [
+                    {
+                        "mint": mint,
+                        "rawTokenAmount": {"decimals": decimals, "tokenAmount": f"-{amount_base_units}"},
+                        "tokenAccount": payer_tokens,
+                        "userAccount": payer,
+                    }
+                ],
+            },
+            {
+                "account": recipient_tokens,
+                "nativeBalanceChange": 0,
+                "tokenBalanceChanges": [
+                    {
+                        "mint": mint,
+                        "rawTokenAmount": {"decimals": decimals, "tokenAmount": str(amount_base_units)},
+                        "tokenAccount": recipient_tokens,
+                        "userAccount": recipient,
+                    }
+                ],
+            },
             {"account": recipient, "nativeBalanceChange": 0, "tokenBalanceChanges": []},
         ]
-        transfer = {"fromTokenAccount": payer_tokens, "fromUserAccount": payer, "mint": mint,
-                    "toTokenAccount": recipient_tokens, "toUserAccount": recipient,
-                    "tokenAmount": float(amount_text(amount_base_units, decimals)), "tokenStandard": "Fungible"}
+        transfer = {
+            "fromTokenAccount": payer_tokens,
+            "fromUserAccount": payer,
+            "mint": mint,
+            "toTokenAccount": recipient_tokens,
+            "toUserAccount": recipient,
+            "tokenAmount": float(amount_text(amount_base_units, decimals)),
+            "tokenStandard": "Fungible",
+        }
         if raw_in_token_transfers:
             transfer["rawTokenAmount"] = {"decimals": decimals, "tokenAmount": str(amount_base_units)}
         token_transfers, native_transfers = [transfer], []
-        instruction = {"accounts": [payer_tokens, mint, recipient_tokens, payer, *refs], "data": "g7nSCWBbNaMDb",
-                       "innerInstructions": [], "programId": TOKEN_PROGRAM}
+        instruction = {
+            "accounts": [payer_tokens, mint, recipient_tokens, payer, *refs],
+            "data": "g7nSCWBbNaMDb",
+            "innerInstructions": [],
+            "programId": TOKEN_PROGRAM,
+        }
         program_account = TOKEN_PROGRAM
         description = f"{payer} transferred {amount_text(amount_base_units, decimals)} tokens to {recipient}."
         accounts.append({"account": mint, "nativeBalanceChange": 0, "tokenBalanceChanges": []})
@@ -78,8 +119,12 @@ def solana_pay_transaction(*, recipient: str, amount_base_units: int, reference:
         accounts.append({"account": recipient, "nativeBalanceChange": amount_base_units, "tokenBalanceChanges": []})
         token_transfers = []
         native_transfers = [{"amount": amount_base_units, "fromUserAccount": payer, "toUserAccount": recipient}]
-        instruction = {"accounts": [payer, recipient, *refs], "data": "3Bxs411Dtc7pkFQj", "innerInstructions": [],
-                       "programId": SYSTEM_PROGRAM}
+        instruction = {
+            "accounts": [payer, recipient, *refs],
+            "data": "3Bxs411Dtc7pkFQj",
+            "innerInstructions": [],
+            "programId": SYSTEM_PROGRAM,
+        }
         program_account = SYSTEM_PROGRAM
         description = f"{payer} transferred {amount_text(amount_base_units, 9)} SOL to {recipient}."
     accounts += [{"account": ref, "nativeBalanceChange": 0, "tokenBalanceChanges": []} for ref in refs]

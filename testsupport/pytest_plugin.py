@@ -33,7 +33,11 @@ def bot_api(_local_server, settings):
     cache.clear()
     transport_reset()
     transport = get_transport()
-    transport.limiter = SendRateLimiter(prefix=f"test:{uuid.uuid4().hex}", global_rate=Rate(2000, 50),
-                                        chat_rate=Rate(1000, 50), group_rate=Rate(1000, 50))
+    transport.limiter = SendRateLimiter(
+        prefix=f"test:{uuid.uuid4().hex}",
+        global_rate=Rate(2000, 50),
+        chat_rate=Rate(1000, 50),
+        group_rate=Rate(1000, 50),
+    )
     yield server
     transport_reset()

@@ -53,25 +53,66 @@ from aiohttp import ClientSession, ClientTimeout, web
 
 from telegram_bridge.telegram_html import MESSAGE_LIMIT, telegram_html_errors, visible_text
 
-SENDING_METHODS = frozenset({"sendmessage", "sendphoto", "senddocument", "editmessagetext", "editmessagecaption",
-                             "editmessagereplymarkup"})
+SENDING_METHODS = frozenset(
+    {"sendmessage", "sendphoto", "senddocument", "editmessagetext", "editmessagecaption", "editmessagereplymarkup"}
+)
 DEFAULT_TOKEN = "123456789:LOCAL-bot-api-test-token"  # noqa: S105 — a placeholder, not a secret
 CAPTION_LIMIT = 1024
 LONG_POLL_MAX_TIMEOUT = 50
-CHAT_ACTIONS = frozenset({"typing", "upload_photo", "record_video", "upload_video", "record_voice", "upload_voice",
-                          "upload_document", "choose_sticker", "find_location", "record_video_note",
-                          "upload_video_note"})
-BUTTON_ACTIONS = frozenset({"url", "callback_data", "web_app", "login_url", "switch_inline_query",
-                            "switch_inline_query_current_chat", "switch_inline_query_chosen_chat", "copy_text",
-                            "callback_game", "pay"})
-UPDATE_KINDS = ("message", "edited_message", "channel_post", "edited_channel_post", "callback_query",
-                "my_chat_member", "chat_member", "inline_query", "chosen_inline_result", "shipping_query",
-                "pre_checkout_query", "poll", "poll_answer", "chat_join_request", "message_reaction",
-                "message_reaction_count", "business_message")
+CHAT_ACTIONS = frozenset(
+    {
+        "typing",
+        "upload_photo",
+        "record_video",
+        "upload_video",
+        "record_voice",
+        "upload_voice",
+        "upload_document",
+        "choose_sticker",
+        "find_location",
+        "record_video_note",
+        "upload_video_note",
+    }
+)
+BUTTON_ACTIONS = frozenset(
+    {
+        "url",
+        "callback_data",
+        "web_app",
+        "login_url",
+        "switch_inline_query",
+        "switch_inline_query_current_chat",
+        "switch_inline_query_chosen_chat",
+        "copy_text",
+        "callback_game",
+        "pay",
+    }
+)
+UPDATE_KINDS = (
+    "message",
+    "edited_message",
+    "channel_post",
+    "edited_channel_post",
+    "callback_query",
+    "my_chat_member",
+    "chat_member",
+    "inline_query",
+    "chosen_inline_result",
+    "shipping_query",
+    "pre_checkout_query",
+    "poll",
+    "poll_answer",
+    "chat_join_request",
+    "message_reaction",
+    "message_reaction_count",
+    "business_message",
+)
 # Telegram sends these only when asked for by name in allowed_updates.
 OPT_IN_UPDATE_KINDS = frozenset({"chat_member", "message_reaction", "message_reaction_count"})
-NOT_MODIFIED = ("Bad Request: message is not modified: specified new message content and reply markup are exactly "
-                "the same as a current content and reply markup of the message")
+NOT_MODIFIED = (
+    "Bad Request: message is not modified: specified new message content and reply markup are exactly "
+    "the same as a current content and reply markup of the message"
+)
 QUERY_INVALID = "Bad Request: query is too old and response timeout expired or query ID is invalid"
 TOKEN_FORMAT = re.compile(r"\d+:[\w-]+")
 COMMAND_FORMAT = re.compile(r"[a-z0-9_]{1,32}")
@@ -196,10 +237,19 @@ def _png_size(content: bytes) -> tuple[int, int] | None:
 
 # A ChatMemberAdministrator's rights as the Bot API lists them (every field is required in its answers).
 ADMINISTRATOR_RIGHTS = {
-    "can_be_edited": False, "is_anonymous": False, "can_manage_chat": True, "can_delete_messages": True,
-    "can_manage_video_chats": False, "can_restrict_members": True, "can_promote_members": False,
-    "can_change_info": True, "can_invite_users": True, "can_post_stories": False, "can_edit_stories": False,
-    "can_delete_stories": False, "can_send_welcome_messages": False,
+    "can_be_edited": False,
+    "is_anonymous": False,
+    "can_manage_chat": True,
+    "can_delete_messages": True,
+    "can_manage_video_chats": False,
+    "can_restrict_members": True,
+    "can_promote_members": False,
+    "can_change_info": True,
+    "can_invite_users": True,
+    "can_post_stories": False,
+    "can_edit_stories": False,
+    "can_delete_stories": False,
+    "can_send_welcome_messages": False,
 }
 
 
@@ -217,8 +267,15 @@ class LocalBotAPIServer:
         strict_chats: bool = False,
     ) -> None:
         self.token = token  # None: any well-formed token is accepted
-        self.bot = {"id": bot_id, "is_bot": True, "first_name": "Perps Signals (local)", "username": bot_username,
-                    "can_join_groups": True, "can_read_all_group_messages": False, "supports_inline_queries": False}
+        self.bot = {
+            "id": bot_id,
+            "is_bot": True,
+            "first_name": "Perps Signals (local)",
+            "username": bot_username,
+            "can_join_groups": True,
+            "can_read_all_group_messages": False,
+            "supports_inline_queries": False,
+        }
         self.check_html = check_html
         self.strict_chats = strict_chats
         self._lock = threading.Lock()
@@ -239,8 +296,17 @@ class LocalBotAPIServer:
         self.files: dict[str, dict[str, Any]] = {}  # file_id → {file_unique_id, file_path, content, …}
         self.commands: list[dict[str, Any]] = []
         self.webhook: dict[str, Any] = {"url": "", "secret_token": ""}
-        self.stats = {"requests": 0, "rate_limited": 0, "violations": 0, "forbidden": 0, "server_errors": 0,
-                      "bad_requests": 0, "parse_errors": 0, "stalled": 0, "conflicts": 0}
+        self.stats = {
+            "requests": 0,
+            "rate_limited": 0,
+            "violations": 0,
+            "forbidden": 0,
+            "server_errors": 0,
+            "bad_requests": 0,
+            "parse_errors": 0,
+            "stalled": 0,
+            "conflicts": 0,
+        }
         self._updates: list[dict[str, Any]] = []
         self._callbacks: set[str] = set()  # callback query ids delivered and not answered yet
         self._next_update_id = 1
@@ -300,12 +366,21 @@ class LocalBotAPIServer:
         for message in self.sent_messages(chat_id):
             text = visible_text(message["text"]) if message["parse_mode"].upper() == "HTML" else message["text"]
             reply = f" (reply to #{message['reply_to_message_id']})" if message["reply_to_message_id"] else ""
-            entries.append((message["at"], f"→ chat {message['chat_id']} #{message['message_id']} "
-                                           f"{message['method']}{reply}:\n{text}"))
+            entries.append(
+                (
+                    message["at"],
+                    f"→ chat {message['chat_id']} #{message['message_id']} {message['method']}{reply}:\n{text}",
+                )
+            )
         if with_received:
             for message in self.received_messages(chat_id):
-                entries.append((message["at"], f"← chat {message['chat_id']} #{message['message_id']} from "
-                                               f"{message['from_user_id']}:\n{message['text']}"))
+                entries.append(
+                    (
+                        message["at"],
+                        f"← chat {message['chat_id']} #{message['message_id']} from "
+                        f"{message['from_user_id']}:\n{message['text']}",
+                    )
+                )
         return [line for _, line in sorted(entries, key=lambda entry: entry[0])]
 
     def calls_of(self, method: str) -> list[dict[str, Any]]:
@@ -374,17 +449,38 @@ class LocalBotAPIServer:
                 if (chat_key, message_id) in self.messages:
                     self.messages[(chat_key, message_id)]["text"] = text
                 continue
-            self.messages[(chat_key, message_id)] = {"text": text, "from_user": True, "deleted": False,
-                                                     "kind": "text", "reply_markup": None, "parse_mode": ""}
-            self.received.append({"update_id": update["update_id"], "chat_id": chat_key, "message_id": message_id,
-                                  "from_user_id": (message.get("from") or {}).get("id"), "text": text,
-                                  "at": time.monotonic()})
+            self.messages[(chat_key, message_id)] = {
+                "text": text,
+                "from_user": True,
+                "deleted": False,
+                "kind": "text",
+                "reply_markup": None,
+                "parse_mode": "",
+            }
+            self.received.append(
+                {
+                    "update_id": update["update_id"],
+                    "chat_id": chat_key,
+                    "message_id": message_id,
+                    "from_user_id": (message.get("from") or {}).get("id"),
+                    "text": text,
+                    "at": time.monotonic(),
+                }
+            )
         callback = update.get("callback_query")
         if isinstance(callback, dict) and callback.get("id"):
             self._callbacks.add(str(callback["id"]))
 
-    def inject_message(self, *, user_id: int, text: str, username: str = "", first_name: str = "Test",
-                       chat_id: int | None = None, chat_type: str = "private") -> int:
+    def inject_message(
+        self,
+        *,
+        user_id: int,
+        text: str,
+        username: str = "",
+        first_name: str = "Test",
+        chat_id: int | None = None,
+        chat_type: str = "private",
+    ) -> int:
         chat: dict[str, Any] = {"id": chat_id if chat_id is not None else user_id, "type": chat_type}
         if chat_type == "private":
             chat.update({"first_name": first_name, "username": username} if username else {"first_name": first_name})
@@ -401,8 +497,9 @@ class LocalBotAPIServer:
             message["entities"] = [{"type": "bot_command", "offset": 0, "length": len(text.split()[0])}]
         return self.inject_update({"message": message})
 
-    def inject_callback(self, *, user_id: int, data: str, message_id: int | None = None, username: str = "",
-                        first_name: str = "Test") -> int:
+    def inject_callback(
+        self, *, user_id: int, data: str, message_id: int | None = None, username: str = "", first_name: str = "Test"
+    ) -> int:
         """A press on an inline button of the bot's message ``message_id`` (default: its latest in this chat)."""
         user = {"id": user_id, "is_bot": False, "first_name": first_name}
         if username:
@@ -422,8 +519,15 @@ class LocalBotAPIServer:
         if state.get("reply_markup"):
             message["reply_markup"] = state["reply_markup"]
         return self.inject_update(
-            {"callback_query": {"id": callback_id, "from": user, "chat_instance": chat_key, "data": data,
-                                "message": message}}
+            {
+                "callback_query": {
+                    "id": callback_id,
+                    "from": user,
+                    "chat_instance": chat_key,
+                    "data": data,
+                    "message": message,
+                }
+            }
         )
 
     def set_chat_admins(self, chat_id: int | str, user_ids: set[int] | list[int]) -> None:
@@ -431,8 +535,16 @@ class LocalBotAPIServer:
         with self._lock:
             self.chat_admins[str(chat_id)] = set(user_ids)
 
-    def inject_bot_membership(self, *, chat_id: int, status: str, by_user_id: int, chat_type: str = "supergroup",
-                              title: str = "Traders", old_status: str = "left") -> int:
+    def inject_bot_membership(
+        self,
+        *,
+        chat_id: int,
+        status: str,
+        by_user_id: int,
+        chat_type: str = "supergroup",
+        title: str = "Traders",
+        old_status: str = "left",
+    ) -> int:
         """``my_chat_member`` as Telegram sends it when a user adds the bot to (status "member"/"administrator") or
         removes it from (status "left"/"kicked") a group or channel."""
         chat = {"id": chat_id, "type": chat_type, "title": title}
@@ -444,21 +556,38 @@ class LocalBotAPIServer:
             member.update(ADMINISTRATOR_RIGHTS)
         elif status == "kicked":
             member["until_date"] = 0
-        return self.inject_update({"my_chat_member": {
-            "chat": chat, "from": {"id": by_user_id, "is_bot": False, "first_name": "Admin"}, "date": int(time.time()),
-            "old_chat_member": {"status": old_status, "user": bot}, "new_chat_member": member}})
+        return self.inject_update(
+            {
+                "my_chat_member": {
+                    "chat": chat,
+                    "from": {"id": by_user_id, "is_bot": False, "first_name": "Admin"},
+                    "date": int(time.time()),
+                    "old_chat_member": {"status": old_status, "user": bot},
+                    "new_chat_member": member,
+                }
+            }
+        )
 
-    def inject_group_callback(self, *, user_id: int, chat_id: int, data: str, message_id: int,
-                              chat_type: str = "supergroup") -> int:
+    def inject_group_callback(
+        self, *, user_id: int, chat_id: int, data: str, message_id: int, chat_type: str = "supergroup"
+    ) -> int:
         """A press on an inline button of the bot's message ``message_id`` in a group."""
         with self._lock:
             callback_id = str(self._next_callback_id)
             self._next_callback_id += 1
             chat = self.chats.get(str(chat_id)) or {"id": chat_id, "type": chat_type, "title": f"group {chat_id}"}
         message = {"message_id": message_id, "chat": chat, "date": int(time.time()), "text": "…", "from": self.bot}
-        return self.inject_update({"callback_query": {
-            "id": callback_id, "from": {"id": user_id, "is_bot": False, "first_name": "Test"},
-            "chat_instance": str(chat_id), "data": data, "message": message}})
+        return self.inject_update(
+            {
+                "callback_query": {
+                    "id": callback_id,
+                    "from": {"id": user_id, "is_bot": False, "first_name": "Test"},
+                    "chat_instance": str(chat_id),
+                    "data": data,
+                    "message": message,
+                }
+            }
+        )
 
     def message_exists(self, chat_id: int | str, message_id: int) -> bool:
         with self._lock:
@@ -475,8 +604,10 @@ class LocalBotAPIServer:
         headers = {"X-Telegram-Bot-Api-Secret-Token": webhook["secret_token"]} if webhook["secret_token"] else {}
         # On failure the update stays queued (Telegram would retry later).
         with contextlib.suppress(Exception):
-            async with (ClientSession(timeout=ClientTimeout(total=30)) as session,
-                        session.post(webhook["url"], json=update, headers=headers) as response):
+            async with (
+                ClientSession(timeout=ClientTimeout(total=30)) as session,
+                session.post(webhook["url"], json=update, headers=headers) as response,
+            ):
                 if response.status == 200:
                     with self._lock:
                         self._updates = [u for u in self._updates if u["update_id"] != update["update_id"]]
@@ -498,8 +629,11 @@ class LocalBotAPIServer:
         body: dict[str, Any] = {"ok": False, "error_code": error.code, "description": error.description}
         if error.parameters:
             body["parameters"] = error.parameters
-        headers = {"Retry-After": str(error.parameters["retry_after"])} if (error.parameters or {}).get(
-            "retry_after") else None
+        headers = (
+            {"Retry-After": str(error.parameters["retry_after"])}
+            if (error.parameters or {}).get("retry_after")
+            else None
+        )
         return web.json_response(body, status=error.code, headers=headers)
 
     async def _not_found(self, request: web.Request) -> web.Response:
@@ -563,8 +697,11 @@ class LocalBotAPIServer:
                 if isinstance(value, str):
                     params[key] = value
                 else:
-                    files[key] = {"filename": value.filename or "file", "content": value.file.read(),
-                                  "mime_type": value.content_type or "application/octet-stream"}
+                    files[key] = {
+                        "filename": value.filename or "file",
+                        "content": value.file.read(),
+                        "mime_type": value.content_type or "application/octet-stream",
+                    }
         # Any other content type: the body is ignored, as Telegram does.
         return params, files
 
@@ -606,8 +743,11 @@ class LocalBotAPIServer:
             if deadline is not None and now < deadline:
                 self.stats["violations"] += 1
                 self.stats["rate_limited"] += 1
-                raise _ApiError(429, f"Too Many Requests: retry after {math.ceil(deadline - now)}",
-                                {"retry_after": math.ceil(deadline - now)})
+                raise _ApiError(
+                    429,
+                    f"Too Many Requests: retry after {math.ceil(deadline - now)}",
+                    {"retry_after": math.ceil(deadline - now)},
+                )
             wait = 0.0
             if self._chat_limit_rate:
                 chat_limit = self._chat_limits.setdefault(chat_id, _Gcra(self._chat_limit_rate, 1))
@@ -653,7 +793,7 @@ class LocalBotAPIServer:
             raise _bad("message text is empty")
         mode = parse_mode.strip().lower()
         if mode not in {"", "html", "markdown", "markdownv2"}:
-            raise _bad(f"unsupported parse_mode \"{parse_mode}\"")
+            raise _bad(f'unsupported parse_mode "{parse_mode}"')
         if mode == "html" and self.check_html:
             error = telegram_html_errors(text)
             if error:
@@ -680,18 +820,21 @@ class LocalBotAPIServer:
             for row in rows:
                 for button in row:
                     if not isinstance(button, dict) or not isinstance(button.get("text"), str):
-                        raise _bad("can't parse inline keyboard button: Field \"text\" must be of type String")
+                        raise _bad('can\'t parse inline keyboard button: Field "text" must be of type String')
                     if not BUTTON_ACTIONS & button.keys():
-                        raise _bad("can't parse inline keyboard button: Text buttons are unallowed in the inline "
-                                   "keyboard")
+                        raise _bad(
+                            "can't parse inline keyboard button: Text buttons are unallowed in the inline keyboard"
+                        )
                     if "callback_data" in button and not 1 <= len(str(button["callback_data"]).encode()) <= 64:
                         raise _bad("BUTTON_DATA_INVALID")
         return markup
 
     def _reply_to(self, params: dict[str, str], chat_key: str) -> int | None:
         """The message this one replies to; a missing one is refused unless allow_sending_without_reply."""
-        reply_to, allow_without = _integer(params.get("reply_to_message_id")), _boolean(
-            params.get("allow_sending_without_reply"))
+        reply_to, allow_without = (
+            _integer(params.get("reply_to_message_id")),
+            _boolean(params.get("allow_sending_without_reply")),
+        )
         if params.get("reply_parameters"):
             reply = _json_argument(params["reply_parameters"], "reply parameters")
             if not isinstance(reply, dict):
@@ -720,10 +863,15 @@ class LocalBotAPIServer:
                 self._next_file += 1
                 extension = upload["filename"].rsplit(".", 1)[-1] if "." in upload["filename"] else "dat"
                 folder = "photos" if kind == "photo" else "documents"
-                stored = {"file_id": f"{kind}-{number}-{int(time.time())}", "file_unique_id": f"u{kind[:1]}{number}",
-                          "file_path": f"{folder}/file_{number}.{extension if kind != 'photo' else 'jpg'}",
-                          "content": upload["content"], "filename": upload["filename"],
-                          "mime_type": upload["mime_type"], "file_size": len(upload["content"])}
+                stored = {
+                    "file_id": f"{kind}-{number}-{int(time.time())}",
+                    "file_unique_id": f"u{kind[:1]}{number}",
+                    "file_path": f"{folder}/file_{number}.{extension if kind != 'photo' else 'jpg'}",
+                    "content": upload["content"],
+                    "filename": upload["filename"],
+                    "mime_type": upload["mime_type"],
+                    "file_size": len(upload["content"]),
+                }
                 self.files[stored["file_id"]] = stored
             return stored
         if not value:
@@ -733,9 +881,16 @@ class LocalBotAPIServer:
         if known is not None:
             return known
         if value.startswith(("http://", "https://")):
-            return {"file_id": f"url-{abs(hash(value))}", "file_unique_id": f"url{abs(hash(value)) % 10**8}",
-                    "file_path": "", "content": None, "filename": value.rsplit("/", 1)[-1] or "file",
-                    "mime_type": "application/octet-stream", "file_size": 0, "url": value}
+            return {
+                "file_id": f"url-{abs(hash(value))}",
+                "file_unique_id": f"url{abs(hash(value)) % 10**8}",
+                "file_path": "",
+                "content": None,
+                "filename": value.rsplit("/", 1)[-1] or "file",
+                "mime_type": "application/octet-stream",
+                "file_size": 0,
+                "url": value,
+            }
         raise _bad("wrong file identifier/HTTP URL specified")
 
     def _message_key(self, params: dict[str, str], what: str) -> tuple[str, int, dict[str, Any]]:
@@ -751,22 +906,43 @@ class LocalBotAPIServer:
         return chat_key, message_id, chat
 
     # --- recording --------------------------------------------------------------------------------------------------
-    def _record(self, method: str, params: dict, chat_id: str, *, reply_markup: dict | None = None,
-                reply_to: int | None = None, kind: str = "text", **extra: Any) -> dict:
+    def _record(
+        self,
+        method: str,
+        params: dict,
+        chat_id: str,
+        *,
+        reply_markup: dict | None = None,
+        reply_to: int | None = None,
+        kind: str = "text",
+        **extra: Any,
+    ) -> dict:
         with self._lock:
             message_id = extra.pop("message_id", None) or self._next_message_id
             if message_id == self._next_message_id:
                 self._next_message_id += 1
-            record = {"method": method, "chat_id": chat_id, "message_id": int(message_id),
-                      "text": extra.pop("text", ""), "parse_mode": str(params.get("parse_mode", "")),
-                      "reply_to_message_id": reply_to, "reply_markup": reply_markup,
-                      "at": time.monotonic(), **extra}
+            record = {
+                "method": method,
+                "chat_id": chat_id,
+                "message_id": int(message_id),
+                "text": extra.pop("text", ""),
+                "parse_mode": str(params.get("parse_mode", "")),
+                "reply_to_message_id": reply_to,
+                "reply_markup": reply_markup,
+                "at": time.monotonic(),
+                **extra,
+            }
             self.sent.append(record)
             if method.startswith("send"):
-                self.messages[(chat_id, int(message_id))] = {"text": record["text"], "from_user": False,
-                                                             "deleted": False, "kind": kind,
-                                                             "reply_markup": reply_markup,
-                                                             "parse_mode": record["parse_mode"], "extra": extra}
+                self.messages[(chat_id, int(message_id))] = {
+                    "text": record["text"],
+                    "from_user": False,
+                    "deleted": False,
+                    "kind": kind,
+                    "reply_markup": reply_markup,
+                    "parse_mode": record["parse_mode"],
+                    "extra": extra,
+                }
             else:
                 state = self.messages[(chat_id, int(message_id))]
                 state.update(text=record["text"], reply_markup=reply_markup, parse_mode=record["parse_mode"])
@@ -775,8 +951,12 @@ class LocalBotAPIServer:
     def _message_result(self, record: dict, chat: dict, *, edited: bool = False) -> dict:
         with self._lock:
             state = dict(self.messages.get((record["chat_id"], record["message_id"])) or {})
-        result: dict[str, Any] = {"message_id": record["message_id"], "date": int(time.time()), "chat": chat,
-                                  "from": self.bot}
+        result: dict[str, Any] = {
+            "message_id": record["message_id"],
+            "date": int(time.time()),
+            "chat": chat,
+            "from": self.bot,
+        }
         if edited:
             result["edit_date"] = int(time.time())
         text = state.get("text", record.get("text", ""))
@@ -787,24 +967,35 @@ class LocalBotAPIServer:
         else:
             stored = (state.get("extra") or {}).get(kind) or {}
             if kind == "photo":
-                result["photo"] = [{"file_id": stored.get("file_id", ""),
-                                    "file_unique_id": stored.get("file_unique_id", ""),
-                                    "file_size": stored.get("size", 0), "width": stored.get("width", 800),
-                                    "height": stored.get("height", 600)}]
+                result["photo"] = [
+                    {
+                        "file_id": stored.get("file_id", ""),
+                        "file_unique_id": stored.get("file_unique_id", ""),
+                        "file_size": stored.get("size", 0),
+                        "width": stored.get("width", 800),
+                        "height": stored.get("height", 600),
+                    }
+                ]
             else:
-                result["document"] = {"file_id": stored.get("file_id", ""),
-                                      "file_unique_id": stored.get("file_unique_id", ""),
-                                      "file_name": stored.get("filename", "file"),
-                                      "mime_type": stored.get("mime_type", "application/octet-stream"),
-                                      "file_size": stored.get("size", 0)}
+                result["document"] = {
+                    "file_id": stored.get("file_id", ""),
+                    "file_unique_id": stored.get("file_unique_id", ""),
+                    "file_name": stored.get("filename", "file"),
+                    "mime_type": stored.get("mime_type", "application/octet-stream"),
+                    "file_size": stored.get("size", 0),
+                }
             if shown:
                 result["caption"] = shown
         if record.get("reply_to_message_id"):
             with self._lock:
                 replied = self.messages.get((record["chat_id"], record["reply_to_message_id"]))
             if replied is not None and not replied["deleted"]:
-                result["reply_to_message"] = {"message_id": record["reply_to_message_id"], "date": int(time.time()),
-                                              "chat": chat, "text": visible_text(replied["text"])}
+                result["reply_to_message"] = {
+                    "message_id": record["reply_to_message_id"],
+                    "date": int(time.time()),
+                    "chat": chat,
+                    "text": visible_text(replied["text"]),
+                }
         if state.get("reply_markup"):
             result["reply_markup"] = state["reply_markup"]
         return result
@@ -837,8 +1028,11 @@ class LocalBotAPIServer:
                 raise _bad("expected an Object of BotCommand")
             name, description = command.get("command"), command.get("description")
             if not isinstance(name, str) or not isinstance(description, str):
-                raise _bad("field \"command\" must be of type String" if not isinstance(name, str)
-                           else "field \"description\" must be of type String")
+                raise _bad(
+                    'field "command" must be of type String'
+                    if not isinstance(name, str)
+                    else 'field "description" must be of type String'
+                )
             if not COMMAND_FORMAT.fullmatch(name.removeprefix("/")):
                 raise _bad("BOT_COMMAND_INVALID")
             if not 1 <= len(description.strip()) <= 256:
@@ -866,8 +1060,9 @@ class LocalBotAPIServer:
             raise _bad("secret token contains unallowed characters")
         if url and not url.startswith(("http://", "https://")):
             raise _bad("bad webhook: An HTTPS URL must be provided for webhook")
-        allowed = _json_argument(params["allowed_updates"], "allowed updates") if params.get("allowed_updates") \
-            else None
+        allowed = (
+            _json_argument(params["allowed_updates"], "allowed updates") if params.get("allowed_updates") else None
+        )
         with self._lock:
             self.webhook = {"url": url, "secret_token": secret if url else "", "allowed_updates": allowed}
             self.calls.append({"method": "setWebhook", "url": url, "at": time.monotonic()})
@@ -885,8 +1080,11 @@ class LocalBotAPIServer:
     async def _api_getwebhookinfo(self, params: dict, files: dict) -> dict:
         with self._lock:
             self.calls.append({"method": "getWebhookInfo", "at": time.monotonic()})
-            info: dict[str, Any] = {"url": self.webhook["url"], "has_custom_certificate": False,
-                                    "pending_update_count": len(self._updates)}
+            info: dict[str, Any] = {
+                "url": self.webhook["url"],
+                "has_custom_certificate": False,
+                "pending_update_count": len(self._updates),
+            }
             if self.webhook["url"]:
                 info["max_connections"] = 40
                 if self.webhook.get("allowed_updates"):
@@ -896,8 +1094,11 @@ class LocalBotAPIServer:
     async def _api_getupdates(self, params: dict, files: dict) -> list[dict]:
         with self._lock:
             if self.webhook["url"]:
-                raise _ApiError(409, "Conflict: can't use getUpdates method while webhook is active; "
-                                     "use deleteWebhook to delete the webhook first")
+                raise _ApiError(
+                    409,
+                    "Conflict: can't use getUpdates method while webhook is active; "
+                    "use deleteWebhook to delete the webhook first",
+                )
             self._poll_generation += 1
             generation = self._poll_generation
             stall = self._stall_next.pop(0) if self._stall_next else 0.0
@@ -917,23 +1118,30 @@ class LocalBotAPIServer:
             allowed = _json_argument(params["allowed_updates"], "allowed updates")
             if not isinstance(allowed, list):
                 raise _bad("expected an Array of String as allowed_updates")
-        wanted = {kind for kind in allowed if isinstance(kind, str)} if allowed else \
-            set(UPDATE_KINDS) - OPT_IN_UPDATE_KINDS
+        wanted = (
+            {kind for kind in allowed if isinstance(kind, str)} if allowed else set(UPDATE_KINDS) - OPT_IN_UPDATE_KINDS
+        )
         deadline = time.monotonic() + timeout
         while True:
             with self._lock:
                 if self.webhook["url"]:
                     raise _ApiError(409, "Conflict: terminated by setWebhook request")
                 if self._poll_generation != generation:
-                    raise _ApiError(409, "Conflict: terminated by other getUpdates request; make sure that only one "
-                                         "bot instance is running")
+                    raise _ApiError(
+                        409,
+                        "Conflict: terminated by other getUpdates request; make sure that only one "
+                        "bot instance is running",
+                    )
                 if offset < 0:
                     self._updates = self._updates[offset:]
                 elif offset:
                     self._updates = [u for u in self._updates if u["update_id"] >= offset]
                 # Updates of kinds not asked for are never delivered (Telegram does not even create them).
-                self._updates = [u for u in self._updates if any(kind in u for kind in wanted)
-                                 or not any(kind in u for kind in UPDATE_KINDS)]
+                self._updates = [
+                    u
+                    for u in self._updates
+                    if any(kind in u for kind in wanted) or not any(kind in u for kind in UPDATE_KINDS)
+                ]
                 ready = self._updates[:limit]
                 if ready or time.monotonic() >= deadline or self._stopping:
                     return [dict(u) for u in ready]
@@ -961,11 +1169,18 @@ class LocalBotAPIServer:
         markup = self._reply_markup(params.get("reply_markup"))
         reply_to = self._reply_to(params, chat_key)
         width, height = _png_size(stored["content"] or b"") or (800, 600)
-        summary = {"filename": stored["filename"], "size": stored["file_size"], "file_id": stored["file_id"],
-                   "file_unique_id": stored["file_unique_id"], "mime_type": stored["mime_type"], "width": width,
-                   "height": height}
-        record = self._record(method, params, chat_key, text=caption, reply_markup=markup, reply_to=reply_to,
-                              kind=kind, **{kind: summary})
+        summary = {
+            "filename": stored["filename"],
+            "size": stored["file_size"],
+            "file_id": stored["file_id"],
+            "file_unique_id": stored["file_unique_id"],
+            "mime_type": stored["mime_type"],
+            "width": width,
+            "height": height,
+        }
+        record = self._record(
+            method, params, chat_key, text=caption, reply_markup=markup, reply_to=reply_to, kind=kind, **{kind: summary}
+        )
         return self._message_result(record, chat)
 
     async def _api_sendphoto(self, params: dict, files: dict) -> dict:
@@ -982,8 +1197,9 @@ class LocalBotAPIServer:
         with self._lock:
             if chat_key in self.blocked_chats:
                 raise _ApiError(403, "Forbidden: bot was blocked by the user")
-            self.calls.append({"method": "sendChatAction", "chat_id": chat_key, "action": action,
-                               "at": time.monotonic()})
+            self.calls.append(
+                {"method": "sendChatAction", "chat_id": chat_key, "action": action, "at": time.monotonic()}
+            )
         return True
 
     def _editable(self, chat_key: str, message_id: int) -> dict[str, Any]:
@@ -1005,8 +1221,9 @@ class LocalBotAPIServer:
             raise _bad("there is no text in the message to edit")
         if message["text"] == text and message["reply_markup"] == markup:
             raise _ApiError(400, NOT_MODIFIED)
-        record = self._record("editMessageText", params, chat_key, text=text, message_id=message_id,
-                              reply_markup=markup)
+        record = self._record(
+            "editMessageText", params, chat_key, text=text, message_id=message_id, reply_markup=markup
+        )
         return self._message_result(record, chat, edited=True)
 
     async def _api_editmessagecaption(self, params: dict, files: dict) -> dict:
@@ -1019,8 +1236,9 @@ class LocalBotAPIServer:
             raise _bad("there is no caption in the message to edit")
         if message["text"] == caption and message["reply_markup"] == markup:
             raise _ApiError(400, NOT_MODIFIED)
-        record = self._record("editMessageCaption", params, chat_key, text=caption, message_id=message_id,
-                              reply_markup=markup)
+        record = self._record(
+            "editMessageCaption", params, chat_key, text=caption, message_id=message_id, reply_markup=markup
+        )
         return self._message_result(record, chat, edited=True)
 
     async def _api_editmessagereplymarkup(self, params: dict, files: dict) -> dict:
@@ -1030,8 +1248,9 @@ class LocalBotAPIServer:
         if message["reply_markup"] == markup:
             raise _ApiError(400, NOT_MODIFIED)
         params = {**params, "parse_mode": message["parse_mode"]}
-        record = self._record("editMessageReplyMarkup", params, chat_key, text=message["text"],
-                              message_id=message_id, reply_markup=markup)
+        record = self._record(
+            "editMessageReplyMarkup", params, chat_key, text=message["text"], message_id=message_id, reply_markup=markup
+        )
         return self._message_result(record, chat, edited=True)
 
     async def _api_deletemessage(self, params: dict, files: dict) -> bool:
@@ -1044,8 +1263,15 @@ class LocalBotAPIServer:
             if not message or message["deleted"]:
                 raise _bad("message to delete not found")
             message["deleted"] = True
-            self.calls.append({"method": "deleteMessage", "chat_id": chat_key, "message_id": message_id,
-                               "from_user": message["from_user"], "at": time.monotonic()})
+            self.calls.append(
+                {
+                    "method": "deleteMessage",
+                    "chat_id": chat_key,
+                    "message_id": message_id,
+                    "from_user": message["from_user"],
+                    "at": time.monotonic(),
+                }
+            )
         return True
 
     async def _api_getchatmember(self, params: dict, files: dict) -> dict:
@@ -1069,8 +1295,15 @@ class LocalBotAPIServer:
             if callback_id not in self._callbacks:
                 raise _ApiError(400, QUERY_INVALID)
             self._callbacks.discard(callback_id)
-            self.calls.append({"method": "answerCallbackQuery", "callback_query_id": callback_id, "text": text,
-                               "show_alert": _boolean(params.get("show_alert")), "at": time.monotonic()})
+            self.calls.append(
+                {
+                    "method": "answerCallbackQuery",
+                    "callback_query_id": callback_id,
+                    "text": text,
+                    "show_alert": _boolean(params.get("show_alert")),
+                    "at": time.monotonic(),
+                }
+            )
         return True
 
     async def _api_getfile(self, params: dict, files: dict) -> dict:
@@ -1079,8 +1312,12 @@ class LocalBotAPIServer:
             stored = self.files.get(file_id)
         if stored is None:
             raise _bad("invalid file_id")
-        return {"file_id": stored["file_id"], "file_unique_id": stored["file_unique_id"],
-                "file_size": stored["file_size"], "file_path": stored["file_path"]}
+        return {
+            "file_id": stored["file_id"],
+            "file_unique_id": stored["file_unique_id"],
+            "file_size": stored["file_size"],
+            "file_path": stored["file_path"],
+        }
 
     # --- running --------------------------------------------------------------------------------------------------
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:

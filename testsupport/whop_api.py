@@ -39,76 +39,144 @@ def _iso(moment: datetime) -> str:
 
 
 def _envelope(event_type: str, data: dict[str, Any], at: datetime) -> dict[str, Any]:
-    return {"id": f"msg_{uuid.uuid4().hex[:24]}", "api_version": "v1", "timestamp": _iso(at), "type": event_type,
-            "data": data, "company_id": COMPANY_ID}
+    return {
+        "id": f"msg_{uuid.uuid4().hex[:24]}",
+        "api_version": "v1",
+        "timestamp": _iso(at),
+        "type": event_type,
+        "data": data,
+        "company_id": COMPANY_ID,
+    }
 
 
-def membership_payload(*, event_type: str = "membership.went_valid", membership_id: str, plan_id: str,
-                       metadata: dict[str, Any] | None = None, period_start: datetime | None = None,
-                       period_end: datetime | None = None, status: str = "active",
-                       at: datetime | None = None) -> dict[str, Any]:
+def membership_payload(
+    *,
+    event_type: str = "membership.went_valid",
+    membership_id: str,
+    plan_id: str,
+    metadata: dict[str, Any] | None = None,
+    period_start: datetime | None = None,
+    period_end: datetime | None = None,
+    status: str = "active",
+    at: datetime | None = None,
+) -> dict[str, Any]:
     at = at or datetime.now(UTC)
     period_start = period_start or at
     data = {
-        "id": membership_id, "status": status, "created_at": _iso(period_start), "joined_at": _iso(period_start),
-        "updated_at": _iso(at), "manage_url": f"https://whop.com/billing/manage/{membership_id}",
-        "member": {"id": "mber_" + membership_id[4:]}, "user": {"id": "user_" + membership_id[4:], "username": "buyer",
-                                                                 "name": "Buyer", "email": "buyer@example.com"},
+        "id": membership_id,
+        "status": status,
+        "created_at": _iso(period_start),
+        "joined_at": _iso(period_start),
+        "updated_at": _iso(at),
+        "manage_url": f"https://whop.com/billing/manage/{membership_id}",
+        "member": {"id": "mber_" + membership_id[4:]},
+        "user": {"id": "user_" + membership_id[4:], "username": "buyer", "name": "Buyer", "email": "buyer@example.com"},
         "renewal_period_start": _iso(period_start),
         "renewal_period_end": _iso(period_end) if period_end else None,
-        "cancel_at_period_end": False, "canceled_at": None, "currency": "usd",
-        "company": {"id": COMPANY_ID, "title": "Perps Signals"}, "plan": {"id": plan_id},
-        "product": {"id": "prod_PerpsSignals", "title": "Perps Signals"}, "promo_code": None,
-        "license_key": None, "metadata": metadata or {}, "payment_collection_paused": False,
+        "cancel_at_period_end": False,
+        "canceled_at": None,
+        "currency": "usd",
+        "company": {"id": COMPANY_ID, "title": "Perps Signals"},
+        "plan": {"id": plan_id},
+        "product": {"id": "prod_PerpsSignals", "title": "Perps Signals"},
+        "promo_code": None,
+        "license_key": None,
+        "metadata": metadata or {},
+        "payment_collection_paused": False,
     }
     return _envelope(event_type, data, at)
 
 
-def payment_payload(*, payment_id: str, membership_id: str, plan_id: str, total: float | str,
-                    paid_at: datetime | None = None, metadata: dict[str, Any] | None = None,
-                    event_type: str = "payment.succeeded") -> dict[str, Any]:
+def payment_payload(
+    *,
+    payment_id: str,
+    membership_id: str,
+    plan_id: str,
+    total: float | str,
+    paid_at: datetime | None = None,
+    metadata: dict[str, Any] | None = None,
+    event_type: str = "payment.succeeded",
+) -> dict[str, Any]:
     paid_at = paid_at or datetime.now(UTC)
     data = {
-        "id": payment_id, "status": "paid", "substatus": "succeeded", "refundable": True, "retryable": False,
-        "voidable": False, "created_at": _iso(paid_at), "paid_at": _iso(paid_at), "refunded_at": None,
-        "plan": {"id": plan_id}, "product": {"id": "prod_PerpsSignals", "title": "Perps Signals"},
+        "id": payment_id,
+        "status": "paid",
+        "substatus": "succeeded",
+        "refundable": True,
+        "retryable": False,
+        "voidable": False,
+        "created_at": _iso(paid_at),
+        "paid_at": _iso(paid_at),
+        "refunded_at": None,
+        "plan": {"id": plan_id},
+        "product": {"id": "prod_PerpsSignals", "title": "Perps Signals"},
         "user": {"id": "user_" + membership_id[4:], "name": "Buyer", "username": "buyer"},
-        "membership": {"id": membership_id, "status": "active"}, "currency": "usd",
-        "total": total, "subtotal": total, "usd_total": total, "billing_reason": "subscription_create",
+        "membership": {"id": membership_id, "status": "active"},
+        "currency": "usd",
+        "total": total,
+        "subtotal": total,
+        "usd_total": total,
+        "billing_reason": "subscription_create",
         "metadata": metadata or {},
     }
     return _envelope(event_type, data, paid_at)
 
 
-def refund_payload(*, payment_id: str, membership_id: str, amount: float | str,
-                   at: datetime | None = None) -> dict[str, Any]:
+def refund_payload(
+    *, payment_id: str, membership_id: str, amount: float | str, at: datetime | None = None
+) -> dict[str, Any]:
     at = at or datetime.now(UTC)
-    data = {"id": f"rf_{uuid.uuid4().hex[:15]}", "amount": amount, "currency": "usd", "status": "succeeded",
-            "created_at": _iso(at), "provider": "stripe",
-            "payment": {"id": payment_id, "total": amount, "currency": "usd", "paid_at": _iso(at),
-                        "membership": {"id": membership_id, "status": "canceled"}}}
+    data = {
+        "id": f"rf_{uuid.uuid4().hex[:15]}",
+        "amount": amount,
+        "currency": "usd",
+        "status": "succeeded",
+        "created_at": _iso(at),
+        "provider": "stripe",
+        "payment": {
+            "id": payment_id,
+            "total": amount,
+            "currency": "usd",
+            "paid_at": _iso(at),
+            "membership": {"id": membership_id, "status": "canceled"},
+        },
+    }
     return _envelope("refund.created", data, at)
 
 
 Signer = Callable[[str, int, bytes], str]  # (msg_id, unix timestamp, body) -> "v1,<base64>"
 
 
-def delivery(payload: dict[str, Any], *, secret: str, msg_id: str | None = None, timestamp: int | None = None,
-             sign: Signer | None = None) -> tuple[bytes, dict[str, str]]:
+def delivery(
+    payload: dict[str, Any],
+    *,
+    secret: str,
+    msg_id: str | None = None,
+    timestamp: int | None = None,
+    sign: Signer | None = None,
+) -> tuple[bytes, dict[str, str]]:
     """The body and the Standard Webhooks headers Whop sends for ``payload`` (the same ``msg_id`` on a retry)."""
     body = json.dumps(payload).encode()
     msg_id = msg_id or payload.get("id") or f"msg_{uuid.uuid4().hex[:24]}"
     timestamp = int(datetime.now(UTC).timestamp()) if timestamp is None else timestamp
-    signature = (sign(msg_id, timestamp, body) if sign else
-                 standard_webhooks_sign(secret=secret, msg_id=msg_id, timestamp=timestamp, body=body))
+    signature = (
+        sign(msg_id, timestamp, body)
+        if sign
+        else standard_webhooks_sign(secret=secret, msg_id=msg_id, timestamp=timestamp, body=body)
+    )
     return body, {"webhook-id": msg_id, "webhook-timestamp": str(timestamp), "webhook-signature": signature}
 
 
 class WhopFakeServer:
     """Whop's checkout endpoint on 127.0.0.1, remembering every checkout it created."""
 
-    def __init__(self, *, api_key: str = "whop-test-key", plans: dict[str, int] | None = None,
-                 prices: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        api_key: str = "whop-test-key",
+        plans: dict[str, int] | None = None,
+        prices: dict[str, str] | None = None,
+    ) -> None:
         self.api_key = api_key
         self.plans = dict(plans or {"plan_pro": 30})  # Whop plan id -> billing period in days
         self.prices = dict(prices or {})  # Whop plan id -> price text (default "29.00")
@@ -179,10 +247,21 @@ class WhopFakeServer:
         with self._lock:
             checkout_id = f"ch_{next(self._ids):015d}"
             checkout = {
-                "id": checkout_id, "company_id": COMPANY_ID, "mode": "payment", "currency": "usd",
-                "plan": {"id": plan_id, "visibility": "visible", "plan_type": "renewal", "release_method": "buy_now",
-                         "currency": "usd", "billing_period": self.plans[plan_id]},
-                "affiliate_code": None, "metadata": metadata, "redirect_url": body.get("redirect_url"),
+                "id": checkout_id,
+                "company_id": COMPANY_ID,
+                "mode": "payment",
+                "currency": "usd",
+                "plan": {
+                    "id": plan_id,
+                    "visibility": "visible",
+                    "plan_type": "renewal",
+                    "release_method": "buy_now",
+                    "currency": "usd",
+                    "billing_period": self.plans[plan_id],
+                },
+                "affiliate_code": None,
+                "metadata": metadata,
+                "redirect_url": body.get("redirect_url"),
                 "purchase_url": f"{self.url}/checkout/{plan_id}?session={checkout_id}",
             }
             self.checkouts[checkout_id] = checkout
@@ -200,8 +279,19 @@ class WhopFakeServer:
         membership_id = f"mem_{checkout_id[3:]}"
         period_end = at + timedelta(days=self.plans[plan_id])
         return [
-            membership_payload(membership_id=membership_id, plan_id=plan_id, metadata=checkout["metadata"],
-                               period_start=at, period_end=period_end, at=at),
-            payment_payload(payment_id=f"pay_{checkout_id[3:]}", membership_id=membership_id, plan_id=plan_id,
-                            total=float(self.prices.get(plan_id, "29.00")), paid_at=at),
+            membership_payload(
+                membership_id=membership_id,
+                plan_id=plan_id,
+                metadata=checkout["metadata"],
+                period_start=at,
+                period_end=period_end,
+                at=at,
+            ),
+            payment_payload(
+                payment_id=f"pay_{checkout_id[3:]}",
+                membership_id=membership_id,
+                plan_id=plan_id,
+                total=float(self.prices.get(plan_id, "29.00")),
+                paid_at=at,
+            ),
         ]

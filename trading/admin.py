@@ -21,14 +21,25 @@ def _user_cell(user) -> str:
     name = str(user)
     if len(name) <= SHORT_NAME:
         return name
-    return format_html('<span title="{}">{}…</span>', name, name[:SHORT_NAME - 1])
+    return format_html('<span title="{}">{}…</span>', name, name[: SHORT_NAME - 1])
 
 
 class OrderInline(admin.TabularInline):
     model = Order
     extra = 0
     can_delete = False
-    fields = ("client_order_id", "leg", "type", "side", "quantity", "price", "trigger_price", "state", "filled_quantity", "average_price")
+    fields = (
+        "client_order_id",
+        "leg",
+        "type",
+        "side",
+        "quantity",
+        "price",
+        "trigger_price",
+        "state",
+        "filled_quantity",
+        "average_price",
+    )
     readonly_fields = fields
 
 
@@ -36,8 +47,18 @@ class OrderInline(admin.TabularInline):
 class PositionAdmin(admin.ModelAdmin):
     # Prices and quantities at the market's precision, money in cents, net PnL after fees and funding; exchange and
     # close reason are filters: the list fits a 1280 px screen (web/tests/test_admin_layout_browser.py).
-    list_display = ("id", "user_text", "symbol_text", "side_text", "status", "quantity_text", "entry_text", "stop_text",
-                    "net_pnl_text", "opened")
+    list_display = (
+        "id",
+        "user_text",
+        "symbol_text",
+        "side_text",
+        "status",
+        "quantity_text",
+        "entry_text",
+        "stop_text",
+        "net_pnl_text",
+        "opened",
+    )
     list_filter = ("mode", "status", "side", "exchange", "close_reason")
     search_fields = ("user__username", "user__telegram_id", "symbol__symbol")
     date_hierarchy = "created_at"
@@ -79,8 +100,18 @@ class PositionAdmin(admin.ModelAdmin):
 
 @admin.register(Order)
 class OrderAdmin(admin.ModelAdmin):
-    list_display = ("client_order_id", "symbol", "leg_text", "side", "quantity_text", "price_text",
-                    "trigger_price_text", "state", "filled_text", "created")
+    list_display = (
+        "client_order_id",
+        "symbol",
+        "leg_text",
+        "side",
+        "quantity_text",
+        "price_text",
+        "trigger_price_text",
+        "state",
+        "filled_text",
+        "created",
+    )
     list_filter = ("state", "leg", "type", "exchange", "reduce_only")
     search_fields = ("client_order_id", "exchange_order_id")
     date_hierarchy = "created_at"
@@ -117,7 +148,16 @@ class OrderAdmin(admin.ModelAdmin):
 
 @admin.register(Fill)
 class FillAdmin(admin.ModelAdmin):
-    list_display = ("order", "trade_id", "price_text", "quantity_text", "fee_text", "liquidity", "pnl_text", "filled_at")
+    list_display = (
+        "order",
+        "trade_id",
+        "price_text",
+        "quantity_text",
+        "fee_text",
+        "liquidity",
+        "pnl_text",
+        "filled_at",
+    )
     list_filter = ("liquidity",)
     search_fields = ("trade_id", "order__client_order_id")
     date_hierarchy = "filled_at"

@@ -39,32 +39,43 @@ class ConnectOutcome:
     warnings: list[str] = field(default_factory=list)  # written for the trader
 
 
-def exchange_connect(*, user: TelegramUser, exchange: str, api_key: str, secret: str, passphrase: str = "") -> ExchangeCredential:
+def exchange_connect(
+    *, user: TelegramUser, exchange: str, api_key: str, secret: str, passphrase: str = ""
+) -> ExchangeCredential:
     """Verify and store the keys (``exchange_connect_verified``); returns the stored credential."""
-    return exchange_connect_verified(user=user, exchange=exchange, api_key=api_key, secret=secret,
-                                     passphrase=passphrase).credential
+    return exchange_connect_verified(
+        user=user, exchange=exchange, api_key=api_key, secret=secret, passphrase=passphrase
+    ).credential
 
 
-def exchange_connect_verified(*, user: TelegramUser, exchange: str, api_key: str, secret: str,
-                              passphrase: str = "") -> ConnectOutcome:
+def exchange_connect_verified(
+    *, user: TelegramUser, exchange: str, api_key: str, secret: str, passphrase: str = ""
+) -> ConnectOutcome:
     """Verify the keys against the exchange, then store them; raises ``ExchangeConnectError`` (what to fix, in
     plain words) and stores nothing when they cannot be used."""
     exchange = (exchange or "").strip().lower()
     api_key, secret, passphrase = (api_key or "").strip(), (secret or "").strip(), (passphrase or "").strip()
     labels = dict(Exchange.choices)
     if exchange not in labels:
-        raise ExchangeConnectError(f"Unsupported exchange. Choose one of: {', '.join(labels.values())}.", reason="unsupported")
+        raise ExchangeConnectError(
+            f"Unsupported exchange. Choose one of: {', '.join(labels.values())}.", reason="unsupported"
+        )
     label = labels[exchange]
     if not api_key or not secret:
         raise ExchangeConnectError("Please send both the API key and the secret.", reason="missing")
     if exchange in NEEDS_PASSPHRASE and not passphrase:
         raise ExchangeConnectError(f"{label} API keys come with a passphrase: please send it too.", reason="missing")
-    client = exchange_client_build(exchange=exchange, api_key=api_key, secret=secret, passphrase=passphrase, user_id=user.pk)
+    client = exchange_client_build(
+        exchange=exchange, api_key=api_key, secret=secret, passphrase=passphrase, user_id=user.pk
+    )
     try:
         with SyncExchangeClient(client) as sync_client:
-            balance = retry_call(lambda: sync_client.fetch_balance("USDT"), attempts=2, base=0.5, description=f"{exchange} balance check")
-            permissions = retry_call(sync_client.key_permissions, attempts=2, base=0.5,
-                                     description=f"{exchange} key permissions")
+            balance = retry_call(
+                lambda: sync_client.fetch_balance("USDT"), attempts=2, base=0.5, description=f"{exchange} balance check"
+            )
+            permissions = retry_call(
+                sync_client.key_permissions, attempts=2, base=0.5, description=f"{exchange} key permissions"
+            )
     except AuthenticationFailed:
         logger.info("user %s: %s rejected the keys ending %s", user.pk, exchange, api_key[-4:])
         raise ExchangeConnectError(
@@ -75,10 +86,14 @@ def exchange_connect_verified(*, user: TelegramUser, exchange: str, api_key: str
         ) from None
     except RetryableExchangeError:
         logger.info("user %s: %s unreachable during connect", user.pk, exchange)
-        raise ExchangeConnectError(f"{label} could not be reached right now. Please try again in a minute.", reason="network") from None
+        raise ExchangeConnectError(
+            f"{label} could not be reached right now. Please try again in a minute.", reason="network"
+        ) from None
     except ExchangeError:
         logger.info("user %s: %s refused the balance check", user.pk, exchange)
-        raise ExchangeConnectError(f"{label} did not accept the balance check with these keys. Please verify them.", reason="refused") from None
+        raise ExchangeConnectError(
+            f"{label} did not accept the balance check with these keys. Please verify them.", reason="refused"
+        ) from None
     warnings = []
     if permissions is not None and not permissions.trade:
         logger.info("user %s: %s key ending %s has no trade permission", user.pk, exchange, api_key[-4:])
@@ -88,12 +103,18 @@ def exchange_connect_verified(*, user: TelegramUser, exchange: str, api_key: str
             reason="no_trade_permission",
         )
     if permissions is not None and permissions.withdraw:
-        warnings.append(f"This key can also withdraw funds. I never withdraw, but a leaked key could: on {label}, "
-                        "untick Withdraw for this key (or make a new one without it).")
+        warnings.append(
+            f"This key can also withdraw funds. I never withdraw, but a leaked key could: on {label}, "
+            "untick Withdraw for this key (or make a new one without it)."
+        )
     if exchange == "mexc":
-        warnings.append(f"{MEXC_RESTRICTED}. If MEXC refuses my first order, I will tell you and switch "
-                        "auto-trading off; your balance and positions can still be read.")
-    credential = exchange_credential_create(user=user, exchange=exchange, secrets=ApiSecrets(api_key=api_key, secret=secret, passphrase=passphrase))
+        warnings.append(
+            f"{MEXC_RESTRICTED}. If MEXC refuses my first order, I will tell you and switch "
+            "auto-trading off; your balance and positions can still be read."
+        )
+    credential = exchange_credential_create(
+        user=user, exchange=exchange, secrets=ApiSecrets(api_key=api_key, secret=secret, passphrase=passphrase)
+    )
     logger.info("user %s connected %s (key …%s, %s USDT free)", user.pk, exchange, credential.last4, balance.free)
     return ConnectOutcome(credential=credential, free_balance=balance.free, warnings=warnings)
 

@@ -18,8 +18,9 @@ class RefusalWords:
     advice: str  # what to do, one or two sentences
 
 
-MEXC_RESTRICTED = ("MEXC does not let ordinary accounts place futures orders through its API (it keeps that closed "
-                   "to most users)")
+MEXC_RESTRICTED = (
+    "MEXC does not let ordinary accounts place futures orders through its API (it keeps that closed to most users)"
+)
 
 
 def exchange_label(exchange: str) -> str:
@@ -33,18 +34,22 @@ def refusal_words(error: ExchangeError, *, exchange: str) -> RefusalWords:
             f"{label} refuses futures orders from your API key",
             f"{MEXC_RESTRICTED if label == 'MEXC' else label + ' does not accept futures orders from these keys'}. "
             "Your keys still read your balance, but I cannot trade with them: connect another exchange with "
-            "/connect, or ask the exchange's support to enable futures trading through the API for your account.")
+            "/connect, or ask the exchange's support to enable futures trading through the API for your account.",
+        )
     if isinstance(error, AuthenticationFailed):
         return RefusalWords(
             f"{label} refused your API key",
             "The key may have been deleted or expired, lack the trade permission, or your IP whitelist does not "
             "include this service. Make a new key with read and trade rights (no withdrawals), send /connect, then "
-            "/autotrade on.")
+            "/autotrade on.",
+        )
     if isinstance(error, InsufficientBalance):
         return RefusalWords(
             f"{label}: not enough margin for the order",
-            "Add funds to your futures account or lower your position size in /settings, then /autotrade on.")
+            "Add funds to your futures account or lower your position size in /settings, then /autotrade on.",
+        )
     return RefusalWords(
         f"{label} refused an order",
         "Check your exchange account and API keys, then switch auto-trading on again with /autotrade on (or on the "
-        "settings page of the web dashboard).")
+        "settings page of the web dashboard).",
+    )

@@ -102,7 +102,11 @@ def _risk_check_after_closing(
     now = executor.now() if executor is not None and hasattr(executor, "now") else market_now()
     with transaction.atomic():
         # FOR NO KEY UPDATE, as position_prepare: never blocks the foreign-key checks of other transactions (deadlock)
-        locked = TelegramUser.objects.select_for_update(of=("self",), no_key=True).select_related("preferences").get(pk=user.pk)
+        locked = (
+            TelegramUser.objects.select_for_update(of=("self",), no_key=True)
+            .select_related("preferences")
+            .get(pk=user.pk)
+        )
         equity = peak = None
         if new_mode == TradingMode.PAPER:
             from trading.models import PaperAccount

@@ -86,19 +86,22 @@ def execution_intents_fan_out(*, signal_id: int, now: datetime | None = None) ->
         user_ids = list(intent_candidates().order_by("pk").values_list("pk", flat=True))
         ExecutionIntent.objects.bulk_create(
             [ExecutionIntent(signal_id=signal_id, user_id=user_id, created_at=now, due_at=due) for user_id in user_ids],
-            ignore_conflicts=True, batch_size=1000,
+            ignore_conflicts=True,
+            batch_size=1000,
         )
         signal_fanout_record(signal_id=signal_id, consumer=FANOUT_CONSUMER)
         pending = list(
-            ExecutionIntent.objects.filter(signal_id=signal_id, outcome=Outcome.PENDING).order_by("pk")
+            ExecutionIntent.objects.filter(signal_id=signal_id, outcome=Outcome.PENDING)
+            .order_by("pk")
             .values_list("pk", flat=True)
         )
     logger.info("signal %s fanned out to %d user(s); %d pending", signal_id, len(user_ids), len(pending))
     return pending
 
 
-def _decide(intent: ExecutionIntent, outcome: str, *, reason: str = "", detail: str = "",
-            position: Position | None = None) -> ExecutionIntent:
+def _decide(
+    intent: ExecutionIntent, outcome: str, *, reason: str = "", detail: str = "", position: Position | None = None
+) -> ExecutionIntent:
     """Write the outcome once (a concurrent execution of the same intent found the same state; the first write wins)."""
     ExecutionIntent.objects.filter(pk=intent.pk, outcome=Outcome.PENDING).update(
         outcome=outcome, reason=reason[:16], detail=detail[:300], position=position, decided_at=timezone.now()
@@ -110,11 +113,19 @@ def _decide(intent: ExecutionIntent, outcome: str, *, reason: str = "", detail: 
 def _outcome_of(intent: ExecutionIntent, result: Position | TradeRefusal | None) -> ExecutionIntent:
     if isinstance(result, Position):
         if result.status == Position.Status.FAILED:
-            return _decide(intent, Outcome.FAILED, reason=TradeRefusal.Reason.EXECUTION,
-                           detail="the entry order failed", position=result)
+            return _decide(
+                intent,
+                Outcome.FAILED,
+                reason=TradeRefusal.Reason.EXECUTION,
+                detail="the entry order failed",
+                position=result,
+            )
         return _decide(intent, Outcome.OPENED, position=result)
-    refusal = result if isinstance(result, TradeRefusal) else TradeRefusal.objects.filter(
-        user_id=intent.user_id, signal_id=intent.signal_id).first()
+    refusal = (
+        result
+        if isinstance(result, TradeRefusal)
+        else TradeRefusal.objects.filter(user_id=intent.user_id, signal_id=intent.signal_id).first()
+    )
     if refusal is not None:
         return _decide(intent, Outcome.REFUSED, reason=refusal.reason, detail=refusal.detail)
     return _decide(intent, Outcome.SKIPPED, reason="none", detail="nothing to execute")
@@ -133,16 +144,26 @@ def execution_intent_execute(*, intent_id: int, executor_factory=None) -> Intent
         executor = (executor_factory or executor_for)(user=user, mode=trading_mode_for_user(user=user))
         now = executor.now() if hasattr(executor, "now") else market_now()  # the replay clock in replay mode
         if not services.signal_is_tradeable(signal=signal, now=now):
-            return IntentRun(_decide(intent, Outcome.SKIPPED, reason=TradeRefusal.Reason.SIGNAL_CLOSED,
-                                     detail="the signal was no longer open"))
-        flipped = signal.source == FLOW_SOURCE and position_flip_if_opposed(
-            user=user, signal=signal, executor=executor) is not None
+            return IntentRun(
+                _decide(
+                    intent,
+                    Outcome.SKIPPED,
+                    reason=TradeRefusal.Reason.SIGNAL_CLOSED,
+                    detail="the signal was no longer open",
+                )
+            )
+        flipped = (
+            signal.source == FLOW_SOURCE
+            and position_flip_if_opposed(user=user, signal=signal, executor=executor) is not None
+        )
         result = services.signal_execute_for_user(user=user, signal=signal, executor=executor)
     except RETRYABLE:
         raise
     except Exception as exc:
         logger.exception("signal %s for user %s: execution failed", signal.pk, user.pk)
-        return IntentRun(_decide(intent, Outcome.FAILED, reason=TradeRefusal.Reason.EXECUTION, detail=type(exc).__name__))
+        return IntentRun(
+            _decide(intent, Outcome.FAILED, reason=TradeRefusal.Reason.EXECUTION, detail=type(exc).__name__)
+        )
     return IntentRun(_outcome_of(intent, result), flipped=flipped)
 
 
@@ -153,7 +174,8 @@ def execution_intents_due(*, now: datetime | None = None, limit: int = 5000) -> 
     with transaction.atomic():
         due = list(
             ExecutionIntent.objects.select_for_update(skip_locked=True)
-            .filter(outcome=Outcome.PENDING, due_at__lt=now).order_by("due_at")[:limit]
+            .filter(outcome=Outcome.PENDING, due_at__lt=now)
+            .order_by("due_at")[:limit]
         )
         exhausted = [i for i in due if i.attempts >= INTENT_MAX_ATTEMPTS]
         requeued = [i for i in due if i.attempts < INTENT_MAX_ATTEMPTS]
@@ -162,8 +184,10 @@ def execution_intents_due(*, now: datetime | None = None, limit: int = 5000) -> 
         ExecutionIntent.objects.bulk_update(requeued, ["due_at"], batch_size=1000)
         if exhausted:
             ExecutionIntent.objects.filter(pk__in=[i.pk for i in exhausted], outcome=Outcome.PENDING).update(
-                outcome=Outcome.FAILED, reason=TradeRefusal.Reason.EXECUTION,
-                detail=f"gave up after {INTENT_MAX_ATTEMPTS} attempts", decided_at=now,
+                outcome=Outcome.FAILED,
+                reason=TradeRefusal.Reason.EXECUTION,
+                detail=f"gave up after {INTENT_MAX_ATTEMPTS} attempts",
+                decided_at=now,
             )
             logger.error("%d execution intent(s) failed after %d attempts", len(exhausted), INTENT_MAX_ATTEMPTS)
     if requeued:
@@ -174,8 +198,12 @@ def execution_intents_due(*, now: datetime | None = None, limit: int = 5000) -> 
 def intent_counts(*, signal_id: int) -> dict[str, int]:
     """The signal's intents by outcome: opened, refused, skipped, failed (still pending counts as failed)."""
     rows = dict(ExecutionIntent.objects.filter(signal_id=signal_id).values_list("outcome").annotate(n=Count("pk")))
-    return {"opened": rows.get(Outcome.OPENED, 0), "refused": rows.get(Outcome.REFUSED, 0),
-            "skipped": rows.get(Outcome.SKIPPED, 0), "failed": rows.get(Outcome.FAILED, 0) + rows.get(Outcome.PENDING, 0)}
+    return {
+        "opened": rows.get(Outcome.OPENED, 0),
+        "refused": rows.get(Outcome.REFUSED, 0),
+        "skipped": rows.get(Outcome.SKIPPED, 0),
+        "failed": rows.get(Outcome.FAILED, 0) + rows.get(Outcome.PENDING, 0),
+    }
 
 
 def signal_execute(*, signal_id: int, executor_factory=None) -> dict[str, int]:

@@ -63,7 +63,9 @@ class Position(models.Model):
         EXCHANGE = "exchange", "Closed on the exchange"
 
     user = models.ForeignKey("accounts.TelegramUser", on_delete=models.PROTECT, related_name="positions")
-    signal = models.ForeignKey("signals.Signal", null=True, blank=True, on_delete=models.PROTECT, related_name="positions")
+    signal = models.ForeignKey(
+        "signals.Signal", null=True, blank=True, on_delete=models.PROTECT, related_name="positions"
+    )
     symbol = models.ForeignKey("signals.Symbol", on_delete=models.PROTECT, related_name="positions")
     side = models.CharField(max_length=5, choices=[("long", "Long"), ("short", "Short")])
     mode = models.CharField(max_length=5, choices=TradingMode.choices)
@@ -97,7 +99,9 @@ class Position(models.Model):
     class Meta:
         constraints = [
             # A retried execution of the same signal for the same user can never open a second position.
-            models.UniqueConstraint(fields=["user", "signal"], condition=Q(signal__isnull=False), name="one_position_per_user_signal"),
+            models.UniqueConstraint(
+                fields=["user", "signal"], condition=Q(signal__isnull=False), name="one_position_per_user_signal"
+            ),
         ]
         indexes = [
             models.Index(fields=["user", "status"], name="position_user_status_idx"),
@@ -302,7 +306,9 @@ class ExecutionIntent(models.Model):
     signal = models.ForeignKey("signals.Signal", on_delete=models.CASCADE, related_name="execution_intents")
     user = models.ForeignKey("accounts.TelegramUser", on_delete=models.CASCADE, related_name="execution_intents")
     outcome = models.CharField(max_length=8, choices=Outcome.choices, default=Outcome.PENDING)
-    reason = models.CharField(max_length=16, blank=True, help_text="TradeRefusal reason, or why it was skipped or failed")
+    reason = models.CharField(
+        max_length=16, blank=True, help_text="TradeRefusal reason, or why it was skipped or failed"
+    )
     detail = models.CharField(max_length=300, blank=True)
     position = models.ForeignKey(Position, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     attempts = models.PositiveSmallIntegerField(default=0, help_text="Executions started")
@@ -331,9 +337,7 @@ class FundingCharge(models.Model):
     amount = MoneyField()
 
     class Meta:
-        constraints = [
-            models.UniqueConstraint(fields=["position", "funding_time"], name="one_funding_charge_per_time")
-        ]
+        constraints = [models.UniqueConstraint(fields=["position", "funding_time"], name="one_funding_charge_per_time")]
         indexes = [models.Index(fields=["funding_time"], name="funding_charge_time_idx")]
 
     def __str__(self) -> str:

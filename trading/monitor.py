@@ -97,8 +97,15 @@ def _exit_quantity(position: Position, event_quantity: float, closes_all: bool) 
 
 
 def position_apply_bar(
-    *, position: Position, ts: int, open: float, high: float, low: float, close: float,
-    executor: Executor | None = None, bookmark: bool = True,
+    *,
+    position: Position,
+    ts: int,
+    open: float,
+    high: float,
+    low: float,
+    close: float,
+    executor: Executor | None = None,
+    bookmark: bool = True,
 ) -> Position:
     """Apply one candle (or a tick) to one open position.
 
@@ -174,8 +181,9 @@ def _quiet_progress_save(*, position: Position, until_ts: int, best_price: float
     return True
 
 
-def position_monitor_candles(*, position: Position, candles, now_ms: int, tf_ms: int, executor: Executor,
-                             report: MonitorReport) -> Position:
+def position_monitor_candles(
+    *, position: Position, candles, now_ms: int, tf_ms: int, executor: Executor, report: MonitorReport
+) -> Position:
     """Apply the closed candles ``position`` has not seen yet. Quiet candles (no exit, no stop move: only the best
     price moves) are stepped in memory and stored with one UPDATE; a candle on which something happens goes
     through ``position_apply_bar`` (fills, stop, bookmark in one transaction), so the result is the same as
@@ -192,8 +200,12 @@ def position_monitor_candles(*, position: Position, candles, now_ms: int, tf_ms:
             continue
         if quiet_until is not None and ts <= quiet_until:
             continue
-        bar = {"open": float(candles.open[i]), "high": float(candles.high[i]), "low": float(candles.low[i]),
-               "close": float(candles.close[i])}
+        bar = {
+            "open": float(candles.open[i]),
+            "high": float(candles.high[i]),
+            "low": float(candles.low[i]),
+            "close": float(candles.close[i]),
+        }
         new_state, exits = step(state, ts=ts, rules=rules, **bar)
         if not exits and new_state.stop == state.stop and new_state.tp1_done == state.tp1_done:
             state, quiet_until = new_state, ts
@@ -241,8 +253,9 @@ def positions_monitor(*, market_data=None, executor_factory=None) -> MonitorRepo
             report.positions += 1
             executor = (executor_factory or executor_for)(user=position.user, mode=position.mode)
             try:
-                position_monitor_candles(position=position, candles=candles, now_ms=now_ms, tf_ms=tf_ms,
-                                         executor=executor, report=report)
+                position_monitor_candles(
+                    position=position, candles=candles, now_ms=now_ms, tf_ms=tf_ms, executor=executor, report=report
+                )
             except Exception as exc:
                 logger.exception("monitor: position %s failed", position.pk)
                 report.errors[position.pk] = str(exc)
@@ -278,8 +291,9 @@ def positions_monitor_prices(*, prices: dict[str, Decimal], at: datetime, execut
             continue
         price = float(prices[position.symbol.symbol])
         executor = (executor_factory or executor_for)(user=position.user, mode=position.mode)
-        position = position_apply_bar(position=position, ts=ts, open=price, high=price, low=price, close=price,
-                                      executor=executor, bookmark=False)
+        position = position_apply_bar(
+            position=position, ts=ts, open=price, high=price, low=price, close=price, executor=executor, bookmark=False
+        )
         closed += position.status == Position.Status.CLOSED
     return closed
 

@@ -95,14 +95,26 @@ def reconcile_user(*, user, executor: LiveExecutor | None = None) -> ReconcileRe
         if executor.credential is None:
             return report
         positions = list(
-            Position.objects.filter(user=user, mode="live", exchange=executor.exchange, status__in=(Position.Status.PENDING, Position.Status.OPEN)).select_related("symbol")
+            Position.objects.filter(
+                user=user,
+                mode="live",
+                exchange=executor.exchange,
+                status__in=(Position.Status.PENDING, Position.Status.OPEN),
+            ).select_related("symbol")
         )
         # failed positions whose entry was refused with an answer we could not be sure of: it may be live after all
         maybe_live = list(
             Position.objects.filter(
-                user=user, mode="live", exchange=executor.exchange, status=Position.Status.FAILED, updated_at__gte=timezone.now() - FAILED_RECHECK_WINDOW,
-                orders__leg=Order.Leg.ENTRY, orders__state=Order.State.REJECTED,
-            ).select_related("symbol").distinct()
+                user=user,
+                mode="live",
+                exchange=executor.exchange,
+                status=Position.Status.FAILED,
+                updated_at__gte=timezone.now() - FAILED_RECHECK_WINDOW,
+                orders__leg=Order.Leg.ENTRY,
+                orders__state=Order.State.REJECTED,
+            )
+            .select_related("symbol")
+            .distinct()
         )
     except Exception as exc:
         _unexpected(report, exc, where="start")
@@ -116,10 +128,16 @@ def reconcile_user(*, user, executor: LiveExecutor | None = None) -> ReconcileRe
                 try:
                     with position_lock(position_id=position.pk) as acquired:
                         if not acquired:
-                            logger.info("reconcile user %s: position %s is busy (an order task holds it), next pass", user.pk, position.pk)
+                            logger.info(
+                                "reconcile user %s: position %s is busy (an order task holds it), next pass",
+                                user.pk,
+                                position.pk,
+                            )
                             report.skipped.append(position.pk)
                             continue
-                        if position.status == Position.Status.FAILED and not _failed_entry_is_live(executor, client, position, report):
+                        if position.status == Position.Status.FAILED and not _failed_entry_is_live(
+                            executor, client, position, report
+                        ):
                             continue
                         _reconcile_position(executor, client, position, held, report)
                 except ExchangeError as exc:
@@ -146,16 +164,27 @@ def _failed_entry_is_live(executor: LiveExecutor, client, position: Position, re
         return False
     symbol = position.symbol.symbol
     result = executor._retry(
-        lambda: client.fetch_order(symbol=symbol, exchange_order_id=entry.exchange_order_id, client_order_id=entry.client_order_id, request=order_request(entry, symbol=symbol)),
+        lambda: client.fetch_order(
+            symbol=symbol,
+            exchange_order_id=entry.exchange_order_id,
+            client_order_id=entry.client_order_id,
+            request=order_request(entry, symbol=symbol),
+        ),
         "look up a refused entry",
     )
     if result is None or (result.filled_quantity <= 0 and result.status != "open"):
         return False
     # the exchange's answer overrides our guess: the order was placed (state machine bypassed on purpose)
-    Order.objects.filter(pk=entry.pk).update(state=Order.State.SUBMITTED, error=f"{entry.error[:300]} (yet found on the exchange)", updated_at=timezone.now())
+    Order.objects.filter(pk=entry.pk).update(
+        state=Order.State.SUBMITTED, error=f"{entry.error[:300]} (yet found on the exchange)", updated_at=timezone.now()
+    )
     Position.objects.filter(pk=position.pk).update(status=Position.Status.PENDING, updated_at=timezone.now())
     position.refresh_from_db()
-    report.repair("position %s was failed but its entry %s is on the exchange: reconciled again", position.pk, entry.client_order_id)
+    report.repair(
+        "position %s was failed but its entry %s is on the exchange: reconciled again",
+        position.pk,
+        entry.client_order_id,
+    )
     return True
 
 
@@ -168,7 +197,9 @@ def _observe_equity(executor: LiveExecutor, client, user) -> None:
     live_drawdown_check(user=user, exchange=executor.exchange, equity=equity, at=timezone.now())
 
 
-def _reconcile_position(executor: LiveExecutor, client, position: Position, held: dict, report: ReconcileReport) -> None:
+def _reconcile_position(
+    executor: LiveExecutor, client, position: Position, held: dict, report: ReconcileReport
+) -> None:
     symbol = position.symbol.symbol
     now = timezone.now()
     for order in position.orders.filter(state__in=OPEN_STATES).order_by("pk"):
@@ -177,7 +208,11 @@ def _reconcile_position(executor: LiveExecutor, client, position: Position, held
         trigger = order.type in (Order.Type.STOP_MARKET, Order.Type.TAKE_PROFIT)
         result = executor._retry(
             lambda o=order, t=trigger: client.fetch_order(
-                symbol=symbol, exchange_order_id=o.exchange_order_id, client_order_id=o.client_order_id, trigger=t, request=order_request(o, symbol=symbol)
+                symbol=symbol,
+                exchange_order_id=o.exchange_order_id,
+                client_order_id=o.client_order_id,
+                trigger=t,
+                request=order_request(o, symbol=symbol),
             ),
             "fetch order",
         )
@@ -201,34 +236,62 @@ def _reconcile_position(executor: LiveExecutor, client, position: Position, held
         report.repair("position %s opened from a missed entry fill", position.pk)
     entry = position.orders.filter(leg=Order.Leg.ENTRY).first()
     if (
-        entry is not None and entry.type == Order.Type.LIMIT and entry.state == Order.State.NEW and position.status == Position.Status.PENDING
+        entry is not None
+        and entry.type == Order.Type.LIMIT
+        and entry.state == Order.State.NEW
+        and position.status == Position.Status.PENDING
         and now >= limit_entry_deadline(position=position, entry=entry)
     ):
         # the worker died between choosing the limit and sending it (we hold the position's lock: nobody sends it now)
         executor._limit_entry_expired_unsent(position, entry)
-        report.repair("position %s failed: its limit entry %s was never sent within its window", position.pk, entry.client_order_id)
+        report.repair(
+            "position %s failed: its limit entry %s was never sent within its window",
+            position.pk,
+            entry.client_order_id,
+        )
         return
-    if entry is not None and entry.type == Order.Type.LIMIT and entry.state in (Order.State.OPEN, Order.State.PARTIALLY_FILLED):
+    if (
+        entry is not None
+        and entry.type == Order.Type.LIMIT
+        and entry.state in (Order.State.OPEN, Order.State.PARTIALLY_FILLED)
+    ):
         # a limit entry still on the book (also after a restart): kept until its deadline, then its remainder cancelled
         position = executor.limit_entry_settle_with(client, position, entry)
         entry.refresh_from_db()
         if entry.state == Order.State.CANCELLED:
-            report.repair("limit entry %s past its deadline: remainder cancelled, %s filled", entry.client_order_id, entry.filled_quantity)
+            report.repair(
+                "limit entry %s past its deadline: remainder cancelled, %s filled",
+                entry.client_order_id,
+                entry.filled_quantity,
+            )
         if position.status == Position.Status.FAILED:
             report.repair("position %s failed: its limit entry %s never filled", position.pk, entry.client_order_id)
             return
-    if position.status == Position.Status.PENDING and entry is not None and entry.state in (Order.State.REJECTED, Order.State.CANCELLED):
+    if (
+        position.status == Position.Status.PENDING
+        and entry is not None
+        and entry.state in (Order.State.REJECTED, Order.State.CANCELLED)
+    ):
         Position.objects.filter(pk=position.pk).update(status=Position.Status.FAILED)
         report.repair("position %s failed: its entry %s is %s", position.pk, entry.client_order_id, entry.state)
         return
     if position.status != Position.Status.OPEN:
         if position.status == Position.Status.CLOSED and previous == Position.Status.OPEN:
-            report.repair("position %s closed by its exchange orders (%s), net PnL %s", position.pk, position.close_reason, position.net_pnl)
+            report.repair(
+                "position %s closed by its exchange orders (%s), net PnL %s",
+                position.pk,
+                position.close_reason,
+                position.net_pnl,
+            )
             executor.entry_remainder_cancel(client, position)
             executor._cancel_protective(client, position)
         return
     exchange_position = held.get((symbol, position.side))
-    if (exchange_position is None or exchange_position.quantity <= 0) and entry is not None and entry.type == Order.Type.LIMIT:
+    if (
+        (exchange_position is None or exchange_position.quantity <= 0)
+        and entry is not None
+        and entry.type == Order.Type.LIMIT
+    ):
         # a limit entry may have filled after this pass read the exchange's positions: read them again before
         # concluding the position was closed outside
         fresh = executor._retry(lambda: client.fetch_positions([symbol]), "fetch positions")
@@ -236,22 +299,33 @@ def _reconcile_position(executor: LiveExecutor, client, position: Position, held
     if exchange_position is None or exchange_position.quantity <= 0:
         # closed on the exchange by something other than our orders (manual close, liquidation, ADL)
         executor._cancel_protective(client, position)
-        if position.orders.filter(leg=Order.Leg.ENTRY, type=Order.Type.LIMIT, state__in=(Order.State.OPEN, Order.State.PARTIALLY_FILLED)).exists():
-            executor._entry_cancel(client, position, position.orders.get(leg=Order.Leg.ENTRY))  # no re-opening by a late fill
+        if position.orders.filter(
+            leg=Order.Leg.ENTRY, type=Order.Type.LIMIT, state__in=(Order.State.OPEN, Order.State.PARTIALLY_FILLED)
+        ).exists():
+            executor._entry_cancel(
+                client, position, position.orders.get(leg=Order.Leg.ENTRY)
+            )  # no re-opening by a late fill
         booked = _book_outside_close(executor, client, position)
         position = position_refresh_from_orders(position=position, close_reason=Position.CloseReason.EXCHANGE)
         if position.status != Position.Status.CLOSED:  # the exchange's trades did not cover it all (e.g. liquidation)
             Position.objects.filter(pk=position.pk).update(
-                status=Position.Status.CLOSED, closed_at=market_now(), close_reason=Position.CloseReason.EXCHANGE, remaining_quantity=Decimal("0")
+                status=Position.Status.CLOSED,
+                closed_at=market_now(),
+                close_reason=Position.CloseReason.EXCHANGE,
+                remaining_quantity=Decimal("0"),
             )
             publish("position.closed", position_id=position.pk)
             position.refresh_from_db()
         report.repair(
             "position %s no longer held on the exchange: closed here (reason exchange, %s of its close booked from the exchange's trades, realised PnL %s)",
-            position.pk, booked, position.realised_pnl,
+            position.pk,
+            booked,
+            position.realised_pnl,
         )
         return
-    has_stop = position.orders.filter(leg=Order.Leg.STOP_LOSS, state__in=(Order.State.OPEN, Order.State.PARTIALLY_FILLED)).exists()
+    has_stop = position.orders.filter(
+        leg=Order.Leg.STOP_LOSS, state__in=(Order.State.OPEN, Order.State.PARTIALLY_FILLED)
+    ).exists()
     if not has_stop:
         try:
             executor.protect(client, position)
@@ -259,7 +333,9 @@ def _reconcile_position(executor: LiveExecutor, client, position: Position, held
             report.errors.append(f"stop for position {position.pk}: {exc}")
             raise
         report.repair("position %s had no live stop: stop placed at %s", position.pk, position.stop_price)
-    elif position.orders.filter(leg__in=(Order.Leg.TP1, Order.Leg.TP2), state__in=(Order.State.NEW, Order.State.SUBMITTED)).exists():
+    elif position.orders.filter(
+        leg__in=(Order.Leg.TP1, Order.Leg.TP2), state__in=(Order.State.NEW, Order.State.SUBMITTED)
+    ).exists():
         executor.protect(client, position)
     elif stop_short(position=position) or take_profits_short(position=position):
         executor.protect(client, position)  # the entry filled more than its stop/TPs cover: re-size them
@@ -282,12 +358,22 @@ def _book_outside_close(executor: LiveExecutor, client, position: Position) -> D
     our_client_ids = set(position.orders.values_list("client_order_id", flat=True))
     booked_trade_ids = set(position.fills.values_list("trade_id", flat=True))
     # exits of ours already booked whose trades carry another order id (a triggered stop/TP places a new order)
-    our_exit_fills = [(f.quantity, f.price) for f in position.fills.filter(order__leg__in=(Order.Leg.STOP_LOSS, Order.Leg.TP1, Order.Leg.TP2, Order.Leg.CLOSE))]
+    our_exit_fills = [
+        (f.quantity, f.price)
+        for f in position.fills.filter(
+            order__leg__in=(Order.Leg.STOP_LOSS, Order.Leg.TP1, Order.Leg.TP2, Order.Leg.CLOSE)
+        )
+    ]
     exit_side = "sell" if position.side == "long" else "buy"
     direction = Decimal("1") if position.side == "long" else Decimal("-1")
     booked = Decimal("0")
     for trade in sorted(trades, key=lambda t: t.timestamp_ms or 0):
-        if trade.side != exit_side or trade.exchange_order_id in ours or trade.client_order_id in our_client_ids or trade.trade_id in booked_trade_ids:
+        if (
+            trade.side != exit_side
+            or trade.exchange_order_id in ours
+            or trade.client_order_id in our_client_ids
+            or trade.trade_id in booked_trade_ids
+        ):
             continue
         if (trade.quantity, trade.price) in our_exit_fills:
             our_exit_fills.remove((trade.quantity, trade.price))
@@ -298,44 +384,85 @@ def _book_outside_close(executor: LiveExecutor, client, position: Position) -> D
         order = position.orders.filter(leg=Order.Leg.CLOSE, exchange_order_id=trade.exchange_order_id).first()
         if order is None:
             order = Order.objects.create(
-                position=position, client_order_id=next_leg_client_order_id(position=position, leg="exch"), exchange_order_id=trade.exchange_order_id,
-                exchange=executor.exchange, leg=Order.Leg.CLOSE, type=Order.Type.MARKET, side=exit_side, quantity=quantity, reduce_only=True,
-                state=Order.State.FILLED, error="closed on the exchange outside this platform",
+                position=position,
+                client_order_id=next_leg_client_order_id(position=position, leg="exch"),
+                exchange_order_id=trade.exchange_order_id,
+                exchange=executor.exchange,
+                leg=Order.Leg.CLOSE,
+                type=Order.Type.MARKET,
+                side=exit_side,
+                quantity=quantity,
+                reduce_only=True,
+                state=Order.State.FILLED,
+                error="closed on the exchange outside this platform",
             )
         else:
             order.quantity += quantity
-        order.average_price = ((order.average_price or Decimal("0")) * order.filled_quantity + trade.price * quantity) / (order.filled_quantity + quantity)
+        order.average_price = (
+            (order.average_price or Decimal("0")) * order.filled_quantity + trade.price * quantity
+        ) / (order.filled_quantity + quantity)
         order.filled_quantity += quantity
         order.save()
         Fill.objects.get_or_create(
-            order=order, trade_id=trade.trade_id or f"{trade.exchange_order_id}:{trade.timestamp_ms}",
-            defaults={"position": position, "price": trade.price, "quantity": quantity, "fee": trade.fee, "realised_pnl": (trade.price - position.entry_price) * quantity * direction},
+            order=order,
+            trade_id=trade.trade_id or f"{trade.exchange_order_id}:{trade.timestamp_ms}",
+            defaults={
+                "position": position,
+                "price": trade.price,
+                "quantity": quantity,
+                "fee": trade.fee,
+                "realised_pnl": (trade.price - position.entry_price) * quantity * direction,
+            },
         )
         booked += quantity
     return booked
 
 
 def _adopt_unknown_orders(executor: LiveExecutor, open_orders, report: ReconcileReport) -> None:
-    known = set(Order.objects.filter(client_order_id__in=[o.client_order_id for o in open_orders if o.client_order_id]).values_list("client_order_id", flat=True))
+    known = set(
+        Order.objects.filter(
+            client_order_id__in=[o.client_order_id for o in open_orders if o.client_order_id]
+        ).values_list("client_order_id", flat=True)
+    )
     for result in open_orders:
         cid = result.client_order_id
         if not cid or cid in known:
             continue
         match = CLIENT_ID_RE.match(cid)
         if not match or int(match["user"]) != executor.user.pk:
-            logger.info("reconcile user %s: leaving unknown exchange order %s (%s) alone", executor.user.pk, result.exchange_order_id, cid or "no client id")
+            logger.info(
+                "reconcile user %s: leaving unknown exchange order %s (%s) alone",
+                executor.user.pk,
+                result.exchange_order_id,
+                cid or "no client id",
+            )
             continue
-        position = Position.objects.filter(user=executor.user, signal_id=int(match["signal"]) or None, mode="live").first()
-        leg = {"entry": Order.Leg.ENTRY, "sl": Order.Leg.STOP_LOSS, "tp": Order.Leg.TP1, "close": Order.Leg.CLOSE}.get(match["leg"])
+        position = Position.objects.filter(
+            user=executor.user, signal_id=int(match["signal"]) or None, mode="live"
+        ).first()
+        leg = {"entry": Order.Leg.ENTRY, "sl": Order.Leg.STOP_LOSS, "tp": Order.Leg.TP1, "close": Order.Leg.CLOSE}.get(
+            match["leg"]
+        )
         if match["leg"] == "tp":  # tp1, tp2 and their re-sized revisions tp12, tp22…
             leg = Order.Leg.TP2 if match["rev"].startswith("2") else Order.Leg.TP1
         if position is None or leg is None:
-            logger.warning("reconcile user %s: order %s has our format but no position to attach it to", executor.user.pk, cid)
+            logger.warning(
+                "reconcile user %s: order %s has our format but no position to attach it to", executor.user.pk, cid
+            )
             continue
         order = Order.objects.create(
-            position=position, client_order_id=cid, exchange_order_id=result.exchange_order_id, exchange=executor.exchange, leg=leg,
-            type=result.type if result.type in Order.Type.values else Order.Type.MARKET, side=result.side, quantity=result.quantity,
-            price=result.price, trigger_price=result.trigger_price, reduce_only=result.reduce_only, state=Order.State.SUBMITTED,
+            position=position,
+            client_order_id=cid,
+            exchange_order_id=result.exchange_order_id,
+            exchange=executor.exchange,
+            leg=leg,
+            type=result.type if result.type in Order.Type.values else Order.Type.MARKET,
+            side=result.side,
+            quantity=result.quantity,
+            price=result.price,
+            trigger_price=result.trigger_price,
+            reduce_only=result.reduce_only,
+            state=Order.State.SUBMITTED,
         )
         order_sync_from_result(order=order, result=result)
         report.repair("adopted exchange order %s (%s) into position %s", cid, result.exchange_order_id, position.pk)
@@ -345,9 +472,19 @@ def reconcile_all() -> list[ReconcileReport]:
     """Reconcile every user with live positions that are pending or open (or recently failed with an entry that may
     be live); one user's error never stops the others."""
 
-    recent_failures = Position.objects.filter(mode="live", status=Position.Status.FAILED, updated_at__gte=timezone.now() - FAILED_RECHECK_WINDOW)
-    user_ids = set(Position.objects.filter(mode="live", status__in=(Position.Status.PENDING, Position.Status.OPEN)).values_list("user_id", flat=True))
-    user_ids |= set(recent_failures.filter(orders__leg=Order.Leg.ENTRY, orders__state=Order.State.REJECTED).values_list("user_id", flat=True))
+    recent_failures = Position.objects.filter(
+        mode="live", status=Position.Status.FAILED, updated_at__gte=timezone.now() - FAILED_RECHECK_WINDOW
+    )
+    user_ids = set(
+        Position.objects.filter(mode="live", status__in=(Position.Status.PENDING, Position.Status.OPEN)).values_list(
+            "user_id", flat=True
+        )
+    )
+    user_ids |= set(
+        recent_failures.filter(orders__leg=Order.Leg.ENTRY, orders__state=Order.State.REJECTED).values_list(
+            "user_id", flat=True
+        )
+    )
     reports = []
     for user in TelegramUser.objects.filter(pk__in=sorted(user_ids)).order_by("pk"):
         try:

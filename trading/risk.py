@@ -51,15 +51,22 @@ def entry_beyond_levels(*, side: str, price: Decimal, stop: Decimal | None, targ
 def live_day_pnl(*, user, now: datetime) -> Decimal:
     """Net PnL of the user's LIVE positions on ``now``'s UTC day: realised − fees of the day's fills − funding."""
     start = datetime.combine(now.astimezone(UTC).date(), time.min, tzinfo=UTC)
-    fills = Fill.objects.filter(position__user=user, position__mode=TradingMode.LIVE, filled_at__gte=start,
-                                filled_at__lte=now).aggregate(realised=Sum("realised_pnl"), fees=Sum("fee"))
-    funding = FundingCharge.objects.filter(position__user=user, position__mode=TradingMode.LIVE,
-                                           funding_time__gte=start, funding_time__lte=now).aggregate(total=Sum("amount"))
+    fills = Fill.objects.filter(
+        position__user=user, position__mode=TradingMode.LIVE, filled_at__gte=start, filled_at__lte=now
+    ).aggregate(realised=Sum("realised_pnl"), fees=Sum("fee"))
+    funding = FundingCharge.objects.filter(
+        position__user=user, position__mode=TradingMode.LIVE, funding_time__gte=start, funding_time__lte=now
+    ).aggregate(total=Sum("amount"))
     return (fills["realised"] or ZERO) - (fills["fees"] or ZERO) - (funding["total"] or ZERO)
 
 
 def risk_check_open(
-    *, user, signal, equity: Decimal | None, peak_equity: Decimal | None, now: datetime,
+    *,
+    user,
+    signal,
+    equity: Decimal | None,
+    peak_equity: Decimal | None,
+    now: datetime,
     live_equity: Callable[[], Decimal] | None = None,
 ) -> RiskRefusal | None:
     """Check every rule for opening ``signal`` for ``user``. ``equity``/``peak_equity`` feed the drawdown rule (None:
@@ -70,9 +77,11 @@ def risk_check_open(
     switch = TradingSwitch.current()
     if switch.auto_trading_paused:
         return RiskRefusal(Reason.GLOBAL_PAUSE, switch.reason or "auto-trading is paused by the operator")
-    open_symbols = list(Position.objects.filter(
-        user=user, status__in=[Position.Status.PENDING, Position.Status.OPEN]
-    ).values_list("symbol__symbol", flat=True))
+    open_symbols = list(
+        Position.objects.filter(user=user, status__in=[Position.Status.PENDING, Position.Status.OPEN]).values_list(
+            "symbol__symbol", flat=True
+        )
+    )
     refused = position_allowed_for_user(user=user, signal=signal, open_symbols=open_symbols)
     if refused is not None:
         return RiskRefusal(refused.reason, refused.detail)
@@ -97,8 +106,10 @@ def risk_check_open(
                     f"({prefs.daily_loss_limit_pct:g}% = {limit:.2f} USDT); new entries resume tomorrow (UTC)",
                 )
     if equity is not None and drawdown_breached(peak_equity, equity, prefs.max_drawdown_pct):
-        return RiskRefusal(Reason.DRAWDOWN, drawdown_detail(equity=equity, peak_equity=peak_equity,
-                                                            max_drawdown_pct=prefs.max_drawdown_pct))
+        return RiskRefusal(
+            Reason.DRAWDOWN,
+            drawdown_detail(equity=equity, peak_equity=peak_equity, max_drawdown_pct=prefs.max_drawdown_pct),
+        )
     return None
 
 

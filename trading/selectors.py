@@ -54,8 +54,9 @@ def auto_trading_status_of(*, user) -> AutoTradingStatus:
     day_state = daily_risk_state_today(user=user)
     switch = TradingSwitch.current()
     global_reason = (switch.reason or "no reason given") if switch.auto_trading_paused else ""
-    return auto_trading_status(user=user, daily_loss_hit=bool(day_state and day_state.loss_limit_hit),
-                               global_pause_reason=global_reason)
+    return auto_trading_status(
+        user=user, daily_loss_hit=bool(day_state and day_state.loss_limit_hit), global_pause_reason=global_reason
+    )
 
 
 def position_list_open(*, user) -> QuerySet[Position]:
@@ -71,14 +72,17 @@ def position_net_pnl(*, position: Position) -> Decimal:
 def position_unrealised_pnl(*, position: Position, mark: Decimal) -> Decimal:
     if position.status != Position.Status.OPEN or position.entry_price is None:
         return ZERO
-    return pnl.unrealised_pnl(side=position.side, entry=position.entry_price, mark=mark, quantity=position.remaining_quantity)
+    return pnl.unrealised_pnl(
+        side=position.side, entry=position.entry_price, mark=mark, quantity=position.remaining_quantity
+    )
 
 
 def position_r_multiple(*, position: Position) -> Decimal | None:
     if position.entry_price is None or position.entry_price == position.initial_stop_price or not position.quantity:
         return None
-    return pnl.r_multiple(pnl=position.net_pnl, entry=position.entry_price, stop=position.initial_stop_price,
-                          quantity=position.quantity)
+    return pnl.r_multiple(
+        pnl=position.net_pnl, entry=position.entry_price, stop=position.initial_stop_price, quantity=position.quantity
+    )
 
 
 def _mark(symbol: str, price_of: PriceSource | None) -> Decimal | None:
@@ -105,7 +109,9 @@ def account_equity(*, user, price_of: PriceSource | None = None) -> Decimal:
         from django.conf import settings
 
         return settings.PAPER_STARTING_BALANCE
-    positions = Position.objects.filter(user=user, mode=TradingMode.PAPER, status=Position.Status.OPEN).select_related("symbol")
+    positions = Position.objects.filter(user=user, mode=TradingMode.PAPER, status=Position.Status.OPEN).select_related(
+        "symbol"
+    )
     return account.balance + unrealised_total(positions=positions, price_of=price_of)
 
 
@@ -153,8 +159,13 @@ class PnlSummary:
 
 
 def pnl_summary(
-    *, user, period: str = "today", now: datetime | None = None, price_of: PriceSource | None = None,
-    mode: str | None = None, utc: bool = False,
+    *,
+    user,
+    period: str = "today",
+    now: datetime | None = None,
+    price_of: PriceSource | None = None,
+    mode: str | None = None,
+    utc: bool = False,
 ) -> PnlSummary:
     """PnL of ``user`` over ``period`` in the user's timezone (``utc=True``: UTC days/weeks/months whatever the
     user's timezone). ``mode`` "paper"/"live" restricts to one kind of position (default: both)."""
@@ -247,7 +258,9 @@ class PnlRow:
     balance: Decimal | None
 
 
-def pnl_table(*, users, period: str = "all", now: datetime | None = None, price_of: PriceSource | None = None) -> list[PnlRow]:
+def pnl_table(
+    *, users, period: str = "all", now: datetime | None = None, price_of: PriceSource | None = None
+) -> list[PnlRow]:
     """One row per user from ``pnl_summary`` (the numbers of ``/pnl``): trades, win rate, net PnL after fees."""
     rows = []
     for user in users:

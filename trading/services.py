@@ -95,7 +95,9 @@ def exit_leg(*, position: Position, reason: str) -> str:
 
 
 def order_leg_for_reason(reason: str) -> str:
-    return {R.TP1: Order.Leg.TP1, R.TP2: Order.Leg.TP2}.get(reason, Order.Leg.STOP_LOSS if reason in STOP_REASONS else Order.Leg.CLOSE)
+    return {R.TP1: Order.Leg.TP1, R.TP2: Order.Leg.TP2}.get(
+        reason, Order.Leg.STOP_LOSS if reason in STOP_REASONS else Order.Leg.CLOSE
+    )
 
 
 def order_type_for_reason(reason: str) -> str:
@@ -214,10 +216,14 @@ def live_drawdown_check(*, user: TelegramUser, exchange: str, equity: Decimal, a
     peak, pause the user's auto-trading (if they trade live) before the next signal arrives."""
     account = live_account_observe(user=user, exchange=exchange, equity=equity, at=at)
     prefs = user.preferences
-    if user.auto_trading_enabled and not prefs.paper_mode and drawdown_breached(
-        account.peak_equity, account.equity, prefs.max_drawdown_pct
+    if (
+        user.auto_trading_enabled
+        and not prefs.paper_mode
+        and drawdown_breached(account.peak_equity, account.equity, prefs.max_drawdown_pct)
     ):
-        detail = drawdown_detail(equity=account.equity, peak_equity=account.peak_equity, max_drawdown_pct=prefs.max_drawdown_pct)
+        detail = drawdown_detail(
+            equity=account.equity, peak_equity=account.peak_equity, max_drawdown_pct=prefs.max_drawdown_pct
+        )
         user_drawdown_pause(user=user, detail=detail, at=at)
     return account
 
@@ -242,7 +248,9 @@ def user_auto_trading_pause(*, user: TelegramUser, reason: str) -> None:
     telegram_user_auto_trading_pause(user=user, reason=reason)
 
 
-def user_auto_trading_resume(*, user: TelegramUser, equity: Decimal | None = None, live_equity: Decimal | None = None) -> None:
+def user_auto_trading_resume(
+    *, user: TelegramUser, equity: Decimal | None = None, live_equity: Decimal | None = None
+) -> None:
     """Resume a paused user (admin or the user). The drawdown peaks restart from the current equity, otherwise
     the very next signal would pause again: the paper account's (``equity``, else computed) and, for a user with a
     live account, the exchange's (``live_equity``, else read from the exchange; unreadable: the peak is cleared and
@@ -276,7 +284,9 @@ def _live_equity_now(*, user: TelegramUser) -> Decimal | None:
         executor = LiveExecutor(user=user, attempts=1)
         return executor.equity() if executor.credential is not None else None
     except ExchangeError as exc:
-        logger.warning("resume of user %s: live equity unreadable (%s); the peak restarts at the next pass", user.pk, exc)
+        logger.warning(
+            "resume of user %s: live equity unreadable (%s); the peak restarts at the next pass", user.pk, exc
+        )
         return None
 
 
@@ -290,8 +300,18 @@ def paper_mode_toggle(*, user: TelegramUser) -> bool:
 # --- refusals -----------------------------------------------------------------------------------------------------
 # Refusals whose detail (accounts.policy) already says it all: the label would only repeat it ("A position on this
 # symbol is already open: you already have a position on …").
-SELF_EXPLAINED_REFUSALS = frozenset({"symbol_busy", "source_disabled", "risk_level", "muted_symbol", "banned",
-                                     "auto_trading_off", "no_exchange", "correlated"})
+SELF_EXPLAINED_REFUSALS = frozenset(
+    {
+        "symbol_busy",
+        "source_disabled",
+        "risk_level",
+        "muted_symbol",
+        "banned",
+        "auto_trading_off",
+        "no_exchange",
+        "correlated",
+    }
+)
 
 
 def refusal_sentence(*, reason: str, detail: str) -> str:
@@ -303,6 +323,7 @@ def refusal_sentence(*, reason: str, detail: str) -> str:
     if reason in SELF_EXPLAINED_REFUSALS:
         return detail[0].upper() + detail[1:] + ("" if detail.endswith(".") else ".")
     return f"{label}: {detail}"
+
 
 def refusal_record(*, user: TelegramUser, signal, reason: str, detail: str, notify: bool = True) -> TradeRefusal:
     """Record a refusal once per (user, signal) and tell the user once (``user.notify`` with a dedupe key).
@@ -351,7 +372,9 @@ def position_decide(*, user: TelegramUser, signal, executor: Executor) -> Positi
     return PositionDecision(quantity=quantity, leverage=int(leverage), mode=executor.mode)
 
 
-def _position_store(*, user: TelegramUser, signal, decision: PositionDecision, executor: Executor, now: datetime) -> Position:
+def _position_store(
+    *, user: TelegramUser, signal, decision: PositionDecision, executor: Executor, now: datetime
+) -> Position:
     expires_at = signal.expires_at or now + timedelta(hours=settings.TRADING_POSITION_EXPIRY_HOURS)
     position = Position.objects.create(
         user=user,
@@ -384,7 +407,9 @@ def _position_store(*, user: TelegramUser, signal, decision: PositionDecision, e
     return position
 
 
-def position_prepare(*, user: TelegramUser, signal, executor: Executor, now: datetime) -> Position | TradeRefusal | None:
+def position_prepare(
+    *, user: TelegramUser, signal, executor: Executor, now: datetime
+) -> Position | TradeRefusal | None:
     """Decide and store (one transaction, user row locked). Returns the existing or new pending/open ``Position``,
     the ``TradeRefusal`` if the risk manager said no, or ``None`` when the signal was refused before."""
     from trading.selectors import account_equity
@@ -393,7 +418,11 @@ def position_prepare(*, user: TelegramUser, signal, executor: Executor, now: dat
         # FOR NO KEY UPDATE: excludes the other executions of this user, but not the KEY SHARE lock that the COMMIT
         # of another transaction takes on the user row to check a new row's foreign key (an entry's first
         # DailyRiskState of the day) while it may hold the paper account this one waits for (a deadlock).
-        user = TelegramUser.objects.select_for_update(of=("self",), no_key=True).select_related("preferences").get(pk=user.pk)
+        user = (
+            TelegramUser.objects.select_for_update(of=("self",), no_key=True)
+            .select_related("preferences")
+            .get(pk=user.pk)
+        )
         existing = Position.objects.filter(user=user, signal=signal).first()
         if existing is not None:
             return existing
@@ -409,7 +438,11 @@ def position_prepare(*, user: TelegramUser, signal, executor: Executor, now: dat
             live = live_account_observe(user=user, exchange=executor.exchange, equity=executor.equity(), at=now)
             equity, peak = live.equity, live.peak_equity
         refusal: RiskRefusal | None = risk_check_open(
-            user=user, signal=signal, equity=equity, peak_equity=peak, now=now,
+            user=user,
+            signal=signal,
+            equity=equity,
+            peak_equity=peak,
+            now=now,
             live_equity=executor.balance if executor.mode == TradingMode.LIVE else None,
         )
         if refusal is None:
@@ -420,7 +453,9 @@ def position_prepare(*, user: TelegramUser, signal, executor: Executor, now: dat
         if refusal is not None:
             if refusal.reason == TradeRefusal.Reason.DRAWDOWN and executor.mode == TradingMode.LIVE:
                 told = user_drawdown_pause(user=user, detail=refusal.detail, at=now)
-                return refusal_record(user=user, signal=signal, reason=refusal.reason, detail=refusal.detail, notify=not told)
+                return refusal_record(
+                    user=user, signal=signal, reason=refusal.reason, detail=refusal.detail, notify=not told
+                )
             if refusal.reason == TradeRefusal.Reason.DRAWDOWN:
                 user_auto_trading_pause(user=user, reason=f"max drawdown reached: {refusal.detail}")
             if refusal.reason == TradeRefusal.Reason.DAILY_LOSS:
@@ -429,7 +464,9 @@ def position_prepare(*, user: TelegramUser, signal, executor: Executor, now: dat
         return _position_store(user=user, signal=signal, decision=decision, executor=executor, now=now)
 
 
-def signal_execute_for_user(*, user: TelegramUser, signal, executor: Executor | None = None) -> Position | TradeRefusal | None:
+def signal_execute_for_user(
+    *, user: TelegramUser, signal, executor: Executor | None = None
+) -> Position | TradeRefusal | None:
     """Open ``signal`` for one user (risk manager → sizing → stored pending position → executor). Idempotent."""
     mode = trading_mode_for_user(user=user)
     executor = executor or executor_for(user=user, mode=mode)
@@ -452,7 +489,9 @@ def signal_is_tradeable(*, signal, now: datetime) -> bool:
 PENDING_RESUME_AFTER = timedelta(seconds=30)
 
 
-def positions_pending_resume(*, now: datetime, older_than: timedelta = PENDING_RESUME_AFTER, executor_factory=None) -> dict[str, int]:
+def positions_pending_resume(
+    *, now: datetime, older_than: timedelta = PENDING_RESUME_AFTER, executor_factory=None
+) -> dict[str, int]:
     """Complete the paper positions a dead worker left ``pending`` (decided and stored, never filled).
 
     The execution intent's sweeper (``trading.intents``) executes it again too; this sweeper (run by every monitor
@@ -517,14 +556,17 @@ def position_quantity_at(*, position: Position, at: datetime) -> Decimal:
     return max(position.quantity - exited, Decimal(0))
 
 
-def funding_charge_position(*, position: Position, funding_time: datetime, rate: Decimal, mark: Decimal) -> FundingCharge | None:
+def funding_charge_position(
+    *, position: Position, funding_time: datetime, rate: Decimal, mark: Decimal
+) -> FundingCharge | None:
     """Charge one funding payment (once per funding time; longs pay a positive rate) on the quantity the position
     held at ``funding_time`` — also when it closed after that time but before the charge ran (a monitor pass that
     applied the exit first must not make the funding disappear)."""
     with transaction.atomic():
         position = Position.objects.select_for_update().get(pk=position.pk)
         held = position.status == Position.Status.OPEN or (
-            position.status == Position.Status.CLOSED and position.closed_at is not None
+            position.status == Position.Status.CLOSED
+            and position.closed_at is not None
             and position.closed_at > funding_time
         )
         if not held:
@@ -536,8 +578,12 @@ def funding_charge_position(*, position: Position, funding_time: datetime, rate:
             return None
         amount = amounts.money(pnl.funding_payment(side=position.side, mark=mark, quantity=quantity, rate=rate))
         charge = FundingCharge.objects.create(
-            position=position, funding_time=funding_time, rate=rate, mark_price=amounts.price(mark),
-            quantity=quantity, amount=amount,
+            position=position,
+            funding_time=funding_time,
+            rate=rate,
+            mark_price=amounts.price(mark),
+            quantity=quantity,
+            amount=amount,
         )
         position.funding += amount
         position.save(update_fields=["funding", "updated_at"])
@@ -558,10 +604,15 @@ def funding_charge_due(*, now: datetime, price_of=None, rate_of=None) -> int:
     positions = Position.objects.filter(
         Q(status=Position.Status.OPEN) | recently_closed, mode=TradingMode.PAPER, opened_at__isnull=False
     ).select_related("symbol")
-    return sum(funding_settle_position(position=position, now=now, price_of=price_of, rate_of=rate_of) for position in positions)
+    return sum(
+        funding_settle_position(position=position, now=now, price_of=price_of, rate_of=rate_of)
+        for position in positions
+    )
 
 
-def funding_settle_position(*, position: Position, now: datetime, price_of=None, rate_of=None, closing: bool = False) -> int:
+def funding_settle_position(
+    *, position: Position, now: datetime, price_of=None, rate_of=None, closing: bool = False
+) -> int:
     """Charge one paper position the funding times it lived through up to ``now`` (before its close, if closed;
     before ``now`` when it is ``closing`` at ``now``); idempotent. The paper executor calls it right before a close, so the "Position closed" message, the dashboard
     and the API read the same settled PnL; ``funding_charge_due`` calls it for every position. Returns the charges
@@ -572,12 +623,19 @@ def funding_settle_position(*, position: Position, now: datetime, price_of=None,
     if position.mode != TradingMode.PAPER or position.opened_at is None:
         return 0
     until = min(now, position.closed_at) if position.closed_at else now
-    due = [t for t in funding_times_between(position.opened_at, until)
-           if (position.closed_at is None or t < position.closed_at) and not (closing and t >= now)]
+    due = [
+        t
+        for t in funding_times_between(position.opened_at, until)
+        if (position.closed_at is None or t < position.closed_at) and not (closing and t >= now)
+    ]
     if not due:
         return 0  # most positions never live through a funding time: no query for them
     price_of = price_of or market_last_price
-    fallback = Decimal(settings.PAPER_FUNDING_RATE) if settings.PAPER_FUNDING_RATE and settings.MARKET_DATA_SOURCE == "replay" else None
+    fallback = (
+        Decimal(settings.PAPER_FUNDING_RATE)
+        if settings.PAPER_FUNDING_RATE and settings.MARKET_DATA_SOURCE == "replay"
+        else None
+    )
     done = set(position.funding_charges.values_list("funding_time", flat=True))
     charged = 0
     for t in due:

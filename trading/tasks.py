@@ -41,7 +41,9 @@ def execute_signal(self, signal_id: int) -> dict:
     queue="trade",
     acks_late=True,
     reject_on_worker_lost=True,
-    autoretry_for=(RetryableExchangeError,),  # PostgreSQL/Redis drop-outs: retried in place (config.celery.ReliableTask)
+    autoretry_for=(
+        RetryableExchangeError,
+    ),  # PostgreSQL/Redis drop-outs: retried in place (config.celery.ReliableTask)
     retry_backoff=True,
     retry_backoff_max=30,
     max_retries=5,
@@ -77,8 +79,14 @@ def monitor_positions() -> dict:
     from trading.monitor import positions_monitor_step
 
     report = positions_monitor_step()
-    return {"positions": report.positions, "candles": report.candles, "closed": report.closed,
-            "funding": report.funding, "resumed": report.resumed, "errors": len(report.errors)}
+    return {
+        "positions": report.positions,
+        "candles": report.candles,
+        "closed": report.closed,
+        "funding": report.funding,
+        "resumed": report.resumed,
+        "errors": len(report.errors),
+    }
 
 
 @shared_task(name="trading.tasks.monitor_position_prices", queue="trade", acks_late=True, reject_on_worker_lost=True)

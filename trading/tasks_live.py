@@ -21,7 +21,6 @@ def reconcile_exchange_positions(user_id: int | None = None) -> int:
     if user_id is None:
         reports = reconcile_all()
     else:
-
         user = TelegramUser.objects.filter(pk=user_id).first()
         reports = [reconcile_user(user=user)] if user else []
     repairs = sum(len(r.repairs) for r in reports)

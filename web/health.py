@@ -21,8 +21,9 @@ def healthz(request):
 def readyz(request):
     """Configuration sound (config/checks.py: Fernet keys, secret key, broker and database URLs), database reachable,
     broker reachable (if any), heartbeat fresh (if a broker runs periodic tasks)."""
-    configuration_errors = [f"{message.id}: {message.msg}" for message in configuration_problems()
-                            if message.is_serious()]
+    configuration_errors = [
+        f"{message.id}: {message.msg}" for message in configuration_problems() if message.is_serious()
+    ]
     database = database_ok()
     broker = broker_ok()
     age = heartbeat_age_seconds() if database else None

@@ -69,7 +69,9 @@ class LiveUpdatesConsumer(AsyncJsonWebsocketConsumer):
         for group in self.groups_joined:
             await self.channel_layer.group_add(group, self.channel_name)
         await self.accept()
-        await self.send_json({"type": "hello", "streams": ["user" if telegram_user_id else None, "staff" if user.is_staff else None]})
+        await self.send_json(
+            {"type": "hello", "streams": ["user" if telegram_user_id else None, "staff" if user.is_staff else None]}
+        )
 
     async def disconnect(self, code):
         for group in getattr(self, "groups_joined", []):
@@ -89,7 +91,7 @@ class LiveUpdatesConsumer(AsyncJsonWebsocketConsumer):
             await self.send_json({"type": "error", "error": "malformed JSON"})
             return
         if not isinstance(message, dict) or message.get("type") != "ping":
-            await self.send_json({"type": "error", "error": "unknown message; send {\"type\": \"ping\"}"})
+            await self.send_json({"type": "error", "error": 'unknown message; send {"type": "ping"}'})
             return
         await self.send_json({"type": "pong"})
 

@@ -30,8 +30,9 @@ class WhopGateway(Protocol):
 
 
 class WhopApiClient:
-    def __init__(self, *, api_key: str, base_url: str, timeout: float = 10.0,
-                 transport: httpx.BaseTransport | None = None) -> None:
+    def __init__(
+        self, *, api_key: str, base_url: str, timeout: float = 10.0, transport: httpx.BaseTransport | None = None
+    ) -> None:
         self.api_key = api_key
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
@@ -45,8 +46,11 @@ class WhopApiClient:
             body["redirect_url"] = redirect_url
         try:
             with httpx.Client(timeout=self.timeout, transport=self.transport) as client:
-                response = client.post(f"{self.base_url}/checkout_configurations", json=body,
-                                       headers={"Authorization": f"Bearer {self.api_key}"})
+                response = client.post(
+                    f"{self.base_url}/checkout_configurations",
+                    json=body,
+                    headers={"Authorization": f"Bearer {self.api_key}"},
+                )
         except httpx.HTTPError as error:
             raise WhopGatewayError(f"Whop is unreachable: {type(error).__name__}") from None
         if response.status_code >= 300:

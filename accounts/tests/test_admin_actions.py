@@ -23,9 +23,13 @@ def act(client, action: str, users, **extra):
 
 
 def user_log(user) -> list[str]:
-    return list(LogEntry.objects.filter(content_type=ContentType.objects.get_for_model(TelegramUser),
-                                        object_id=str(user.pk), action_flag=CHANGE)
-                .order_by("action_time").values_list("change_message", flat=True))
+    return list(
+        LogEntry.objects.filter(
+            content_type=ContentType.objects.get_for_model(TelegramUser), object_id=str(user.pk), action_flag=CHANGE
+        )
+        .order_by("action_time")
+        .values_list("change_message", flat=True)
+    )
 
 
 def test_ban_renders_a_confirmation_page_and_changes_nothing_until_confirmed(staff_client):

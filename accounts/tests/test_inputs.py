@@ -19,9 +19,35 @@ from accounts.inputs import (
     strict_json_loads,
 )
 
-HOSTILE_NUMBERS = ["1e1000000", "9e999999999", "1E+1000000", "-1e1000000", "NaN", "nan", "inf", "-Infinity", "sNaN",
-                   "1_000", "٣", "0x10", "1" * 5000, "", " ", "5 5", "--5", "1e1", True, None, [], {}, float("nan"),
-                   float("inf"), 10**4000, Decimal("1e1000000"), Decimal("NaN")]
+HOSTILE_NUMBERS = [
+    "1e1000000",
+    "9e999999999",
+    "1E+1000000",
+    "-1e1000000",
+    "NaN",
+    "nan",
+    "inf",
+    "-Infinity",
+    "sNaN",
+    "1_000",
+    "٣",
+    "0x10",
+    "1" * 5000,
+    "",
+    " ",
+    "5 5",
+    "--5",
+    "1e1",
+    True,
+    None,
+    [],
+    {},
+    float("nan"),
+    float("inf"),
+    10**4000,
+    Decimal("1e1000000"),
+    Decimal("NaN"),
+]
 
 
 @pytest.mark.parametrize("value", HOSTILE_NUMBERS, ids=lambda v: repr(v)[:24])
@@ -35,8 +61,10 @@ def test_hostile_numbers_are_refused_at_once_with_the_allowed_range(value):
     assert str(refused.value) == "must be a whole number from 1x to 20x"
 
 
-@pytest.mark.parametrize(("text", "expected"), [("5", 5), (" 7 ", 7), ("5.0", 5), ("10x", 10), ("10 X", 10), (3, 3),
-                                                (3.0, 3), ("+4", 4), (Decimal("6"), 6)])
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("5", 5), (" 7 ", 7), ("5.0", 5), ("10x", 10), ("10 X", 10), (3, 3), (3.0, 3), ("+4", 4), (Decimal("6"), 6)],
+)
 def test_integers_in_range_are_read(text, expected):
     assert parse_bounded_int(text, minimum=1, maximum=20, unit="x") == expected
 
@@ -81,12 +109,24 @@ def test_preference_bounds_come_from_the_one_table_and_the_leverage_cap(settings
         preference_number_bounds("user")
 
 
-@pytest.mark.parametrize(("body", "message"), [
-    (b'{"a": NaN}', "NaN"), (b'{"a": -Infinity}', "Infinity"), (b"[1e400]", "out of range"),
-    (b'"\\ud800"', "surrogate"), (b'{"\\udfff": 1}', "surrogate"), (b'"a\\u0000b"', "NUL"),
-    (b"[" * 40 + b"]" * 40, "nested"), (b"[" * 100_000, "not valid JSON"), (b"1" * 5000, "out of range"), (b"9" * 30, "out of range"),
-    (b"\xff\xfe", "not UTF-8"), (b"{", "not valid JSON"), (b"", "not valid JSON"),
-])
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (b'{"a": NaN}', "NaN"),
+        (b'{"a": -Infinity}', "Infinity"),
+        (b"[1e400]", "out of range"),
+        (b'"\\ud800"', "surrogate"),
+        (b'{"\\udfff": 1}', "surrogate"),
+        (b'"a\\u0000b"', "NUL"),
+        (b"[" * 40 + b"]" * 40, "nested"),
+        (b"[" * 100_000, "not valid JSON"),
+        (b"1" * 5000, "out of range"),
+        (b"9" * 30, "out of range"),
+        (b"\xff\xfe", "not UTF-8"),
+        (b"{", "not valid JSON"),
+        (b"", "not valid JSON"),
+    ],
+)
 def test_strict_json_refuses_what_the_database_would_choke_on(body, message):
     with pytest.raises(InputError, match=message):
         strict_json_loads(body)
@@ -94,4 +134,6 @@ def test_strict_json_refuses_what_the_database_would_choke_on(body, message):
 
 def test_strict_json_reads_ordinary_json():
     assert strict_json_loads(b'{"a": [1, 2.5, "x\\u00e9", null, true], "b": {"c": -3}}') == {
-        "a": [1, 2.5, "xé", None, True], "b": {"c": -3}}
+        "a": [1, 2.5, "xé", None, True],
+        "b": {"c": -3},
+    }

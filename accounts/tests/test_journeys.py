@@ -41,9 +41,11 @@ SYMBOL = "BTC/USDT:USDT"
 KEYS = ("3f1c9a2e-7b4d-4e8a-9c6f-1a2b3c4d5e6f", "9A8B7C6D5E4F30211203F4E5D6C7B8A9", "Journey-pass-42")
 CONSUMERS = {
     "signal.created": ["telegram_bridge.tasks.broadcast_signal", "trading.tasks.execute_signal"],
-    "signal.closed": [], "position.opened": ["telegram_bridge.tasks.notify_position"],
+    "signal.closed": [],
+    "position.opened": ["telegram_bridge.tasks.notify_position"],
     "position.updated": ["telegram_bridge.tasks.notify_position"],
-    "position.closed": ["telegram_bridge.tasks.notify_position"], "user.notify": ["telegram_bridge.tasks.notify_user"],
+    "position.closed": ["telegram_bridge.tasks.notify_position"],
+    "user.notify": ["telegram_bridge.tasks.notify_user"],
 }
 NET = re.compile(r"<b>Net: ([+-]?[\d.]+) USDT</b>")
 
@@ -89,8 +91,12 @@ class Trader:
             response = self.web.post(reverse("dashboard:settings"), data)
             assert response.status_code == 302, response.context["form"].errors
         else:
-            response = self.api.patch(reverse("api:preferences"), json.dumps({"paper_mode": False, "auto_trading": True}),
-                                      content_type="application/json", HTTP_AUTHORIZATION=self.api_auth)
+            response = self.api.patch(
+                reverse("api:preferences"),
+                json.dumps({"paper_mode": False, "auto_trading": True}),
+                content_type="application/json",
+                HTTP_AUTHORIZATION=self.api_auth,
+            )
             assert response.status_code == 200, response.content
             assert response.json()["auto_trading_status"]["state"] == "on"
 
@@ -159,18 +165,28 @@ def connect(trader: Trader) -> None:
 
 @pytest.mark.parametrize("interface", ["bot", "web", "api"])
 def test_a_trader_goes_from_start_to_a_closed_live_position_and_every_door_shows_the_same_pnl(
-        trader, market, interface, django_capture_on_commit_callbacks):
+    trader, market, interface, django_capture_on_commit_callbacks
+):
     onboarding(trader)
     connect(trader)
     SubscriptionFactory(user=trader.user, plan=PlanFactory(features=["live_trading"]), source="admin", external_id=None)
     trader.log_in_everywhere()
     trader.go_live_with_auto_trading(interface)
-    assert "Auto-trading: <b>on</b>" in trader.say("/status")[0]["text"] and "Mode: live" in trader.say("/status")[0]["text"]
+    assert (
+        "Auto-trading: <b>on</b>" in trader.say("/status")[0]["text"]
+        and "Mode: live" in trader.say("/status")[0]["text"]
+    )
 
     account = fake_account(fake_account_name(user_id=trader.user.pk))
     account.set_price(SYMBOL, "100")
-    signal = SignalFactory(symbol=SymbolFactory(symbol=SYMBOL, base="BTC"), risk_level="medium", entry=Decimal("100"),
-                           stop=Decimal("98"), tp1=Decimal("102"), tp2=Decimal("104"))
+    signal = SignalFactory(
+        symbol=SymbolFactory(symbol=SYMBOL, base="BTC"),
+        risk_level="medium",
+        entry=Decimal("100"),
+        stop=Decimal("98"),
+        tp1=Decimal("102"),
+        tp2=Decimal("104"),
+    )
     with django_capture_on_commit_callbacks(execute=True):  # the domain events announced after each commit
         dispatch_now("signal.created", {"signal_id": signal.pk})
     card = [m for m in trader.bot_api.sent_messages(TRADER) if f"{SYMBOL}</b>" in m["text"] and "Entry:" in m["text"]]
@@ -199,5 +215,7 @@ def test_a_trader_goes_from_start_to_a_closed_live_position_and_every_door_shows
     expected = cents(position.net_pnl)
     assert expected > 0
     for period in ("all", "today", "week", "month"):  # on the market clock (a replayed Monday, not the wall clock)
-        assert trader.bot_net(period) == cents(trader.dashboard_net(period)) == cents(trader.api_net(period)) == expected, period
+        assert (
+            trader.bot_net(period) == cents(trader.dashboard_net(period)) == cents(trader.api_net(period)) == expected
+        ), period
     assert position.closed_at.date() == market.now().date()

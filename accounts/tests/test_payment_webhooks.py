@@ -41,11 +41,15 @@ class TestStandardWebhooksScheme:
         return {**headers, **overrides}
 
     def test_signs_the_spec_example_exactly(self):
-        assert standard_webhooks_sign(secret=SPEC_SECRET, msg_id=SPEC_ID, timestamp=SPEC_TIMESTAMP, body=SPEC_BODY) == SPEC_SIGNATURE
+        assert (
+            standard_webhooks_sign(secret=SPEC_SECRET, msg_id=SPEC_ID, timestamp=SPEC_TIMESTAMP, body=SPEC_BODY)
+            == SPEC_SIGNATURE
+        )
 
     def test_verifies_the_spec_example_within_the_tolerance(self):
-        msg_id = standard_webhooks_verify(secret=SPEC_SECRET, headers=self.spec_headers(), body=SPEC_BODY,
-                                          now=SPEC_TIMESTAMP + 299)
+        msg_id = standard_webhooks_verify(
+            secret=SPEC_SECRET, headers=self.spec_headers(), body=SPEC_BODY, now=SPEC_TIMESTAMP + 299
+        )
         assert msg_id == SPEC_ID
 
     def test_any_of_several_signatures_may_match(self):
@@ -70,11 +74,15 @@ class TestStandardWebhooksScheme:
     )
     def test_tampering_is_rejected(self, headers, body):
         with pytest.raises(WebhookAuthenticationError):
-            standard_webhooks_verify(secret=SPEC_SECRET, headers=self.spec_headers(**headers), body=body, now=SPEC_TIMESTAMP)
+            standard_webhooks_verify(
+                secret=SPEC_SECRET, headers=self.spec_headers(**headers), body=body, now=SPEC_TIMESTAMP
+            )
 
     def test_wrong_or_missing_secret_is_rejected(self):
         with pytest.raises(WebhookAuthenticationError):
-            standard_webhooks_verify(secret="whsec_" + "A" * 32, headers=self.spec_headers(), body=SPEC_BODY, now=SPEC_TIMESTAMP)
+            standard_webhooks_verify(
+                secret="whsec_" + "A" * 32, headers=self.spec_headers(), body=SPEC_BODY, now=SPEC_TIMESTAMP
+            )
         with pytest.raises(WebhookAuthenticationError):
             standard_webhooks_verify(secret="", headers=self.spec_headers(), body=SPEC_BODY, now=SPEC_TIMESTAMP)
 
@@ -89,49 +97,93 @@ class TestStandardWebhooksScheme:
 
 class TestPayloadParsing:
     def test_whop_v1_membership(self):
-        event = whop_event({"type": "membership.went_valid", "data": {
-            "id": "mem_1", "metadata": {"telegram_id": "42"}, "plan": {"id": "plan_pro"},
-            "renewal_period_end": "2026-11-30T05:00:00.401Z"}})
+        event = whop_event(
+            {
+                "type": "membership.went_valid",
+                "data": {
+                    "id": "mem_1",
+                    "metadata": {"telegram_id": "42"},
+                    "plan": {"id": "plan_pro"},
+                    "renewal_period_end": "2026-11-30T05:00:00.401Z",
+                },
+            }
+        )
         assert (event.action, event.membership_id, event.telegram_id, event.whop_plan_id) == (
-            "activate", "mem_1", 42, "plan_pro")
+            "activate",
+            "mem_1",
+            42,
+            "plan_pro",
+        )
         assert event.period_end.isoformat() == "2026-11-30T05:00:00.401000+00:00"
 
     def test_whop_v2_membership_with_unix_times_and_plan_text(self):
-        event = whop_event({"action": "membership.went_valid", "data": {
-            "id": "mem_2", "plan": "plan_pro", "metadata": {"telegram_id": 42}, "renewal_period_end": 1_790_000_000}})
+        event = whop_event(
+            {
+                "action": "membership.went_valid",
+                "data": {
+                    "id": "mem_2",
+                    "plan": "plan_pro",
+                    "metadata": {"telegram_id": 42},
+                    "renewal_period_end": 1_790_000_000,
+                },
+            }
+        )
         assert event.whop_plan_id == "plan_pro" and event.period_end.timestamp() == 1_790_000_000
 
     def test_whop_payment_amount_is_exact_cents(self):
-        event = whop_event({"type": "payment.succeeded", "data": {
-            "id": "pay_1", "membership": {"id": "mem_1"}, "plan": {"id": "plan_pro"}, "total": 6.9,
-            "currency": "usd", "paid_at": "2026-01-01T00:00:00Z"}})
+        event = whop_event(
+            {
+                "type": "payment.succeeded",
+                "data": {
+                    "id": "pay_1",
+                    "membership": {"id": "mem_1"},
+                    "plan": {"id": "plan_pro"},
+                    "total": 6.9,
+                    "currency": "usd",
+                    "paid_at": "2026-01-01T00:00:00Z",
+                },
+            }
+        )
         assert (event.action, event.payment_id, event.amount_cents, event.currency) == ("payment", "pay_1", 690, "USD")
 
     def test_whop_refund_created_names_payment_and_membership(self):
-        event = whop_event({"type": "refund.created", "data": {"id": "rf_1", "amount": 29, "payment": {
-            "id": "pay_1", "membership": {"id": "mem_1"}}}})
+        event = whop_event(
+            {
+                "type": "refund.created",
+                "data": {"id": "rf_1", "amount": 29, "payment": {"id": "pay_1", "membership": {"id": "mem_1"}}},
+            }
+        )
         assert (event.action, event.payment_id, event.membership_id) == ("refund", "pay_1", "mem_1")
 
-    @pytest.mark.parametrize("payload", [
-        [], {"type": "x"}, {"data": {"id": "m"}}, {"type": "membership.went_valid", "data": {}},
-        {"type": "Membership Went Valid!", "data": {"id": "mem_1"}},
-        {"type": "membership.went_valid", "data": {"id": "mem 1; drop"}},
-        {"type": "membership.went_valid", "data": {"id": "mem_1", "plan": {"id": ["x"]}}},
-        {"type": "membership.went_valid", "data": {"id": "mem_1", "metadata": "telegram_id=1"}},
-    ])
+    @pytest.mark.parametrize(
+        "payload",
+        [
+            [],
+            {"type": "x"},
+            {"data": {"id": "m"}},
+            {"type": "membership.went_valid", "data": {}},
+            {"type": "Membership Went Valid!", "data": {"id": "mem_1"}},
+            {"type": "membership.went_valid", "data": {"id": "mem 1; drop"}},
+            {"type": "membership.went_valid", "data": {"id": "mem_1", "plan": {"id": ["x"]}}},
+            {"type": "membership.went_valid", "data": {"id": "mem_1", "metadata": "telegram_id=1"}},
+        ],
+    )
     def test_whop_malformed(self, payload):
         with pytest.raises(WebhookPayloadError):
             whop_event(payload)
 
-    @pytest.mark.parametrize("telegram_id", [0, -1, 2**53, 2**52, "0", "-1", "9007199254740992", "1e5", 1.5,
-                                             True, "٤٢", "42 ", [42]])
+    @pytest.mark.parametrize(
+        "telegram_id", [0, -1, 2**53, 2**52, "0", "-1", "9007199254740992", "1e5", 1.5, True, "٤٢", "42 ", [42]]
+    )
     def test_impossible_telegram_ids(self, telegram_id):
         with pytest.raises(WebhookPayloadError, match="telegram_id"):
-            whop_event({"type": "membership.went_valid", "data": {"id": "mem_1",
-                                                                  "metadata": {"telegram_id": telegram_id}}})
+            whop_event(
+                {"type": "membership.went_valid", "data": {"id": "mem_1", "metadata": {"telegram_id": telegram_id}}}
+            )
 
-    @pytest.mark.parametrize("moment", [10**20, -1, 1e300, "yesterday", "9999-12-31T00:00:00Z", "1970-01-01T00:00:00Z",
-                                        "2" * 50, True])
+    @pytest.mark.parametrize(
+        "moment", [10**20, -1, 1e300, "yesterday", "9999-12-31T00:00:00Z", "1970-01-01T00:00:00Z", "2" * 50, True]
+    )
     def test_impossible_times(self, moment):
         with pytest.raises(WebhookPayloadError, match="renewal_period_end"):
             whop_event({"type": "membership.went_valid", "data": {"id": "mem_1", "renewal_period_end": moment}})
@@ -141,11 +193,23 @@ class TestPayloadParsing:
         with pytest.raises(WebhookPayloadError, match="amount"):
             whop_event({"type": "payment.succeeded", "data": {"id": "pay_1", "total": amount}})
 
-    @pytest.mark.parametrize("body", [
-        b'{"a": NaN}', b'{"a": Infinity}', b'{"a": -Infinity}', b'{"a": 1e400}', b'{"a": "\\u0000"}',
-        b'{"a": "\\ud800"}', b'{"\\udc00": 1}',
-        b'{"a": ' + b"9" * 30 + b"}", b'{"a": ' + b"9" * 5000 + b"}", b"[" * 5000, b"\xff", b'{"a": 1',
-    ])
+    @pytest.mark.parametrize(
+        "body",
+        [
+            b'{"a": NaN}',
+            b'{"a": Infinity}',
+            b'{"a": -Infinity}',
+            b'{"a": 1e400}',
+            b'{"a": "\\u0000"}',
+            b'{"a": "\\ud800"}',
+            b'{"\\udc00": 1}',
+            b'{"a": ' + b"9" * 30 + b"}",
+            b'{"a": ' + b"9" * 5000 + b"}",
+            b"[" * 5000,
+            b"\xff",
+            b'{"a": 1',
+        ],
+    )
     def test_json_that_cannot_be_stored_as_received(self, body):
         with pytest.raises(WebhookPayloadError):
             json_body(body)
@@ -153,23 +217,36 @@ class TestPayloadParsing:
     def test_plain_json_passes(self):
         assert json_body(b'{"a": [1, 2.5, "x", null, true]}') == {"a": [1, 2.5, "x", None, True]}
 
-    @pytest.mark.parametrize("payload", [
-        [], "x", [1], [{"signature": "short"}], [{"signature": "0" * 88}],
-        [{"signature": "z" * 88}],  # base58, but 65 bytes
-    ])
+    @pytest.mark.parametrize(
+        "payload",
+        [
+            [],
+            "x",
+            [1],
+            [{"signature": "short"}],
+            [{"signature": "0" * 88}],
+            [{"signature": "z" * 88}],  # base58, but 65 bytes
+        ],
+    )
     def test_helius_malformed(self, payload):
         with pytest.raises(WebhookPayloadError):
             helius_transactions(payload)
 
-    @pytest.mark.parametrize(("path", "value"), [
-        (("nativeTransfers", 0, "amount"), 1e9), (("nativeTransfers", 0, "amount"), -1),
-        (("nativeTransfers", 0, "amount"), "1.5"), (("nativeTransfers", 0, "toUserAccount"), "nope"),
-        (("nativeTransfers",), {"amount": 1}), (("accountData", 0, "account"), 7),
-        (("timestamp",), 10**15), (("instructions", 0, "accounts"), "abc"),
-    ])
+    @pytest.mark.parametrize(
+        ("path", "value"),
+        [
+            (("nativeTransfers", 0, "amount"), 1e9),
+            (("nativeTransfers", 0, "amount"), -1),
+            (("nativeTransfers", 0, "amount"), "1.5"),
+            (("nativeTransfers", 0, "toUserAccount"), "nope"),
+            (("nativeTransfers",), {"amount": 1}),
+            (("accountData", 0, "account"), 7),
+            (("timestamp",), 10**15),
+            (("instructions", 0, "accounts"), "abc"),
+        ],
+    )
     def test_helius_impossible_fields(self, path, value):
-        transaction = solana_pay_transaction(recipient=MERCHANT_SAMPLE,
-                                             amount_base_units=10, reference=None)
+        transaction = solana_pay_transaction(recipient=MERCHANT_SAMPLE, amount_base_units=10, reference=None)
         target = transaction
         for key in path[:-1]:
             target = target[key]
@@ -181,8 +258,12 @@ class TestPayloadParsing:
 def signed_post(client, body: bytes, *, msg_id="msg_1", secret=SPEC_SECRET, timestamp=None):
     timestamp = int(time.time()) if timestamp is None else timestamp
     signature = standard_webhooks_sign(secret=secret, msg_id=msg_id, timestamp=timestamp, body=body)
-    return client.post(reverse("api:webhook-whop"), data=body, content_type="application/json",
-                       headers={"webhook-id": msg_id, "webhook-timestamp": str(timestamp), "webhook-signature": signature})
+    return client.post(
+        reverse("api:webhook-whop"),
+        data=body,
+        content_type="application/json",
+        headers={"webhook-id": msg_id, "webhook-timestamp": str(timestamp), "webhook-signature": signature},
+    )
 
 
 @pytest.fixture
@@ -201,32 +282,47 @@ def helius(settings, client):
 
     def post(payload=None, *, token=HELIUS_TOKEN, raw=None):
         body = raw if raw is not None else json.dumps(payload).encode()
-        return client.post(reverse("api:webhook-helius"), data=body, content_type="application/json",
-                           headers={"authorization": token})
+        return client.post(
+            reverse("api:webhook-helius"), data=body, content_type="application/json", headers={"authorization": token}
+        )
 
     return post
 
 
 def went_valid(telegram_id=777, **data):
-    return {"type": "membership.went_valid", "data": {
-        "id": "mem_abc", "plan": {"id": "plan_pro"}, "metadata": {"telegram_id": telegram_id},
-        "renewal_period_end": int(time.time()) + 30 * 86400, **data}}
+    return {
+        "type": "membership.went_valid",
+        "data": {
+            "id": "mem_abc",
+            "plan": {"id": "plan_pro"},
+            "metadata": {"telegram_id": telegram_id},
+            "renewal_period_end": int(time.time()) + 30 * 86400,
+            **data,
+        },
+    }
 
 
 @pytest.mark.django_db
 class TestJunkIsRefusedAndCreatesNothing:
     """Signed (so past authentication) but impossible: 400, nothing stored, no user, never 500/503."""
 
-    @pytest.mark.parametrize("raw", [
-        b"not json", b"\xff\xfe", b"[]", b'{"type": "membership.activated"}', b"[" * 5000,
-        b'{"type": "membership.went_valid", "data": {"id": "mem_1", "renewal_period_end": NaN}}',
-        b'{"type": "membership.went_valid", "data": {"id": "mem_1", "renewal_period_end": Infinity}}',
-        b'{"type": "membership.went_valid", "data": {"id": "mem_1", "renewal_period_end": 1e999}}',
-        b'{"type": "membership.went_valid", "data": {"id": "mem_1", "renewal_period_end": 99999999999999999999}}',
-        b'{"type": "payment.succeeded", "data": {"id": "pay_1", "total": -Infinity}}',
-        b'{"type": "membership.went_valid", "data": {"id": "mem_\\ud800"}}',
-        b'{"type": "membership.went_valid", "data": {"id": "mem_1", "note": "a\\u0000b"}}',
-    ])
+    @pytest.mark.parametrize(
+        "raw",
+        [
+            b"not json",
+            b"\xff\xfe",
+            b"[]",
+            b'{"type": "membership.activated"}',
+            b"[" * 5000,
+            b'{"type": "membership.went_valid", "data": {"id": "mem_1", "renewal_period_end": NaN}}',
+            b'{"type": "membership.went_valid", "data": {"id": "mem_1", "renewal_period_end": Infinity}}',
+            b'{"type": "membership.went_valid", "data": {"id": "mem_1", "renewal_period_end": 1e999}}',
+            b'{"type": "membership.went_valid", "data": {"id": "mem_1", "renewal_period_end": 99999999999999999999}}',
+            b'{"type": "payment.succeeded", "data": {"id": "pay_1", "total": -Infinity}}',
+            b'{"type": "membership.went_valid", "data": {"id": "mem_\\ud800"}}',
+            b'{"type": "membership.went_valid", "data": {"id": "mem_1", "note": "a\\u0000b"}}',
+        ],
+    )
     def test_malformed_signed_body_is_400(self, whop, raw):
         assert whop(raw=raw).status_code == 400
         assert not WebhookEvent.objects.exists()
@@ -240,12 +336,18 @@ class TestJunkIsRefusedAndCreatesNothing:
         assert TelegramUser.objects.count() == before and not WebhookEvent.objects.exists()
         assert not TelegramUser.objects.filter(telegram_id__in=[0, -1, 2**53]).exists()
 
-    @pytest.mark.parametrize("raw", [
-        b'[{"signature": "x", "timestamp": NaN}]',
-        b'[{"signature": "' + b"5" * 88 + b'", "nativeTransfers": [{"amount": -Infinity}]}]',
-        b'[{"signature": "\\u0000"}]',
-        b"{", b"[]", b'[{"signature": 1}]', b'"text"',
-    ])
+    @pytest.mark.parametrize(
+        "raw",
+        [
+            b'[{"signature": "x", "timestamp": NaN}]',
+            b'[{"signature": "' + b"5" * 88 + b'", "nativeTransfers": [{"amount": -Infinity}]}]',
+            b'[{"signature": "\\u0000"}]',
+            b"{",
+            b"[]",
+            b'[{"signature": 1}]',
+            b'"text"',
+        ],
+    )
     def test_helius_junk_is_400(self, helius, raw):
         assert helius(raw=raw).status_code == 400
         assert not WebhookEvent.objects.exists()
@@ -292,7 +394,8 @@ class TestNothingStoredIsLost:
     """The view answers once the delivery is stored; a failed enqueue is caught up by the beat sweeper, once."""
 
     def test_a_failed_enqueue_answers_200_and_the_sweeper_applies_the_event_once(
-            self, helius, payment_settings, published, monkeypatch, django_capture_on_commit_callbacks):
+        self, helius, payment_settings, published, monkeypatch, django_capture_on_commit_callbacks
+    ):
         from datetime import timedelta
 
         from django.utils import timezone
@@ -300,9 +403,14 @@ class TestNothingStoredIsLost:
         from accounts import tasks
 
         pending = solana_payment_request_create(user=TelegramUserFactory(), plan=PlanFactory()).payment
-        transaction = solana_pay_transaction(recipient=pending.recipient, amount_base_units=pending.amount_base_units,
-                                             reference=pending.reference, mint=pending.mint, decimals=pending.decimals,
-                                             timestamp=timezone.now())
+        transaction = solana_pay_transaction(
+            recipient=pending.recipient,
+            amount_base_units=pending.amount_base_units,
+            reference=pending.reference,
+            mint=pending.mint,
+            decimals=pending.decimals,
+            timestamp=timezone.now(),
+        )
 
         def broker_down(**kwargs):
             raise ConnectionError("Error 111 connecting to redis")

@@ -48,7 +48,9 @@ def test_invalid_preferences_are_refused_and_nothing_is_saved(changes):
 @pytest.mark.django_db
 def test_valid_preferences_are_saved():
     user, _ = telegram_user_register(telegram_id=8)
-    preferences_update(user=user, changes={"leverage": 10, "accepted_risk_levels": ["low"], "muted_symbols": ["DOGE/USDT:USDT"]})
+    preferences_update(
+        user=user, changes={"leverage": 10, "accepted_risk_levels": ["low"], "muted_symbols": ["DOGE/USDT:USDT"]}
+    )
     user.preferences.refresh_from_db()
     assert user.preferences.leverage == 10
     assert user.preferences.accepted_risk_levels == ["low"]
@@ -73,18 +75,22 @@ def test_muted_symbols_are_stored_canonical_one_per_base():
     assert prefs.muted_symbols == ["DOGE/USDT:USDT", "PEPE/USDT:USDT"]
     with pytest.raises(ValidationError) as refused:
         preferences_update(user=user, changes={"muted_symbols": ["DOGE", "<b>"]})
-    assert refused.value.message_dict == {"muted_symbols": [
-        "“<b>” is not a symbol. Write coin names such as DOGE or PEPE, separated by commas."]}
+    assert refused.value.message_dict == {
+        "muted_symbols": ["“<b>” is not a symbol. Write coin names such as DOGE or PEPE, separated by commas."]
+    }
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize(("name", "value", "message"), [
-    ("leverage", 21, "Leverage must be a whole number from 1x to 20x."),
-    ("leverage", Decimal("2.5"), "Leverage must be a whole number from 1x to 20x."),
-    ("max_open_positions", 0, "Max open positions must be a whole number from 1 to 50."),
-    ("position_size_pct", Decimal("0.01"), "Position size must be a number from 0.1% to 100%."),
-    ("daily_loss_limit_pct", Decimal("101"), "Daily loss limit must be a number from 0.5% to 100%."),
-])
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("leverage", 21, "Leverage must be a whole number from 1x to 20x."),
+        ("leverage", Decimal("2.5"), "Leverage must be a whole number from 1x to 20x."),
+        ("max_open_positions", 0, "Max open positions must be a whole number from 1 to 50."),
+        ("position_size_pct", Decimal("0.01"), "Position size must be a number from 0.1% to 100%."),
+        ("daily_loss_limit_pct", Decimal("101"), "Daily loss limit must be a number from 0.5% to 100%."),
+    ],
+)
 def test_each_bound_has_one_message_with_units_and_no_field_name(settings, name, value, message):
     settings.MAX_LEVERAGE = 20
     user = TelegramUserFactory()
@@ -98,8 +104,9 @@ def test_each_bound_has_one_message_with_units_and_no_field_name(settings, name,
 def test_every_wrong_setting_is_reported_at_once():
     user = TelegramUserFactory()
     with pytest.raises(ValidationError) as refused:
-        preferences_update(user=user, changes={"leverage": 999, "position_size_pct": Decimal("0"),
-                                               "muted_symbols": ["?"]})
+        preferences_update(
+            user=user, changes={"leverage": 999, "position_size_pct": Decimal("0"), "muted_symbols": ["?"]}
+        )
     assert set(refused.value.message_dict) == {"leverage", "position_size_pct", "muted_symbols"}
 
 
@@ -133,8 +140,10 @@ def test_auto_trading_switch_checks_what_it_needs_and_clears_an_exchange_stop():
     ExchangeCredential.objects.filter(user=user).update(validated_at=None)  # keys no longer verified
     with pytest.raises(ValidationError) as refused:
         preferences_update(user=user, changes={"auto_trading": True})
-    assert "Auto-trading cannot be switched on yet: live trading needs a connected exchange" in \
-        refused.value.message_dict["auto_trading"][0]
+    assert (
+        "Auto-trading cannot be switched on yet: live trading needs a connected exchange"
+        in refused.value.message_dict["auto_trading"][0]
+    )
     ExchangeCredential.objects.filter(user=user).update(validated_at=user.joined_at)
     preferences_update(user=user, changes={"auto_trading": True})
     user.refresh_from_db()

@@ -48,8 +48,10 @@ class TestBase58AndReferences:
     def test_invalid_addresses(self, text):
         assert not solana_address_valid(text)
 
-    @pytest.mark.parametrize(("units", "decimals", "text"), [
-        (29_000_000, 6, "29"), (150_000_000, 9, "0.15"), (1, 9, "0.000000001"), (10**12, 6, "1000000"), (0, 6, "0")])
+    @pytest.mark.parametrize(
+        ("units", "decimals", "text"),
+        [(29_000_000, 6, "29"), (150_000_000, 9, "0.15"), (1, 9, "0.000000001"), (10**12, 6, "1000000"), (0, 6, "0")],
+    )
     def test_amounts_are_plain_decimals(self, units, decimals, text):
         assert amount_text(units, decimals) == text
 
@@ -57,20 +59,44 @@ class TestBase58AndReferences:
 class TestTransferRequestUrl:
     def test_spl_token_request_follows_the_spec(self):
         reference = reference_new()
-        url = transfer_request_url(recipient=MERCHANT, amount_base_units=29_000_000, decimals=6, mint=USDC_MINT,
-                                   reference=reference, label="Perps Signals", message="Pro, 30 days & more")
+        url = transfer_request_url(
+            recipient=MERCHANT,
+            amount_base_units=29_000_000,
+            decimals=6,
+            mint=USDC_MINT,
+            reference=reference,
+            label="Perps Signals",
+            message="Pro, 30 days & more",
+        )
         parts = urlsplit(url)
         assert parts.scheme == "solana" and parts.path == MERCHANT
         query = parse_qs(parts.query)
-        assert query == {"amount": ["29"], "spl-token": [USDC_MINT], "reference": [reference],
-                         "label": ["Perps Signals"], "message": ["Pro, 30 days & more"]}
+        assert query == {
+            "amount": ["29"],
+            "spl-token": [USDC_MINT],
+            "reference": [reference],
+            "label": ["Perps Signals"],
+            "message": ["Pro, 30 days & more"],
+        }
         assert "label=Perps%20Signals" in url and "message=Pro%2C%2030%20days%20%26%20more" in url
         assert list(dict.fromkeys(k.split("=")[0] for k in parts.query.split("&"))) == [
-            "amount", "spl-token", "reference", "label", "message"]
+            "amount",
+            "spl-token",
+            "reference",
+            "label",
+            "message",
+        ]
 
     def test_native_sol_request_has_no_spl_token(self):
-        url = transfer_request_url(recipient=MERCHANT, amount_base_units=150_000_000, decimals=9, mint="",
-                                   reference=reference_new(), label="", message="")
+        url = transfer_request_url(
+            recipient=MERCHANT,
+            amount_base_units=150_000_000,
+            decimals=9,
+            mint="",
+            reference=reference_new(),
+            label="",
+            message="",
+        )
         assert "spl-token" not in url and parse_qs(urlsplit(url).query)["amount"] == ["0.15"]
 
 
@@ -84,7 +110,11 @@ class TestPaymentRequests:
         payment = first.payment
         assert payment.status == Payment.Status.PENDING and payment.recipient == MERCHANT
         assert (payment.amount_base_units, payment.decimals, payment.mint, payment.currency) == (
-            29_000_000, 6, USDC_MINT, "USDC")
+            29_000_000,
+            6,
+            USDC_MINT,
+            "USDC",
+        )
         assert payment.reference != other.payment.reference
         assert f"reference={payment.reference}" in first.url and first.url.startswith(f"solana:{MERCHANT}?amount=29&")
         assert unquote(parse_qs(urlsplit(first.url).query)["message"][0]) == "Pro, 30 days"
@@ -112,8 +142,12 @@ def helius(client, payment_settings, django_capture_on_commit_callbacks):
     def post(*transactions, token=HELIUS_TOKEN, raw=None):
         body = raw if raw is not None else json.dumps(list(transactions)).encode()
         with django_capture_on_commit_callbacks(execute=True):
-            return client.post(reverse("api:webhook-helius"), data=body, content_type="application/json",
-                               headers={"authorization": token})
+            return client.post(
+                reverse("api:webhook-helius"),
+                data=body,
+                content_type="application/json",
+                headers={"authorization": token},
+            )
 
     return post
 
@@ -127,9 +161,14 @@ def request_(payment_settings):
 
 def paying(payment: Payment, **overrides) -> dict:
     """The transaction a wallet makes for ``payment`` (the exact payment unless overridden)."""
-    fields = {"recipient": payment.recipient, "amount_base_units": payment.amount_base_units,
-              "reference": payment.reference, "mint": payment.mint, "decimals": payment.decimals,
-              "timestamp": timezone.now()}
+    fields = {
+        "recipient": payment.recipient,
+        "amount_base_units": payment.amount_base_units,
+        "reference": payment.reference,
+        "mint": payment.mint,
+        "decimals": payment.decimals,
+        "timestamp": timezone.now(),
+    }
     return solana_pay_transaction(**{**fields, **overrides})
 
 
@@ -216,7 +255,8 @@ class TestVerificationCannotBeFooled:
         assert request_.status == Payment.Status.PAID and request_.amount_base_units == 30_000_000
 
     def test_exact_amounts_come_from_raw_balance_changes_when_transfers_carry_only_ui_amounts(
-            self, helius, request_, published):
+        self, helius, request_, published
+    ):
         short = paying(request_, amount_base_units=28_999_999, raw_in_token_transfers=False)
         short["tokenTransfers"][0]["tokenAmount"] = 29.0  # a rounded UI float must not pass for the price
         helius(short)

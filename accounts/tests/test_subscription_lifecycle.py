@@ -47,8 +47,9 @@ class TestEntitlements:
         SubscriptionFactory(user=lapsed, valid_until=timezone.now() - timedelta(seconds=1))
         ids = [pro_user.pk, free_user.pk, lapsed.pk]
         assert entitlements.users_with_feature(Feature.FLOW_TRADING, user_ids=ids) == {pro_user.pk}
-        assert {u.pk for u in (pro_user, free_user, lapsed)
-                if entitlements.feature_unlocked(u, Feature.FLOW_TRADING)} == {pro_user.pk}
+        assert {
+            u.pk for u in (pro_user, free_user, lapsed) if entitlements.feature_unlocked(u, Feature.FLOW_TRADING)
+        } == {pro_user.pk}
         with pytest.raises(ValueError):
             entitlements.feature_unlocked(pro_user, "teleportation")
 
@@ -99,8 +100,9 @@ class TestLifecycle:
 
 class TestOperators:
     def post_action(self, client, changelist, action, objects, **extra):
-        return client.post(reverse(changelist), {"action": action, ACTION_CHECKBOX_NAME: [o.pk for o in objects],
-                                                 **extra})
+        return client.post(
+            reverse(changelist), {"action": action, ACTION_CHECKBOX_NAME: [o.pk for o in objects], **extra}
+        )
 
     def test_admin_refund_asks_first_then_records(self, staff_client, published):
         payment = PaymentFactory(subscription=SubscriptionFactory(valid_until=timezone.now() + timedelta(days=3)))
@@ -121,24 +123,49 @@ class TestOperators:
         assert whop.valid_until == until and admin_time.valid_until == until + timedelta(days=30)
 
     def test_plan_admin_pages_and_features_form(self, staff_client):
-        response = staff_client.post(reverse("admin:accounts_plan_add"), {
-            "code": "news", "name": "News", "period_days": 30, "features": ["news_trading", "flow_trading"],
-            "price_usd": "9", "solana_amount": "9000000", "solana_mint": "EPjFWdd5AufqSSqeM2qN1xzybapC8G4wEGGkZwyTDt1v",
-            "solana_decimals": 6, "is_active": "on", "sort_order": 1})
+        response = staff_client.post(
+            reverse("admin:accounts_plan_add"),
+            {
+                "code": "news",
+                "name": "News",
+                "period_days": 30,
+                "features": ["news_trading", "flow_trading"],
+                "price_usd": "9",
+                "solana_amount": "9000000",
+                "solana_mint": "EPjFWdd5AufqSSqeM2qN1xzybapC8G4wEGGkZwyTDt1v",
+                "solana_decimals": 6,
+                "is_active": "on",
+                "sort_order": 1,
+            },
+        )
         assert response.status_code == 302
         plan = PlanFactory._meta.model.objects.get(code="news")
         assert plan.features == ["news_trading", "flow_trading"] and plan.solana_amount == 9_000_000
-        bad = staff_client.post(reverse("admin:accounts_plan_add"), {
-            "code": "bad", "name": "Bad", "period_days": 30, "price_usd": "1", "solana_mint": "not-a-mint",
-            "solana_decimals": 9, "sort_order": 0})
+        bad = staff_client.post(
+            reverse("admin:accounts_plan_add"),
+            {
+                "code": "bad",
+                "name": "Bad",
+                "period_days": 30,
+                "price_usd": "1",
+                "solana_mint": "not-a-mint",
+                "solana_decimals": 9,
+                "sort_order": 0,
+            },
+        )
         assert bad.status_code == 200 and b"Not a Solana address" in bad.content
         for name in ("plan", "payment", "subscription"):
             assert staff_client.get(reverse(f"admin:accounts_{name}_changelist")).status_code == 200
 
     def test_control_panel_shows_revenue_per_plan_and_gateway(self, staff_client):
         PaymentFactory(amount_base_units=2900, paid_at=timezone.now())
-        PaymentFactory(gateway=Payment.Gateway.SOLANA, amount_base_units=150_000_000, decimals=9, currency="SOL",
-                       paid_at=timezone.now())
+        PaymentFactory(
+            gateway=Payment.Gateway.SOLANA,
+            amount_base_units=150_000_000,
+            decimals=9,
+            currency="SOL",
+            paid_at=timezone.now(),
+        )
         page = staff_client.get(reverse("control:dashboard")).content.decode()
         assert "Revenue by plan and gateway" in page
         assert "<td>Pro</td><td>whop</td><td>1</td><td>29 USD</td>" in page

@@ -41,9 +41,16 @@ pytestmark = [pytest.mark.django_db, pytest.mark.slow]
 
 TELEGRAM_ID = 770001
 ONLY_SIGNAL_CONSUMERS = {
-    "signal.created": ["telegram_bridge.tasks.broadcast_signal", "trading.tasks.execute_signal",
-                       "web.live_updates.push_signal"],
-    "signal.closed": [], "position.opened": [], "position.updated": [], "position.closed": [], "user.notify": [],
+    "signal.created": [
+        "telegram_bridge.tasks.broadcast_signal",
+        "trading.tasks.execute_signal",
+        "web.live_updates.push_signal",
+    ],
+    "signal.closed": [],
+    "position.opened": [],
+    "position.updated": [],
+    "position.closed": [],
+    "user.notify": [],
 }
 
 
@@ -72,15 +79,24 @@ class World:
         cards_before = len(self.cards(symbol))
         pushes_before = len(self.pushes)
         dispatch_now("signal.created", {"signal_id": signal.pk})
-        pushed = [(group, payload) for group, payload in self.pushes[pushes_before:]
-                  if payload.get("type") == "signal" and payload.get("id") == signal.pk]
+        pushed = [
+            (group, payload)
+            for group, payload in self.pushes[pushes_before:]
+            if payload.get("type") == "signal" and payload.get("id") == signal.pk
+        ]
         assert all(group == f"user.{self.user.pk}" for group, _ in pushed)
-        return Effects(card=len(self.cards(symbol)) > cards_before, push=bool(pushed),
-                       position=Position.objects.filter(user=self.user, signal=signal).first())
+        return Effects(
+            card=len(self.cards(symbol)) > cards_before,
+            push=bool(pushed),
+            position=Position.objects.filter(user=self.user, signal=signal).first(),
+        )
 
     def cards(self, symbol: str) -> list[dict]:
-        return [m for m in self.bot_api.sent_messages(TELEGRAM_ID)
-                if m.get("method") != "editMessageText" and f" {symbol}</b>" in m["text"] and "Entry:" in m["text"]]
+        return [
+            m
+            for m in self.bot_api.sent_messages(TELEGRAM_ID)
+            if m.get("method") != "editMessageText" and f" {symbol}</b>" in m["text"] and "Entry:" in m["text"]
+        ]
 
     def status(self) -> str:
         [answer] = say(self.bot_api, TELEGRAM_ID, "/status")
@@ -93,6 +109,7 @@ class World:
 
 
 # ---- the three interfaces, each driven as a trader drives it -------------------------------------------------------
+
 
 class BotInterface:
     name = "bot"
@@ -190,10 +207,16 @@ class ApiInterface:
         self.auth = f"Token {Token.objects.create(user=world.user.web_user).key}"
 
     def _patch(self, body: dict) -> str:
-        response = self.client.patch(reverse("api:preferences"), data=json.dumps(body),
-                                     content_type="application/json", HTTP_AUTHORIZATION=self.auth)
+        response = self.client.patch(
+            reverse("api:preferences"),
+            data=json.dumps(body),
+            content_type="application/json",
+            HTTP_AUTHORIZATION=self.auth,
+        )
         if response.status_code == 200:
-            assert response.json()["auto_trading"] == TelegramUser.objects.get(pk=self.world.user.pk).auto_trading_enabled
+            assert (
+                response.json()["auto_trading"] == TelegramUser.objects.get(pk=self.world.user.pk).auto_trading_enabled
+            )
             return ""
         assert response.status_code == 400, response.content
         detail = response.json()["detail"]
@@ -230,6 +253,7 @@ MUTE_SPELLING = {"bot": "doge", "web": "Doge/usdt", "api": "DOGE/USDT:USDT"}
 
 
 # ---- the rules: set, publish, check the four effects ---------------------------------------------------------------
+
 
 def rule_mute(world: World, interface) -> None:
     assert interface.mute(MUTE_SPELLING[interface.name]).find("⚠️") == -1
@@ -318,8 +342,13 @@ def rule_auto_trading(world: World, interface) -> None:
     assert 'id="auto-trading-state">on<' in world.dashboard()
 
 
-RULES = {"mute": rule_mute, "risk_levels": rule_risk_levels, "max_positions": rule_max_positions,
-         "paper_live": rule_paper_live, "auto_trading": rule_auto_trading}
+RULES = {
+    "mute": rule_mute,
+    "risk_levels": rule_risk_levels,
+    "max_positions": rule_max_positions,
+    "paper_live": rule_paper_live,
+    "auto_trading": rule_auto_trading,
+}
 
 
 @pytest.fixture
@@ -330,8 +359,15 @@ def world(bot_api, market, paper_settings, fake_exchange, settings, monkeypatch,
     login = django_user_model.objects.create_user("trader", password="a-long-password-1")
     user = TelegramUserFactory(telegram_id=TELEGRAM_ID, web_user=login, first_name="Ada")
     SubscriptionFactory(user=user, source="admin", external_id=None)  # a plan with every feature (live trading too)
-    preferences_update(user=user, changes={"accepted_risk_levels": ["low", "medium", "high"], "correlation_filter": False,
-                                           "max_open_positions": 5, "auto_trading": True})
+    preferences_update(
+        user=user,
+        changes={
+            "accepted_risk_levels": ["low", "medium", "high"],
+            "correlation_filter": False,
+            "max_open_positions": 5,
+            "auto_trading": True,
+        },
+    )
     assert PaperAccount.objects.filter(user=user).exists()  # switching auto-trading on opened the paper account
     paper_account_get_or_create(user=user)
     web = Client()

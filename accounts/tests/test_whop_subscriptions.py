@@ -109,10 +109,16 @@ class TestOnePurchaseIsOnePeriod:
         now = datetime.now(UTC).replace(microsecond=0)
         end = now + timedelta(days=30)
         metadata = {"telegram_id": "555"}
-        whop(payment_payload(payment_id="pay_1", membership_id="mem_1", plan_id="plan_pro", total=29, paid_at=now,
-                             metadata=metadata))
-        whop(membership_payload(membership_id="mem_1", plan_id="plan_pro", metadata=metadata, period_start=now,
-                                period_end=end))
+        whop(
+            payment_payload(
+                payment_id="pay_1", membership_id="mem_1", plan_id="plan_pro", total=29, paid_at=now, metadata=metadata
+            )
+        )
+        whop(
+            membership_payload(
+                membership_id="mem_1", plan_id="plan_pro", metadata=metadata, period_start=now, period_end=end
+            )
+        )
         assert Subscription.objects.get().valid_until == end
         assert Subscription.objects.get().user == user and plan.subscriptions.count() == 1
 
@@ -120,23 +126,48 @@ class TestOnePurchaseIsOnePeriod:
         TelegramUserFactory(telegram_id=556)
         PlanFactory()
         start = datetime.now(UTC).replace(microsecond=0) - timedelta(days=29)
-        whop(membership_payload(membership_id="mem_2", plan_id="plan_pro", metadata={"telegram_id": 556},
-                                period_start=start, period_end=start + timedelta(days=30)))
-        whop(payment_payload(payment_id="pay_2a", membership_id="mem_2", plan_id="plan_pro", total="29.00",
-                             paid_at=start))
+        whop(
+            membership_payload(
+                membership_id="mem_2",
+                plan_id="plan_pro",
+                metadata={"telegram_id": 556},
+                period_start=start,
+                period_end=start + timedelta(days=30),
+            )
+        )
+        whop(
+            payment_payload(
+                payment_id="pay_2a", membership_id="mem_2", plan_id="plan_pro", total="29.00", paid_at=start
+            )
+        )
         renewal = start + timedelta(days=30)
-        whop(payment_payload(payment_id="pay_2b", membership_id="mem_2", plan_id="plan_pro", total="29.00",
-                             paid_at=renewal))
+        whop(
+            payment_payload(
+                payment_id="pay_2b", membership_id="mem_2", plan_id="plan_pro", total="29.00", paid_at=renewal
+            )
+        )
         assert Subscription.objects.get().valid_until == renewal + timedelta(days=30)
         assert Payment.objects.count() == 2
 
     def test_unknown_plan_or_buyer_is_rejected_and_reported(self, whop, published):
         TelegramUserFactory(telegram_id=557)
         PlanFactory()
-        whop(membership_payload(membership_id="mem_3", plan_id="plan_unknown", metadata={"telegram_id": "557"},
-                                period_end=datetime.now(UTC) + timedelta(days=30)))
-        whop(membership_payload(membership_id="mem_4", plan_id="plan_pro", metadata={"telegram_id": "999999"},
-                                period_end=datetime.now(UTC) + timedelta(days=30)))
+        whop(
+            membership_payload(
+                membership_id="mem_3",
+                plan_id="plan_unknown",
+                metadata={"telegram_id": "557"},
+                period_end=datetime.now(UTC) + timedelta(days=30),
+            )
+        )
+        whop(
+            membership_payload(
+                membership_id="mem_4",
+                plan_id="plan_pro",
+                metadata={"telegram_id": "999999"},
+                period_end=datetime.now(UTC) + timedelta(days=30),
+            )
+        )
         errors = dict(WebhookEvent.objects.values_list("status", "error").order_by("pk")[:1])
         assert "unknown Whop plan plan_unknown" in errors[WebhookEvent.Status.REJECTED]
         assert list(WebhookEvent.objects.values_list("status", flat=True)) == [WebhookEvent.Status.REJECTED] * 2
@@ -152,19 +183,29 @@ class TestDowngrade:
         user = TelegramUserFactory(telegram_id=600)
         PlanFactory()
         now = datetime.now(UTC)
-        whop(membership_payload(membership_id="mem_6", plan_id="plan_pro", metadata={"telegram_id": "600"},
-                                period_start=now, period_end=now + timedelta(days=30)))
+        whop(
+            membership_payload(
+                membership_id="mem_6",
+                plan_id="plan_pro",
+                metadata={"telegram_id": "600"},
+                period_start=now,
+                period_end=now + timedelta(days=30),
+            )
+        )
         whop(payment_payload(payment_id="pay_6", membership_id="mem_6", plan_id="plan_pro", total=29, paid_at=now))
         assert entitlements.feature_unlocked(user, Feature.LIVE_TRADING)
         published.clear()
         return user
 
-    @pytest.mark.parametrize(("event_type", "status"), [
-        ("membership.cancelled", Subscription.Status.CANCELLED),
-        ("membership.went_invalid", Subscription.Status.EXPIRED),
-        ("membership.deactivated", Subscription.Status.EXPIRED),
-        ("membership.expired", Subscription.Status.EXPIRED),
-    ])
+    @pytest.mark.parametrize(
+        ("event_type", "status"),
+        [
+            ("membership.cancelled", Subscription.Status.CANCELLED),
+            ("membership.went_invalid", Subscription.Status.EXPIRED),
+            ("membership.deactivated", Subscription.Status.EXPIRED),
+            ("membership.expired", Subscription.Status.EXPIRED),
+        ],
+    )
     def test_cancel_and_expire_downgrade(self, whop, member, published, event_type, status):
         ended = membership_payload(event_type=event_type, membership_id="mem_6", plan_id="plan_pro", status="canceled")
         whop(ended)
@@ -173,8 +214,15 @@ class TestDowngrade:
         assert not entitlements.feature_unlocked(member, Feature.LIVE_TRADING)
         assert [e for e, _ in published] == ["user.notify"] and "has ended" in published[0][1]["text"]
         # a stale copy of the activation does not bring it back
-        whop(membership_payload(membership_id="mem_6", plan_id="plan_pro", metadata={"telegram_id": "600"},
-                                period_end=datetime.now(UTC) + timedelta(days=30)), msg_id="msg_stale")
+        whop(
+            membership_payload(
+                membership_id="mem_6",
+                plan_id="plan_pro",
+                metadata={"telegram_id": "600"},
+                period_end=datetime.now(UTC) + timedelta(days=30),
+            ),
+            msg_id="msg_stale",
+        )
         assert not entitlements.feature_unlocked(member, Feature.LIVE_TRADING)
 
     def test_refund_downgrades_and_is_not_revenue(self, whop, member, published):
@@ -182,6 +230,8 @@ class TestDowngrade:
         assert Subscription.objects.get().status == Subscription.Status.REFUNDED
         assert Payment.objects.get().status == Payment.Status.REFUNDED
         assert not entitlements.feature_unlocked(member, Feature.LIVE_TRADING)
-        whop(payment_payload(payment_id="pay_6", membership_id="mem_6", plan_id="plan_pro", total=29),
-             msg_id="msg_late_copy")  # a late copy of the refunded payment changes nothing
+        whop(
+            payment_payload(payment_id="pay_6", membership_id="mem_6", plan_id="plan_pro", total=29),
+            msg_id="msg_late_copy",
+        )  # a late copy of the refunded payment changes nothing
         assert not entitlements.feature_unlocked(member, Feature.LIVE_TRADING)

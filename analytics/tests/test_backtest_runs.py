@@ -79,9 +79,28 @@ def test_run_on_replay_candles_stores_metrics_tables_and_the_equity_png():
     run = services.backtest_run_execute(run_id=run.pk, progress=lambda stage, done, total: stages.append(stage))
     assert run.status == BacktestRun.Status.SUCCEEDED, run.error
     m = run.metrics
-    for key in ("trades", "win_rate", "profit_factor", "expectancy", "avg_r", "net_pnl", "gross_pnl", "fees",
-                "funding", "max_drawdown", "max_drawdown_pct", "sharpe", "sortino", "calmar", "exposure_pct",
-                "avg_holding_hours", "best_trade", "worst_trade", "per_symbol", "per_month"):
+    for key in (
+        "trades",
+        "win_rate",
+        "profit_factor",
+        "expectancy",
+        "avg_r",
+        "net_pnl",
+        "gross_pnl",
+        "fees",
+        "funding",
+        "max_drawdown",
+        "max_drawdown_pct",
+        "sharpe",
+        "sortino",
+        "calmar",
+        "exposure_pct",
+        "avg_holding_hours",
+        "best_trade",
+        "worst_trade",
+        "per_symbol",
+        "per_month",
+    ):
         assert key in m, key
     assert m["symbols"] == [XRP] and m["days"] == 5
     assert m["range_start"] < m["range_end"]
@@ -327,17 +346,36 @@ def test_sweep_grid_parsing():
     from analytics.backtesting import sweep_grid_parse
 
     assert sweep_grid_parse("stop_atr_mult=1,1.5; exit.trailing_mode=none,atr ;targets_as_maker=false") == {
-        "stop_atr_mult": [1, 1.5], "exit.trailing_mode": [None, "atr"], "targets_as_maker": [False]
+        "stop_atr_mult": [1, 1.5],
+        "exit.trailing_mode": [None, "atr"],
+        "targets_as_maker": [False],
     }
-    for bad in ("", "stop_atr_mult", "=1,2", "a=1,2,3,4,5,6,7,8,9,10,11,12,13,14,15;b=" + ",".join(map(str, range(20)))):
+    for bad in (
+        "",
+        "stop_atr_mult",
+        "=1,2",
+        "a=1,2,3,4,5,6,7,8,9,10,11,12,13,14,15;b=" + ",".join(map(str, range(20))),
+    ):
         with pytest.raises(BacktestRequestError):
             sweep_grid_parse(bad)
 
 
 def test_command_sweep_ranks_combinations_in_processes():
     out = io.StringIO()
-    call_command("backtest", "--symbols", XRP, "--days", "5", "--sweep", "stop_atr_mult=1,2;ema_fast=9,30",
-                 "--rank", "net_pnl", "--processes", "2", stdout=out)
+    call_command(
+        "backtest",
+        "--symbols",
+        XRP,
+        "--days",
+        "5",
+        "--sweep",
+        "stop_atr_mult=1,2;ema_fast=9,30",
+        "--rank",
+        "net_pnl",
+        "--processes",
+        "2",
+        stdout=out,
+    )
     lines = out.getvalue().splitlines()
     assert "net_pnl" in lines[0] and len(lines) == 5
     ranked = [float(line.split()[1]) for line in lines[1:3]]

@@ -30,16 +30,31 @@ NOW = datetime(2026, 3, 15, 12, 0, tzinfo=UTC)
 
 def closed_signal(*, pnl, symbol=None, source=Signal.Source.TECHNICAL, risk="medium", closed_at=NOW):
     kwargs = {"symbol": symbol} if symbol is not None else {}
-    return SignalFactory(status=Signal.Status.CLOSED, outcome="tp1" if Decimal(pnl) > 0 else "sl",
-                         outcome_pnl_pct=Decimal(pnl), source=source, risk_level=risk, closed_at=closed_at, **kwargs)
+    return SignalFactory(
+        status=Signal.Status.CLOSED,
+        outcome="tp1" if Decimal(pnl) > 0 else "sl",
+        outcome_pnl_pct=Decimal(pnl),
+        source=source,
+        risk_level=risk,
+        closed_at=closed_at,
+        **kwargs,
+    )
 
 
 def closed_position(*, symbol, realised, fees="0", funding="0", mode="paper", user=None):
     signal = SignalFactory(symbol=symbol, status=Signal.Status.CLOSED)
     kwargs = {"user": user} if user is not None else {}
-    return PositionFactory(signal=signal, status=Position.Status.CLOSED, realised_pnl=Decimal(realised),
-                           fees=Decimal(fees), funding=Decimal(funding), mode=mode, exchange="paper" if mode == "paper" else "okx",
-                           closed_at=NOW - timedelta(hours=1), **kwargs)
+    return PositionFactory(
+        signal=signal,
+        status=Position.Status.CLOSED,
+        realised_pnl=Decimal(realised),
+        fees=Decimal(fees),
+        funding=Decimal(funding),
+        mode=mode,
+        exchange="paper" if mode == "paper" else "okx",
+        closed_at=NOW - timedelta(hours=1),
+        **kwargs,
+    )
 
 
 class TestActiveUsers:
@@ -109,8 +124,15 @@ class TestAssetAndModePerformance:
         rows = {row["key"]: row for row in selectors.asset_performance()}
 
         assert rows["BTC/USDT:USDT"] == {
-            "key": "BTC/USDT:USDT", "trades": 2, "wins": 1, "losses": 1, "win_rate": 0.5, "net_pnl": "96.00",
-            "fees": "4.00", "funding": "1.00", "average_net_pnl": "48.00",
+            "key": "BTC/USDT:USDT",
+            "trades": 2,
+            "wins": 1,
+            "losses": 1,
+            "win_rate": 0.5,
+            "net_pnl": "96.00",
+            "fees": "4.00",
+            "funding": "1.00",
+            "average_net_pnl": "48.00",
         }
         assert rows["SOL/USDT:USDT"]["net_pnl"] == "-50.50" and rows["SOL/USDT:USDT"]["win_rate"] == 0.0
 
@@ -144,10 +166,17 @@ class TestSubscriptions:
         SubscriptionFactory(status=Subscription.Status.EXPIRED)
         PaymentFactory(user=paying, amount_base_units=2999, paid_at=now - timedelta(days=1))
         PaymentFactory(amount_base_units=2999, paid_at=now - timedelta(days=90))
-        PaymentFactory(gateway=Payment.Gateway.SOLANA, amount_base_units=25_000_000, decimals=6, currency="USDC",
-                       paid_at=now)
-        PaymentFactory(gateway=Payment.Gateway.SOLANA, status=Payment.Status.PENDING, amount_base_units=99_000_000,
-                       decimals=6, currency="USDC", external_id=None)
+        PaymentFactory(
+            gateway=Payment.Gateway.SOLANA, amount_base_units=25_000_000, decimals=6, currency="USDC", paid_at=now
+        )
+        PaymentFactory(
+            gateway=Payment.Gateway.SOLANA,
+            status=Payment.Status.PENDING,
+            amount_base_units=99_000_000,
+            decimals=6,
+            currency="USDC",
+            external_id=None,
+        )
         PaymentFactory(status=Payment.Status.REFUNDED, amount_base_units=5000, paid_at=now)
 
         stats = selectors.subscription_stats(now=now)
@@ -195,7 +224,9 @@ class TestOverviewSnapshotAndHealth:
 
         settings.CELERY_TASK_ALWAYS_EAGER = True
         HeartbeatFactory(name="worker", beat_at=timezone.now() - timedelta(seconds=30))
-        ScanRun.objects.create(source="replay", scan_time=timezone.now(), finished_at=timezone.now() - timedelta(minutes=2))
+        ScanRun.objects.create(
+            source="replay", scan_time=timezone.now(), finished_at=timezone.now() - timedelta(minutes=2)
+        )
         WebhookEventFactory(status=WebhookEvent.Status.FAILED)
         WebhookEventFactory()
 
@@ -209,7 +240,9 @@ class TestOverviewSnapshotAndHealth:
 
     def test_stale_heartbeat_is_reported(self, settings):
         assert selectors.heartbeat_age_seconds() is None
-        HeartbeatFactory(name="worker", beat_at=timezone.now() - timedelta(seconds=settings.HEARTBEAT_MAX_AGE_SECONDS + 5))
+        HeartbeatFactory(
+            name="worker", beat_at=timezone.now() - timedelta(seconds=settings.HEARTBEAT_MAX_AGE_SECONDS + 5)
+        )
         assert selectors.system_health()["heartbeat_fresh"] is False
 
     @pytest.mark.redis

@@ -35,8 +35,14 @@ def alerts(monkeypatch):
 
 def _scan(*, minutes_ago: float, finished: bool = True) -> ScanRun:
     started = timezone.now() - timedelta(minutes=minutes_ago)
-    return ScanRun.objects.create(source="replay", scan_time=started, started_at=started, batches_total=1,
-                                  batches_done=1 if finished else 0, finished_at=started if finished else None)
+    return ScanRun.objects.create(
+        source="replay",
+        scan_time=started,
+        started_at=started,
+        batches_total=1,
+        batches_done=1 if finished else 0,
+        finished_at=started if finished else None,
+    )
 
 
 def test_all_fresh_means_nothing_to_do(sent, alerts):

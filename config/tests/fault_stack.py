@@ -43,8 +43,11 @@ from testsupport.telegram_bot_api import DEFAULT_TOKEN, LocalBotAPIServer
 
 RECOVERY_BUDGET_SECONDS = 60.0  # the product's promise: every (signal, user) decided within a minute of recovery
 STARTUP_FACTOR = 3.0
-SIGNAL_CREATED_CONSUMERS = ("telegram_bridge.tasks.broadcast_signal", "trading.tasks.execute_signal",
-                            "web.live_updates.push_signal")
+SIGNAL_CREATED_CONSUMERS = (
+    "telegram_bridge.tasks.broadcast_signal",
+    "trading.tasks.execute_signal",
+    "web.live_updates.push_signal",
+)
 
 # Bundled replay markets: the workers price positions from the replay data at its end (their private Redis holds no
 # replay clock), so each signal's levels are set around that same price, read here the same way.
@@ -63,13 +66,29 @@ def burst_signals() -> list:
     signals = []
     for (side, source), name in zip(KINDS, MARKETS, strict=True):
         price = Decimal(str(replay.last_price(name))).quantize(Decimal("0.00000001"))
-        symbol = SymbolFactory(symbol=name, base=name.split("/")[0], tick_size=Decimal("0.00000001"),
-                               step_size=Decimal("1"), min_quantity=Decimal("1"), min_notional=Decimal("5"))
+        symbol = SymbolFactory(
+            symbol=name,
+            base=name.split("/")[0],
+            tick_size=Decimal("0.00000001"),
+            step_size=Decimal("1"),
+            min_quantity=Decimal("1"),
+            min_notional=Decimal("5"),
+        )
         sign = 1 if side == "long" else -1
         level = lambda r, p=price: (p * (1 + r)).quantize(Decimal("0.00000001"))  # noqa: E731
-        signals.append(SignalFactory(symbol=symbol, side=side, source=source, entry=price,
-                                     stop=level(-sign * Decimal("0.05")), tp1=level(sign * Decimal("0.05")),
-                                     tp2=level(sign * Decimal("0.1")), atr=level(Decimal("-0.97")), expires_at=None))
+        signals.append(
+            SignalFactory(
+                symbol=symbol,
+                side=side,
+                source=source,
+                entry=price,
+                stop=level(-sign * Decimal("0.05")),
+                tp1=level(sign * Decimal("0.05")),
+                tp2=level(sign * Decimal("0.1")),
+                atr=level(Decimal("-0.97")),
+                expires_at=None,
+            )
+        )
     return signals
 
 
@@ -101,12 +120,17 @@ class Service:
     def start(self) -> None:
         self.starts += 1
         with self.log.open("w") as out:
-            self.process = subprocess.Popen(self.argv, cwd=ROOT, env=self.env, stdout=out, stderr=subprocess.STDOUT,
-                                            start_new_session=True)
+            self.process = subprocess.Popen(
+                self.argv, cwd=ROOT, env=self.env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            )
         self.started_at, self.ready_at = time.monotonic(), None
 
     def poll_ready(self) -> bool:
-        if self.ready_at is None and self.process is not None and self.ready_marker in self.log.read_text(errors="replace"):
+        if (
+            self.ready_at is None
+            and self.process is not None
+            and self.ready_marker in self.log.read_text(errors="replace")
+        ):
             self.ready_at = time.monotonic()
             self.startup_seconds.append(self.ready_at - self.started_at)
         return self.ready_at is not None
@@ -135,18 +159,35 @@ class FanoutStack:
     def start(self) -> FanoutStack:
         self.redis.start()
         self.env = service_env(
-            db=self.db, redis_url=self.redis.url, DJANGO_SETTINGS_MODULE="config.tests.settings_fanout_faults",
-            TELEGRAM_API_BASE=self.bot_api.base_url, TELEGRAM_BOT_TOKEN=DEFAULT_TOKEN, TELEGRAM_CHANNEL_ID="",
+            db=self.db,
+            redis_url=self.redis.url,
+            DJANGO_SETTINGS_MODULE="config.tests.settings_fanout_faults",
+            TELEGRAM_API_BASE=self.bot_api.base_url,
+            TELEGRAM_BOT_TOKEN=DEFAULT_TOKEN,
+            TELEGRAM_CHANNEL_ID="",
             MARKET_DATA_SOURCE="replay",
         )
         celery = [sys.executable, "-m", "celery", "-A", "config"]
-        worker = ["worker", "--pool", "prefork", "--concurrency", str(self.concurrency), "--without-heartbeat",
-                  "--without-gossip", "--without-mingle", "--loglevel", "INFO"]
+        worker = [
+            "worker",
+            "--pool",
+            "prefork",
+            "--concurrency",
+            str(self.concurrency),
+            "--without-heartbeat",
+            "--without-gossip",
+            "--without-mingle",
+            "--loglevel",
+            "INFO",
+        ]
         for name, argv, marker in (
             ("trade-worker", [*celery, *worker, "-Q", "trade", "-n", "trade@%h"], " ready."),
             ("worker", [*celery, *worker, "-Q", "telegram,scan,default", "-n", "main@%h"], " ready."),
-            ("beat", [*celery, "beat", "--loglevel", "INFO", "-s", str(self.tmp_path / "beat-schedule")],
-             "beat: Starting"),
+            (
+                "beat",
+                [*celery, "beat", "--loglevel", "INFO", "-s", str(self.tmp_path / "beat-schedule")],
+                "beat: Starting",
+            ),
         ):
             self.services[name] = Service(name=name, argv=argv, ready_marker=marker, env=self.env, logs=self.tmp_path)
         for service in self.services.values():
@@ -182,8 +223,10 @@ class FanoutStack:
             services = [self.services[n] for n in names] if names else list(self.services.values())
             if all(s.ready_at is not None for s in services):
                 return max(s.ready_at for s in services)
-            self._fail_if(time.monotonic() > deadline,
-                          f"not ready within {self.startup_deadline():.0f} s (3 × the measured start-up time)")
+            self._fail_if(
+                time.monotonic() > deadline,
+                f"not ready within {self.startup_deadline():.0f} s (3 × the measured start-up time)",
+            )
             time.sleep(0.1)
 
     def stop(self) -> None:
@@ -225,8 +268,14 @@ class FanoutStack:
 
 # --- PostgreSQL outage confined to the test database --------------------------------------------------------------
 def _admin(db: dict) -> psycopg.Connection:
-    return psycopg.connect(host=db.get("HOST") or "127.0.0.1", port=db.get("PORT") or 5432, dbname="postgres",
-                           user=db.get("USER") or "postgres", password=db.get("PASSWORD") or None, autocommit=True)
+    return psycopg.connect(
+        host=db.get("HOST") or "127.0.0.1",
+        port=db.get("PORT") or 5432,
+        dbname="postgres",
+        user=db.get("USER") or "postgres",
+        password=db.get("PASSWORD") or None,
+        autocommit=True,
+    )
 
 
 @contextlib.contextmanager
@@ -238,8 +287,11 @@ def postgres_cut(db: dict, *, keep_pid: int):
 
     def terminate_loop(admin: psycopg.Connection) -> None:
         while not stop.is_set():
-            admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> %s "
-                          "AND pid <> pg_backend_pid()", [name, keep_pid])
+            admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> %s "
+                "AND pid <> pg_backend_pid()",
+                [name, keep_pid],
+            )
             stop.wait(0.2)
 
     with _admin(db) as admin:
@@ -275,15 +327,23 @@ def progress(*, users: list, signals: list, bot_api: LocalBotAPIServer) -> Progr
     cards = _cards(signals)
     chats = {str(u.telegram_id) for u in users}
     sent = sum(1 for m in bot_api.sent_messages() if m["chat_id"] in chats and m["text"] in cards)
-    return Progress(decided=intents.exclude(outcome="pending").count(), intents=intents.count(),
-                    expected_intents=len(users) * len(signals), cards_sent=sent, cards_expected=len(users) * len(signals))
+    return Progress(
+        decided=intents.exclude(outcome="pending").count(),
+        intents=intents.count(),
+        expected_intents=len(users) * len(signals),
+        cards_sent=sent,
+        cards_expected=len(users) * len(signals),
+    )
 
 
 def _cards(signals: list) -> dict[str, int]:
     from signals.models import Signal
     from telegram_bridge import texts
 
-    return {texts.signal_card(s): s.pk for s in Signal.objects.select_related("symbol").filter(pk__in=[s.pk for s in signals])}
+    return {
+        texts.signal_card(s): s.pk
+        for s in Signal.objects.select_related("symbol").filter(pk__in=[s.pk for s in signals])
+    }
 
 
 def wait_for_progress(stack: FanoutStack, *, users: list, signals: list, share: float) -> Progress:
@@ -309,8 +369,10 @@ def wait_until_done(stack: FanoutStack, *, users: list, signals: list, fault_at:
         recovered_at = max([fault_ended_at, *(s.ready_at or time.monotonic() for s in restarted)])
         if state.done and all(s.ready_at is not None for s in restarted):
             return time.monotonic() - recovered_at
-        stack._fail_if(time.monotonic() > deadline,
-                       f"not done {time.monotonic() - fault_ended_at:.0f} s after the fault ended: {state}")
+        stack._fail_if(
+            time.monotonic() > deadline,
+            f"not done {time.monotonic() - fault_ended_at:.0f} s after the fault ended: {state}",
+        )
         time.sleep(0.25)
 
 
@@ -336,7 +398,9 @@ def assert_invariants(*, users: list, signals: list, bot_api: LocalBotAPIServer)
     chats = {str(u.telegram_id) for u in users}
     received = Counter((m["chat_id"], cards[m["text"]]) for m in bot_api.sent_messages() if m["text"] in cards)
     expected = Counter((str(u.telegram_id), s.pk) for u in users for s in signals)
-    assert received == expected, f"cards not delivered exactly once: {received - expected} extra, {expected - received} missing"
+    assert received == expected, (
+        f"cards not delivered exactly once: {received - expected} extra, {expected - received} missing"
+    )
     repeats = Counter((m["chat_id"], m["text"]) for m in bot_api.sent_messages() if m["chat_id"] in chats)
     assert not [k for k, n in repeats.items() if n > 1], "a chat received the same message twice"
 
@@ -345,11 +409,16 @@ def print_report(name: str, stack: FanoutStack, **numbers) -> None:
     """One line per run: the figures, the measured start-ups and what the sweepers had to put back."""
     startups = {n: [round(t, 1) for t in s.startup_seconds] for n, s in stack.services.items()}
     logs = "".join(path.read_text(errors="replace") for path in stack.tmp_path.glob("*.log"))
-    swept = {"signals announced again": logs.count("announced to them again"),
-             "intent re-queues": logs.count("not decided in time; queued again"),
-             "delivery re-sends": logs.count("deliveries_resend_stale") and _resent(logs)}
-    print(f"[{name}] " + ", ".join(f"{k}={v}" for k, v in numbers.items()) + f"; start-ups {startups}; "
-          f"restarted {[(n, round(t, 1)) for n, t in stack.restarted]}; sweepers {swept}", file=sys.stderr)
+    swept = {
+        "signals announced again": logs.count("announced to them again"),
+        "intent re-queues": logs.count("not decided in time; queued again"),
+        "delivery re-sends": logs.count("deliveries_resend_stale") and _resent(logs),
+    }
+    print(
+        f"[{name}] " + ", ".join(f"{k}={v}" for k, v in numbers.items()) + f"; start-ups {startups}; "
+        f"restarted {[(n, round(t, 1)) for n, t in stack.restarted]}; sweepers {swept}",
+        file=sys.stderr,
+    )
 
 
 def _resent(logs: str) -> int:

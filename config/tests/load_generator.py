@@ -61,10 +61,12 @@ class LoadResult:
 
     def summary(self) -> str:
         mean = statistics.fmean(self.latencies_ms) if self.latencies_ms else float("nan")
-        return (f"{self.name}: {self.requests} requests in {self.elapsed:.1f} s ({self.achieved_rate:.0f}/s, target "
-                f"{self.rate:.0f}/s), errors {len(self.errors)}, latency ms mean {mean:.1f} p50 "
-                f"{self.percentile(50):.1f} p95 {self.percentile(95):.1f} p99 {self.percentile(99):.1f} "
-                f"max {max(self.latencies_ms, default=float('nan')):.1f}")
+        return (
+            f"{self.name}: {self.requests} requests in {self.elapsed:.1f} s ({self.achieved_rate:.0f}/s, target "
+            f"{self.rate:.0f}/s), errors {len(self.errors)}, latency ms mean {mean:.1f} p50 "
+            f"{self.percentile(50):.1f} p95 {self.percentile(95):.1f} p99 {self.percentile(99):.1f} "
+            f"max {max(self.latencies_ms, default=float('nan')):.1f}"
+        )
 
 
 _last_run = [0]
@@ -80,11 +82,16 @@ def _next_run() -> int:
 def _bot_update(n: int, *, run: int) -> tuple[str, dict, bytes]:
     user_id = 900_000_000 + run * 1000 + n % 50  # 50 chatting users
     update_id = run * 10_000_000 + n
-    body = {"update_id": update_id, "message": {
-        "message_id": n + 1, "date": int(time.time()), "text": "/help",
-        "from": {"id": user_id, "is_bot": False, "first_name": "Load", "username": f"load{user_id}"},
-        "chat": {"id": user_id, "type": "private"},
-    }}
+    body = {
+        "update_id": update_id,
+        "message": {
+            "message_id": n + 1,
+            "date": int(time.time()),
+            "text": "/help",
+            "from": {"id": user_id, "is_bot": False, "first_name": "Load", "username": f"load{user_id}"},
+            "chat": {"id": user_id, "type": "private"},
+        },
+    }
     return "/telegram/webhook", {"X-Telegram-Bot-Api-Secret-Token": TELEGRAM_SECRET}, json.dumps(body).encode()
 
 
@@ -165,6 +172,7 @@ def warm_up(base_url: str, *, requests: int = 40, rate: float = 0, seconds: floa
     run = _next_run()
     for n in itertools.islice(itertools.count(), requests):
         path, headers, body = _mixed(n, run=run)
-        httpx.post(f"{base_url}{path}", headers={**headers, "Content-Type": "application/json"}, content=body,
-                   timeout=30).raise_for_status()
+        httpx.post(
+            f"{base_url}{path}", headers={**headers, "Content-Type": "application/json"}, content=body, timeout=30
+        ).raise_for_status()
     return run_load(base_url, rate=rate, seconds=seconds, kind="mixed") if rate and seconds else None

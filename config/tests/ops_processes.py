@@ -56,9 +56,25 @@ class RedisServer:
 
     def start(self) -> RedisServer:
         self.process = subprocess.Popen(
-            ["redis-server", "--bind", "127.0.0.1", "--port", str(self.port), "--save", "", "--appendonly", "yes",
-             "--appendfsync", self.appendfsync, "--dir", str(self.directory), "--protected-mode", "no"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [
+                "redis-server",
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--save",
+                "",
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                self.appendfsync,
+                "--dir",
+                str(self.directory),
+                "--protected-mode",
+                "no",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         import redis
 
@@ -99,10 +115,30 @@ def start_worker(*, env: dict[str, str], queues: str, log: Path, concurrency: in
     """A prefork worker in its own process group (so kill -9 can take the main process and its children)."""
     with log.open("a") as out:
         return subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "config", "worker", "-Q", queues, "--pool", "prefork",
-             "--concurrency", str(concurrency), "--without-heartbeat", "--without-gossip", "--without-mingle",
-             "--loglevel", "INFO"],
-            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "config",
+                "worker",
+                "-Q",
+                queues,
+                "--pool",
+                "prefork",
+                "--concurrency",
+                str(concurrency),
+                "--without-heartbeat",
+                "--without-gossip",
+                "--without-mingle",
+                "--loglevel",
+                "INFO",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
 
 
@@ -138,7 +174,11 @@ def start_web(*, env: dict[str, str], log: Path) -> tuple[subprocess.Popen, str]
     port = free_port()
     with log.open("a") as out:
         process = subprocess.Popen(
-            web_command(port=port, env=env), cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
+            web_command(port=port, env=env),
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
             start_new_session=True,
         )
     base = f"http://127.0.0.1:{port}"

@@ -28,7 +28,9 @@ def some_rows(db):
 def test_changelist_and_change_page_load_for_staff(staff_client, some_rows, app_label, model_name):
     response = staff_client.get(reverse(f"admin:{app_label}_{model_name}_changelist"))
     assert response.status_code == 200
-    model = admin.site._registry and next(m for m in admin.site._registry if m._meta.model_name == model_name and m._meta.app_label == app_label)
+    model = admin.site._registry and next(
+        m for m in admin.site._registry if m._meta.model_name == model_name and m._meta.app_label == app_label
+    )
     obj = model._default_manager.first()
     if obj is not None:
         response = staff_client.get(reverse(f"admin:{app_label}_{model_name}_change", args=[obj.pk]))

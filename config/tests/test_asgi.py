@@ -9,9 +9,20 @@ import pytest
 
 
 async def _get(application, path: str) -> tuple[int, bytes]:
-    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET", "scheme": "http",
-             "path": path, "raw_path": path.encode(), "query_string": b"", "root_path": "",
-             "headers": [(b"host", b"testserver")], "client": ("127.0.0.1", 1), "server": ("testserver", 80)}
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"host", b"testserver")],
+        "client": ("127.0.0.1", 1),
+        "server": ("testserver", 80),
+    }
     sent = False
 
     async def receive():
@@ -46,6 +57,7 @@ def test_concurrent_requests_share_a_bounded_pool_of_threads(settings):
 
     django_asgi_app._middleware_chain.func = recording
     try:
+
         async def burst():
             return await asyncio.gather(*(_get(application, "/healthz") for _ in range(40)))
 

@@ -107,9 +107,14 @@ def test_a_retry_after_a_dropped_database_connection_gets_a_fresh_one(postgres_d
         cursor.execute("SELECT pg_backend_pid()")
         pid = cursor.fetchone()[0]
     db = postgres_database
-    with psycopg.connect(host=db.get("HOST") or "127.0.0.1", port=db.get("PORT") or 5432, dbname=db["NAME"],
-                         user=db.get("USER") or "postgres", password=db.get("PASSWORD") or None,
-                         autocommit=True) as admin:
+    with psycopg.connect(
+        host=db.get("HOST") or "127.0.0.1",
+        port=db.get("PORT") or 5432,
+        dbname=db["NAME"],
+        user=db.get("USER") or "postgres",
+        password=db.get("PASSWORD") or None,
+        autocommit=True,
+    ) as admin:
         admin.execute("SELECT pg_terminate_backend(%s)", [pid])
     with pytest.raises((django.db.OperationalError, django.db.InterfaceError)), connection.cursor() as cursor:
         cursor.execute("SELECT 1")

@@ -40,10 +40,18 @@ def test_production_needs_a_real_secret_key(settings):
     assert "config.E002" not in _ids(configuration_problems())  # development keeps its fixed key
 
 
-@pytest.mark.parametrize(("url", "bad"), [("redis://127.0.0.1:6379/0", False), ("rediss://r.example:6380/1", False),
-                                          ("amqp://guest@rabbit//", False), ("redis:/localhost", True),
-                                          ("http://127.0.0.1:6379", True), ("redis://host:port/0", True),
-                                          ("127.0.0.1:6379", True)])
+@pytest.mark.parametrize(
+    ("url", "bad"),
+    [
+        ("redis://127.0.0.1:6379/0", False),
+        ("rediss://r.example:6380/1", False),
+        ("amqp://guest@rabbit//", False),
+        ("redis:/localhost", True),
+        ("http://127.0.0.1:6379", True),
+        ("redis://host:port/0", True),
+        ("127.0.0.1:6379", True),
+    ],
+)
 def test_broker_url_shape(settings, url, bad):
     settings.CELERY_BROKER_URL = url
     assert ("config.E003" in _ids(configuration_problems())) is bad
@@ -70,9 +78,15 @@ def test_readyz_is_503_with_the_reason_when_a_key_is_malformed(client, settings)
 
 
 def test_check_deploy_fails_on_a_malformed_fernet_key():
-    result = _run(["check", "--deploy"], DJANGO_ENV="production", SECRET_KEY="k3y-" + "a1B2c3D4e5F6g7H8i9J0" * 3,
-                  FERNET_KEYS=f"{GOOD_KEY},{GOOD_KEY[:20]}", ALLOWED_HOSTS="signals.example.com",
-                  DATABASE_URL="postgres://perps:perps@db.internal:5432/perps", REDIS_URL="redis://redis.internal:6379/0")
+    result = _run(
+        ["check", "--deploy"],
+        DJANGO_ENV="production",
+        SECRET_KEY="k3y-" + "a1B2c3D4e5F6g7H8i9J0" * 3,
+        FERNET_KEYS=f"{GOOD_KEY},{GOOD_KEY[:20]}",
+        ALLOWED_HOSTS="signals.example.com",
+        DATABASE_URL="postgres://perps:perps@db.internal:5432/perps",
+        REDIS_URL="redis://redis.internal:6379/0",
+    )
     assert result.returncode != 0
     assert "(config.E001) FERNET_KEYS entry 2 of 2" in result.stderr and "not a Fernet key" in result.stderr
     assert GOOD_KEY[:20] not in result.stderr

@@ -47,10 +47,20 @@ def test_the_web_server_is_the_same_everywhere_and_the_load_tests_run_the_procfi
 
     procfile = dict(line.split(":", 1) for line in (ROOT / "Procfile").read_text().splitlines() if ":" in line)
     compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]["web"]["command"]
-    unit = next(line for line in (ROOT / "deploy" / "systemd" / "perps-web.service").read_text().splitlines()
-                if line.startswith("ExecStart="))
-    flags = ["config.asgi:application", "--loop uvloop", "--http httptools", "--ws wsproto", "--lifespan off",
-             "--no-access-log", "--timeout-graceful-shutdown 20"]
+    unit = next(
+        line
+        for line in (ROOT / "deploy" / "systemd" / "perps-web.service").read_text().splitlines()
+        if line.startswith("ExecStart=")
+    )
+    flags = [
+        "config.asgi:application",
+        "--loop uvloop",
+        "--http httptools",
+        "--ws wsproto",
+        "--lifespan off",
+        "--no-access-log",
+        "--timeout-graceful-shutdown 20",
+    ]
     for command in (procfile["web"], " ".join(compose), unit):
         assert "uvicorn " in command and "--workers ${WEB_CONCURRENCY" in command, command
         assert all(flag in command for flag in flags), command
@@ -58,7 +68,9 @@ def test_the_web_server_is_the_same_everywhere_and_the_load_tests_run_the_procfi
     assert argv[0].endswith("uvicorn") and argv[1] == "config.asgi:application"
     assert " ".join(argv[2:]).startswith("--host 127.0.0.1 --port 8123 --workers 3 ")
     requirements = (ROOT / "requirements.txt").read_text().splitlines()
-    assert {"uvloop", "httptools", "wsproto", "uvicorn"} <= {line.split("==")[0] for line in requirements if "==" in line}
+    assert {"uvloop", "httptools", "wsproto", "uvicorn"} <= {
+        line.split("==")[0] for line in requirements if "==" in line
+    }
 
 
 def _queues(command: str) -> set[str]:
@@ -71,11 +83,19 @@ def test_trade_execution_has_its_own_worker_process_everywhere():
     (Procfile `trader`, compose service `trader`, systemd perps-trader) and by no other worker."""
     procfile = dict(line.split(":", 1) for line in (ROOT / "Procfile").read_text().splitlines() if ":" in line)
     compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
-    units = {name: next(line for line in (ROOT / "deploy" / "systemd" / f"perps-{name}.service").read_text().splitlines()
-                        if line.startswith("ExecStart=")) for name in ("worker", "trader")}
-    for commands in ((procfile["worker"], procfile["trader"]),
-                     (" ".join(compose["worker"]["command"]), " ".join(compose["trader"]["command"])),
-                     (units["worker"], units["trader"])):
+    units = {
+        name: next(
+            line
+            for line in (ROOT / "deploy" / "systemd" / f"perps-{name}.service").read_text().splitlines()
+            if line.startswith("ExecStart=")
+        )
+        for name in ("worker", "trader")
+    }
+    for commands in (
+        (procfile["worker"], procfile["trader"]),
+        (" ".join(compose["worker"]["command"]), " ".join(compose["trader"]["command"])),
+        (units["worker"], units["trader"]),
+    ):
         worker, trader = commands
         assert _queues(trader) == {"trade"}, trader
         assert "trade" not in _queues(worker) and {"telegram", "scan", "default"} <= _queues(worker), worker

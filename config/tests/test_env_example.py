@@ -85,11 +85,21 @@ def _settings_reads() -> tuple[dict[str, set[str]], list[str]]:
     for path in _python_files():
         where = str(path.relative_to(ROOT))
         for node in ast.walk(ast.parse(path.read_text(), filename=where)):
-            if (isinstance(node, ast.Attribute) and _is_settings(node.value) and node.attr.isupper()
-                    and isinstance(node.ctx, ast.Load)):
+            if (
+                isinstance(node, ast.Attribute)
+                and _is_settings(node.value)
+                and node.attr.isupper()
+                and isinstance(node.ctx, ast.Load)
+            ):
                 reads.setdefault(node.attr, set()).add(where)
-            elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in {"getattr", "hasattr"}
-                  and len(node.args) >= 2 and _is_settings(node.args[0]) and isinstance(node.args[1], ast.Constant)):
+            elif (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Name)
+                and node.func.id in {"getattr", "hasattr"}
+                and len(node.args) >= 2
+                and _is_settings(node.args[0])
+                and isinstance(node.args[1], ast.Constant)
+            ):
                 reads.setdefault(node.args[1].value, set()).add(where)
                 with_default.append(f"{where}:{node.lineno}: {ast.unparse(node)}")
     return reads, with_default
@@ -110,12 +120,16 @@ def test_every_setting_the_code_reads_is_declared_in_settings():
     names = {name for name in dir(declared) if name.isupper()} | {n for n in dir(global_settings) if n.isupper()}
     reads, _ = _settings_reads()
     undeclared = {name: sorted(files) for name, files in reads.items() if name not in names}
-    assert not undeclared, f"declare these in config/settings.py (and .env.example when read from the environment): {undeclared}"
+    assert not undeclared, (
+        f"declare these in config/settings.py (and .env.example when read from the environment): {undeclared}"
+    )
 
 
 def test_no_setting_is_read_with_a_fallback_default():
     _, with_default = _settings_reads()
-    assert not with_default, f"read declared settings as settings.NAME (the default lives in settings.py): {with_default}"
+    assert not with_default, (
+        f"read declared settings as settings.NAME (the default lives in settings.py): {with_default}"
+    )
 
 
 def test_every_variable_settings_reads_is_in_env_example():

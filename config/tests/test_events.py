@@ -17,7 +17,10 @@ def test_event_reaches_each_consumer_after_commit(settings, monkeypatch):
     def record_event(**payload):
         calls.append(payload)
 
-    settings.DOMAIN_EVENT_CONSUMERS = {**settings.DOMAIN_EVENT_CONSUMERS, "signal.created": ["config.tests.record_event"]}
+    settings.DOMAIN_EVENT_CONSUMERS = {
+        **settings.DOMAIN_EVENT_CONSUMERS,
+        "signal.created": ["config.tests.record_event"],
+    }
     settings.CELERY_TASK_ALWAYS_EAGER = True
     app.conf.task_always_eager = True
     assert dispatch_now("signal.created", {"signal_id": 7}) == ["config.tests.record_event"]

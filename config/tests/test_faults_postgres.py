@@ -63,14 +63,22 @@ def test_postgres_cut_for_20_seconds_mid_burst_loses_and_doubles_nothing(stack, 
     assert took <= RECOVERY_BUDGET_SECONDS, f"done {took:.1f} s after the database came back"
     logs = "".join(s.log.read_text() for s in stack.services.values())
     assert "not currently accepting connections" in logs, "the workers never saw the cut"
-    print_report("postgres cut", stack, decided_at_cut=f"{at_cut.decided}/{at_cut.expected_intents}",
-                 done_after_recovery=f"{took:.1f}s")
+    print_report(
+        "postgres cut",
+        stack,
+        decided_at_cut=f"{at_cut.decided}/{at_cut.expected_intents}",
+        done_after_recovery=f"{took:.1f}s",
+    )
 
 
 def _admin_connection(db: dict) -> psycopg.Connection:
     return psycopg.connect(
-        host=db.get("HOST") or "127.0.0.1", port=db.get("PORT") or 5432, user=db.get("USER") or "postgres",
-        password=db.get("PASSWORD") or None, dbname=db["NAME"], autocommit=True,
+        host=db.get("HOST") or "127.0.0.1",
+        port=db.get("PORT") or 5432,
+        user=db.get("USER") or "postgres",
+        password=db.get("PASSWORD") or None,
+        dbname=db["NAME"],
+        autocommit=True,
     )
 
 
@@ -93,8 +101,14 @@ def _terminate_when_sleeping(db: dict, done: list[int]) -> None:
 
 @pytest.fixture
 def web(postgres_database, redis_url, tmp_path):
-    env = service_env(db=postgres_database, redis_url=redis_url, DJANGO_SETTINGS_MODULE="config.tests.settings_faults",
-                      DB_CONN_MAX_AGE="600", CELERY_TASK_ALWAYS_EAGER="true", CELERY_BROKER_URL="")
+    env = service_env(
+        db=postgres_database,
+        redis_url=redis_url,
+        DJANGO_SETTINGS_MODULE="config.tests.settings_faults",
+        DB_CONN_MAX_AGE="600",
+        CELERY_TASK_ALWAYS_EAGER="true",
+        CELERY_BROKER_URL="",
+    )
     process, base = start_web(env=env, log=tmp_path / "web.log")
     yield base
     kill_group(process)

@@ -86,8 +86,13 @@ def test_redis_crash_mid_burst_loses_and_doubles_nothing(run, stack):
     assert at_crash.decided < at_crash.expected_intents, "the burst finished before the crash; nothing was tested"
     assert_invariants(users=users, signals=signals, bot_api=stack.bot_api)
     assert took <= RECOVERY_BUDGET_SECONDS, f"done {took:.1f} s after the recovery"
-    print_report(f"redis crash {run + 1}", stack, crash_after=f"{share:.0%}", decided_at_crash=f"{at_crash.decided}/{at_crash.expected_intents}",
-                 done_after_recovery=f"{took:.1f}s")
+    print_report(
+        f"redis crash {run + 1}",
+        stack,
+        crash_after=f"{share:.0%}",
+        decided_at_crash=f"{at_crash.decided}/{at_crash.expected_intents}",
+        done_after_recovery=f"{took:.1f}s",
+    )
 
 
 class _Rollback(Exception):
@@ -119,8 +124,12 @@ def test_redis_outage_during_a_scan_neither_loses_nor_doubles_a_signal(postgres_
 
     redis_server = RedisServer(tmp_path).start()
     ReplayMarketData(cache=RedisCache(redis_server.url, {})).advance_to(SCAN_AT_MS)  # the workers' replay clock
-    env = service_env(db=postgres_database, redis_url=redis_server.url,
-                      DJANGO_SETTINGS_MODULE="config.tests.settings_faults", SIGNAL_SCAN_DELAY_SECONDS="2")
+    env = service_env(
+        db=postgres_database,
+        redis_url=redis_server.url,
+        DJANGO_SETTINGS_MODULE="config.tests.settings_faults",
+        SIGNAL_SCAN_DELAY_SECONDS="2",
+    )
     log = tmp_path / "worker.log"
     worker = start_worker(env=env, queues="scan", log=log, concurrency=1)
     restarts = 0
@@ -156,5 +165,6 @@ def test_redis_outage_during_a_scan_neither_loses_nor_doubles_a_signal(postgres_
     assert finished.batches_done >= finished.batches_total >= 1
     worker_log = log.read_text()
     assert "Connection to broker lost" in worker_log or "transient" in worker_log, worker_log[-3000:]
-    print(f"redis down {outage:.1f} s; worker restarts {restarts}; scan runs {ScanRun.objects.count()}; "
-          f"signals {signals}")
+    print(
+        f"redis down {outage:.1f} s; worker restarts {restarts}; scan runs {ScanRun.objects.count()}; signals {signals}"
+    )

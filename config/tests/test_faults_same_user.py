@@ -59,17 +59,34 @@ def dispatched(monkeypatch) -> list[str]:
 
 def _signals(n: int) -> list:
     # one symbol per signal: the risk manager allows one position per user and symbol
-    symbols = [SymbolFactory(symbol=f"{base}/USDT:USDT", base=base, tick_size=Decimal("0.0001"), step_size=Decimal("1"),
-                             min_quantity=Decimal("1"), min_notional=Decimal("5")) for base in BASES]
+    symbols = [
+        SymbolFactory(
+            symbol=f"{base}/USDT:USDT",
+            base=base,
+            tick_size=Decimal("0.0001"),
+            step_size=Decimal("1"),
+            min_quantity=Decimal("1"),
+            min_notional=Decimal("5"),
+        )
+        for base in BASES
+    ]
     kinds = [(side, source) for source in ("technical", "news", "flow") for side in ("long", "short")][:n]
     signals = []
     for (side, source), symbol in zip(kinds, symbols, strict=False):
         sign = 1 if side == "long" else -1
-        signals.append(SignalFactory(
-            symbol=symbol, side=side, source=source, entry=Decimal("1.0"), stop=Decimal("1.0") - sign * Decimal("0.05"),
-            tp1=Decimal("1.0") + sign * Decimal("0.05"), tp2=Decimal("1.0") + sign * Decimal("0.1"),
-            atr=Decimal("0.03"), expires_at=None,
-        ))
+        signals.append(
+            SignalFactory(
+                symbol=symbol,
+                side=side,
+                source=source,
+                entry=Decimal("1.0"),
+                stop=Decimal("1.0") - sign * Decimal("0.05"),
+                tp1=Decimal("1.0") + sign * Decimal("0.05"),
+                tp2=Decimal("1.0") + sign * Decimal("0.1"),
+                atr=Decimal("0.03"),
+                expires_at=None,
+            )
+        )
     return signals
 
 
@@ -116,9 +133,15 @@ def _race(*, user, first, second, monkeypatch, second_price: Decimal = Decimal("
         return state
 
     monkeypatch.setattr(services, "daily_risk_record", record_then_pause)
-    a = Worker("first", lambda: services.signal_execute_for_user(user=user, signal=first, executor=_executor(user=user)))
-    b = Worker("second", lambda: services.signal_execute_for_user(
-        user=user, signal=second, executor=_executor(user=user, price=second_price)))
+    a = Worker(
+        "first", lambda: services.signal_execute_for_user(user=user, signal=first, executor=_executor(user=user))
+    )
+    b = Worker(
+        "second",
+        lambda: services.signal_execute_for_user(
+            user=user, signal=second, executor=_executor(user=user, price=second_price)
+        ),
+    )
     a.start()
     assert holding.wait(timeout=JOIN_TIMEOUT), f"the first entry never reached its fill: {a.error!r}"
     b.start()
@@ -149,8 +172,9 @@ def test_entry_holding_its_position_while_the_next_signal_is_decided(transaction
     _assert_both_open(user, signals, a, b)
 
 
-def test_entry_holding_the_paper_account_while_the_next_signal_raises_the_peak(transactional_db, postgres_database,
-                                                                            monkeypatch):
+def test_entry_holding_the_paper_account_while_the_next_signal_raises_the_peak(
+    transactional_db, postgres_database, monkeypatch
+):
     """Paper-account interleaving: the price rose since the user's first position opened, so deciding signal 2
     raises the equity peak on the paper account row that the entry of signal 1 holds."""
     user = paper_auto_trader()
@@ -180,7 +204,9 @@ def test_four_consumers_executing_signals_for_the_same_users_at_once(transaction
         assert not worker.is_alive(), f"{worker.name} still running after {JOIN_TIMEOUT} s"
     assert not [w.error for w in workers if w.error is not None]
     counts = [w.result for w in workers]
-    assert all(c == {"opened": len(users), "refused": 0, "skipped": 0, "failed": 0, "flipped": 0} for c in counts), counts
+    assert all(c == {"opened": len(users), "refused": 0, "skipped": 0, "failed": 0, "flipped": 0} for c in counts), (
+        counts
+    )
     assert not TradeRefusal.objects.exists()
     pairs = list(Position.objects.values_list("user_id", "signal_id"))
     assert sorted(pairs) == sorted((u.pk, s.pk) for u in users for s in signals)

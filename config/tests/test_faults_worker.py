@@ -56,5 +56,9 @@ def test_trade_worker_killed_mid_burst_loses_and_doubles_nothing(stack):
     assert_invariants(users=users, signals=signals, bot_api=stack.bot_api)
     assert took <= RECOVERY_BUDGET_SECONDS, f"done {took:.1f} s after the restarted worker was ready"
     assert not any("deadlock detected" in s.log.read_text() for s in stack.services.values())
-    print_report("kill -9", stack, decided_at_kill=f"{at_kill.decided}/{at_kill.expected_intents}",
-                 done_after_recovery=f"{took:.1f}s")
+    print_report(
+        "kill -9",
+        stack,
+        decided_at_kill=f"{at_kill.decided}/{at_kill.expected_intents}",
+        done_after_recovery=f"{took:.1f}s",
+    )

@@ -37,20 +37,32 @@ START_DEADLINE_SECONDS = 180.0
 # A production-grade key (the start-up checks refuse the development one), shared with the session made by the test.
 PRODUCTION_SECRET_KEY = secrets.token_urlsafe(64)
 
+
 def _production_env(*, db: dict, redis_url: str, bot_api_base: str) -> dict[str, str]:
     # The secrets production requires; the test's own, so the session the test stores is valid for the web server.
     return service_env(
-        db=db, redis_url=redis_url, DJANGO_ENV="production", SECRET_KEY=PRODUCTION_SECRET_KEY,
-        FERNET_KEYS=",".join(settings.FERNET_KEYS), ALLOWED_HOSTS="127.0.0.1,localhost",
+        db=db,
+        redis_url=redis_url,
+        DJANGO_ENV="production",
+        SECRET_KEY=PRODUCTION_SECRET_KEY,
+        FERNET_KEYS=",".join(settings.FERNET_KEYS),
+        ALLOWED_HOSTS="127.0.0.1,localhost",
         SECURE_SSL_REDIRECT="false",  # the test speaks plain HTTP on loopback (behind TLS in production)
-        TELEGRAM_API_BASE=bot_api_base, TELEGRAM_BOT_TOKEN="",
+        TELEGRAM_API_BASE=bot_api_base,
+        TELEGRAM_BOT_TOKEN="",
     )
 
 
 def _start(name: str, env: dict[str, str], log, *extra: str) -> subprocess.Popen:
     with log.open("a") as out:
-        return subprocess.Popen([*procfile_command(name, env=env), *extra], cwd=ROOT, env=env, stdout=out,
-                                stderr=subprocess.STDOUT, start_new_session=True)
+        return subprocess.Popen(
+            [*procfile_command(name, env=env), *extra],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
 
 
 def _wait(predicate, *, what: str, processes: dict, logs: dict) -> float:
@@ -115,20 +127,35 @@ def test_every_process_stops_within_30_seconds_of_sigterm(postgres_database, bot
 
         broker = redis.Redis.from_url(redis_server.url)
         marker = f"started:{uuid.uuid4().hex}"
-        Celery(broker=redis_server.url).send_task("config.tests.shutdown_tasks.long_trade_task", args=[marker],
-                                                  queue="trade")
-        _wait(lambda: broker.get(marker) is not None, what="the trader to start the long task", processes=processes,
-              logs=logs)
-        _wait(lambda: "Sending due task" in logs["beat"].read_text(), what="beat to send its first task",
-              processes=processes, logs=logs)
-        _wait(lambda: bot_api._poll_generation > generation, what="the bridge's first long poll", processes=processes,
-              logs=logs)
+        Celery(broker=redis_server.url).send_task(
+            "config.tests.shutdown_tasks.long_trade_task", args=[marker], queue="trade"
+        )
+        _wait(
+            lambda: broker.get(marker) is not None,
+            what="the trader to start the long task",
+            processes=processes,
+            logs=logs,
+        )
+        _wait(
+            lambda: "Sending due task" in logs["beat"].read_text(),
+            what="beat to send its first task",
+            processes=processes,
+            logs=logs,
+        )
+        _wait(
+            lambda: bot_api._poll_generation > generation,
+            what="the bridge's first long poll",
+            processes=processes,
+            logs=logs,
+        )
 
         stopped, close_code = asyncio.run(_terminate_all_with_an_open_websocket(web_base, session_key, processes))
         summary = {name: f"{seconds:.1f} s" for name, seconds in stopped.items()}
         for name, process in processes.items():
-            assert name in stopped, f"{name} still running {STOP_BUDGET_SECONDS:.0f} s after SIGTERM ({summary})\n" \
-                                    f"{logs[name].read_text()[-3000:]}"
+            assert name in stopped, (
+                f"{name} still running {STOP_BUDGET_SECONDS:.0f} s after SIGTERM ({summary})\n"
+                f"{logs[name].read_text()[-3000:]}"
+            )
             assert stopped[name] < STOP_BUDGET_SECONDS, (name, summary)
             assert process.returncode == 0, (name, process.returncode, logs[name].read_text()[-3000:])
         assert close_code == 1012  # uvicorn told the browser "service restart"; live.js reconnects

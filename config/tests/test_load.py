@@ -41,8 +41,14 @@ def test_webhook_and_bot_update_posts_at_200_per_second(postgres_database, tmp_p
     # broker + cache of its own (queued work stays away from the shared Redis); AOF fsync every second, as Redis
     # ships it, not an fsync per enqueue
     redis_server = RedisServer(tmp_path, appendfsync="everysec").start()
-    env = service_env(db=postgres_database, redis_url=redis_server.url, DB_POOL_MAX_SIZE="16", LOG_LEVEL="WARNING",
-                      WEB_CONCURRENCY="2", **SERVER_ENV)
+    env = service_env(
+        db=postgres_database,
+        redis_url=redis_server.url,
+        DB_POOL_MAX_SIZE="16",
+        LOG_LEVEL="WARNING",
+        WEB_CONCURRENCY="2",
+        **SERVER_ENV,
+    )
     bot_api = LocalBotAPIServer()
     web = worker = None
     try:
@@ -50,10 +56,15 @@ def test_webhook_and_bot_update_posts_at_200_per_second(postgres_database, tmp_p
         warm = warm_up(base, requests=WARM_UP, rate=RATE, seconds=1)
         baseline = run_load(base, rate=RATE, seconds=SECONDS, kind="healthz")
         result = run_load(base, rate=RATE, seconds=SECONDS, kind="mixed")
-        print(f"\n{baseline.summary()}\n{result.summary()}\np99 ratio mixed/healthz: "
-              f"{result.percentile(99) / baseline.percentile(99):.1f}; load average {os.getloadavg()[0]:.1f}")
-        assert result.errors == [] and warm.errors == [], (result.errors[:5], warm.errors[:5],
-                                                           (tmp_path / "web.log").read_text()[-3000:])
+        print(
+            f"\n{baseline.summary()}\n{result.summary()}\np99 ratio mixed/healthz: "
+            f"{result.percentile(99) / baseline.percentile(99):.1f}; load average {os.getloadavg()[0]:.1f}"
+        )
+        assert result.errors == [] and warm.errors == [], (
+            result.errors[:5],
+            warm.errors[:5],
+            (tmp_path / "web.log").read_text()[-3000:],
+        )
         assert result.requests == int(RATE * SECONDS)
 
         # stored exactly once: every post of the measured run, and nothing else than the posts
@@ -61,16 +72,27 @@ def test_webhook_and_bot_update_posts_at_200_per_second(postgres_database, tmp_p
         assert TelegramUpdate.objects.filter(update_id__in=result.bot_update_ids).count() == result.requests // 2
         assert TelegramUpdate.objects.count() == posted_updates
         assert WebhookEvent.objects.filter(event_id__startswith=result.webhook_signature_prefix).count() == (
-            result.requests // 2)
+            result.requests // 2
+        )
         assert WebhookEvent.objects.count() == WARM_UP // 2 + warm.requests // 2 + result.requests // 2
 
         # processed exactly once by a real worker consuming the queued tasks (replies go to the local Bot API server)
-        worker_env = {**env, "TELEGRAM_API_BASE": bot_api.start_in_thread(), "TELEGRAM_BOT_TOKEN": DEFAULT_TOKEN,
-                      "TELEGRAM_RATE_GLOBAL_PER_SECOND": "10000", "TELEGRAM_RATE_CHAT_PER_SECOND": "10000"}
+        worker_env = {
+            **env,
+            "TELEGRAM_API_BASE": bot_api.start_in_thread(),
+            "TELEGRAM_BOT_TOKEN": DEFAULT_TOKEN,
+            "TELEGRAM_RATE_GLOBAL_PER_SECOND": "10000",
+            "TELEGRAM_RATE_CHAT_PER_SECOND": "10000",
+        }
         worker = start_worker(env=worker_env, queues="telegram,default", log=tmp_path / "worker.log")
-        _wait_until(lambda: not TelegramUpdate.objects.filter(processed_at__isnull=True).exists()
-                    and not WebhookEvent.objects.filter(status=WebhookEvent.Status.RECEIVED).exists(),
-                    timeout=120, what=f"the worker to process the queue:\n{(tmp_path / 'worker.log').read_text()[-3000:]}")
+        _wait_until(
+            lambda: (
+                not TelegramUpdate.objects.filter(processed_at__isnull=True).exists()
+                and not WebhookEvent.objects.filter(status=WebhookEvent.Status.RECEIVED).exists()
+            ),
+            timeout=120,
+            what=f"the worker to process the queue:\n{(tmp_path / 'worker.log').read_text()[-3000:]}",
+        )
     finally:
         for process in (worker, web):
             if process is not None:
@@ -82,6 +104,9 @@ def test_webhook_and_bot_update_posts_at_200_per_second(postgres_database, tmp_p
     # one reply per update ("/help"), keyed by the update: handled once, answered once
     assert Delivery.objects.filter(dedupe_key__startswith="update:").count() == posted_updates
     # transfers that reference no payment request: stored, marked and reported, never applied
-    assert set(WebhookEvent.objects.values_list("status", flat=True)) <= {WebhookEvent.Status.IGNORED, WebhookEvent.Status.REJECTED}
+    assert set(WebhookEvent.objects.values_list("status", flat=True)) <= {
+        WebhookEvent.Status.IGNORED,
+        WebhookEvent.Status.REJECTED,
+    }
     if os.environ.get("LOAD_TEST_ENFORCE_SLO") == "1":
         assert result.percentile(99) < P99_LIMIT_MS, result.summary()

@@ -64,7 +64,6 @@ def test_repeated_errors_alert_admins_once_per_interval(settings, monkeypatch, c
     assert sent[1][0] == "user.notify" and sent[1][1]["user_id"] == admin.pk
 
 
-
 @pytest.mark.urls("config.tests.urls_boom")
 @pytest.mark.django_db
 def test_not_found_and_forbidden_are_answered_by_django_not_counted_as_errors(client, clear_cache):

@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def _section() -> str:
     readme = (ROOT / "README.md").read_text()
     start = readme.index("## Running in production")
-    return readme[start:readme.index("\n## ", start + 3)]
+    return readme[start : readme.index("\n## ", start + 3)]
 
 
 def _code_blocks(text: str) -> list[str]:
@@ -22,8 +22,11 @@ def _code_blocks(text: str) -> list[str]:
 
 
 def test_the_process_commands_are_exactly_the_procfiles():
-    procfile = [line.split(":", 1)[1].strip() for line in (ROOT / "Procfile").read_text().splitlines()
-                if line.split(":", 1)[0] in {"web", "worker", "trader", "beat", "bridge"}]
+    procfile = [
+        line.split(":", 1)[1].strip()
+        for line in (ROOT / "Procfile").read_text().splitlines()
+        if line.split(":", 1)[0] in {"web", "worker", "trader", "beat", "bridge"}
+    ]
     processes = next(block for block in _code_blocks(_section()) if "celery -A config worker" in block)
     assert processes.strip().splitlines() == procfile
 
@@ -42,7 +45,8 @@ def test_createsuperuser_gives_the_first_operator_a_login_to_admin(client, monke
     monkeypatch.setenv("DJANGO_SUPERUSER_EMAIL", "ops@example.com")
     monkeypatch.setenv("DJANGO_SUPERUSER_PASSWORD", "a-long-and-unguessable-passphrase")
     call_command("createsuperuser", interactive=False, verbosity=0)
-    response = client.post("/admin/login/?next=/admin/",
-                           {"username": "first-operator", "password": "a-long-and-unguessable-passphrase"})
+    response = client.post(
+        "/admin/login/?next=/admin/", {"username": "first-operator", "password": "a-long-and-unguessable-passphrase"}
+    )
     assert response.status_code == 302 and response["Location"] == "/admin/"
     assert client.get("/admin/").status_code == 200

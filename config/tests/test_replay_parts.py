@@ -34,7 +34,9 @@ def wait_for(condition, *, seconds: float, what: str, processes=(), logs=()):
         if condition():
             return time.monotonic()
         for process in processes:
-            assert process.poll() is None, f"{process.args[:4]} exited: " + "\n".join(p.read_text()[-2000:] for p in logs)
+            assert process.poll() is None, f"{process.args[:4]} exited: " + "\n".join(
+                p.read_text()[-2000:] for p in logs
+            )
         time.sleep(0.25)
     raise AssertionError(f"{what} not within {seconds:.0f} s:\n" + "\n".join(p.read_text()[-3000:] for p in logs))
 
@@ -45,9 +47,14 @@ def test_the_parts_on_the_replay_clock_broadcast_a_signal_and_open_a_paper_posit
     postgres_database, redis_url, bot_api, tmp_path
 ):
     env = service_env(
-        db=postgres_database, redis_url=redis_url,
-        MARKET_DATA_SOURCE="replay", REPLAY_SPEED="900", REPLAY_START="2018-01-12T12:30",
-        SIGNAL_SCAN_DELAY_SECONDS="0", TELEGRAM_API_BASE=bot_api.base_url, TELEGRAM_BOT_TOKEN="",
+        db=postgres_database,
+        redis_url=redis_url,
+        MARKET_DATA_SOURCE="replay",
+        REPLAY_SPEED="900",
+        REPLAY_START="2018-01-12T12:30",
+        SIGNAL_SCAN_DELAY_SECONDS="0",
+        TELEGRAM_API_BASE=bot_api.base_url,
+        TELEGRAM_BOT_TOKEN="",
         WEB_CONCURRENCY="1",
     )
     caches["default"].delete(RUNNING_CLOCK_CACHE_KEY)  # a fresh replay for this deployment
@@ -57,33 +64,70 @@ def test_the_parts_on_the_replay_clock_broadcast_a_signal_and_open_a_paper_posit
         web, base = start_web(env=env, log=logs["web"])
         processes.append(web)
         processes.append(start_worker(env=env, queues="scan,trade,telegram,default", log=logs["worker"]))
-        bridge = start_process([sys.executable, "manage.py", "run_bridge", "--timeout", "5"], env=env,
-                               log=logs["bridge"])
+        bridge = start_process(
+            [sys.executable, "manage.py", "run_bridge", "--timeout", "5"], env=env, log=logs["bridge"]
+        )
         processes.append(bridge)
 
         # a user talks to the bot through the bridge process and switches paper auto-trading on
-        wait_for(lambda: bot_api.calls_of("getWebhookInfo"), seconds=60, what="the bridge polling",
-                 processes=processes, logs=logs.values())
+        wait_for(
+            lambda: bot_api.calls_of("getWebhookInfo"),
+            seconds=60,
+            what="the bridge polling",
+            processes=processes,
+            logs=logs.values(),
+        )
         bot_api.inject_message(user_id=USER_ID, text="/start", first_name="Parts", username="parts_user")
-        wait_for(lambda: bot_api.sent_messages(USER_ID), seconds=30, what="the bridge's welcome",
-                 processes=processes, logs=logs.values())
+        wait_for(
+            lambda: bot_api.sent_messages(USER_ID),
+            seconds=30,
+            what="the bridge's welcome",
+            processes=processes,
+            logs=logs.values(),
+        )
         bot_api.inject_message(user_id=USER_ID, text="/autotrade on", first_name="Parts", username="parts_user")
-        wait_for(lambda: TelegramUser.objects.filter(telegram_id=USER_ID, auto_trading_enabled=True).exists(),
-                 seconds=30, what="/autotrade on", processes=processes, logs=logs.values())
+        wait_for(
+            lambda: TelegramUser.objects.filter(telegram_id=USER_ID, auto_trading_enabled=True).exists(),
+            seconds=30,
+            what="/autotrade on",
+            processes=processes,
+            logs=logs.values(),
+        )
 
         started = time.monotonic()
-        processes.append(start_process(
-            [sys.executable, "-m", "celery", "-A", "config", "beat", "-S",
-             "django_celery_beat.schedulers:DatabaseScheduler", "--loglevel", "INFO"], env=env, log=logs["beat"]))
+        processes.append(
+            start_process(
+                [
+                    sys.executable,
+                    "-m",
+                    "celery",
+                    "-A",
+                    "config",
+                    "beat",
+                    "-S",
+                    "django_celery_beat.schedulers:DatabaseScheduler",
+                    "--loglevel",
+                    "INFO",
+                ],
+                env=env,
+                log=logs["beat"],
+            )
+        )
 
         def broadcast() -> bool:
-            return any(("LONG " in (m.get("text") or "") or "SHORT " in (m.get("text") or "")) and "/BTC" in m["text"]
-                       for m in bot_api.sent_messages(USER_ID))
+            return any(
+                ("LONG " in (m.get("text") or "") or "SHORT " in (m.get("text") or "")) and "/BTC" in m["text"]
+                for m in bot_api.sent_messages(USER_ID)
+            )
 
         seen_at = wait_for(broadcast, seconds=60, what="a signal broadcast", processes=processes, logs=logs.values())
-        opened_at = wait_for(lambda: Position.objects.filter(user__telegram_id=USER_ID, mode="paper").exists(),
-                             seconds=max(1.0, 60 - (time.monotonic() - started)), what="a paper position",
-                             processes=processes, logs=logs.values())
+        opened_at = wait_for(
+            lambda: Position.objects.filter(user__telegram_id=USER_ID, mode="paper").exists(),
+            seconds=max(1.0, 60 - (time.monotonic() - started)),
+            what="a paper position",
+            processes=processes,
+            logs=logs.values(),
+        )
         assert seen_at - started < 60 and opened_at - started < 60
         signal = Signal.objects.order_by("created_at").first()
         assert signal is not None and signal.created_at.year == 2018  # on the replay clock, not the wall clock

@@ -7,7 +7,21 @@ import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-TEXT_SUFFIXES = {".py", ".md", ".txt", ".html", ".js", ".css", ".yml", ".yaml", ".toml", ".cfg", ".ini", ".service", ".sh"}
+TEXT_SUFFIXES = {
+    ".py",
+    ".md",
+    ".txt",
+    ".html",
+    ".js",
+    ".css",
+    ".yml",
+    ".yaml",
+    ".toml",
+    ".cfg",
+    ".ini",
+    ".service",
+    ".sh",
+}
 TEXT_NAMES = {"Makefile", "Dockerfile", "Procfile", ".env.example", "run"}
 SKIPPED_FOLDERS = {".git", ".venv", "venv", "node_modules", "var", "staticfiles", "__pycache__", "data", "fixtures"}
 PROCESS_WORDS = re.compile(

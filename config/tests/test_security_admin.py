@@ -36,9 +36,18 @@ def _say(bot_api, telegram_id: int, text: str, _n=[0]) -> list[str]:  # noqa: B0
 
     _n[0] += 1
     before = len(bot_api.sent_messages(telegram_id))
-    update_handle({"update_id": 880_000 + _n[0], "message": {
-        "message_id": _n[0], "date": int(time.time()), "text": text, "chat": {"id": telegram_id, "type": "private"},
-        "from": {"id": telegram_id, "is_bot": False, "first_name": "U", "username": f"u{telegram_id}"}}})
+    update_handle(
+        {
+            "update_id": 880_000 + _n[0],
+            "message": {
+                "message_id": _n[0],
+                "date": int(time.time()),
+                "text": text,
+                "chat": {"id": telegram_id, "type": "private"},
+                "from": {"id": telegram_id, "is_bot": False, "first_name": "U", "username": f"u{telegram_id}"},
+            },
+        }
+    )
     return [m.get("text", "") for m in bot_api.sent_messages(telegram_id)[before:]]
 
 

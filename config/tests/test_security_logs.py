@@ -74,9 +74,16 @@ def captured_logs():
 
 
 def _update(n: int, user_id: int, text: str) -> dict:
-    return {"update_id": 70_000 + n, "message": {
-        "message_id": n, "date": int(time.time()), "text": text, "chat": {"id": user_id, "type": "private"},
-        "from": {"id": user_id, "is_bot": False, "first_name": "Sec", "username": f"sec{user_id}"}}}
+    return {
+        "update_id": 70_000 + n,
+        "message": {
+            "message_id": n,
+            "date": int(time.time()),
+            "text": text,
+            "chat": {"id": user_id, "type": "private"},
+            "from": {"id": user_id, "is_bot": False, "first_name": "Sec", "username": f"sec{user_id}"},
+        },
+    }
 
 
 @pytest.mark.urls("config.tests.urls_boom")
@@ -113,25 +120,57 @@ def test_a_full_pipeline_run_logs_no_configured_secret(settings, transactional_d
         trader.save(update_fields=["auto_trading_enabled"])
         # the Telegram webhook, with the right and a wrong secret
         body = json.dumps(_update(3, 7424201, "/status")).encode()
-        assert client.post("/telegram/webhook", body, content_type="application/json",
-                           HTTP_X_TELEGRAM_BOT_API_SECRET_TOKEN=SECRETS["TELEGRAM_WEBHOOK_SECRET"]).status_code == 200
-        assert client.post("/telegram/webhook", body, content_type="application/json",
-                           HTTP_X_TELEGRAM_BOT_API_SECRET_TOKEN="wrong").status_code == 401
+        assert (
+            client.post(
+                "/telegram/webhook",
+                body,
+                content_type="application/json",
+                HTTP_X_TELEGRAM_BOT_API_SECRET_TOKEN=SECRETS["TELEGRAM_WEBHOOK_SECRET"],
+            ).status_code
+            == 200
+        )
+        assert (
+            client.post(
+                "/telegram/webhook", body, content_type="application/json", HTTP_X_TELEGRAM_BOT_API_SECRET_TOKEN="wrong"
+            ).status_code
+            == 401
+        )
         # payment webhooks, accepted and refused
-        helius = json.dumps([{"signature": signature_for("ops-log-check"), "type": "TRANSFER", "nativeTransfers": []}]).encode()
-        assert client.post("/api/webhooks/helius/", helius, content_type="application/json",
-                           HTTP_AUTHORIZATION=SECRETS["HELIUS_AUTH_TOKEN"]).status_code < 300
-        assert client.post("/api/webhooks/helius/", helius, content_type="application/json",
-                           HTTP_AUTHORIZATION="nope").status_code == 401
+        helius = json.dumps(
+            [{"signature": signature_for("ops-log-check"), "type": "TRANSFER", "nativeTransfers": []}]
+        ).encode()
+        assert (
+            client.post(
+                "/api/webhooks/helius/",
+                helius,
+                content_type="application/json",
+                HTTP_AUTHORIZATION=SECRETS["HELIUS_AUTH_TOKEN"],
+            ).status_code
+            < 300
+        )
+        assert (
+            client.post(
+                "/api/webhooks/helius/", helius, content_type="application/json", HTTP_AUTHORIZATION="nope"
+            ).status_code
+            == 401
+        )
         whop = json.dumps({"type": "membership.went_valid", "data": {"id": "mem_1"}}).encode()
         stamp = str(int(time.time()))
-        signature = standard_webhooks_sign(secret=SECRETS["WHOP_WEBHOOK_SECRET"], msg_id="msg_1", timestamp=stamp,
-                                           body=whop)
-        client.post("/api/webhooks/whop/", whop, content_type="application/json", HTTP_WEBHOOK_ID="msg_1",
-                    HTTP_WEBHOOK_TIMESTAMP=stamp, HTTP_WEBHOOK_SIGNATURE=signature)
+        signature = standard_webhooks_sign(
+            secret=SECRETS["WHOP_WEBHOOK_SECRET"], msg_id="msg_1", timestamp=stamp, body=whop
+        )
+        client.post(
+            "/api/webhooks/whop/",
+            whop,
+            content_type="application/json",
+            HTTP_WEBHOOK_ID="msg_1",
+            HTTP_WEBHOOK_TIMESTAMP=stamp,
+            HTTP_WEBHOOK_SIGNATURE=signature,
+        )
         # an exchange account connected with API keys (the local fake exchange)
-        exchange_connect(user=trader, exchange="okx", api_key=EXCHANGE_KEY, secret=EXCHANGE_SECRET,
-                         passphrase=EXCHANGE_PASSPHRASE)
+        exchange_connect(
+            user=trader, exchange="okx", api_key=EXCHANGE_KEY, secret=EXCHANGE_SECRET, passphrase=EXCHANGE_PASSPHRASE
+        )
         # a market scan at a moment where a signal fires: broadcast through the Bot API, paper-traded
         market_data = ReplayMarketData()
         market_data.advance_to(SCAN_AT_MS)
@@ -144,15 +183,31 @@ def test_a_full_pipeline_run_logs_no_configured_secret(settings, transactional_d
 
     logs = captured_logs.stream.getvalue()
     assert captured_logs.records > 20, "the run logged almost nothing: the capture is not working"
-    for line in ("unhandled view error", "Traceback", "connected okx (key …", "executed: {'opened': 1",
-                 "deliveries_send", "webhook"):
+    for line in (
+        "unhandled view error",
+        "Traceback",
+        "connected okx (key …",
+        "executed: {'opened': 1",
+        "deliveries_send",
+        "webhook",
+    ):
         assert line in logs, f"{line!r} missing: the capture did not see that stage"
     assert Position.objects.filter(user=trader).exists()
-    leaked = [name for name, value in [*SECRETS.items(), ("exchange api key", EXCHANGE_KEY),
-                                       ("exchange secret", EXCHANGE_SECRET), ("exchange passphrase", EXCHANGE_PASSPHRASE),
-                                       ("SECRET_KEY", django_settings.SECRET_KEY),
-                                       *[("FERNET_KEYS", key) for key in django_settings.FERNET_KEYS]]
-              if value in logs]
-    context = {name: logs[max(logs.find(value) - 400, 0):logs.find(value) + 100] for name, value in
-               [*SECRETS.items(), ("exchange api key", EXCHANGE_KEY)] if value in logs}
+    leaked = [
+        name
+        for name, value in [
+            *SECRETS.items(),
+            ("exchange api key", EXCHANGE_KEY),
+            ("exchange secret", EXCHANGE_SECRET),
+            ("exchange passphrase", EXCHANGE_PASSPHRASE),
+            ("SECRET_KEY", django_settings.SECRET_KEY),
+            *[("FERNET_KEYS", key) for key in django_settings.FERNET_KEYS],
+        ]
+        if value in logs
+    ]
+    context = {
+        name: logs[max(logs.find(value) - 400, 0) : logs.find(value) + 100]
+        for name, value in [*SECRETS.items(), ("exchange api key", EXCHANGE_KEY)]
+        if value in logs
+    }
     assert leaked == [], f"secrets in the logs: {leaked}\n{context}"

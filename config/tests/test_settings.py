@@ -16,13 +16,29 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _run(args, **env):
-    clean = {k: v for k, v in os.environ.items() if k not in {"SECRET_KEY", "FERNET_KEYS", "DJANGO_ENV", "DATABASE_URL", "REDIS_URL"}}
-    return subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env={**clean, **env}, capture_output=True, text=True, timeout=120)
+    clean = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in {"SECRET_KEY", "FERNET_KEYS", "DJANGO_ENV", "DATABASE_URL", "REDIS_URL"}
+    }
+    return subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=ROOT,
+        env={**clean, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 @pytest.mark.parametrize("missing", ["SECRET_KEY", "FERNET_KEYS"])
 def test_production_refuses_to_start_without_secrets(missing):
-    env = {"DJANGO_ENV": "production", "SECRET_KEY": "x" * 60, "FERNET_KEYS": Fernet.generate_key().decode(), "ALLOWED_HOSTS": "example.com"}
+    env = {
+        "DJANGO_ENV": "production",
+        "SECRET_KEY": "x" * 60,
+        "FERNET_KEYS": Fernet.generate_key().decode(),
+        "ALLOWED_HOSTS": "example.com",
+    }
     del env[missing]
     result = _run(["check"], **env)
     assert result.returncode != 0
@@ -47,12 +63,27 @@ def test_check_deploy_is_clean_in_production():
 SETTINGS_FILE = ROOT / "config" / "settings.py"
 # The variables whose value picks a behaviour: a typo must stop start-up, never silently mean the default.
 CHOICE_VARIABLES = {
-    "DJANGO_ENV", "LOG_LEVEL", "LOG_FORMAT", "MARKET_DATA_SOURCE", "NEWS_SOURCE", "FLOW_SOURCE",
-    "LIVE_ENTRY_ORDER_TYPE", "TRADING_TRAILING_MODE",
+    "DJANGO_ENV",
+    "LOG_LEVEL",
+    "LOG_FORMAT",
+    "MARKET_DATA_SOURCE",
+    "NEWS_SOURCE",
+    "FLOW_SOURCE",
+    "LIVE_ENTRY_ORDER_TYPE",
+    "TRADING_TRAILING_MODE",
 }
 
 
-@pytest.mark.parametrize(("value", "accepted"), [("real", True), ("testsupport.exchanges.fake.fake_exchange_client", True), ("tyop", False), ("fake", False), ("a..b", False)])
+@pytest.mark.parametrize(
+    ("value", "accepted"),
+    [
+        ("real", True),
+        ("testsupport.exchanges.fake.fake_exchange_client", True),
+        ("tyop", False),
+        ("fake", False),
+        ("a..b", False),
+    ],
+)
 def test_the_live_exchange_client_is_real_or_a_factory_path(value, accepted, monkeypatch):
     monkeypatch.setenv("LIVE_EXCHANGE_CLIENT", value)
     if accepted:
@@ -60,7 +91,11 @@ def test_the_live_exchange_client_is_real_or_a_factory_path(value, accepted, mon
         return
     with pytest.raises(ImproperlyConfigured) as error:
         runpy.run_path(str(SETTINGS_FILE))
-    assert f"LIVE_EXCHANGE_CLIENT={value!r}" in str(error.value) and "real" in str(error.value) and "dotted path" in str(error.value)
+    assert (
+        f"LIVE_EXCHANGE_CLIENT={value!r}" in str(error.value)
+        and "real" in str(error.value)
+        and "dotted path" in str(error.value)
+    )
 
 
 def _choices() -> dict[str, tuple[str, ...]]:
@@ -101,4 +136,7 @@ def test_every_allowed_value_is_accepted(name, monkeypatch):
 def test_a_typo_in_the_entry_order_type_stops_the_real_start_up():
     result = _run(["check"], LIVE_ENTRY_ORDER_TYPE="limt")
     assert result.returncode != 0
-    assert "ImproperlyConfigured: LIVE_ENTRY_ORDER_TYPE='limt' is not a valid value; allowed: market, limit." in result.stderr
+    assert (
+        "ImproperlyConfigured: LIVE_ENTRY_ORDER_TYPE='limt' is not a valid value; allowed: market, limit."
+        in result.stderr
+    )

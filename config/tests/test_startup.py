@@ -22,17 +22,30 @@ START_BUDGET_SECONDS = 3.0
 
 def _imported_modules(command: list[str]) -> set[str]:
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings"}
-    result = subprocess.run([sys.executable, "-X", "importtime", *command], cwd=ROOT, env=env, capture_output=True,
-                            text=True, timeout=120, check=True)
-    return {match.group(1).strip() for match in re.finditer(r"^import time:\s+\d+ \|\s+\d+ \|(.+)$", result.stderr, re.M)}
+    result = subprocess.run(
+        [sys.executable, "-X", "importtime", *command],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    return {
+        match.group(1).strip() for match in re.finditer(r"^import time:\s+\d+ \|\s+\d+ \|(.+)$", result.stderr, re.M)
+    }
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("command", [
-    ["manage.py", "check"],
-    ["-c", "import django; django.setup(); import config.asgi, config.urls"],  # what a web worker loads to serve
-    ["-c", "import django; django.setup(); from config.events import task_modules_load; task_modules_load()"],
-], ids=["check", "web", "worker-tasks"])
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["manage.py", "check"],
+        ["-c", "import django; django.setup(); import config.asgi, config.urls"],  # what a web worker loads to serve
+        ["-c", "import django; django.setup(); from config.events import task_modules_load; task_modules_load()"],
+    ],
+    ids=["check", "web", "worker-tasks"],
+)
 def test_no_heavy_library_is_imported_at_start(command):
     modules = _imported_modules(command)
     assert modules, "no import was recorded"

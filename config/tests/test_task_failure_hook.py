@@ -80,7 +80,9 @@ def test_failing_task_is_logged_with_reference_and_counted_per_kind(failing_task
 
 
 @pytest.mark.django_db
-def test_admins_are_alerted_once_when_the_threshold_is_reached(failing_task, clear_cache, settings, published, monkeypatch):
+def test_admins_are_alerted_once_when_the_threshold_is_reached(
+    failing_task, clear_cache, settings, published, monkeypatch
+):
     from accounts.services import admins_notify
     from accounts.tests.factories import TelegramUserFactory
 

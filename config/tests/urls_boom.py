@@ -15,4 +15,10 @@ def forbidden(request):
     raise PermissionDenied
 
 
-urlpatterns = [path("boom", boom), path("missing", missing), path("forbidden", forbidden), path("api/boom", boom), path("", include("config.urls"))]
+urlpatterns = [
+    path("boom", boom),
+    path("missing", missing),
+    path("forbidden", forbidden),
+    path("api/boom", boom),
+    path("", include("config.urls")),
+]

@@ -53,12 +53,19 @@ def venue_tape(frame: pd.DataFrame, venue: str, share: float, offset: float, see
             ts = start_ms + i * (60_000 // PRINTS_PER_MINUTE) + int(rng.integers(0, 9_000))
             price = round(float(price), 4)
             amount = round(float(amount), 1)
-            trades.append({
-                "id": f"{venue}-{ts}-{i}", "timestamp": ts,
-                "datetime": datetime.fromtimestamp(ts / 1000, tz=UTC).isoformat(timespec="milliseconds")[:-6] + "Z",
-                "symbol": "XRP/USDT", "side": side, "takerOrMaker": "taker", "price": price, "amount": amount,
-                "cost": round(price * amount, 4),
-            })
+            trades.append(
+                {
+                    "id": f"{venue}-{ts}-{i}",
+                    "timestamp": ts,
+                    "datetime": datetime.fromtimestamp(ts / 1000, tz=UTC).isoformat(timespec="milliseconds")[:-6] + "Z",
+                    "symbol": "XRP/USDT",
+                    "side": side,
+                    "takerOrMaker": "taker",
+                    "price": price,
+                    "amount": amount,
+                    "cost": round(price * amount, 4),
+                }
+            )
     return sorted(trades, key=lambda t: t["timestamp"])
 
 

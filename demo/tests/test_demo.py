@@ -25,8 +25,18 @@ SECRETS = {
 }
 
 
-CAPABILITIES = ("technical signals", "news signals", "news articles processed", "funding alerts", "order-flow alerts",
-                "auto flips", "risk pauses", "live trades on Bitunix", "backtests", "subscriptions bought in the bot")
+CAPABILITIES = (
+    "technical signals",
+    "news signals",
+    "news articles processed",
+    "funding alerts",
+    "order-flow alerts",
+    "auto flips",
+    "risk pauses",
+    "live trades on Bitunix",
+    "backtests",
+    "subscriptions bought in the bot",
+)
 
 
 @pytest.mark.slow
@@ -34,14 +44,32 @@ CAPABILITIES = ("technical signals", "news signals", "news articles processed", 
 def test_demo_runs_the_whole_pipeline_and_leaks_no_secret(tmp_path):
     fernet_key = Fernet.generate_key().decode()
     env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL"}}
-    env.update(SECRETS, DJANGO_SETTINGS_MODULE="config.settings", DJANGO_ENV="development",
-               DATABASE_URL=f"sqlite:///{tmp_path / 'demo.sqlite3'}", FERNET_KEYS=fernet_key, LOG_LEVEL="DEBUG",
-               MEDIA_ROOT=str(tmp_path / "media"))
-    migrate = subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v0"], cwd=ROOT, env=env,
-                             capture_output=True, text=True, timeout=300)
+    env.update(
+        SECRETS,
+        DJANGO_SETTINGS_MODULE="config.settings",
+        DJANGO_ENV="development",
+        DATABASE_URL=f"sqlite:///{tmp_path / 'demo.sqlite3'}",
+        FERNET_KEYS=fernet_key,
+        LOG_LEVEL="DEBUG",
+        MEDIA_ROOT=str(tmp_path / "media"),
+    )
+    migrate = subprocess.run(
+        [sys.executable, "manage.py", "migrate", "--noinput", "-v0"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert migrate.returncode == 0, migrate.stderr
-    run = subprocess.run([sys.executable, "manage.py", "demo", "--serve=0"], cwd=ROOT, env=env,
-                         capture_output=True, text=True, timeout=900)
+    run = subprocess.run(
+        [sys.executable, "manage.py", "demo", "--serve=0"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     output = run.stdout + run.stderr
     assert run.returncode == 0, output[-3000:]
 
@@ -69,8 +97,9 @@ def test_demo_runs_the_whole_pipeline_and_leaks_no_secret(tmp_path):
     for decision in ("duplicate", "weak", "no_symbol", "signal"):  # re-post, neutral story, not a perpetual
         assert f"'{decision}'" in articles.group(3)
     # the headline with markup and an entity reached Telegram as plain text (escaped, not rejected)
-    assert re.search(r"news articles processed.*in Telegram: Exchange delists several XRP pairs & halts deposits",
-                     run.stdout)
+    assert re.search(
+        r"news articles processed.*in Telegram: Exchange delists several XRP pairs & halts deposits", run.stdout
+    )
     flow = re.search(r"order-flow alerts\s+\d+\s+exchanges agreeing \[(.*?)\]", run.stdout)
     assert flow and len(flow.group(1).split(",")) >= 2, "flow_agreeing reflects several exchanges"
     funding = re.search(r"funding alerts\s+\d+\s+venues \[(.*?)\]", run.stdout)

@@ -16,8 +16,9 @@ def test_demo_users_receive_a_signal_through_aiogram_over_http(settings, django_
     settings.DOMAIN_EVENT_CONSUMERS = {"signal.created": ["telegram_bridge.tasks.broadcast_signal"]}
     with demo_bot_api() as bot_api:
         assert bot_api is not None and bot_api.base_url == settings.TELEGRAM_API_BASE
-        users = demo_subscribers_start(bot_api, users=[(990001, "alice"), (990002, "bob")],
-                                       commands={990002: ["/mute DOGE"]})
+        users = demo_subscribers_start(
+            bot_api, users=[(990001, "alice"), (990002, "bob")], commands={990002: ["/mute DOGE"]}
+        )
         assert sorted(u.username for u in users) == ["alice", "bob"]
         from config.events import publish
 

@@ -78,7 +78,9 @@ def test_indicators_agree(eth15, period):
         for kind, values in (("high", h), ("low", lo)):
             fast, slow = both(lambda kind=kind, values=values: indicators.swing_points(values, period, kind=kind))
             np.testing.assert_array_equal(fast, slow)
-        fast, slow = both(lambda h=h, lo=lo, cl=cl: indicators.support_resistance(h, lo, cl, window=period, lookback=96))
+        fast, slow = both(
+            lambda h=h, lo=lo, cl=cl: indicators.support_resistance(h, lo, cl, window=period, lookback=96)
+        )
         for f, s in zip(fast, slow, strict=True):
             assert_same_values(f, s, rtol=0)
 
@@ -144,13 +146,29 @@ def test_quiet_bar_scan_agrees(seed, trailing, act, expiry, with_targets):
     tp1 = np.where(with_targets, entry + sgn * risk * rng.uniform(0.5, 2, k), np.nan)
     tp2 = np.where(with_targets & (rng.random(k) < 0.7), entry + sgn * risk * rng.uniform(2, 4, k), np.nan)
     rules = ExitRules(
-        trailing_mode=trailing, trailing_atr_mult=1.1, trailing_pct=0.006, trailing_activation_r=act,
+        trailing_mode=trailing,
+        trailing_atr_mult=1.1,
+        trailing_pct=0.006,
+        trailing_activation_r=act,
         expiry_seconds=expiry,
     )
     kwargs = {
-        "ts": ts, "open": o, "high": h, "low": lo, "start": start, "end": np.full(k, len(o)), "long": long,
-        "entry": entry, "stop": stop, "initial_stop": stop, "tp1": tp1, "tp2": tp2, "best": entry.copy(),
-        "atr": entry * 0.004, "opened_ts": ts[start], "rules": rules,
+        "ts": ts,
+        "open": o,
+        "high": h,
+        "low": lo,
+        "start": start,
+        "end": np.full(k, len(o)),
+        "long": long,
+        "entry": entry,
+        "stop": stop,
+        "initial_stop": stop,
+        "tp1": tp1,
+        "tp2": tp2,
+        "best": entry.copy(),
+        "atr": entry * 0.004,
+        "opened_ts": ts[start],
+        "rules": rules,
     }
     fast, slow = both(lambda: scan_quiet_bars(**kwargs))
     for f, s in zip(fast, slow, strict=True):
@@ -163,7 +181,12 @@ def test_backtest_trade_lists_agree(real_data, xrp_funding, scenario):  # noqa: 
     assert len(fast.trades) == len(slow.trades) > 0
     for f, s in zip(fast.trades, slow.trades, strict=True):
         assert (f.symbol, f.side, f.signal_ts, f.entry_ts, f.exit_ts, f.reasons) == (
-            s.symbol, s.side, s.signal_ts, s.entry_ts, s.exit_ts, s.reasons,
+            s.symbol,
+            s.side,
+            s.signal_ts,
+            s.entry_ts,
+            s.exit_ts,
+            s.reasons,
         )
         assert [x.ts for x in f.fills] == [x.ts for x in s.fills]
         assert f.net_pnl == pytest.approx(s.net_pnl, rel=1e-9, abs=1e-9)

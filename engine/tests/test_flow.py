@@ -27,7 +27,9 @@ def trades(*rows):
 def test_taker_pressure_on_a_known_stream():
     # 300 quote bought, 100 sold inside the window; one old trade outside it
     stream = trades((10, 100.0, 2.0, 1), (20, 100.0, 1.0, 1), (30, 50.0, 2.0, -1), (-5, 100.0, 50.0, -1))
-    pressure = aggregate_pressure({("okx", "BTC/USDT"): (stream, None)}, end_ms=MINUTE)["BTC/USDT"]  # no book: taker only
+    pressure = aggregate_pressure({("okx", "BTC/USDT"): (stream, None)}, end_ms=MINUTE)[
+        "BTC/USDT"
+    ]  # no book: taker only
     assert pressure.score == pytest.approx((300 - 100) / 400)
     assert pressure.notional == pytest.approx(400)
     empty = aggregate_pressure({("okx", "BTC/USDT"): (trades(), None)}, end_ms=MINUTE)["BTC/USDT"]

@@ -56,5 +56,3 @@ def test_long_short_symmetric_and_costs_counted(a, b, q, fr, r):
         side="short", mark=a, quantity=q, rate=r
     )
     assert fee(price=a, quantity=q, rate=fr) > 0 and fee(price=b, quantity=q, rate=fr) > 0
-
-

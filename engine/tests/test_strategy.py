@@ -325,10 +325,13 @@ def test_rsi_exactly_at_the_threshold_gives_no_signal(request, fixture, monkeypa
     c = request.getfixturevalue(fixture)
     s = entry_signals(c, PARAMS)
     real_rsi = engine_indicators.rsi
-    for side, at_threshold, just_past in ((1, PARAMS.rsi_long, PARAMS.rsi_long + 1e-9),
-                                          (-1, PARAMS.rsi_short, PARAMS.rsi_short - 1e-9)):
+    for side, at_threshold, just_past in (
+        (1, PARAMS.rsi_long, PARAMS.rsi_long + 1e-9),
+        (-1, PARAMS.rsi_short, PARAMS.rsi_short - 1e-9),
+    ):
         i = int(next(j for j in s.signal_indices if s.side[j] == side))
         for value, expected in ((at_threshold, 0), (just_past, side)):
+
             def patched(close, period, value=value, i=i):
                 out = real_rsi(close, period).copy()
                 out[i] = value

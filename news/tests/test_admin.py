@@ -18,9 +18,12 @@ pytestmark = pytest.mark.django_db
 def rows():
     article = NewsArticleFactory(title="Exchange <b>hack</b> drains BTC", decision="signal", model_used="openai:gpt")
     alert = FundingAlert.objects.create(
-        dedupe_key="funding:extreme:BTC/USDT:USDT:20261125T0800", kind=FundingAlert.Kind.EXTREME,
+        dedupe_key="funding:extreme:BTC/USDT:USDT:20261125T0800",
+        kind=FundingAlert.Kind.EXTREME,
         symbol=SymbolFactory(symbol="BTC/USDT:USDT", base="BTC"),
-        period_start=datetime(2026, 11, 25, 8, tzinfo=UTC), text="<b>BTC</b> funding 0.15 %", recipients=3,
+        period_start=datetime(2026, 11, 25, 8, tzinfo=UTC),
+        text="<b>BTC</b> funding 0.15 %",
+        recipients=3,
     )
     return article, alert
 

@@ -87,8 +87,13 @@ def _retrying(call: Callable[[], Any], *, retries: int, pause: float, sleep: Cal
             raise map_ccxt_error(error) from error
 
     try:
-        return retry_call(mapped, attempts=retries + 1, pause=lambda attempt: pause * (attempt + 1), sleep=sleep,
-                          description="download")
+        return retry_call(
+            mapped,
+            attempts=retries + 1,
+            pause=lambda attempt: pause * (attempt + 1),
+            sleep=sleep,
+            description="download",
+        )
     except RetryableExchangeError as error:
         raise DownloadError(f"{error.source or type(error).__name__} after {retries + 1} attempts") from None
 
@@ -132,8 +137,16 @@ def fetch_candles(
     return rows, pages
 
 
-def fetch_funding(exchange: Any, symbol: str, *, since_ms: int, until_ms: int, retries: int = 3,
-                  pause: float = 1.0, sleep: Callable[[float], None] = time.sleep) -> list[tuple[int, float]]:
+def fetch_funding(
+    exchange: Any,
+    symbol: str,
+    *,
+    since_ms: int,
+    until_ms: int,
+    retries: int = 3,
+    pause: float = 1.0,
+    sleep: Callable[[float], None] = time.sleep,
+) -> list[tuple[int, float]]:
     """8h funding history as (settlement ms floored to the 8h grid, rate); empty when the exchange has none."""
     if not (getattr(exchange, "has", {}) or {}).get("fetchFundingRateHistory"):
         return []
@@ -169,10 +182,30 @@ def _merge(old: Candles | None, rows: list[list[float]]) -> tuple[Candles, int]:
     duplicates = int(new_ts.size - np.unique(new_ts).size)
     frames = []
     if old is not None and len(old):
-        frames.append(pd.DataFrame({"ts": old.ts, "open": old.open, "high": old.high, "low": old.low,
-                                    "close": old.close, "volume": old.volume}))
-    frames.append(pd.DataFrame({"ts": new_ts, "open": new[:, 1], "high": new[:, 2], "low": new[:, 3],
-                                "close": new[:, 4], "volume": new[:, 5]}))
+        frames.append(
+            pd.DataFrame(
+                {
+                    "ts": old.ts,
+                    "open": old.open,
+                    "high": old.high,
+                    "low": old.low,
+                    "close": old.close,
+                    "volume": old.volume,
+                }
+            )
+        )
+    frames.append(
+        pd.DataFrame(
+            {
+                "ts": new_ts,
+                "open": new[:, 1],
+                "high": new[:, 2],
+                "low": new[:, 3],
+                "close": new[:, 4],
+                "volume": new[:, 5],
+            }
+        )
+    )
     merged = pd.concat(frames, ignore_index=True).drop_duplicates("ts", keep="last").sort_values("ts")
     candles = Candles(
         merged["ts"].to_numpy(np.int64),
@@ -187,8 +220,9 @@ def _read_candles(path: Path) -> Candles | None:
     return Candles.from_frame(pd.read_feather(path))
 
 
-def _manifest_entry(symbol: str, market: dict[str, Any] | None, precision_mode: int | None, candles_path: str,
-                    funding_path: str | None) -> dict[str, Any]:
+def _manifest_entry(
+    symbol: str, market: dict[str, Any] | None, precision_mode: int | None, candles_path: str, funding_path: str | None
+) -> dict[str, Any]:
     from signals.market_data.live import market_info_from_ccxt
 
     base, _, rest = symbol.partition("/")
@@ -199,12 +233,20 @@ def _manifest_entry(symbol: str, market: dict[str, Any] | None, precision_mode: 
     if market:
         kwargs = {} if precision_mode is None else {"precision_mode": precision_mode}
         info = market_info_from_ccxt(market, **kwargs)
-        entry.update({
-            "kind": info.kind, "base": info.base, "quote": info.quote, "settle": info.settle,
-            "tick_size": str(info.tick_size or ""), "step_size": str(info.step_size or ""),
-            "min_quantity": str(info.min_quantity or ""), "min_notional": str(info.min_notional or ""),
-            "contract_size": str(info.contract_size), "max_leverage": info.max_leverage,
-        })
+        entry.update(
+            {
+                "kind": info.kind,
+                "base": info.base,
+                "quote": info.quote,
+                "settle": info.settle,
+                "tick_size": str(info.tick_size or ""),
+                "step_size": str(info.step_size or ""),
+                "min_quantity": str(info.min_quantity or ""),
+                "min_notional": str(info.min_notional or ""),
+                "contract_size": str(info.contract_size),
+                "max_leverage": info.max_leverage,
+            }
+        )
     entry["candles_5m"] = candles_path
     if funding_path:
         entry["funding_8h"] = funding_path
@@ -231,10 +273,14 @@ def market_data_download(
     directory = Path(directory)
     (directory / "ohlcv" / "futures").mkdir(parents=True, exist_ok=True)
     manifest_path = directory / "manifest.json"
-    manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {
-        "about": "Candles downloaded with `manage.py download_data` (ccxt); the replay data format (see data/README.md).",
-        "markets": [],
-    }
+    manifest = (
+        json.loads(manifest_path.read_text())
+        if manifest_path.exists()
+        else {
+            "about": "Candles downloaded with `manage.py download_data` (ccxt); the replay data format (see data/README.md).",
+            "markets": [],
+        }
+    )
     manifest["exchange"] = getattr(exchange, "id", "")
     entries = {m["symbol"]: m for m in manifest.get("markets", [])}
     try:
@@ -260,11 +306,13 @@ def market_data_download(
         try:
             for start, end in ranges:
                 if start < end:
-                    fetched, _ = fetch_candles(exchange, symbol, since_ms=start, until_ms=end, progress=progress,
-                                               retries=retries, sleep=sleep)
+                    fetched, _ = fetch_candles(
+                        exchange, symbol, since_ms=start, until_ms=end, progress=progress, retries=retries, sleep=sleep
+                    )
                     rows.extend(fetched)
-            funding = fetch_funding(exchange, symbol, since_ms=since_ms, until_ms=until_ms, retries=retries,
-                                    sleep=sleep)
+            funding = fetch_funding(
+                exchange, symbol, since_ms=since_ms, until_ms=until_ms, retries=retries, sleep=sleep
+            )
         except DownloadError as error:
             report.error = str(error)
             continue
@@ -284,10 +332,16 @@ def market_data_download(
             report.problems.append(f"{report.duplicates} duplicate candle(s) received and dropped")
         funding_file = None
         if funding:
-            funding_frame = pd.DataFrame({
-                "date": pd.to_datetime([ts for ts, _ in funding], unit="ms", utc=True),
-                "open": [rate for _, rate in funding], "high": 0.0, "low": 0.0, "close": 0.0, "volume": 0.0,
-            })
+            funding_frame = pd.DataFrame(
+                {
+                    "date": pd.to_datetime([ts for ts, _ in funding], unit="ms", utc=True),
+                    "open": [rate for _, rate in funding],
+                    "high": 0.0,
+                    "low": 0.0,
+                    "close": 0.0,
+                    "volume": 0.0,
+                }
+            )
             existing = directory / funding_rel
             if existing.exists():
                 funding_frame = pd.concat([pd.read_feather(existing), funding_frame], ignore_index=True)
@@ -297,8 +351,9 @@ def market_data_download(
             funding_file = funding_rel
         elif (directory / funding_rel).exists():
             funding_file = funding_rel
-        entries[symbol] = _manifest_entry(symbol, markets.get(symbol), getattr(exchange, "precisionMode", None),
-                                          candles_rel, funding_file)
+        entries[symbol] = _manifest_entry(
+            symbol, markets.get(symbol), getattr(exchange, "precisionMode", None), candles_rel, funding_file
+        )
     manifest["markets"] = list(entries.values())
     manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
     return reports

@@ -45,6 +45,7 @@ T = TypeVar("T")
 DEFAULT_CALL_TIMEOUT_SECONDS = 30.0
 MARKETS_MAX_AGE_SECONDS = 3600  # the listing is reloaded at most hourly, so delistings reach symbol_sync_markets
 
+
 def market_data_error(error: BaseException, *, context: str = "") -> MarketDataError:
     """This port's exception for a ccxt (or timeout) exception, through the one ccxt error map; the message names
     the exchange call, never credentials."""

@@ -231,8 +231,16 @@ class RunningReplayClock:
 
     kind = "running"
 
-    def __init__(self, *, cache: CacheSource, key: str, dataset: ReplayDataset, speed: float, start_ms: int,
-                 wall_clock: Callable[[], float] = time.time):
+    def __init__(
+        self,
+        *,
+        cache: CacheSource,
+        key: str,
+        dataset: ReplayDataset,
+        speed: float,
+        start_ms: int,
+        wall_clock: Callable[[], float] = time.time,
+    ):
         if speed <= 0:
             raise ValueError("a running replay clock needs a positive speed")
         self._cache = cache
@@ -246,8 +254,9 @@ class RunningReplayClock:
         cache = self._cache()
         anchor = cache.get(self.key)
         if anchor is None:
-            cache.add(self.key, {"replay_ms": self.start_ms, "wall": self.wall_clock(), "speed": self.speed},
-                      timeout=None)
+            cache.add(
+                self.key, {"replay_ms": self.start_ms, "wall": self.wall_clock(), "speed": self.speed}, timeout=None
+            )
             anchor = cache.get(self.key)
         return anchor
 
@@ -257,8 +266,9 @@ class RunningReplayClock:
         return self.dataset.advance_listed(int(anchor["replay_ms"]), int(elapsed_ms))
 
     def set_ms(self, ts: int) -> int:
-        self._cache().set(self.key, {"replay_ms": int(ts), "wall": self.wall_clock(), "speed": self.speed},
-                          timeout=None)
+        self._cache().set(
+            self.key, {"replay_ms": int(ts), "wall": self.wall_clock(), "speed": self.speed}, timeout=None
+        )
         return int(ts)
 
     def reset(self) -> None:
@@ -289,8 +299,10 @@ class ReplayMarketData(MarketData):
         self.dataset = dataset if dataset is not None else load_dataset(str(settings.REPLAY_DATA_DIR))
         self._cache = cache
         self.prices = prices if prices is not None else price_cache()
-        self.clock = clock if clock is not None else SteppedReplayClock(
-            cache=lambda: self.cache, key=clock_key, default_ms=self.dataset.last_ms
+        self.clock = (
+            clock
+            if clock is not None
+            else SteppedReplayClock(cache=lambda: self.cache, key=clock_key, default_ms=self.dataset.last_ms)
         )
 
     @property
@@ -307,7 +319,9 @@ class ReplayMarketData(MarketData):
                 start = start.replace(tzinfo=UTC)
             warmup_ms = bars_needed(StrategyParams()) * SIGNAL_TIMEFRAME_MS
             market_data.clock = RunningReplayClock(
-                cache=lambda: market_data.cache, key=RUNNING_CLOCK_CACHE_KEY, dataset=market_data.dataset,
+                cache=lambda: market_data.cache,
+                key=RUNNING_CLOCK_CACHE_KEY,
+                dataset=market_data.dataset,
                 speed=settings.REPLAY_SPEED,
                 start_ms=replay_start_ms(market_data.dataset, warmup_ms=warmup_ms, start=start),
             )
@@ -316,8 +330,9 @@ class ReplayMarketData(MarketData):
     def with_own_clock(self) -> ReplayMarketData:
         """The same data on a private stepped clock (its own cache key): moving it never touches the clock that the
         workers, the PnL windows and the backtests read. ``reset_clock()`` forgets it."""
-        return ReplayMarketData(self.dataset, cache=self._cache, prices=self.prices,
-                                clock_key=f"{CLOCK_CACHE_KEY}:run:{uuid.uuid4().hex}")
+        return ReplayMarketData(
+            self.dataset, cache=self._cache, prices=self.prices, clock_key=f"{CLOCK_CACHE_KEY}:run:{uuid.uuid4().hex}"
+        )
 
     def history(self) -> ReplayMarketData:
         """This data on a clock standing at the end of the data (a fresh private clock, never set)."""

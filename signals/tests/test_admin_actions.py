@@ -17,8 +17,11 @@ def act(client, url_name: str, action: str, objects, **extra):
 
 
 def object_log(obj) -> list[str]:
-    return list(LogEntry.objects.filter(content_type=ContentType.objects.get_for_model(obj), object_id=str(obj.pk),
-                                        action_flag=CHANGE).values_list("change_message", flat=True))
+    return list(
+        LogEntry.objects.filter(
+            content_type=ContentType.objects.get_for_model(obj), object_id=str(obj.pk), action_flag=CHANGE
+        ).values_list("change_message", flat=True)
+    )
 
 
 def test_mute_asks_for_confirmation_then_mutes_and_logs(staff_client):
@@ -46,7 +49,9 @@ def test_resend_announces_signal_created_again_and_logs(staff_client, monkeypatc
     response = act(staff_client, "admin:signals_signal_changelist", "resend", [first, second])
     assert response.status_code == 302
     assert sorted(announced, key=lambda e: e[1]["signal_id"]) == [
-        ("signal.created", {"signal_id": first.pk}), ("signal.created", {"signal_id": second.pk})]
+        ("signal.created", {"signal_id": first.pk}),
+        ("signal.created", {"signal_id": second.pk}),
+    ]
     assert object_log(first) == ["Resent: signal.created announced again (admin action)."]
     assert object_log(second) == object_log(first)
 

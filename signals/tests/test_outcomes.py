@@ -106,7 +106,9 @@ def _closed_events(dispatched) -> list[int]:
 
 @pytest.mark.usefixtures("isolated_signals_env")
 @pytest.mark.django_db
-def test_tracker_follows_a_real_signal_to_its_target(replay_market_data, dispatched, django_capture_on_commit_callbacks):
+def test_tracker_follows_a_real_signal_to_its_target(
+    replay_market_data, dispatched, django_capture_on_commit_callbacks
+):
     replay_market_data.advance_to(SIGNAL_AT)
     _, (signal,) = scan_run_now(market_data=replay_market_data)
     replay_market_data.advance_to(SIGNAL_AT + timedelta(minutes=5))

@@ -67,7 +67,9 @@ def test_concurrent_threads_fetch_once():
     cache = PriceCache(cache=_locmem(), prefix=f"p{uuid.uuid4().hex}")
     exchange = CountingExchange(delay=0.05)
     results: list[Decimal] = []
-    threads = [threading.Thread(target=lambda: results.append(cache.get_or_fetch("k", exchange.fetch))) for _ in range(8)]
+    threads = [
+        threading.Thread(target=lambda: results.append(cache.get_or_fetch("k", exchange.fetch))) for _ in range(8)
+    ]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -92,12 +94,12 @@ def test_second_request_inside_ttl_makes_no_exchange_call_across_workers_with_re
         assert worker_b.stats().hits == 2
         assert worker_a.stats().misses == 1
         # and the entry really expires on the server after the TTL
-        ttl = worker_a.cache._cache.get_client().ttl(worker_a.cache.make_and_validate_key(f"{prefix}:v:okx:XRP/USDT:USDT"))
+        ttl = worker_a.cache._cache.get_client().ttl(
+            worker_a.cache.make_and_validate_key(f"{prefix}:v:okx:XRP/USDT:USDT")
+        )
         assert 0 < ttl <= 30
     finally:
-        worker_a.cache.delete_many(
-            [f"{prefix}:v:okx:XRP/USDT:USDT", f"{prefix}:stats:hits", f"{prefix}:stats:misses"]
-        )
+        worker_a.cache.delete_many([f"{prefix}:v:okx:XRP/USDT:USDT", f"{prefix}:stats:hits", f"{prefix}:stats:misses"])
 
 
 @pytest.mark.redis

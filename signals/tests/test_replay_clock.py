@@ -40,9 +40,19 @@ class FakeWall:
 
 def running(cache, wall, *, speed=900.0, start_ms=SPOT_END_MS - 3_600_000):
     dataset = load_dataset(str(django_settings.REPLAY_DATA_DIR))
-    return ReplayMarketData(dataset, cache=cache, prices=None, clock=RunningReplayClock(
-        cache=lambda: cache, key=RUNNING_CLOCK_CACHE_KEY, dataset=dataset, speed=speed, start_ms=start_ms,
-        wall_clock=wall))
+    return ReplayMarketData(
+        dataset,
+        cache=cache,
+        prices=None,
+        clock=RunningReplayClock(
+            cache=lambda: cache,
+            key=RUNNING_CLOCK_CACHE_KEY,
+            dataset=dataset,
+            speed=speed,
+            start_ms=start_ms,
+            wall_clock=wall,
+        ),
+    )
 
 
 def test_the_running_clock_advances_with_the_wall_clock_and_every_process_reads_the_same_time():
@@ -101,15 +111,30 @@ def test_the_readme_backtest_works_after_a_replay_moved_a_clock_back_to_2018(set
 
 
 def test_the_beat_follows_the_market_clock_on_a_running_replay():
-    code = ("import django, json; django.setup(); from django.conf import settings as s; "
-            "print(json.dumps({k: s.CELERY_BEAT_SCHEDULE[k]['schedule'] for k in ('scan-markets', 'poll-news', "
-            "'flow-monitor', 'heartbeat')}))")
-    env = {"PATH": "/usr/bin:/bin", "DJANGO_SETTINGS_MODULE": "config.settings", "DJANGO_ENV": "development",
-           "MARKET_DATA_SOURCE": "replay", "REPLAY_SPEED": "60", "DATABASE_URL": "sqlite:///:memory:"}
-    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True,
-                            timeout=120)
+    code = (
+        "import django, json; django.setup(); from django.conf import settings as s; "
+        "print(json.dumps({k: s.CELERY_BEAT_SCHEDULE[k]['schedule'] for k in ('scan-markets', 'poll-news', "
+        "'flow-monitor', 'heartbeat')}))"
+    )
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "DJANGO_SETTINGS_MODULE": "config.settings",
+        "DJANGO_ENV": "development",
+        "MARKET_DATA_SOURCE": "replay",
+        "REPLAY_SPEED": "60",
+        "DATABASE_URL": "sqlite:///:memory:",
+    }
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip() == '{"scan-markets": 15.0, "poll-news": 1.0, "flow-monitor": 1.0, "heartbeat": 60.0}'
-    too_fast = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env={**env, "REPLAY_SPEED": "5000"},
-                              capture_output=True, text=True, timeout=120)
+    too_fast = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        env={**env, "REPLAY_SPEED": "5000"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert too_fast.returncode != 0 and "REPLAY_SPEED=5000" in too_fast.stderr

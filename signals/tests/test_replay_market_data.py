@@ -37,7 +37,13 @@ def test_bundled_data_is_small_and_complete():
     files = list(settings.REPLAY_DATA_DIR.rglob("*.feather"))
     assert sum(f.stat().st_size for f in files) < 3_000_000
     assert {m.info.symbol for m in _dataset().markets.values()} == {
-        XRP, "ETH/BTC", "LTC/BTC", "ETC/BTC", "XLM/BTC", "NXT/BTC", "DASH/BTC"
+        XRP,
+        "ETH/BTC",
+        "LTC/BTC",
+        "ETC/BTC",
+        "XLM/BTC",
+        "NXT/BTC",
+        "DASH/BTC",
     }
     assert _dataset().market(XRP).info.tick_size == Decimal("0.0001")
 
@@ -49,8 +55,11 @@ def test_resampled_1h_matches_pandas_and_tracks_the_exchange_1h_candles():
     bound, not an identity.
     """
     frame = pd.read_feather(settings.REPLAY_DATA_DIR / "ohlcv/futures/XRP_USDT_USDT-5m-futures.feather")
-    reference = (frame.set_index("date").resample("1h", label="left", closed="left")
-                 .agg({"open": "first", "high": "max", "low": "min", "close": "last", "volume": "sum"}))
+    reference = (
+        frame.set_index("date")
+        .resample("1h", label="left", closed="left")
+        .agg({"open": "first", "high": "max", "low": "min", "close": "last", "volume": "sum"})
+    )
     counts = frame.set_index("date").resample("1h", label="left", closed="left")["close"].count()
     reference = reference[counts == 12]
     resampled = _dataset().candles(XRP, "1h")
@@ -58,15 +67,19 @@ def test_resampled_1h_matches_pandas_and_tracks_the_exchange_1h_candles():
     common, ref_index, res_index = np.intersect1d(reference_ts, resampled.ts, return_indices=True)
     assert len(common) == len(resampled) >= 160
     for field in ("open", "high", "low", "close", "volume"):
-        np.testing.assert_allclose(getattr(resampled, field)[res_index], reference[field].to_numpy()[ref_index],
-                                   rtol=1e-12)
+        np.testing.assert_allclose(
+            getattr(resampled, field)[res_index], reference[field].to_numpy()[ref_index], rtol=1e-12
+        )
 
-    native = Candles.from_frame(pd.read_feather(settings.REPLAY_DATA_DIR / "ohlcv/futures/XRP_USDT_USDT-1h-futures.feather"))
+    native = Candles.from_frame(
+        pd.read_feather(settings.REPLAY_DATA_DIR / "ohlcv/futures/XRP_USDT_USDT-1h-futures.feather")
+    )
     common, native_index, resampled_index = np.intersect1d(native.ts, resampled.ts, return_indices=True)
     assert len(common) == len(native) == 100
     for field in ("open", "high", "low", "close"):
-        np.testing.assert_allclose(getattr(resampled, field)[resampled_index], getattr(native, field)[native_index],
-                                   rtol=5e-3)
+        np.testing.assert_allclose(
+            getattr(resampled, field)[resampled_index], getattr(native, field)[native_index], rtol=5e-3
+        )
 
 
 @hypothesis_settings(max_examples=60, deadline=None)
@@ -91,7 +104,12 @@ def test_limit_returns_the_latest_closed_candles():
     market_data = ReplayMarketData(_dataset())
     market_data.advance_to(datetime(2021, 11, 18, 12, 7, tzinfo=UTC))
     candles = market_data.ohlcv(XRP, "15m", 4)
-    assert [pd.Timestamp(t, unit="ms", tz="UTC").strftime("%H:%M") for t in candles.ts] == ["11:00", "11:15", "11:30", "11:45"]
+    assert [pd.Timestamp(t, unit="ms", tz="UTC").strftime("%H:%M") for t in candles.ts] == [
+        "11:00",
+        "11:15",
+        "11:30",
+        "11:45",
+    ]
 
 
 def test_funding_rate_is_the_last_published_one():

@@ -31,7 +31,9 @@ def _created(dispatched) -> list[int]:
     return [payload["signal_id"] for event, payload in dispatched if event == "signal.created"]
 
 
-def test_scan_stores_the_signal_and_announces_it_once(replay_market_data, dispatched, django_capture_on_commit_callbacks):
+def test_scan_stores_the_signal_and_announces_it_once(
+    replay_market_data, dispatched, django_capture_on_commit_callbacks
+):
     replay_market_data.advance_to(SCAN_AT)
     with django_capture_on_commit_callbacks(execute=True):
         run, created = scan_run_now(market_data=replay_market_data)

@@ -53,7 +53,9 @@ def _created(dispatched):
     return [payload["signal_id"] for event, payload in dispatched if event == "signal.created"]
 
 
-def test_signal_create_stores_levels_on_the_tick_grid_and_announces_once(xrp, dispatched, django_capture_on_commit_callbacks):
+def test_signal_create_stores_levels_on_the_tick_grid_and_announces_once(
+    xrp, dispatched, django_capture_on_commit_callbacks
+):
     with django_capture_on_commit_callbacks(execute=True):
         signal = signal_create(candidate=_candidate(), created_at=NOW)
     assert (signal.entry, signal.stop, signal.tp1, signal.tp2) == tuple(
@@ -126,8 +128,10 @@ def test_a_signal_is_done_only_when_every_consumer_recorded_its_fan_out_and_the_
 
     broadcast, trading = "telegram_bridge.tasks.broadcast_signal", "trading.tasks.execute_signal"
     again: list[tuple[int, list[str]]] = []
-    monkeypatch.setattr("signals.services.dispatch_to",
-                        lambda event, payload, *, consumers: again.append((payload["signal_id"], consumers)))
+    monkeypatch.setattr(
+        "signals.services.dispatch_to",
+        lambda event, payload, *, consumers: again.append((payload["signal_id"], consumers)),
+    )
     long_ago = timezone.now() - timedelta(minutes=2)
     signal = SignalFactory(symbol=xrp, created_at=long_ago, published_at=long_ago)
     signal_fanout_record(signal_id=signal.pk, consumer=trading)  # trading stored its intents; the broadcast never ran
@@ -193,7 +197,9 @@ def _market(symbol: str, **changes) -> MarketInfo:
 def test_symbol_sync_creates_updates_and_deactivates_but_never_unmutes():
     SymbolFactory(symbol="DOGE/USDT:USDT", is_muted=True)
     SymbolFactory(symbol="LUNA/USDT:USDT")
-    result = symbol_sync_markets(markets=[_market("BTC/USDT:USDT"), _market("DOGE/USDT:USDT", tick_size=Decimal("0.00001"))])
+    result = symbol_sync_markets(
+        markets=[_market("BTC/USDT:USDT"), _market("DOGE/USDT:USDT", tick_size=Decimal("0.00001"))]
+    )
     assert (result.created, result.updated, result.deactivated) == (1, 1, 1)
     btc = Symbol.objects.get(symbol="BTC/USDT:USDT")
     assert (btc.sector, btc.tick_size, btc.max_leverage) == ("l1", Decimal("0.01"), 50)
@@ -202,7 +208,9 @@ def test_symbol_sync_creates_updates_and_deactivates_but_never_unmutes():
     assert doge.tick_size == Decimal("0.00001")
     assert Symbol.objects.get(symbol="LUNA/USDT:USDT").is_active is False
     # the same listing again writes nothing
-    again = symbol_sync_markets(markets=[_market("BTC/USDT:USDT"), _market("DOGE/USDT:USDT", tick_size=Decimal("0.00001"))])
+    again = symbol_sync_markets(
+        markets=[_market("BTC/USDT:USDT"), _market("DOGE/USDT:USDT", tick_size=Decimal("0.00001"))]
+    )
     assert (again.created, again.updated, again.deactivated) == (0, 0, 0)
 
 

@@ -16,9 +16,16 @@ from telegram_bridge.tests.bot_helpers import press, say
 
 
 def _message(update_id: int, user_id: int, text: str) -> dict:
-    return {"update_id": update_id, "message": {
-        "message_id": update_id, "date": int(time.time()), "text": text, "chat": {"id": user_id, "type": "private"},
-        "from": {"id": user_id, "is_bot": False, "first_name": "U"}}}
+    return {
+        "update_id": update_id,
+        "message": {
+            "message_id": update_id,
+            "date": int(time.time()),
+            "text": text,
+            "chat": {"id": user_id, "type": "private"},
+            "from": {"id": user_id, "is_bot": False, "first_name": "U"},
+        },
+    }
 
 
 def _wait_for(condition, timeout: float = 10.0) -> float:

@@ -74,8 +74,12 @@ def test_run_bridge_process_answers_then_shuts_down_cleanly_on_sigterm(bot_api, 
         "PYTHONDEVMODE": "1",
     }
     bridge = subprocess.Popen(
-        [sys.executable, "manage.py", "run_bridge", "--timeout", "20"], cwd=ROOT, env=env,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [sys.executable, "manage.py", "run_bridge", "--timeout", "20"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         deadline = time.monotonic() + 60
@@ -98,8 +102,13 @@ def test_run_bridge_process_answers_then_shuts_down_cleanly_on_sigterm(bot_api, 
     assert bridge.returncode == 0, stderr
     assert stop_seconds < 8, stop_seconds  # the long poll was cancelled, not waited out
     assert "Stopped after 1 update(s)" in stdout
-    for leak in ("Unclosed client session", "Unclosed connector", "unclosed <socket", "unclosed event loop",
-                 "Task was destroyed but it is pending"):
+    for leak in (
+        "Unclosed client session",
+        "Unclosed connector",
+        "unclosed <socket",
+        "unclosed event loop",
+        "Task was destroyed but it is pending",
+    ):
         assert leak not in stderr, stderr
     assert "Welcome, <b>Proc</b>" in bot_api.sent_messages(703)[0]["text"]
     assert TelegramUser.objects.filter(telegram_id=703).exists()

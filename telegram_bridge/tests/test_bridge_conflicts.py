@@ -52,8 +52,9 @@ def test_registering_a_webhook_stops_the_running_poller_with_one_clear_message(b
     assert not thread.is_alive()
     error = outcome["error"]
     assert isinstance(error, BridgeConflict)
-    assert str(error).startswith("Telegram delivers this bot's updates to the webhook "
-                                 "https://bot.example.com/telegram/webhook")
+    assert str(error).startswith(
+        "Telegram delivers this bot's updates to the webhook https://bot.example.com/telegram/webhook"
+    )
     assert "run_bridge --delete-webhook" in str(error)
     said = capsys.readouterr().out
     assert "Webhook registered" in said and "A polling bridge was active" in said and "disable" in said
@@ -99,17 +100,29 @@ def _one_clear_line(stderr: str) -> str:
 
 
 @pytest.mark.slow
-def test_run_bridge_process_stops_with_status_3_and_one_line_when_a_webhook_is_registered(bot_api, settings,
-                                                                                           tmp_path):
+def test_run_bridge_process_stops_with_status_3_and_one_line_when_a_webhook_is_registered(bot_api, settings, tmp_path):
     """The real process against the local server: `run_bridge --webhook` while `run_bridge` polls ends the poller
     with exit status 3 (the systemd unit does not restart on it) and one line on stderr, no traceback."""
     settings.TELEGRAM_WEBHOOK_SECRET = SECRET
-    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings", "DJANGO_ENV": "development",
-           "DATABASE_URL": f"sqlite:///{tmp_path / 'bridge.sqlite3'}", "REDIS_URL": "", "CELERY_BROKER_URL": "",
-           "TELEGRAM_API_BASE": bot_api.base_url, "TELEGRAM_BOT_TOKEN": ""}
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "config.settings",
+        "DJANGO_ENV": "development",
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'bridge.sqlite3'}",
+        "REDIS_URL": "",
+        "CELERY_BROKER_URL": "",
+        "TELEGRAM_API_BASE": bot_api.base_url,
+        "TELEGRAM_BOT_TOKEN": "",
+    }
     generation = bot_api._poll_generation
-    poller = subprocess.Popen([sys.executable, "manage.py", "run_bridge", "--timeout", "20"], cwd=ROOT, env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    poller = subprocess.Popen(
+        [sys.executable, "manage.py", "run_bridge", "--timeout", "20"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + 120  # a loaded 2-core machine takes 10+ s to start Django
         while bot_api._poll_generation == generation and time.monotonic() < deadline:
@@ -125,6 +138,7 @@ def test_run_bridge_process_stops_with_status_3_and_one_line_when_a_webhook_is_r
     assert poller.returncode == CONFLICT_EXIT_STATUS, stderr
     assert "Traceback" not in stderr and "TelegramConflictError" not in stderr, stderr
     [line] = [line for line in stderr.splitlines() if line.startswith("CommandError")]
-    assert line.startswith("CommandError: Telegram delivers this bot's updates to the webhook "
-                           "https://bot.example.com/telegram/webhook")
+    assert line.startswith(
+        "CommandError: Telegram delivers this bot's updates to the webhook https://bot.example.com/telegram/webhook"
+    )
     assert "run_bridge --delete-webhook" in line

@@ -25,8 +25,9 @@ def test_a_broadcast_runs_near_the_servers_limit_and_loses_nothing(bot_api, redi
     users = TelegramUser.objects.bulk_create([TelegramUser(telegram_id=3_000_000 + i) for i in range(USERS)])
     UserPreferences.objects.bulk_create([UserPreferences(user=u, accepted_risk_levels=["medium"]) for u in users])
     bot_api.set_rate_limit(RATE)  # a tenth of a second of burst tolerated
-    get_transport().limiter = SendRateLimiter(redis_url=redis_url, prefix=f"test:{uuid.uuid4().hex}",
-                                              global_rate=Rate(RATE, 1), chat_rate=Rate(1, 3))
+    get_transport().limiter = SendRateLimiter(
+        redis_url=redis_url, prefix=f"test:{uuid.uuid4().hex}", global_rate=Rate(RATE, 1), chat_rate=Rate(1, 3)
+    )
 
     assert tasks.broadcast_signal.delay(signal_id=SignalFactory().pk).get() == 2  # chunks of 60
 

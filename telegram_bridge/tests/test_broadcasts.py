@@ -44,11 +44,13 @@ def audience():
 
 
 def test_the_telegram_consumers_of_the_domain_events_are_declared(settings):
-    for event, name in [("signal.created", "telegram_bridge.tasks.broadcast_signal"),
-                        ("signal.closed", "telegram_bridge.tasks.announce_signal_outcome"),
-                        ("position.opened", "telegram_bridge.tasks.notify_position"),
-                        ("position.closed", "telegram_bridge.tasks.notify_position"),
-                        ("user.notify", "telegram_bridge.tasks.notify_user")]:
+    for event, name in [
+        ("signal.created", "telegram_bridge.tasks.broadcast_signal"),
+        ("signal.closed", "telegram_bridge.tasks.announce_signal_outcome"),
+        ("position.opened", "telegram_bridge.tasks.notify_position"),
+        ("position.closed", "telegram_bridge.tasks.notify_position"),
+        ("user.notify", "telegram_bridge.tasks.notify_user"),
+    ]:
         assert name in settings.DOMAIN_EVENT_CONSUMERS[event]
         assert name in celery_app.tasks
     assert settings.CELERY_TASK_ROUTES["telegram_bridge.tasks.*"] == {"queue": "telegram"}
@@ -56,20 +58,36 @@ def test_the_telegram_consumers_of_the_domain_events_are_declared(settings):
 
 
 def test_signal_created_reaches_only_subscribers_whose_preferences_accept_it_and_the_channel(
-        bot_api, settings, audience):
+    bot_api, settings, audience
+):
     settings.TELEGRAM_CHANNEL_ID = "@perps_signals"
     settings.DOMAIN_EVENT_CONSUMERS = {"signal.created": ["telegram_bridge.tasks.broadcast_signal"]}
-    signal = SignalFactory(symbol=SymbolFactory(symbol="DOGE/USDT:USDT"), side="short", risk_level="medium",
-                           entry=Decimal("0.1500"), stop=Decimal("0.1530"), tp1=Decimal("0.1470"),
-                           tp2=Decimal("0.1440"), confirmations=["trend", "volume", "momentum"])
+    signal = SignalFactory(
+        symbol=SymbolFactory(symbol="DOGE/USDT:USDT"),
+        side="short",
+        risk_level="medium",
+        entry=Decimal("0.1500"),
+        stop=Decimal("0.1530"),
+        tp1=Decimal("0.1470"),
+        tp2=Decimal("0.1440"),
+        confirmations=["trend", "volume", "momentum"],
+    )
     dispatch_now("signal.created", {"signal_id": signal.pk})  # exactly what signals' publish() sends
 
     chats = sorted(m["chat_id"] for m in bot_api.sent_messages())
     assert chats == ["801", "802", "@perps_signals"]
     card = bot_api.sent_messages(801)[0]["text"]
-    for part in ("SHORT DOGE/USDT:USDT", "Entry: <code>0.15</code>", "Stop: <code>0.153</code>",
-                 "TP1: <code>0.147</code>", "TP2: <code>0.144</code>", "Leverage hint: 5x", "Risk level: <b>medium</b>",
-                 "trend, volume, momentum (3 passed)", "UTC"):
+    for part in (
+        "SHORT DOGE/USDT:USDT",
+        "Entry: <code>0.15</code>",
+        "Stop: <code>0.153</code>",
+        "TP1: <code>0.147</code>",
+        "TP2: <code>0.144</code>",
+        "Leverage hint: 5x",
+        "Risk level: <b>medium</b>",
+        "trend, volume, momentum (3 passed)",
+        "UTC",
+    ):
         assert part in card, (part, card)
     assert telegram_html_errors(card) is None
 
@@ -81,8 +99,9 @@ def test_signal_created_reaches_only_subscribers_whose_preferences_accept_it_and
 
 def test_user_text_in_a_news_signal_is_escaped(bot_api):
     _user(811)
-    signal = SignalFactory(source="news", headline='<script>alert("x")</script> & <b>pump</b>',
-                           url='https://example.com/a?b=1&c="2"')
+    signal = SignalFactory(
+        source="news", headline='<script>alert("x")</script> & <b>pump</b>', url='https://example.com/a?b=1&c="2"'
+    )
     tasks.broadcast_signal.delay(signal_id=signal.pk)
     [card] = bot_api.sent_messages(811)
     assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; &amp; &lt;b&gt;pump&lt;/b&gt;" in card["text"]
@@ -152,10 +171,13 @@ def test_nothing_is_lost_or_repeated_when_a_worker_dies_mid_broadcast(bot_api):
     assert len(ids) == 30
     deliveries_send(delivery_ids=ids[:10])  # worker A finished its first chunk …
     # … worker B claimed the second chunk and was killed (kill -9) before recording anything.
-    Delivery.objects.filter(id__in=ids[10:20]).update(status="sending", claimed_at=timezone.now() - timedelta(minutes=6))
+    Delivery.objects.filter(id__in=ids[10:20]).update(
+        status="sending", claimed_at=timezone.now() - timedelta(minutes=6)
+    )
     # The third chunk's task never ran (the broker lost it; acks_late would normally redeliver it).
-    Delivery.objects.filter(id__in=ids[20:]).update(created_at=timezone.now() - timedelta(minutes=3),
-                                                    due_at=timezone.now() - timedelta(minutes=2))
+    Delivery.objects.filter(id__in=ids[20:]).update(
+        created_at=timezone.now() - timedelta(minutes=3), due_at=timezone.now() - timedelta(minutes=2)
+    )
     assert tasks.broadcast_signal.delay(signal_id=signal.pk).get() == 1  # re-announced: only unsent rows fan out
 
     assert sorted(int(m["chat_id"]) for m in bot_api.sent_messages()) == sorted(u.telegram_id for u in users)
@@ -167,8 +189,9 @@ def test_nothing_is_lost_or_repeated_when_a_worker_dies_mid_broadcast(bot_api):
 def test_the_sweeper_and_send_pending_deliver_what_was_left_behind(bot_api):
     users = [_user(950 + i) for i in range(5)]
     ids = signal_broadcast_prepare(signal_id=SignalFactory().pk)
-    Delivery.objects.filter(id__in=ids[:2]).update(created_at=timezone.now() - timedelta(minutes=3),
-                                                   due_at=timezone.now() - timedelta(minutes=2))
+    Delivery.objects.filter(id__in=ids[:2]).update(
+        created_at=timezone.now() - timedelta(minutes=3), due_at=timezone.now() - timedelta(minutes=2)
+    )
     assert tasks.deliveries_resend_stale.delay().get() == 1
     assert len(bot_api.sent_messages()) == 2
     report = deliveries_send_pending()

@@ -67,8 +67,9 @@ def test_settings_toggles_cycles_and_validated_inputs(bot_api):
     press(bot_api, 504, "s:i:leverage", message_id=mid)
     refused = say(bot_api, 504, "500")
     # one limit, units, no field name; the input stays open
-    assert refused[0]["text"] == ("⚠️ Leverage must be a whole number from 1x to 20x. Send it again, or /cancel to "
-                                  "keep the current value.")
+    assert refused[0]["text"] == (
+        "⚠️ Leverage must be a whole number from 1x to 20x. Send it again, or /cancel to keep the current value."
+    )
     prefs.refresh_from_db()
     assert prefs.leverage == 5  # accounts.services.preferences_update refused it: nothing saved
     assert "Saved" in say(bot_api, 504, "10x")[0]["text"]  # the retry is read as the value
@@ -91,8 +92,10 @@ def test_mute_unmute_and_paper_mode(bot_api):
     assert user.preferences.muted_symbols == []
     assert "/subscribe" in say(bot_api, 505, "/toggle_paper_mode")[0]["text"]  # live trading is a paid feature
     SubscriptionFactory(user=user, source="admin", external_id=None)
-    assert "Live trading needs a connected exchange: connect one with /connect" in say(
-        bot_api, 505, "/toggle_paper_mode")[0]["text"]
+    assert (
+        "Live trading needs a connected exchange: connect one with /connect"
+        in say(bot_api, 505, "/toggle_paper_mode")[0]["text"]
+    )
     user.preferences.refresh_from_db()
     assert user.preferences.paper_mode is True
     ExchangeCredentialFactory(user=user)
@@ -128,8 +131,9 @@ def fake_trading(monkeypatch):
         calls["connect"] = (exchange, api_key, secret, passphrase)
         if api_key == "WRONG":
             raise ExchangeConnectError("The exchange refused these keys.")
-        return ConnectOutcome(credential=ExchangeCredentialFactory(user=user, exchange=exchange),
-                              free_balance=Decimal("1000"))
+        return ConnectOutcome(
+            credential=ExchangeCredentialFactory(user=user, exchange=exchange), free_balance=Decimal("1000")
+        )
 
     monkeypatch.setattr(commands, "pnl_summary", lambda *, user, period: Summary(period=period))
     monkeypatch.setattr(commands, "position_list_open", lambda *, user: [])
@@ -162,8 +166,12 @@ def test_connect_conversation_deletes_key_messages_and_never_stores_keys(bot_api
     assert fake_trading["connect"] == ("okx", "APIKEY-live-9f8e7d", "SECRET-live-6c5b4a", "PASSPHRASE-3z2y")
     assert all(not bot_api.message_exists(507, mid) for mid in key_messages)  # deleted right after reading
     assert "connected" in bot_api.sent_messages(507)[-1]["text"]
-    stored = " ".join(Delivery.objects.values_list("text", flat=True)) + caplog.text + str(
-        list(TelegramUpdate.objects.values_list("kind", flat=True))) + str(bot_api.sent_messages())
+    stored = (
+        " ".join(Delivery.objects.values_list("text", flat=True))
+        + caplog.text
+        + str(list(TelegramUpdate.objects.values_list("kind", flat=True)))
+        + str(bot_api.sent_messages())
+    )
     for secret in ("APIKEY-live", "SECRET-live", "PASSPHRASE-3z2y"):
         assert secret not in stored
 
@@ -240,8 +248,16 @@ def test_signals_command_lists_open_and_recent(bot_api):
 
 
 def test_a_redelivered_update_is_handled_once(bot_api):
-    update = {"update_id": 9_000_001, "message": {"message_id": 1, "date": 0, "chat": {"id": 513, "type": "private"},
-                                                  "from": {"id": 513, "is_bot": False, "first_name": "R"}, "text": "/help"}}
+    update = {
+        "update_id": 9_000_001,
+        "message": {
+            "message_id": 1,
+            "date": 0,
+            "chat": {"id": 513, "type": "private"},
+            "from": {"id": 513, "is_bot": False, "first_name": "R"},
+            "text": "/help",
+        },
+    }
     update_handle(update)
     update_handle(update)
     assert len(bot_api.sent_messages(513)) == 1
@@ -254,8 +270,12 @@ def test_handled_update_ids_are_forgotten_after_a_week():
 
     from telegram_bridge.tasks import telegram_updates_prune
 
-    TelegramUpdate.objects.create(update_id=1, received_at=timezone.now() - timedelta(days=8), processed_at=timezone.now())
-    TelegramUpdate.objects.create(update_id=2, received_at=timezone.now() - timedelta(days=1), processed_at=timezone.now())
+    TelegramUpdate.objects.create(
+        update_id=1, received_at=timezone.now() - timedelta(days=8), processed_at=timezone.now()
+    )
+    TelegramUpdate.objects.create(
+        update_id=2, received_at=timezone.now() - timedelta(days=1), processed_at=timezone.now()
+    )
     assert telegram_updates_prune.delay().get() == 1
     assert list(TelegramUpdate.objects.values_list("update_id", flat=True)) == [2]
 
@@ -269,12 +289,18 @@ def test_pnl_and_positions_with_the_real_trading_selectors(bot_api):
     say(bot_api, 514, "/start")
     user = TelegramUser.objects.get(telegram_id=514)
     closed_at = max(market_now() - timedelta(minutes=1), market_now().replace(day=1, hour=0, minute=1))
-    PositionFactory(user=user, status="closed", closed_at=closed_at, realised_pnl=Decimal("12.5"),
-                    remaining_quantity=Decimal("0"))
+    PositionFactory(
+        user=user, status="closed", closed_at=closed_at, realised_pnl=Decimal("12.5"), remaining_quantity=Decimal("0")
+    )
     text = say(bot_api, 514, "/pnl month")[0]["text"]
     assert "PnL — this month" in text and "Trades: 1 (wins 1, losses 0, win rate 100.0%)" in text
-    PositionFactory(user=user, status="closed", closed_at=market_now() - timedelta(days=400),
-                    realised_pnl=Decimal("-2.5"), remaining_quantity=Decimal("0"))
+    PositionFactory(
+        user=user,
+        status="closed",
+        closed_at=market_now() - timedelta(days=400),
+        realised_pnl=Decimal("-2.5"),
+        remaining_quantity=Decimal("0"),
+    )
     text = say(bot_api, 514, "/pnl all")[0]["text"]
     assert "PnL — all time" in text and "Trades: 2 (wins 1, losses 1, win rate 50.0%)" in text
     assert "Open positions" in say(bot_api, 514, "/positions")[0]["text"]
@@ -282,11 +308,20 @@ def test_pnl_and_positions_with_the_real_trading_selectors(bot_api):
 
 def test_blocking_the_bot_marks_the_user_inactive_and_start_brings_them_back(bot_api):
     say(bot_api, 515, "/start")
-    blocked = {"update_id": 9_000_100, "my_chat_member": {
-        "chat": {"id": 515, "type": "private"}, "from": {"id": 515, "is_bot": False, "first_name": "B"}, "date": 0,
-        "old_chat_member": {"status": "member", "user": {"id": 1, "is_bot": True, "first_name": "bot"}},
-        "new_chat_member": {"status": "kicked", "until_date": 0, "user": {"id": 1, "is_bot": True, "first_name": "bot"}},
-    }}
+    blocked = {
+        "update_id": 9_000_100,
+        "my_chat_member": {
+            "chat": {"id": 515, "type": "private"},
+            "from": {"id": 515, "is_bot": False, "first_name": "B"},
+            "date": 0,
+            "old_chat_member": {"status": "member", "user": {"id": 1, "is_bot": True, "first_name": "bot"}},
+            "new_chat_member": {
+                "status": "kicked",
+                "until_date": 0,
+                "user": {"id": 1, "is_bot": True, "first_name": "bot"},
+            },
+        },
+    }
     bot_api.inject_update(blocked)
     from telegram_bridge.bridge import polling_run
 

@@ -21,8 +21,18 @@ from telegram_bridge.texts import ADMIN_COMMANDS, COMMANDS
 pytestmark = pytest.mark.django_db
 
 SECRET = "fuzz-secret"
-INJECTIONS = ['<i>PWN</i>', '<a href="javascript:alert(1)">x</a>', "</b><script>", "&lt;", "*bold* _it_ [l](http://x)",
-              "&amp;&", "<", "\u202e\u0000", "<tg-spoiler>", "<b>" * 50]
+INJECTIONS = [
+    "<i>PWN</i>",
+    '<a href="javascript:alert(1)">x</a>',
+    "</b><script>",
+    "&lt;",
+    "*bold* _it_ [l](http://x)",
+    "&amp;&",
+    "<",
+    "\u202e\u0000",
+    "<tg-spoiler>",
+    "<b>" * 50,
+]
 _ids = itertools.count(50_000_000)
 
 json_values = st.recursive(
@@ -32,7 +42,9 @@ json_values = st.recursive(
 )
 names = st.sampled_from(INJECTIONS) | st.text(max_size=40)
 arguments = st.sampled_from(INJECTIONS) | st.text(max_size=60) | st.just("x" * 20_000)
-command_names = st.sampled_from(sorted(COMMANDS) + sorted(ADMIN_COMMANDS)) | st.from_regex(r"[a-z_]{1,20}", fullmatch=True)
+command_names = st.sampled_from(sorted(COMMANDS) + sorted(ADMIN_COMMANDS)) | st.from_regex(
+    r"[a-z_]{1,20}", fullmatch=True
+)
 texts = (
     st.builds(lambda c, a: f"/{c} {a}", command_names, arguments)
     | st.builds(lambda c: f"/{c}@perps_local_bot", command_names)
@@ -42,19 +54,33 @@ user_ids = st.sampled_from([70_001, 70_002, 70_003])  # 70_002 is an admin, 70_0
 
 
 def _message(user_id, text, first_name, username):
-    return {"message_id": next(_ids) % 1_000_000, "date": 0, "chat": {"id": user_id, "type": "private"},
-            "from": {"id": user_id, "is_bot": False, "first_name": first_name, "username": username}, "text": text}
+    return {
+        "message_id": next(_ids) % 1_000_000,
+        "date": 0,
+        "chat": {"id": user_id, "type": "private"},
+        "from": {"id": user_id, "is_bot": False, "first_name": first_name, "username": username},
+        "text": text,
+    }
 
 
 updates = st.one_of(
     json_values,
     st.dictionaries(st.sampled_from(["update_id", "message", "callback_query", "edited_message"]), json_values),
     st.builds(lambda u, t, f, n: {"message": _message(u, t, f, n)}, user_ids, texts, names, names),
-    st.builds(lambda u, d, f: {"callback_query": {"id": "cb", "from": {"id": u, "is_bot": False, "first_name": f},
-                                                  "chat_instance": "1", "data": d,
-                                                  "message": {"message_id": 1, "date": 0,
-                                                              "chat": {"id": u, "type": "private"}}}},
-              user_ids, st.text(max_size=80) | st.sampled_from(sorted(keyboards.issued_callback_data())), names),
+    st.builds(
+        lambda u, d, f: {
+            "callback_query": {
+                "id": "cb",
+                "from": {"id": u, "is_bot": False, "first_name": f},
+                "chat_instance": "1",
+                "data": d,
+                "message": {"message_id": 1, "date": 0, "chat": {"id": u, "type": "private"}},
+            }
+        },
+        user_ids,
+        st.text(max_size=80) | st.sampled_from(sorted(keyboards.issued_callback_data())),
+        names,
+    ),
 )
 
 
@@ -73,8 +99,9 @@ def fuzz_world(bot_api, settings, monkeypatch):
     return {"banned": banned, "failures": failures, "server": bot_api}
 
 
-@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
-                                                                   HealthCheck.too_slow])
+@settings(
+    max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+)
 @given(update=updates)
 def test_fuzzed_updates_never_fail_and_every_reply_is_safe(client, fuzz_world, update):
     server, banned = fuzz_world["server"], fuzz_world["banned"]
@@ -85,8 +112,12 @@ def test_fuzzed_updates_never_fail_and_every_reply_is_safe(client, fuzz_world, u
     if isinstance(update, dict) and ("message" in update or "callback_query" in update):
         update = {**update, "update_id": next(_ids)}
     sent_before = len(server.sent_messages())
-    response = client.post("/telegram/webhook", data=json.dumps(update), content_type="application/json",
-                           headers={"X-Telegram-Bot-Api-Secret-Token": SECRET})
+    response = client.post(
+        "/telegram/webhook",
+        data=json.dumps(update),
+        content_type="application/json",
+        headers={"X-Telegram-Bot-Api-Secret-Token": SECRET},
+    )
     assert response.status_code == 200, response.content
     assert fuzz_world["failures"] == []
     assert server.stats["parse_errors"] == 0  # every outgoing text parsed as Telegram HTML
@@ -105,8 +136,11 @@ def test_callback_data_never_issued_changes_nothing(bot_api):
 
     say(bot_api, 70_010, "/start")
     user = TelegramUser.objects.get(telegram_id=70_010)
-    snapshot = {f.name: getattr(user.preferences, f.name) for f in user.preferences._meta.concrete_fields
-                if f.name != "updated_at"}
+    snapshot = {
+        f.name: getattr(user.preferences, f.name)
+        for f in user.preferences._meta.concrete_fields
+        if f.name != "updated_at"
+    }
     for data in ("s:t:paper_mode", "s:t:is_admin", "s:c:leverage", "s:i:user_id", "d:admin", "x" * 64, "s:r:extreme"):
         press(bot_api, 70_010, data)
     user.preferences.refresh_from_db()
@@ -114,7 +148,8 @@ def test_callback_data_never_issued_changes_nothing(bot_api):
     answers = [c["text"] for c in bot_api.calls_of("answerCallbackQuery")]
     assert len(answers) == 7 and all("expired" in text for text in answers)
     assert list(UserActivity.objects.filter(user=user, kind="callback").values_list("name", flat=True).distinct()) == [
-        "unknown"]
+        "unknown"
+    ]
 
 
 def test_a_handler_crash_gets_a_friendly_reply_with_an_error_reference(bot_api, monkeypatch):

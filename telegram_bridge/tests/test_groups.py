@@ -124,8 +124,9 @@ def test_admins_set_the_groups_filters_and_cards_follow_them(bot_api, group):
 
 
 def test_cards_reach_every_registered_group_and_channel_within_the_group_rate(bot_api, group):
-    bot_api.inject_bot_membership(chat_id=CHANNEL, status="administrator", by_user_id=ADMIN, chat_type="channel",
-                                  title="Signals channel")
+    bot_api.inject_bot_membership(
+        chat_id=CHANNEL, status="administrator", by_user_id=ADMIN, chat_type="channel", title="Signals channel"
+    )
     poll()
     assert TelegramChat.objects.get(chat_id=CHANNEL).kind == "channel"
     signal = SignalFactory(symbol=SymbolFactory(symbol="ETH/USDT:USDT"), risk_level="low")
@@ -158,8 +159,9 @@ def test_removal_or_a_403_unregisters_the_chat(bot_api, group):
 
 
 def test_a_key_posted_in_the_group_is_deleted_and_said_so(bot_api, group):
-    bot_api.inject_message(user_id=MEMBER, text="3f1c9a2e-7b4d-4e8a-9c6f-1a2b3c4d5e6f", chat_id=GROUP,
-                           chat_type="supergroup")
+    bot_api.inject_message(
+        user_id=MEMBER, text="3f1c9a2e-7b4d-4e8a-9c6f-1a2b3c4d5e6f", chat_id=GROUP, chat_type="supergroup"
+    )
     key_message = max(k[1] for k in bot_api.messages if k[0] == str(GROUP))
     poll()
     assert not bot_api.message_exists(GROUP, key_message)

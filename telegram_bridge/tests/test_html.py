@@ -8,7 +8,7 @@ from telegram_bridge.telegram_html import escape, split_message, telegram_html_e
 
 
 def test_errors_like_telegram():
-    assert telegram_html_errors("<b>ok</b> &amp; <a href=\"x\">link</a>") is None
+    assert telegram_html_errors('<b>ok</b> &amp; <a href="x">link</a>') is None
     assert "Unsupported start tag" in telegram_html_errors("<script>x</script>")
     assert "end tag" in telegram_html_errors("<b>open")
     assert "unescaped" in telegram_html_errors("a < b")
@@ -32,9 +32,19 @@ def test_pnl_summary_rounds_average_r_and_names_the_period():
     from types import SimpleNamespace
 
     summary = SimpleNamespace(
-        period="all", trades=3, wins=1, losses=2, win_rate=Decimal("0.3333"), realised=Decimal("-12.5"),
-        unrealised=Decimal("0"), fees=Decimal("1.25"), funding=Decimal("-0.1"), net=Decimal("-13.65"),
-        average_r=Decimal("-0.3754730359667659595112711341"), best=Decimal("4"), worst=Decimal("-9.5"),
+        period="all",
+        trades=3,
+        wins=1,
+        losses=2,
+        win_rate=Decimal("0.3333"),
+        realised=Decimal("-12.5"),
+        unrealised=Decimal("0"),
+        fees=Decimal("1.25"),
+        funding=Decimal("-0.1"),
+        net=Decimal("-13.65"),
+        average_r=Decimal("-0.3754730359667659595112711341"),
+        best=Decimal("4"),
+        worst=Decimal("-9.5"),
     )
     text = texts.pnl_summary(summary)
     assert "<b>PnL — all time</b>" in text

@@ -50,8 +50,13 @@ def to_onboarding_size_input(bot_api) -> None:
     conversation_set(telegram_id=USER, state={"flow": "setting", "field": "position_size_pct", "onboarding": True})
 
 
-STATES = {"none": to_no_conversation, "expired_connect": to_expired_connect, "choosing_exchange": to_choosing_exchange,
-          "setting_input": to_setting_input, "onboarding_input": to_onboarding_size_input}
+STATES = {
+    "none": to_no_conversation,
+    "expired_connect": to_expired_connect,
+    "choosing_exchange": to_choosing_exchange,
+    "setting_input": to_setting_input,
+    "onboarding_input": to_onboarding_size_input,
+}
 
 
 @pytest.mark.parametrize("key", [OKX_KEY, BASE64_SECRET, HEX_SECRET])
@@ -94,8 +99,19 @@ def test_deleted_is_said_only_when_the_deletion_succeeded(bot_api):
     assert "(message deleted)" not in answer and "could not delete your message" in answer
 
 
-@pytest.mark.parametrize("text", ["/toggle_paper_mode", "/status@perps_local_bot", "1000PEPE/USDT:USDT", "25",
-                                  "2.5%", "hello there, how are you?", "doge, pepe", "https://t.me/perps_local_bot"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "/toggle_paper_mode",
+        "/status@perps_local_bot",
+        "1000PEPE/USDT:USDT",
+        "25",
+        "2.5%",
+        "hello there, how are you?",
+        "doge, pepe",
+        "https://t.me/perps_local_bot",
+    ],
+)
 def test_ordinary_messages_do_not_look_like_keys(text):
     assert not looks_like_api_key(text, command_names={"toggle_paper_mode", "status"})
 

@@ -61,8 +61,9 @@ def test_a_typed_size_is_asked_again_until_it_is_right_and_cancel_leaves(bot_api
     [question] = press(bot_api, USER, "o:size:other", message_id=step["message_id"])
     assert "from 0.1% to 100%" in question["text"]
     [refused] = say(bot_api, USER, "250")
-    assert refused["text"] == ("⚠️ Position size must be a number from 0.1% to 100%. Send it again, or /cancel to "
-                               "keep the current value.")
+    assert refused["text"] == (
+        "⚠️ Position size must be a number from 0.1% to 100%. Send it again, or /cancel to keep the current value."
+    )
     [refused] = say(bot_api, USER, "1e1000000")  # read by its shape: refused at once, never computed
     assert "from 0.1% to 100%" in refused["text"]
     saved, following = say(bot_api, USER, "7.5%")

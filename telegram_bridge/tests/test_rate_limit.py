@@ -11,8 +11,13 @@ from telegram_bridge.rate_limit import Rate, SendRateLimiter, is_group_chat
 
 
 def _limiter(redis_url: str, prefix: str, **rates) -> SendRateLimiter:
-    return SendRateLimiter(redis_url=redis_url, prefix=prefix, global_rate=rates.get("global_rate", Rate(50, 1)),
-                           chat_rate=rates.get("chat_rate", Rate(1, 1)), group_rate=rates.get("group_rate", Rate(20 / 60, 1)))
+    return SendRateLimiter(
+        redis_url=redis_url,
+        prefix=prefix,
+        global_rate=rates.get("global_rate", Rate(50, 1)),
+        chat_rate=rates.get("chat_rate", Rate(1, 1)),
+        group_rate=rates.get("group_rate", Rate(20 / 60, 1)),
+    )
 
 
 async def _drain(limiters, chats, count):

@@ -21,8 +21,9 @@ DRAWDOWN_REASON = "max drawdown reached: <b>22%</b> & over the 20% limit"
 
 
 def drawdown_paused_user(telegram_id: int) -> TelegramUser:
-    user = TelegramUserFactory(telegram_id=telegram_id, auto_trading_enabled=True,
-                               auto_trading_paused_reason=DRAWDOWN_REASON)
+    user = TelegramUserFactory(
+        telegram_id=telegram_id, auto_trading_enabled=True, auto_trading_paused_reason=DRAWDOWN_REASON
+    )
     PaperAccountFactory(user=user, balance=Decimal("780"), peak_equity=Decimal("1000"))
     return user
 
@@ -51,8 +52,9 @@ def test_settings_page_offers_resume_to_a_drawdown_paused_user_and_the_button_re
 
 def test_resume_command_lifts_the_daily_loss_pause_and_says_the_limit_still_holds(bot_api):
     user = TelegramUserFactory(telegram_id=602, auto_trading_enabled=True)
-    DailyRiskState.objects.create(user=user, day=today(), start_equity=Decimal("1000"),
-                                  realised_pnl=Decimal("-60"), loss_limit_hit=True)
+    DailyRiskState.objects.create(
+        user=user, day=today(), start_equity=Decimal("1000"), realised_pnl=Decimal("-60"), loss_limit_hit=True
+    )
     assert "d:resume" in callback_data(say(bot_api, 602, "/settings")[0])
 
     [answer] = say(bot_api, 602, "/resume")
@@ -68,8 +70,13 @@ def test_resume_when_nothing_is_paused_is_a_polite_no_op(bot_api, monkeypatch):
     monkeypatch.setattr("trading.services.user_auto_trading_resume", lambda **kwargs: calls.append(kwargs))
     user = TelegramUserFactory(telegram_id=603, auto_trading_enabled=True)
     # Yesterday's flag does not pause today.
-    DailyRiskState.objects.create(user=user, day=today().replace(year=today().year - 1), start_equity=Decimal("1000"),
-                                  realised_pnl=Decimal("-60"), loss_limit_hit=True)
+    DailyRiskState.objects.create(
+        user=user,
+        day=today().replace(year=today().year - 1),
+        start_equity=Decimal("1000"),
+        realised_pnl=Decimal("-60"),
+        loss_limit_hit=True,
+    )
     [answer] = say(bot_api, 603, "/resume")
     assert "not paused" in answer["text"] and "nothing to resume" in answer["text"]
     [settings_page] = say(bot_api, 603, "/settings")

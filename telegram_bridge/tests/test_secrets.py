@@ -24,13 +24,17 @@ def test_the_token_never_appears_in_logs_or_stored_errors(bot_api, settings, cap
     bot_api.inject_message(user_id=1201, text="/help")
     assert polling_run(timeout=1, max_updates=1) == 1
     bot_api.fail_next(2, status=502)
-    deliveries_send(delivery_ids=deliveries_create(messages=[OutgoingMessage(chat_id="1201", text="x", dedupe_key="t")]))
+    deliveries_send(
+        delivery_ids=deliveries_create(messages=[OutgoingMessage(chat_id="1201", text="x", dedupe_key="t")])
+    )
 
     # Now the server is unreachable: connection errors carry the URL in aiohttp's messages.
     settings.TELEGRAM_API_BASE = "http://127.0.0.1:9"
     transport_reset()
     get_transport()
-    deliveries_send(delivery_ids=deliveries_create(messages=[OutgoingMessage(chat_id="1202", text="y", dedupe_key="t")]))
+    deliveries_send(
+        delivery_ids=deliveries_create(messages=[OutgoingMessage(chat_id="1202", text="y", dedupe_key="t")])
+    )
     stored = " ".join(Delivery.objects.values_list("error", flat=True))
     failed = Delivery.objects.get(chat_id="1202")
     assert failed.status == "pending" and "127.0.0.1:9" in failed.error  # the aiohttp error was stored

@@ -63,9 +63,12 @@ def test_429_is_honoured_and_nothing_is_lost(bot_api):
 def test_403_marks_the_user_inactive_and_is_not_retried(bot_api):
     blocked, fine = TelegramUserFactory(), TelegramUserFactory()
     bot_api.block_chat(blocked.telegram_id)
-    ids = deliveries_create(messages=[
-        OutgoingMessage(chat_id=str(u.telegram_id), text="hi", dedupe_key="k", user_id=u.pk) for u in (blocked, fine)
-    ])
+    ids = deliveries_create(
+        messages=[
+            OutgoingMessage(chat_id=str(u.telegram_id), text="hi", dedupe_key="k", user_id=u.pk)
+            for u in (blocked, fine)
+        ]
+    )
     report = deliveries_send(delivery_ids=ids)
     assert report.blocked == 1 and report.sent == 1
     blocked.refresh_from_db()
@@ -107,14 +110,16 @@ def test_the_send_task_backs_off_exponentially_with_jitter_then_leaves_it_to_the
         countdowns.append(countdown)
         raise Retried
 
-    monkeypatch.setattr("telegram_bridge.sender.deliveries_send", lambda *, delivery_ids: SendReport(sent=1, retry_later=2))
+    monkeypatch.setattr(
+        "telegram_bridge.sender.deliveries_send", lambda *, delivery_ids: SendReport(sent=1, retry_later=2)
+    )
     monkeypatch.setattr(tasks.deliveries_send, "retry", retry)
     previous, app.conf.task_always_eager = app.conf.task_always_eager, False  # as on a real worker
     try:
         for attempt in range(8):
             with pytest.raises(Retried):
                 tasks.deliveries_send.apply(kwargs={"delivery_ids": [1, 2, 3]}, retries=attempt)
-            base = min(15 * 2 ** attempt, 400)
+            base = min(15 * 2**attempt, 400)
             assert 0.5 * base <= countdowns[-1] <= 1.5 * base
             assert countdowns[-1] <= 600 < settings.CELERY_BROKER_TRANSPORT_OPTIONS["visibility_timeout"]
         final = tasks.deliveries_send.apply(kwargs={"delivery_ids": [1, 2, 3]}, retries=8).get()

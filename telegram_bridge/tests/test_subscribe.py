@@ -38,14 +38,26 @@ def test_subscribe_with_solana_pay_unlocks_live_trading(bot_api, shop, client, d
     payment = Payment.objects.get()
     assert request["method"] == "sendPhoto" and request.get("photo")
     caption = request["text"]
-    assert f"solana:{MERCHANT}?amount=29&amp;spl-token=" in caption or f"solana:{MERCHANT}?amount=29&spl-token=" in caption
+    assert (
+        f"solana:{MERCHANT}?amount=29&amp;spl-token=" in caption or f"solana:{MERCHANT}?amount=29&spl-token=" in caption
+    )
     assert payment.reference in caption and payment.status == Payment.Status.PENDING
 
-    transaction = solana_pay_transaction(recipient=MERCHANT, amount_base_units=29_000_000, reference=payment.reference,
-                                         mint=payment.mint, decimals=6, timestamp=timezone.now())
+    transaction = solana_pay_transaction(
+        recipient=MERCHANT,
+        amount_base_units=29_000_000,
+        reference=payment.reference,
+        mint=payment.mint,
+        decimals=6,
+        timestamp=timezone.now(),
+    )
     with django_capture_on_commit_callbacks(execute=True):
-        response = client.post(reverse("api:webhook-helius"), data=json.dumps([transaction]),
-                               content_type="application/json", headers={"authorization": "helius-token"})
+        response = client.post(
+            reverse("api:webhook-helius"),
+            data=json.dumps([transaction]),
+            content_type="application/json",
+            headers={"authorization": "helius-token"},
+        )
     assert response.status_code == 200
     confirmation = bot_api.sent_messages(701)[-1]
     assert "Payment received" in confirmation["text"] and "Pro" in confirmation["text"]
@@ -72,7 +84,16 @@ def test_updates_from_impossible_user_ids_create_no_user(sender_id):
     from accounts.models import TelegramUser
     from telegram_bridge.services import update_handle
 
-    update_handle({"update_id": 5000 + abs(sender_id) % 1000, "message": {
-        "message_id": 1, "date": 1_790_000_000, "text": "/start", "chat": {"id": sender_id, "type": "private"},
-        "from": {"id": sender_id, "is_bot": False, "first_name": "Junk"}}})
+    update_handle(
+        {
+            "update_id": 5000 + abs(sender_id) % 1000,
+            "message": {
+                "message_id": 1,
+                "date": 1_790_000_000,
+                "text": "/start",
+                "chat": {"id": sender_id, "type": "private"},
+                "from": {"id": sender_id, "is_bot": False, "first_name": "Junk"},
+            },
+        }
+    )
     assert not TelegramUser.objects.exists()

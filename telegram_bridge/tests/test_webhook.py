@@ -13,19 +13,32 @@ SECRET = "s3cret-Token_1"
 
 
 def _update(update_id=1, user_id=601, text="/help"):
-    return {"update_id": update_id, "message": {"message_id": 1, "date": 0, "chat": {"id": user_id, "type": "private"},
-                                                "from": {"id": user_id, "is_bot": False, "first_name": "W"}, "text": text}}
+    return {
+        "update_id": update_id,
+        "message": {
+            "message_id": 1,
+            "date": 0,
+            "chat": {"id": user_id, "type": "private"},
+            "from": {"id": user_id, "is_bot": False, "first_name": "W"},
+            "text": text,
+        },
+    }
 
 
 def _post(client, body, **headers):
-    return client.post(reverse("telegram_bridge:webhook"), data=body if isinstance(body, str) else json.dumps(body),
-                       content_type="application/json", headers=headers)
+    return client.post(
+        reverse("telegram_bridge:webhook"),
+        data=body if isinstance(body, str) else json.dumps(body),
+        content_type="application/json",
+        headers=headers,
+    )
 
 
 @pytest.mark.django_db
 @pytest.mark.parametrize("header", [None, "", "wrong", SECRET + "x", SECRET[:-1]])
 def test_a_missing_or_wrong_secret_is_refused_with_401_without_touching_the_database(
-        client, settings, django_assert_num_queries, header):
+    client, settings, django_assert_num_queries, header
+):
     settings.TELEGRAM_WEBHOOK_SECRET = SECRET
     headers = {} if header is None else {"X-Telegram-Bot-Api-Secret-Token": header}
     with django_assert_num_queries(0):
@@ -73,8 +86,11 @@ def test_run_bridge_webhook_registers_and_the_server_pushes_updates_over_http(li
     settings.TELEGRAM_WEBHOOK_SECRET = SECRET
     url = f"{live_server.url}/telegram/webhook"
     call_command("run_bridge", webhook=url)
-    assert bot_api.webhook == {"url": url, "secret_token": SECRET,
-                               "allowed_updates": ["message", "channel_post", "callback_query", "my_chat_member"]}
+    assert bot_api.webhook == {
+        "url": url,
+        "secret_token": SECRET,
+        "allowed_updates": ["message", "channel_post", "callback_query", "my_chat_member"],
+    }
     assert {c["command"] for c in bot_api.commands} >= {"start", "help", "dashboard", "pnl", "settings"}
     bot_api.inject_message(user_id=602, text="/start", first_name="Hook")
     import time

@@ -17,13 +17,25 @@ pytestmark = pytest.mark.django_db
 
 
 def _update(update_id, user_id=611, text="/help"):
-    return {"update_id": update_id, "message": {"message_id": 1, "date": 0, "chat": {"id": user_id, "type": "private"},
-                                                "from": {"id": user_id, "is_bot": False, "first_name": "Q"}, "text": text}}
+    return {
+        "update_id": update_id,
+        "message": {
+            "message_id": 1,
+            "date": 0,
+            "chat": {"id": user_id, "type": "private"},
+            "from": {"id": user_id, "is_bot": False, "first_name": "Q"},
+            "text": text,
+        },
+    }
 
 
 def _post(client, body):
-    return client.post(reverse("telegram_bridge:webhook"), data=json.dumps(body), content_type="application/json",
-                       headers={"X-Telegram-Bot-Api-Secret-Token": SECRET})
+    return client.post(
+        reverse("telegram_bridge:webhook"),
+        data=json.dumps(body),
+        content_type="application/json",
+        headers={"X-Telegram-Bot-Api-Secret-Token": SECRET},
+    )
 
 
 @pytest.fixture
@@ -36,7 +48,8 @@ def queued(settings, monkeypatch):
 
 
 def test_the_view_stores_the_update_encrypted_queues_it_and_answers_without_handling_it(
-        client, queued, bot_api, django_capture_on_commit_callbacks, django_assert_max_num_queries):
+    client, queued, bot_api, django_capture_on_commit_callbacks, django_assert_max_num_queries
+):
     with django_capture_on_commit_callbacks(execute=True), django_assert_max_num_queries(3):
         response = _post(client, _update(1001, text="/help APIKEY-in-a-message-4242"))
     assert response.status_code == 200 and response.json() == {"ok": True}
@@ -62,7 +75,8 @@ def test_the_task_handles_a_stored_update_exactly_once(client, queued, bot_api, 
 
 
 def test_a_failed_enqueue_still_answers_200_and_the_sweeper_processes_the_update_once(
-        client, settings, monkeypatch, bot_api, django_capture_on_commit_callbacks):
+    client, settings, monkeypatch, bot_api, django_capture_on_commit_callbacks
+):
     settings.TELEGRAM_WEBHOOK_SECRET = SECRET
 
     def broker_down(**kwargs):
@@ -82,16 +96,19 @@ def test_a_failed_enqueue_still_answers_200_and_the_sweeper_processes_the_update
 
 
 def test_an_update_claimed_by_a_worker_that_died_is_processed_after_the_lease(
-        client, queued, bot_api, django_capture_on_commit_callbacks):
+    client, queued, bot_api, django_capture_on_commit_callbacks
+):
     with django_capture_on_commit_callbacks(execute=True):
         _post(client, _update(1004))
     now = timezone.now()
-    TelegramUpdate.objects.filter(update_id=1004).update(received_at=now - timedelta(minutes=5), claimed_at=now,
-                                                         attempts=1)
+    TelegramUpdate.objects.filter(update_id=1004).update(
+        received_at=now - timedelta(minutes=5), claimed_at=now, attempts=1
+    )
     assert tasks.telegram_update_process.run(update_id=1004) is False  # another worker holds it
     assert tasks.telegram_updates_process_stale.run() == 0
-    TelegramUpdate.objects.filter(update_id=1004).update(claimed_at=now - services.UPDATE_CLAIM_LEASE
-                                                         - timedelta(seconds=1))
+    TelegramUpdate.objects.filter(update_id=1004).update(
+        claimed_at=now - services.UPDATE_CLAIM_LEASE - timedelta(seconds=1)
+    )
     with django_capture_on_commit_callbacks(execute=True):
         assert tasks.telegram_updates_process_stale.run() == 1
     assert len(bot_api.sent_messages(611)) == 1

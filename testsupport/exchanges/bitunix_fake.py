@@ -73,7 +73,9 @@ class BitunixFakeServer:
         self._seen_nonces: set[str] = set()
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
         self._httpd.daemon_threads = True
-        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, name="bitunix-fake", daemon=True)
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, name="bitunix-fake", daemon=True
+        )
 
     @property
     def url(self) -> str:
@@ -143,10 +145,18 @@ class BitunixFakeServer:
             return 502, {"code": 502, "msg": "Bad Gateway"}
         if not path.endswith("/market/trading_pairs"):
             expected = bitunix_sign(
-                nonce=headers.get("nonce", ""), timestamp=headers.get("timestamp", ""), api_key=self.api_key, secret=self.secret,
-                query=query_params_for_signature(query), body=body_text,
+                nonce=headers.get("nonce", ""),
+                timestamp=headers.get("timestamp", ""),
+                api_key=self.api_key,
+                secret=self.secret,
+                query=query_params_for_signature(query),
+                body=body_text,
             )
-            if headers.get("api-key") != self.api_key or headers.get("sign") != expected or len(headers.get("nonce", "")) != 32:
+            if (
+                headers.get("api-key") != self.api_key
+                or headers.get("sign") != expected
+                or len(headers.get("nonce", "")) != 32
+            ):
                 return 200, {"code": 10007, "data": None, "msg": "Signature Error"}
             if headers["nonce"] in self._seen_nonces:
                 return 200, {"code": 10007, "data": None, "msg": "Signature Error (nonce reused)"}
@@ -178,26 +188,51 @@ class BitunixFakeServer:
             decimals = lambda step: -step.normalize().as_tuple().exponent  # noqa: E731
             return [
                 {
-                    "symbol": _market_id(symbol), "base": symbol.split("/")[0], "quote": "USDT", "minTradeVolume": _plain(DEFAULT_MARKET["min_amount"]),
-                    "basePrecision": decimals(DEFAULT_MARKET["amount_step"]), "quotePrecision": decimals(DEFAULT_MARKET["price_tick"]),
-                    "maxLeverage": DEFAULT_MARKET["max_leverage"], "minLeverage": 1, "symbolStatus": "OPEN", "isApiSupported": True,
+                    "symbol": _market_id(symbol),
+                    "base": symbol.split("/")[0],
+                    "quote": "USDT",
+                    "minTradeVolume": _plain(DEFAULT_MARKET["min_amount"]),
+                    "basePrecision": decimals(DEFAULT_MARKET["amount_step"]),
+                    "quotePrecision": decimals(DEFAULT_MARKET["price_tick"]),
+                    "maxLeverage": DEFAULT_MARKET["max_leverage"],
+                    "minLeverage": 1,
+                    "symbolStatus": "OPEN",
+                    "isApiSupported": True,
                 }
                 for symbol in a.prices
             ]
         if endpoint == "account":
-            used = sum((abs(p.quantity) * p.entry_price / a.leverage.get(s, 1) for s, p in a.positions.items()), Decimal("0"))
-            return [{"marginCoin": query.get("marginCoin", "USDT"), "available": _plain(a.balance - used), "frozen": "0", "margin": _plain(used)}]
+            used = sum(
+                (abs(p.quantity) * p.entry_price / a.leverage.get(s, 1) for s, p in a.positions.items()), Decimal("0")
+            )
+            return [
+                {
+                    "marginCoin": query.get("marginCoin", "USDT"),
+                    "available": _plain(a.balance - used),
+                    "frozen": "0",
+                    "margin": _plain(used),
+                }
+            ]
         if endpoint in ("account/change_position_mode", "account/change_margin_mode"):
             return {}
         if endpoint == "account/change_leverage":
             a.leverage[_unified(body["symbol"])] = int(body["leverage"])
-            return {"symbol": body["symbol"], "leverage": int(body["leverage"]), "marginCoin": body.get("marginCoin", "USDT")}
+            return {
+                "symbol": body["symbol"],
+                "leverage": int(body["leverage"]),
+                "marginCoin": body.get("marginCoin", "USDT"),
+            }
         if endpoint == "trade/place_order":
             client_id = body.get("clientId") or f"auto{next(self._client_ids)}"
             result = a._create(
                 OrderRequest(
-                    symbol=_unified(body["symbol"]), side=body["side"].lower(), type=body["orderType"].lower(), quantity=Decimal(body["qty"]),
-                    client_order_id=client_id, price=Decimal(body["price"]) if body.get("price") else None, reduce_only=bool(body.get("reduceOnly")),
+                    symbol=_unified(body["symbol"]),
+                    side=body["side"].lower(),
+                    type=body["orderType"].lower(),
+                    quantity=Decimal(body["qty"]),
+                    client_order_id=client_id,
+                    price=Decimal(body["price"]) if body.get("price") else None,
+                    reduce_only=bool(body.get("reduceOnly")),
                 )
             )
             return {"orderId": result.exchange_order_id, "clientId": body.get("clientId", "")}
@@ -216,18 +251,34 @@ class BitunixFakeServer:
             return {"successList": success, "failureList": failure}
         if endpoint == "trade/get_pending_orders":
             symbol = _unified(query["symbol"]) if query.get("symbol") else None
-            rows = [self._order_row(o) for o in a.orders.values() if o.result.status == "open" and not o.result.is_trigger and symbol in (None, o.result.symbol)]
+            rows = [
+                self._order_row(o)
+                for o in a.orders.values()
+                if o.result.status == "open" and not o.result.is_trigger and symbol in (None, o.result.symbol)
+            ]
             return {"orderList": rows, "total": str(len(rows))}
         if endpoint == "trade/get_history_trades":
             symbol = _unified(query["symbol"]) if query.get("symbol") else None
             rows = [
                 {
-                    "tradeId": t.trade_id, "orderId": t.exchange_order_id, "clientId": "" if t.client_order_id.startswith(("auto", "tpsl")) else t.client_order_id,
-                    "symbol": _market_id(t.symbol), "qty": _plain(t.quantity), "price": _plain(t.price), "side": t.side.upper(), "fee": _plain(t.fee),
-                    "positionMode": "ONE_WAY", "marginMode": "ISOLATION", "orderType": "MARKET", "roleType": "TAKER", "ctime": t.timestamp_ms,
+                    "tradeId": t.trade_id,
+                    "orderId": t.exchange_order_id,
+                    "clientId": "" if t.client_order_id.startswith(("auto", "tpsl")) else t.client_order_id,
+                    "symbol": _market_id(t.symbol),
+                    "qty": _plain(t.quantity),
+                    "price": _plain(t.price),
+                    "side": t.side.upper(),
+                    "fee": _plain(t.fee),
+                    "positionMode": "ONE_WAY",
+                    "marginMode": "ISOLATION",
+                    "orderType": "MARKET",
+                    "roleType": "TAKER",
+                    "ctime": t.timestamp_ms,
                 }
                 for t in a.trades
-                if self.trades_visible and symbol in (None, t.symbol) and query.get("orderId") in (None, "", t.exchange_order_id)
+                if self.trades_visible
+                and symbol in (None, t.symbol)
+                and query.get("orderId") in (None, "", t.exchange_order_id)
             ]
             return {"tradeList": rows, "total": len(rows)}
         if endpoint == "position/get_pending_positions":
@@ -243,17 +294,30 @@ class BitunixFakeServer:
             quantity = Decimal(body["slQty"] if stop else body["tpQty"])
             result = a._create(
                 OrderRequest(
-                    symbol=symbol, side="sell" if position.quantity > 0 else "buy", type="stop_market" if stop else "take_profit",
-                    quantity=quantity, client_order_id=f"tpsl{next(self._tpsl_ids)}", trigger_price=trigger, reduce_only=True,
+                    symbol=symbol,
+                    side="sell" if position.quantity > 0 else "buy",
+                    type="stop_market" if stop else "take_profit",
+                    quantity=quantity,
+                    client_order_id=f"tpsl{next(self._tpsl_ids)}",
+                    trigger_price=trigger,
+                    reduce_only=True,
                 )
             )
             return {"orderId": result.exchange_order_id}
         if endpoint == "tpsl/get_pending_orders":
             symbol = _unified(query["symbol"]) if query.get("symbol") else None
-            return [self._tpsl_row(o.result) for o in a.orders.values() if o.result.is_trigger and o.result.status == "open" and symbol in (None, o.result.symbol)]
+            return [
+                self._tpsl_row(o.result)
+                for o in a.orders.values()
+                if o.result.is_trigger and o.result.status == "open" and symbol in (None, o.result.symbol)
+            ]
         if endpoint == "tpsl/get_history_orders":
             symbol = _unified(query["symbol"]) if query.get("symbol") else None
-            rows = [self._tpsl_row(o.result) for o in a.orders.values() if o.result.is_trigger and o.result.status != "open" and symbol in (None, o.result.symbol)]
+            rows = [
+                self._tpsl_row(o.result)
+                for o in a.orders.values()
+                if o.result.is_trigger and o.result.status != "open" and symbol in (None, o.result.symbol)
+            ]
             return {"orderList": rows, "total": len(rows)}
         if endpoint == "tpsl/cancel_order":
             order = self._find(body.get("orderId", ""), "")
@@ -267,7 +331,9 @@ class BitunixFakeServer:
     def _find(self, order_id: str, client_id: str):
         if order_id:
             return self.account.orders.get(order_id)
-        return next((o for o in self.account.orders.values() if client_id and o.result.client_order_id == client_id), None)
+        return next(
+            (o for o in self.account.orders.values() if client_id and o.result.client_order_id == client_id), None
+        )
 
     def _order(self, order_id: str, client_id: str):
         order = self._find(order_id, client_id)
@@ -287,11 +353,24 @@ class BitunixFakeServer:
         # as the documented order detail: NO average price; ``price`` is the limit (a market order's says "0",
         # "market" or nothing), so the fill price is only in the trade history
         row = {
-            "orderId": r.exchange_order_id, "clientId": r.client_order_id if not r.client_order_id.startswith("auto") else "", "symbol": _market_id(r.symbol),
-            "qty": _plain(r.quantity), "tradeQty": _plain(r.filled_quantity), "positionMode": "ONE_WAY", "marginMode": "ISOLATION",
-            "leverage": order.leverage or 1, "price": _plain(r.price) if r.type == "limit" else self.market_order_price, "side": r.side.upper(),
-            "orderType": r.type.upper(), "effect": "GTC", "reduceOnly": r.reduce_only, "status": status, "fee": _plain(r.fee),
-            "realizedPNL": _plain(r.realised_pnl or Decimal("0")), "ctime": 1_700_000_000_000, "mtime": 1_700_000_000_000,
+            "orderId": r.exchange_order_id,
+            "clientId": r.client_order_id if not r.client_order_id.startswith("auto") else "",
+            "symbol": _market_id(r.symbol),
+            "qty": _plain(r.quantity),
+            "tradeQty": _plain(r.filled_quantity),
+            "positionMode": "ONE_WAY",
+            "marginMode": "ISOLATION",
+            "leverage": order.leverage or 1,
+            "price": _plain(r.price) if r.type == "limit" else self.market_order_price,
+            "side": r.side.upper(),
+            "orderType": r.type.upper(),
+            "effect": "GTC",
+            "reduceOnly": r.reduce_only,
+            "status": status,
+            "fee": _plain(r.fee),
+            "realizedPNL": _plain(r.realised_pnl or Decimal("0")),
+            "ctime": 1_700_000_000_000,
+            "mtime": 1_700_000_000_000,
         }
         if row["price"] is None:
             del row["price"]
@@ -301,8 +380,15 @@ class BitunixFakeServer:
         stop = r.type == "stop_market"
         prefix = "sl" if stop else "tp"
         row = {
-            "id": r.exchange_order_id, "positionId": self._position_id(r.symbol), "symbol": _market_id(r.symbol), "base": r.symbol.split("/")[0], "quote": "USDT",
-            f"{prefix}Price": _plain(r.trigger_price), f"{prefix}StopType": "LAST_PRICE", f"{prefix}OrderType": "MARKET", f"{prefix}Qty": _plain(r.quantity),
+            "id": r.exchange_order_id,
+            "positionId": self._position_id(r.symbol),
+            "symbol": _market_id(r.symbol),
+            "base": r.symbol.split("/")[0],
+            "quote": "USDT",
+            f"{prefix}Price": _plain(r.trigger_price),
+            f"{prefix}StopType": "LAST_PRICE",
+            f"{prefix}OrderType": "MARKET",
+            f"{prefix}Qty": _plain(r.quantity),
         }
         if r.status != "open":
             row["status"] = "TRIGGERED" if r.status == "closed" else "CANCELED"
@@ -312,11 +398,21 @@ class BitunixFakeServer:
         price = self.account.prices.get(symbol, p.entry_price)
         direction = Decimal("1") if p.quantity > 0 else Decimal("-1")
         return {
-            "positionId": self._position_id(symbol), "symbol": _market_id(symbol), "qty": _plain(abs(p.quantity)),
-            "entryValue": _plain(abs(p.quantity) * p.entry_price), "side": "LONG" if p.quantity > 0 else "SHORT", "positionMode": "ONE_WAY",
-            "marginMode": "ISOLATION", "leverage": self.account.leverage.get(symbol, 1), "fee": "0", "funding": "0",
-            "realizedPNL": _plain(p.realised_pnl), "unrealizedPNL": _plain((price - p.entry_price) * abs(p.quantity) * direction),
-            "avgOpenPrice": _plain(p.entry_price), "ctime": 1_700_000_000_000, "mtime": 1_700_000_000_000,
+            "positionId": self._position_id(symbol),
+            "symbol": _market_id(symbol),
+            "qty": _plain(abs(p.quantity)),
+            "entryValue": _plain(abs(p.quantity) * p.entry_price),
+            "side": "LONG" if p.quantity > 0 else "SHORT",
+            "positionMode": "ONE_WAY",
+            "marginMode": "ISOLATION",
+            "leverage": self.account.leverage.get(symbol, 1),
+            "fee": "0",
+            "funding": "0",
+            "realizedPNL": _plain(p.realised_pnl),
+            "unrealizedPNL": _plain((price - p.entry_price) * abs(p.quantity) * direction),
+            "avgOpenPrice": _plain(p.entry_price),
+            "ctime": 1_700_000_000_000,
+            "mtime": 1_700_000_000_000,
         }
 
 

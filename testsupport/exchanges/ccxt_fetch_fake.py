@@ -29,12 +29,33 @@ def swap_market(*, symbol: str, market_id: str, contract_size: str, lot: str, ti
     """A linear USDT perpetual as ccxt's ``set_markets`` takes it (sizes in contracts of ``contract_size``)."""
     base = symbol.split("/")[0]
     return {
-        "id": market_id, "symbol": symbol, "base": base, "quote": "USDT", "settle": "USDT", "baseId": base, "quoteId": "USDT",
-        "settleId": "USDT", "type": "swap", "spot": False, "margin": False, "swap": True, "future": False, "option": False,
-        "contract": True, "linear": True, "inverse": False, "active": True, "contractSize": float(contract_size), "expiry": None,
+        "id": market_id,
+        "symbol": symbol,
+        "base": base,
+        "quote": "USDT",
+        "settle": "USDT",
+        "baseId": base,
+        "quoteId": "USDT",
+        "settleId": "USDT",
+        "type": "swap",
+        "spot": False,
+        "margin": False,
+        "swap": True,
+        "future": False,
+        "option": False,
+        "contract": True,
+        "linear": True,
+        "inverse": False,
+        "active": True,
+        "contractSize": float(contract_size),
+        "expiry": None,
         "precision": {"amount": float(lot), "price": float(tick)},
-        "limits": {"amount": {"min": float(lot), "max": None}, "price": {"min": None, "max": None}, "cost": {"min": None, "max": None},
-                   "leverage": {"min": 1, "max": 100}},
+        "limits": {
+            "amount": {"min": float(lot), "max": None},
+            "price": {"min": None, "max": None},
+            "cost": {"min": None, "max": None},
+            "leverage": {"min": 1, "max": 100},
+        },
         "info": info,
     }
 

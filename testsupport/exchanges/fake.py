@@ -32,7 +32,13 @@ from exchanges.errors import (
     RetryableExchangeError,
 )
 
-DEFAULT_MARKET = {"contract_size": Decimal("1"), "amount_step": Decimal("0.001"), "price_tick": Decimal("0.0001"), "min_amount": Decimal("0.001"), "max_leverage": 50}
+DEFAULT_MARKET = {
+    "contract_size": Decimal("1"),
+    "amount_step": Decimal("0.001"),
+    "price_tick": Decimal("0.0001"),
+    "min_amount": Decimal("0.001"),
+    "max_leverage": 50,
+}
 
 FAULTS = ("timeout", "rate_limit", "server_error", "lost_response")
 
@@ -134,8 +140,15 @@ class FakeExchangeAccount:
         self.balance += realised - fee
         self.trades.append(
             TradeFill(
-                trade_id=f"T{len(self.trades) + 1:08d}", exchange_order_id=result.exchange_order_id, symbol=result.symbol, side=result.side,
-                quantity=quantity, price=price, fee=fee, timestamp_ms=int(time.time() * 1000), client_order_id=result.client_order_id,
+                trade_id=f"T{len(self.trades) + 1:08d}",
+                exchange_order_id=result.exchange_order_id,
+                symbol=result.symbol,
+                side=result.side,
+                quantity=quantity,
+                price=price,
+                fee=fee,
+                timestamp_ms=int(time.time() * 1000),
+                client_order_id=result.client_order_id,
             )
         )
         filled = result.filled_quantity + quantity
@@ -143,13 +156,22 @@ class FakeExchangeAccount:
         average = (previous_cost + price * quantity) / filled
         status = "closed" if filled >= result.quantity or result.reduce_only else "open"
         order.result = replace(
-            result, filled_quantity=filled, average_price=average, fee=result.fee + fee, status=status,
+            result,
+            filled_quantity=filled,
+            average_price=average,
+            fee=result.fee + fee,
+            status=status,
             realised_pnl=(result.realised_pnl or Decimal("0")) + realised,
         )
         if position.quantity == 0:
             # like position-attached TP/SL: the other reduce-only trigger orders of a flat position are cancelled
             for other in self.orders.values():
-                if other.result.symbol == result.symbol and other.result.status == "open" and other.result.reduce_only and other is not order:
+                if (
+                    other.result.symbol == result.symbol
+                    and other.result.status == "open"
+                    and other.result.reduce_only
+                    and other is not order
+                ):
                     other.result = replace(other.result, status="canceled")
 
     def _match(self, symbol: str) -> list[OrderResult]:
@@ -190,9 +212,16 @@ class FakeExchangeAccount:
         exchange_order_id = f"F{next(self._ids):08d}"
         order = _FakeOrder(
             OrderResult(
-                exchange_order_id=exchange_order_id, client_order_id=request.client_order_id, symbol=request.symbol,
-                side=request.side, type=request.type, status="open", quantity=request.quantity, price=request.price,
-                trigger_price=request.trigger_price, reduce_only=request.reduce_only or request.is_trigger,
+                exchange_order_id=exchange_order_id,
+                client_order_id=request.client_order_id,
+                symbol=request.symbol,
+                side=request.side,
+                type=request.type,
+                status="open",
+                quantity=request.quantity,
+                price=request.price,
+                trigger_price=request.trigger_price,
+                reduce_only=request.reduce_only or request.is_trigger,
             ),
             leverage=leverage,
         )
@@ -244,7 +273,10 @@ class FakeExchangeClient:
         self._enter("fetch_balance")
         with self.account.lock:
             used = sum(
-                (abs(p.quantity) * p.entry_price / self.account.leverage.get(s, 1) for s, p in self.account.positions.items()),
+                (
+                    abs(p.quantity) * p.entry_price / self.account.leverage.get(s, 1)
+                    for s, p in self.account.positions.items()
+                ),
                 Decimal("0"),
             )
             total = self.account.balance
@@ -266,14 +298,17 @@ class FakeExchangeClient:
         if self.exchange_id != "okx":
             return None
         granted = {part.strip() for part in self.account.key_perm.split(",")}
-        return KeyPermissions(read="read_only" in granted or "trade" in granted, trade="trade" in granted,
-                              withdraw="withdraw" in granted)
+        return KeyPermissions(
+            read="read_only" in granted or "trade" in granted, trade="trade" in granted, withdraw="withdraw" in granted
+        )
 
     async def create_order(self, request: OrderRequest) -> OrderResult:
         fault = self._enter("create_order", request.client_order_id)
         if self.account.order_api_restricted:
-            raise OrderApiRestricted('InvalidOrder: mexc {"success":false,"code":1002,"message":"Contract not allow '
-                                     'place order!"}', exchange=self.exchange_id)
+            raise OrderApiRestricted(
+                'InvalidOrder: mexc {"success":false,"code":1002,"message":"Contract not allow place order!"}',
+                exchange=self.exchange_id,
+            )
         with self.account.lock:
             result = self.account._create(request)
         if fault == "lost_response":
@@ -288,7 +323,9 @@ class FakeExchangeClient:
                 return order
         return None
 
-    async def cancel_order(self, *, symbol: str, exchange_order_id: str = "", client_order_id: str = "", trigger: bool = False) -> None:
+    async def cancel_order(
+        self, *, symbol: str, exchange_order_id: str = "", client_order_id: str = "", trigger: bool = False
+    ) -> None:
         fault = self._enter("cancel_order", client_order_id or exchange_order_id)
         with self.account.lock:
             order = self._find(exchange_order_id, client_order_id)
@@ -299,7 +336,13 @@ class FakeExchangeClient:
             self.account._raise_for(fault)
 
     async def fetch_order(
-        self, *, symbol: str, exchange_order_id: str = "", client_order_id: str = "", trigger: bool = False, request: OrderRequest | None = None
+        self,
+        *,
+        symbol: str,
+        exchange_order_id: str = "",
+        client_order_id: str = "",
+        trigger: bool = False,
+        request: OrderRequest | None = None,
     ) -> OrderResult | None:
         self._enter("fetch_order", client_order_id or exchange_order_id)
         with self.account.lock:
@@ -309,7 +352,11 @@ class FakeExchangeClient:
     async def fetch_open_orders(self, symbol: str | None = None) -> list[OrderResult]:
         self._enter("fetch_open_orders", symbol or "")
         with self.account.lock:
-            return [o.result for o in self.account.orders.values() if o.result.status == "open" and (symbol is None or o.result.symbol == symbol)]
+            return [
+                o.result
+                for o in self.account.orders.values()
+                if o.result.status == "open" and (symbol is None or o.result.symbol == symbol)
+            ]
 
     async def fetch_positions(self, symbols: list[str] | None = None) -> list[ExchangePosition]:
         self._enter("fetch_positions")
@@ -322,9 +369,14 @@ class FakeExchangeClient:
                 direction = Decimal("1") if p.quantity > 0 else Decimal("-1")
                 out.append(
                     ExchangePosition(
-                        symbol=symbol, side="long" if p.quantity > 0 else "short", quantity=abs(p.quantity),
-                        entry_price=p.entry_price, unrealised_pnl=(price - p.entry_price) * abs(p.quantity) * direction,
-                        realised_pnl=p.realised_pnl, leverage=Decimal(self.account.leverage.get(symbol, 1)), position_id=f"P-{symbol}",
+                        symbol=symbol,
+                        side="long" if p.quantity > 0 else "short",
+                        quantity=abs(p.quantity),
+                        entry_price=p.entry_price,
+                        unrealised_pnl=(price - p.entry_price) * abs(p.quantity) * direction,
+                        realised_pnl=p.realised_pnl,
+                        leverage=Decimal(self.account.leverage.get(symbol, 1)),
+                        position_id=f"P-{symbol}",
                     )
                 )
             return out
@@ -345,6 +397,8 @@ def fake_account_name(*, user_id: int) -> str:
     return f"user-{user_id}"
 
 
-def fake_exchange_client(*, exchange: str, api_key: str = "", secret: str = "", passphrase: str = "", user_id: int | None = None) -> FakeExchangeClient:
+def fake_exchange_client(
+    *, exchange: str, api_key: str = "", secret: str = "", passphrase: str = "", user_id: int | None = None
+) -> FakeExchangeClient:
     """The factory named by ``LIVE_EXCHANGE_CLIENT = FAKE_EXCHANGE_CLIENT``: one fake account per user."""
     return FakeExchangeClient(fake_account(fake_account_name(user_id=user_id or 0)), exchange_id=exchange)

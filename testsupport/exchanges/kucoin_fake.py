@@ -34,8 +34,16 @@ KUCOIN_SWAPS = {"BTC/USDT:USDT": ("XBTUSDTM", "0.001", "1", "0.1"), "LTC/USDT:US
 def kucoin_markets() -> list[dict]:
     markets = []
     for symbol, (market_id, multiplier, lot, tick) in KUCOIN_SWAPS.items():
-        markets.append(swap_market(symbol=symbol, market_id=market_id, contract_size=multiplier, lot=lot, tick=tick,
-                                   info={"symbol": market_id, "multiplier": multiplier, "lotSize": lot, "tickSize": tick}))
+        markets.append(
+            swap_market(
+                symbol=symbol,
+                market_id=market_id,
+                contract_size=multiplier,
+                lot=lot,
+                tick=tick,
+                info={"symbol": market_id, "multiplier": multiplier, "lotSize": lot, "tickSize": tick},
+            )
+        )
     return markets
 
 
@@ -75,12 +83,19 @@ class KucoinFetchFake(CcxtFetchFake):
         if fault == "server_error":
             raise ccxt.ExchangeNotAvailable("kucoinfutures 503 Service Unavailable")
         signed = _b64_hmac(self.secret, headers.get("KC-API-TIMESTAMP", "") + method + endpoint + (body or ""))
-        if headers.get("KC-API-KEY") != self.api_key or headers.get("KC-API-SIGN") != signed or headers.get("KC-API-PASSPHRASE") != _b64_hmac(self.secret, self.passphrase):
+        if (
+            headers.get("KC-API-KEY") != self.api_key
+            or headers.get("KC-API-SIGN") != signed
+            or headers.get("KC-API-PASSPHRASE") != _b64_hmac(self.secret, self.passphrase)
+        ):
             response = {"code": "400005", "msg": "Invalid KC-API-SIGN"}
         else:
             try:
                 with self.account.lock:
-                    response = {"code": "200000", "data": self._route(method, parts.path, dict(parse_qsl(parts.query)), payload)}
+                    response = {
+                        "code": "200000",
+                        "data": self._route(method, parts.path, dict(parse_qsl(parts.query)), payload),
+                    }
             except InsufficientBalance:
                 response = {"code": "300003", "msg": "Balance insufficient. The order would cost 150.00."}
             except DuplicateClientOrderId:
@@ -100,17 +115,33 @@ class KucoinFetchFake(CcxtFetchFake):
     def _route(self, method: str, path: str, query: dict, body):
         a = self.account
         if path == "/api/v1/account-overview":
-            used = sum((abs(p.quantity) * p.entry_price / a.leverage.get(s, 1) for s, p in a.positions.items()), Decimal("0"))
-            return {"accountEquity": plain_number(a.balance), "availableBalance": plain_number(a.balance - used), "currency": "USDT", "frozenFunds": "0",
-                    "marginBalance": plain_number(a.balance), "orderMargin": "0", "positionMargin": plain_number(used), "unrealisedPNL": "0"}
+            used = sum(
+                (abs(p.quantity) * p.entry_price / a.leverage.get(s, 1) for s, p in a.positions.items()), Decimal("0")
+            )
+            return {
+                "accountEquity": plain_number(a.balance),
+                "availableBalance": plain_number(a.balance - used),
+                "currency": "USDT",
+                "frozenFunds": "0",
+                "marginBalance": plain_number(a.balance),
+                "orderMargin": "0",
+                "positionMargin": plain_number(used),
+                "unrealisedPNL": "0",
+            }
         if path == "/api/v2/position/changeMarginMode":
             return {"symbol": body["symbol"], "marginMode": body["marginMode"]}
         if path == "/api/v1/orders" and method == "POST":
             return self._place(body)
         if path == "/api/v1/orders" and method == "GET":
-            return {"items": [self._row(o) for o in a.orders.values() if not o.result.is_trigger and o.result.status == "open"]}
+            return {
+                "items": [
+                    self._row(o) for o in a.orders.values() if not o.result.is_trigger and o.result.status == "open"
+                ]
+            }
         if path == "/api/v1/stopOrders":
-            return {"items": [self._row(o) for o in a.orders.values() if o.result.is_trigger and o.result.status == "open"]}
+            return {
+                "items": [self._row(o) for o in a.orders.values() if o.result.is_trigger and o.result.status == "open"]
+            }
         if path == "/api/v1/orders/byClientOid":
             return self._row(self._find("", query.get("clientOid", "")))
         if path.startswith("/api/v1/orders/") and method == "GET":
@@ -130,20 +161,44 @@ class KucoinFetchFake(CcxtFetchFake):
                 if p.quantity == 0:
                     continue
                 price = a.prices.get(symbol, p.entry_price)
-                rows.append({
-                    "id": f"pos-{KUCOIN_SWAPS[symbol][0]}", "symbol": KUCOIN_SWAPS[symbol][0], "currentQty": int(p.quantity / self._multiplier(symbol)),
-                    "avgEntryPrice": plain_number(p.entry_price), "markPrice": plain_number(price), "unrealisedPnl": plain_number((price - p.entry_price) * p.quantity),
-                    "realisedPnl": plain_number(p.realised_pnl), "realLeverage": a.leverage.get(symbol, 1), "leverage": a.leverage.get(symbol, 1), "isOpen": True,
-                    "crossMode": False, "marginMode": "ISOLATED", "settleCurrency": "USDT", "currentTimestamp": int(time.time() * 1000),
-                })
+                rows.append(
+                    {
+                        "id": f"pos-{KUCOIN_SWAPS[symbol][0]}",
+                        "symbol": KUCOIN_SWAPS[symbol][0],
+                        "currentQty": int(p.quantity / self._multiplier(symbol)),
+                        "avgEntryPrice": plain_number(p.entry_price),
+                        "markPrice": plain_number(price),
+                        "unrealisedPnl": plain_number((price - p.entry_price) * p.quantity),
+                        "realisedPnl": plain_number(p.realised_pnl),
+                        "realLeverage": a.leverage.get(symbol, 1),
+                        "leverage": a.leverage.get(symbol, 1),
+                        "isOpen": True,
+                        "crossMode": False,
+                        "marginMode": "ISOLATED",
+                        "settleCurrency": "USDT",
+                        "currentTimestamp": int(time.time() * 1000),
+                    }
+                )
             return rows
         if path == "/api/v1/fills":
             symbol = self._by_id.get(query.get("symbol", ""))
             items = [
-                {"symbol": KUCOIN_SWAPS[t.symbol][0], "tradeId": t.trade_id, "orderId": t.exchange_order_id, "side": t.side, "liquidity": "taker",
-                 "price": plain_number(t.price), "size": int(t.quantity / self._multiplier(t.symbol)), "value": plain_number(t.price * t.quantity), "fee": plain_number(t.fee),
-                 "feeCurrency": "USDT", "createdAt": t.timestamp_ms, "tradeTime": (t.timestamp_ms or 0) * 1_000_000}
-                for t in a.trades if symbol in (None, t.symbol)
+                {
+                    "symbol": KUCOIN_SWAPS[t.symbol][0],
+                    "tradeId": t.trade_id,
+                    "orderId": t.exchange_order_id,
+                    "side": t.side,
+                    "liquidity": "taker",
+                    "price": plain_number(t.price),
+                    "size": int(t.quantity / self._multiplier(t.symbol)),
+                    "value": plain_number(t.price * t.quantity),
+                    "fee": plain_number(t.fee),
+                    "feeCurrency": "USDT",
+                    "createdAt": t.timestamp_ms,
+                    "tradeTime": (t.timestamp_ms or 0) * 1_000_000,
+                }
+                for t in a.trades
+                if symbol in (None, t.symbol)
             ]
             return {"currentPage": 1, "pageSize": 100, "totalNum": len(items), "totalPage": 1, "items": items}
         raise ExchangeError(f"fake KuCoin does not serve {method} {path}")
@@ -156,20 +211,34 @@ class KucoinFetchFake(CcxtFetchFake):
         if body.get("stop"):
             stop_loss = (body["stop"] == "down") == (body["side"] == "sell")
             request = OrderRequest(
-                symbol=symbol, side=body["side"], type="stop_market" if stop_loss else "take_profit", quantity=quantity,
-                client_order_id=body["clientOid"], trigger_price=Decimal(str(body["stopPrice"])), reduce_only=True,
+                symbol=symbol,
+                side=body["side"],
+                type="stop_market" if stop_loss else "take_profit",
+                quantity=quantity,
+                client_order_id=body["clientOid"],
+                trigger_price=Decimal(str(body["stopPrice"])),
+                reduce_only=True,
             )
         else:
             request = OrderRequest(
-                symbol=symbol, side=body["side"], type=body["type"], quantity=quantity, client_order_id=body["clientOid"],
-                price=Decimal(str(body["price"])) if body.get("price") else None, reduce_only=bool(body.get("reduceOnly")),
+                symbol=symbol,
+                side=body["side"],
+                type=body["type"],
+                quantity=quantity,
+                client_order_id=body["clientOid"],
+                price=Decimal(str(body["price"])) if body.get("price") else None,
+                reduce_only=bool(body.get("reduceOnly")),
             )
         result = self.account._create(request)
         return {"orderId": result.exchange_order_id, "clientOid": result.client_order_id}
 
     def _find(self, order_id: str, client_oid: str):
         orders = self.account.orders
-        order = orders.get(order_id) if order_id else next((o for o in orders.values() if client_oid and o.result.client_order_id == client_oid), None)
+        order = (
+            orders.get(order_id)
+            if order_id
+            else next((o for o in orders.values() if client_oid and o.result.client_order_id == client_oid), None)
+        )
         if order is None:
             raise NotFoundOnFake()
         return order
@@ -181,10 +250,25 @@ class KucoinFetchFake(CcxtFetchFake):
         if r.is_trigger:
             stop = "down" if (r.type == "stop_market") == (r.side == "sell") else "up"
         return {
-            "id": r.exchange_order_id, "symbol": KUCOIN_SWAPS[r.symbol][0], "type": "market" if r.is_trigger else r.type, "side": r.side,
-            "price": plain_number(r.price) or "0", "size": int(r.quantity / multiplier), "filledSize": int(r.filled_quantity / multiplier),
-            "filledValue": plain_number((r.average_price or Decimal("0")) * r.filled_quantity), "stop": stop, "stopPrice": plain_number(r.trigger_price) or None,
-            "stopTriggered": r.is_trigger and r.status == "closed", "isActive": r.status == "open", "cancelExist": r.status == "canceled",
-            "status": "open" if r.status == "open" else "done", "clientOid": r.client_order_id, "reduceOnly": r.reduce_only,
-            "leverage": str(order.leverage or 1), "marginMode": "ISOLATED", "settleCurrency": "USDT", "createdAt": 1700000000000, "updatedAt": 1700000000000,
+            "id": r.exchange_order_id,
+            "symbol": KUCOIN_SWAPS[r.symbol][0],
+            "type": "market" if r.is_trigger else r.type,
+            "side": r.side,
+            "price": plain_number(r.price) or "0",
+            "size": int(r.quantity / multiplier),
+            "filledSize": int(r.filled_quantity / multiplier),
+            "filledValue": plain_number((r.average_price or Decimal("0")) * r.filled_quantity),
+            "stop": stop,
+            "stopPrice": plain_number(r.trigger_price) or None,
+            "stopTriggered": r.is_trigger and r.status == "closed",
+            "isActive": r.status == "open",
+            "cancelExist": r.status == "canceled",
+            "status": "open" if r.status == "open" else "done",
+            "clientOid": r.client_order_id,
+            "reduceOnly": r.reduce_only,
+            "leverage": str(order.leverage or 1),
+            "marginMode": "ISOLATED",
+            "settleCurrency": "USDT",
+            "createdAt": 1700000000000,
+            "updatedAt": 1700000000000,
         }

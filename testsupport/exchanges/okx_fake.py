@@ -46,8 +46,16 @@ def okx_markets(symbols=None) -> list[dict]:
     for symbol, (market_id, ct_val, lot, tick) in OKX_SWAPS.items():
         if symbols and symbol not in symbols:
             continue
-        markets.append(swap_market(symbol=symbol, market_id=market_id, contract_size=ct_val, lot=lot, tick=tick,
-                                   info={"instType": "SWAP", "instId": market_id, "ctVal": ct_val, "lotSz": lot, "tickSz": tick}))
+        markets.append(
+            swap_market(
+                symbol=symbol,
+                market_id=market_id,
+                contract_size=ct_val,
+                lot=lot,
+                tick=tick,
+                info={"instType": "SWAP", "instId": market_id, "ctVal": ct_val, "lotSz": lot, "tickSz": tick},
+            )
+        )
     return markets
 
 
@@ -57,7 +65,11 @@ class OkxFetchFake(CcxtFetchFake):
     def __init__(self, *, api_key: str, secret: str, passphrase: str, account: FakeExchangeAccount | None = None):
         super().__init__(account=account, account_name="okx-fake")
         # how a re-used client id is answered (tests set wordings no adapter pattern knows)
-        self.duplicate_response: dict = {"code": "1", "data": [{"sCode": "51016", "sMsg": "Duplicated clOrdId"}], "msg": "All operations failed"}
+        self.duplicate_response: dict = {
+            "code": "1",
+            "data": [{"sCode": "51016", "sMsg": "Duplicated clOrdId"}],
+            "msg": "All operations failed",
+        }
         self.api_key, self.secret, self.passphrase = api_key, secret, passphrase
         self._algo_ids = itertools.count(1)
         self._by_inst = {market_id: symbol for symbol, (market_id, *_rest) in OKX_SWAPS.items()}
@@ -79,17 +91,35 @@ class OkxFetchFake(CcxtFetchFake):
             raise ccxt.RateLimitExceeded("okx 429 Too Many Requests")
         if fault == "server_error":
             raise ccxt.ExchangeNotAvailable("okx 503 Service Unavailable")
-        signed = base64.b64encode(hmac.new(self.secret.encode(), (headers.get("OK-ACCESS-TIMESTAMP", "") + method + path_and_query + (body or "")).encode(), hashlib.sha256).digest()).decode()
+        signed = base64.b64encode(
+            hmac.new(
+                self.secret.encode(),
+                (headers.get("OK-ACCESS-TIMESTAMP", "") + method + path_and_query + (body or "")).encode(),
+                hashlib.sha256,
+            ).digest()
+        ).decode()
         if fault == "stale_read":  # the exchange does not show the order yet (eventual consistency)
             response = {"code": "51603", "data": [], "msg": "Order does not exist"}
-        elif headers.get("OK-ACCESS-KEY") != self.api_key or headers.get("OK-ACCESS-SIGN") != signed or headers.get("OK-ACCESS-PASSPHRASE") != self.passphrase:
+        elif (
+            headers.get("OK-ACCESS-KEY") != self.api_key
+            or headers.get("OK-ACCESS-SIGN") != signed
+            or headers.get("OK-ACCESS-PASSPHRASE") != self.passphrase
+        ):
             response = {"code": "50113", "data": [], "msg": "Invalid Sign"}
         else:
             try:
                 with self.account.lock:
-                    response = {"code": "0", "data": self._route(method, parts.path, dict(parse_qsl(parts.query)), payload), "msg": ""}
+                    response = {
+                        "code": "0",
+                        "data": self._route(method, parts.path, dict(parse_qsl(parts.query)), payload),
+                        "msg": "",
+                    }
             except InsufficientBalance:
-                response = {"code": "1", "data": [{"sCode": "51008", "sMsg": "Order failed. Insufficient USDT margin in account"}], "msg": "All operations failed"}
+                response = {
+                    "code": "1",
+                    "data": [{"sCode": "51008", "sMsg": "Order failed. Insufficient USDT margin in account"}],
+                    "msg": "All operations failed",
+                }
             except DuplicateClientOrderId:
                 response = json.loads(json.dumps(self.duplicate_response))
             except NotFoundOnFake:
@@ -114,15 +144,44 @@ class OkxFetchFake(CcxtFetchFake):
         a = self.account
         endpoint = path.removeprefix("/api/v5/")
         if endpoint == "account/balance":
-            used = sum((abs(p.quantity) * p.entry_price / a.leverage.get(s, 1) for s, p in a.positions.items()), Decimal("0"))
-            detail = {"ccy": "USDT", "availBal": plain_number(a.balance - used), "cashBal": plain_number(a.balance), "eq": plain_number(a.balance), "frozenBal": plain_number(used), "uTime": "1700000000000"}
+            used = sum(
+                (abs(p.quantity) * p.entry_price / a.leverage.get(s, 1) for s, p in a.positions.items()), Decimal("0")
+            )
+            detail = {
+                "ccy": "USDT",
+                "availBal": plain_number(a.balance - used),
+                "cashBal": plain_number(a.balance),
+                "eq": plain_number(a.balance),
+                "frozenBal": plain_number(used),
+                "uTime": "1700000000000",
+            }
             return [{"details": [detail], "totalEq": plain_number(a.balance), "uTime": "1700000000000"}]
         if endpoint == "account/config":  # the recorded shape; ``perm`` is the key's permissions
-            return [{"acctLv": "1", "autoLoan": False, "ctIsoMode": "automatic", "greeksType": "PA", "ip": "",
-                     "kycLv": "2", "label": "fake", "level": "Lv1", "levelTmp": "", "liquidationGear": "-1",
-                     "mainUid": "374579799097793561", "mgnIsoMode": "automatic", "opAuth": "0", "perm": a.key_perm,
-                     "posMode": "net_mode", "roleType": "0", "spotOffsetType": "", "spotRoleType": "0",
-                     "spotTraderInsts": [], "traderInsts": [], "uid": "374579799097793561"}]
+            return [
+                {
+                    "acctLv": "1",
+                    "autoLoan": False,
+                    "ctIsoMode": "automatic",
+                    "greeksType": "PA",
+                    "ip": "",
+                    "kycLv": "2",
+                    "label": "fake",
+                    "level": "Lv1",
+                    "levelTmp": "",
+                    "liquidationGear": "-1",
+                    "mainUid": "374579799097793561",
+                    "mgnIsoMode": "automatic",
+                    "opAuth": "0",
+                    "perm": a.key_perm,
+                    "posMode": "net_mode",
+                    "roleType": "0",
+                    "spotOffsetType": "",
+                    "spotRoleType": "0",
+                    "spotTraderInsts": [],
+                    "traderInsts": [],
+                    "uid": "374579799097793561",
+                }
+            ]
         if endpoint == "account/set-leverage":
             a.leverage[self._symbol(body["instId"])] = int(body["lever"])
             return [{"instId": body["instId"], "lever": body["lever"], "mgnMode": body["mgnMode"], "posSide": ""}]
@@ -134,12 +193,25 @@ class OkxFetchFake(CcxtFetchFake):
                 if p.quantity == 0 or (wanted and market_id not in wanted):
                     continue
                 price = a.prices.get(symbol, p.entry_price)
-                rows.append({
-                    "instId": market_id, "instType": "SWAP", "posId": f"pos-{market_id}", "posSide": "net", "mgnMode": "isolated",
-                    "pos": plain_number(p.quantity / self._ct_val(symbol)), "avgPx": plain_number(p.entry_price), "markPx": plain_number(price), "last": plain_number(price),
-                    "upl": plain_number((price - p.entry_price) * p.quantity), "realizedPnl": plain_number(p.realised_pnl), "lever": str(a.leverage.get(symbol, 1)),
-                    "ccy": "USDT", "cTime": "1700000000000", "uTime": "1700000000000",
-                })
+                rows.append(
+                    {
+                        "instId": market_id,
+                        "instType": "SWAP",
+                        "posId": f"pos-{market_id}",
+                        "posSide": "net",
+                        "mgnMode": "isolated",
+                        "pos": plain_number(p.quantity / self._ct_val(symbol)),
+                        "avgPx": plain_number(p.entry_price),
+                        "markPx": plain_number(price),
+                        "last": plain_number(price),
+                        "upl": plain_number((price - p.entry_price) * p.quantity),
+                        "realizedPnl": plain_number(p.realised_pnl),
+                        "lever": str(a.leverage.get(symbol, 1)),
+                        "ccy": "USDT",
+                        "cTime": "1700000000000",
+                        "uTime": "1700000000000",
+                    }
+                )
             return rows
         if endpoint == "trade/batch-orders":
             return [self._place(row) for row in body]
@@ -151,11 +223,24 @@ class OkxFetchFake(CcxtFetchFake):
         if endpoint == "trade/cancel-order":
             order = self._find_regular(body.get("ordId", ""), body.get("clOrdId", ""))
             if order.result.status != "open":
-                raise ExchangeError("Order cancellation failed as the order has been filled, canceled or does not exist")
+                raise ExchangeError(
+                    "Order cancellation failed as the order has been filled, canceled or does not exist"
+                )
             order.result = replace(order.result, status="canceled")
-            return [{"ordId": order.result.exchange_order_id, "clOrdId": order.result.client_order_id, "sCode": "0", "sMsg": ""}]
+            return [
+                {
+                    "ordId": order.result.exchange_order_id,
+                    "clOrdId": order.result.client_order_id,
+                    "sCode": "0",
+                    "sMsg": "",
+                }
+            ]
         if endpoint == "trade/orders-pending":
-            return [self._order_row(o) for o in a.orders.values() if not o.result.is_trigger and o.result.status == "open" and self._matches(o, query)]
+            return [
+                self._order_row(o)
+                for o in a.orders.values()
+                if not o.result.is_trigger and o.result.status == "open" and self._matches(o, query)
+            ]
         if endpoint in ("trade/fills-history", "trade/fills"):
             rows = []
             for t in a.trades:
@@ -163,18 +248,34 @@ class OkxFetchFake(CcxtFetchFake):
                     continue
                 order = a.orders.get(t.exchange_order_id)
                 triggered = order is not None and order.result.is_trigger
-                rows.append({
-                    "instId": OKX_SWAPS[t.symbol][0], "instType": "SWAP", "tradeId": t.trade_id, "ordId": f"{t.exchange_order_id}T" if triggered else t.exchange_order_id,
-                    "clOrdId": "" if triggered else t.client_order_id, "side": t.side, "posSide": "net", "fillSz": plain_number(t.quantity / self._ct_val(t.symbol)),
-                    "fillPx": plain_number(t.price), "fee": plain_number(-t.fee), "feeCcy": "USDT", "execType": "T", "ts": str(t.timestamp_ms),
-                })
+                rows.append(
+                    {
+                        "instId": OKX_SWAPS[t.symbol][0],
+                        "instType": "SWAP",
+                        "tradeId": t.trade_id,
+                        "ordId": f"{t.exchange_order_id}T" if triggered else t.exchange_order_id,
+                        "clOrdId": "" if triggered else t.client_order_id,
+                        "side": t.side,
+                        "posSide": "net",
+                        "fillSz": plain_number(t.quantity / self._ct_val(t.symbol)),
+                        "fillPx": plain_number(t.price),
+                        "fee": plain_number(-t.fee),
+                        "feeCcy": "USDT",
+                        "execType": "T",
+                        "ts": str(t.timestamp_ms),
+                    }
+                )
             return rows
         if endpoint == "trade/order-algo" and method == "POST":
             return [self._place_algo(body)]
         if endpoint == "trade/order-algo":
             return [self._algo_row(self._find_algo(query.get("algoId", ""), query.get("algoClOrdId", "")))]
         if endpoint == "trade/orders-algo-pending":
-            return [self._algo_row(o) for o in a.orders.values() if o.result.is_trigger and o.result.status == "open" and self._matches(o, query)]
+            return [
+                self._algo_row(o)
+                for o in a.orders.values()
+                if o.result.is_trigger and o.result.status == "open" and self._matches(o, query)
+            ]
         if endpoint == "trade/cancel-algos":
             out = []
             for row in body:
@@ -193,25 +294,46 @@ class OkxFetchFake(CcxtFetchFake):
         symbol = self._symbol(row["instId"])
         result = self.account._create(
             OrderRequest(
-                symbol=symbol, side=row["side"], type=row["ordType"], quantity=Decimal(row["sz"]) * self._ct_val(symbol),
-                client_order_id=row.get("clOrdId", ""), price=Decimal(row["px"]) if row.get("px") else None,
+                symbol=symbol,
+                side=row["side"],
+                type=row["ordType"],
+                quantity=Decimal(row["sz"]) * self._ct_val(symbol),
+                client_order_id=row.get("clOrdId", ""),
+                price=Decimal(row["px"]) if row.get("px") else None,
                 reduce_only=str(row.get("reduceOnly")).lower() == "true",
             )
         )
-        return {"clOrdId": result.client_order_id, "ordId": result.exchange_order_id, "sCode": "0", "sMsg": "Order placed", "tag": "", "ts": "1700000000000"}
+        return {
+            "clOrdId": result.client_order_id,
+            "ordId": result.exchange_order_id,
+            "sCode": "0",
+            "sMsg": "Order placed",
+            "tag": "",
+            "ts": "1700000000000",
+        }
 
     def _place_algo(self, body: dict) -> dict:
         symbol = self._symbol(body["instId"])
         stop = bool(body.get("slTriggerPx"))
         result = self.account._create(
             OrderRequest(
-                symbol=symbol, side=body["side"], type="stop_market" if stop else "take_profit", quantity=Decimal(body["sz"]) * self._ct_val(symbol),
+                symbol=symbol,
+                side=body["side"],
+                type="stop_market" if stop else "take_profit",
+                quantity=Decimal(body["sz"]) * self._ct_val(symbol),
                 # as OKX does: a sent clOrdId becomes the trigger order's client id (algoClOrdId only when none is sent)
                 client_order_id=body.get("clOrdId") or body.get("algoClOrdId", "") or f"algo{next(self._algo_ids)}",
-                trigger_price=Decimal(body["slTriggerPx"] if stop else body["tpTriggerPx"]), reduce_only=True,
+                trigger_price=Decimal(body["slTriggerPx"] if stop else body["tpTriggerPx"]),
+                reduce_only=True,
             )
         )
-        return {"algoClOrdId": result.client_order_id, "algoId": result.exchange_order_id, "clOrdId": body.get("clOrdId", ""), "sCode": "0", "sMsg": ""}
+        return {
+            "algoClOrdId": result.client_order_id,
+            "algoId": result.exchange_order_id,
+            "clOrdId": body.get("clOrdId", ""),
+            "sCode": "0",
+            "sMsg": "",
+        }
 
     def _find_regular(self, ord_id: str, cl_ord_id: str):
         if ord_id.endswith("T") and ord_id[:-1] in self.account.orders:  # the market order a triggered algo placed
@@ -230,18 +352,37 @@ class OkxFetchFake(CcxtFetchFake):
     def _find(self, exchange_id: str, client_id: str):
         if exchange_id:
             return self.account.orders.get(exchange_id)
-        return next((o for o in self.account.orders.values() if client_id and o.result.client_order_id == client_id), None)
+        return next(
+            (o for o in self.account.orders.values() if client_id and o.result.client_order_id == client_id), None
+        )
 
     def _order_row(self, order) -> dict:
         r: OrderResult = order.result
         ct_val = self._ct_val(r.symbol)
-        state = {"open": "partially_filled" if r.filled_quantity else "live", "closed": "filled"}.get(r.status, "canceled")
+        state = {"open": "partially_filled" if r.filled_quantity else "live", "closed": "filled"}.get(
+            r.status, "canceled"
+        )
         return {
-            "instId": OKX_SWAPS[r.symbol][0], "instType": "SWAP", "ordId": getattr(order, "ord_id", r.exchange_order_id),
-            "clOrdId": "" if r.is_trigger else r.client_order_id, "px": plain_number(r.price), "sz": plain_number(r.quantity / ct_val), "ordType": "market" if r.is_trigger else r.type,
-            "side": r.side, "posSide": "net", "tdMode": "isolated", "state": state, "accFillSz": plain_number(r.filled_quantity / ct_val),
-            "avgPx": plain_number(r.average_price), "fee": plain_number(-r.fee), "feeCcy": "USDT", "pnl": plain_number(r.realised_pnl or Decimal("0")),
-            "reduceOnly": "true" if r.reduce_only else "false", "lever": str(order.leverage or 1), "cTime": "1700000000000", "uTime": "1700000000000",
+            "instId": OKX_SWAPS[r.symbol][0],
+            "instType": "SWAP",
+            "ordId": getattr(order, "ord_id", r.exchange_order_id),
+            "clOrdId": "" if r.is_trigger else r.client_order_id,
+            "px": plain_number(r.price),
+            "sz": plain_number(r.quantity / ct_val),
+            "ordType": "market" if r.is_trigger else r.type,
+            "side": r.side,
+            "posSide": "net",
+            "tdMode": "isolated",
+            "state": state,
+            "accFillSz": plain_number(r.filled_quantity / ct_val),
+            "avgPx": plain_number(r.average_price),
+            "fee": plain_number(-r.fee),
+            "feeCcy": "USDT",
+            "pnl": plain_number(r.realised_pnl or Decimal("0")),
+            "reduceOnly": "true" if r.reduce_only else "false",
+            "lever": str(order.leverage or 1),
+            "cTime": "1700000000000",
+            "uTime": "1700000000000",
         }
 
     def _algo_row(self, order) -> dict:
@@ -250,12 +391,26 @@ class OkxFetchFake(CcxtFetchFake):
         stop = r.type == "stop_market"
         state = {"open": "live", "closed": "effective"}.get(r.status, "canceled")
         return {
-            "instId": OKX_SWAPS[r.symbol][0], "instType": "SWAP", "algoId": r.exchange_order_id, "algoClOrdId": r.client_order_id,
-            "ordType": "conditional", "side": r.side, "posSide": "net", "tdMode": "isolated", "sz": plain_number(r.quantity / ct_val), "state": state,
-            "slTriggerPx": plain_number(r.trigger_price) if stop else "", "slOrdPx": "-1" if stop else "", "tpTriggerPx": "" if stop else plain_number(r.trigger_price),
-            "tpOrdPx": "" if stop else "-1", "reduceOnly": "true", "actualSz": plain_number(r.filled_quantity / ct_val) if r.status == "closed" else "",
-            "actualPx": plain_number(r.average_price) if r.status == "closed" else "", "ordId": f"{r.exchange_order_id}T" if r.status == "closed" else "",
-            "cTime": "1700000000000", "uTime": "1700000000000",
+            "instId": OKX_SWAPS[r.symbol][0],
+            "instType": "SWAP",
+            "algoId": r.exchange_order_id,
+            "algoClOrdId": r.client_order_id,
+            "ordType": "conditional",
+            "side": r.side,
+            "posSide": "net",
+            "tdMode": "isolated",
+            "sz": plain_number(r.quantity / ct_val),
+            "state": state,
+            "slTriggerPx": plain_number(r.trigger_price) if stop else "",
+            "slOrdPx": "-1" if stop else "",
+            "tpTriggerPx": "" if stop else plain_number(r.trigger_price),
+            "tpOrdPx": "" if stop else "-1",
+            "reduceOnly": "true",
+            "actualSz": plain_number(r.filled_quantity / ct_val) if r.status == "closed" else "",
+            "actualPx": plain_number(r.average_price) if r.status == "closed" else "",
+            "ordId": f"{r.exchange_order_id}T" if r.status == "closed" else "",
+            "cTime": "1700000000000",
+            "uTime": "1700000000000",
         }
 
 

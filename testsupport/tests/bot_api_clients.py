@@ -37,11 +37,25 @@ def _normal(message: str) -> str:
     return message.removeprefix("bad request: ")
 
 
-def _message(chat_id: Any, message_id: int, text: str | None, caption: str | None, markup: dict | None,
-             photo_file_id: str | None = None, document: tuple[str, str] | None = None) -> dict:
-    return {"chat_id": int(chat_id), "message_id": message_id, "text": text, "caption": caption,
-            "reply_markup": markup, "photo_file_id": photo_file_id,
-            "document_file_id": document[0] if document else None, "document_name": document[1] if document else None}
+def _message(
+    chat_id: Any,
+    message_id: int,
+    text: str | None,
+    caption: str | None,
+    markup: dict | None,
+    photo_file_id: str | None = None,
+    document: tuple[str, str] | None = None,
+) -> dict:
+    return {
+        "chat_id": int(chat_id),
+        "message_id": message_id,
+        "text": text,
+        "caption": caption,
+        "reply_markup": markup,
+        "photo_file_id": photo_file_id,
+        "document_file_id": document[0] if document else None,
+        "document_name": document[1] if document else None,
+    }
 
 
 class AiogramClient:
@@ -80,27 +94,58 @@ class AiogramClient:
     @staticmethod
     def _out(message) -> dict:
         markup = message.reply_markup.model_dump(exclude_none=True) if message.reply_markup else None
-        return _message(message.chat.id, message.message_id, message.text, message.caption, markup,
-                        message.photo[-1].file_id if message.photo else None,
-                        (message.document.file_id, message.document.file_name) if message.document else None)
+        return _message(
+            message.chat.id,
+            message.message_id,
+            message.text,
+            message.caption,
+            markup,
+            message.photo[-1].file_id if message.photo else None,
+            (message.document.file_id, message.document.file_name) if message.document else None,
+        )
 
     async def username(self) -> str:
         return (await self._call(self.bot.get_me())).username
 
-    async def send_message(self, chat_id, text: str, *, parse_mode: str | None = None, markup: dict | None = None,
-                           reply_to: int | None = None) -> dict:
+    async def send_message(
+        self,
+        chat_id,
+        text: str,
+        *,
+        parse_mode: str | None = None,
+        markup: dict | None = None,
+        reply_to: int | None = None,
+    ) -> dict:
         reply = aiogram.types.ReplyParameters(message_id=reply_to) if reply_to else None
-        return self._out(await self._call(self.bot.send_message(
-            chat_id=chat_id, text=text, parse_mode=parse_mode, reply_markup=self._keyboard(markup),
-            reply_parameters=reply)))
+        return self._out(
+            await self._call(
+                self.bot.send_message(
+                    chat_id=chat_id,
+                    text=text,
+                    parse_mode=parse_mode,
+                    reply_markup=self._keyboard(markup),
+                    reply_parameters=reply,
+                )
+            )
+        )
 
     async def edit_text(self, chat_id, message_id: int, text: str, *, markup: dict | None = None) -> dict:
-        return self._out(await self._call(self.bot.edit_message_text(
-            chat_id=chat_id, message_id=message_id, text=text, reply_markup=self._keyboard(markup))))
+        return self._out(
+            await self._call(
+                self.bot.edit_message_text(
+                    chat_id=chat_id, message_id=message_id, text=text, reply_markup=self._keyboard(markup)
+                )
+            )
+        )
 
     async def edit_markup(self, chat_id, message_id: int, markup: dict | None) -> dict:
-        return self._out(await self._call(self.bot.edit_message_reply_markup(
-            chat_id=chat_id, message_id=message_id, reply_markup=self._keyboard(markup))))
+        return self._out(
+            await self._call(
+                self.bot.edit_message_reply_markup(
+                    chat_id=chat_id, message_id=message_id, reply_markup=self._keyboard(markup)
+                )
+            )
+        )
 
     async def delete(self, chat_id, message_id: int) -> bool:
         return await self._call(self.bot.delete_message(chat_id=chat_id, message_id=message_id))
@@ -112,12 +157,20 @@ class AiogramClient:
         return await self._call(self.bot.send_chat_action(chat_id=chat_id, action=action))
 
     async def send_photo(self, chat_id, content: bytes, *, caption: str = "") -> dict:
-        return self._out(await self._call(self.bot.send_photo(
-            chat_id=chat_id, photo=BufferedInputFile(content, filename="chart.png"), caption=caption or None)))
+        return self._out(
+            await self._call(
+                self.bot.send_photo(
+                    chat_id=chat_id, photo=BufferedInputFile(content, filename="chart.png"), caption=caption or None
+                )
+            )
+        )
 
     async def send_document(self, chat_id, content: bytes, filename: str) -> dict:
-        return self._out(await self._call(self.bot.send_document(
-            chat_id=chat_id, document=BufferedInputFile(content, filename=filename))))
+        return self._out(
+            await self._call(
+                self.bot.send_document(chat_id=chat_id, document=BufferedInputFile(content, filename=filename))
+            )
+        )
 
     async def send_photo_again(self, chat_id, file_id: str) -> dict:
         return self._out(await self._call(self.bot.send_photo(chat_id=chat_id, photo=file_id)))
@@ -129,15 +182,15 @@ class AiogramClient:
         return buffer.getvalue()
 
     async def set_commands(self, commands: list[tuple[str, str]]) -> bool:
-        return await self._call(self.bot.set_my_commands(
-            commands=[AiogramCommand(command=c, description=d) for c, d in commands]))
+        return await self._call(
+            self.bot.set_my_commands(commands=[AiogramCommand(command=c, description=d) for c, d in commands])
+        )
 
     async def commands(self) -> list[tuple[str, str]]:
         return [(c.command, c.description) for c in await self._call(self.bot.get_my_commands())]
 
     async def updates(self, *, offset: int | None = None, timeout: int = 0) -> list[dict]:
-        result = await self._call(self.bot.get_updates(offset=offset, timeout=timeout,
-                                                       request_timeout=timeout + 10))
+        result = await self._call(self.bot.get_updates(offset=offset, timeout=timeout, request_timeout=timeout + 10))
         return [_update(u.model_dump(mode="json", exclude_none=True, by_alias=True)) for u in result]
 
     async def set_webhook(self, url: str, secret: str = "") -> bool:
@@ -189,33 +242,70 @@ class PtbClient:
         if not markup:
             return None
         return telegram.InlineKeyboardMarkup(
-            [[telegram.InlineKeyboardButton(b["text"], callback_data=b.get("callback_data"), url=b.get("url"))
-              for b in row] for row in markup["inline_keyboard"]])
+            [
+                [
+                    telegram.InlineKeyboardButton(b["text"], callback_data=b.get("callback_data"), url=b.get("url"))
+                    for b in row
+                ]
+                for row in markup["inline_keyboard"]
+            ]
+        )
 
     @staticmethod
     def _out(message) -> dict:
         markup = message.reply_markup.to_dict() if message.reply_markup else None
-        return _message(message.chat.id, message.message_id, message.text, message.caption, markup,
-                        message.photo[-1].file_id if message.photo else None,
-                        (message.document.file_id, message.document.file_name) if message.document else None)
+        return _message(
+            message.chat.id,
+            message.message_id,
+            message.text,
+            message.caption,
+            markup,
+            message.photo[-1].file_id if message.photo else None,
+            (message.document.file_id, message.document.file_name) if message.document else None,
+        )
 
     async def username(self) -> str:
         return (await self._call(self.bot.get_me())).username
 
-    async def send_message(self, chat_id, text: str, *, parse_mode: str | None = None, markup: dict | None = None,
-                           reply_to: int | None = None) -> dict:
+    async def send_message(
+        self,
+        chat_id,
+        text: str,
+        *,
+        parse_mode: str | None = None,
+        markup: dict | None = None,
+        reply_to: int | None = None,
+    ) -> dict:
         reply = telegram.ReplyParameters(message_id=reply_to) if reply_to else None
-        return self._out(await self._call(self.bot.send_message(
-            chat_id=chat_id, text=text, parse_mode=parse_mode, reply_markup=self._keyboard(markup),
-            reply_parameters=reply)))
+        return self._out(
+            await self._call(
+                self.bot.send_message(
+                    chat_id=chat_id,
+                    text=text,
+                    parse_mode=parse_mode,
+                    reply_markup=self._keyboard(markup),
+                    reply_parameters=reply,
+                )
+            )
+        )
 
     async def edit_text(self, chat_id, message_id: int, text: str, *, markup: dict | None = None) -> dict:
-        return self._out(await self._call(self.bot.edit_message_text(
-            chat_id=chat_id, message_id=message_id, text=text, reply_markup=self._keyboard(markup))))
+        return self._out(
+            await self._call(
+                self.bot.edit_message_text(
+                    chat_id=chat_id, message_id=message_id, text=text, reply_markup=self._keyboard(markup)
+                )
+            )
+        )
 
     async def edit_markup(self, chat_id, message_id: int, markup: dict | None) -> dict:
-        return self._out(await self._call(self.bot.edit_message_reply_markup(
-            chat_id=chat_id, message_id=message_id, reply_markup=self._keyboard(markup))))
+        return self._out(
+            await self._call(
+                self.bot.edit_message_reply_markup(
+                    chat_id=chat_id, message_id=message_id, reply_markup=self._keyboard(markup)
+                )
+            )
+        )
 
     async def delete(self, chat_id, message_id: int) -> bool:
         return await self._call(self.bot.delete_message(chat_id=chat_id, message_id=message_id))
@@ -227,12 +317,16 @@ class PtbClient:
         return await self._call(self.bot.send_chat_action(chat_id=chat_id, action=action))
 
     async def send_photo(self, chat_id, content: bytes, *, caption: str = "") -> dict:
-        return self._out(await self._call(self.bot.send_photo(
-            chat_id=chat_id, photo=telegram.InputFile(content, filename="chart.png"), caption=caption or None)))
+        return self._out(
+            await self._call(
+                self.bot.send_photo(
+                    chat_id=chat_id, photo=telegram.InputFile(content, filename="chart.png"), caption=caption or None
+                )
+            )
+        )
 
     async def send_document(self, chat_id, content: bytes, filename: str) -> dict:
-        return self._out(await self._call(self.bot.send_document(chat_id=chat_id, document=content,
-                                                                 filename=filename)))
+        return self._out(await self._call(self.bot.send_document(chat_id=chat_id, document=content, filename=filename)))
 
     async def send_photo_again(self, chat_id, file_id: str) -> dict:
         return self._out(await self._call(self.bot.send_photo(chat_id=chat_id, photo=file_id)))
@@ -269,12 +363,18 @@ def _update(data: dict) -> dict:
     message = data.get("message") or {}
     callback = data.get("callback_query") or {}
     callback_message = callback.get("message") or {}
-    return {"update_id": data["update_id"], "text": message.get("text"), "message_id": message.get("message_id"),
-            "from_id": (message.get("from") or {}).get("id"), "chat_id": (message.get("chat") or {}).get("id"),
-            "callback_id": callback.get("id"), "callback_data": callback.get("data"),
-            "callback_message_id": callback_message.get("message_id"),
-            "callback_message_text": callback_message.get("text"),
-            "callback_markup": callback_message.get("reply_markup")}
+    return {
+        "update_id": data["update_id"],
+        "text": message.get("text"),
+        "message_id": message.get("message_id"),
+        "from_id": (message.get("from") or {}).get("id"),
+        "chat_id": (message.get("chat") or {}).get("id"),
+        "callback_id": callback.get("id"),
+        "callback_data": callback.get("data"),
+        "callback_message_id": callback_message.get("message_id"),
+        "callback_message_text": callback_message.get("text"),
+        "callback_markup": callback_message.get("reply_markup"),
+    }
 
 
 CLIENTS = {"aiogram": AiogramClient, "python-telegram-bot": PtbClient}

@@ -22,12 +22,17 @@ OTHER_KEYBOARD = {"inline_keyboard": [[{"text": "Off", "callback_data": "s:t:off
 
 def _png(width: int, height: int) -> bytes:
     """A real (tiny, grey) PNG image of the given size."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
     raw = b"".join(b"\x00" + b"\x80" * width for _ in range(height))
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
-            + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
+        + chunk(b"IDAT", zlib.compress(raw))
+        + chunk(b"IEND", b"")
+    )
 
 
 @pytest.fixture(scope="module")
@@ -91,7 +96,11 @@ def test_an_edit_that_only_changes_the_keyboard_is_accepted_an_identical_one_is_
 
     message_id = run(scenario)
     assert [m["method"] for m in server.sent_messages(7)] == [
-        "sendMessage", "editMessageText", "editMessageReplyMarkup", "editMessageReplyMarkup"]
+        "sendMessage",
+        "editMessageText",
+        "editMessageReplyMarkup",
+        "editMessageReplyMarkup",
+    ]
     assert server.messages[("7", message_id)]["reply_markup"] is None
 
 
@@ -194,8 +203,10 @@ def test_a_webhook_and_polling_exclude_each_other_as_in_telegram(run, server):
         with pytest.raises(ApiFailure) as conflict:
             await client.updates(timeout=0)
         assert conflict.value.kind == "conflict"
-        assert conflict.value.message == ("conflict: can't use getupdates method while webhook is active; use "
-                                          "deletewebhook to delete the webhook first")
+        assert conflict.value.message == (
+            "conflict: can't use getupdates method while webhook is active; use "
+            "deletewebhook to delete the webhook first"
+        )
         assert await client.delete_webhook() is True
         assert await client.updates(timeout=0) == []
 

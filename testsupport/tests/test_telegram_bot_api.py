@@ -101,7 +101,9 @@ def test_edit_delete_answer_commands_photo_and_webhook(bot_api):
     call(bot.get_updates(offset=update.update_id + 1, timeout=0))
     assert call(bot.set_my_commands(commands=[BotCommand(command="start", description="go")])) is True
     assert bot_api.commands == [{"command": "start", "description": "go"}]
-    photo = call(bot.send_photo(chat_id=7, photo=BufferedInputFile(b"\x89PNG fake", filename="c.png"), caption="<b>c</b>"))
+    photo = call(
+        bot.send_photo(chat_id=7, photo=BufferedInputFile(b"\x89PNG fake", filename="c.png"), caption="<b>c</b>")
+    )
     assert photo.caption == "c" and bot_api.sent_messages(7)[-1]["photo"]["size"] == 9
     call(bot.set_webhook(url="http://127.0.0.1:1/hook", secret_token="s3cret"))
     with pytest.raises(TelegramConflictError):
@@ -132,16 +134,19 @@ def test_an_unknown_method_path_or_malformed_token_is_telegrams_404(bot_api):
     assert (response.status_code, response.json()) == (404, refusal(404, "Not Found"))
 
 
-@pytest.mark.parametrize(("body", "description"), [
-    ('{"chat_id": 1,', "Bad Request: expected parameter name"),
-    ("[1, 2]", "Bad Request: JSON object expected"),
-    ("{chat_id: 1}", "Bad Request: can't parse parameter name: Opening '\"' expected"),
-    ('{"chat_id" 1}', "Bad Request: can't parse object, ':' expected"),
-    ('{"chat_id": 1 "text": "x"}', "Bad Request: expected next field or object end"),
-    ('{"chat_id": tru}', "Bad Request: can't parse parameter value: Expecting value"),
-    ('{"chat_id": 1} tail', "Bad Request: unexpected data after object end"),
-    ('"text" tail', "Bad Request: extra data after string"),
-])
+@pytest.mark.parametrize(
+    ("body", "description"),
+    [
+        ('{"chat_id": 1,', "Bad Request: expected parameter name"),
+        ("[1, 2]", "Bad Request: JSON object expected"),
+        ("{chat_id: 1}", "Bad Request: can't parse parameter name: Opening '\"' expected"),
+        ('{"chat_id" 1}', "Bad Request: can't parse object, ':' expected"),
+        ('{"chat_id": 1 "text": "x"}', "Bad Request: expected next field or object end"),
+        ('{"chat_id": tru}', "Bad Request: can't parse parameter value: Expecting value"),
+        ('{"chat_id": 1} tail', "Bad Request: unexpected data after object end"),
+        ('"text" tail', "Bad Request: extra data after string"),
+    ],
+)
 def test_a_malformed_json_body_gets_telegrams_400(bot_api, body, description):
     status, answer = api(bot_api, "sendMessage", content=body, headers={"Content-Type": "application/json"})
     assert (status, answer) == (400, refusal(400, description))
@@ -150,40 +155,72 @@ def test_a_malformed_json_body_gets_telegrams_400(bot_api, body, description):
 
 def test_json_parameters_are_read_as_telegram_reads_them():
     assert json_parameters('{"chat_id": 42, "text": "hi", "reply_markup": {"inline_keyboard": []},}') == {
-        "chat_id": "42", "text": "hi", "reply_markup": '{"inline_keyboard": []}'}
+        "chat_id": "42",
+        "text": "hi",
+        "reply_markup": '{"inline_keyboard": []}',
+    }
     assert json_parameters("  ") == {} and json_parameters('"raw"') == {"content": "raw"}
 
 
-@pytest.mark.parametrize(("method", "data", "description"), [
-    ("sendMessage", {"text": "hi"}, "Bad Request: chat_id is empty"),
-    ("sendMessage", {"chat_id": "abc", "text": "hi"}, "Bad Request: chat not found"),
-    ("sendMessage", {"chat_id": "0", "text": "hi"}, "Bad Request: chat not found"),
-    ("sendMessage", {"chat_id": "5"}, "Bad Request: message text is empty"),
-    ("sendMessage", {"chat_id": "5", "text": "hi", "parse_mode": "Bold"}, 'Bad Request: unsupported parse_mode "Bold"'),
-    ("sendMessage", {"chat_id": "5", "text": "hi", "reply_markup": "{oops"},
-     "Bad Request: can't parse reply keyboard markup JSON object"),
-    ("sendMessage", {"chat_id": "5", "text": "hi", "reply_markup": '{"inline_keyboard": [[{"text": "x"}]]}'},
-     "Bad Request: can't parse inline keyboard button: Text buttons are unallowed in the inline keyboard"),
-    ("sendMessage", {"chat_id": "5", "text": "hi",
-                     "reply_markup": json.dumps({"inline_keyboard": [[{"text": "x", "callback_data": "y" * 65}]]})},
-     "Bad Request: BUTTON_DATA_INVALID"),
-    ("editMessageText", {"chat_id": "5", "message_id": "abc", "text": "x"}, "Bad Request: message to edit not found"),
-    ("editMessageText", {"text": "x"}, "Bad Request: message identifier is not specified"),
-    ("editMessageReplyMarkup", {"chat_id": "5", "message_id": "999999"}, "Bad Request: message to edit not found"),
-    ("deleteMessage", {"chat_id": "5", "message_id": "abc"}, "Bad Request: message identifier is not specified"),
-    ("deleteMessage", {"chat_id": "5", "message_id": "999999"}, "Bad Request: message to delete not found"),
-    ("sendPhoto", {"chat_id": "5"}, "Bad Request: there is no photo in the request"),
-    ("sendDocument", {"chat_id": "5"}, "Bad Request: there is no document in the request"),
-    ("sendChatAction", {"chat_id": "5", "action": "dancing"}, "Bad Request: wrong parameter action in request"),
-    ("getFile", {"file_id": "nope"}, "Bad Request: invalid file_id"),
-    ("answerCallbackQuery", {"callback_query_id": "nope"},
-     "Bad Request: query is too old and response timeout expired or query ID is invalid"),
-    ("setMyCommands", {"commands": "not json"}, "Bad Request: can't parse commands JSON object"),
-    ("setMyCommands", {"commands": '{"command": "x"}'}, "Bad Request: expected an Array of BotCommand"),
-    ("setWebhook", {"url": "http://127.0.0.1:1/hook", "secret_token": "has space"},
-     "Bad Request: secret token contains unallowed characters"),
-    ("getUpdates", {"allowed_updates": "message"}, "Bad Request: can't parse allowed updates JSON object"),
-])
+@pytest.mark.parametrize(
+    ("method", "data", "description"),
+    [
+        ("sendMessage", {"text": "hi"}, "Bad Request: chat_id is empty"),
+        ("sendMessage", {"chat_id": "abc", "text": "hi"}, "Bad Request: chat not found"),
+        ("sendMessage", {"chat_id": "0", "text": "hi"}, "Bad Request: chat not found"),
+        ("sendMessage", {"chat_id": "5"}, "Bad Request: message text is empty"),
+        (
+            "sendMessage",
+            {"chat_id": "5", "text": "hi", "parse_mode": "Bold"},
+            'Bad Request: unsupported parse_mode "Bold"',
+        ),
+        (
+            "sendMessage",
+            {"chat_id": "5", "text": "hi", "reply_markup": "{oops"},
+            "Bad Request: can't parse reply keyboard markup JSON object",
+        ),
+        (
+            "sendMessage",
+            {"chat_id": "5", "text": "hi", "reply_markup": '{"inline_keyboard": [[{"text": "x"}]]}'},
+            "Bad Request: can't parse inline keyboard button: Text buttons are unallowed in the inline keyboard",
+        ),
+        (
+            "sendMessage",
+            {
+                "chat_id": "5",
+                "text": "hi",
+                "reply_markup": json.dumps({"inline_keyboard": [[{"text": "x", "callback_data": "y" * 65}]]}),
+            },
+            "Bad Request: BUTTON_DATA_INVALID",
+        ),
+        (
+            "editMessageText",
+            {"chat_id": "5", "message_id": "abc", "text": "x"},
+            "Bad Request: message to edit not found",
+        ),
+        ("editMessageText", {"text": "x"}, "Bad Request: message identifier is not specified"),
+        ("editMessageReplyMarkup", {"chat_id": "5", "message_id": "999999"}, "Bad Request: message to edit not found"),
+        ("deleteMessage", {"chat_id": "5", "message_id": "abc"}, "Bad Request: message identifier is not specified"),
+        ("deleteMessage", {"chat_id": "5", "message_id": "999999"}, "Bad Request: message to delete not found"),
+        ("sendPhoto", {"chat_id": "5"}, "Bad Request: there is no photo in the request"),
+        ("sendDocument", {"chat_id": "5"}, "Bad Request: there is no document in the request"),
+        ("sendChatAction", {"chat_id": "5", "action": "dancing"}, "Bad Request: wrong parameter action in request"),
+        ("getFile", {"file_id": "nope"}, "Bad Request: invalid file_id"),
+        (
+            "answerCallbackQuery",
+            {"callback_query_id": "nope"},
+            "Bad Request: query is too old and response timeout expired or query ID is invalid",
+        ),
+        ("setMyCommands", {"commands": "not json"}, "Bad Request: can't parse commands JSON object"),
+        ("setMyCommands", {"commands": '{"command": "x"}'}, "Bad Request: expected an Array of BotCommand"),
+        (
+            "setWebhook",
+            {"url": "http://127.0.0.1:1/hook", "secret_token": "has space"},
+            "Bad Request: secret token contains unallowed characters",
+        ),
+        ("getUpdates", {"allowed_updates": "message"}, "Bad Request: can't parse allowed updates JSON object"),
+    ],
+)
 def test_bad_parameters_get_telegrams_400_texts(bot_api, method, data, description):
     assert api(bot_api, method, data=data) == (400, refusal(400, description))
 
@@ -191,8 +228,11 @@ def test_bad_parameters_get_telegrams_400_texts(bot_api, method, data, descripti
 def test_integers_are_read_by_their_leading_digits_as_telegram_does(bot_api):
     """``offset=junk`` is offset 0 for Telegram (it reads leading digits), so the pending update is returned."""
     update_id = bot_api.inject_message(user_id=801, text="hello")
-    response = httpx.get(f"{bot_api.base_url}/bot{DEFAULT_TOKEN}/getUpdates",
-                         params={"offset": "junk", "limit": "junk", "timeout": "junk"}, timeout=10)
+    response = httpx.get(
+        f"{bot_api.base_url}/bot{DEFAULT_TOKEN}/getUpdates",
+        params={"offset": "junk", "limit": "junk", "timeout": "junk"},
+        timeout=10,
+    )
     assert response.status_code == 200
     assert [u["update_id"] for u in response.json()["result"]] == [update_id]
     status, answer = api(bot_api, "getUpdates", data={"offset": f"{update_id + 1}abc", "timeout": "0"})
@@ -200,8 +240,9 @@ def test_integers_are_read_by_their_leading_digits_as_telegram_does(bot_api):
 
 
 def test_sending_files_over_raw_multipart_and_reading_them_back(bot_api):
-    status, answer = api(bot_api, "sendDocument", data={"chat_id": "5"},
-                         files={"document": ("trades.csv", b"a,b\n1,2\n", "text/csv")})
+    status, answer = api(
+        bot_api, "sendDocument", data={"chat_id": "5"}, files={"document": ("trades.csv", b"a,b\n1,2\n", "text/csv")}
+    )
     assert status == 200 and answer["result"]["document"]["file_name"] == "trades.csv"
     status, empty = api(bot_api, "sendDocument", data={"chat_id": "5"}, files={"document": ("e.csv", b"", "text/csv")})
     assert (status, empty) == (400, refusal(400, "Bad Request: file must be non-empty"))
@@ -215,9 +256,16 @@ def test_the_control_endpoint_takes_only_update_objects_and_records_received_mes
     for body in ("[]", "junk", '"text"', "42"):
         response = httpx.post(f"{base}/_local/updates", content=body, timeout=10)
         assert (response.status_code, response.json()) == (
-            400, refusal(400, "Bad Request: an update must be a JSON object"))
-    message = {"message_id": 5000, "date": 0, "chat": {"id": 802, "type": "private"}, "text": "/start",
-               "from": {"id": 802, "is_bot": False, "first_name": "Ann"}}
+            400,
+            refusal(400, "Bad Request: an update must be a JSON object"),
+        )
+    message = {
+        "message_id": 5000,
+        "date": 0,
+        "chat": {"id": 802, "type": "private"},
+        "text": "/start",
+        "from": {"id": 802, "is_bot": False, "first_name": "Ann"},
+    }
     response = httpx.post(f"{base}/_local/updates", json={"message": message}, timeout=10)
     assert response.status_code == 200 and response.json()["ok"] is True
     received = httpx.get(f"{base}/_local/received", params={"chat_id": 802}, timeout=10).json()
@@ -228,11 +276,21 @@ def test_the_control_endpoint_takes_only_update_objects_and_records_received_mes
 def test_no_input_makes_the_server_fail_with_500(bot_api):
     """Every method with every kind of junk parameter answers 200, 400, 404 or 409, never a server error."""
     methods = [name.removeprefix("_api_") for name in dir(bot_api) if name.startswith("_api_")]
-    junk = [{}, {"chat_id": "abc", "message_id": "abc", "text": ""}, {"chat_id": "-5", "message_id": "-1"},
-            {"chat_id": "@", "offset": "-3", "limit": "1e9", "timeout": "-1", "file_id": "../../etc/passwd"},
-            {"reply_markup": "[]", "commands": "[[]]", "allowed_updates": "{}", "action": "", "url": "ftp://x"},
-            {"chat_id": "1", "photo": "attach://missing", "document": "https://example.invalid/a.pdf",
-             "reply_parameters": "[]", "caption": "<b>open", "parse_mode": "HTML"}]
+    junk = [
+        {},
+        {"chat_id": "abc", "message_id": "abc", "text": ""},
+        {"chat_id": "-5", "message_id": "-1"},
+        {"chat_id": "@", "offset": "-3", "limit": "1e9", "timeout": "-1", "file_id": "../../etc/passwd"},
+        {"reply_markup": "[]", "commands": "[[]]", "allowed_updates": "{}", "action": "", "url": "ftp://x"},
+        {
+            "chat_id": "1",
+            "photo": "attach://missing",
+            "document": "https://example.invalid/a.pdf",
+            "reply_parameters": "[]",
+            "caption": "<b>open",
+            "parse_mode": "HTML",
+        },
+    ]
     statuses = set()
     for method in methods:
         for data in junk:

@@ -77,7 +77,14 @@ class LiveTradingUnavailable(FinalExchangeError):
 
 
 # Answers that say for certain the order is not on the exchange; any other final answer is checked by a look-up.
-DEFINITE_REFUSALS = (AuthenticationFailed, InsufficientBalance, OrderTooSmall, OrderApiRestricted, SymbolUnavailable, LiveTradingUnavailable)
+DEFINITE_REFUSALS = (
+    AuthenticationFailed,
+    InsufficientBalance,
+    OrderTooSmall,
+    OrderApiRestricted,
+    SymbolUnavailable,
+    LiveTradingUnavailable,
+)
 
 
 def active_credential(*, user):
@@ -129,9 +136,14 @@ def limit_entered(*, position: Position) -> bool:
 
 def stop_short(*, position: Position) -> bool:
     """A limit-entered position whose live stop does not cover its whole remaining quantity (it filled more)."""
-    return limit_entered(position=position) and not position.orders.filter(
-        leg=Order.Leg.STOP_LOSS, state__in=(Order.State.OPEN, Order.State.PARTIALLY_FILLED), quantity__gte=position.remaining_quantity
-    ).exists()
+    return (
+        limit_entered(position=position)
+        and not position.orders.filter(
+            leg=Order.Leg.STOP_LOSS,
+            state__in=(Order.State.OPEN, Order.State.PARTIALLY_FILLED),
+            quantity__gte=position.remaining_quantity,
+        ).exists()
+    )
 
 
 def take_profits_short(*, position: Position) -> bool:
@@ -139,9 +151,15 @@ def take_profits_short(*, position: Position) -> bool:
     quantity (before TP1)."""
     if not limit_entered(position=position):
         return False
-    tps = list(position.orders.filter(leg__in=(Order.Leg.TP1, Order.Leg.TP2)).exclude(state__in=(Order.State.CANCELLED, Order.State.REJECTED)))
+    tps = list(
+        position.orders.filter(leg__in=(Order.Leg.TP1, Order.Leg.TP2)).exclude(
+            state__in=(Order.State.CANCELLED, Order.State.REJECTED)
+        )
+    )
     return bool(
-        tps and not position.tp1_done and all(o.state == Order.State.OPEN and o.filled_quantity == 0 for o in tps)
+        tps
+        and not position.tp1_done
+        and all(o.state == Order.State.OPEN and o.filled_quantity == 0 for o in tps)
         and sum((o.quantity for o in tps), ZERO) < position.remaining_quantity
     )
 
@@ -177,8 +195,15 @@ def next_leg_client_order_id(*, position: Position, leg: str) -> str:
 
 def order_request(order: Order, *, symbol: str, leverage: int | None = None) -> OrderRequest:
     return OrderRequest(
-        symbol=symbol, side=order.side, type=order.type, quantity=order.quantity, client_order_id=order.client_order_id,
-        price=order.price, trigger_price=order.trigger_price, reduce_only=order.reduce_only, leverage=leverage,
+        symbol=symbol,
+        side=order.side,
+        type=order.type,
+        quantity=order.quantity,
+        client_order_id=order.client_order_id,
+        price=order.price,
+        trigger_price=order.trigger_price,
+        reduce_only=order.reduce_only,
+        leverage=leverage,
     )
 
 
@@ -201,7 +226,11 @@ def order_sync_from_result(*, order: Order, result: OrderResult) -> Decimal:
     order = Order.objects.select_for_update().get(pk=order.pk)
     if result.filled_quantity > order.filled_quantity and not (result.average_price and result.average_price > 0):
         # a fill without a price ("0", missing, "market"): never booked; the order stays open and is asked again
-        logger.warning("order %s: exchange reports %s filled without a fill price; not booked yet", order.client_order_id, result.filled_quantity)
+        logger.warning(
+            "order %s: exchange reports %s filled without a fill price; not booked yet",
+            order.client_order_id,
+            result.filled_quantity,
+        )
         result = replace(result, filled_quantity=order.filled_quantity, status="open")
     if result.exchange_order_id and order.exchange_order_id != result.exchange_order_id:
         order.exchange_order_id = result.exchange_order_id
@@ -223,8 +252,12 @@ def order_sync_from_result(*, order: Order, result: OrderResult) -> Decimal:
             order=order,
             trade_id=f"{order.exchange_order_id or order.client_order_id}:{result.filled_quantity.normalize()}",
             defaults={
-                "position": position, "price": fill_price, "quantity": newly_filled, "fee": max(result.fee - recorded_fee, ZERO),
-                "realised_pnl": realised, "filled_at": market_now(),
+                "position": position,
+                "price": fill_price,
+                "quantity": newly_filled,
+                "fee": max(result.fee - recorded_fee, ZERO),
+                "realised_pnl": realised,
+                "filled_at": market_now(),
             },
         )
         order.filled_quantity = result.filled_quantity
@@ -259,10 +292,14 @@ def position_refresh_from_orders(*, position: Position, close_reason: str = "") 
         if position.status == Position.Status.OPEN and entry_filled > 0 and position.remaining_quantity == 0:
             position.status = Position.Status.CLOSED
             position.closed_at = market_now()
-            position.close_reason = close_reason or position.close_reason or _close_reason_from_orders(position, exit_orders)
+            position.close_reason = (
+                close_reason or position.close_reason or _close_reason_from_orders(position, exit_orders)
+            )
         position.save()
         if previous_status != position.status:
-            event = {Position.Status.OPEN: "position.opened", Position.Status.CLOSED: "position.closed"}.get(position.status)
+            event = {Position.Status.OPEN: "position.opened", Position.Status.CLOSED: "position.closed"}.get(
+                position.status
+            )
             if event:
                 publish(event, position_id=position.pk)
         elif position.tp1_done and not previous_tp1 and position.status == Position.Status.OPEN:
@@ -280,7 +317,9 @@ def _close_reason_from_orders(position: Position, exit_orders: list[Order]) -> s
         if last.trigger_price != position.initial_stop_price:
             return Position.CloseReason.TRAILING
         return Position.CloseReason.SL
-    return {Order.Leg.TP1: Position.CloseReason.TP1, Order.Leg.TP2: Position.CloseReason.TP2}.get(last.leg, Position.CloseReason.MANUAL)
+    return {Order.Leg.TP1: Position.CloseReason.TP1, Order.Leg.TP2: Position.CloseReason.TP2}.get(
+        last.leg, Position.CloseReason.MANUAL
+    )
 
 
 LOCK_SECONDS = 90  # a lock of a killed worker expires by itself
@@ -321,10 +360,7 @@ def auto_trading_disable(*, user, error: ExchangeError, exchange: str, dedupe_ke
     words = refusal_words(error, exchange=exchange)
     telegram_user_auto_trading_stop(user=user, reason=words.reason)
     logger.warning("auto-trading disabled for user %s: %s", user.pk, error)
-    text = (
-        "⚠️ <b>Auto-trading switched off</b>\n"
-        f"{html.escape(words.reason)}.\n{html.escape(words.advice)}"
-    )
+    text = f"⚠️ <b>Auto-trading switched off</b>\n{html.escape(words.reason)}.\n{html.escape(words.advice)}"
     publish("user.notify", user_id=user.pk, text=text, dedupe_key=dedupe_key)
 
 
@@ -345,7 +381,9 @@ class LiveExecutor:
         self.credential = credential if credential is not None else active_credential(user=user)
         self.exchange = self.credential.exchange if self.credential else ""
         self.attempts = attempts
-        self.fill_poll_attempts = fill_poll_attempts if fill_poll_attempts is not None else settings.LIVE_FILL_POLL_ATTEMPTS
+        self.fill_poll_attempts = (
+            fill_poll_attempts if fill_poll_attempts is not None else settings.LIVE_FILL_POLL_ATTEMPTS
+        )
         self.sleep = sleep if sleep is not None else time.sleep
         self.tp1_fraction = Decimal(settings.LIVE_TP1_CLOSE_FRACTION)
         self.settle_later = settle_later if settle_later is not None else limit_entry_settle_schedule
@@ -354,7 +392,10 @@ class LiveExecutor:
     def _order_refresh(self, client: SyncExchangeClient, order: Order, symbol: str, what: str) -> bool:
         """Fetch ``order`` from the exchange and store its state and fills; False when the exchange does not have it."""
         result = self._retry(
-            lambda: client.fetch_order(symbol=symbol, exchange_order_id=order.exchange_order_id, client_order_id=order.client_order_id), what
+            lambda: client.fetch_order(
+                symbol=symbol, exchange_order_id=order.exchange_order_id, client_order_id=order.client_order_id
+            ),
+            what,
         )
         if result is None:
             return False
@@ -405,7 +446,12 @@ class LiveExecutor:
                 if order.state != Order.State.NEW:
                     existing = self._lookup(client, order, request)
                     if existing is not None:
-                        logger.info("order %s already on %s (id %s): not sent again", order.client_order_id, client.exchange_id, existing.exchange_order_id)
+                        logger.info(
+                            "order %s already on %s (id %s): not sent again",
+                            order.client_order_id,
+                            client.exchange_id,
+                            existing.exchange_order_id,
+                        )
                         return existing
                 else:
                     order.transition(Order.State.SUBMITTED)
@@ -418,12 +464,20 @@ class LiveExecutor:
                     unclear = exc
                 existing = self._lookup(client, order, request)
                 if existing is not None:
-                    logger.warning("order %s: %s answered %r, but holds the order (id %s): adopted", order.client_order_id, client.exchange_id, str(unclear), existing.exchange_order_id)
+                    logger.warning(
+                        "order %s: %s answered %r, but holds the order (id %s): adopted",
+                        order.client_order_id,
+                        client.exchange_id,
+                        str(unclear),
+                        existing.exchange_order_id,
+                    )
                     return existing
                 raise unclear
             except RetryableExchangeError as exc:
                 last = exc
-                logger.warning("submitting %s: %s (attempt %d/%d)", order.client_order_id, exc, attempt + 1, self.attempts)
+                logger.warning(
+                    "submitting %s: %s (attempt %d/%d)", order.client_order_id, exc, attempt + 1, self.attempts
+                )
                 if attempt < self.attempts - 1:
                     self.sleep(max(exc.retry_after or 0, backoff_delay(attempt, base=0.2, cap=4.0)))
         raise last  # type: ignore[misc]
@@ -431,7 +485,11 @@ class LiveExecutor:
     @staticmethod
     def _lookup(client: SyncExchangeClient, order: Order, request: OrderRequest) -> OrderResult | None:
         return client.fetch_order(
-            symbol=request.symbol, exchange_order_id=order.exchange_order_id, client_order_id=order.client_order_id, trigger=request.is_trigger, request=request
+            symbol=request.symbol,
+            exchange_order_id=order.exchange_order_id,
+            client_order_id=order.client_order_id,
+            trigger=request.is_trigger,
+            request=request,
         )
 
     def _fail_final(self, position: Position, order: Order | None, exc: ExchangeError) -> None:
@@ -441,7 +499,12 @@ class LiveExecutor:
             if order.can_transition(Order.State.REJECTED):
                 order.transition(Order.State.REJECTED)
             order.save()
-        auto_trading_disable(user=self.user, error=exc, exchange=self.exchange, dedupe_key=f"live-final:{self.user.pk}:{position.pk}:{order.pk if order else 0}")
+        auto_trading_disable(
+            user=self.user,
+            error=exc,
+            exchange=self.exchange,
+            dedupe_key=f"live-final:{self.user.pk}:{position.pk}:{order.pk if order else 0}",
+        )
 
     # --- Executor port ------------------------------------------------------------------------------------------------
     def balance(self) -> Decimal:
@@ -457,13 +520,17 @@ class LiveExecutor:
         balance = self._retry(lambda: client.fetch_balance("USDT"), "fetch balance")
         if balance.equity is not None:
             return balance.equity
-        return account_equity_of(balance=balance, positions=self._retry(lambda: client.fetch_positions(None), "fetch positions"))
+        return account_equity_of(
+            balance=balance, positions=self._retry(lambda: client.fetch_positions(None), "fetch positions")
+        )
 
     def market_limits(self, *, symbol):
         with self._client() as client:
             info: MarketInfo = self._retry(lambda: client.market(symbol.symbol), "fetch market")
         return MarketLimits(
-            amount_step=info.amount_step, min_qty=info.min_amount or ZERO, min_notional=info.min_notional or ZERO,
+            amount_step=info.amount_step,
+            min_qty=info.min_amount or ZERO,
+            min_notional=info.min_notional or ZERO,
             max_leverage=Decimal(info.max_leverage) if info.max_leverage else None,
         )
 
@@ -479,7 +546,14 @@ class LiveExecutor:
         if entry is None:  # the caller normally stores it; be tolerant
             entry, _ = Order.objects.get_or_create(
                 client_order_id=leg_client_order_id(position=position, leg="entry"),
-                defaults={"position": position, "exchange": self.exchange, "leg": Order.Leg.ENTRY, "type": Order.Type.MARKET, "side": _entry_side(position), "quantity": position.quantity},
+                defaults={
+                    "position": position,
+                    "exchange": self.exchange,
+                    "leg": Order.Leg.ENTRY,
+                    "type": Order.Type.MARKET,
+                    "side": _entry_side(position),
+                    "quantity": position.quantity,
+                },
             )
         try:
             with self._client() as client:
@@ -490,7 +564,10 @@ class LiveExecutor:
         except FinalExchangeError as exc:
             self._fail_final(position, entry if entry.state in OPEN_STATES else None, exc)
             position.refresh_from_db()
-            if position.status == Position.Status.PENDING and not position.orders.filter(filled_quantity__gt=0).exists():
+            if (
+                position.status == Position.Status.PENDING
+                and not position.orders.filter(filled_quantity__gt=0).exists()
+            ):
                 Position.objects.filter(pk=position.pk).update(status=Position.Status.FAILED)
                 position.refresh_from_db()
         return position
@@ -505,13 +582,22 @@ class LiveExecutor:
                 entry.save(update_fields=["quantity", "updated_at"])
             if entry.state == Order.State.NEW:
                 self._entry_type_choose(position, entry, market)
-                if entry.type == Order.Type.LIMIT and timezone.now() >= limit_entry_deadline(position=position, entry=entry):
+                if entry.type == Order.Type.LIMIT and timezone.now() >= limit_entry_deadline(
+                    position=position, entry=entry
+                ):
                     return self._limit_entry_expired_unsent(position, entry)
                 self._retry(lambda: client.set_leverage(symbol, position.leverage, "isolated"), "set leverage")
                 result = self.submit(client, entry, order_request(entry, symbol=symbol, leverage=position.leverage))
-            elif entry.type == Order.Type.LIMIT and timezone.now() >= limit_entry_deadline(position=position, entry=entry):
+            elif entry.type == Order.Type.LIMIT and timezone.now() >= limit_entry_deadline(
+                position=position, entry=entry
+            ):
                 # sent before, answer lost, and its window has passed: look it up, but never send it now
-                result = self._retry(lambda: client.fetch_order(symbol=symbol, exchange_order_id=entry.exchange_order_id, client_order_id=entry.client_order_id), "look up entry")
+                result = self._retry(
+                    lambda: client.fetch_order(
+                        symbol=symbol, exchange_order_id=entry.exchange_order_id, client_order_id=entry.client_order_id
+                    ),
+                    "look up entry",
+                )
                 if result is None:
                     return self._limit_entry_expired_unsent(position, entry)
             else:
@@ -529,9 +615,19 @@ class LiveExecutor:
             self.sleep(0.5)
             self._order_refresh(client, entry, symbol, "poll entry")
         if entry.type == Order.Type.MARKET and entry.state in (Order.State.OPEN, Order.State.PARTIALLY_FILLED):
-            self._cancel_if_open(lambda: client.cancel_order(symbol=symbol, exchange_order_id=entry.exchange_order_id, client_order_id=entry.client_order_id), "cancel entry remainder")
+            self._cancel_if_open(
+                lambda: client.cancel_order(
+                    symbol=symbol, exchange_order_id=entry.exchange_order_id, client_order_id=entry.client_order_id
+                ),
+                "cancel entry remainder",
+            )
             self._order_refresh(client, entry, symbol, "fetch entry")
-            logger.warning("entry %s only partly filled (%s of %s): remainder cancelled", entry.client_order_id, entry.filled_quantity, entry.quantity)
+            logger.warning(
+                "entry %s only partly filled (%s of %s): remainder cancelled",
+                entry.client_order_id,
+                entry.filled_quantity,
+                entry.quantity,
+            )
         position = position_refresh_from_orders(position=position)
         if position.status == Position.Status.PENDING and entry.state in (Order.State.CANCELLED, Order.State.REJECTED):
             Position.objects.filter(pk=position.pk).update(status=Position.Status.FAILED)
@@ -573,7 +669,10 @@ class LiveExecutor:
 
     def _limit_entry_check_later(self, position: Position, entry: Order) -> None:
         entry.refresh_from_db()
-        if entry.state in (Order.State.OPEN, Order.State.PARTIALLY_FILLED) and position.status in (Position.Status.PENDING, Position.Status.OPEN):
+        if entry.state in (Order.State.OPEN, Order.State.PARTIALLY_FILLED) and position.status in (
+            Position.Status.PENDING,
+            Position.Status.OPEN,
+        ):
             left = (limit_entry_deadline(position=position, entry=entry) - timezone.now()).total_seconds()
             if left > 0:  # past it, the cancel failed: the reconcile passes retry it, no chain of checks
                 self.settle_later(position.pk, min(left, LIMIT_ENTRY_CHECK_SECONDS))
@@ -587,10 +686,15 @@ class LiveExecutor:
             entry = position.orders.filter(leg=Order.Leg.ENTRY).order_by("pk").first()
             if entry is None or entry.type != Order.Type.LIMIT or position.status == Position.Status.FAILED:
                 return position
-            if entry.state not in (Order.State.SUBMITTED, Order.State.OPEN, Order.State.PARTIALLY_FILLED) and position.status != Position.Status.OPEN:
+            if (
+                entry.state not in (Order.State.SUBMITTED, Order.State.OPEN, Order.State.PARTIALLY_FILLED)
+                and position.status != Position.Status.OPEN
+            ):
                 return position
             if self.credential is None:
-                logger.warning("limit entry of position %s: no active exchange connection, left to reconcile", position.pk)
+                logger.warning(
+                    "limit entry of position %s: no active exchange connection, left to reconcile", position.pk
+                )
                 return position
             try:
                 with self._client() as client:
@@ -611,21 +715,37 @@ class LiveExecutor:
         entry.refresh_from_db()
         if entry.state in (Order.State.SUBMITTED, Order.State.OPEN, Order.State.PARTIALLY_FILLED):
             self._order_refresh(client, entry, symbol, "fetch entry")
-        if entry.state in (Order.State.OPEN, Order.State.PARTIALLY_FILLED) and timezone.now() >= limit_entry_deadline(position=position, entry=entry):
+        if entry.state in (Order.State.OPEN, Order.State.PARTIALLY_FILLED) and timezone.now() >= limit_entry_deadline(
+            position=position, entry=entry
+        ):
             self._entry_cancel(client, position, entry)
-            logger.warning("limit entry %s timed out: %s of %s filled, remainder cancelled", entry.client_order_id, entry.filled_quantity, entry.quantity)
+            logger.warning(
+                "limit entry %s timed out: %s of %s filled, remainder cancelled",
+                entry.client_order_id,
+                entry.filled_quantity,
+                entry.quantity,
+            )
         return self._limit_entry_finish(position, entry)
 
     def _entry_cancel(self, client: SyncExchangeClient, position: Position, entry: Order) -> None:
         symbol = position.symbol.symbol
-        self._cancel_if_open(lambda: client.cancel_order(symbol=symbol, exchange_order_id=entry.exchange_order_id, client_order_id=entry.client_order_id), "cancel entry")
+        self._cancel_if_open(
+            lambda: client.cancel_order(
+                symbol=symbol, exchange_order_id=entry.exchange_order_id, client_order_id=entry.client_order_id
+            ),
+            "cancel entry",
+        )
         self._order_refresh(client, entry, symbol, "fetch entry")
 
     def _limit_entry_finish(self, position: Position, entry: Order) -> Position:
         position = position_refresh_from_orders(position=position)
         if position.status == Position.Status.PENDING and entry.state in (Order.State.CANCELLED, Order.State.REJECTED):
-            failed = Position.objects.filter(pk=position.pk, status=Position.Status.PENDING).update(status=Position.Status.FAILED, updated_at=timezone.now())
-            if failed and entry.state == Order.State.CANCELLED:  # a rejection already told the user why (auto_trading_disable)
+            failed = Position.objects.filter(pk=position.pk, status=Position.Status.PENDING).update(
+                status=Position.Status.FAILED, updated_at=timezone.now()
+            )
+            if (
+                failed and entry.state == Order.State.CANCELLED
+            ):  # a rejection already told the user why (auto_trading_disable)
                 limit_entry_unfilled_notify(position=position, entry=entry)
             position.refresh_from_db()
         return position
@@ -633,15 +753,32 @@ class LiveExecutor:
     def entry_remainder_cancel(self, client: SyncExchangeClient, position: Position) -> Position:
         """A position being closed (or closed) must not grow again: cancel its limit entry still on the book. Should
         the remainder have filled meanwhile on a position already closed, that part is closed at market too."""
-        entry = position.orders.filter(leg=Order.Leg.ENTRY, type=Order.Type.LIMIT, state__in=(Order.State.SUBMITTED, Order.State.OPEN, Order.State.PARTIALLY_FILLED)).first()
+        entry = position.orders.filter(
+            leg=Order.Leg.ENTRY,
+            type=Order.Type.LIMIT,
+            state__in=(Order.State.SUBMITTED, Order.State.OPEN, Order.State.PARTIALLY_FILLED),
+        ).first()
         if entry is None:
             return position
         self._entry_cancel(client, position, entry)
-        logger.info("limit entry %s of closing position %s: remainder cancelled (%s of %s filled)", entry.client_order_id, position.pk, entry.filled_quantity, entry.quantity)
+        logger.info(
+            "limit entry %s of closing position %s: remainder cancelled (%s of %s filled)",
+            entry.client_order_id,
+            position.pk,
+            entry.filled_quantity,
+            entry.quantity,
+        )
         position = position_refresh_from_orders(position=position)
         if position.status == Position.Status.CLOSED and position.remaining_quantity > 0:
-            logger.error("limit entry %s filled %s more after position %s closed: closing it at market", entry.client_order_id, position.remaining_quantity, position.pk)
-            position = self._close_at_market(client, position, reason=position.close_reason or Position.CloseReason.MANUAL)
+            logger.error(
+                "limit entry %s filled %s more after position %s closed: closing it at market",
+                entry.client_order_id,
+                position.remaining_quantity,
+                position.pk,
+            )
+            position = self._close_at_market(
+                client, position, reason=position.close_reason or Position.CloseReason.MANUAL
+            )
         return position
 
     def _protection_grow(self, client: SyncExchangeClient, position: Position, market: MarketInfo) -> None:
@@ -652,30 +789,56 @@ class LiveExecutor:
         if not limit_entered(position=position):
             return
         symbol = position.symbol.symbol
-        stops = list(position.orders.filter(leg=Order.Leg.STOP_LOSS, state__in=(Order.State.OPEN, Order.State.PARTIALLY_FILLED)).order_by("pk"))
+        stops = list(
+            position.orders.filter(
+                leg=Order.Leg.STOP_LOSS, state__in=(Order.State.OPEN, Order.State.PARTIALLY_FILLED)
+            ).order_by("pk")
+        )
         if stops and all(s.quantity < position.remaining_quantity for s in stops):
             covered = max(s.quantity for s in stops)
             new_stop = Order.objects.create(
-                position=position, client_order_id=next_leg_client_order_id(position=position, leg="sl"), exchange=self.exchange,
-                leg=Order.Leg.STOP_LOSS, type=Order.Type.STOP_MARKET, side=_exit_side(position), quantity=position.remaining_quantity,
-                trigger_price=stops[-1].trigger_price, reduce_only=True,
+                position=position,
+                client_order_id=next_leg_client_order_id(position=position, leg="sl"),
+                exchange=self.exchange,
+                leg=Order.Leg.STOP_LOSS,
+                type=Order.Type.STOP_MARKET,
+                side=_exit_side(position),
+                quantity=position.remaining_quantity,
+                trigger_price=stops[-1].trigger_price,
+                reduce_only=True,
             )
             try:
-                result = self.submit(client, new_stop, order_request(new_stop, symbol=symbol, leverage=position.leverage))
+                result = self.submit(
+                    client, new_stop, order_request(new_stop, symbol=symbol, leverage=position.leverage)
+                )
             except FinalExchangeError as exc:  # the part the old stop does not cover must not stand unprotected
-                logger.error("re-sized stop %s refused (%s): closing the unprotected %s of position %s", new_stop.client_order_id, exc, position.remaining_quantity - covered, position.pk)
+                logger.error(
+                    "re-sized stop %s refused (%s): closing the unprotected %s of position %s",
+                    new_stop.client_order_id,
+                    exc,
+                    position.remaining_quantity - covered,
+                    position.pk,
+                )
                 self._fail_final(position, new_stop, exc)
                 position = self.entry_remainder_cancel(client, position)
                 position.refresh_from_db()
-                self._close_at_market(client, position, reason=Position.CloseReason.MANUAL, quantity=position.remaining_quantity - covered)
+                self._close_at_market(
+                    client, position, reason=Position.CloseReason.MANUAL, quantity=position.remaining_quantity - covered
+                )
                 return
             order_sync_from_result(order=new_stop, result=result)
             new_stop.refresh_from_db()
             if new_stop.state not in (Order.State.OPEN, Order.State.PARTIALLY_FILLED):
-                logger.error("re-sized stop %s is %s on the exchange: the old stop stays", new_stop.client_order_id, new_stop.state)
+                logger.error(
+                    "re-sized stop %s is %s on the exchange: the old stop stays",
+                    new_stop.client_order_id,
+                    new_stop.state,
+                )
                 return
             self._cancel_protective(client, position, legs=(Order.Leg.STOP_LOSS,), keep=new_stop.pk)
-            logger.info("stop of position %s re-sized to %s (entry filled more)", position.pk, position.remaining_quantity)
+            logger.info(
+                "stop of position %s re-sized to %s (entry filled more)", position.pk, position.remaining_quantity
+            )
         if take_profits_short(position=position):
             self._cancel_protective(client, position, legs=(Order.Leg.TP1, Order.Leg.TP2))
             if not position.orders.filter(leg__in=(Order.Leg.TP1, Order.Leg.TP2), filled_quantity__gt=0).exists():
@@ -692,15 +855,23 @@ class LiveExecutor:
         stop = position.orders.filter(leg=Order.Leg.STOP_LOSS, state__in=OPEN_STATES).order_by("-pk").first()
         if stop is None:
             stop = Order.objects.create(
-                position=position, client_order_id=next_leg_client_order_id(position=position, leg="sl"), exchange=self.exchange,
-                leg=Order.Leg.STOP_LOSS, type=Order.Type.STOP_MARKET, side=_exit_side(position), quantity=position.remaining_quantity,
-                trigger_price=market.round_price(position.stop_price), reduce_only=True,
+                position=position,
+                client_order_id=next_leg_client_order_id(position=position, leg="sl"),
+                exchange=self.exchange,
+                leg=Order.Leg.STOP_LOSS,
+                type=Order.Type.STOP_MARKET,
+                side=_exit_side(position),
+                quantity=position.remaining_quantity,
+                trigger_price=market.round_price(position.stop_price),
+                reduce_only=True,
             )
         if stop.state in (Order.State.NEW, Order.State.SUBMITTED):
             try:
                 result = self.submit(client, stop, order_request(stop, symbol=symbol, leverage=position.leverage))
             except FinalExchangeError as exc:
-                logger.error("stop %s refused (%s): closing position %s at market", stop.client_order_id, exc, position.pk)
+                logger.error(
+                    "stop %s refused (%s): closing position %s at market", stop.client_order_id, exc, position.pk
+                )
                 self._fail_final(position, stop, exc)
                 self.entry_remainder_cancel(client, position)
                 self._close_at_market(client, position, reason=Position.CloseReason.MANUAL)
@@ -715,12 +886,20 @@ class LiveExecutor:
         self._protection_grow(client, position, market)
         self._place_take_profits(client, position, market)
 
-    def _place_take_profits(self, client: SyncExchangeClient, position: Position, market: MarketInfo, *, resize: bool = False) -> None:
+    def _place_take_profits(
+        self, client: SyncExchangeClient, position: Position, market: MarketInfo, *, resize: bool = False
+    ) -> None:
         symbol = position.symbol.symbol
         if position.orders.filter(leg__in=(Order.Leg.TP1, Order.Leg.TP2)).exists() and not resize:
-            pending = position.orders.filter(leg__in=(Order.Leg.TP1, Order.Leg.TP2), state__in=(Order.State.NEW, Order.State.SUBMITTED))
+            pending = position.orders.filter(
+                leg__in=(Order.Leg.TP1, Order.Leg.TP2), state__in=(Order.State.NEW, Order.State.SUBMITTED)
+            )
         else:
-            levels = [(leg, price) for leg, price in ((Order.Leg.TP1, position.tp1_price), (Order.Leg.TP2, position.tp2_price)) if price]
+            levels = [
+                (leg, price)
+                for leg, price in ((Order.Leg.TP1, position.tp1_price), (Order.Leg.TP2, position.tp2_price))
+                if price
+            ]
             if not levels or position.tp1_done:
                 return
             quantity = position.remaining_quantity
@@ -730,10 +909,23 @@ class LiveExecutor:
                 if size <= 0:
                     continue
                 Order.objects.get_or_create(
-                    client_order_id=next_leg_client_order_id(position=position, leg=leg) if resize else leg_client_order_id(position=position, leg=leg),
-                    defaults={"position": position, "exchange": self.exchange, "leg": leg, "type": Order.Type.TAKE_PROFIT, "side": _exit_side(position), "quantity": size, "trigger_price": market.round_price(price), "reduce_only": True},
+                    client_order_id=next_leg_client_order_id(position=position, leg=leg)
+                    if resize
+                    else leg_client_order_id(position=position, leg=leg),
+                    defaults={
+                        "position": position,
+                        "exchange": self.exchange,
+                        "leg": leg,
+                        "type": Order.Type.TAKE_PROFIT,
+                        "side": _exit_side(position),
+                        "quantity": size,
+                        "trigger_price": market.round_price(price),
+                        "reduce_only": True,
+                    },
                 )
-            pending = position.orders.filter(leg__in=(Order.Leg.TP1, Order.Leg.TP2), state__in=(Order.State.NEW, Order.State.SUBMITTED))
+            pending = position.orders.filter(
+                leg__in=(Order.Leg.TP1, Order.Leg.TP2), state__in=(Order.State.NEW, Order.State.SUBMITTED)
+            )
         for order in pending:
             try:
                 result = self.submit(client, order, order_request(order, symbol=symbol, leverage=position.leverage))
@@ -741,7 +933,9 @@ class LiveExecutor:
             except RetryableExchangeError as exc:  # a take-profit is not a safety order: reconcile retries it
                 logger.warning("take-profit %s not placed yet: %s", order.client_order_id, exc)
 
-    def _close_at_market(self, client: SyncExchangeClient, position: Position, *, reason: str, quantity: Decimal | None = None) -> Position:
+    def _close_at_market(
+        self, client: SyncExchangeClient, position: Position, *, reason: str, quantity: Decimal | None = None
+    ) -> Position:
         position.refresh_from_db()
         quantity = min(quantity or position.remaining_quantity, position.remaining_quantity)
         if quantity <= 0:
@@ -750,24 +944,56 @@ class LiveExecutor:
         order = position.orders.filter(leg=Order.Leg.CLOSE, state__in=(Order.State.NEW, Order.State.SUBMITTED)).first()
         if order is None:
             order = Order.objects.create(
-                position=position, client_order_id=next_leg_client_order_id(position=position, leg="close"), exchange=self.exchange,
-                leg=Order.Leg.CLOSE, type=Order.Type.MARKET, side=_exit_side(position), quantity=quantity, reduce_only=True,
+                position=position,
+                client_order_id=next_leg_client_order_id(position=position, leg="close"),
+                exchange=self.exchange,
+                leg=Order.Leg.CLOSE,
+                type=Order.Type.MARKET,
+                side=_exit_side(position),
+                quantity=quantity,
+                reduce_only=True,
             )
         result = self.submit(client, order, order_request(order, symbol=symbol, leverage=position.leverage))
         order_sync_from_result(order=order, result=result)
         return position_refresh_from_orders(position=position, close_reason=reason)
 
-    def _cancel_protective(self, client: SyncExchangeClient, position: Position, legs=PROTECTIVE_LEGS, keep: int | None = None) -> None:
+    def _cancel_protective(
+        self, client: SyncExchangeClient, position: Position, legs=PROTECTIVE_LEGS, keep: int | None = None
+    ) -> None:
         symbol = position.symbol.symbol
-        for order in position.orders.filter(leg__in=legs, state__in=(Order.State.SUBMITTED, Order.State.OPEN, Order.State.PARTIALLY_FILLED)).exclude(pk=keep):
+        for order in position.orders.filter(
+            leg__in=legs, state__in=(Order.State.SUBMITTED, Order.State.OPEN, Order.State.PARTIALLY_FILLED)
+        ).exclude(pk=keep):
             if not order.exchange_order_id:  # sent, answer lost: learn its id first (Bitunix TP/SL cancel by id only)
-                found = self._retry(lambda o=order: client.fetch_order(symbol=symbol, client_order_id=o.client_order_id, trigger=True, request=order_request(o, symbol=symbol)), "find protective order")
+                found = self._retry(
+                    lambda o=order: client.fetch_order(
+                        symbol=symbol,
+                        client_order_id=o.client_order_id,
+                        trigger=True,
+                        request=order_request(o, symbol=symbol),
+                    ),
+                    "find protective order",
+                )
                 if found is not None:
                     order_sync_from_result(order=order, result=found)
                     order.refresh_from_db()
-            self._cancel_if_open(lambda o=order: client.cancel_order(symbol=symbol, exchange_order_id=o.exchange_order_id, client_order_id=o.client_order_id, trigger=True), "cancel protective order")
+            self._cancel_if_open(
+                lambda o=order: client.cancel_order(
+                    symbol=symbol,
+                    exchange_order_id=o.exchange_order_id,
+                    client_order_id=o.client_order_id,
+                    trigger=True,
+                ),
+                "cancel protective order",
+            )
             result = self._retry(
-                lambda o=order: client.fetch_order(symbol=symbol, exchange_order_id=o.exchange_order_id, client_order_id=o.client_order_id, trigger=True, request=order_request(o, symbol=symbol)),
+                lambda o=order: client.fetch_order(
+                    symbol=symbol,
+                    exchange_order_id=o.exchange_order_id,
+                    client_order_id=o.client_order_id,
+                    trigger=True,
+                    request=order_request(o, symbol=symbol),
+                ),
                 "fetch protective order",
             )
             if result is not None:
@@ -776,7 +1002,9 @@ class LiveExecutor:
             order.transition(Order.State.CANCELLED)
             order.save(update_fields=["state", "updated_at"])
 
-    def close_position(self, *, position: Position, reason: str, quantity: Decimal | None = None, price: Decimal | None = None) -> Position:
+    def close_position(
+        self, *, position: Position, reason: str, quantity: Decimal | None = None, price: Decimal | None = None
+    ) -> Position:
         with position_lock(position_id=position.pk, wait=LOCK_WAIT_SECONDS):
             return self._close_position(position=position, reason=reason, quantity=quantity)
 
@@ -788,7 +1016,9 @@ class LiveExecutor:
             with self._client() as client:
                 full = quantity is None or quantity >= position.remaining_quantity
                 if full:
-                    position = self.entry_remainder_cancel(client, position)  # a limit entry still resting: no more fills
+                    position = self.entry_remainder_cancel(
+                        client, position
+                    )  # a limit entry still resting: no more fills
                     self._cancel_protective(client, position)
                 position = self._close_at_market(client, position, reason=reason, quantity=None if full else quantity)
                 if not full and position.status == Position.Status.OPEN:
@@ -816,20 +1046,36 @@ class LiveExecutor:
             Position.objects.filter(pk=position.pk).update(stop_price=new_price)
             position.refresh_from_db()
             new_stop = Order.objects.create(
-                position=position, client_order_id=next_leg_client_order_id(position=position, leg="sl"), exchange=self.exchange,
-                leg=Order.Leg.STOP_LOSS, type=Order.Type.STOP_MARKET, side=_exit_side(position), quantity=position.remaining_quantity,
-                trigger_price=new_price, reduce_only=True,
+                position=position,
+                client_order_id=next_leg_client_order_id(position=position, leg="sl"),
+                exchange=self.exchange,
+                leg=Order.Leg.STOP_LOSS,
+                type=Order.Type.STOP_MARKET,
+                side=_exit_side(position),
+                quantity=position.remaining_quantity,
+                trigger_price=new_price,
+                reduce_only=True,
             )
-            result = self.submit(client, new_stop, order_request(new_stop, symbol=position.symbol.symbol, leverage=position.leverage))
+            result = self.submit(
+                client, new_stop, order_request(new_stop, symbol=position.symbol.symbol, leverage=position.leverage)
+            )
             order_sync_from_result(order=new_stop, result=result)
             for old in old_stops:
                 self._cancel_if_open(
-                    lambda o=old: client.cancel_order(symbol=position.symbol.symbol, exchange_order_id=o.exchange_order_id, client_order_id=o.client_order_id, trigger=True),
+                    lambda o=old: client.cancel_order(
+                        symbol=position.symbol.symbol,
+                        exchange_order_id=o.exchange_order_id,
+                        client_order_id=o.client_order_id,
+                        trigger=True,
+                    ),
                     "cancel old stop",
                 )
                 result = self._retry(
                     lambda o=old: client.fetch_order(
-                        symbol=position.symbol.symbol, exchange_order_id=o.exchange_order_id, client_order_id=o.client_order_id, trigger=True,
+                        symbol=position.symbol.symbol,
+                        exchange_order_id=o.exchange_order_id,
+                        client_order_id=o.client_order_id,
+                        trigger=True,
                         request=order_request(o, symbol=position.symbol.symbol),
                     ),
                     "fetch old stop",

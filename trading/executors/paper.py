@@ -76,8 +76,12 @@ class PaperExecutor:
                 position.symbol.tick_size,
                 up=position.side == "long",
             )
-            beyond = entry_beyond_levels(side=position.side, price=fill_price, stop=position.stop_price,
-                                         target=position.tp1_price or position.tp2_price)
+            beyond = entry_beyond_levels(
+                side=position.side,
+                price=fill_price,
+                stop=position.stop_price,
+                target=position.tp1_price or position.tp2_price,
+            )
             if beyond:  # the signal has already hit its stop (or target): no entry, the reason recorded
                 order.transition(Order.State.CANCELLED)
                 order.error = beyond[:300]
@@ -85,12 +89,23 @@ class PaperExecutor:
                 position.status = Position.Status.FAILED
                 position.save(update_fields=["status", "updated_at"])
                 if position.signal_id:
-                    services.refusal_record(user=position.user, signal=position.signal,
-                                            reason=TradeRefusal.Reason.SIGNAL_CLOSED, detail=beyond)
+                    services.refusal_record(
+                        user=position.user,
+                        signal=position.signal,
+                        reason=TradeRefusal.Reason.SIGNAL_CLOSED,
+                        detail=beyond,
+                    )
                 return position
             fee = amounts.money(pnl.fee(price=fill_price, quantity=order.quantity, rate=self.taker_fee))
-            self._fill(order=order, position=position, price=fill_price, fee=fee, liquidity="taker", at=now,
-                       realised=Decimal(0))
+            self._fill(
+                order=order,
+                position=position,
+                price=fill_price,
+                fee=fee,
+                liquidity="taker",
+                at=now,
+                realised=Decimal(0),
+            )
             position.status = Position.Status.OPEN
             position.entry_price = fill_price
             position.best_price = fill_price
@@ -108,7 +123,9 @@ class PaperExecutor:
         now = self.clock()
         # funding the position lived through is settled before the exit: the "Position closed" message, the
         # dashboard and the API then read the same final PnL
-        services.funding_settle_position(position=position, now=now, price_of=self.price_of, rate_of=self.rate_of, closing=True)
+        services.funding_settle_position(
+            position=position, now=now, price_of=self.price_of, rate_of=self.rate_of, closing=True
+        )
         with transaction.atomic():
             position = Position.objects.select_for_update(of=("self",)).select_related("symbol").get(pk=position.pk)
             if position.status != Position.Status.OPEN:
@@ -117,7 +134,9 @@ class PaperExecutor:
             cid = services.client_order_id(signal_id=position.signal_id, user_id=position.user_id, leg=leg)
             if Order.objects.filter(client_order_id=cid).exists():
                 return position  # this exit already happened
-            qty = position.remaining_quantity if quantity is None else min(Decimal(quantity), position.remaining_quantity)
+            qty = (
+                position.remaining_quantity if quantity is None else min(Decimal(quantity), position.remaining_quantity)
+            )
             if qty <= 0:
                 return position
             maker = reason in MAKER_REASONS
@@ -144,9 +163,18 @@ class PaperExecutor:
             gross = amounts.money(
                 pnl.price_pnl(side=position.side, entry=position.entry_price, exit=fill_price, quantity=qty)
             )
-            fee = amounts.money(pnl.fee(price=fill_price, quantity=qty, rate=self.maker_fee if maker else self.taker_fee))
-            self._fill(order=order, position=position, price=fill_price, fee=fee,
-                       liquidity="maker" if maker else "taker", at=now, realised=gross)
+            fee = amounts.money(
+                pnl.fee(price=fill_price, quantity=qty, rate=self.maker_fee if maker else self.taker_fee)
+            )
+            self._fill(
+                order=order,
+                position=position,
+                price=fill_price,
+                fee=fee,
+                liquidity="maker" if maker else "taker",
+                at=now,
+                realised=gross,
+            )
             position.remaining_quantity -= qty
             position.realised_pnl += gross
             position.fees += fee
@@ -164,13 +192,24 @@ class PaperExecutor:
         return position
 
     def update_stop(self, *, position: Position, stop_price: Decimal) -> Position:
-        Position.objects.filter(pk=position.pk, status=Position.Status.OPEN).update(stop_price=amounts.price(stop_price))
+        Position.objects.filter(pk=position.pk, status=Position.Status.OPEN).update(
+            stop_price=amounts.price(stop_price)
+        )
         position.refresh_from_db()
         return position
 
     # --- internals ----------------------------------------------------------------------------------------------
-    def _fill(self, *, order: Order, position: Position, price: Decimal, fee: Decimal, liquidity: str,
-              at: datetime, realised: Decimal) -> Fill:
+    def _fill(
+        self,
+        *,
+        order: Order,
+        position: Position,
+        price: Decimal,
+        fee: Decimal,
+        liquidity: str,
+        at: datetime,
+        realised: Decimal,
+    ) -> Fill:
         fill = Fill.objects.create(
             order=order,
             position=position,

@@ -33,7 +33,9 @@ def fake_exchange(settings):
 @pytest.fixture
 def live_user(fake_exchange):
     user = TelegramUserFactory(auto_trading_enabled=True, subscribed=True)
-    ExchangeCredentialFactory(user=user, exchange="okx", secrets=ApiSecrets(api_key=API_KEY, secret=API_SECRET, passphrase=PASSPHRASE))
+    ExchangeCredentialFactory(
+        user=user, exchange="okx", secrets=ApiSecrets(api_key=API_KEY, secret=API_SECRET, passphrase=PASSPHRASE)
+    )
     return user
 
 
@@ -59,17 +61,44 @@ def ccxt_fake_install(*, settings, monkeypatch, fake):
 
 
 def make_live_position(
-    user, *, side="long", quantity="1.5", entry="100", stop="98", tp1="102", tp2="104", exchange="okx", symbol=SYMBOL,
+    user,
+    *,
+    side="long",
+    quantity="1.5",
+    entry="100",
+    stop="98",
+    tp1="102",
+    tp2="104",
+    exchange="okx",
+    symbol=SYMBOL,
 ) -> Position:
     symbol = SymbolFactory(symbol=symbol, base=symbol.split("/")[0])
-    signal = SignalFactory(symbol=symbol, side=side, entry=Decimal(entry), stop=Decimal(stop), tp1=Decimal(tp1), tp2=Decimal(tp2))
+    signal = SignalFactory(
+        symbol=symbol, side=side, entry=Decimal(entry), stop=Decimal(stop), tp1=Decimal(tp1), tp2=Decimal(tp2)
+    )
     position = Position.objects.create(
-        user=user, signal=signal, symbol=symbol, side=side, mode="live", exchange=exchange, status=Position.Status.PENDING,
-        leverage=5, quantity=Decimal(quantity), remaining_quantity=Decimal(quantity), stop_price=Decimal(stop),
-        initial_stop_price=Decimal(stop), tp1_price=Decimal(tp1), tp2_price=Decimal(tp2),
+        user=user,
+        signal=signal,
+        symbol=symbol,
+        side=side,
+        mode="live",
+        exchange=exchange,
+        status=Position.Status.PENDING,
+        leverage=5,
+        quantity=Decimal(quantity),
+        remaining_quantity=Decimal(quantity),
+        stop_price=Decimal(stop),
+        initial_stop_price=Decimal(stop),
+        tp1_price=Decimal(tp1),
+        tp2_price=Decimal(tp2),
     )
     Order.objects.create(
-        position=position, client_order_id=client_order_id(signal_id=signal.pk, user_id=user.pk, leg="entry"), exchange=exchange,
-        leg=Order.Leg.ENTRY, type=Order.Type.MARKET, side="buy" if side == "long" else "sell", quantity=Decimal(quantity),
+        position=position,
+        client_order_id=client_order_id(signal_id=signal.pk, user_id=user.pk, leg="entry"),
+        exchange=exchange,
+        leg=Order.Leg.ENTRY,
+        type=Order.Type.MARKET,
+        side="buy" if side == "long" else "sell",
+        quantity=Decimal(quantity),
     )
     return position

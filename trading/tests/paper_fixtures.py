@@ -40,11 +40,19 @@ class ScriptedMarket:
         if not rows:
             return Candles.empty()
         a = np.array(rows, dtype=float)
-        return Candles(ts=a[:, 0].astype(np.int64), open=a[:, 1], high=a[:, 2], low=a[:, 3], close=a[:, 4],
-                       volume=np.ones(len(rows)))
+        return Candles(
+            ts=a[:, 0].astype(np.int64),
+            open=a[:, 1],
+            high=a[:, 2],
+            low=a[:, 3],
+            close=a[:, 4],
+            volume=np.ones(len(rows)),
+        )
 
     def add_candle(self, symbol: str, ts: datetime, o, h, low, c) -> None:
-        self.candles.setdefault(symbol, []).append((int(ts.timestamp() * 1000), float(o), float(h), float(low), float(c)))
+        self.candles.setdefault(symbol, []).append(
+            (int(ts.timestamp() * 1000), float(o), float(h), float(low), float(c))
+        )
 
 
 @pytest.fixture

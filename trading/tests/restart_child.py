@@ -54,8 +54,14 @@ class _Market:
 
         one = np.array([1.0])
         o, h, low, c = STOP_CANDLE
-        return Candles(ts=np.array([int(T0.timestamp() * 1000)], dtype=np.int64), open=o * one, high=h * one,
-                       low=low * one, close=c * one, volume=one)
+        return Candles(
+            ts=np.array([int(T0.timestamp() * 1000)], dtype=np.int64),
+            open=o * one,
+            high=h * one,
+            low=low * one,
+            close=c * one,
+            volume=one,
+        )
 
 
 def _freeze(marker: Path) -> None:

@@ -17,8 +17,9 @@ def test_admin_resume_action_unpauses_and_restarts_the_peak(client):
     admin_user = get_user_model().objects.create_superuser("root", password="pw-for-tests-only")
     client.force_login(admin_user)
     user = TelegramUserFactory(auto_trading_enabled=True, auto_trading_paused_reason="max drawdown reached")
-    account = PaperAccount.objects.create(user=user, starting_balance=Decimal("10000"), balance=Decimal("8500"),
-                                          peak_equity=Decimal("10000"))
+    account = PaperAccount.objects.create(
+        user=user, starting_balance=Decimal("10000"), balance=Decimal("8500"), peak_equity=Decimal("10000")
+    )
     url = reverse("admin:trading_paperaccount_changelist")
     assert "max drawdown reached" in client.get(url).content.decode()
     response = client.post(url, {"action": "resume_auto_trading", "_selected_action": [account.pk]})

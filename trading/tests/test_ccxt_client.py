@@ -31,11 +31,33 @@ def swap_market(symbol: str, market_id: str, contract_size, amount_step, price_t
     base, rest = symbol.split("/")
     quote = rest.split(":")[0]
     return {
-        "id": market_id, "symbol": symbol, "base": base, "quote": quote, "settle": quote, "baseId": base, "quoteId": quote,
-        "settleId": quote, "type": "swap", "spot": False, "margin": False, "swap": True, "future": False, "option": False,
-        "contract": True, "linear": True, "inverse": False, "active": True, "contractSize": contract_size, "expiry": None,
+        "id": market_id,
+        "symbol": symbol,
+        "base": base,
+        "quote": quote,
+        "settle": quote,
+        "baseId": base,
+        "quoteId": quote,
+        "settleId": quote,
+        "type": "swap",
+        "spot": False,
+        "margin": False,
+        "swap": True,
+        "future": False,
+        "option": False,
+        "contract": True,
+        "linear": True,
+        "inverse": False,
+        "active": True,
+        "contractSize": contract_size,
+        "expiry": None,
         "precision": {"amount": amount_step, "price": price_tick},
-        "limits": {"amount": {"min": amount_step, "max": None}, "price": {"min": None, "max": None}, "cost": {"min": None, "max": None}, "leverage": {"min": 1, "max": 100}},
+        "limits": {
+            "amount": {"min": amount_step, "max": None},
+            "price": {"min": None, "max": None},
+            "cost": {"min": None, "max": None},
+            "leverage": {"min": 1, "max": 100},
+        },
         "info": {"instType": "SWAP", "instId": market_id},
     }
 
@@ -114,7 +136,13 @@ def request_cases():
             for case in cases:
                 if (exchange_id, case["description"]) in DRIFTED:
                     continue
-                yield pytest.param(exchange_id, method, case, set(data.get("skipKeys", [])), id=f"{exchange_id}-{method}-{case['description'][:40]}")
+                yield pytest.param(
+                    exchange_id,
+                    method,
+                    case,
+                    set(data.get("skipKeys", [])),
+                    id=f"{exchange_id}-{method}-{case['description'][:40]}",
+                )
 
 
 @pytest.mark.parametrize(("exchange_id", "method", "case", "skip_keys"), list(request_cases()))
@@ -182,7 +210,9 @@ def test_kucoin_futures_signature_and_passphrase():
 def test_mexc_contract_signature():
     sent = _first_call("mexc", "cancel_order", "129402018493145088", "LTC/USDT:USDT")
     headers = sent["headers"]
-    expected = hmac.new(SECRET.encode(), (KEY + headers["Request-Time"] + sent["body"]).encode(), hashlib.sha256).hexdigest()
+    expected = hmac.new(
+        SECRET.encode(), (KEY + headers["Request-Time"] + sent["body"]).encode(), hashlib.sha256
+    ).hexdigest()
     assert headers["ApiKey"] == KEY and headers["Signature"] == expected
 
 
@@ -202,20 +232,55 @@ def _client_create(exchange_id: str, request: OrderRequest, response) -> tuple[d
 
 
 def test_okx_stop_loss_is_a_reduce_only_conditional_algo_order_with_our_client_id():
-    request = OrderRequest(symbol="ETH/USDT:USDT", side="sell", type="stop_market", quantity=Decimal("0.35"), client_order_id="P12U7Lsl", trigger_price=Decimal("1999.996"))
-    response = {"code": "0", "data": [{"algoClOrdId": "P12U7Lsl", "algoId": "2896574163517353984", "clOrdId": "", "sCode": "0", "sMsg": ""}], "msg": ""}
+    request = OrderRequest(
+        symbol="ETH/USDT:USDT",
+        side="sell",
+        type="stop_market",
+        quantity=Decimal("0.35"),
+        client_order_id="P12U7Lsl",
+        trigger_price=Decimal("1999.996"),
+    )
+    response = {
+        "code": "0",
+        "data": [{"algoClOrdId": "P12U7Lsl", "algoId": "2896574163517353984", "clOrdId": "", "sCode": "0", "sMsg": ""}],
+        "msg": "",
+    }
     sent, result = _client_create("okx", request, response)
     body = json.loads(sent["body"])
     assert urlsplit(sent["url"]).path == "/api/v5/trade/order-algo"
     assert body["ordType"] == "conditional" and body["slTriggerPx"] == "2000" and body["slOrdPx"] == "-1"
     assert body["sz"] == "3.5"  # 0.35 ETH / 0.1 ETH per contract
     assert body["algoClOrdId"] == "P12U7Lsl" and body["reduceOnly"] is True and body["tdMode"] == "isolated"
-    assert result.exchange_order_id == "2896574163517353984" and result.client_order_id == "P12U7Lsl" and result.type == "stop_market"
+    assert (
+        result.exchange_order_id == "2896574163517353984"
+        and result.client_order_id == "P12U7Lsl"
+        and result.type == "stop_market"
+    )
 
 
 def test_okx_market_entry_rounds_down_to_the_lot_in_contracts():
-    request = OrderRequest(symbol="BTC/USDT:USDT", side="buy", type="market", quantity=Decimal("0.012345"), client_order_id="P12U7Lentry", leverage=5)
-    response = {"code": "0", "data": [{"clOrdId": "P12U7Lentry", "ordId": "2896576259728695296", "sCode": "0", "sMsg": "Order placed", "tag": "", "ts": "1758827099512"}], "msg": ""}
+    request = OrderRequest(
+        symbol="BTC/USDT:USDT",
+        side="buy",
+        type="market",
+        quantity=Decimal("0.012345"),
+        client_order_id="P12U7Lentry",
+        leverage=5,
+    )
+    response = {
+        "code": "0",
+        "data": [
+            {
+                "clOrdId": "P12U7Lentry",
+                "ordId": "2896576259728695296",
+                "sCode": "0",
+                "sMsg": "Order placed",
+                "tag": "",
+                "ts": "1758827099512",
+            }
+        ],
+        "msg": "",
+    }
     sent, result = _client_create("okx", request, response)
     body = json.loads(sent["body"])[0]
     assert urlsplit(sent["url"]).path == "/api/v5/trade/batch-orders"
@@ -224,17 +289,40 @@ def test_okx_market_entry_rounds_down_to_the_lot_in_contracts():
 
 
 def test_kucoin_stop_loss_uses_stop_down_reduce_only_and_client_oid():
-    request = OrderRequest(symbol="LTC/USDT:USDT", side="sell", type="stop_market", quantity=Decimal("2.37"), client_order_id="P12U7Lsl", trigger_price=Decimal("65.123"), leverage=5)
-    sent, result = _client_create("kucoinfutures", request, {"code": "200000", "data": {"orderId": "234125150956625920", "clientOid": "P12U7Lsl"}})
+    request = OrderRequest(
+        symbol="LTC/USDT:USDT",
+        side="sell",
+        type="stop_market",
+        quantity=Decimal("2.37"),
+        client_order_id="P12U7Lsl",
+        trigger_price=Decimal("65.123"),
+        leverage=5,
+    )
+    sent, result = _client_create(
+        "kucoinfutures", request, {"code": "200000", "data": {"orderId": "234125150956625920", "clientOid": "P12U7Lsl"}}
+    )
     body = json.loads(sent["body"])
     assert urlsplit(sent["url"]).path == "/api/v1/orders"  # 4.5.90 routes a stopPrice order here with stop/stopPrice
     assert (body["stop"], body["stopPrice"], body["reduceOnly"]) == ("down", "65.12", True)
-    assert body["size"] == 23 and body["clientOid"] == "P12U7Lsl" and body["leverage"] == 5 and body["marginMode"] == "ISOLATED"
+    assert (
+        body["size"] == 23
+        and body["clientOid"] == "P12U7Lsl"
+        and body["leverage"] == 5
+        and body["marginMode"] == "ISOLATED"
+    )
     assert result.exchange_order_id == "234125150956625920"
 
 
 def test_mexc_take_profit_is_a_plan_order_triggering_upwards_with_external_oid():
-    request = OrderRequest(symbol="ADA/USDT:USDT", side="sell", type="take_profit", quantity=Decimal("12"), client_order_id="P12U7Ltp1", trigger_price=Decimal("0.71234"), leverage=5)
+    request = OrderRequest(
+        symbol="ADA/USDT:USDT",
+        side="sell",
+        type="take_profit",
+        quantity=Decimal("12"),
+        client_order_id="P12U7Ltp1",
+        trigger_price=Decimal("0.71234"),
+        leverage=5,
+    )
     sent, result = _client_create("mexc", request, {"success": True, "code": 0, "data": 259208506303929856})
     body = json.loads(sent["body"])
     assert urlsplit(sent["url"]).path == "/api/v1/private/planorder/place"
@@ -244,7 +332,15 @@ def test_mexc_take_profit_is_a_plan_order_triggering_upwards_with_external_oid()
 
 
 def test_mexc_stop_of_a_long_triggers_downwards():
-    request = OrderRequest(symbol="ADA/USDT:USDT", side="sell", type="stop_market", quantity=Decimal("12"), client_order_id="P12U7Lsl", trigger_price=Decimal("0.5"), leverage=5)
+    request = OrderRequest(
+        symbol="ADA/USDT:USDT",
+        side="sell",
+        type="stop_market",
+        quantity=Decimal("12"),
+        client_order_id="P12U7Lsl",
+        trigger_price=Decimal("0.5"),
+        leverage=5,
+    )
     sent, _ = _client_create("mexc", request, {"success": True, "code": 0, "data": 1})
     assert json.loads(sent["body"])["triggerType"] == 2
 
@@ -309,7 +405,9 @@ def test_okx_balance_response():
 
     balance = run(call())
     parsed = case["parsedResponse"]["USDT"]
-    assert (balance.free, balance.used, balance.total) == tuple(Decimal(str(parsed[k])) for k in ("free", "used", "total"))
+    assert (balance.free, balance.used, balance.total) == tuple(
+        Decimal(str(parsed[k])) for k in ("free", "used", "total")
+    )
 
 
 def test_kucoin_filled_reduce_only_order_response():
@@ -344,8 +442,15 @@ def test_kucoin_open_orders_response_matches_ccxt_parsed_fixture():
 
     (order,) = run(call())
     parsed = case["parsedResponse"][0]
-    assert (order.exchange_order_id, order.client_order_id, order.side, order.status) == (parsed["id"], parsed["clientOrderId"], parsed["side"], "open")
-    assert order.price == Decimal(str(parsed["price"])) and order.quantity == Decimal(str(parsed["amount"])) * Decimal("0.1")
+    assert (order.exchange_order_id, order.client_order_id, order.side, order.status) == (
+        parsed["id"],
+        parsed["clientOrderId"],
+        parsed["side"],
+        "open",
+    )
+    assert order.price == Decimal(str(parsed["price"])) and order.quantity == Decimal(str(parsed["amount"])) * Decimal(
+        "0.1"
+    )
     assert urlsplit(recorder.calls[1]["url"]).path == "/api/v1/stopOrders"  # trigger orders are listed too
 
 
@@ -362,7 +467,9 @@ def test_kucoin_open_orders_response_matches_ccxt_parsed_fixture():
     ],
 )
 def test_ccxt_errors_are_mapped_and_redacted(raised, expected):
-    client = CcxtExchangeClient("okx", api_key="AKsecret-9f8e", secret="S3cr3t-value", exchange=exchange("okx", Recorder([raised])))
+    client = CcxtExchangeClient(
+        "okx", api_key="AKsecret-9f8e", secret="S3cr3t-value", exchange=exchange("okx", Recorder([raised]))
+    )
     client._secrets = ("AKsecret-9f8e", "S3cr3t-value", KEY + "xyz")
 
     async def call():
@@ -394,49 +501,149 @@ def test_kucoin_lookup_by_client_oid_parses_the_recorded_order_and_sends_no_trig
     case = response_case("kucoinfutures", "fetchOrder", "market reduceOnly order")
     client_id = case["parsedResponse"]["clientOrderId"]
     for trigger in (False, True):
-        order, calls = _client_call("kucoinfutures", [case["httpResponse"]], "fetch_order", symbol="LTC/USDT:USDT", client_order_id=client_id, trigger=trigger)
+        order, calls = _client_call(
+            "kucoinfutures",
+            [case["httpResponse"]],
+            "fetch_order",
+            symbol="LTC/USDT:USDT",
+            client_order_id=client_id,
+            trigger=trigger,
+        )
         url = urlsplit(calls[0]["url"])
         assert url.path == "/api/v1/orders/byClientOid" and parse_qs(url.query) == {"clientOid": [client_id]}
         assert order.client_order_id == client_id and order.exchange_order_id == case["parsedResponse"]["id"]
 
 
 def test_kucoin_stop_cancel_has_no_trigger_flag_in_the_signed_query():
-    _, calls = _client_call("kucoinfutures", [{"code": "200000", "data": {"cancelledOrderIds": ["12345"]}}], "cancel_order", symbol="LTC/USDT:USDT", exchange_order_id="12345", trigger=True)
+    _, calls = _client_call(
+        "kucoinfutures",
+        [{"code": "200000", "data": {"cancelledOrderIds": ["12345"]}}],
+        "cancel_order",
+        symbol="LTC/USDT:USDT",
+        exchange_order_id="12345",
+        trigger=True,
+    )
     assert calls[0]["method"] == "DELETE" and calls[0]["url"].endswith("/api/v1/orders/12345")
 
 
 # MEXC's "get order by external oid" answer, shaped as in MEXC's docs / ccxt's mexc.py comment for order/get
 MEXC_ORDER = {
-    "orderId": "264995729269765120", "symbol": "LTC_USDT", "positionId": "0", "price": "0", "vol": "15", "leverage": "5", "side": "1",
-    "category": "1", "orderType": "5", "dealAvgPrice": "70.5", "dealVol": "15", "orderMargin": "0", "takerFee": "0.0529", "makerFee": "0",
-    "profit": "0", "feeCurrency": "USDT", "openType": "1", "state": "3", "externalOid": "P12U7Lentry", "errorCode": "0", "usedMargin": "0",
-    "createTime": "1648850305236", "updateTime": "1648850305245", "positionMode": "1",
+    "orderId": "264995729269765120",
+    "symbol": "LTC_USDT",
+    "positionId": "0",
+    "price": "0",
+    "vol": "15",
+    "leverage": "5",
+    "side": "1",
+    "category": "1",
+    "orderType": "5",
+    "dealAvgPrice": "70.5",
+    "dealVol": "15",
+    "orderMargin": "0",
+    "takerFee": "0.0529",
+    "makerFee": "0",
+    "profit": "0",
+    "feeCurrency": "USDT",
+    "openType": "1",
+    "state": "3",
+    "externalOid": "P12U7Lentry",
+    "errorCode": "0",
+    "usedMargin": "0",
+    "createTime": "1648850305236",
+    "updateTime": "1648850305245",
+    "positionMode": "1",
 }
 
 
 def test_mexc_lookup_by_external_oid_uses_the_documented_endpoint():
-    order, calls = _client_call("mexc", [{"success": True, "code": 0, "data": MEXC_ORDER}], "fetch_order", symbol="LTC/USDT:USDT", client_order_id="P12U7Lentry")
+    order, calls = _client_call(
+        "mexc",
+        [{"success": True, "code": 0, "data": MEXC_ORDER}],
+        "fetch_order",
+        symbol="LTC/USDT:USDT",
+        client_order_id="P12U7Lentry",
+    )
     assert urlsplit(calls[0]["url"]).path == "/api/v1/private/order/external/LTC_USDT/P12U7Lentry"
     assert order.exchange_order_id == "264995729269765120" and order.client_order_id == "P12U7Lentry"
-    assert order.status == "closed" and order.filled_quantity == Decimal("1.5") and order.average_price == Decimal("70.5")  # 15 × 0.1 LTC
+    assert (
+        order.status == "closed" and order.filled_quantity == Decimal("1.5") and order.average_price == Decimal("70.5")
+    )  # 15 × 0.1 LTC
 
 
 def test_mexc_plan_order_is_found_by_its_request_when_the_external_oid_is_not_echoed():
-    plan = {"id": "5555", "symbol": "LTC_USDT", "leverage": 5, "side": 4, "triggerPrice": "65.123", "price": "0", "vol": "23", "openType": 1,
-            "triggerType": 2, "state": 1, "executeCycle": 87600, "trend": 1, "orderType": 5, "errorCode": 0, "createTime": 1648850305236, "updateTime": 1648850305236}
-    request = OrderRequest(symbol="LTC/USDT:USDT", side="sell", type="stop_market", quantity=Decimal("2.3"), client_order_id="P12U7Lsl", trigger_price=Decimal("65.123"))
-    order, calls = _client_call("mexc", [{"success": True, "code": 0, "data": [plan]}], "fetch_order", symbol="LTC/USDT:USDT", client_order_id="P12U7Lsl", trigger=True, request=request)
+    plan = {
+        "id": "5555",
+        "symbol": "LTC_USDT",
+        "leverage": 5,
+        "side": 4,
+        "triggerPrice": "65.123",
+        "price": "0",
+        "vol": "23",
+        "openType": 1,
+        "triggerType": 2,
+        "state": 1,
+        "executeCycle": 87600,
+        "trend": 1,
+        "orderType": 5,
+        "errorCode": 0,
+        "createTime": 1648850305236,
+        "updateTime": 1648850305236,
+    }
+    request = OrderRequest(
+        symbol="LTC/USDT:USDT",
+        side="sell",
+        type="stop_market",
+        quantity=Decimal("2.3"),
+        client_order_id="P12U7Lsl",
+        trigger_price=Decimal("65.123"),
+    )
+    order, calls = _client_call(
+        "mexc",
+        [{"success": True, "code": 0, "data": [plan]}],
+        "fetch_order",
+        symbol="LTC/USDT:USDT",
+        client_order_id="P12U7Lsl",
+        trigger=True,
+        request=request,
+    )
     assert urlsplit(calls[0]["url"]).path == "/api/v1/private/planorder/list/orders"
-    assert order is not None and order.exchange_order_id == "5555" and order.client_order_id == "P12U7Lsl" and order.type == "stop_market"
-    other = OrderRequest(symbol="LTC/USDT:USDT", side="sell", type="stop_market", quantity=Decimal("2.3"), client_order_id="P12U7Lsl", trigger_price=Decimal("60"))
-    missing, _ = _client_call("mexc", [{"success": True, "code": 0, "data": [plan]}], "fetch_order", symbol="LTC/USDT:USDT", client_order_id="P12U7Lsl", trigger=True, request=other)
+    assert (
+        order is not None
+        and order.exchange_order_id == "5555"
+        and order.client_order_id == "P12U7Lsl"
+        and order.type == "stop_market"
+    )
+    other = OrderRequest(
+        symbol="LTC/USDT:USDT",
+        side="sell",
+        type="stop_market",
+        quantity=Decimal("2.3"),
+        client_order_id="P12U7Lsl",
+        trigger_price=Decimal("60"),
+    )
+    missing, _ = _client_call(
+        "mexc",
+        [{"success": True, "code": 0, "data": [plan]}],
+        "fetch_order",
+        symbol="LTC/USDT:USDT",
+        client_order_id="P12U7Lsl",
+        trigger=True,
+        request=other,
+    )
     assert missing is None  # never placed: safe to send
 
 
 def test_okx_lookup_by_client_id_after_a_lost_answer():
     case = response_case("okx", "fetchOpenOrders", "fetchOpenOrders trigger with since = 0")
     algo = case["httpResponse"]["data"][0]
-    order, calls = _client_call("okx", [{"code": "0", "data": [algo], "msg": ""}], "fetch_order", symbol="LTC/USDT:USDT", client_order_id=algo["algoClOrdId"], trigger=True)
+    order, calls = _client_call(
+        "okx",
+        [{"code": "0", "data": [algo], "msg": ""}],
+        "fetch_order",
+        symbol="LTC/USDT:USDT",
+        client_order_id=algo["algoClOrdId"],
+        trigger=True,
+    )
     url = urlsplit(calls[0]["url"])
     assert url.path == "/api/v5/trade/order-algo" and parse_qs(url.query)["algoClOrdId"] == [algo["algoClOrdId"]]
     assert order.exchange_order_id == algo["algoId"] and order.status == "open" and order.is_trigger
@@ -444,6 +651,8 @@ def test_okx_lookup_by_client_id_after_a_lost_answer():
 
 def test_kucoin_isolated_leverage_is_set_per_order_not_by_set_leverage():
     answer = {"code": "200000", "data": {"symbol": "LTCUSDTM", "marginMode": "ISOLATED"}}
-    _, calls = _client_call("kucoinfutures", [answer], "set_leverage", symbol="LTC/USDT:USDT", leverage=5, margin_mode="isolated")
+    _, calls = _client_call(
+        "kucoinfutures", [answer], "set_leverage", symbol="LTC/USDT:USDT", leverage=5, margin_mode="isolated"
+    )
     assert [(c["method"], urlsplit(c["url"]).path) for c in calls] == [("POST", "/api/v2/position/changeMarginMode")]
     assert json.loads(calls[0]["body"]) == {"symbol": "LTCUSDTM", "marginMode": "ISOLATED"}

@@ -81,17 +81,23 @@ def test_mexc_refusing_the_order_is_told_in_plain_words_and_stops_auto_trading(m
     assert position.status == Position.Status.FAILED
     assert mexc.requests_to("order/create")  # the exchange was asked and refused
     user = TelegramUser.objects.get(pk=user.pk)
-    assert not user.auto_trading_enabled and user.auto_trading_paused_reason == "MEXC refuses futures orders from your API key"
+    assert (
+        not user.auto_trading_enabled
+        and user.auto_trading_paused_reason == "MEXC refuses futures orders from your API key"
+    )
     [notice] = notices
     assert "does not let ordinary accounts place futures orders through its API" in notice["text"]
     assert "1002" not in notice["text"] and "Contract not allow" not in notice["text"]  # no raw exchange answer
 
 
-@pytest.mark.parametrize(("reason", "detail", "sentence"), [
-    ("symbol_busy", "you already have a position on NXT/BTC", "You already have a position on NXT/BTC."),
-    ("muted_symbol", "DOGE/USDT:USDT is muted in your settings", "DOGE/USDT:USDT is muted in your settings."),
-    ("max_positions", "3 of 3 positions open", "Maximum open positions reached: 3 of 3 positions open"),
-    ("daily_loss", "", "Daily loss limit reached."),
-])
+@pytest.mark.parametrize(
+    ("reason", "detail", "sentence"),
+    [
+        ("symbol_busy", "you already have a position on NXT/BTC", "You already have a position on NXT/BTC."),
+        ("muted_symbol", "DOGE/USDT:USDT is muted in your settings", "DOGE/USDT:USDT is muted in your settings."),
+        ("max_positions", "3 of 3 positions open", "Maximum open positions reached: 3 of 3 positions open"),
+        ("daily_loss", "", "Daily loss limit reached."),
+    ],
+)
 def test_a_refusal_says_why_once(reason, detail, sentence):
     assert refusal_sentence(reason=reason, detail=detail) == sentence

@@ -61,7 +61,8 @@ def test_a_repeated_fan_out_adds_only_missing_users_and_never_touches_decided_in
     again = intents.execution_intents_fan_out(signal_id=signal.pk)
     assert ExecutionIntent.objects.filter(signal=signal).count() == 3
     assert sorted(ExecutionIntent.objects.filter(pk__in=again).values_list("user_id", flat=True)) == sorted(
-        [second.pk, late.pk])
+        [second.pk, late.pk]
+    )
     assert ExecutionIntent.objects.get(signal=signal, user=first).outcome == "opened"
     assert Position.objects.filter(signal=signal).count() == 1
 
@@ -94,7 +95,8 @@ def test_each_intent_records_its_outcome(market, monkeypatch):
     closed = _signal(market, status="closed")
     intents.signal_execute(signal_id=closed.pk)
     assert set(ExecutionIntent.objects.filter(signal=closed).values_list("outcome", "reason")) == {
-        ("skipped", "signal_closed")}
+        ("skipped", "signal_closed")
+    }
 
 
 def test_a_retryable_failure_leaves_the_intent_pending_for_the_retry(market, monkeypatch):
@@ -102,8 +104,11 @@ def test_a_retryable_failure_leaves_the_intent_pending_for_the_retry(market, mon
     signal = _signal(market)
     [intent_id] = intents.execution_intents_fan_out(signal_id=signal.pk)
     real = services.signal_execute_for_user
-    monkeypatch.setattr(services, "signal_execute_for_user", lambda **kw: (_ for _ in ()).throw(
-        OperationalError("server closed the connection unexpectedly")))
+    monkeypatch.setattr(
+        services,
+        "signal_execute_for_user",
+        lambda **kw: (_ for _ in ()).throw(OperationalError("server closed the connection unexpectedly")),
+    )
     with pytest.raises(OperationalError):
         tasks.execute_intent.run(intent_id)
     assert ExecutionIntent.objects.get(pk=intent_id).outcome == "pending"
@@ -139,8 +144,9 @@ def test_the_sweeper_queues_again_only_intents_past_their_due_time_backing_off(m
 def test_an_intent_that_keeps_dying_is_recorded_as_failed(market, queued):
     TelegramUserFactory(auto_trading_enabled=True)
     [intent_id] = intents.execution_intents_fan_out(signal_id=_signal(market).pk)
-    ExecutionIntent.objects.filter(pk=intent_id).update(attempts=intents.INTENT_MAX_ATTEMPTS,
-                                                          due_at=timezone.now() - timedelta(seconds=1))
+    ExecutionIntent.objects.filter(pk=intent_id).update(
+        attempts=intents.INTENT_MAX_ATTEMPTS, due_at=timezone.now() - timedelta(seconds=1)
+    )
     assert intents.execution_intents_due() == []
     intent = ExecutionIntent.objects.get(pk=intent_id)
     assert intent.outcome == "failed" and "gave up" in intent.detail
@@ -156,5 +162,6 @@ def test_lost_tasks_are_decided_by_the_sweeper_exactly_once(market):
     assert tasks.execution_intents_sweep.run() == 0
     assert set(ExecutionIntent.objects.values_list("outcome", flat=True)) == {"opened"}
     assert sorted(Position.objects.filter(signal=signal).values_list("user_id", flat=True)) == sorted(
-        u.pk for u in users)
+        u.pk for u in users
+    )
     assert set(Position.objects.values_list("status", flat=True)) == {"open"}

@@ -54,20 +54,32 @@ def entries_on_exchange(server):
 
 
 def open_stops(server):
-    return [o.result for o in server.account.orders.values() if o.result.type == "stop_market" and o.result.status == "open"]
+    return [
+        o.result for o in server.account.orders.values() if o.result.type == "stop_market" and o.result.status == "open"
+    ]
 
 
 def test_signal_to_take_profits_over_http(server, user):
     position = executor(user).open_position(position=make_live_position(user, exchange="bitunix"))
-    assert position.status == Position.Status.OPEN and position.entry_price == Decimal("100") and position.quantity == Decimal("1.5")
-    assert [(s.trigger_price, s.quantity, s.side) for s in open_stops(server)] == [(Decimal("98"), Decimal("1.5"), "sell")]
-    assert [o.state for o in position.orders.filter(leg__in=["sl", "tp1", "tp2"]).order_by("pk")] == [Order.State.OPEN] * 3
+    assert (
+        position.status == Position.Status.OPEN
+        and position.entry_price == Decimal("100")
+        and position.quantity == Decimal("1.5")
+    )
+    assert [(s.trigger_price, s.quantity, s.side) for s in open_stops(server)] == [
+        (Decimal("98"), Decimal("1.5"), "sell")
+    ]
+    assert [o.state for o in position.orders.filter(leg__in=["sl", "tp1", "tp2"]).order_by("pk")] == [
+        Order.State.OPEN
+    ] * 3
     assert len(server.requests_to("/tpsl/place_order")) == 3 and len(server.requests_to("/trade/place_order")) == 1
 
     server.account.set_price(SYMBOL, "102")  # TP1 fires on the exchange
     reconcile_user(user=user, executor=executor(user))
     position.refresh_from_db()
-    assert position.status == Position.Status.OPEN and position.tp1_done and position.remaining_quantity == Decimal("0.75")
+    assert (
+        position.status == Position.Status.OPEN and position.tp1_done and position.remaining_quantity == Decimal("0.75")
+    )
 
     server.account.set_price(SYMBOL, "104")  # TP2 fires; the exchange drops the stop of the flat position
     reconcile_user(user=user, executor=executor(user))
@@ -144,7 +156,16 @@ def test_closed_by_hand_on_bitunix_is_booked_from_its_trades(server, user):
 
     position = executor(user).open_position(position=make_live_position(user, exchange="bitunix"))
     server.account.set_price(SYMBOL, "101")
-    server.account._create(OrderRequest(symbol=SYMBOL, side="sell", type="market", quantity=Decimal("1.5"), client_order_id="byhand1", reduce_only=True))
+    server.account._create(
+        OrderRequest(
+            symbol=SYMBOL,
+            side="sell",
+            type="market",
+            quantity=Decimal("1.5"),
+            client_order_id="byhand1",
+            reduce_only=True,
+        )
+    )
     reconcile_user(user=user, executor=executor(user))
     position.refresh_from_db()
     assert position.status == Position.Status.CLOSED and position.close_reason == Position.CloseReason.EXCHANGE

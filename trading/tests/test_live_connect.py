@@ -43,7 +43,10 @@ def test_valid_keys_are_checked_then_stored_encrypted_with_last4(bitunix, caplog
     raw = repr(list(ExchangeCredential.objects.filter(user=user).values()))  # the stored column values
     assert KEY not in raw and SECRET not in raw
     assert KEY not in caplog.text and SECRET not in caplog.text and KEY[-4:] in caplog.text
-    assert exchange_disconnect(user=user) == 1 and not ExchangeCredential.objects.filter(user=user, is_active=True).exists()
+    assert (
+        exchange_disconnect(user=user) == 1
+        and not ExchangeCredential.objects.filter(user=user, is_active=True).exists()
+    )
 
 
 def test_wrong_secret_is_refused_politely_and_nothing_is_stored(bitunix, caplog):

@@ -38,10 +38,16 @@ def no_sleep(monkeypatch):
 def trader(fake_exchange):
     user = TelegramUserFactory(auto_trading_enabled=True, subscribed=True)
     UserPreferences.objects.filter(user=user).update(
-        paper_mode=False, leverage=5, max_drawdown_pct=Decimal("10"), position_size_pct=Decimal("50"),
-        correlation_filter=False, max_open_positions=5,
+        paper_mode=False,
+        leverage=5,
+        max_drawdown_pct=Decimal("10"),
+        position_size_pct=Decimal("50"),
+        correlation_filter=False,
+        max_open_positions=5,
     )
-    ExchangeCredentialFactory(user=user, exchange="okx", secrets=ApiSecrets(api_key=API_KEY, secret=API_SECRET, passphrase=PASSPHRASE))
+    ExchangeCredentialFactory(
+        user=user, exchange="okx", secrets=ApiSecrets(api_key=API_KEY, secret=API_SECRET, passphrase=PASSPHRASE)
+    )
     user.refresh_from_db()
     return user
 
@@ -184,7 +190,9 @@ def test_peak_measured_on_another_exchange_restarts():
     services.live_account_observe(user=user, exchange="okx", equity=Decimal("10000"), at=at)
     live = services.live_account_observe(user=user, exchange="bitunix", equity=Decimal("500"), at=at)
     assert (live.exchange, live.peak_equity) == ("bitunix", Decimal("500"))
-    assert services.live_account_observe(user=user, exchange="bitunix", equity=Decimal("400"), at=at).peak_equity == Decimal("500")
+    assert services.live_account_observe(
+        user=user, exchange="bitunix", equity=Decimal("400"), at=at
+    ).peak_equity == Decimal("500")
 
 
 def test_a_paper_trader_with_live_positions_is_observed_but_not_paused(trader, exchange, published):
@@ -204,7 +212,9 @@ def test_equity_counts_unrealised_pnl_unless_the_exchange_reports_equity(trader,
     held = [ExchangePosition(symbol=SYMBOL, side="long", quantity=Decimal("1"), unrealised_pnl=Decimal("-40"))]
     wallet = Balance(currency="USDT", free=Decimal("900"), used=Decimal("100"), total=Decimal("1000"))
     assert account_equity_of(balance=wallet, positions=held) == Decimal("960")
-    reported = Balance(currency="USDT", free=Decimal("900"), used=Decimal("100"), total=Decimal("960"), equity=Decimal("960"))
+    reported = Balance(
+        currency="USDT", free=Decimal("900"), used=Decimal("100"), total=Decimal("960"), equity=Decimal("960")
+    )
     assert account_equity_of(balance=reported, positions=held) == Decimal("960")  # never counted twice
 
 

@@ -45,7 +45,9 @@ def test_signal_to_take_profits_closes_the_position_with_matching_pnl(live_user,
     assert position.entry_price == Decimal("100") and position.quantity == Decimal("1.5")
     stop = position.orders.get(leg=Order.Leg.STOP_LOSS)
     assert stop.state == Order.State.OPEN and stop.exchange_order_id and stop.reduce_only
-    assert [(o.trigger_price, o.quantity, o.side) for o in open_exchange_stops(account)] == [(Decimal("98"), Decimal("1.5"), "sell")]
+    assert [(o.trigger_price, o.quantity, o.side) for o in open_exchange_stops(account)] == [
+        (Decimal("98"), Decimal("1.5"), "sell")
+    ]
     tps = {o.leg: o for o in position.orders.filter(leg__in=["tp1", "tp2"])}
     assert (tps["tp1"].quantity, tps["tp2"].quantity) == (Decimal("0.75"), Decimal("0.75"))
     assert all(o.state == Order.State.OPEN for o in tps.values())
@@ -53,7 +55,9 @@ def test_signal_to_take_profits_closes_the_position_with_matching_pnl(live_user,
     account.set_price(SYMBOL, "102")  # TP1 fires on the exchange
     reconcile_user(user=live_user, executor=executor(live_user))
     position.refresh_from_db()
-    assert position.status == Position.Status.OPEN and position.tp1_done and position.remaining_quantity == Decimal("0.75")
+    assert (
+        position.status == Position.Status.OPEN and position.tp1_done and position.remaining_quantity == Decimal("0.75")
+    )
 
     account.set_price(SYMBOL, "104")  # TP2 fires; the exchange drops the stop of the now flat position
     report = reconcile_user(user=live_user, executor=executor(live_user))
@@ -79,7 +83,9 @@ def test_stop_fill_closes_the_position_at_a_loss(live_user, account):
 
 
 def test_short_position_gets_a_buy_stop_above_entry(live_user, account):
-    position = executor(live_user).open_position(position=make_live_position(live_user, side="short", stop="102", tp1="98", tp2="96"))
+    position = executor(live_user).open_position(
+        position=make_live_position(live_user, side="short", stop="102", tp1="98", tp2="96")
+    )
     assert [(o.side, o.trigger_price) for o in open_exchange_stops(account)] == [("buy", Decimal("102"))]
     account.set_price(SYMBOL, "102")
     reconcile_user(user=live_user, executor=executor(live_user))
@@ -96,7 +102,9 @@ def test_open_position_is_idempotent(live_user, account):
     assert len(open_exchange_stops(account)) == 1
 
 
-@pytest.mark.parametrize("faults", [("timeout",), ("rate_limit", "server_error"), ("lost_response",), ("lost_response", "timeout")])
+@pytest.mark.parametrize(
+    "faults", [("timeout",), ("rate_limit", "server_error"), ("lost_response",), ("lost_response", "timeout")]
+)
 def test_transient_faults_on_entry_never_duplicate_the_order(live_user, account, faults):
     account.inject("create_order", *faults)
     position = executor(live_user).open_position(position=make_live_position(live_user))
@@ -202,7 +210,12 @@ def test_insufficient_balance_disables_auto_trading_and_tells_the_user(live_user
     user = TelegramUser.objects.get(pk=live_user.pk)
     assert not user.auto_trading_enabled and user.auto_trading_paused_reason == "OKX: not enough margin for the order"
     notify = [p for e, p in sent if e == "user.notify"]
-    assert len(notify) == 1 and notify[0]["user_id"] == live_user.pk and "Auto-trading switched off" in notify[0]["text"] and "/autotrade on" in notify[0]["text"]
+    assert (
+        len(notify) == 1
+        and notify[0]["user_id"] == live_user.pk
+        and "Auto-trading switched off" in notify[0]["text"]
+        and "/autotrade on" in notify[0]["text"]
+    )
 
 
 def test_stop_cancelled_on_the_exchange_is_replaced_by_reconcile(live_user, account):
@@ -210,7 +223,9 @@ def test_stop_cancelled_on_the_exchange_is_replaced_by_reconcile(live_user, acco
     stop = position.orders.get(leg=Order.Leg.STOP_LOSS)
     from dataclasses import replace
 
-    account.orders[stop.exchange_order_id].result = replace(account.orders[stop.exchange_order_id].result, status="canceled")
+    account.orders[stop.exchange_order_id].result = replace(
+        account.orders[stop.exchange_order_id].result, status="canceled"
+    )
     report = reconcile_user(user=live_user, executor=executor(live_user))
     stops = open_exchange_stops(account)
     assert len(stops) == 1 and stops[0].client_order_id.endswith("Lsl2")
@@ -223,9 +238,27 @@ def test_position_closed_on_the_exchange_is_closed_here(live_user, account):
 
     account.set_price(SYMBOL, "101")
     # the user closes it by hand on the exchange, in two clicks
-    account._create(OrderRequest(symbol=SYMBOL, side="sell", type="market", quantity=Decimal("1.0"), client_order_id="manual1", reduce_only=True))
+    account._create(
+        OrderRequest(
+            symbol=SYMBOL,
+            side="sell",
+            type="market",
+            quantity=Decimal("1.0"),
+            client_order_id="manual1",
+            reduce_only=True,
+        )
+    )
     account.set_price(SYMBOL, "101.5")
-    account._create(OrderRequest(symbol=SYMBOL, side="sell", type="market", quantity=Decimal("0.5"), client_order_id="manual2", reduce_only=True))
+    account._create(
+        OrderRequest(
+            symbol=SYMBOL,
+            side="sell",
+            type="market",
+            quantity=Decimal("0.5"),
+            client_order_id="manual2",
+            reduce_only=True,
+        )
+    )
     report = reconcile_user(user=live_user, executor=executor(live_user))
     reconcile_user(user=live_user, executor=executor(live_user))  # a second pass books nothing more
     position.refresh_from_db()
@@ -245,7 +278,9 @@ def test_unknown_order_with_our_client_id_is_adopted(live_user, account):
     tp2.delete()  # as if its row had been lost
     report = reconcile_user(user=live_user, executor=executor(live_user))
     adopted = Order.objects.get(client_order_id=cid)
-    assert adopted.position_id == position.pk and adopted.exchange_order_id == exchange_id and adopted.leg == Order.Leg.TP2
+    assert (
+        adopted.position_id == position.pk and adopted.exchange_order_id == exchange_id and adopted.leg == Order.Leg.TP2
+    )
     assert any("adopted" in r for r in report.repairs)
 
 
@@ -280,7 +315,11 @@ def test_reconcile_task_runs_for_every_user_with_live_positions(live_user, accou
     from exchanges.base import OrderRequest
 
     # the entry reached the exchange but the worker died before recording anything
-    account._create(OrderRequest(symbol=SYMBOL, side="buy", type="market", quantity=Decimal("1.5"), client_order_id=entry.client_order_id))
+    account._create(
+        OrderRequest(
+            symbol=SYMBOL, side="buy", type="market", quantity=Decimal("1.5"), client_order_id=entry.client_order_id
+        )
+    )
     Order.objects.filter(pk=entry.pk).update(state=Order.State.SUBMITTED)
     repairs = reconcile_exchange_positions.run()
     position.refresh_from_db()
@@ -295,7 +334,11 @@ def test_reconcile_skips_a_position_an_order_task_is_working_on(live_user, accou
     entry = position.orders.get(leg="entry")
     from exchanges.base import OrderRequest
 
-    account._create(OrderRequest(symbol=SYMBOL, side="buy", type="market", quantity=Decimal("1.5"), client_order_id=entry.client_order_id))
+    account._create(
+        OrderRequest(
+            symbol=SYMBOL, side="buy", type="market", quantity=Decimal("1.5"), client_order_id=entry.client_order_id
+        )
+    )
     Order.objects.filter(pk=entry.pk).update(state=Order.State.SUBMITTED)
     with position_lock(position_id=position.pk) as held:
         assert held

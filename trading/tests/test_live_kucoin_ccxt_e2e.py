@@ -34,7 +34,9 @@ def kucoin(settings, monkeypatch):
 @pytest.fixture
 def user(kucoin):
     user = TelegramUserFactory(auto_trading_enabled=True)
-    ExchangeCredentialFactory(user=user, exchange="kucoinfutures", secrets=ApiSecrets(api_key=KEY, secret=SECRET, passphrase=PASSPHRASE))
+    ExchangeCredentialFactory(
+        user=user, exchange="kucoinfutures", secrets=ApiSecrets(api_key=KEY, secret=SECRET, passphrase=PASSPHRASE)
+    )
     return user
 
 
@@ -52,11 +54,25 @@ def creates(kucoin) -> list[dict]:
 
 def test_entry_stop_fill_and_pnl_through_ccxt_kucoin(kucoin, user):
     position = executor(user).open_position(position=ltc_position(user))
-    assert position.status == Position.Status.OPEN and position.quantity == Decimal("1.5") and position.entry_price == Decimal("100")
+    assert (
+        position.status == Position.Status.OPEN
+        and position.quantity == Decimal("1.5")
+        and position.entry_price == Decimal("100")
+    )
     entry, stop, tp1, tp2 = creates(kucoin)
     assert entry["size"] == 15 and entry["leverage"] == 5 and entry["marginMode"] == "ISOLATED"  # 1.5 LTC = 15 × 0.1
-    assert (stop["stop"], stop["stopPrice"], stop["reduceOnly"], stop["side"], stop["size"]) == ("down", "98", True, "sell", 15)
-    assert (tp1["stop"], tp1["size"], tp2["size"]) == ("up", 7, 8)  # 0.75 LTC rounds down to 7 contracts; the rest on TP2
+    assert (stop["stop"], stop["stopPrice"], stop["reduceOnly"], stop["side"], stop["size"]) == (
+        "down",
+        "98",
+        True,
+        "sell",
+        15,
+    )
+    assert (tp1["stop"], tp1["size"], tp2["size"]) == (
+        "up",
+        7,
+        8,
+    )  # 0.75 LTC rounds down to 7 contracts; the rest on TP2
 
     kucoin.account.set_price(LTC, "97.9")  # the stop fires on the exchange
     reconcile_user(user=user, executor=executor(user))
@@ -73,14 +89,21 @@ def test_entry_faults_through_ccxt_kucoin_never_duplicate(kucoin, user, faults):
     assert position.status == Position.Status.OPEN
     entries = [o for o in kucoin.account.orders.values() if o.result.client_order_id.endswith("Lentry")]
     assert len(entries) == 1 and kucoin.account.positions[LTC].quantity == Decimal("1.5")
-    assert len([o for o in kucoin.account.orders.values() if o.result.type == "stop_market" and o.result.status == "open"]) == 1
+    assert (
+        len([o for o in kucoin.account.orders.values() if o.result.type == "stop_market" and o.result.status == "open"])
+        == 1
+    )
     assert kucoin.requests_to("/api/v1/orders/byClientOid")  # looked up by clientOid before any resend
 
 
 def test_closed_by_hand_on_kucoin_is_booked_from_its_fills(kucoin, user):
     position = executor(user).open_position(position=ltc_position(user))
     kucoin.account.set_price(LTC, "101")
-    kucoin.account._create(OrderRequest(symbol=LTC, side="sell", type="market", quantity=Decimal("1.5"), client_order_id="byhand", reduce_only=True))
+    kucoin.account._create(
+        OrderRequest(
+            symbol=LTC, side="sell", type="market", quantity=Decimal("1.5"), client_order_id="byhand", reduce_only=True
+        )
+    )
     reconcile_user(user=user, executor=executor(user))
     position.refresh_from_db()
     assert position.status == Position.Status.CLOSED and position.close_reason == Position.CloseReason.EXCHANGE

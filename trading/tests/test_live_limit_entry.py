@@ -71,7 +71,10 @@ def limit_entries(settings):
 def notices(monkeypatch) -> list[dict]:
     """The ``user.notify`` events the live executor publishes (other events are dropped)."""
     sent: list[dict] = []
-    monkeypatch.setattr("trading.executors.live.publish", lambda event, **payload: sent.append(payload) if event == "user.notify" else None)
+    monkeypatch.setattr(
+        "trading.executors.live.publish",
+        lambda event, **payload: sent.append(payload) if event == "user.notify" else None,
+    )
     return sent
 
 
@@ -82,7 +85,11 @@ def scheduled() -> list[tuple[int, float]]:
 
 
 def executor(user, scheduled: list | None = None) -> LiveExecutor:
-    later = (lambda position_id, countdown: scheduled.append((position_id, countdown))) if scheduled is not None else (lambda *_: None)
+    later = (
+        (lambda position_id, countdown: scheduled.append((position_id, countdown)))
+        if scheduled is not None
+        else (lambda *_: None)
+    )
     return LiveExecutor(user=user, sleep=lambda _seconds: None, fill_poll_attempts=2, settle_later=later)
 
 
@@ -98,27 +105,46 @@ def limit_position(user, clock: Clock, *, side: str = "long", **kwargs) -> Posit
 
 
 def open_stops(account) -> list[tuple[Decimal, Decimal]]:
-    return [(o.result.trigger_price, o.result.quantity) for o in account.orders.values() if o.result.type == "stop_market" and o.result.status == "open"]
+    return [
+        (o.result.trigger_price, o.result.quantity)
+        for o in account.orders.values()
+        if o.result.type == "stop_market" and o.result.status == "open"
+    ]
 
 
 def open_take_profits(account) -> list[tuple[Decimal, Decimal]]:
-    return sorted((o.result.trigger_price, o.result.quantity) for o in account.orders.values() if o.result.type == "take_profit" and o.result.status == "open")
+    return sorted(
+        (o.result.trigger_price, o.result.quantity)
+        for o in account.orders.values()
+        if o.result.type == "take_profit" and o.result.status == "open"
+    )
 
 
 def exchange_state(account) -> list[tuple]:
-    return sorted((o.result.client_order_id, o.result.type, o.result.status, o.result.quantity, o.result.filled_quantity) for o in account.orders.values())
+    return sorted(
+        (o.result.client_order_id, o.result.type, o.result.status, o.result.quantity, o.result.filled_quantity)
+        for o in account.orders.values()
+    )
 
 
 def orders_state(position: Position) -> list[tuple]:
-    return list(position.orders.order_by("pk").values_list("client_order_id", "state", "quantity", "filled_quantity", "exchange_order_id"))
+    return list(
+        position.orders.order_by("pk").values_list(
+            "client_order_id", "state", "quantity", "filled_quantity", "exchange_order_id"
+        )
+    )
 
 
 def calls_since(account, start: int, *methods: str) -> list[tuple[str, str]]:
     return [(method, key) for method, key in account.calls[start:] if method in methods]
 
 
-@pytest.mark.parametrize(("side", "price", "exchange_side"), [("long", LIMIT, "buy"), ("short", Decimal("100.5"), "sell")])
-def test_limit_entry_rests_at_the_signal_price_rounded_to_the_tick(live_user, account, limit_entries, clock, scheduled, side, price, exchange_side):
+@pytest.mark.parametrize(
+    ("side", "price", "exchange_side"), [("long", LIMIT, "buy"), ("short", Decimal("100.5"), "sell")]
+)
+def test_limit_entry_rests_at_the_signal_price_rounded_to_the_tick(
+    live_user, account, limit_entries, clock, scheduled, side, price, exchange_side
+):
     position = limit_position(live_user, clock, side=side)
     position = executor(live_user, scheduled).open_position(position=position)
 
@@ -126,7 +152,13 @@ def test_limit_entry_rests_at_the_signal_price_rounded_to_the_tick(live_user, ac
     assert entry.client_order_id == f"P{position.signal_id}U{live_user.pk}Lentry"
     assert (entry.type, entry.price, entry.state) == (Order.Type.LIMIT, price, Order.State.OPEN)
     [sent] = account.orders_with_client_id(entry.client_order_id)
-    assert (sent.type, sent.price, sent.side, sent.quantity, sent.status) == ("limit", price, exchange_side, Decimal("1.5"), "open")
+    assert (sent.type, sent.price, sent.side, sent.quantity, sent.status) == (
+        "limit",
+        price,
+        exchange_side,
+        Decimal("1.5"),
+        "open",
+    )
     assert sent.exchange_order_id == entry.exchange_order_id
     assert position.status == Position.Status.PENDING and not open_stops(account)
     assert scheduled == [(position.pk, LIMIT_ENTRY_CHECK_SECONDS)]  # checked again soon, at the latest at the deadline
@@ -142,14 +174,20 @@ def test_full_fill_gets_the_stop_and_take_profits(live_user, account, limit_entr
     position = executor(live_user, scheduled).limit_entry_settle(position=position)  # the scheduled check
 
     assert position.status == Position.Status.OPEN
-    assert (position.quantity, position.remaining_quantity, position.entry_price) == (Decimal("1.5"), Decimal("1.5"), LIMIT)
+    assert (position.quantity, position.remaining_quantity, position.entry_price) == (
+        Decimal("1.5"),
+        Decimal("1.5"),
+        LIMIT,
+    )
     assert position.orders.get(leg=Order.Leg.ENTRY).state == Order.State.FILLED
     assert open_stops(account) == [(Decimal("98"), Decimal("1.5"))]
     assert open_take_profits(account) == [(Decimal("102"), Decimal("0.75")), (Decimal("104"), Decimal("0.75"))]
     assert len(scheduled) == 1  # nothing left on the book: no further check
 
 
-def test_limit_already_reached_when_sent_fills_and_is_protected_at_once(live_user, account, limit_entries, clock, scheduled):
+def test_limit_already_reached_when_sent_fills_and_is_protected_at_once(
+    live_user, account, limit_entries, clock, scheduled
+):
     account.set_price(SYMBOL, "99.4")
     position = executor(live_user, scheduled).open_position(position=limit_position(live_user, clock))
     assert position.status == Position.Status.OPEN and position.entry_price == LIMIT  # a limit never pays worse
@@ -157,7 +195,9 @@ def test_limit_already_reached_when_sent_fills_and_is_protected_at_once(live_use
     assert scheduled == []
 
 
-def test_partial_fills_resize_the_stop_new_one_first_and_the_take_profits(live_user, account, limit_entries, clock, scheduled):
+def test_partial_fills_resize_the_stop_new_one_first_and_the_take_profits(
+    live_user, account, limit_entries, clock, scheduled
+):
     account.partial_fill_ratio = Decimal("0.4")
     position = executor(live_user, scheduled).open_position(position=limit_position(live_user, clock))
     account.set_price(SYMBOL, "99.5")  # 0.6 of 1.5 fills
@@ -202,7 +242,9 @@ def test_partial_fills_resize_the_stop_new_one_first_and_the_take_profits(live_u
     assert account.positions[SYMBOL].quantity == 0 and account.balance == Decimal("10000") + position.net_pnl
 
 
-def test_deadline_with_a_partial_fill_cancels_the_remainder_and_protects_the_fill(live_user, account, limit_entries, clock, notices):
+def test_deadline_with_a_partial_fill_cancels_the_remainder_and_protects_the_fill(
+    live_user, account, limit_entries, clock, notices
+):
     account.partial_fill_ratio = Decimal("0.4")
     position = executor(live_user).open_position(position=limit_position(live_user, clock))
     account.set_price(SYMBOL, "99.5")  # 0.6 fills, unnoticed until the deadline
@@ -222,7 +264,9 @@ def test_deadline_with_a_partial_fill_cancels_the_remainder_and_protects_the_fil
     assert notices == []
 
 
-def test_deadline_without_a_fill_fails_the_position_and_tells_the_user_once(live_user, account, limit_entries, clock, notices):
+def test_deadline_without_a_fill_fails_the_position_and_tells_the_user_once(
+    live_user, account, limit_entries, clock, notices
+):
     position = executor(live_user).open_position(position=limit_position(live_user, clock))
     clock.advance(TIMEOUT - 1)
     assert settle_limit_entry.run(position.pk) == Position.Status.PENDING  # not yet: the limit keeps resting
@@ -235,7 +279,11 @@ def test_deadline_without_a_fill_fails_the_position_and_tells_the_user_once(live
 
     position.refresh_from_db()
     entry = position.orders.get(leg=Order.Leg.ENTRY)
-    assert position.status == Position.Status.FAILED and entry.state == Order.State.CANCELLED and entry.filled_quantity == 0
+    assert (
+        position.status == Position.Status.FAILED
+        and entry.state == Order.State.CANCELLED
+        and entry.filled_quantity == 0
+    )
     [sent] = account.orders_with_client_id(entry.client_order_id)
     assert sent.status == "canceled"
     assert not open_stops(account) and not account.position(SYMBOL).quantity
@@ -261,9 +309,13 @@ def test_window_passed_before_send_sends_nothing(live_user, account, limit_entri
     assert len(notices) == 1 and "could not be placed within 5 min" in notices[0]["text"]
 
 
-def test_entry_sent_with_its_answer_lost_is_not_sent_again_after_its_window(live_user, account, limit_entries, clock, notices):
+def test_entry_sent_with_its_answer_lost_is_not_sent_again_after_its_window(
+    live_user, account, limit_entries, clock, notices
+):
     position = limit_position(live_user, clock)
-    Order.objects.filter(position=position, leg=Order.Leg.ENTRY).update(type=Order.Type.LIMIT, price=LIMIT, state=Order.State.SUBMITTED)
+    Order.objects.filter(position=position, leg=Order.Leg.ENTRY).update(
+        type=Order.Type.LIMIT, price=LIMIT, state=Order.State.SUBMITTED
+    )
     clock.advance(TIMEOUT + 1)
     start = len(account.calls)
 
@@ -275,12 +327,23 @@ def test_entry_sent_with_its_answer_lost_is_not_sent_again_after_its_window(live
     assert len(notices) == 1
 
 
-def test_entry_that_reached_the_exchange_before_its_window_passed_is_settled_not_resent(live_user, account, limit_entries, clock, notices):
+def test_entry_that_reached_the_exchange_before_its_window_passed_is_settled_not_resent(
+    live_user, account, limit_entries, clock, notices
+):
     position = limit_position(live_user, clock)
     entry = position.orders.get(leg=Order.Leg.ENTRY)
     Order.objects.filter(pk=entry.pk).update(type=Order.Type.LIMIT, price=LIMIT, state=Order.State.SUBMITTED)
     account.partial_fill_ratio = Decimal("0.4")
-    account._create(OrderRequest(symbol=SYMBOL, side="buy", type="limit", quantity=Decimal("1.5"), price=LIMIT, client_order_id=entry.client_order_id))
+    account._create(
+        OrderRequest(
+            symbol=SYMBOL,
+            side="buy",
+            type="limit",
+            quantity=Decimal("1.5"),
+            price=LIMIT,
+            client_order_id=entry.client_order_id,
+        )
+    )
     account.set_price(SYMBOL, "99.5")  # accepted, 0.6 filled, the worker died before recording anything
     clock.advance(TIMEOUT + 1)
 
@@ -295,7 +358,9 @@ def test_entry_that_reached_the_exchange_before_its_window_passed_is_settled_not
 
 
 @pytest.mark.parametrize("filled", [True, False])
-def test_reconcile_after_a_restart_settles_an_expired_limit_entry(live_user, account, limit_entries, clock, notices, scheduled, filled):
+def test_reconcile_after_a_restart_settles_an_expired_limit_entry(
+    live_user, account, limit_entries, clock, notices, scheduled, filled
+):
     if filled:
         account.partial_fill_ratio = Decimal("0.4")
     position = executor(live_user, scheduled).open_position(position=limit_position(live_user, clock))
@@ -342,7 +407,9 @@ def test_settle_is_idempotent(live_user, account, limit_entries, clock):
 
 
 @pytest.mark.parametrize("closer", ["manual", "take_profits"])
-def test_closing_a_position_cancels_the_rest_of_its_resting_limit_entry(live_user, account, limit_entries, clock, closer):
+def test_closing_a_position_cancels_the_rest_of_its_resting_limit_entry(
+    live_user, account, limit_entries, clock, closer
+):
     account.partial_fill_ratio = Decimal("0.4")
     position = executor(live_user).open_position(position=limit_position(live_user, clock))
     account.set_price(SYMBOL, "99.5")
@@ -372,7 +439,9 @@ def test_signal_to_a_resting_limit_entry_then_protected(fake_exchange, limit_ent
     monkeypatch.setattr(live_module.time, "sleep", lambda _seconds: None)  # the executor's brief fill polls
     user = TelegramUserFactory(auto_trading_enabled=True, subscribed=True)
     UserPreferences.objects.filter(user=user).update(paper_mode=False, leverage=5)
-    ExchangeCredentialFactory(user=user, exchange="okx", secrets=ApiSecrets(api_key=API_KEY, secret=API_SECRET, passphrase=PASSPHRASE))
+    ExchangeCredentialFactory(
+        user=user, exchange="okx", secrets=ApiSecrets(api_key=API_KEY, secret=API_SECRET, passphrase=PASSPHRASE)
+    )
     exchange = fake_account(fake_account_name(user_id=user.pk))
     exchange.set_price(SYMBOL, "100")
     signal = SignalFactory(symbol=SymbolFactory(symbol=SYMBOL, base="BTC"), entry=Decimal("99.5"), stop=Decimal("98"))
@@ -414,7 +483,9 @@ def test_the_check_is_scheduled_on_the_trade_queue(settings, monkeypatch):
     assert len(sent) == 1
 
 
-def test_a_fill_just_after_reconcile_read_the_positions_is_not_taken_for_a_close(live_user, account, limit_entries, clock, monkeypatch):
+def test_a_fill_just_after_reconcile_read_the_positions_is_not_taken_for_a_close(
+    live_user, account, limit_entries, clock, monkeypatch
+):
     from testsupport.exchanges.fake import FakeExchangeClient
 
     position = executor(live_user).open_position(position=limit_position(live_user, clock))
@@ -433,7 +504,9 @@ def test_a_fill_just_after_reconcile_read_the_positions_is_not_taken_for_a_close
     assert open_stops(account) == [(Decimal("98"), Decimal("1.5"))]
 
 
-def test_a_resized_stop_whose_send_failed_is_placed_by_reconcile_before_the_old_goes(live_user, account, limit_entries, clock):
+def test_a_resized_stop_whose_send_failed_is_placed_by_reconcile_before_the_old_goes(
+    live_user, account, limit_entries, clock
+):
     from exchanges.errors import RetryableExchangeError
 
     account.partial_fill_ratio = Decimal("0.4")
@@ -454,7 +527,9 @@ def test_a_resized_stop_whose_send_failed_is_placed_by_reconcile_before_the_old_
     assert position.orders.get(state=Order.State.OPEN, leg=Order.Leg.STOP_LOSS).client_order_id.endswith("Lsl2")
 
 
-def test_reconcile_fails_a_limit_entry_chosen_but_never_sent_once_its_window_passed(live_user, account, limit_entries, clock, notices):
+def test_reconcile_fails_a_limit_entry_chosen_but_never_sent_once_its_window_passed(
+    live_user, account, limit_entries, clock, notices
+):
     position = limit_position(live_user, clock)
     # the worker died right after storing the entry as a limit order, before sending it (and the task was lost)
     Order.objects.filter(position=position, leg=Order.Leg.ENTRY).update(type=Order.Type.LIMIT, price=LIMIT)
@@ -504,7 +579,10 @@ def test_limit_entry_over_http_on_the_fake_bitunix_server(settings, limit_entrie
         clock.advance(TIMEOUT)
         position = executor(user).limit_entry_settle(position=position)
         assert sent.client_order_id and exchange.orders_with_client_id(sent.client_order_id)[0].status == "canceled"
-        assert position.status == Position.Status.OPEN and position.quantity == Decimal("1.2") == exchange.positions[SYMBOL].quantity
+        assert (
+            position.status == Position.Status.OPEN
+            and position.quantity == Decimal("1.2") == exchange.positions[SYMBOL].quantity
+        )
         assert notices == []
     bitunix_module._PAIRS_CACHE.clear()
 

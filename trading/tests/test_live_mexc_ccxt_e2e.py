@@ -47,17 +47,27 @@ def executor(user) -> LiveExecutor:
 
 
 def live_stops(mexc):
-    return [o.result for o in mexc.account.orders.values() if o.result.type == "stop_market" and o.result.status == "open"]
+    return [
+        o.result for o in mexc.account.orders.values() if o.result.type == "stop_market" and o.result.status == "open"
+    ]
 
 
 def test_entry_plan_stop_fill_and_pnl_through_ccxt_mexc(mexc, user):
     position = executor(user).open_position(position=ltc_position(user))
-    assert position.status == Position.Status.OPEN and position.quantity == Decimal("1.5") and position.entry_price == Decimal("100")
+    assert (
+        position.status == Position.Status.OPEN
+        and position.quantity == Decimal("1.5")
+        and position.entry_price == Decimal("100")
+    )
     (entry,) = mexc.requests_to("order/create")
-    assert entry["vol"] == 15 and entry["side"] == 1 and entry["externalOid"].endswith("Lentry") and entry["leverage"] == 5
+    assert (
+        entry["vol"] == 15 and entry["side"] == 1 and entry["externalOid"].endswith("Lentry") and entry["leverage"] == 5
+    )
     plans = mexc.requests_to("planorder/place")
     stop = next(p for p in plans if p["triggerType"] == 2)
-    assert (stop["side"], stop["vol"], stop["orderType"]) == (4, 15, 5) and float(stop["triggerPrice"]) == 98  # close long, market
+    assert (stop["side"], stop["vol"], stop["orderType"]) == (4, 15, 5) and float(
+        stop["triggerPrice"]
+    ) == 98  # close long, market
     assert [p["triggerType"] for p in plans] == [2, 1, 1]
     assert position.orders.get(leg=Order.Leg.STOP_LOSS).exchange_order_id == live_stops(mexc)[0].exchange_order_id
 
@@ -75,7 +85,9 @@ def test_entry_faults_through_ccxt_mexc_never_duplicate(mexc, user, faults):
     assert position.status == Position.Status.OPEN
     assert len([o for o in mexc.account.orders.values() if o.result.client_order_id.endswith("Lentry")]) == 1
     assert mexc.account.positions[LTC].quantity == Decimal("1.5") and len(live_stops(mexc)) == 1
-    assert mexc.requests_to("order/external/LTC_USDT/" + position.orders.get(leg="entry").client_order_id)  # looked up before any resend
+    assert mexc.requests_to(
+        "order/external/LTC_USDT/" + position.orders.get(leg="entry").client_order_id
+    )  # looked up before any resend
 
 
 def test_plan_stop_answer_lost_is_found_by_its_request(mexc, user):
@@ -88,7 +100,11 @@ def test_plan_stop_answer_lost_is_found_by_its_request(mexc, user):
 def test_closed_by_hand_on_mexc_is_booked_from_its_deals(mexc, user):
     position = executor(user).open_position(position=ltc_position(user))
     mexc.account.set_price(LTC, "101")
-    mexc.account._create(OrderRequest(symbol=LTC, side="sell", type="market", quantity=Decimal("1.5"), client_order_id="byhand", reduce_only=True))
+    mexc.account._create(
+        OrderRequest(
+            symbol=LTC, side="sell", type="market", quantity=Decimal("1.5"), client_order_id="byhand", reduce_only=True
+        )
+    )
     reconcile_user(user=user, executor=executor(user))
     position.refresh_from_db()
     assert position.status == Position.Status.CLOSED and position.close_reason == Position.CloseReason.EXCHANGE

@@ -33,7 +33,9 @@ def okx(settings, monkeypatch):
 @pytest.fixture
 def user(okx):
     user = TelegramUserFactory(auto_trading_enabled=True)
-    ExchangeCredentialFactory(user=user, exchange="okx", secrets=ApiSecrets(api_key=KEY, secret=SECRET, passphrase=PASSPHRASE))
+    ExchangeCredentialFactory(
+        user=user, exchange="okx", secrets=ApiSecrets(api_key=KEY, secret=SECRET, passphrase=PASSPHRASE)
+    )
     return user
 
 
@@ -46,14 +48,22 @@ def entries(okx):
 
 
 def live_stops(okx):
-    return [o.result for o in okx.account.orders.values() if o.result.type == "stop_market" and o.result.status == "open"]
+    return [
+        o.result for o in okx.account.orders.values() if o.result.type == "stop_market" and o.result.status == "open"
+    ]
 
 
 def test_entry_stop_and_take_profits_through_ccxt_okx(okx, user):
     position = executor(user).open_position(position=make_live_position(user))
-    assert position.status == Position.Status.OPEN and position.quantity == Decimal("1.5") and position.entry_price == Decimal("100")
+    assert (
+        position.status == Position.Status.OPEN
+        and position.quantity == Decimal("1.5")
+        and position.entry_price == Decimal("100")
+    )
     (entry_body,) = okx.requests_to("/trade/batch-orders")[0]
-    assert entry_body["sz"] == "150" and entry_body["clOrdId"] == position.orders.get(leg="entry").client_order_id  # 1.5 BTC = 150 × 0.01
+    assert (
+        entry_body["sz"] == "150" and entry_body["clOrdId"] == position.orders.get(leg="entry").client_order_id
+    )  # 1.5 BTC = 150 × 0.01
     algo_bodies = okx.requests_to("/trade/order-algo")
     stop_body = next(b for b in algo_bodies if b.get("slTriggerPx"))
     assert stop_body["ordType"] == "conditional" and stop_body["slTriggerPx"] == "98" and stop_body["slOrdPx"] == "-1"
@@ -71,7 +81,9 @@ def test_entry_stop_and_take_profits_through_ccxt_okx(okx, user):
     position.refresh_from_db()
     assert position.status == Position.Status.CLOSED and position.close_reason == Position.CloseReason.TP2
     assert position.realised_pnl == okx.account.positions[SYMBOL].realised_pnl == Decimal("4.5")
-    assert position.fees == Decimal("0.0005") * (Decimal("150") + Decimal("76.5") + Decimal("78"))  # fees of the triggered orders
+    assert position.fees == Decimal("0.0005") * (
+        Decimal("150") + Decimal("76.5") + Decimal("78")
+    )  # fees of the triggered orders
     assert okx.account.balance == Decimal("10000") + position.net_pnl
 
 
@@ -84,7 +96,9 @@ def test_stop_fires_and_the_loss_is_booked_from_the_order_it_placed(okx, user):
     assert position.realised_pnl == Decimal("-3.75") and okx.account.balance == Decimal("10000") + position.net_pnl
 
 
-@pytest.mark.parametrize("faults", [("timeout",), ("rate_limit", "server_error"), ("lost_response",), ("lost_response", "timeout")])
+@pytest.mark.parametrize(
+    "faults", [("timeout",), ("rate_limit", "server_error"), ("lost_response",), ("lost_response", "timeout")]
+)
 def test_entry_faults_through_ccxt_never_duplicate(okx, user, faults):
     okx.inject("/trade/batch-orders", *faults)
     position = executor(user).open_position(position=make_live_position(user))
@@ -106,7 +120,9 @@ def test_worker_killed_after_entry_submit_reconcile_protects_once(okx, user, mon
     from trading.executors import live as live_module
 
     real_sync = live_module.order_sync_from_result
-    monkeypatch.setattr(live_module, "order_sync_from_result", lambda **kwargs: (_ for _ in ()).throw(SystemExit("killed")))
+    monkeypatch.setattr(
+        live_module, "order_sync_from_result", lambda **kwargs: (_ for _ in ()).throw(SystemExit("killed"))
+    )
     position = make_live_position(user)
     with pytest.raises(SystemExit):
         executor(user).open_position(position=position)
@@ -135,7 +151,16 @@ def test_closed_by_hand_on_okx_after_tp1_is_booked_from_okx_fills(okx, user):
     okx.account.set_price(SYMBOL, "102")  # TP1 algo fires (its fill carries the id of the order it placed)
     reconcile_user(user=user, executor=executor(user))
     okx.account.set_price(SYMBOL, "101")
-    okx.account._create(OrderRequest(symbol=SYMBOL, side="sell", type="market", quantity=Decimal("0.75"), client_order_id="byhand1", reduce_only=True))
+    okx.account._create(
+        OrderRequest(
+            symbol=SYMBOL,
+            side="sell",
+            type="market",
+            quantity=Decimal("0.75"),
+            client_order_id="byhand1",
+            reduce_only=True,
+        )
+    )
     reconcile_user(user=user, executor=executor(user))
     position.refresh_from_db()
     assert position.status == Position.Status.CLOSED and position.close_reason == Position.CloseReason.EXCHANGE
@@ -160,9 +185,15 @@ def test_trailing_stop_update_places_the_new_algo_before_cancelling_the_old(okx,
     position = executor(user).update_stop(position=position, stop_price=Decimal("100.04"))
     (stop,) = live_stops(okx)
     assert stop.trigger_price == Decimal("100") and stop.client_order_id.endswith("Lsl2")  # rounded to the 0.1 tick
-    sent = [(m, p.rsplit("/", 1)[-1]) for m, p, _ in okx.requests if p.endswith(("order-algo", "cancel-algos")) and m == "POST"]
+    sent = [
+        (m, p.rsplit("/", 1)[-1])
+        for m, p, _ in okx.requests
+        if p.endswith(("order-algo", "cancel-algos")) and m == "POST"
+    ]
     assert sent[-2:] == [("POST", "order-algo"), ("POST", "cancel-algos")]
-    assert okx.requests_to("/trade/cancel-algos")[-1] == [{"algoId": old_stop.exchange_order_id, "instId": "BTC-USDT-SWAP"}]
+    assert okx.requests_to("/trade/cancel-algos")[-1] == [
+        {"algoId": old_stop.exchange_order_id, "instId": "BTC-USDT-SWAP"}
+    ]
     old_stop.refresh_from_db()
     assert old_stop.state == Order.State.CANCELLED
 

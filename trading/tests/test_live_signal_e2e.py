@@ -27,7 +27,9 @@ pytestmark = pytest.mark.django_db
 def live_trader(exchange: str):
     user = TelegramUserFactory(auto_trading_enabled=True, subscribed=True)
     UserPreferences.objects.filter(user=user).update(paper_mode=False, leverage=5)
-    ExchangeCredentialFactory(user=user, exchange=exchange, secrets=ApiSecrets(api_key=API_KEY, secret=API_SECRET, passphrase=PASSPHRASE))
+    ExchangeCredentialFactory(
+        user=user, exchange=exchange, secrets=ApiSecrets(api_key=API_KEY, secret=API_SECRET, passphrase=PASSPHRASE)
+    )
     return user
 
 

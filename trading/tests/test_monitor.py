@@ -249,7 +249,9 @@ def test_batched_quiet_candles_equal_candle_by_candle_application(market):
     for _ in range(150):  # a slow random walk upwards: TP1, break-even, trailing moves, then an exit
         o = price
         c = round(o * (1 + rng.uniform(-0.002, 0.0035)), 4)
-        rows.append((o, round(max(o, c) * (1 + rng.uniform(0, 0.002)), 4), round(min(o, c) * (1 - rng.uniform(0, 0.002)), 4), c))
+        rows.append(
+            (o, round(max(o, c) * (1 + rng.uniform(0, 0.002)), 4), round(min(o, c) * (1 - rng.uniform(0, 0.002)), 4), c)
+        )
         price = c
     kw = {"trailing": True, "tp1": D("102"), "tp2": D("130"), "atr": D("0.8")}
     user_a, a = _open(market, **kw)
@@ -264,8 +266,15 @@ def test_batched_quiet_candles_equal_candle_by_candle_application(market):
     began = time.perf_counter()
     with CaptureQueriesContext(connection) as one_by_one:
         for i, (o, h, low, c) in enumerate(rows):
-            a = position_apply_bar(position=a, ts=int((T0 + i * M5).timestamp() * 1000), open=o, high=h, low=low,
-                                   close=c, executor=executor)
+            a = position_apply_bar(
+                position=a,
+                ts=int((T0 + i * M5).timestamp() * 1000),
+                open=o,
+                high=h,
+                low=low,
+                close=c,
+                executor=executor,
+            )
     one_by_one_seconds = time.perf_counter() - began
     began = time.perf_counter()
     with CaptureQueriesContext(connection) as batched:  # a has seen every candle already: only b moves
@@ -280,11 +289,17 @@ def test_batched_quiet_candles_equal_candle_by_candle_application(market):
     assert len(fills(b)) >= 3  # entry, TP1 and at least one more exit happened on the way
     assert fills(a) == fills(b)
     assert (a.close_reason, a.remaining_quantity, a.realised_pnl, a.fees) == (
-        b.close_reason, b.remaining_quantity, b.realised_pnl, b.fees)
+        b.close_reason,
+        b.remaining_quantity,
+        b.realised_pnl,
+        b.fees,
+    )
     assert _balance(user_a) == _balance(user_b)
     assert len(batched) * 2 < len(one_by_one)  # trailing moves on most new highs: those candles take the DB path
-    print(f"monitor: {len(one_by_one)} queries / {one_by_one_seconds:.3f}s candle by candle vs "
-          f"{len(batched)} / {batched_seconds:.3f}s batched ({one_by_one_seconds / batched_seconds:.1f}x)")
+    print(
+        f"monitor: {len(one_by_one)} queries / {one_by_one_seconds:.3f}s candle by candle vs "
+        f"{len(batched)} / {batched_seconds:.3f}s batched ({one_by_one_seconds / batched_seconds:.1f}x)"
+    )
 
 
 def test_beat_runs_the_monitor_tasks_on_the_trade_queue():

@@ -100,7 +100,9 @@ def test_close_partial_then_rest_books_pnl_fees_and_balance(market, published):
 
 def test_short_close_buys_back_above_the_reference(market):
     user = _user()
-    signal = SignalFactory(side="short", entry=Decimal("100"), stop=Decimal("102"), tp1=Decimal("98"), tp2=Decimal("96"))
+    signal = SignalFactory(
+        side="short", entry=Decimal("100"), stop=Decimal("102"), tp1=Decimal("98"), tp2=Decimal("96")
+    )
     market.prices[signal.symbol.symbol] = Decimal("100")
     position = services.signal_execute_for_user(user=user, signal=signal)
     assert position.entry_price == Decimal("99.9")  # a seller receives less
@@ -117,8 +119,13 @@ def test_funding_charged_once_per_8h_from_snapshots_else_replay_rate(market, set
     market.clock = T0  # 12:00 UTC
     position = services.signal_execute_for_user(user=user, signal=signal)
     balance = PaperAccount.objects.get(user=user).balance
-    FundingSnapshotFactory(symbol=signal.symbol, exchange=settings.MARKET_DATA_EXCHANGE, rate=Decimal("0.0003"),
-                           funding_time=T0.replace(hour=16), mark_price=Decimal("101"))
+    FundingSnapshotFactory(
+        symbol=signal.symbol,
+        exchange=settings.MARKET_DATA_EXCHANGE,
+        rate=Decimal("0.0003"),
+        funding_time=T0.replace(hour=16),
+        mark_price=Decimal("101"),
+    )
     now = T0 + timedelta(hours=13)  # 01:00 next day: funding times 16:00 and 00:00
     assert services.funding_charge_due(now=now) == 2
     assert services.funding_charge_due(now=now) == 0  # idempotent

@@ -34,10 +34,19 @@ pytestmark = [pytest.mark.slow, pytest.mark.django_db, pytest.mark.usefixtures("
 prices = st.decimals(min_value=D("50"), max_value=D("150"), places=2)
 event = st.one_of(
     st.tuples(st.just("open"), st.sampled_from(["long", "short"]), prices),
-    st.tuples(st.just("close"), st.integers(0, 5), st.sampled_from(["1", "0.5", "0.3"]), prices,
-              st.sampled_from(["manual", "tp1"])),
-    st.tuples(st.just("funding"), st.integers(0, 5), st.decimals(min_value=D("-0.003"), max_value=D("0.003"),
-                                                                 places=5), prices),
+    st.tuples(
+        st.just("close"),
+        st.integers(0, 5),
+        st.sampled_from(["1", "0.5", "0.3"]),
+        prices,
+        st.sampled_from(["manual", "tp1"]),
+    ),
+    st.tuples(
+        st.just("funding"),
+        st.integers(0, 5),
+        st.decimals(min_value=D("-0.003"), max_value=D("0.003"), places=5),
+        prices,
+    ),
 )
 
 
@@ -48,7 +57,11 @@ class _Rollback(Exception):
 def _run(events, marks):
     user = TelegramUserFactory(auto_trading_enabled=True)
     prefs = user.preferences
-    prefs.max_open_positions, prefs.correlation_filter, prefs.accepted_risk_levels = 50, False, ["low", "medium", "high"]
+    prefs.max_open_positions, prefs.correlation_filter, prefs.accepted_risk_levels = (
+        50,
+        False,
+        ["low", "medium", "high"],
+    )
     prefs.save()
     services.paper_account_get_or_create(user=user)
     clock = {"now": T0}
@@ -60,8 +73,14 @@ def _run(events, marks):
         if ev[0] == "open":
             _, side, price = ev
             sign = 1 if side == "long" else -1
-            signal = SignalFactory(symbol=SymbolFactory(), side=side, entry=price, stop=price - sign * 2,
-                                   tp1=price + sign * 2, tp2=price + sign * 4)
+            signal = SignalFactory(
+                symbol=SymbolFactory(),
+                side=side,
+                entry=price,
+                stop=price - sign * 2,
+                tp1=price + sign * 2,
+                tp2=price + sign * 4,
+            )
             quote["price"] = price
             result = services.signal_execute_for_user(user=user, signal=signal, executor=executor)
             if isinstance(result, Position):
@@ -88,8 +107,9 @@ def _run(events, marks):
     return user, opened
 
 
-@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
-                                                                  HealthCheck.too_slow])
+@settings(
+    max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+)
 @given(events=st.lists(event, min_size=1, max_size=14), marks=prices)
 def test_equity_identity_after_any_sequence_of_paper_events(events, marks):
     try:
@@ -112,8 +132,10 @@ def _check(events, mark):
     funding = (charges.aggregate(s=Sum("amount"))["s"] or D(0)).quantize(exact)
     open_positions = list(Position.objects.filter(user=user, status="open"))
     unrealised = sum(
-        (pnl.unrealised_pnl(side=p.side, entry=p.entry_price, mark=mark, quantity=p.remaining_quantity)
-         for p in open_positions),
+        (
+            pnl.unrealised_pnl(side=p.side, entry=p.entry_price, mark=mark, quantity=p.remaining_quantity)
+            for p in open_positions
+        ),
         D(0),
     )
     # the identity, every term from the stored rows
@@ -169,8 +191,16 @@ class _SizingExecutor:
     step=st.sampled_from([D("1"), D("0.1"), D("0.001"), D("0.00001")]),
 )
 def test_service_sizing_rounds_down_and_never_exceeds_any_leverage_cap(
-    balance, entry, stop_fraction, side, sizing_mode, position_size_pct, risk_per_trade_pct, user_leverage,
-    symbol_max_leverage, step,
+    balance,
+    entry,
+    stop_fraction,
+    side,
+    sizing_mode,
+    position_size_pct,
+    risk_per_trade_pct,
+    user_leverage,
+    symbol_max_leverage,
+    step,
 ):
     """``trading.services.position_decide`` (what every open goes through): the quantity is a multiple of the
     market step, the notional never exceeds balance x the smallest of the user's, the platform's and the market's
@@ -183,8 +213,12 @@ def test_service_sizing_rounds_down_and_never_exceeds_any_leverage_cap(
 
     stop = entry * (1 - stop_fraction) if side == "long" else entry * (1 + stop_fraction)
     symbol = SimpleNamespace(step_size=step, min_quantity=D(0), min_notional=D(0), max_leverage=symbol_max_leverage)
-    prefs = SimpleNamespace(leverage=user_leverage, sizing_mode=sizing_mode, position_size_pct=position_size_pct,
-                            risk_per_trade_pct=risk_per_trade_pct)
+    prefs = SimpleNamespace(
+        leverage=user_leverage,
+        sizing_mode=sizing_mode,
+        position_size_pct=position_size_pct,
+        risk_per_trade_pct=risk_per_trade_pct,
+    )
     user = SimpleNamespace(preferences=prefs)
     signal = SimpleNamespace(symbol=symbol, entry=entry, stop=stop, side=side)
     try:
@@ -197,8 +231,9 @@ def test_service_sizing_rounds_down_and_never_exceeds_any_leverage_cap(
     assert decision.quantity * entry <= balance * cap
     assert (decision.quantity + step) * entry > min(
         balance * cap,
-        balance * position_size_pct / 100 * cap if sizing_mode == "percent" else balance * risk_per_trade_pct / 100
-        / abs(entry - stop) * entry,
+        balance * position_size_pct / 100 * cap
+        if sizing_mode == "percent"
+        else balance * risk_per_trade_pct / 100 / abs(entry - stop) * entry,
     )  # rounded DOWN: one more step would exceed the size
     if sizing_mode == "risk":
         assert decision.quantity * abs(entry - stop) <= balance * risk_per_trade_pct / 100

@@ -61,21 +61,35 @@ def replay_market(monkeypatch):
     market = CandleMarket()
     monkeypatch.setattr("trading.market.market_data", lambda: market)
     flat_btc = (102.0, 102.1, 101.9, 102.0)
-    _series(market, "BTC/USDT:USDT", T0 - M5, [
-        (99.8, 100.2, 99.7, 100.0),   # 11:55, closes at the BTC entry reference 100
-        (100.1, 101.0, 100.0, 100.8),  # 12:00 quiet (best 101 < 1 R)
-        (100.8, 102.4, 100.6, 102.2),  # 12:05 TP1, break-even, trailing 101.4
-        (102.2, 102.6, 101.8, 102.0),  # 12:10 trailing 101.6
-        (101.9, 102.0, 101.2, 101.3),  # 12:15 trailing stop
-    ] + [flat_btc] * 60)
+    _series(
+        market,
+        "BTC/USDT:USDT",
+        T0 - M5,
+        [
+            (99.8, 100.2, 99.7, 100.0),  # 11:55, closes at the BTC entry reference 100
+            (100.1, 101.0, 100.0, 100.8),  # 12:00 quiet (best 101 < 1 R)
+            (100.8, 102.4, 100.6, 102.2),  # 12:05 TP1, break-even, trailing 101.4
+            (102.2, 102.6, 101.8, 102.0),  # 12:10 trailing 101.6
+            (101.9, 102.0, 101.2, 101.3),  # 12:15 trailing stop
+        ]
+        + [flat_btc] * 60,
+    )
     _series(market, "ETH/USDT:USDT", T0 - M5, [(2000.0, 2001.0, 1999.0, 2000.0)] * 3)
     sol_flat = (50.0, 50.3, 49.9, 50.1)
-    _series(market, "SOL/USDT:USDT", T0, [
-        (50.1, 50.2, 49.9, 50.0),  # 12:00, closes at the SOL entry reference 50
-        (50.0, 50.3, 49.8, 50.2),  # 12:05 quiet
-    ] + [sol_flat] * 52 + [       # 12:10 … 16:25
-        (50.5, 51.2, 50.4, 51.1),  # 16:30 stop 51
-    ] + [sol_flat] * 3)
+    _series(
+        market,
+        "SOL/USDT:USDT",
+        T0,
+        [
+            (50.1, 50.2, 49.9, 50.0),  # 12:00, closes at the SOL entry reference 50
+            (50.0, 50.3, 49.8, 50.2),  # 12:05 quiet
+        ]
+        + [sol_flat] * 52
+        + [  # 12:10 … 16:25
+            (50.5, 51.2, 50.4, 51.1),  # 16:30 stop 51
+        ]
+        + [sol_flat] * 3,
+    )
     doge_flat = (0.2, 0.2005, 0.1995, 0.2)
     _series(market, "DOGE/USDT:USDT", T0, [doge_flat] * 18 + [(0.201, 0.2015, 0.2005, 0.201)] + [doge_flat] * 3)
     return market
@@ -99,15 +113,21 @@ def test_replay_one_user_known_candles_known_signals(replay_market, published):
     prefs.correlation_filter, prefs.trailing_stop = True, True
     prefs.save()
     sym = _symbols()
+
     def spec(symbol, side, entry, stop, tp1, tp2, atr, **extra):
         levels = {"entry": entry, "stop": stop, "tp1": tp1, "tp2": tp2, "atr": atr}
         return {"symbol": sym[symbol], "side": side, **{k: D(v) for k, v in levels.items()}, **extra}
 
     at = {  # clock time -> signals announced at that moment
-        T0: [spec("BTC", "long", "100", "98", "102", "104", "1"), spec("ETH", "long", "2000", "1960", "2040", "2080", "20")],
+        T0: [
+            spec("BTC", "long", "100", "98", "102", "104", "1"),
+            spec("ETH", "long", "2000", "1960", "2040", "2080", "20"),
+        ],
         T0 + M5: [spec("SOL", "short", "50", "51", "49", "48", "0.5")],
         T0 + 2 * M5: [spec("PEPE", "long", "0.00001", "0.0000095", "0.0000105", "0.000011", "0.0000002")],
-        T0 + 6 * M5: [spec("DOGE", "long", "0.2", "0.19", "0.21", "0.22", "0.005", expires_at=T0 + timedelta(minutes=90))],
+        T0 + 6 * M5: [
+            spec("DOGE", "long", "0.2", "0.19", "0.21", "0.22", "0.005", expires_at=T0 + timedelta(minutes=90))
+        ],
     }
     signals = []
     results = []
@@ -190,7 +210,10 @@ def test_replay_one_user_known_candles_known_signals(replay_market, published):
     # --- the events the dashboard and Telegram consume ---------------------------------------------------------------
     position_events = [(e, p["position_id"]) for e, p in published if e.startswith("position.")]
     assert [e for e, pk in position_events if pk == btc.pk] == [
-        "position.opened", "position.updated", "position.updated", "position.closed"  # TP1, trailing on, trailing exit
+        "position.opened",
+        "position.updated",
+        "position.updated",
+        "position.closed",  # TP1, trailing on, trailing exit
     ]
     assert [e for e, pk in position_events if pk == sol.pk] == ["position.opened", "position.closed"]
     assert [e for e, pk in position_events if pk == doge.pk] == ["position.opened", "position.closed"]

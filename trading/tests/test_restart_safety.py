@@ -46,7 +46,10 @@ def _kill_worker_at(phase: str, target_id: str, tmp_path: Path) -> None:
     with log.open("w") as stderr:
         child = subprocess.Popen(
             [sys.executable, "-m", "trading.tests.restart_child", target_id, phase, str(marker)],
-            cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=stderr,
+            cwd=REPO,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
         )
         try:
             deadline = time.monotonic() + MARKER_TIMEOUT_SECONDS

@@ -101,7 +101,9 @@ def test_one_position_per_symbol_even_without_the_correlation_filter(market, pub
     """A long and a short on one symbol would net out on a one-way exchange account: the second is refused."""
     user = _user(correlation_filter=False, news_signals=True)
     eth = SymbolFactory(symbol="ETH/USDT:USDT", base="ETH")
-    assert isinstance(services.signal_execute_for_user(user=user, signal=_signal(market, symbol=eth, side="long")), Position)
+    assert isinstance(
+        services.signal_execute_for_user(user=user, signal=_signal(market, symbol=eth, side="long")), Position
+    )
     note = _assert_refused_once(user, _signal(market, symbol=eth, **second), "symbol_busy", published)
     assert "ETH/USDT:USDT" in note["text"]
 
@@ -116,8 +118,9 @@ def test_daily_loss_limit_refuses_for_the_rest_of_the_utc_day(market, published)
 
 
 def test_daily_loss_counts_fees_of_real_losing_trades(market):
-    user = _user(daily_loss_limit_pct=Decimal("0.5"), correlation_filter=False, position_size_pct=Decimal("100"),
-                 leverage=1)
+    user = _user(
+        daily_loss_limit_pct=Decimal("0.5"), correlation_filter=False, position_size_pct=Decimal("100"), leverage=1
+    )
     signal = _signal(market)
     position = services.signal_execute_for_user(user=user, signal=signal)
     from trading.executors.paper import PaperExecutor
@@ -131,8 +134,9 @@ def test_daily_loss_counts_fees_of_real_losing_trades(market):
 
 def test_max_drawdown_pauses_auto_trading_until_resumed(market, published):
     user = _user(max_drawdown_pct=Decimal("10"), correlation_filter=False)
-    PaperAccount.objects.create(user=user, starting_balance=Decimal("10000"), balance=Decimal("8900"),
-                                peak_equity=Decimal("10000"))
+    PaperAccount.objects.create(
+        user=user, starting_balance=Decimal("10000"), balance=Decimal("8900"), peak_equity=Decimal("10000")
+    )
     note = _assert_refused_once(user, _signal(market), "drawdown", published)
     assert "11.0% below its peak" in note["text"]
     user.refresh_from_db()
@@ -146,8 +150,13 @@ def test_max_drawdown_pauses_auto_trading_until_resumed(market, published):
 
 
 def test_unrealised_loss_counts_towards_drawdown(market, published):
-    user = _user(max_drawdown_pct=Decimal("5"), correlation_filter=False, max_open_positions=5,
-                 position_size_pct=Decimal("100"), leverage=10)
+    user = _user(
+        max_drawdown_pct=Decimal("5"),
+        correlation_filter=False,
+        max_open_positions=5,
+        position_size_pct=Decimal("100"),
+        leverage=10,
+    )
     first = _signal(market)
     services.signal_execute_for_user(user=user, signal=first)  # 1 000 units at ~100
     market.prices[first.symbol.symbol] = Decimal("99.4")  # -0.7 per unit = -700 unrealised: 7 % down
@@ -191,10 +200,26 @@ def _live_loss_today(user, loss):
     from trading.models import Fill, Order
 
     position = PositionFactory(user=user, mode="live", exchange="okx", status="closed", closed_at=T0)
-    order = Order.objects.create(position=position, client_order_id=f"live-loss-{position.pk}", exchange="okx",
-                                 leg="sl", type="stop_market", side="sell", quantity=position.quantity, state="filled")
-    Fill.objects.create(order=order, position=position, trade_id="t1", price=Decimal("98"), quantity=position.quantity,
-                        fee=Decimal("1"), realised_pnl=-loss, filled_at=T0 - timedelta(hours=1))
+    order = Order.objects.create(
+        position=position,
+        client_order_id=f"live-loss-{position.pk}",
+        exchange="okx",
+        leg="sl",
+        type="stop_market",
+        side="sell",
+        quantity=position.quantity,
+        state="filled",
+    )
+    Fill.objects.create(
+        order=order,
+        position=position,
+        trade_id="t1",
+        price=Decimal("98"),
+        quantity=position.quantity,
+        fee=Decimal("1"),
+        realised_pnl=-loss,
+        filled_at=T0 - timedelta(hours=1),
+    )
 
 
 def test_daily_loss_limit_covers_live_trading(market, published):

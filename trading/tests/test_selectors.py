@@ -67,7 +67,9 @@ def test_summary_numbers_by_hand(market):
     # loss: short 25 @ 99.9 -> 101.9 : -50 gross
     loss = _trade(market, user, opened=day, closed=day + timedelta(hours=2), exit_price="101.9", side="short")
     # last week's trade (Monday of the previous week) and one still open
-    old = _trade(market, user, opened=day - timedelta(days=8), closed=day - timedelta(days=8, hours=-1), exit_price="90")
+    old = _trade(
+        market, user, opened=day - timedelta(days=8), closed=day - timedelta(days=8, hours=-1), exit_price="90"
+    )
     still_open = _trade(market, user, opened=day, closed=None, exit_price="0")
     now = day + timedelta(hours=3)
     market.clock = now
@@ -107,8 +109,13 @@ def test_funding_is_counted_in_the_period_it_was_charged(market, settings):
     user = TelegramUserFactory(auto_trading_enabled=True)
     opened = datetime(2026, 1, 7, 12, 0, tzinfo=UTC)
     position = _trade(market, user, opened=opened, closed=None, exit_price="0")
-    FundingSnapshotFactory(symbol=position.symbol, exchange=settings.MARKET_DATA_EXCHANGE, rate=D("0.0002"),
-                           funding_time=opened.replace(hour=16), mark_price=D("100"))
+    FundingSnapshotFactory(
+        symbol=position.symbol,
+        exchange=settings.MARKET_DATA_EXCHANGE,
+        rate=D("0.0002"),
+        funding_time=opened.replace(hour=16),
+        mark_price=D("100"),
+    )
     assert services.funding_charge_due(now=opened + timedelta(hours=5)) == 1
     s = selectors.pnl_summary(user=user, period="today", now=opened + timedelta(hours=5))
     assert s.funding == D("100") * 25 * D("0.0002") == D("0.5")

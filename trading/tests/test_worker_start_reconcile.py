@@ -41,7 +41,9 @@ def test_only_a_worker_consuming_the_trade_queue_schedules_it(monkeypatch):
     monkeypatch.setattr(reconcile_exchange_positions, "apply_async", lambda *a, **kw: calls.append((a, kw)))
 
     def consumer(*names):
-        return SimpleNamespace(hostname="celery@w", task_consumer=SimpleNamespace(queues=[SimpleNamespace(name=n) for n in names]))
+        return SimpleNamespace(
+            hostname="celery@w", task_consumer=SimpleNamespace(queues=[SimpleNamespace(name=n) for n in names])
+        )
 
     _reconcile_on_worker_start(sender=consumer("scan", "telegram"))
     assert calls == []  # a scan/telegram-only worker leaves the trade workers alone

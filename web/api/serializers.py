@@ -59,8 +59,11 @@ class PreferencesUpdateInput(serializers.Serializer):
     """Every field optional (PATCH). Types are checked here; every rule and bound by
     accounts.services.preferences_update (the bot and the web form call it too)."""
 
-    auto_trading = serializers.BooleanField(required=False, help_text="Switch auto-trading on or off. Switching on "
-                                            "is refused with what is missing (live mode: a connected exchange).")
+    auto_trading = serializers.BooleanField(
+        required=False,
+        help_text="Switch auto-trading on or off. Switching on "
+        "is refused with what is missing (live mode: a connected exchange).",
+    )
     muted_symbols = serializers.ListField(child=serializers.CharField(max_length=40), max_length=200, required=False)
     default_pnl_period = serializers.ChoiceField(choices=PnlPeriod.values, required=False)
     dm_alerts = serializers.BooleanField(required=False)
@@ -71,8 +74,9 @@ class PreferencesUpdateInput(serializers.Serializer):
     position_size_pct = PreferenceDecimal(preference="position_size_pct")
     risk_per_trade_pct = PreferenceDecimal(preference="risk_per_trade_pct")
     max_open_positions = PreferenceInteger(preference="max_open_positions")
-    accepted_risk_levels = serializers.ListField(child=serializers.ChoiceField(choices=RISK_LEVELS), max_length=3,
-                                                 required=False)
+    accepted_risk_levels = serializers.ListField(
+        child=serializers.ChoiceField(choices=RISK_LEVELS), max_length=3, required=False
+    )
     paper_mode = serializers.BooleanField(required=False)
     correlation_filter = serializers.BooleanField(required=False)
     funding_alerts = serializers.BooleanField(required=False)
@@ -132,7 +136,6 @@ class Money(serializers.Field):
 
     def to_representation(self, value):
         return money_text(value)
-
 
 
 class SignalOutput(serializers.Serializer):

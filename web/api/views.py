@@ -62,18 +62,26 @@ class UserApi(APIView):
 class SignalListApi(UserApi):
     activity_name = "api:signals"
 
-    @extend_schema(parameters=[s.SignalListInput], responses={200: s.SignalOutput(many=True)}, summary="Recent signals with outcomes")
+    @extend_schema(
+        parameters=[s.SignalListInput],
+        responses={200: s.SignalOutput(many=True)},
+        summary="Recent signals with outcomes",
+    )
     def get(self, request: Request) -> Response:
         params = s.SignalListInput(data=request.query_params)
         params.is_valid(raise_exception=True)
-        signals = dashboard_data.signal_history(limit=params.validated_data["limit"], source=params.validated_data.get("source"))
+        signals = dashboard_data.signal_history(
+            limit=params.validated_data["limit"], source=params.validated_data.get("source")
+        )
         return Response(s.SignalOutput(signals, many=True).data)
 
 
 class PositionListApi(UserApi):
     activity_name = "api:positions"
 
-    @extend_schema(parameters=[s.PositionListInput], responses={200: s.PositionOutput(many=True)}, summary="The user's positions")
+    @extend_schema(
+        parameters=[s.PositionListInput], responses={200: s.PositionOutput(many=True)}, summary="The user's positions"
+    )
     def get(self, request: Request) -> Response:
         params = s.PositionListInput(data=request.query_params)
         params.is_valid(raise_exception=True)
@@ -125,8 +133,11 @@ class PreferencesApi(UserApi):
         preferences = UserPreferences.objects.select_related("user").filter(user=request.telegram_user).first()
         return Response(_preferences_body(preferences or preferences_update(user=request.telegram_user, changes={})))
 
-    @extend_schema(request=s.PreferencesUpdateInput, responses={200: s.PreferencesOutput, 400: s.ErrorOutput},
-                   summary="Change preferences and switch auto-trading (validated exactly like the bot's settings)")
+    @extend_schema(
+        request=s.PreferencesUpdateInput,
+        responses={200: s.PreferencesOutput, 400: s.ErrorOutput},
+        summary="Change preferences and switch auto-trading (validated exactly like the bot's settings)",
+    )
     def patch(self, request: Request) -> Response:
         changes = s.PreferencesUpdateInput(data=request.data)
         if not changes.is_valid():  # the same error shape as the service's refusals below
@@ -167,7 +178,8 @@ class WebhookApi(APIView):
 
 
 _WEBHOOK_RESPONSES = {
-    200: s.WebhookAckOutput, 400: OpenApiResponse(description="malformed body"),
+    200: s.WebhookAckOutput,
+    400: OpenApiResponse(description="malformed body"),
     401: OpenApiResponse(description="invalid signature / token or stale timestamp"),
 }
 
@@ -176,9 +188,14 @@ class WhopWebhookApi(WebhookApi):
     provider = WebhookEvent.Provider.WHOP
 
     @extend_schema(
-        request=OpenApiTypes.OBJECT, responses=_WEBHOOK_RESPONSES, auth=[], summary="Whop (Standard Webhooks)",
-        parameters=[OpenApiParameter(name, str, OpenApiParameter.HEADER, required=True)
-                    for name in ("webhook-id", "webhook-timestamp", "webhook-signature")],
+        request=OpenApiTypes.OBJECT,
+        responses=_WEBHOOK_RESPONSES,
+        auth=[],
+        summary="Whop (Standard Webhooks)",
+        parameters=[
+            OpenApiParameter(name, str, OpenApiParameter.HEADER, required=True)
+            for name in ("webhook-id", "webhook-timestamp", "webhook-signature")
+        ],
     )
     def post(self, request: Request) -> Response:
         return super().post(request)
@@ -188,8 +205,9 @@ class WhopWebhookApi(WebhookApi):
         event_id = standard_webhooks_verify(secret=settings.WHOP_WEBHOOK_SECRET, headers=request.headers, body=body)
         payload = json_body(body)
         change = whop_event(payload)
-        _, created = webhook_event_receive(provider=self.provider, event_id=event_id, payload=payload,
-                                           event_type=change.event_type)
+        _, created = webhook_event_receive(
+            provider=self.provider, event_id=event_id, payload=payload, event_type=change.event_type
+        )
         return Response({"status": "accepted" if created else "duplicate"})
 
 
@@ -197,7 +215,10 @@ class HeliusWebhookApi(WebhookApi):
     provider = WebhookEvent.Provider.HELIUS
 
     @extend_schema(
-        request=OpenApiTypes.OBJECT, responses=_WEBHOOK_RESPONSES, auth=[], summary="Helius (Solana payments)",
+        request=OpenApiTypes.OBJECT,
+        responses=_WEBHOOK_RESPONSES,
+        auth=[],
+        summary="Helius (Solana payments)",
         parameters=[OpenApiParameter("Authorization", str, OpenApiParameter.HEADER, required=True)],
     )
     def post(self, request: Request) -> Response:
@@ -209,7 +230,11 @@ class HeliusWebhookApi(WebhookApi):
         transactions = helius_transactions(json_body(body))
         created = 0
         for transaction in transactions:
-            _, is_new = webhook_event_receive(provider=self.provider, event_id=helius_signature(transaction),
-                                              payload=transaction, event_type=str(transaction.get("type", ""))[:64])
+            _, is_new = webhook_event_receive(
+                provider=self.provider,
+                event_id=helius_signature(transaction),
+                payload=transaction,
+                event_type=str(transaction.get("type", ""))[:64],
+            )
             created += is_new
         return Response({"status": "accepted" if created else "duplicate", "events": created})

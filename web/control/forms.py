@@ -4,8 +4,11 @@ from accounts.symbols import symbol_canonical
 
 
 class BroadcastForm(forms.Form):
-    text = forms.CharField(widget=forms.Textarea(attrs={"rows": 4, "cols": 60}), max_length=3500,
-                           help_text="Plain text; it is HTML-escaped and sent through the bot's rate-limited sender.")
+    text = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 4, "cols": 60}),
+        max_length=3500,
+        help_text="Plain text; it is HTML-escaped and sent through the bot's rate-limited sender.",
+    )
 
 
 class AutoTradingForm(forms.Form):

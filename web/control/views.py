@@ -24,24 +24,36 @@ def _context(request: HttpRequest, **extra) -> dict:
 
 @require_GET
 def dashboard(request: HttpRequest) -> HttpResponse:
-    return render(request, "web/control/dashboard.html", _context(
+    return render(
         request,
-        title="Control panel",
-        overview=selectors.analytics_overview(),
-        health=selectors.system_health(),
-        snapshots=selectors.analytics_snapshot_list(limit=7),
-        backtests=BacktestRun.objects.order_by("-created_at")[:10],
-        broadcast_form=BroadcastForm(),
-        backtest_form=BacktestForm(),
-        user_action_form=UserActionForm(),
-        symbol_mute_form=SymbolMuteForm(),
-    ))
+        "web/control/dashboard.html",
+        _context(
+            request,
+            title="Control panel",
+            overview=selectors.analytics_overview(),
+            health=selectors.system_health(),
+            snapshots=selectors.analytics_snapshot_list(limit=7),
+            backtests=BacktestRun.objects.order_by("-created_at")[:10],
+            broadcast_form=BroadcastForm(),
+            backtest_form=BacktestForm(),
+            user_action_form=UserActionForm(),
+            symbol_mute_form=SymbolMuteForm(),
+        ),
+    )
 
 
 def _confirm(request: HttpRequest, *, title: str, question: str, fields: dict, action_url: str) -> HttpResponse:
-    return render(request, "web/control/confirm.html", _context(
-        request, title=title, question=question, fields=fields, action_url=action_url,
-    ))
+    return render(
+        request,
+        "web/control/confirm.html",
+        _context(
+            request,
+            title=title,
+            question=question,
+            fields=fields,
+            action_url=action_url,
+        ),
+    )
 
 
 @require_POST
@@ -53,9 +65,13 @@ def broadcast(request: HttpRequest) -> HttpResponse:
     text = form.cleaned_data["text"]
     if request.POST.get("confirm") != "yes":
         recipients = TelegramUser.objects.filter(is_active=True, is_banned=False).count()
-        return _confirm(request, title="Confirm broadcast",
-                        question=f"Send this message to {recipients} active user(s)?",
-                        fields={"text": text}, action_url=request.path)
+        return _confirm(
+            request,
+            title="Confirm broadcast",
+            question=f"Send this message to {recipients} active user(s)?",
+            fields={"text": text},
+            action_url=request.path,
+        )
     broadcast_id = services.broadcast_start(text=text, actor=request.user)
     messages.success(request, f"Broadcast {broadcast_id} queued.")
     return redirect("control:dashboard")
@@ -69,11 +85,18 @@ def auto_trading(request: HttpRequest) -> HttpResponse:
         return redirect("control:dashboard")
     pause = form.cleaned_data["action"] == "pause"
     if request.POST.get("confirm") != "yes":
-        question = ("Pause auto-trading for EVERY user? No new positions are opened until you resume."
-                    if pause else "Resume auto-trading for every user who enabled it?")
-        return _confirm(request, title="Confirm auto-trading switch", question=question,
-                        fields={"action": form.cleaned_data["action"], "reason": form.cleaned_data["reason"]},
-                        action_url=request.path)
+        question = (
+            "Pause auto-trading for EVERY user? No new positions are opened until you resume."
+            if pause
+            else "Resume auto-trading for every user who enabled it?"
+        )
+        return _confirm(
+            request,
+            title="Confirm auto-trading switch",
+            question=question,
+            fields={"action": form.cleaned_data["action"], "reason": form.cleaned_data["reason"]},
+            action_url=request.path,
+        )
     services.auto_trading_global_set(paused=pause, actor=request.user, reason=form.cleaned_data["reason"])
     messages.success(request, "Auto-trading paused globally." if pause else "Auto-trading resumed.")
     return redirect("control:dashboard")
@@ -96,8 +119,13 @@ def user_action(request: HttpRequest) -> HttpResponse:
         verb = {"ban": "Ban", "unban": "Unban", "grant": f"Grant or extend {days} day(s) of subscription for"}[action]
         names = ", ".join(str(user) for user in users[:20]) + (" …" if len(users) > 20 else "")
         question = f"{verb} {len(users)} user(s): {names}?" + (f" Unknown ids ignored: {unknown}." if unknown else "")
-        return _confirm(request, title="Confirm user action", question=question, action_url=request.path,
-                        fields={"telegram_ids": ",".join(str(i) for i in ids), "action": action, "days": days})
+        return _confirm(
+            request,
+            title="Confirm user action",
+            question=question,
+            action_url=request.path,
+            fields={"telegram_ids": ",".join(str(i) for i in ids), "action": action, "days": days},
+        )
     for user in users:
         if action == "grant":
             try:
@@ -119,10 +147,16 @@ def symbol_mute(request: HttpRequest) -> HttpResponse:
         return redirect("control:dashboard")
     symbol, mute = form.cleaned_data["symbol"], form.cleaned_data["action"] == "mute"
     if request.POST.get("confirm") != "yes":
-        question = (f"Mute {symbol} for EVERY user? No new signals on it until you unmute it."
-                    if mute else f"Unmute {symbol}?")
-        return _confirm(request, title="Confirm symbol mute", question=question, action_url=request.path,
-                        fields={"symbol": symbol, "action": form.cleaned_data["action"]})
+        question = (
+            f"Mute {symbol} for EVERY user? No new signals on it until you unmute it." if mute else f"Unmute {symbol}?"
+        )
+        return _confirm(
+            request,
+            title="Confirm symbol mute",
+            question=question,
+            action_url=request.path,
+            fields={"symbol": symbol, "action": form.cleaned_data["action"]},
+        )
     if services.operator_symbol_mute_set(symbol=symbol, muted=mute, actor=request.user) is None:
         messages.error(request, f"Unknown symbol {symbol}.")
     else:
@@ -157,12 +191,20 @@ def backtest_launch(request: HttpRequest) -> HttpResponse:
 def backtest_detail(request: HttpRequest, run_id: int) -> HttpResponse:
     run = get_object_or_404(BacktestRun, pk=run_id)
     metrics = {k: v for k, v in run.metrics.items() if k not in ("per_symbol", "per_month")}
-    return render(request, "web/control/backtest.html", _context(
-        request, title=f"Backtest #{run.pk}", run=run, params_text=backtest_report.params_text(run.params),
-        metric_groups=backtest_report.metric_groups(metrics), table_columns=backtest_report.TABLE_COLUMNS,
-        per_symbol=backtest_report.table_rows(run.metrics.get("per_symbol", [])),
-        per_month=backtest_report.table_rows(run.metrics.get("per_month", [])),
-    ))
+    return render(
+        request,
+        "web/control/backtest.html",
+        _context(
+            request,
+            title=f"Backtest #{run.pk}",
+            run=run,
+            params_text=backtest_report.params_text(run.params),
+            metric_groups=backtest_report.metric_groups(metrics),
+            table_columns=backtest_report.TABLE_COLUMNS,
+            per_symbol=backtest_report.table_rows(run.metrics.get("per_symbol", [])),
+            per_month=backtest_report.table_rows(run.metrics.get("per_month", [])),
+        ),
+    )
 
 
 @require_GET

@@ -48,9 +48,18 @@ def equity_svg(points: list[tuple[datetime, float]], *, width: int = 600, height
         f"{pad + (t - t0) / (t1 - t0) * (width - 2 * pad):.1f},{pad + (high - v) / span * (height - 2 * pad):.1f}"
         for t, v in zip(times, values, strict=True)
     )
-    return {"width": width, "height": height, "points": coords, "low": low, "high": high,
-            "first": values[0], "last": values[-1], "start": points[0][0], "end": points[-1][0],
-            "rising": values[-1] >= values[0]}
+    return {
+        "width": width,
+        "height": height,
+        "points": coords,
+        "low": low,
+        "high": high,
+        "first": values[0],
+        "last": values[-1],
+        "start": points[0][0],
+        "end": points[-1][0],
+        "rising": values[-1] >= values[0],
+    }
 
 
 def open_positions(*, user) -> list:
@@ -59,8 +68,11 @@ def open_positions(*, user) -> list:
 
 def recent_positions(*, user, limit: int = 20) -> list:
     """The user's most recently closed positions (the open ones have their own table)."""
-    return list(Position.objects.filter(user=user, status=Position.Status.CLOSED).select_related("symbol")
-                .order_by("-closed_at", "-pk")[:limit])
+    return list(
+        Position.objects.filter(user=user, status=Position.Status.CLOSED)
+        .select_related("symbol")
+        .order_by("-closed_at", "-pk")[:limit]
+    )
 
 
 def signal_history(*, limit: int = 50, source: str | None = None) -> list:

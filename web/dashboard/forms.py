@@ -16,12 +16,37 @@ from accounts.preference_bounds import PREFERENCE_BOUNDS
 from accounts.services import AUTO_TRADING
 from accounts.symbols import symbol_base
 
-BOOLEAN_FIELDS = ("dm_alerts", "news_signals", "flow_signals", "auto_flip", "paper_mode", "correlation_filter",
-                  "funding_alerts", "trailing_stop")
-EDITABLE_FIELDS = (AUTO_TRADING, "paper_mode", "sizing_mode", "position_size_pct", "risk_per_trade_pct", "leverage",
-                   "max_open_positions", "daily_loss_limit_pct", "max_drawdown_pct", "accepted_risk_levels",
-                   "muted_symbols", "default_pnl_period", "dm_alerts", "news_signals", "flow_signals", "auto_flip",
-                   "correlation_filter", "funding_alerts", "trailing_stop")
+BOOLEAN_FIELDS = (
+    "dm_alerts",
+    "news_signals",
+    "flow_signals",
+    "auto_flip",
+    "paper_mode",
+    "correlation_filter",
+    "funding_alerts",
+    "trailing_stop",
+)
+EDITABLE_FIELDS = (
+    AUTO_TRADING,
+    "paper_mode",
+    "sizing_mode",
+    "position_size_pct",
+    "risk_per_trade_pct",
+    "leverage",
+    "max_open_positions",
+    "daily_loss_limit_pct",
+    "max_drawdown_pct",
+    "accepted_risk_levels",
+    "muted_symbols",
+    "default_pnl_period",
+    "dm_alerts",
+    "news_signals",
+    "flow_signals",
+    "auto_flip",
+    "correlation_filter",
+    "funding_alerts",
+    "trailing_stop",
+)
 
 
 class PreferenceNumberField(forms.Field):
@@ -36,8 +61,11 @@ class PreferenceNumberField(forms.Field):
 
     def widget_attrs(self, widget):
         bounds = preference_number_bounds(self.preference)
-        return {**super().widget_attrs(widget), "inputmode": "numeric" if bounds.integer else "decimal",
-                "title": bounds.allowed[0].upper() + bounds.allowed[1:]}
+        return {
+            **super().widget_attrs(widget),
+            "inputmode": "numeric" if bounds.integer else "decimal",
+            "title": bounds.allowed[0].upper() + bounds.allowed[1:],
+        }
 
     def to_python(self, value):
         if value in self.empty_values or (isinstance(value, str) and not value.strip()):
@@ -59,11 +87,16 @@ class PreferencesForm(forms.Form):
     daily_loss_limit_pct = PreferenceNumberField(preference="daily_loss_limit_pct", label="Daily loss limit, %")
     max_drawdown_pct = PreferenceNumberField(preference="max_drawdown_pct", label="Max drawdown, %")
     accepted_risk_levels = forms.MultipleChoiceField(
-        choices=[(level, level.title()) for level in RISK_LEVELS], widget=forms.CheckboxSelectMultiple,
-        required=False, label="Signal risk levels to trade",
+        choices=[(level, level.title()) for level in RISK_LEVELS],
+        widget=forms.CheckboxSelectMultiple,
+        required=False,
+        label="Signal risk levels to trade",
     )
-    muted_symbols = forms.CharField(required=False, label="Muted symbols (comma-separated)",
-                                    widget=forms.TextInput(attrs={"placeholder": "DOGE, PEPE"}))
+    muted_symbols = forms.CharField(
+        required=False,
+        label="Muted symbols (comma-separated)",
+        widget=forms.TextInput(attrs={"placeholder": "DOGE, PEPE"}),
+    )
     default_pnl_period = forms.ChoiceField(choices=PnlPeriod.choices, label="Default PnL period")
     dm_alerts = forms.BooleanField(required=False, label="Direct-message alerts")
     news_signals = forms.BooleanField(required=False, label="News signals")
@@ -99,8 +132,11 @@ class PreferencesForm(forms.Form):
 
     def readable_changes(self) -> dict:
         """Of an invalid form: the settings it could read (so the service reports its own errors for them too)."""
-        return {name: self.cleaned_data[name] for name in EDITABLE_FIELDS
-                if name in self.cleaned_data and name not in self.errors}
+        return {
+            name: self.cleaned_data[name]
+            for name in EDITABLE_FIELDS
+            if name in self.cleaned_data and name not in self.errors
+        }
 
     def add_service_errors(self, error: ValidationError) -> None:
         """Show preferences_update's errors on their fields (non-field errors on top); a field that already shows

@@ -72,10 +72,15 @@ def _log_in(request: HttpRequest, telegram_user) -> None:
 
 
 def _login_page(request: HttpRequest, *, status: int = 200) -> HttpResponse:
-    return render(request, "web/dashboard/login.html", {
-        "bot_username": settings.TELEGRAM_BOT_USERNAME,
-        "auth_url": request.build_absolute_uri(reverse("dashboard:login-telegram")),
-    }, status=status)
+    return render(
+        request,
+        "web/dashboard/login.html",
+        {
+            "bot_username": settings.TELEGRAM_BOT_USERNAME,
+            "auth_url": request.build_absolute_uri(reverse("dashboard:login-telegram")),
+        },
+        status=status,
+    )
 
 
 @require_GET
@@ -129,7 +134,9 @@ def login_link(request: HttpRequest, token: str) -> HttpResponse:
         user = None
     if user is None:
         failure_record(LINK, request=request)
-        messages.error(request, "This login link is invalid, used or expired. Ask the bot for a new one with /dashboard.")
+        messages.error(
+            request, "This login link is invalid, used or expired. Ask the bot for a new one with /dashboard."
+        )
         return redirect("dashboard:login")
     return redirect("dashboard:pnl")
 
@@ -149,37 +156,56 @@ def pnl(request: HttpRequest) -> HttpResponse:
         period = PnlPeriod.TODAY
     summary = dashboard_data.pnl_summary_or_none(user=user, period=period)
     curve = dashboard_data.equity_points(user=user)
-    return render(request, "web/dashboard/pnl.html", {
-        "period": period, "periods": [("today", "Today"), ("week", "Week"), ("month", "Month"), ("all", "All time")],
-        "summary": summary, "chart": dashboard_data.equity_svg(curve), "curve_points": len(curve),
-        "nav": "pnl", **_trading_state(user),
-    })
+    return render(
+        request,
+        "web/dashboard/pnl.html",
+        {
+            "period": period,
+            "periods": [("today", "Today"), ("week", "Week"), ("month", "Month"), ("all", "All time")],
+            "summary": summary,
+            "chart": dashboard_data.equity_svg(curve),
+            "curve_points": len(curve),
+            "nav": "pnl",
+            **_trading_state(user),
+        },
+    )
 
 
 def _trading_state(user) -> dict:
     """The auto-trading card of every dashboard page that shows it: state, why, the one action."""
     preferences = getattr(user, "preferences", None)
-    return {"auto_trading": auto_trading_status_of(user=user),
-            "trading_mode": "paper" if preferences is None or preferences.paper_mode else "live"}
+    return {
+        "auto_trading": auto_trading_status_of(user=user),
+        "trading_mode": "paper" if preferences is None or preferences.paper_mode else "live",
+    }
 
 
 @require_GET
 @dashboard_login_required("positions")
 def positions(request: HttpRequest) -> HttpResponse:
     user = request.telegram_user
-    return render(request, "web/dashboard/positions.html", {
-        "open_positions": dashboard_data.open_positions(user=user),
-        "recent_positions": dashboard_data.recent_positions(user=user),
-        "nav": "positions",
-    })
+    return render(
+        request,
+        "web/dashboard/positions.html",
+        {
+            "open_positions": dashboard_data.open_positions(user=user),
+            "recent_positions": dashboard_data.recent_positions(user=user),
+            "nav": "positions",
+        },
+    )
 
 
 @require_GET
 @dashboard_login_required("signals")
 def signal_history(request: HttpRequest) -> HttpResponse:
-    return render(request, "web/dashboard/signals.html", {
-        "signals": dashboard_data.signal_history(limit=50), "nav": "signals",
-    })
+    return render(
+        request,
+        "web/dashboard/signals.html",
+        {
+            "signals": dashboard_data.signal_history(limit=50),
+            "nav": "signals",
+        },
+    )
 
 
 @require_http_methods(["GET", "POST"])
@@ -187,7 +213,8 @@ def signal_history(request: HttpRequest) -> HttpResponse:
 def preferences(request: HttpRequest) -> HttpResponse:
     user = request.telegram_user
     current = UserPreferences.objects.select_related("user").filter(user=user).first() or preferences_update(
-        user=user, changes={})
+        user=user, changes={}
+    )
     if request.method == "POST":
         form = PreferencesForm(request.POST)
         if form.is_valid():
@@ -206,10 +233,17 @@ def preferences(request: HttpRequest) -> HttpResponse:
     else:
         form = PreferencesForm(initial=PreferencesForm.initial_from(current))
     token = Token.objects.filter(user=request.user).first()
-    return render(request, "web/dashboard/settings.html", {
-        "form": form, "nav": "settings", "has_api_token": token is not None,
-        "new_api_token": request.session.pop("new_api_token", None), **_trading_state(user),
-    })
+    return render(
+        request,
+        "web/dashboard/settings.html",
+        {
+            "form": form,
+            "nav": "settings",
+            "has_api_token": token is not None,
+            "new_api_token": request.session.pop("new_api_token", None),
+            **_trading_state(user),
+        },
+    )
 
 
 @require_POST
@@ -224,8 +258,12 @@ def auto_trading_switch(request: HttpRequest) -> HttpResponse:
         for message in error.messages:
             messages.error(request, message)
     else:
-        messages.success(request, "Auto-trading is on: new signals open positions for you." if on
-                         else "Auto-trading is off: no new positions open; open ones keep their stops.")
+        messages.success(
+            request,
+            "Auto-trading is on: new signals open positions for you."
+            if on
+            else "Auto-trading is off: no new positions open; open ones keep their stops.",
+        )
     return redirect(_safe_next(request))
 
 
@@ -272,23 +310,41 @@ def subscribe(request: HttpRequest) -> HttpResponse:
             messages.error(request, str(error))
             return redirect("dashboard:subscribe")
         return redirect("dashboard:subscribe-solana", reference=payment.reference)
-    plans = [{"plan": plan, "prices": plan_prices_text(plan), "features": plan_features_text(plan)}
-             for plan in plans_for_sale()]
-    return render(request, "web/dashboard/subscribe.html", {
-        "plans": plans, "current": subscription_current(user=user), "nav": "subscribe",
-    })
+    plans = [
+        {"plan": plan, "prices": plan_prices_text(plan), "features": plan_features_text(plan)}
+        for plan in plans_for_sale()
+    ]
+    return render(
+        request,
+        "web/dashboard/subscribe.html",
+        {
+            "plans": plans,
+            "current": subscription_current(user=user),
+            "nav": "subscribe",
+        },
+    )
 
 
 @require_GET
 @dashboard_login_required("subscribe")
 def subscribe_solana(request: HttpRequest, reference: str) -> HttpResponse:
     """One of the user's Solana Pay requests: the link, its QR code, the amount and until when it can be paid."""
-    payment = (Payment.objects.select_related("plan")
-               .filter(user=request.telegram_user, gateway=Payment.Gateway.SOLANA, reference=reference[:44]).first())
+    payment = (
+        Payment.objects.select_related("plan")
+        .filter(user=request.telegram_user, gateway=Payment.Gateway.SOLANA, reference=reference[:44])
+        .first()
+    )
     if payment is None:
         raise Http404("No such payment request.")
     url = solana_payment_url(payment)
-    return render(request, "web/dashboard/subscribe_solana.html", {
-        "payment": payment, "url": url, "qr": qr_svg_data_uri(url), "nav": "subscribe",
-        "amount": amount_text(payment.amount_base_units, payment.decimals),
-    })
+    return render(
+        request,
+        "web/dashboard/subscribe_solana.html",
+        {
+            "payment": payment,
+            "url": url,
+            "qr": qr_svg_data_uri(url),
+            "nav": "subscribe",
+            "amount": amount_text(payment.amount_base_units, payment.decimals),
+        },
+    )

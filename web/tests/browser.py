@@ -72,9 +72,26 @@ def asgi_server(django_db_setup, django_db_blocker):
         "ALLOWED_HOSTS": "127.0.0.1,localhost",
     }
     process = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "config.asgi:application", "--host", "127.0.0.1", "--port", str(port),
-         "--ws", "wsproto", "--lifespan", "off", "--no-access-log"],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "config.asgi:application",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--ws",
+            "wsproto",
+            "--lifespan",
+            "off",
+            "--no-access-log",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     server = AsgiServer(process, port)
     deadline = time.monotonic() + 60
@@ -106,8 +123,15 @@ def chromium():
 
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
-    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
-                     "--window-size=414,900", "--disable-extensions", "--no-first-run"):
+    for argument in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-dev-shm-usage",
+        "--disable-gpu",
+        "--window-size=414,900",
+        "--disable-extensions",
+        "--no-first-run",
+    ):
         options.add_argument(argument)
     driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
     driver.set_page_load_timeout(30)
@@ -144,4 +168,3 @@ def web_login(driver, server: AsgiServer, login_url: str) -> None:
     driver.get(f"{server.url}/{path}")
     driver.find_element(By.ID, "login-continue").click()
     WebDriverWait(driver, 20).until(ec.presence_of_element_located((By.ID, "nav-settings")))
-

@@ -66,4 +66,4 @@ def test_operator_pages_fit_1280_pixels(asgi_server, browser):  # noqa: F811
         overflowing = browser.execute_script(OVERFLOWING)
         if scroll_width > inner or overflowing:
             problems[name] = {"page width": scroll_width, "window": inner, "overflowing": overflowing}
-    assert problems == {}, '\n'.join(f'{name}: {found}' for name, found in problems.items())
+    assert problems == {}, "\n".join(f"{name}: {found}" for name, found in problems.items())

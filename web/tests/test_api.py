@@ -33,8 +33,14 @@ def test_schema_and_docs_are_public(client):
     schema = client.get(reverse("api:schema"), HTTP_ACCEPT="application/vnd.oai.openapi+json")
     assert schema.status_code == 200
     paths = schema.json()["paths"]
-    for path in ("/api/v1/signals/", "/api/v1/positions/", "/api/v1/pnl/", "/api/v1/preferences/",
-                 "/api/webhooks/whop/", "/api/webhooks/helius/"):
+    for path in (
+        "/api/v1/signals/",
+        "/api/v1/positions/",
+        "/api/v1/pnl/",
+        "/api/v1/preferences/",
+        "/api/webhooks/whop/",
+        "/api/webhooks/helius/",
+    ):
         assert path in paths
     assert "patch" in paths["/api/v1/preferences/"]
     assert client.get(reverse("api:docs")).status_code == 200
@@ -77,8 +83,14 @@ def test_signals_with_outcomes_and_filters(api_user):
 def test_positions_are_the_users_own(api_user):
     client, user = api_user
     mine = PositionFactory(user=user)
-    closed = PositionFactory(user=user, signal=SignalFactory(status=Signal.Status.CLOSED), status=Position.Status.CLOSED,
-                             realised_pnl=Decimal("10"), fees=Decimal("1"), closed_at=timezone.now())
+    closed = PositionFactory(
+        user=user,
+        signal=SignalFactory(status=Signal.Status.CLOSED),
+        status=Position.Status.CLOSED,
+        realised_pnl=Decimal("10"),
+        fees=Decimal("1"),
+        closed_at=timezone.now(),
+    )
     PositionFactory()  # another user's
     open_rows = client.get(reverse("api:positions")).json()
     assert [row["id"] for row in open_rows] == [mine.pk]
@@ -116,13 +128,26 @@ def test_a_hostile_preference_number_is_a_400_with_the_allowed_range(api_user, s
     response = client.patch(reverse("api:preferences"), {"leverage": value, "risk_per_trade_pct": value}, format="json")
     assert response.status_code == 400
     detail = response.json()["detail"]
-    assert detail["leverage"] == ["Leverage must be a whole number from 1x to 20x."]  # the bot and the form say the same
+    assert detail["leverage"] == [
+        "Leverage must be a whole number from 1x to 20x."
+    ]  # the bot and the form say the same
     assert detail["risk_per_trade_pct"] == ["Risk per trade must be a number from 0.05% to 10%."]
     assert UserPreferences.objects.get(user=user).leverage == 5
 
 
-@pytest.mark.parametrize("body", [b'{"leverage": NaN}', b'{"leverage": -Infinity}', b"[1, 2]", b'"text"', b"{",
-                                  b'{"muted_symbols": ["\\ud800"]}', b'{"muted_symbols": ["A\\u0000"]}', b"\xff"])
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"leverage": NaN}',
+        b'{"leverage": -Infinity}',
+        b"[1, 2]",
+        b'"text"',
+        b"{",
+        b'{"muted_symbols": ["\\ud800"]}',
+        b'{"muted_symbols": ["A\\u0000"]}',
+        b"\xff",
+    ],
+)
 def test_malformed_or_hostile_json_is_a_400(api_user, body):
     client, user = api_user
     response = client.generic("PATCH", reverse("api:preferences"), body, content_type="application/json")
@@ -135,11 +160,24 @@ def test_decimals_are_plain_strings_at_the_markets_precision(api_user):
 
     client, user = api_user
     symbol = SymbolFactory(symbol="PEPE/USDT:USDT", tick_size=Decimal("0.00000001"), step_size=Decimal("1000"))
-    signal = SignalFactory(symbol=symbol, entry=Decimal("0.00001234"), stop=Decimal("0.0000120"),
-                           tp1=Decimal("0.0000130"), tp2=Decimal("0.0000140"))
-    PositionFactory(user=user, signal=signal, symbol=symbol, quantity=Decimal("1000000"),
-                    remaining_quantity=Decimal("1000000"), entry_price=Decimal("0.00001234"),
-                    stop_price=Decimal("0.0000120"), realised_pnl=Decimal("0"), fees=Decimal("0"))
+    signal = SignalFactory(
+        symbol=symbol,
+        entry=Decimal("0.00001234"),
+        stop=Decimal("0.0000120"),
+        tp1=Decimal("0.0000130"),
+        tp2=Decimal("0.0000140"),
+    )
+    PositionFactory(
+        user=user,
+        signal=signal,
+        symbol=symbol,
+        quantity=Decimal("1000000"),
+        remaining_quantity=Decimal("1000000"),
+        entry_price=Decimal("0.00001234"),
+        stop_price=Decimal("0.0000120"),
+        realised_pnl=Decimal("0"),
+        fees=Decimal("0"),
+    )
     [row] = client.get(reverse("api:positions")).json()
     assert (row["entry_price"], row["stop_price"], row["quantity"]) == ("0.00001234", "0.00001200", "1000000")
     assert (row["realised_pnl"], row["fees"]) == ("0.00000000", "0.00000000")

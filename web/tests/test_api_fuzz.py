@@ -47,8 +47,12 @@ def auth_headers(db, settings, keep_test_connection):
 @pytest.mark.slow
 @pytest.mark.django_db
 @schema.parametrize()
-@settings(max_examples=EXAMPLES_PER_OPERATION, deadline=None, derandomize=True,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.filter_too_much])
+@settings(
+    max_examples=EXAMPLES_PER_OPERATION,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.filter_too_much],
+)
 def test_no_operation_answers_5xx(case, auth_headers):
     headers = dict(case.headers or {})
     if case.operation.path.startswith("/api/webhooks/"):

@@ -95,14 +95,22 @@ def test_a_paper_position_appears_live_without_reload(asgi_server, browser, live
 
     symbol = SymbolFactory(symbol="XRP/USDT:USDT", base="XRP")
     price = get_market_data().last_price(symbol.symbol)  # the replay's current price
-    signal = SignalFactory(symbol=symbol, side="long", entry=price, stop=(price * Decimal("0.98")).quantize(Decimal("0.0001")),
-                           tp1=(price * Decimal("1.02")).quantize(Decimal("0.0001")),
-                           tp2=(price * Decimal("1.04")).quantize(Decimal("0.0001")), atr=price * Decimal("0.01"))
+    signal = SignalFactory(
+        symbol=symbol,
+        side="long",
+        entry=price,
+        stop=(price * Decimal("0.98")).quantize(Decimal("0.0001")),
+        tp1=(price * Decimal("1.02")).quantize(Decimal("0.0001")),
+        tp2=(price * Decimal("1.04")).quantize(Decimal("0.0001")),
+        atr=price * Decimal("0.01"),
+    )
     publish("signal.created", signal_id=signal.pk)  # no transaction: dispatched now, eagerly
 
     position = Position.objects.get(user=user, signal=signal)
     assert position.mode == "paper" and position.status == Position.Status.OPEN
-    row = wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, f'#open-positions tr[data-position-id="{position.pk}"]'))[0]
+    row = wait(
+        browser, lambda d: d.find_elements(By.CSS_SELECTOR, f'#open-positions tr[data-position-id="{position.pk}"]')
+    )[0]
     assert "XRP/USDT:USDT" in row.text and "paper" in row.text
     assert browser.execute_script("return window.__sameDocument;") == "yes"
     assert "No open positions." not in browser.find_element(By.ID, "open-positions").text

@@ -119,8 +119,9 @@ def test_backtest_without_chart_is_404(staff_client):
 class TestLinkedAdminActions:
     def act(self, client, model_url, action, objects):
         # "confirm": ban and mute ask for confirmation first (accounts.admin_confirmation); the others ignore it.
-        return client.post(reverse(model_url), {"action": action, "_selected_action": [o.pk for o in objects],
-                                                "confirm": "yes"})
+        return client.post(
+            reverse(model_url), {"action": action, "_selected_action": [o.pk for o in objects], "confirm": "yes"}
+        )
 
     def test_ban_and_unban(self, staff_client):
         user = TelegramUserFactory(auto_trading_enabled=True)
@@ -134,7 +135,9 @@ class TestLinkedAdminActions:
         fresh, subscriber = TelegramUserFactory.create_batch(2)
         until = timezone.now() + timedelta(days=5)
         SubscriptionFactory(user=subscriber, valid_until=until, source=Subscription.Source.ADMIN, external_id=None)
-        self.act(staff_client, "admin:accounts_telegramuser_changelist", "grant_subscription_30_days", [fresh, subscriber])
+        self.act(
+            staff_client, "admin:accounts_telegramuser_changelist", "grant_subscription_30_days", [fresh, subscriber]
+        )
         granted = Subscription.objects.get(user=fresh)
         assert granted.source == Subscription.Source.ADMIN and granted.is_current
         extended = Subscription.objects.get(user=subscriber)
@@ -180,8 +183,9 @@ class TestUserActions:
 
     @pytest.mark.parametrize("ids", ["abc", "", "123456789"])
     def test_bad_or_unknown_ids_change_nothing(self, staff_client, ids):
-        response = staff_client.post(reverse("control:user-action"), {"telegram_ids": ids, "action": "ban", "confirm": "yes"},
-                                     follow=True)
+        response = staff_client.post(
+            reverse("control:user-action"), {"telegram_ids": ids, "action": "ban", "confirm": "yes"}, follow=True
+        )
         assert response.status_code == 200 and not LogEntry.objects.exists()
 
 

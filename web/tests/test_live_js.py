@@ -101,36 +101,57 @@ def test_a_4401_close_is_not_retried(page):
 
 def test_position_events_insert_text_not_html(page):
     js(page, "window.sockets[0].open();")
-    js(page, """window.sockets[0].message({type: "position", id: 5, symbol: "<img src=x onerror=alert(1)>",
+    js(
+        page,
+        """window.sockets[0].message({type: "position", id: 5, symbol: "<img src=x onerror=alert(1)>",
                 side: "long", mode: "paper", status: "open", quantity: "1.50", entry_price: "0.5",
-                stop_price: "0.49", net_pnl: "0", close_reason: ""});""")
+                stop_price: "0.49", net_pnl: "0", close_reason: ""});""",
+    )
     row = js(page, "return document.querySelector('tr[data-position-id=\"5\"]').innerHTML;")
     assert "&lt;img" in row and "<img" not in row
     assert js(page, "return document.querySelector('#open-positions tr.empty-row');") is None
-    js(page, """window.sockets[0].message({type: "position", id: 5, symbol: "X", side: "long", mode: "paper",
-                status: "closed", quantity: "0", net_pnl: "1", close_reason: "tp2"});""")
+    js(
+        page,
+        """window.sockets[0].message({type: "position", id: 5, symbol: "X", side: "long", mode: "paper",
+                status: "closed", quantity: "0", net_pnl: "1", close_reason: "tp2"});""",
+    )
     assert js(page, "return document.querySelector('#open-positions tr[data-position-id=\"5\"]');") is None
 
 
 def test_staff_events_update_the_control_panel(page):
-    js(page, """document.body.insertAdjacentHTML("beforeend",
-        '<span id="cp-health-heartbeat">never</span><span id="cp-health-queues"></span><p id="cp-broadcast-status"></p>');""")
+    js(
+        page,
+        """document.body.insertAdjacentHTML("beforeend",
+        '<span id="cp-health-heartbeat">never</span><span id="cp-health-queues"></span><p id="cp-broadcast-status"></p>');""",
+    )
     js(page, "window.sockets[0].open();")
-    js(page, """window.sockets[0].message({type: "health", heartbeat_age_seconds: 12.4, errors_today: {view: 2},
-                queue_lengths: {scan: 0, trade: 3}, last_scan: null});""")
+    js(
+        page,
+        """window.sockets[0].message({type: "health", heartbeat_age_seconds: 12.4, errors_today: {view: 2},
+                queue_lengths: {scan: 0, trade: 3}, last_scan: null});""",
+    )
     js(page, """window.sockets[0].message({type: "broadcast", id: "abc123", queued: 500, total: 1200, done: false});""")
     assert js(page, "return document.getElementById('cp-health-heartbeat').textContent;") == "12 s ago"
     assert js(page, "return document.getElementById('cp-health-queues').textContent;") == "scan: 0 · trade: 3"
-    assert js(page, "return document.getElementById('cp-broadcast-status').textContent;") == "Broadcast abc123: 500 / 1200 queued…"
+    assert (
+        js(page, "return document.getElementById('cp-broadcast-status').textContent;")
+        == "Broadcast abc123: 500 / 1200 queued…"
+    )
 
 
 def test_signal_events_prepend_a_row_and_events_refresh_the_other_regions(page):
-    js(page, """document.body.insertAdjacentHTML("beforeend",
-        '<table id="signal-history"><tbody><tr data-signal-id="1"><td>old</td></tr></tbody></table>');""")
+    js(
+        page,
+        """document.body.insertAdjacentHTML("beforeend",
+        '<table id="signal-history"><tbody><tr data-signal-id="1"><td>old</td></tr></tbody></table>');""",
+    )
     js(page, "window.sockets[0].open(); window.fetches = 0;")
-    js(page, """window.sockets[0].message({type: "signal", id: 2, symbol: "SOL/USDT:USDT", side: "short",
+    js(
+        page,
+        """window.sockets[0].message({type: "signal", id: 2, symbol: "SOL/USDT:USDT", side: "short",
                 source: "technical", risk_level: "low", entry: "150.2500", outcome: "open", outcome_pnl_pct: null,
-                created_at: "2026-03-01T12:15:00+00:00"});""")
+                created_at: "2026-03-01T12:15:00+00:00"});""",
+    )
     first = js(page, "return document.querySelector('#signal-history tbody tr').getAttribute('data-signal-id');")
     assert first == "2"
     text = js(page, "return document.querySelector('#signal-history tr[data-signal-id=\"2\"]').textContent;")

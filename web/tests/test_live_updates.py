@@ -65,7 +65,9 @@ def test_full_asgi_stack_authenticates_with_the_dashboard_session(client):
         anonymous = WebsocketCommunicator(application, "/ws/live/", headers=[(b"origin", b"http://testserver")])
         connected, code = await anonymous.connect()
         assert not connected and code == CLOSE_UNAUTHENTICATED
-        authed = WebsocketCommunicator(application, "/ws/live/", headers=[(b"origin", b"http://testserver"), (b"cookie", cookie)])
+        authed = WebsocketCommunicator(
+            application, "/ws/live/", headers=[(b"origin", b"http://testserver"), (b"cookie", cookie)]
+        )
         connected, _ = await authed.connect()
         assert connected
         assert (await authed.receive_json_from())["type"] == "hello"
@@ -191,9 +193,10 @@ def test_the_admin_ban_action_announces_the_ban(staff_client, monkeypatch):
     published = []
     monkeypatch.setattr(accounts.services, "publish", lambda event, **payload: published.append((event, payload)))
     _, target = web_user("mallory")
-    response = staff_client.post(reverse("admin:accounts_telegramuser_changelist"),
-                                 {"action": "ban_users", "_selected_action": [target.pk], "confirm": "yes",
-                                  "post": "yes"})
+    response = staff_client.post(
+        reverse("admin:accounts_telegramuser_changelist"),
+        {"action": "ban_users", "_selected_action": [target.pk], "confirm": "yes", "post": "yes"},
+    )
     assert response.status_code in (200, 302)
     target.refresh_from_db()
     assert target.is_banned
@@ -224,21 +227,27 @@ def test_a_foreign_origin_is_refused_even_with_allowed_hosts_star(settings):
         connected, code = _handshake(settings, origin, host="signals.example.com")
         assert not connected and code != CLOSE_UNAUTHENTICATED, origin
     # the same origin as the request gets through to the consumer (anonymous here: 4401)
-    assert _handshake(settings, "https://signals.example.com", host="signals.example.com") == (False, CLOSE_UNAUTHENTICATED)
+    assert _handshake(settings, "https://signals.example.com", host="signals.example.com") == (
+        False,
+        CLOSE_UNAUTHENTICATED,
+    )
 
 
-@pytest.mark.parametrize(("origin", "host", "allowed"), [
-    ("https://app.example.com", "api.internal:8000", True),  # WEB_ALLOWED_ORIGINS
-    ("https://beta.trusted.example", "api.internal:8000", True),  # CSRF_TRUSTED_ORIGINS wildcard
-    ("https://signals.example.com", "api.internal:8000", True),  # WEB_BASE_URL
-    ("http://app.example.com", "api.internal:8000", False),  # scheme differs
-    ("https://app.example.com.evil.example", "api.internal:8000", False),
-    ("https://evil.example", "evil.example", True),  # same origin as the request, and ALLOWED_HOSTS is *
-    ("https://127.0.0.1:8000", "127.0.0.1:8000", True),
-    ("https://127.0.0.1:8001", "127.0.0.1:8000", False),
-    ("https://evil.example", None, False),
-    ("javascript:alert(1)", "api.internal:8000", False),
-])
+@pytest.mark.parametrize(
+    ("origin", "host", "allowed"),
+    [
+        ("https://app.example.com", "api.internal:8000", True),  # WEB_ALLOWED_ORIGINS
+        ("https://beta.trusted.example", "api.internal:8000", True),  # CSRF_TRUSTED_ORIGINS wildcard
+        ("https://signals.example.com", "api.internal:8000", True),  # WEB_BASE_URL
+        ("http://app.example.com", "api.internal:8000", False),  # scheme differs
+        ("https://app.example.com.evil.example", "api.internal:8000", False),
+        ("https://evil.example", "evil.example", True),  # same origin as the request, and ALLOWED_HOSTS is *
+        ("https://127.0.0.1:8000", "127.0.0.1:8000", True),
+        ("https://127.0.0.1:8001", "127.0.0.1:8000", False),
+        ("https://evil.example", None, False),
+        ("javascript:alert(1)", "api.internal:8000", False),
+    ],
+)
 def test_origin_rules(settings, origin, host, allowed):
     from config.security import origin_allowed
 

@@ -35,8 +35,7 @@ def operator(django_user_model):
 
 def admin_login(password: str, *, username: str = "operator", ip: str = "203.0.113.7"):
     client = Client(REMOTE_ADDR=ip)
-    response = client.post(reverse("admin:login"), {"username": username, "password": password,
-                                                    "next": "/admin/"})
+    response = client.post(reverse("admin:login"), {"username": username, "password": password, "next": "/admin/"})
     return client, response
 
 
@@ -119,7 +118,10 @@ class TestLoginLinks:
         settings.TELEGRAM_BOT_TOKEN = "123:abc"
         client = Client(REMOTE_ADDR="203.0.113.67")
         for _ in range(settings.LOGIN_LINK_ATTEMPT_LIMIT):
-            assert client.get(reverse("dashboard:login-telegram"), {"id": "1", "auth_date": "1", "hash": "0"}).status_code == 302
+            assert (
+                client.get(reverse("dashboard:login-telegram"), {"id": "1", "auth_date": "1", "hash": "0"}).status_code
+                == 302
+            )
         assert client.get(reverse("dashboard:login-telegram"), {"id": "1", "hash": "0"}).status_code == 429
 
 
@@ -132,13 +134,22 @@ class TestContentSecurityPolicy:
         settings.WEB_BASE_URL = ""
         user = TelegramUserFactory()
         dashboard = Client()
-        dashboard.post(reverse("dashboard:login-link", args=[login_link_create(user=user).rstrip("/").rsplit("/", 1)[-1]]))
+        dashboard.post(
+            reverse("dashboard:login-link", args=[login_link_create(user=user).rstrip("/").rsplit("/", 1)[-1]])
+        )
         staff = Client()
         staff.force_login(operator)
-        pages = [(dashboard, reverse("dashboard:pnl")), (dashboard, reverse("dashboard:positions")),
-                 (dashboard, reverse("dashboard:settings")), (Client(), reverse("dashboard:login")),
-                 (Client(), reverse("api:docs")), (Client(), reverse("admin:login")), (staff, "/admin/"),
-                 (staff, "/admin/accounts/telegramuser/"), (staff, "/admin/control/")]
+        pages = [
+            (dashboard, reverse("dashboard:pnl")),
+            (dashboard, reverse("dashboard:positions")),
+            (dashboard, reverse("dashboard:settings")),
+            (Client(), reverse("dashboard:login")),
+            (Client(), reverse("api:docs")),
+            (Client(), reverse("admin:login")),
+            (staff, "/admin/"),
+            (staff, "/admin/accounts/telegramuser/"),
+            (staff, "/admin/control/"),
+        ]
         for client, path in pages:
             response = client.get(path)
             assert response.status_code == 200, path

@@ -18,19 +18,22 @@ LONG_FRACTION = re.compile(r"\d\.\d{11,}")
 
 
 def _results(page: str) -> str:
-    return page[page.index('id="result_list"'):page.index("</table>", page.index('id="result_list"'))]
+    return page[page.index('id="result_list"') : page.index("</table>", page.index('id="result_list"'))]
 
 
-@pytest.mark.parametrize(("value", "tick", "expected"), [
-    ("65432.123456789012", "0.100000000000", "65432.1"),
-    ("0.612345678901", "0.000100000000", "0.6123"),
-    ("0.012345678912", "0.000000100000", "0.0123457"),
-    ("100.000000000000", "0.010000000000", "100.00"),
-    ("65000", "5", "65000"),
-    ("0.000029600000", None, "0.0000296"),
-    ("65432.123456789012", None, "65432.1"),
-    (None, "0.1", "–"),
-])
+@pytest.mark.parametrize(
+    ("value", "tick", "expected"),
+    [
+        ("65432.123456789012", "0.100000000000", "65432.1"),
+        ("0.612345678901", "0.000100000000", "0.6123"),
+        ("0.012345678912", "0.000000100000", "0.0123457"),
+        ("100.000000000000", "0.010000000000", "100.00"),
+        ("65000", "5", "65000"),
+        ("0.000029600000", None, "0.0000296"),
+        ("65432.123456789012", None, "65432.1"),
+        (None, "0.1", "–"),
+    ],
+)
 def test_a_price_has_the_decimals_of_its_markets_tick(value, tick, expected):
     assert price_text(Decimal(value) if value else None, Decimal(tick) if tick else None) == expected
 
@@ -73,11 +76,25 @@ def test_position_order_and_account_lists_round_money_and_prices(staff_client):
 def test_backtest_report_has_labelled_rounded_metrics_and_no_raw_floats(staff_client):
     run = operator_pages_data()["backtest"]
     page = staff_client.get(reverse("control:backtest-detail", args=[run.pk])).content.decode()
-    report = page[page.index('id="backtest-run"'):page.index("</table>", page.index('id="backtest-per-month"'))]
+    report = page[page.index('id="backtest-run"') : page.index("</table>", page.index('id="backtest-per-month"'))]
     assert not LONG_FRACTION.search(report), LONG_FRACTION.findall(report)
     assert not re.search(r"\d\.\d{3,}", report)  # nothing beyond two decimals
-    for text in ("Net PnL", "116.23", "Win rate", "40.5%", "Profit factor", "1.23", "Max drawdown %", "3.14%",
-                 "Average holding", "7.3 h", "2024-01-31 00:00 UTC", "stop_atr_mult=1.5", "35.3%", "-33.89"):
+    for text in (
+        "Net PnL",
+        "116.23",
+        "Win rate",
+        "40.5%",
+        "Profit factor",
+        "1.23",
+        "Max drawdown %",
+        "3.14%",
+        "Average holding",
+        "7.3 h",
+        "2024-01-31 00:00 UTC",
+        "stop_atr_mult=1.5",
+        "35.3%",
+        "-33.89",
+    ):
         assert text in report, text
     assert "{'" not in report  # parameters as words, not a dict
 
@@ -88,5 +105,5 @@ def test_health_card_and_live_push_show_the_last_scan_in_words(staff_client):
     cell = re.search(r'id="cp-health-scan">([^<]*)<', page)[1]
     assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d UTC \(\d+ (s|min) ago\)", cell), cell
     assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d UTC \(\d+ (s|min) ago\)", admin_health_snapshot()["last_scan_text"])
-    card = page[page.index('id="cp-trading"'):page.index('id="cp-trading"') + 3000]
+    card = page[page.index('id="cp-trading"') : page.index('id="cp-trading"') + 3000]
     assert "-1,427.89" in card and 'title="1000PEPE/USDT:USDT">1000PEPE/USDT<' in card

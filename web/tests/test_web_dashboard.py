@@ -121,9 +121,15 @@ class TestPages:
 
         now = get_market_data().now()  # the PnL periods follow the market clock (the replay clock here)
         symbol = SymbolFactory(symbol="BTC/USDT:USDT")
-        PositionFactory(user=user, signal=SignalFactory(symbol=symbol, status=Signal.Status.CLOSED),
-                        status=Position.Status.CLOSED, realised_pnl=Decimal("12.5"), fees=Decimal("0.5"),
-                        opened_at=now - timedelta(minutes=30), closed_at=now - timedelta(minutes=5))
+        PositionFactory(
+            user=user,
+            signal=SignalFactory(symbol=symbol, status=Signal.Status.CLOSED),
+            status=Position.Status.CLOSED,
+            realised_pnl=Decimal("12.5"),
+            fees=Decimal("0.5"),
+            opened_at=now - timedelta(minutes=30),
+            closed_at=now - timedelta(minutes=5),
+        )
         response = client.get(reverse("dashboard:pnl"), {"period": period})
         assert response.status_code == 200
         assert response.context["period"] == period
@@ -138,8 +144,14 @@ class TestPages:
 
         now = get_market_data().now()
         for days, pnl in ((1, "10"), (90, "-4")):
-            PositionFactory(user=user, status=Position.Status.CLOSED, realised_pnl=Decimal(pnl), fees=Decimal("0"),
-                            opened_at=now - timedelta(days=days, hours=1), closed_at=now - timedelta(days=days))
+            PositionFactory(
+                user=user,
+                status=Position.Status.CLOSED,
+                realised_pnl=Decimal(pnl),
+                fees=Decimal("0"),
+                opened_at=now - timedelta(days=days, hours=1),
+                closed_at=now - timedelta(days=days),
+            )
         month = client.get(reverse("dashboard:pnl"), {"period": "month"}).context["summary"]
         every = client.get(reverse("dashboard:pnl"), {"period": "all"}).context["summary"]
         assert every["trades"] == month["trades"] + 1
@@ -152,8 +164,13 @@ class TestPages:
     def test_positions_page_splits_open_and_closed(self, logged_in):
         client, user = logged_in
         open_position = PositionFactory(user=user, opened_at=timezone.now())
-        closed = PositionFactory(user=user, signal=SignalFactory(status=Signal.Status.CLOSED),
-                                 status=Position.Status.CLOSED, realised_pnl=Decimal("-3"), closed_at=timezone.now())
+        closed = PositionFactory(
+            user=user,
+            signal=SignalFactory(status=Signal.Status.CLOSED),
+            status=Position.Status.CLOSED,
+            realised_pnl=Decimal("-3"),
+            closed_at=timezone.now(),
+        )
         PositionFactory()  # someone else's
         response = client.get(reverse("dashboard:positions"))
         assert [p.pk for p in response.context["open_positions"]] == [open_position.pk]
@@ -162,8 +179,13 @@ class TestPages:
 
     def test_signal_history_shows_outcomes(self, logged_in):
         client, _ = logged_in
-        SignalFactory(symbol=SymbolFactory(symbol="ETH/USDT:USDT"), status=Signal.Status.CLOSED, outcome="tp2",
-                      outcome_pnl_pct=Decimal("3.2"), closed_at=timezone.now())
+        SignalFactory(
+            symbol=SymbolFactory(symbol="ETH/USDT:USDT"),
+            status=Signal.Status.CLOSED,
+            outcome="tp2",
+            outcome_pnl_pct=Decimal("3.2"),
+            closed_at=timezone.now(),
+        )
         page = client.get(reverse("dashboard:signals")).content.decode()
         assert "ETH/USDT:USDT" in page and "tp2" in page and "3.20" in page
 
@@ -183,10 +205,18 @@ class TestPages:
 class TestSettingsForm:
     def form_data(self, **overrides):
         data = {
-            "paper_mode": "on", "sizing_mode": "percent", "position_size_pct": "5", "risk_per_trade_pct": "1",
-            "leverage": "5", "max_open_positions": "3", "daily_loss_limit_pct": "5", "max_drawdown_pct": "20",
-            "accepted_risk_levels": ["low", "medium"], "muted_symbols": "doge/usdt:usdt, PEPE/USDT:USDT",
-            "default_pnl_period": "week", "dm_alerts": "on",
+            "paper_mode": "on",
+            "sizing_mode": "percent",
+            "position_size_pct": "5",
+            "risk_per_trade_pct": "1",
+            "leverage": "5",
+            "max_open_positions": "3",
+            "daily_loss_limit_pct": "5",
+            "max_drawdown_pct": "20",
+            "accepted_risk_levels": ["low", "medium"],
+            "muted_symbols": "doge/usdt:usdt, PEPE/USDT:USDT",
+            "default_pnl_period": "week",
+            "dm_alerts": "on",
         }
         data.update(overrides)
         return {k: v for k, v in data.items() if v is not None}
@@ -209,7 +239,8 @@ class TestSettingsForm:
         response = client.post(reverse("dashboard:settings"), self.form_data(leverage=str(settings.MAX_LEVERAGE + 1)))
         assert response.status_code == 200
         assert response.context["form"].errors["leverage"] == [
-            f"Leverage must be a whole number from 1x to {settings.MAX_LEVERAGE}x."]
+            f"Leverage must be a whole number from 1x to {settings.MAX_LEVERAGE}x."
+        ]
         assert UserPreferences.objects.get(user=user).leverage == before
 
     @pytest.mark.parametrize("value", ["1e1000000", "9" * 5000, "NaN", "-Infinity", "0x10", "1_0"])
@@ -224,8 +255,15 @@ class TestSettingsForm:
         assert "Max drawdown must be a number from 1% to 100%." in errors["max_drawdown_pct"]  # one message
         assert UserPreferences.objects.get(user=user).leverage == 5
 
-    @pytest.mark.parametrize(("field", "value"), [("position_size_pct", "abc"), ("sizing_mode", "yolo"),
-                                                  ("accepted_risk_levels", ["extreme"]), ("leverage", "")])
+    @pytest.mark.parametrize(
+        ("field", "value"),
+        [
+            ("position_size_pct", "abc"),
+            ("sizing_mode", "yolo"),
+            ("accepted_risk_levels", ["extreme"]),
+            ("leverage", ""),
+        ],
+    )
     def test_malformed_input_is_a_form_error(self, logged_in, field, value):
         client, _ = logged_in
         response = client.post(reverse("dashboard:settings"), self.form_data(**{field: value}))
@@ -250,7 +288,9 @@ class TestSettingsForm:
 
 def test_settings_form_shows_decimals_plainly(logged_in):
     client, user = logged_in
-    UserPreferences.objects.filter(user=user).update(position_size_pct=Decimal("10.0000"), risk_per_trade_pct=Decimal("0.5"))
+    UserPreferences.objects.filter(user=user).update(
+        position_size_pct=Decimal("10.0000"), risk_per_trade_pct=Decimal("0.5")
+    )
     form = client.get(reverse("dashboard:settings")).context["form"]
     assert form.initial["position_size_pct"] == "10" and form.initial["risk_per_trade_pct"] == "0.5"
 
@@ -274,13 +314,21 @@ def test_pnl_page_draws_the_equity_curve_of_paper_fills(logged_in):
     from trading.tests.factories import OrderFactory
 
     client, user = logged_in
-    PaperAccount.objects.create(user=user, starting_balance=Decimal("10000"), balance=Decimal("10150"),
-                                peak_equity=Decimal("10150"))
+    PaperAccount.objects.create(
+        user=user, starting_balance=Decimal("10000"), balance=Decimal("10150"), peak_equity=Decimal("10150")
+    )
     order = OrderFactory(position=PositionFactory(user=user))
     start = timezone.now() - timedelta(hours=3)
     for n, pnl in enumerate(["0", "200", "-50"]):
-        Fill.objects.create(order=order, position=order.position, trade_id=f"t{n}", price=Decimal("100"),
-                            quantity=Decimal("1"), realised_pnl=Decimal(pnl), filled_at=start + timedelta(hours=n))
+        Fill.objects.create(
+            order=order,
+            position=order.position,
+            trade_id=f"t{n}",
+            price=Decimal("100"),
+            quantity=Decimal("1"),
+            realised_pnl=Decimal(pnl),
+            filled_at=start + timedelta(hours=n),
+        )
     response = client.get(reverse("dashboard:pnl"))
     assert response.context["curve_points"] >= 3
     chart = response.context["chart"]
@@ -295,8 +343,9 @@ class TestAutoTradingCard:
         from accounts.models import TelegramUser
 
         client, user = logged_in
-        TelegramUser.objects.filter(pk=user.pk).update(auto_trading_enabled=True,
-                                                       auto_trading_paused_reason="max drawdown reached: 22%")
+        TelegramUser.objects.filter(pk=user.pk).update(
+            auto_trading_enabled=True, auto_trading_paused_reason="max drawdown reached: 22%"
+        )
         page = client.get(reverse("dashboard:pnl")).content.decode()
         assert 'id="auto-trading-state">paused<' in page and "Paused: max drawdown reached: 22%." in page
         assert "Resume auto-trading" in page and "Switch auto-trading on" not in page
@@ -310,8 +359,9 @@ class TestAutoTradingCard:
         from accounts.models import TelegramUser
 
         client, user = logged_in
-        TelegramUser.objects.filter(pk=user.pk).update(auto_trading_enabled=False,
-                                                       auto_trading_paused_reason="InsufficientFunds: margin")
+        TelegramUser.objects.filter(pk=user.pk).update(
+            auto_trading_enabled=False, auto_trading_paused_reason="InsufficientFunds: margin"
+        )
         page = client.get(reverse("dashboard:settings")).content.decode()
         assert 'id="auto-trading-state">off<' in page and "Off: InsufficientFunds: margin." in page
         assert "Switch auto-trading on" in page
@@ -337,9 +387,11 @@ def test_settings_form_shows_every_wrong_field_at_once_and_saves_nothing(logged_
     client, user = logged_in
     from web.dashboard.forms import PreferencesForm
 
-    data = {k: (str(v) if not isinstance(v, list) else v)
-            for k, v in PreferencesForm.initial_from(UserPreferences.objects.get(user=user)).items()
-            if not isinstance(v, bool)}
+    data = {
+        k: (str(v) if not isinstance(v, list) else v)
+        for k, v in PreferencesForm.initial_from(UserPreferences.objects.get(user=user)).items()
+        if not isinstance(v, bool)
+    }
     data.update({"leverage": "999", "position_size_pct": "lots", "max_open_positions": "0"})
     page = client.post(reverse("dashboard:settings"), data)
     errors = page.context["form"].errors

@@ -40,8 +40,9 @@ def test_solana_pay_request_page(logged_in):
     PlanFactory()
     response = client.post(reverse("dashboard:subscribe"), {"plan": "pro", "gateway": "solana"})
     payment = Payment.objects.get(user=user)
-    assert response.status_code == 302 and response["Location"] == reverse("dashboard:subscribe-solana",
-                                                                              args=[payment.reference])
+    assert response.status_code == 302 and response["Location"] == reverse(
+        "dashboard:subscribe-solana", args=[payment.reference]
+    )
     page = client.get(response["Location"]).content.decode()
     assert f'href="solana:{MERCHANT}?amount=29&amp;spl-token=' in page and payment.reference in page
     assert 'src="data:image/svg+xml' in page and "29 USDC" in page
@@ -58,7 +59,8 @@ def test_whop_checkout_redirects_to_the_purchase_url(logged_in, settings):
         response = client.post(reverse("dashboard:subscribe"), {"plan": "pro", "gateway": "whop"})
         assert response.status_code == 302 and response["Location"].startswith(whop.url + "/checkout/plan_pro")
         assert whop.checkouts[whop.checkout_id_of(response["Location"])]["metadata"]["telegram_id"] == str(
-            user.telegram_id)
+            user.telegram_id
+        )
     settings.WHOP_API_KEY = ""
     failed = client.post(reverse("dashboard:subscribe"), {"plan": "pro", "gateway": "whop"}, follow=True)
     assert "Card checkout is unavailable right now" in failed.content.decode()

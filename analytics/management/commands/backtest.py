@@ -22,24 +22,43 @@ from analytics.backtesting import (
 from analytics.models import BacktestRun
 from analytics.services import backtest_run_execute
 
-SHOWN_METRICS = ("trades", "win_rate", "profit_factor", "net_pnl", "return_pct", "max_drawdown_pct", "sharpe", "avg_r",
-                 "range_start", "range_end")
+SHOWN_METRICS = (
+    "trades",
+    "win_rate",
+    "profit_factor",
+    "net_pnl",
+    "return_pct",
+    "max_drawdown_pct",
+    "sharpe",
+    "avg_r",
+    "range_start",
+    "range_end",
+)
 
 
 class Command(BaseCommand):
     help = "Backtest the live strategy and exit rules on the market data; stores the result as a BacktestRun."
 
     def add_arguments(self, parser):
-        parser.add_argument("--symbols", required=True, help="Comma-separated ccxt symbols, e.g. BTC/USDT:USDT,ETH/USDT:USDT")
-        parser.add_argument("--days", type=int, default=30, help="Days of 15m candles to test, ending at the data's end")
+        parser.add_argument(
+            "--symbols", required=True, help="Comma-separated ccxt symbols, e.g. BTC/USDT:USDT,ETH/USDT:USDT"
+        )
+        parser.add_argument(
+            "--days", type=int, default=30, help="Days of 15m candles to test, ending at the data's end"
+        )
         parser.add_argument("--no-progress", action="store_true", help="No progress bar (logs, CI)")
-        parser.add_argument("--sweep", default="", help='Parameter grid, e.g. "stop_atr_mult=1,1.5,2;ema_fast=7,9" '
-                            "(StrategyParams/BacktestConfig fields, exit.<ExitRules field>)")
+        parser.add_argument(
+            "--sweep",
+            default="",
+            help='Parameter grid, e.g. "stop_atr_mult=1,1.5,2;ema_fast=7,9" '
+            "(StrategyParams/BacktestConfig fields, exit.<ExitRules field>)",
+        )
         parser.add_argument("--rank", default="profit_factor", help="Metric ranking the sweep (e.g. sharpe, net_pnl)")
         parser.add_argument("--processes", type=int, default=2, help="Worker processes for the sweep")
 
-    def handle(self, *args, symbols: str, days: int, no_progress: bool, sweep: str, rank: str, processes: int,
-               **options):
+    def handle(
+        self, *args, symbols: str, days: int, no_progress: bool, sweep: str, rank: str, processes: int, **options
+    ):
         try:
             params = backtest_params_clean({"symbols": symbols, "days": days})
         except BacktestRequestError as error:
@@ -60,9 +79,11 @@ class Command(BaseCommand):
             raise CommandError(f"backtest #{run.pk} failed: {run.error}")
         for key in SHOWN_METRICS:
             self.stdout.write(f"{key:>18}: {run.metrics.get(key)}")
-        self.stdout.write(self.style.SUCCESS(
-            f"backtest #{run.pk} done; equity chart: {run.equity_curve.path if run.equity_curve else 'none'}"
-        ))
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"backtest #{run.pk} done; equity chart: {run.equity_curve.path if run.equity_curve else 'none'}"
+            )
+        )
 
     def sweep(self, params: dict, grid_text: str, rank: str, processes: int) -> None:
         try:

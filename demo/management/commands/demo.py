@@ -80,12 +80,17 @@ class Command(BaseCommand):
         settings.REPLAY_SPEED = 0  # this process never starts the running clock; the dashboard below reads the end
         reset_market_data()
         # the demo's own clock (each replay window then walks one of its own, see replay_run)
-        with (running_local_bot_api() as bot_api, BitunixFakeServer(api_key=api_key, secret=api_secret) as bitunix,
-              market_data_override(get_market_data().with_own_clock()) as market_data):
+        with (
+            running_local_bot_api() as bot_api,
+            BitunixFakeServer(api_key=api_key, secret=api_secret) as bitunix,
+            market_data_override(get_market_data().with_own_clock()) as market_data,
+        ):
             demo_settings_apply(bitunix_url=bitunix.url)
             bitunix.account.set_price("XRP/USDT:USDT", "1")
-            write(f"Local Telegram Bot API server at {bot_api.base_url} (aiogram talks to it over HTTP); "
-                  f"local Bitunix stand-in at {bitunix.url} (signed HTTP).")
+            write(
+                f"Local Telegram Bot API server at {bot_api.base_url} (aiogram talks to it over HTTP); "
+                f"local Bitunix stand-in at {bitunix.url} (signed HTTP)."
+            )
             bot = BotUsers(bot_api)
             users = self._users_create(bot, password)
             printer = None if quiet else replay_print_step(write)
@@ -101,7 +106,9 @@ class Command(BaseCommand):
                     users.append(self._live_user_join(bot, api_key, api_secret, story, step.at))
                 watch.advance(get_market_data(), now_ms)  # the replay window's clock
                 feeds.advance(now_ms)
-                story.extend(f"{step.at:%Y-%m-%d %H:%M} {line}" for line in bot.resume_if_paused([*DEMO_USERS, LIVE_USER]))
+                story.extend(
+                    f"{step.at:%Y-%m-%d %H:%M} {line}" for line in bot.resume_if_paused([*DEMO_USERS, LIVE_USER])
+                )
 
             report = None
             for start, end in DEMO_WINDOWS:
@@ -115,8 +122,12 @@ class Command(BaseCommand):
         reset_market_data()
         if log_file:
             write(f"Full log of the run: {log_file}")
-        write(self.style.SUCCESS(f"Dashboard login: user {WEB_USERNAME!r}, password {password!r} "
-                                 f"(staff; sees {users[0]}'s paper account)."))
+        write(
+            self.style.SUCCESS(
+                f"Dashboard login: user {WEB_USERNAME!r}, password {password!r} "
+                f"(staff; sees {users[0]}'s paper account)."
+            )
+        )
         if serve:
             self._serve(port)
 
@@ -145,12 +156,15 @@ class Command(BaseCommand):
         """Each demo user sends /start through the bot (aiogram → local server → bridge → Django), then sets their
         preferences in /settings with the buttons and typed values, as a person would."""
         users = [bot.register(demo) for demo in DEMO_USERS]
-        web_user = get_user_model().objects.create_user(WEB_USERNAME, password=password, is_staff=True,
-                                                         is_superuser=True)
+        web_user = get_user_model().objects.create_user(
+            WEB_USERNAME, password=password, is_staff=True, is_superuser=True
+        )
         telegram_user_web_user_set(user=users[0], web_user=web_user)
         welcomed = sum(1 for demo in DEMO_USERS if bot.bot_api.sent_messages(demo.telegram_id))
-        self.stdout.write(f"{len(users)} demo users registered through /start and set up in /settings "
-                          f"({welcomed} welcomed by the bot).")
+        self.stdout.write(
+            f"{len(users)} demo users registered through /start and set up in /settings "
+            f"({welcomed} welcomed by the bot)."
+        )
         return users
 
     def _live_user_join(self, bot: BotUsers, api_key: str, api_secret: str, story: list[str], at) -> TelegramUser:
@@ -158,7 +172,9 @@ class Command(BaseCommand):
         user = bot.register(LIVE_USER)
         connected = bot.connect_bitunix(LIVE_USER, api_key=api_key, secret=api_secret)
         mode = bot.last_answer(LIVE_USER)
-        story.append(f"{at:%Y-%m-%d %H:%M} @{LIVE_USER.username} joined: {connected.splitlines()[0][:90]} / {mode[:60]}")
+        story.append(
+            f"{at:%Y-%m-%d %H:%M} @{LIVE_USER.username} joined: {connected.splitlines()[0][:90]} / {mode[:60]}"
+        )
         user.refresh_from_db()
         return user
 
@@ -169,8 +185,11 @@ class Command(BaseCommand):
         before = {m["message_id"] for m in bot.bot_api.sent_messages(admin.telegram_id)}
         bot.say(admin, "/backtest XRP 5")
         story.append(f"@{admin.username} /backtest XRP 5: {bot.last_answer(admin)[:100]}")
-        photos = [m for m in bot.bot_api.sent_messages(admin.telegram_id)
-                  if m["message_id"] not in before and m.get("method", "").lower() == "sendphoto"]
+        photos = [
+            m
+            for m in bot.bot_api.sent_messages(admin.telegram_id)
+            if m["message_id"] not in before and m.get("method", "").lower() == "sendphoto"
+        ]
         return BacktestRun.objects.order_by("-pk").first(), photos
 
     # --- output --------------------------------------------------------------------------------------------------
@@ -183,17 +202,21 @@ class Command(BaseCommand):
         write("")
         write(self.style.MIGRATE_HEADING("Paper and live trades"))
         positions = Position.objects.select_related("symbol", "user").order_by("opened_at", "pk")
-        header = (f"{'user':<12} {'mode':<5} {'symbol':<15} {'side':<5} {'opened (UTC)':<16} {'qty':>12} {'entry':>11} "
-                  f"{'closed (UTC)':<16} {'exit':<9} {'fees':>8} {'funding':>8} {'net PnL':>9}")
+        header = (
+            f"{'user':<12} {'mode':<5} {'symbol':<15} {'side':<5} {'opened (UTC)':<16} {'qty':>12} {'entry':>11} "
+            f"{'closed (UTC)':<16} {'exit':<9} {'fees':>8} {'funding':>8} {'net PnL':>9}"
+        )
         write(header)
         write("-" * len(header))
         for p in positions:
             opened = f"{p.opened_at:%Y-%m-%d %H:%M}" if p.opened_at else "-"
             closed = f"{p.closed_at:%Y-%m-%d %H:%M}" if p.closed_at else p.status
             net = p.realised_pnl - p.fees - p.funding
-            write(f"{p.user.username[:12]:<12} {p.mode:<5} {p.symbol.symbol:<15} {p.side:<5} {opened:<16} "
-                  f"{_number(p.quantity):>12} {_number(p.entry_price or Decimal(0)):>11} {closed:<16} "
-                  f"{(p.close_reason or '-')[:9]:<9} {p.fees:>8.3f} {p.funding:>8.3f} {net:>+9.3f}")
+            write(
+                f"{p.user.username[:12]:<12} {p.mode:<5} {p.symbol.symbol:<15} {p.side:<5} {opened:<16} "
+                f"{_number(p.quantity):>12} {_number(p.entry_price or Decimal(0)):>11} {closed:<16} "
+                f"{(p.close_reason or '-')[:9]:<9} {p.fees:>8.3f} {p.funding:>8.3f} {net:>+9.3f}"
+            )
         if not positions:
             write("(no trades)")
         write("")
@@ -208,13 +231,17 @@ class Command(BaseCommand):
         write("")
         delivered = Counter(m["chat_id"] for m in bot_api.sent_messages())
         write(self.style.MIGRATE_HEADING("Telegram"))
-        write(f"{sum(delivered.values())} messages delivered through the Bot API: "
-              + ", ".join(f"@{u.username} {delivered.get(str(u.telegram_id), 0)}" for u in users))
+        write(
+            f"{sum(delivered.values())} messages delivered through the Bot API: "
+            + ", ".join(f"@{u.username} {delivered.get(str(u.telegram_id), 0)}" for u in users)
+        )
         write(f"Last messages @{users[0].username} saw:")
         for line in bot_api.transcript(users[0].telegram_id)[-3:]:
             write("  " + line.replace("\n", "\n  "))
-        write(f"Position monitor: {watch.candles} candle(s) applied; funding charged {watch.funding} time(s); "
-              f"{watch.reconciles} live reconcile pass(es).")
+        write(
+            f"Position monitor: {watch.candles} candle(s) applied; funding charged {watch.funding} time(s); "
+            f"{watch.reconciles} live reconcile pass(es)."
+        )
         write("What the users did through the bot:")
         for line in story:
             write(f"  {line}")
@@ -234,9 +261,17 @@ class Command(BaseCommand):
 
         by_source = Counter(Signal.objects.values_list("source", flat=True))
         articles = Counter(NewsArticle.objects.values_list("decision", flat=True))
-        flow = [s for s in Signal.objects.filter(source="flow")
-                if sum(1 for key in (s.indicators or {}) if key.startswith("flow_") and key not in
-                       {"flow_score", "flow_agreeing", "flow_notional", "flow_window_ms"}) >= 2]
+        flow = [
+            s
+            for s in Signal.objects.filter(source="flow")
+            if sum(
+                1
+                for key in (s.indicators or {})
+                if key.startswith("flow_")
+                and key not in {"flow_score", "flow_agreeing", "flow_notional", "flow_window_ms"}
+            )
+            >= 2
+        ]
         pauses = TradeRefusal.objects.filter(reason__in=[TradeRefusal.Reason.DRAWDOWN, TradeRefusal.Reason.DAILY_LOSS])
         live = Position.objects.filter(mode="live")
         protective = Order.objects.filter(position__mode="live", leg__in=["sl", "tp1", "tp2"])
@@ -244,28 +279,55 @@ class Command(BaseCommand):
         rows = [
             ("technical signals", by_source.get("technical", 0), seen(r"(LONG|SHORT) \S+/BTC[^\n]*technical")),
             ("news signals", by_source.get("news", 0), seen(r"(LONG|SHORT) \S+[^\n]*news[^\n]*")),
-            ("news articles processed", NewsArticle.objects.exclude(processed_at=None).count(),
-             f"of {NewsArticle.objects.count()} fetched; decisions {dict(sorted(articles.items()))}; "
-             + seen(r"Exchange delists[^\n]*")),
-            ("funding alerts", FundingAlert.objects.count(),
-             f"venues {sorted({e for a in FundingAlert.objects.all() for e in a.details.get('rates', {})})}; "
-             + seen(r"Funding (arbitrage|extreme|rate)[^\n]*")),
-            ("order-flow alerts", len(flow), f"exchanges agreeing "
-             f"{sorted({k[5:] for s in flow for k in s.indicators if k.startswith('flow_') and k[5:] not in ('score', 'agreeing', 'notional', 'window_ms')})}; "
-             + seen(r"(LONG|SHORT) XRP/USDT:USDT[^\n]*flow")),
-            ("auto flips", Position.objects.filter(close_reason=Position.CloseReason.FLIP).count(), seen(r"[^\n]*Flipped[^\n]*")),
-            ("risk pauses", pauses.count(), f"by {sorted(set(pauses.values_list('reason', flat=True)))}; "
-             f"resumed through /resume {bot.resumes} time(s); " + seen(r"Auto-trading resumed[^\n]*")),
-            ("live trades on Bitunix", live.count(),
-             f"{protective.count()} stop/take-profit order(s) on the exchange "
-             f"({len(bitunix.requests_to('/tpsl/place_order'))} signed TP/SL requests); "
-             + seen(r"Position \w+: live [^\n]*")),
-            ("backtests", BacktestRun.objects.filter(status=BacktestRun.Status.SUCCEEDED).exclude(equity_curve="").count(),
-             f"run #{run.pk if run else '-'} {getattr(run, 'status', '-')}; equity-curve image sent to the admin: "
-             f"{len(photos)}"),
-            ("subscriptions bought in the bot", sum(1 for sub in bot.subscriptions if sub.unlocked_after),
-             f"{', '.join(f'@{sub.user.username} {sub.payment.status}' for sub in bot.subscriptions)}; "
-             + seen(r"Payment received[^\n]*")),
+            (
+                "news articles processed",
+                NewsArticle.objects.exclude(processed_at=None).count(),
+                f"of {NewsArticle.objects.count()} fetched; decisions {dict(sorted(articles.items()))}; "
+                + seen(r"Exchange delists[^\n]*"),
+            ),
+            (
+                "funding alerts",
+                FundingAlert.objects.count(),
+                f"venues {sorted({e for a in FundingAlert.objects.all() for e in a.details.get('rates', {})})}; "
+                + seen(r"Funding (arbitrage|extreme|rate)[^\n]*"),
+            ),
+            (
+                "order-flow alerts",
+                len(flow),
+                f"exchanges agreeing "
+                f"{sorted({k[5:] for s in flow for k in s.indicators if k.startswith('flow_') and k[5:] not in ('score', 'agreeing', 'notional', 'window_ms')})}; "
+                + seen(r"(LONG|SHORT) XRP/USDT:USDT[^\n]*flow"),
+            ),
+            (
+                "auto flips",
+                Position.objects.filter(close_reason=Position.CloseReason.FLIP).count(),
+                seen(r"[^\n]*Flipped[^\n]*"),
+            ),
+            (
+                "risk pauses",
+                pauses.count(),
+                f"by {sorted(set(pauses.values_list('reason', flat=True)))}; "
+                f"resumed through /resume {bot.resumes} time(s); " + seen(r"Auto-trading resumed[^\n]*"),
+            ),
+            (
+                "live trades on Bitunix",
+                live.count(),
+                f"{protective.count()} stop/take-profit order(s) on the exchange "
+                f"({len(bitunix.requests_to('/tpsl/place_order'))} signed TP/SL requests); "
+                + seen(r"Position \w+: live [^\n]*"),
+            ),
+            (
+                "backtests",
+                BacktestRun.objects.filter(status=BacktestRun.Status.SUCCEEDED).exclude(equity_curve="").count(),
+                f"run #{run.pk if run else '-'} {getattr(run, 'status', '-')}; equity-curve image sent to the admin: "
+                f"{len(photos)}",
+            ),
+            (
+                "subscriptions bought in the bot",
+                sum(1 for sub in bot.subscriptions if sub.unlocked_after),
+                f"{', '.join(f'@{sub.user.username} {sub.payment.status}' for sub in bot.subscriptions)}; "
+                + seen(r"Payment received[^\n]*"),
+            ),
         ]
         write(self.style.MIGRATE_HEADING("Capabilities shown"))
         for name, count, where in rows:
@@ -277,7 +339,6 @@ class Command(BaseCommand):
         """Send ``text`` as ``user`` through the bot and return its answer as the Telegram client shows it."""
         import re
 
-
         before = len(bot_api.sent_messages(user.telegram_id))
         bot_api.inject_message(user_id=user.telegram_id, text=text, username=user.username)
         polling_run(timeout=1, max_updates=1)
@@ -287,8 +348,10 @@ class Command(BaseCommand):
     def _serve(self, port: int) -> None:
         import uvicorn
 
-        self.stdout.write(f"Serving the dashboard on http://127.0.0.1:{port}/dashboard/ (admin at /admin/, WebSockets at "
-                          "/ws/live/) — Ctrl-C to stop.")
+        self.stdout.write(
+            f"Serving the dashboard on http://127.0.0.1:{port}/dashboard/ (admin at /admin/, WebSockets at "
+            "/ws/live/) — Ctrl-C to stop."
+        )
         call_command("collectstatic", interactive=False, verbosity=0)
         uvicorn.run("config.asgi:application", host="127.0.0.1", port=port, log_level="warning", lifespan="off")
 

@@ -32,8 +32,9 @@ class Command(BaseCommand):
         """The ccxt client (a seam for tests, which replace it with a recorded stand-in)."""
         return exchange_create(exchange_id)
 
-    def handle(self, *args, symbols: str, days: int, exchange: str | None, out: str | None, no_progress: bool,
-               **options):
+    def handle(
+        self, *args, symbols: str, days: int, exchange: str | None, out: str | None, no_progress: bool, **options
+    ):
         wanted = list(dict.fromkeys(s.strip() for s in symbols.split(",") if s.strip()))
         if not wanted:
             raise CommandError("Give one or more symbols, e.g. BTC/USDT:USDT,ETH/USDT:USDT.")
@@ -46,8 +47,9 @@ class Command(BaseCommand):
         except DownloadError as error:
             raise CommandError(str(error)) from None
         expected = len(wanted) * days * DAY_MS // TIMEFRAME_MS
-        with tqdm(total=expected, desc=f"download {exchange_id}", unit="candle", disable=no_progress,
-                  file=self.stderr) as bar:
+        with tqdm(
+            total=expected, desc=f"download {exchange_id}", unit="candle", disable=no_progress, file=self.stderr
+        ) as bar:
             seen: dict[str, int] = {}
 
             def progress(symbol: str, fetched: int) -> None:

@@ -18,5 +18,7 @@ class Command(BaseCommand):
     def handle(self, *args, max_age, **options):
         age = heartbeat_age_seconds(name=HEARTBEAT_NAME)
         if age is None or age > max_age:
-            raise CommandError(f"bridge unhealthy: last getUpdates answer {'never' if age is None else f'{age:.0f} s ago'}")
+            raise CommandError(
+                f"bridge unhealthy: last getUpdates answer {'never' if age is None else f'{age:.0f} s ago'}"
+            )
         self.stdout.write(f"bridge healthy: last getUpdates answer {age:.0f} s ago")

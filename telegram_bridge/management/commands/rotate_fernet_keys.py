@@ -33,6 +33,8 @@ class Command(BaseCommand):
                 "(credentials already rotated stay readable)."
             ) from exc
         updates = telegram_updates_rotate_keys()  # webhook updates stored but not processed yet (seconds-lived)
-        self.stdout.write(self.style.SUCCESS(
-            f"Re-encrypted {count} credential(s) and {updates} pending Telegram update(s) with the newest key."
-        ))
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"Re-encrypted {count} credential(s) and {updates} pending Telegram update(s) with the newest key."
+            )
+        )

@@ -41,12 +41,19 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--webhook", default="", help="public HTTPS URL of /telegram/webhook to register")
         parser.add_argument("--timeout", type=int, default=25, help="long-polling timeout in seconds")
-        parser.add_argument("--stall-seconds", type=float, default=None,
-                            help="restart the HTTP session when getUpdates has not answered this long after the "
-                                 "long-poll timeout (default: max(10, timeout/2))")
+        parser.add_argument(
+            "--stall-seconds",
+            type=float,
+            default=None,
+            help="restart the HTTP session when getUpdates has not answered this long after the "
+            "long-poll timeout (default: max(10, timeout/2))",
+        )
         parser.add_argument("--max-updates", type=int, default=0, help="stop after this many updates (tests)")
-        parser.add_argument("--delete-webhook", action="store_true",
-                            help="delete a registered webhook first (switch back from webhook mode to polling)")
+        parser.add_argument(
+            "--delete-webhook",
+            action="store_true",
+            help="delete a registered webhook first (switch back from webhook mode to polling)",
+        )
 
     def handle(self, *args, webhook, timeout, stall_seconds, max_updates, delete_webhook, **options):
         try:
@@ -54,8 +61,9 @@ class Command(BaseCommand):
                 self._register_webhook(webhook)
                 return
             bot_commands_set()
-            self._poll(timeout=timeout, stall_seconds=stall_seconds, max_updates=max_updates,
-                       delete_webhook=delete_webhook)
+            self._poll(
+                timeout=timeout, stall_seconds=stall_seconds, max_updates=max_updates, delete_webhook=delete_webhook
+            )
         except BridgeConflict as conflict:
             raise CommandError(str(conflict), returncode=CONFLICT_EXIT_STATUS) from None
         finally:
@@ -92,10 +100,13 @@ class Command(BaseCommand):
         self.stdout.flush()
         started = time.monotonic()
         try:
-            report = Poller(timeout=timeout, stall_seconds=stall_seconds, stop=stop,
-                            delete_webhook=delete_webhook).run(max_updates=max_updates or None)
+            report = Poller(timeout=timeout, stall_seconds=stall_seconds, stop=stop, delete_webhook=delete_webhook).run(
+                max_updates=max_updates or None
+            )
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
-        self.stdout.write(f"Stopped after {report.handled} update(s) in {time.monotonic() - started:.0f} s "
-                          f"({report.restarts} session restart(s))")
+        self.stdout.write(
+            f"Stopped after {report.handled} update(s) in {time.monotonic() - started:.0f} s "
+            f"({report.restarts} session restart(s))"
+        )
