@@ -11,10 +11,12 @@ from django.db import transaction
 
 from accounts.models import TelegramChat, TelegramUser
 from accounts.policy import TELEGRAM, SignalFacts, signal_reaches_chat, signal_reaches_user
+from signals.models import Signal
 from signals.services import signal_fanout_record
 from telegram_bridge import texts
 from telegram_bridge.deliveries import OutgoingMessage, deliveries_create, deliveries_due
 from telegram_bridge.models import Delivery
+from trading.models import Position
 from trading.selectors import position_net_pnl
 
 BROADCAST_CONSUMER = "telegram_bridge.tasks.broadcast_signal"
@@ -65,8 +67,6 @@ def signal_chats(signal) -> list[str]:
 
 
 def _signal(signal_id: int):
-    from signals.models import Signal
-
     return Signal.objects.select_related("symbol").filter(id=signal_id).first()
 
 
@@ -113,8 +113,6 @@ def signal_outcome_prepare(*, signal_id: int) -> list[int]:
 
 
 def position_notification_prepare(*, position_id: int) -> list[int]:
-    from trading.models import Position
-
     position = Position.objects.select_related("symbol", "user").filter(id=position_id).first()
     if position is None or not position.user.is_active or position.user.is_banned:
         return []

@@ -1377,6 +1377,8 @@ def running_local_bot_api(**server_options: Any) -> Iterator[LocalBotAPIServer]:
 
     ``with running_local_bot_api() as server: …; server.sent_messages()`` lists what users got.
     """
+    # Django settings and the bot's transport (aiogram, seconds to import) only when the server is wired to the bot:
+    # the server itself also runs without Django (run_local_bot_api, python-telegram-bot tests).
     from django.conf import settings
 
     from telegram_bridge.transport import transport_reset

@@ -35,6 +35,8 @@ from engine import pnl
 from engine.errors import InvalidParameters, OrderBelowMinimum
 from engine.risk import drawdown_breached, peak_after
 from engine.sizing import MarketLimits, effective_leverage, position_quantity
+from exchanges.errors import ExchangeError
+from signals.models import FundingSnapshot
 from trading import amounts
 from trading.executors.base import Executor, executor_for
 from trading.models import (
@@ -277,7 +279,6 @@ def user_auto_trading_resume(
 
 
 def _live_equity_now(*, user: TelegramUser) -> Decimal | None:
-    from exchanges.errors import ExchangeError
     from trading.executors.live import LiveExecutor
 
     try:
@@ -617,7 +618,6 @@ def funding_settle_position(
     before ``now`` when it is ``closing`` at ``now``); idempotent. The paper executor calls it right before a close, so the "Position closed" message, the dashboard
     and the API read the same settled PnL; ``funding_charge_due`` calls it for every position. Returns the charges
     made. Rates: see ``funding_charge_due``."""
-    from signals.models import FundingSnapshot
     from trading.market import market_last_price
 
     if position.mode != TradingMode.PAPER or position.opened_at is None:
