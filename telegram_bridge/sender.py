@@ -151,7 +151,7 @@ def _record_patiently(batch: list[Outcome], rows_by_id: dict, report: SendReport
                     "recording %d sent deliveries: database unreachable (%s); waiting for it", len(batch), error
                 )
             _drop_broken_connections()
-            time.sleep(min(0.25 * 2**attempt, 4.0))
+            time.sleep(min(0.25 * 2 ** min(attempt, 5), 4.0))
 
 
 def _renew_claims(outstanding: set[int]) -> None:

@@ -176,6 +176,8 @@ def test_outcomes_of_sent_messages_wait_for_the_database_instead_of_being_lost(b
 
     monkeypatch.setattr(sender_module, "deliveries_record", record)
     monkeypatch.setattr(sender_module.time, "sleep", lambda seconds: None)
+    # the outage is simulated above: the test's own connection (inside its transaction) must stay open
+    monkeypatch.setattr(sender_module, "_drop_broken_connections", lambda: None)
     assert deliveries_send(delivery_ids=ids).sent == 3
     assert failures["left"] == 0 and set(Delivery.objects.values_list("status", flat=True)) == {"sent"}
     assert deliveries_due() == [] and len(bot_api.sent_messages()) == 3
