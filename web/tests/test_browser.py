@@ -123,7 +123,10 @@ def test_admin_health_updates_live_for_staff(asgi_server, browser, live_layer, d
     from web.live_updates import push_admin_health
 
     django_user_model.objects.create_superuser("operator", "op@example.com", "a-long-password-1")
+    browser.get(f"{asgi_server.url}/healthz")
+    browser.delete_all_cookies()  # the module's browser may carry an earlier test's session
     browser.get(f"{asgi_server.url}/admin/login/?next=/admin/control/")
+    wait(browser, lambda d: d.find_elements(By.ID, "id_username"))
     browser.find_element(By.ID, "id_username").send_keys("operator")
     browser.find_element(By.ID, "id_password").send_keys("a-long-password-1")
     browser.find_element(By.CSS_SELECTOR, "input[type=submit]").click()
