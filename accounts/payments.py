@@ -30,6 +30,7 @@ from accounts.subscriptions import (
     user_notify_subscription_active,
     user_notify_subscription_ended,
 )
+from config import events
 
 logger = logging.getLogger(__name__)
 
@@ -45,17 +46,9 @@ def webhook_event_receive(
             )
     except IntegrityError:
         return WebhookEvent.objects.get(provider=provider, event_id=event_id[:200]), False
-    transaction.on_commit(lambda: _webhook_event_process_enqueue(event.pk))
+    # broker down: the event stays ``received`` and webhook_events_process_stale applies it
+    events.ring("payment.received", event_id=event.pk)
     return event, True
-
-
-def _webhook_event_process_enqueue(event_id: int) -> None:
-    from accounts.tasks import webhook_event_process
-
-    try:
-        webhook_event_process.delay(event_id=event_id)
-    except Exception:  # broker down: the event is stored (status received), webhook_events_process_stale applies it
-        logger.warning("webhook event %s stored but not queued; the sweeper will process it", event_id, exc_info=True)
 
 
 WEBHOOK_SWEEP_GRACE = timedelta(seconds=60)

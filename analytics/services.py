@@ -134,9 +134,7 @@ def broadcast_start(*, text: str, actor) -> str:
         raise ValueError("The message is empty.")
     broadcast_id = uuid.uuid4().hex[:12]
     admin_action_log(actor=actor, message=f"Broadcast {broadcast_id}: {text[:150]}")
-    from analytics.tasks import broadcast_fanout
-
-    transaction.on_commit(lambda: broadcast_fanout.delay(broadcast_id=broadcast_id, text=text))
+    events.publish("broadcast.requested", broadcast_id=broadcast_id, text=text)
     return broadcast_id
 
 
@@ -174,9 +172,7 @@ def backtest_run_start(
     run = BacktestRun.objects.create(
         params=cleaned, created_by=created_by, requested_by_telegram_id=requested_by_telegram_id
     )
-    from analytics.tasks import backtest_run
-
-    transaction.on_commit(lambda: backtest_run.delay(run_id=run.pk))
+    events.publish("backtest.requested", run_id=run.pk)
     return run
 
 

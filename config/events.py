@@ -67,3 +67,18 @@ def publish(event: str, **payload: Any) -> None:
     """Announce ``event`` once the current transaction commits (immediately when there is none)."""
     event_consumers(event)  # fail fast on a typo, inside the caller's transaction
     transaction.on_commit(lambda: dispatch_now(event, payload))
+
+
+def ring(event: str, **payload: Any) -> None:
+    """Like ``publish``, for work whose stored row is the truth and a sweeper re-queues: the queue is only a doorbell,
+    so a broker that is down when the transaction commits is logged, not raised to the caller (who already stored
+    the work and answered for it)."""
+    event_consumers(event)
+
+    def dispatch() -> None:
+        try:
+            dispatch_now(event, payload)
+        except Exception:
+            logger.warning("event %s stored but not queued; its sweeper will pick it up", event, exc_info=True)
+
+    transaction.on_commit(dispatch)

@@ -327,6 +327,12 @@ DOMAIN_EVENT_CONSUMERS: dict[str, list[str]] = {
     "user.notify": ["telegram_bridge.tasks.notify_user"],
     # payload: text (already escaped HTML), dedupe_key
     "admins.notify": ["accounts.tasks.admins_notify"],
+    # payload: event_id (a stored payment-provider delivery; its sweeper re-queues it)
+    "payment.received": ["accounts.tasks.webhook_event_process"],
+    # payload: run_id (a pending BacktestRun)
+    "backtest.requested": ["analytics.tasks.backtest_run"],
+    # payload: broadcast_id, text (an operator's broadcast to every active user)
+    "broadcast.requested": ["analytics.tasks.broadcast_fanout"],
     # payload: run_id (status succeeded or failed)
     "backtest.finished": ["telegram_bridge.tasks.backtest_report_send"],
     # payload: broadcast_id, queued, total, done

@@ -415,7 +415,7 @@ class TestNothingStoredIsLost:
         def broker_down(**kwargs):
             raise ConnectionError("Error 111 connecting to redis")
 
-        monkeypatch.setattr(tasks.webhook_event_process, "delay", broker_down)
+        monkeypatch.setattr(tasks.webhook_event_process, "apply_async", broker_down)
         with django_capture_on_commit_callbacks(execute=True):
             response = helius([transaction])
         assert response.status_code == 200 and response.json() == {"status": "accepted", "events": 1}

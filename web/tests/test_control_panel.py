@@ -11,6 +11,7 @@ from django.utils import timezone
 from accounts.models import Subscription, TelegramUser
 from accounts.tests.factories import PlanFactory, SubscriptionFactory, TelegramUserFactory
 from analytics import selectors
+from analytics import tasks as analytics_tasks
 from analytics.models import AnalyticsSnapshot, BacktestRun
 from analytics.tests.factories import BacktestRunFactory, UserActivityFactory
 from signals.tests.factories import SymbolFactory
@@ -55,6 +56,8 @@ def test_broadcast_asks_for_confirmation_then_fans_out_once_per_active_user(
     with django_capture_on_commit_callbacks(execute=True):
         done = staff_client.post(url, {"text": "Maintenance <tonight>", "confirm": "yes"})
     assert done.status_code == 302
+    [fanout] = [p for event, p in published if event == "broadcast.requested"]
+    analytics_tasks.broadcast_fanout(**fanout)  # the consumer of broadcast.requested, on a worker
     notices = [(event, p) for event, p in published if event == "user.notify"]
     assert sorted(p["user_id"] for _, p in notices) == sorted([alice.pk, bob.pk])
     event, payload = notices[0]
