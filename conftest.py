@@ -59,9 +59,16 @@ def _isolated_media(settings, tmp_path):
 @pytest.fixture(autouse=True)
 def _celery_join_does_not_block():
     """A test that runs Celery's worker start-up in this process (worker hooks, a worker in a thread) leaves the
-    process flagged as "inside a worker", after which ``result.get()`` raises; every test starts without the flag."""
+    process flagged as "inside a worker", after which ``result.get()`` raises; every test starts without the flag,
+    and with this process's Celery app as the current one."""
     from celery._state import _set_task_join_will_block
+
+    from config.celery import app
 
     _set_task_join_will_block(False)
     yield
     _set_task_join_will_block(False)
+    # a broker client a test made (Celery(broker=...)) becomes the current app unless told otherwise; shared tasks
+    # would then publish to it instead of running here: this process's app is current again after every test
+    app.set_current()
+    app.set_default()

@@ -127,7 +127,7 @@ def test_every_process_stops_within_30_seconds_of_sigterm(postgres_database, bot
 
         broker = redis.Redis.from_url(redis_server.url)
         marker = f"started:{uuid.uuid4().hex}"
-        Celery(broker=redis_server.url).send_task(
+        Celery(broker=redis_server.url, set_as_current=False).send_task(
             "config.tests.shutdown_tasks.long_trade_task", args=[marker], queue="trade"
         )
         _wait(
