@@ -3,14 +3,17 @@ pending live position (as ``trading.services.position_prepare`` stores it)."""
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from decimal import Decimal
 
 import pytest
 
 from accounts.models import ApiSecrets
 from accounts.tests.factories import ExchangeCredentialFactory, TelegramUserFactory
+from exchanges import bitunix as bitunix_module
 from exchanges import ccxt_factory
 from signals.tests.factories import SignalFactory, SymbolFactory
+from testsupport.exchanges.bitunix_fake import BitunixFakeServer
 from testsupport.exchanges.fake import FAKE_EXCHANGE_CLIENT, fake_account, fake_account_name, fake_accounts_reset
 from trading.models import Order, Position
 from trading.services import client_order_id
@@ -19,6 +22,33 @@ SYMBOL = "BTC/USDT:USDT"
 API_KEY = "AKlive-4f9c2d7e1b8a6c3d"
 API_SECRET = "SKlive-very-secret-0a1b2c3d4e5f"
 PASSPHRASE = "pass-phrase-xyz"
+
+
+BITUNIX_KEY, BITUNIX_SECRET = "BXkey-5a6b7c8d9e0f1a2b", "BXsecret-0f9e8d7c6b5a4f3e"
+
+
+@contextmanager
+def bitunix_fake_server(settings):
+    """The Bitunix stand-in over signed HTTP, the real adapter pointed at it, with short timeouts so lost answers
+    and slow fills show up within a test."""
+    bitunix_module._PAIRS_CACHE.clear()
+    with BitunixFakeServer(api_key=BITUNIX_KEY, secret=BITUNIX_SECRET) as fake:
+        fake.slow_seconds = 0.5
+        fake.account.set_price(SYMBOL, "100")
+        settings.LIVE_EXCHANGE_CLIENT = "real"
+        settings.BITUNIX_BASE_URL = fake.url
+        settings.LIVE_HTTP_TIMEOUT_SECONDS = 0.25
+        settings.LIVE_RECONCILE_SUBMITTED_GRACE_SECONDS = 0
+        yield fake
+    bitunix_module._PAIRS_CACHE.clear()
+
+
+def bitunix_user_create():
+    """An auto-trading user whose Bitunix keys are the stand-in's."""
+    user = TelegramUserFactory(auto_trading_enabled=True)
+    secrets = ApiSecrets(api_key=BITUNIX_KEY, secret=BITUNIX_SECRET)
+    ExchangeCredentialFactory(user=user, exchange="bitunix", secrets=secrets)
+    return user
 
 
 @pytest.fixture

@@ -12,37 +12,32 @@ import pytest
 
 from accounts.models import ApiSecrets, TelegramUser
 from accounts.tests.factories import ExchangeCredentialFactory, TelegramUserFactory
-from exchanges import bitunix as bitunix_module
-from testsupport.exchanges.bitunix_fake import BitunixFakeServer
 from trading.executors.live import LiveExecutor
 from trading.models import Order, Position
 from trading.reconcile import reconcile_user
-from trading.tests.live_fixtures import SYMBOL, make_live_position
+from trading.tests.live_fixtures import (
+    BITUNIX_KEY,
+    BITUNIX_SECRET,
+    SYMBOL,
+    bitunix_fake_server,
+    bitunix_user_create,
+    make_live_position,
+)
 
 pytestmark = pytest.mark.django_db
 
-KEY, SECRET = "BXkey-5a6b7c8d9e0f1a2b", "BXsecret-0f9e8d7c6b5a4f3e"
+KEY, SECRET = BITUNIX_KEY, BITUNIX_SECRET
 
 
 @pytest.fixture
 def server(settings):
-    bitunix_module._PAIRS_CACHE.clear()
-    with BitunixFakeServer(api_key=KEY, secret=SECRET) as fake:
-        fake.slow_seconds = 0.5
-        fake.account.set_price(SYMBOL, "100")
-        settings.LIVE_EXCHANGE_CLIENT = "real"
-        settings.BITUNIX_BASE_URL = fake.url
-        settings.LIVE_HTTP_TIMEOUT_SECONDS = 0.25
-        settings.LIVE_RECONCILE_SUBMITTED_GRACE_SECONDS = 0
+    with bitunix_fake_server(settings) as fake:
         yield fake
-    bitunix_module._PAIRS_CACHE.clear()
 
 
 @pytest.fixture
 def user(server):
-    user = TelegramUserFactory(auto_trading_enabled=True)
-    ExchangeCredentialFactory(user=user, exchange="bitunix", secrets=ApiSecrets(api_key=KEY, secret=SECRET))
-    return user
+    return bitunix_user_create()
 
 
 def executor(user) -> LiveExecutor:

@@ -9,18 +9,27 @@ import pytest
 
 from accounts.models import ApiSecrets
 from accounts.tests.factories import ExchangeCredentialFactory, TelegramUserFactory
-from exchanges import bitunix as bitunix_module
 from exchanges.base import OrderRequest, to_decimal
-from testsupport.exchanges.bitunix_fake import BitunixFakeServer
 from testsupport.exchanges.okx_fake import OkxFetchFake
 from trading.executors.live import LiveExecutor
 from trading.models import Order, Position
 from trading.reconcile import reconcile_user
-from trading.tests.live_fixtures import SYMBOL, account, ccxt_fake_install, fake_exchange, live_user, make_live_position  # noqa: F401
+from trading.tests.live_fixtures import (  # noqa: F401
+    BITUNIX_KEY,
+    BITUNIX_SECRET,
+    SYMBOL,
+    account,
+    bitunix_fake_server,
+    bitunix_user_create,
+    ccxt_fake_install,
+    fake_exchange,
+    live_user,
+    make_live_position,
+)
 
 pytestmark = pytest.mark.django_db
 
-BX_KEY, BX_SECRET = "BXkey-5a6b7c8d9e0f1a2b", "BXsecret-0f9e8d7c6b5a4f3e"
+BX_KEY, BX_SECRET = BITUNIX_KEY, BITUNIX_SECRET
 OKX_KEY, OKX_SECRET, OKX_PASS = "okx-key-1a2b3c4d5e6f", "okx-secret-6f5e4d3c2b1a", "okx-pass-99"
 
 
@@ -31,23 +40,13 @@ def executor(user) -> LiveExecutor:
 # --- 1. Bitunix fills come from the trade history, never from the order's price ----------------------------------------
 @pytest.fixture
 def bitunix(settings):
-    bitunix_module._PAIRS_CACHE.clear()
-    with BitunixFakeServer(api_key=BX_KEY, secret=BX_SECRET) as fake:
-        fake.slow_seconds = 0.5
-        fake.account.set_price(SYMBOL, "100")
-        settings.LIVE_EXCHANGE_CLIENT = "real"
-        settings.BITUNIX_BASE_URL = fake.url
-        settings.LIVE_HTTP_TIMEOUT_SECONDS = 0.25
-        settings.LIVE_RECONCILE_SUBMITTED_GRACE_SECONDS = 0
+    with bitunix_fake_server(settings) as fake:
         yield fake
-    bitunix_module._PAIRS_CACHE.clear()
 
 
 @pytest.fixture
 def bitunix_user(bitunix):
-    user = TelegramUserFactory(auto_trading_enabled=True)
-    ExchangeCredentialFactory(user=user, exchange="bitunix", secrets=ApiSecrets(api_key=BX_KEY, secret=BX_SECRET))
-    return user
+    return bitunix_user_create()
 
 
 @pytest.mark.parametrize("price_field", ["0", "market", None])
