@@ -62,10 +62,13 @@ def webhook_url_registered() -> str:
 def _conflict(error: TelegramConflictError) -> BridgeConflict:
     if "other getUpdates request" in error.message:
         return BridgeConflict(POLLER_CONFLICT_TEXT)
-    try:
-        url = webhook_url_registered()
-    except Exception:  # the message is what matters; the URL is a courtesy
-        url = ""
+    url = ""
+    for attempt in range(3):  # the message is what matters; the URL is a courtesy, asked again if a call fails
+        try:
+            url = webhook_url_registered()
+            break
+        except Exception:
+            time.sleep(0.2 * (attempt + 1))
     return BridgeConflict(webhook_conflict_text(url))
 
 
