@@ -30,9 +30,12 @@ def bot_login_url(user, settings, server) -> str:
 
 
 def wait(driver, condition, timeout=20):
+    """Wait for ``condition``; an element that goes stale while the page navigates is looked up again."""
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.support.ui import WebDriverWait
 
-    return WebDriverWait(driver, timeout, poll_frequency=0.1).until(condition)
+    waiter = WebDriverWait(driver, timeout, poll_frequency=0.1, ignored_exceptions=(StaleElementReferenceException,))
+    return waiter.until(condition)
 
 
 def test_login_with_the_bot_link_and_change_a_setting(asgi_server, browser, settings):  # noqa: F811
