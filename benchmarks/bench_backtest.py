@@ -19,7 +19,7 @@ Figures (each a median of ``--runs`` runs, wall clock and CPU time, with the loa
    Compared: the positions (entry time, final exit time) of both, per series; printed as identical / total.
 3. **Per-symbol overhead and linearity**: the engine on 30/60/120/240 series (symbols) and on the 12 pairs made 1, 2,
    4 and 8 times longer (candles); ``time = a * candles + b * symbols`` fitted by least squares. Goal: b < 1 ms.
-4. **Parameter sweep** (``engine.backtest.sweep``): 16 combinations over the 120 series with 2 processes and, as the
+4. **Parameter sweep** (``engine.backtest.sweep``): 32 combinations over the 120 series with 2 processes and, as the
    baseline in the same run, with 1 process; combinations per second, the speed-up and the CPU-seconds per second
    (cores kept busy). Goal: the sweep uses both cores (speed-up >= 1.5; on a machine whose cores are taken by other
    work the speed-up cannot show, the load average says so).
@@ -58,6 +58,7 @@ from engine.strategy import StrategyParams
 GOAL_CANDLES_PER_S = 1_000_000
 GOAL_OVERHEAD_MS = 1.0
 GOAL_SWEEP_SPEEDUP = 1.5
+SWEEP_ROUNDS = 5
 
 
 # ---- backtesting.py, fed the engine's signals and exit rules ----------------------------------------------------
@@ -278,7 +279,7 @@ def main() -> int:
 
         # 4. parameter sweep on both cores, 1 process as the baseline (interleaved rounds, medians)
         grid = {
-            "stop_atr_mult": [1.0, 1.5],
+            "stop_atr_mult": [1.0, 1.5, 2.0, 2.5],
             "tp2_r": [2.0, 3.0],
             "exit.breakeven_after_tp1": [True, False],
             "exit.trailing_mode": [None, "atr"],
@@ -287,7 +288,7 @@ def main() -> int:
         wall: dict[int, list[float]] = {1: [], 2: []}
         cores: dict[int, list[float]] = {1: [], 2: []}
         work: dict[int, list[float]] = {1: [], 2: []}
-        for _ in range(3):
+        for _ in range(SWEEP_ROUNDS):
             for processes in (1, 2):
                 started, cpu0 = time.perf_counter(), cpu_seconds()
                 rows = sweep(data, grid, "net_pnl", processes=processes, params=params, config=config)
@@ -299,7 +300,7 @@ def main() -> int:
         for processes in (1, 2):
             print(
                 f"sweep {combos} combinations x {len(data)} series, {processes} process(es): median "
-                f"{timings[processes]:.2f} s of 3 -> {combos / timings[processes]:.1f} combinations/s; "
+                f"{timings[processes]:.2f} s of {SWEEP_ROUNDS} -> {combos / timings[processes]:.1f} combinations/s; "
                 f"{statistics.median(work[processes]):.2f} CPU-seconds (this process and its workers), "
                 f"{statistics.median(cores[processes]):.2f} cores busy"
             )

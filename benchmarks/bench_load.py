@@ -1,4 +1,4 @@
-"""Load on loopback: 200 req/s of Telegram bot-update + payment-webhook posts for 30 s against the production web
+"""Load on loopback: 300 req/s of Telegram bot-update + payment-webhook posts for 30 s against the production web
 server (the Procfile's command: uvicorn worker processes, config/asgi.py's bounded-thread handler).
 
 Objective: p99 < 50 ms and 0 errors. Baseline in the same run: /healthz at the same rate for 10 s (the
@@ -34,7 +34,7 @@ from config.tests.load_generator import SERVER_ENV, LoadResult, run_load, warm_u
 from config.tests.ops_processes import RedisServer, kill_group, start_web, start_worker, web_command  # noqa: E402
 
 DATABASE_URL = os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/perps_bench_load")
-RATE = float(os.environ.get("BENCH_RATE", "200"))
+RATE = float(os.environ.get("BENCH_RATE", "300"))
 SECONDS = float(os.environ.get("BENCH_SECONDS", "30"))
 DRAIN = os.environ.get("BENCH_DRAIN", "1") == "1"
 P99_LIMIT_MS = 50

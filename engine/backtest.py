@@ -58,6 +58,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import gc
 import heapq
 import itertools
 import math
@@ -581,6 +582,18 @@ def _worker_init(payload: dict[str, Any]) -> None:
     _WORKER.update(payload)
 
 
+@contextlib.contextmanager
+def _worker_pool(processes: int, payload: dict[str, Any]) -> Iterator[ProcessPoolExecutor]:
+    """Forked workers holding ``payload``. The parent's objects are frozen out of the garbage collector first, so the
+    children's collections do not write to (and copy) every page the parent's data lives on."""
+    gc.freeze()
+    try:
+        with ProcessPoolExecutor(processes, initializer=_worker_init, initargs=(payload,)) as pool:
+            yield pool
+    finally:
+        gc.unfreeze()
+
+
 @functools.cache
 def _blas_controller() -> ThreadpoolController:
     # inspecting the loaded libraries costs milliseconds in a process that has loaded many: done once
@@ -718,7 +731,7 @@ def _run_backtest(
         _warm_up_compiled(payload)
         # a few batches per process: each task's overhead is paid per batch, and the load still balances
         batches = [list(b) for b in np.array_split(np.array(symbols, dtype=object), min(len(symbols), 4 * processes))]
-        with ProcessPoolExecutor(processes, initializer=_worker_init, initargs=(payload,)) as pool:
+        with _worker_pool(processes, payload) as pool:
             futures = {pool.submit(_worker_paths, batch): batch for batch in batches}
             done = 0
             for future in as_completed(futures):
@@ -959,7 +972,7 @@ def sweep(
             run_backtest(data, params, config, **{**run_kwargs, "symbols": first, "processes": 1})
         tasks = _sweep_tasks(strategy_keys, processes)
         rows_by_index: dict[int, SweepRow] = {}
-        with ProcessPoolExecutor(processes, initializer=_worker_init, initargs=(payload,)) as pool:
+        with _worker_pool(processes, payload) as pool:
             for task, task_rows in zip(
                 tasks, pool.map(_sweep_many, [[combos[i] for i in t] for t in tasks]), strict=True
             ):
