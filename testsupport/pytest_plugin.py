@@ -6,8 +6,6 @@ import uuid
 
 import pytest
 
-from telegram_bridge.rate_limit import Rate, SendRateLimiter
-from telegram_bridge.transport import get_transport, transport_reset
 from testsupport.telegram_bot_api import DEFAULT_TOKEN, LocalBotAPIServer
 
 
@@ -23,6 +21,10 @@ def _local_server():
 def bot_api(_local_server, settings):
     """A clean local server, the transport using it, fast limits (tests that measure limits set their own)."""
     from django.core.cache import cache
+
+    # aiogram is imported by the tests that talk to the bot, not by every pytest process at start-up
+    from telegram_bridge.rate_limit import Rate, SendRateLimiter
+    from telegram_bridge.transport import get_transport, transport_reset
 
     server = _local_server
     server.reset()
