@@ -180,12 +180,42 @@ class FillAdmin(admin.ModelAdmin):
         return money_text(fill.realised_pnl)
 
 
-@admin.register(PaperAccount)
-class PaperAccountAdmin(admin.ModelAdmin):
-    list_display = ("user", "starting_text", "balance_text", "peak_text", "paused", "updated_at")
+class _AccountAdmin(admin.ModelAdmin):
+    """What the paper and the live account pages share: the peak, the pause and the action that lifts it."""
+
     search_fields = ("user__username", "user__telegram_id")
     list_select_related = ("user",)
     actions = ["resume_auto_trading"]
+    resume_description = "Resume auto-trading"
+
+    @admin.display(description="peak equity", ordering="peak_equity")
+    def peak_text(self, account: PaperAccount | LiveAccount) -> str:
+        return money_text(account.peak_equity)
+
+    @admin.display(description="auto-trading paused")
+    def paused(self, account: PaperAccount | LiveAccount) -> str:
+        return account.user.auto_trading_paused_reason or "-"
+
+    @admin.action(description="Resume auto-trading")
+    def resume_auto_trading(self, request, queryset):
+        from trading.services import user_auto_trading_resume
+
+        for account in queryset.select_related("user"):
+            user_auto_trading_resume(user=account.user)
+        self.message_user(request, f"Auto-trading resumed for {queryset.count()} user(s).")
+
+    def get_actions(self, request):
+        actions = super().get_actions(request)
+        if "resume_auto_trading" in actions:
+            function, name, _ = actions["resume_auto_trading"]
+            actions["resume_auto_trading"] = (function, name, self.resume_description)
+        return actions
+
+
+@admin.register(PaperAccount)
+class PaperAccountAdmin(_AccountAdmin):
+    list_display = ("user", "starting_text", "balance_text", "peak_text", "paused", "updated_at")
+    resume_description = "Resume auto-trading (after a drawdown or daily-loss pause)"
 
     @admin.display(description="starting balance", ordering="starting_balance")
     def starting_text(self, account: PaperAccount) -> str:
@@ -195,50 +225,16 @@ class PaperAccountAdmin(admin.ModelAdmin):
     def balance_text(self, account: PaperAccount) -> str:
         return money_text(account.balance)
 
-    @admin.display(description="peak equity", ordering="peak_equity")
-    def peak_text(self, account: PaperAccount) -> str:
-        return money_text(account.peak_equity)
-
-    @admin.display(description="auto-trading paused")
-    def paused(self, account: PaperAccount) -> str:
-        return account.user.auto_trading_paused_reason or "-"
-
-    @admin.action(description="Resume auto-trading (after a drawdown or daily-loss pause)")
-    def resume_auto_trading(self, request, queryset):
-        from trading.services import user_auto_trading_resume
-
-        for account in queryset.select_related("user"):
-            user_auto_trading_resume(user=account.user)
-        self.message_user(request, f"Auto-trading resumed for {queryset.count()} user(s).")
-
 
 @admin.register(LiveAccount)
-class LiveAccountAdmin(admin.ModelAdmin):
+class LiveAccountAdmin(_AccountAdmin):
     list_display = ("user", "exchange", "equity_text", "peak_text", "observed_at", "paused")
-    search_fields = ("user__username", "user__telegram_id")
-    list_select_related = ("user",)
     readonly_fields = ("user", "exchange", "equity", "peak_equity", "observed_at", "updated_at")
-    actions = ["resume_auto_trading"]
-
-    @admin.display(description="auto-trading paused")
-    def paused(self, account: LiveAccount) -> str:
-        return account.user.auto_trading_paused_reason or "-"
+    resume_description = "Resume auto-trading (the live peak restarts from the exchange equity)"
 
     @admin.display(description="equity", ordering="equity")
     def equity_text(self, account: LiveAccount) -> str:
         return money_text(account.equity)
-
-    @admin.display(description="peak equity", ordering="peak_equity")
-    def peak_text(self, account: LiveAccount) -> str:
-        return money_text(account.peak_equity)
-
-    @admin.action(description="Resume auto-trading (the live peak restarts from the exchange equity)")
-    def resume_auto_trading(self, request, queryset):
-        from trading.services import user_auto_trading_resume
-
-        for account in queryset.select_related("user"):
-            user_auto_trading_resume(user=account.user)
-        self.message_user(request, f"Auto-trading resumed for {queryset.count()} user(s).")
 
 
 @admin.register(TradeRefusal)

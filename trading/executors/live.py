@@ -796,17 +796,7 @@ class LiveExecutor:
         )
         if stops and all(s.quantity < position.remaining_quantity for s in stops):
             covered = max(s.quantity for s in stops)
-            new_stop = Order.objects.create(
-                position=position,
-                client_order_id=next_leg_client_order_id(position=position, leg="sl"),
-                exchange=self.exchange,
-                leg=Order.Leg.STOP_LOSS,
-                type=Order.Type.STOP_MARKET,
-                side=_exit_side(position),
-                quantity=position.remaining_quantity,
-                trigger_price=stops[-1].trigger_price,
-                reduce_only=True,
-            )
+            new_stop = self._stop_order_new(position, trigger_price=stops[-1].trigger_price)
             try:
                 result = self.submit(
                     client, new_stop, order_request(new_stop, symbol=symbol, leverage=position.leverage)
@@ -854,17 +844,7 @@ class LiveExecutor:
         market = self._retry(lambda: client.market(symbol), "fetch market")
         stop = position.orders.filter(leg=Order.Leg.STOP_LOSS, state__in=OPEN_STATES).order_by("-pk").first()
         if stop is None:
-            stop = Order.objects.create(
-                position=position,
-                client_order_id=next_leg_client_order_id(position=position, leg="sl"),
-                exchange=self.exchange,
-                leg=Order.Leg.STOP_LOSS,
-                type=Order.Type.STOP_MARKET,
-                side=_exit_side(position),
-                quantity=position.remaining_quantity,
-                trigger_price=market.round_price(position.stop_price),
-                reduce_only=True,
-            )
+            stop = self._stop_order_new(position, trigger_price=market.round_price(position.stop_price))
         if stop.state in (Order.State.NEW, Order.State.SUBMITTED):
             try:
                 result = self.submit(client, stop, order_request(stop, symbol=symbol, leverage=position.leverage))
@@ -932,6 +912,20 @@ class LiveExecutor:
                 order_sync_from_result(order=order, result=result)
             except RetryableExchangeError as exc:  # a take-profit is not a safety order: reconcile retries it
                 logger.warning("take-profit %s not placed yet: %s", order.client_order_id, exc)
+
+    def _stop_order_new(self, position: Position, *, trigger_price: Decimal) -> Order:
+        """A reduce-only stop-market order for the whole remaining position, stored before it is sent."""
+        return Order.objects.create(
+            position=position,
+            client_order_id=next_leg_client_order_id(position=position, leg="sl"),
+            exchange=self.exchange,
+            leg=Order.Leg.STOP_LOSS,
+            type=Order.Type.STOP_MARKET,
+            side=_exit_side(position),
+            quantity=position.remaining_quantity,
+            trigger_price=trigger_price,
+            reduce_only=True,
+        )
 
     def _close_at_market(
         self, client: SyncExchangeClient, position: Position, *, reason: str, quantity: Decimal | None = None
@@ -1045,17 +1039,7 @@ class LiveExecutor:
                 return position
             Position.objects.filter(pk=position.pk).update(stop_price=new_price)
             position.refresh_from_db()
-            new_stop = Order.objects.create(
-                position=position,
-                client_order_id=next_leg_client_order_id(position=position, leg="sl"),
-                exchange=self.exchange,
-                leg=Order.Leg.STOP_LOSS,
-                type=Order.Type.STOP_MARKET,
-                side=_exit_side(position),
-                quantity=position.remaining_quantity,
-                trigger_price=new_price,
-                reduce_only=True,
-            )
+            new_stop = self._stop_order_new(position, trigger_price=new_price)
             result = self.submit(
                 client, new_stop, order_request(new_stop, symbol=position.symbol.symbol, leverage=position.leverage)
             )
