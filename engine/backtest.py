@@ -582,16 +582,16 @@ def _worker_init(payload: dict[str, Any]) -> None:
     _WORKER.update(payload)
 
 
-@contextlib.contextmanager
-def _worker_pool(processes: int, payload: dict[str, Any]) -> Iterator[ProcessPoolExecutor]:
-    """Forked workers holding ``payload``. The parent's objects are frozen out of the garbage collector first, so the
-    children's collections do not write to (and copy) every page the parent's data lives on."""
+def _worker_start(payload: dict[str, Any]) -> None:
+    # Everything inherited from the parent moves to the collector's permanent generation first (a list splice, no
+    # object is touched), so this worker's collections never write to, and copy, the pages the parent's data lives on.
     gc.freeze()
-    try:
-        with ProcessPoolExecutor(processes, initializer=_worker_init, initargs=(payload,)) as pool:
-            yield pool
-    finally:
-        gc.unfreeze()
+    _worker_init(payload)
+
+
+def _worker_pool(processes: int, payload: dict[str, Any]) -> ProcessPoolExecutor:
+    """Forked workers holding ``payload``."""
+    return ProcessPoolExecutor(processes, initializer=_worker_start, initargs=(payload,))
 
 
 @functools.cache
