@@ -8,6 +8,8 @@ new instance and replaces its HTTP layer); production never installs one.
 
 from __future__ import annotations
 
+import decimal
+import functools
 import math
 from collections.abc import Callable
 from decimal import Decimal
@@ -60,9 +62,24 @@ def ccxt_client_create(
     if passphrase:
         config["password"] = passphrase
     instance = getattr(module, exchange_id)(config)
+    instance.decimal_to_precision = _in_own_decimal_context(instance.decimal_to_precision)
     if _transport_hook is not None:
         _transport_hook(instance)
     return instance
+
+
+def _in_own_decimal_context(function: Callable[..., str]) -> Callable[..., str]:
+    """ccxt's ``decimal_to_precision`` (behind every ``amount_to_precision``/``price_to_precision``, also inside its
+    ``create_order``) sets the calling thread's decimal context to round half-up and to trap underflow, and leaves it
+    so: our own Decimal arithmetic in that thread would then round and raise differently. Each call gets a local
+    context instead; ccxt's results are unchanged."""
+
+    @functools.wraps(function)
+    def call(*args: Any, **kwargs: Any) -> str:
+        with decimal.localcontext():
+            return function(*args, **kwargs)
+
+    return call
 
 
 TICK_SIZE = 4  # ccxt.TICK_SIZE: the market's precision is the increment itself

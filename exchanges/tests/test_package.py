@@ -107,6 +107,45 @@ def test_one_factory_builds_every_ccxt_client_rate_limited_and_without_network(e
         ccxt_factory.ccxt_client_create("no-such-exchange")
 
 
+@pytest.mark.parametrize("asynchronous", [False, True])
+def test_ccxt_rounding_leaves_the_threads_decimal_context_as_it_was(asynchronous):
+    import decimal
+
+    client = ccxt_factory.ccxt_client_create("okx", asynchronous=asynchronous)
+    client.set_markets(
+        [
+            {
+                "id": "BTC-USDT-SWAP",
+                "symbol": "BTC/USDT:USDT",
+                "base": "BTC",
+                "quote": "USDT",
+                "settle": "USDT",
+                "type": "swap",
+                "spot": False,
+                "margin": False,
+                "future": False,
+                "option": False,
+                "swap": True,
+                "contract": True,
+                "linear": True,
+                "active": True,
+                "contractSize": 0.01,
+                "precision": {"amount": 1, "price": 0.1},
+                "limits": {},
+            }
+        ]
+    )
+    with decimal.localcontext() as context:
+        context.rounding = decimal.ROUND_HALF_EVEN
+        assert client.price_to_precision("BTC/USDT:USDT", "123.45") == "123.5"  # ccxt still rounds half up
+        assert client.amount_to_precision("BTC/USDT:USDT", "3.99") == "3"
+        assert decimal.getcontext().rounding == decimal.ROUND_HALF_EVEN
+        assert not decimal.getcontext().traps[decimal.Underflow]
+        assert decimal.Decimal("0.125").quantize(decimal.Decimal("0.01")) == decimal.Decimal("0.12")
+    if asynchronous:
+        asyncio.run(client.close())
+
+
 def test_the_transport_hook_sees_every_new_client(monkeypatch):
     seen = []
     monkeypatch.setattr(ccxt_factory, "_transport_hook", seen.append)
