@@ -27,6 +27,8 @@ from trading.services import trading_pause, trading_resume
 logger = logging.getLogger(__name__)
 
 BROADCAST_PROGRESS_EVERY = 500  # recipients between two progress events on the admin live stream
+BROADCAST_MAX_LENGTH = 3500  # characters of an operator's text: with the prefix and escaping it fits one message
+BROADCAST_PREFIX = "📣 "
 
 
 def heartbeat_record(*, name: str = "worker", at: datetime | None = None) -> Heartbeat:
@@ -127,13 +129,21 @@ def operator_symbol_mute_set(*, symbol: str, muted: bool, actor):
     return row
 
 
-def broadcast_start(*, text: str, actor) -> str:
-    """Queue a message to every active, non-banned user. Returns the broadcast id (part of each dedupe key)."""
+def broadcast_start(*, text: str, actor=None, requested_by_telegram_id: int | None = None) -> str:
+    """Queue an operator's message to every active, non-banned user: from the control panel (``actor``, a staff
+    user, written to the admin log) or the bot's /broadcast (``requested_by_telegram_id``). Returns the broadcast id
+    (part of each dedupe key). Raises ``ValueError`` with the sentence to show for an empty or too long text."""
     text = text.strip()
     if not text:
         raise ValueError("The message is empty.")
+    if len(text) > BROADCAST_MAX_LENGTH:
+        raise ValueError(
+            f"The message is too long: at most {BROADCAST_MAX_LENGTH} characters, this one has {len(text)}."
+        )
     broadcast_id = uuid.uuid4().hex[:12]
-    admin_action_log(actor=actor, message=f"Broadcast {broadcast_id}: {text[:150]}")
+    if actor is not None:
+        admin_action_log(actor=actor, message=f"Broadcast {broadcast_id}: {text[:150]}")
+    logger.info("broadcast %s requested by %s", broadcast_id, actor or f"Telegram admin {requested_by_telegram_id}")
     events.publish("broadcast.requested", broadcast_id=broadcast_id, text=text)
     return broadcast_id
 
@@ -141,7 +151,7 @@ def broadcast_start(*, text: str, actor) -> str:
 def broadcast_publish(*, broadcast_id: str, text: str) -> int:
     """Publish ``user.notify`` once per recipient (the telegram bridge's rate-limited sender delivers; the dedupe key
     makes a re-run of this fan-out a no-op per user). The operator's text is plain: it is HTML-escaped here."""
-    html = escape(text)
+    html = BROADCAST_PREFIX + escape(text)
     count = 0
     recipients = TelegramUser.objects.filter(is_active=True, is_banned=False).values_list("pk", flat=True)
     total = recipients.count()

@@ -156,16 +156,6 @@ def user_notification_prepare(*, user_id: int, text: str, dedupe_key: str) -> li
     )
 
 
-def text_broadcast_prepare(*, text: str, dedupe_key: str) -> list[int]:
-    users = TelegramUser.objects.filter(is_active=True, is_banned=False).values_list("id", "telegram_id")
-    return deliveries_create(
-        messages=[
-            OutgoingMessage(chat_id=str(tg_id), text=text, dedupe_key=dedupe_key, user_id=user_id)
-            for user_id, tg_id in users.iterator()
-        ]
-    )
-
-
 def stale_delivery_ids() -> list[int]:
     """Rows the sweeper sends again: pending past their due time, or claimed by a worker that died."""
     return deliveries_due()

@@ -16,7 +16,7 @@ from accounts.models import PnlPeriod
 from accounts.services import AUTO_TRADING, preferences_update, telegram_user_ban_set
 from accounts.symbols import symbol_base, symbol_canonical
 from analytics.selectors import active_user_counts, heartbeat_age_seconds, user_counts
-from analytics.services import backtest_run_start
+from analytics.services import backtest_run_start, broadcast_start
 from config.observability import error_counts
 from signals.models import Signal
 from signals.selectors import signal_list_open, signal_list_recent
@@ -376,12 +376,12 @@ def broadcast(ctx: UpdateContext, args: str) -> None:
     if not args.strip():
         ctx.reply("Usage: /broadcast TEXT")
         return
-    from telegram_bridge.tasks import broadcast_text
-
-    broadcast_text.apply_async(
-        kwargs={"text": "📣 " + escape(args.strip()), "dedupe_key": f"broadcast:{ctx.update_id}"}
-    )
-    ctx.reply("Broadcast queued.")
+    try:
+        broadcast_id = broadcast_start(text=args, requested_by_telegram_id=ctx.user.telegram_id)
+    except ValueError as exc:
+        ctx.reply(escape(str(exc)))
+        return
+    ctx.reply(f"Broadcast {broadcast_id} queued to {user_counts()['active']} active user(s).")
 
 
 def _ban(ctx: UpdateContext, args: str, *, banned: bool) -> None:

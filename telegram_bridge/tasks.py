@@ -83,12 +83,6 @@ def notify_user(user_id: int, text: str, dedupe_key: str) -> int:
     return _enqueue_chunks(broadcasts.user_notification_prepare(user_id=user_id, text=text, dedupe_key=dedupe_key))
 
 
-@shared_task(name="telegram_bridge.tasks.broadcast_text", time_limit=300, **_RELIABLE)
-def broadcast_text(text: str, dedupe_key: str) -> int:
-    """Admin /broadcast: ``text`` is already-escaped HTML."""
-    return _enqueue_chunks(broadcasts.text_broadcast_prepare(text=text, dedupe_key=dedupe_key))
-
-
 @shared_task(name="telegram_bridge.tasks.deliveries_resend_stale", time_limit=300)
 def deliveries_resend_stale() -> int:
     """Periodic sweeper (beat, every 10 s): deliveries left pending past their due time (their task was lost, retries

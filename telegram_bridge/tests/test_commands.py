@@ -194,7 +194,7 @@ def test_admin_commands_are_refused_to_others_and_nothing_runs(bot_api):
     assert bot_api.sent_messages(777) == []
 
 
-def test_admin_ban_unban_broadcast_and_stats(bot_api, settings):
+def test_admin_ban_unban_broadcast_and_stats(bot_api, settings, django_capture_on_commit_callbacks):
     settings.ADMIN_TELEGRAM_IDS = [510]
     target = TelegramUserFactory(telegram_id=778)
     other = TelegramUserFactory(telegram_id=779)
@@ -210,7 +210,9 @@ def test_admin_ban_unban_broadcast_and_stats(bot_api, settings):
     assert target.last_seen_at == last_seen and target.preferences.muted_symbols == [] and target.preferences.dm_alerts
     assert not UserActivity.objects.filter(user=target).exists()
 
-    say(bot_api, 510, "/broadcast <i>Maintenance</i> at 5 & 6")
+    with django_capture_on_commit_callbacks(execute=True):  # broadcast.requested → the fan-out → user.notify
+        [queued] = say(bot_api, 510, "/broadcast <i>Maintenance</i> at 5 & 6")
+    assert queued["text"].startswith("Broadcast ") and "queued to 2 active user(s)" in queued["text"]
     [notice] = bot_api.sent_messages(other.telegram_id)
     assert notice["text"] == "📣 &lt;i&gt;Maintenance&lt;/i&gt; at 5 &amp; 6"
     assert bot_api.sent_messages(778)[-1]["text"] != notice["text"]  # banned: not broadcast to
@@ -331,3 +333,14 @@ def test_blocking_the_bot_marks_the_user_inactive_and_start_brings_them_back(bot
     assert len(bot_api.sent_messages(515)) == 2
     say(bot_api, 515, "/start")
     assert TelegramUser.objects.get(telegram_id=515).is_active is True
+
+
+def test_a_broadcast_too_long_is_refused_with_the_limit_and_nothing_is_queued(bot_api, settings, monkeypatch):
+    from analytics.services import BROADCAST_MAX_LENGTH
+
+    settings.ADMIN_TELEGRAM_IDS = [512]
+    requested = []
+    monkeypatch.setattr("config.events.publish", lambda event, **payload: requested.append(event))
+    [answer] = say(bot_api, 512, "/broadcast " + "x" * (BROADCAST_MAX_LENGTH + 1))
+    assert f"at most {BROADCAST_MAX_LENGTH} characters" in answer["text"]
+    assert requested == []

@@ -1,12 +1,13 @@
 from django import forms
 
 from accounts.symbols import symbol_canonical
+from analytics.services import BROADCAST_MAX_LENGTH
 
 
 class BroadcastForm(forms.Form):
     text = forms.CharField(
         widget=forms.Textarea(attrs={"rows": 4, "cols": 60}),
-        max_length=3500,
+        max_length=BROADCAST_MAX_LENGTH,
         help_text="Plain text; it is HTML-escaped and sent through the bot's rate-limited sender.",
     )
 

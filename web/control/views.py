@@ -72,7 +72,11 @@ def broadcast(request: HttpRequest) -> HttpResponse:
             fields={"text": text},
             action_url=request.path,
         )
-    broadcast_id = services.broadcast_start(text=text, actor=request.user)
+    try:
+        broadcast_id = services.broadcast_start(text=text, actor=request.user)
+    except ValueError as exc:
+        messages.error(request, str(exc))
+        return redirect("control:dashboard")
     messages.success(request, f"Broadcast {broadcast_id} queued.")
     return redirect("control:dashboard")
 

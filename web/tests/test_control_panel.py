@@ -61,7 +61,7 @@ def test_broadcast_asks_for_confirmation_then_fans_out_once_per_active_user(
     notices = [(event, p) for event, p in published if event == "user.notify"]
     assert sorted(p["user_id"] for _, p in notices) == sorted([alice.pk, bob.pk])
     event, payload = notices[0]
-    assert event == "user.notify" and payload["text"] == "Maintenance &lt;tonight&gt;"
+    assert event == "user.notify" and payload["text"] == "📣 Maintenance &lt;tonight&gt;"
     assert payload["dedupe_key"].startswith("broadcast:")
     assert "Broadcast" in LogEntry.objects.get().change_message
     progress = [p for event, p in published if event == "broadcast.progress"]
