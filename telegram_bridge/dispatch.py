@@ -33,8 +33,8 @@ from django.conf import settings
 from django.db import close_old_connections, connection
 
 from telegram_bridge.deliveries import OutgoingMessage, deliveries_create
+from telegram_bridge.sending import deliveries_enqueue
 from telegram_bridge.services import update_handle
-from telegram_bridge.tasks import deliveries_send
 from telegram_bridge.update_context import update_cut_off_clear, update_cut_off_mark
 
 logger = logging.getLogger(__name__)
@@ -213,8 +213,7 @@ class UpdateDispatcher:
                     OutgoingMessage(chat_id=chat_id, text=TIME_LIMIT_TEXT, dedupe_key=f"update:{update_id}:time-limit")
                 ]
             )
-            if ids:
-                deliveries_send.apply_async(kwargs={"delivery_ids": ids})
+            deliveries_enqueue(ids)
         except Exception as error:  # the apology is best effort; the cut-off itself has happened
             logger.warning("update %s: time-limit notice not sent (%s)", update_id, type(error).__name__)
         finally:

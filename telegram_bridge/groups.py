@@ -28,6 +28,7 @@ from accounts.services import chat_filters_update, telegram_chat_register, teleg
 from accounts.symbols import symbol_base, symbol_canonical
 from telegram_bridge import commands
 from telegram_bridge.deliveries import OutgoingMessage, deliveries_create
+from telegram_bridge.sending import deliveries_enqueue
 from telegram_bridge.telegram_html import escape
 from telegram_bridge.update_context import UpdateContext
 
@@ -136,10 +137,7 @@ def membership_changed(*, update_id: int, change: dict[str, Any]) -> None:
                 )
             ]
         )
-        if ids:
-            from telegram_bridge.tasks import deliveries_send
-
-            deliveries_send.apply_async(kwargs={"delivery_ids": ids})
+        deliveries_enqueue(ids)
 
 
 def group_welcome(chat: TelegramChat) -> str:

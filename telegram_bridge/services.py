@@ -4,8 +4,8 @@
 banned users before anything runs, registers the user, records the activity and dispatches to the command, callback
 or conversation handler. Nothing raises out of it: a bad update is logged (without its text) and dropped.
 
-The webhook does less in the request: ``update_receive`` stores the raw update once (unique update_id, payload
-encrypted at rest) and queues ``telegram_update_process`` after commit; ``update_process`` claims the stored row
+The webhook does less in the request: ``telegram_bridge.inbox.update_receive`` stores the raw update once (unique
+update_id, payload encrypted at rest) and queues ``telegram_update_process`` after commit; ``update_process`` claims the stored row
 (a lease), handles it exactly once and marks it processed. ``updates_process_stale`` (beat) handles rows whose task
 was never queued or whose worker died, so an answered update is never lost.
 """
@@ -21,7 +21,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from accounts.crypto import SecretDecryptionError, decrypt_secret, encrypt_secret, rotate_secret
+from accounts.crypto import SecretDecryptionError, decrypt_secret, rotate_secret
 from accounts.models import TelegramUser
 from accounts.services import telegram_chat_migrate, telegram_user_register, telegram_users_mark_blocked
 from analytics.services import activity_record
@@ -42,8 +42,6 @@ UPDATE_CLAIM_LEASE = timedelta(seconds=120)
 # The sweeper leaves a fresh update to the task queued for it for this long.
 UPDATE_SWEEP_GRACE = timedelta(seconds=60)
 UPDATE_MAX_ATTEMPTS = 5
-UPDATE_ID_MAX = 2**63 - 1
-UPDATE_KINDS = ("message", "callback_query", "my_chat_member", "edited_message", "channel_post", "inline_query")
 
 
 def _int(value: Any) -> int | None:
@@ -73,42 +71,6 @@ def update_seen(*, update_id: int, kind: str) -> bool:
     except IntegrityError:
         return True
     return False
-
-
-def _update_id(update: Any) -> int | None:
-    update_id = _int(update.get("update_id")) if isinstance(update, dict) else None
-    return update_id if update_id is not None and 0 <= update_id <= UPDATE_ID_MAX else None
-
-
-def update_receive(*, update: Any) -> bool:
-    """Store a webhook update once and queue its processing after commit; True if it was new.
-
-    Not an update at all (no integer update_id): nothing is stored, False. The payload is encrypted at rest (a
-    /connect answer carries exchange API keys) and emptied once processed."""
-    update_id = _update_id(update)
-    if update_id is None:
-        return False
-    kind = next((key for key in UPDATE_KINDS if key in update), next((k for k in update if k != "update_id"), ""))
-    try:
-        with transaction.atomic():
-            TelegramUpdate.objects.create(
-                update_id=update_id,
-                kind=str(kind)[:32],
-                payload=encrypt_secret(json.dumps(update, separators=(",", ":"))),
-            )
-    except IntegrityError:
-        return False  # Telegram's re-delivery of an update already stored
-    transaction.on_commit(lambda: _update_process_enqueue(update_id))
-    return True
-
-
-def _update_process_enqueue(update_id: int) -> None:
-    from telegram_bridge.tasks import telegram_update_process
-
-    try:
-        telegram_update_process.delay(update_id=update_id)
-    except Exception:  # the broker is down (or, eagerly, the handling crashed): the row is stored, the sweeper runs it
-        logger.warning("update %s stored but not queued; the sweeper will process it", update_id, exc_info=True)
 
 
 def update_process(*, update_id: int) -> bool:

@@ -110,7 +110,7 @@ def _solana_request_send(ctx: UpdateContext, plan: Plan) -> None:
         f"The request is valid until {payment.expires_at:%H:%M} UTC; your plan starts once the payment is "
         "confirmed on chain, and I will message you."
     )
-    # aiogram takes seconds to import: only a process that sends loads it (see telegram_bridge.tasks).
+    # aiogram takes seconds to import: only a process that sends loads it (see telegram_bridge.sending).
     from aiogram.types import BufferedInputFile
 
     from telegram_bridge.sender import telegram_call

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from accounts.models import TelegramUser
 from telegram_bridge.deliveries import OutgoingMessage, deliveries_create
+from telegram_bridge.sending import deliveries_enqueue
 
 logger = logging.getLogger(__name__)
 
@@ -127,10 +128,7 @@ class UpdateContext:
         if update_is_cut_off(self.update_id):  # the user was already told it took too long
             self.replies = []
             return []
-        from telegram_bridge.tasks import deliveries_send
-
         ids = deliveries_create(messages=self.replies)
         self.replies = []
-        if ids:
-            deliveries_send.apply_async(kwargs={"delivery_ids": ids})
+        deliveries_enqueue(ids)
         return ids

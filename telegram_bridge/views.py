@@ -2,7 +2,7 @@
 
 The handling runs on the telegram queue (``telegram_update_process``), so the answer does not wait for a dozen
 queries and Telegram never re-delivers because a handler was slow; a stored update is never lost (see
-``telegram_bridge.services.update_receive``).
+``telegram_bridge.inbox.update_receive``).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
-from telegram_bridge.services import update_receive
+from telegram_bridge.inbox import update_receive
 
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"  # noqa: S105 — a header name
 
