@@ -30,10 +30,10 @@ from signals.flow_monitor import FlowMonitorParams, flow_cycle
 from signals.flow_sources import flow_source_from_settings
 from signals.market_data import get_market_data
 from telegram_bridge.bridge import polling_run
+from trading.ledger import funding_charge_due
 from trading.models import Position
 from trading.monitor import positions_monitor
 from trading.reconcile import reconcile_all
-from trading.services import funding_charge_due
 
 logger = logging.getLogger(__name__)
 

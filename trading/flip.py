@@ -1,6 +1,6 @@
 """Auto-flip: a strong order-flow signal against a user's open auto position closes it so the new side can open.
 
-``position_flip_if_opposed(user=, signal=)`` is called by the signal executor (``trading.services``) for each user
+``position_flip_if_opposed(user=, signal=)`` is called by the execution intent (``trading.intents``) for each user
 BEFORE the new position is prepared. It closes the user's OPEN auto positions (opened from a signal) on the signal's
 symbol and the other side, with reason ``flip``, only when all of these hold:
 
@@ -20,7 +20,10 @@ redelivered task finds nothing to flip.
 The hook into execution is the execution intent (``trading.intents.execution_intent_execute``): for a flow signal
 still tradeable, it flips first; the new side is then opened by the unchanged ``signal_execute_for_user`` (risk
 manager, sizing, executor) in the same task, so a flip is always "close, then open the other side" for one user, never
-two racing consumers. ``signal_execute_with_flip(signal_id=)`` runs every intent of a signal in this process.
+two racing consumers. ``trading.intents.signal_execute(signal_id=)`` runs every intent of a signal in this process.
+
+This module sits above ``trading.services`` (it sizes the new side with ``position_decide``) and below
+``trading.intents`` (which calls it); it never imports the intents.
 """
 
 from __future__ import annotations
@@ -31,9 +34,13 @@ from django.db import transaction
 
 from accounts.models import TelegramUser
 from engine.errors import InvalidParameters, OrderBelowMinimum
-from trading.executors.base import Executor, executor_for
-from trading.models import Position, TradingMode
+from trading.executors.base import Executor
+from trading.executors.factory import executor_for
+from trading.market import market_now
+from trading.models import PaperAccount, Position, TradeRefusal, TradingMode
 from trading.risk import RiskRefusal, risk_check_open
+from trading.selectors import account_equity
+from trading.services import position_decide
 
 logger = logging.getLogger(__name__)
 
@@ -81,24 +88,11 @@ def position_flip_if_opposed(*, user, signal, executor: Executor | None = None) 
     return closed
 
 
-def signal_execute_with_flip(*, signal_id: int, executor_factory=None) -> dict[str, int]:
-    """The signal for every eligible user in this process, flipping opposite auto positions first for a flow signal:
-    ``trading.intents.signal_execute`` (each execution intent flips, then opens). Returns the intents' outcomes plus
-    ``flipped`` (positions closed by a flip in this call)."""
-    from trading import intents
-
-    return intents.signal_execute(signal_id=signal_id, executor_factory=executor_factory)
-
-
 def _risk_check_after_closing(
     *, user, signal, positions: list[Position], executor: Executor | None
 ) -> RiskRefusal | None:
     """``risk_check_open`` for the new side as if ``positions`` were already closed (savepoint, rolled back)."""
-    from trading.selectors import account_equity
-
     new_mode = TradingMode.PAPER if user.preferences.paper_mode else TradingMode.LIVE
-    from trading.market import market_now
-
     now = executor.now() if executor is not None and hasattr(executor, "now") else market_now()
     with transaction.atomic():
         # FOR NO KEY UPDATE, as position_prepare: never blocks the foreign-key checks of other transactions (deadlock)
@@ -109,8 +103,6 @@ def _risk_check_after_closing(
         )
         equity = peak = None
         if new_mode == TradingMode.PAPER:
-            from trading.models import PaperAccount
-
             equity = account_equity(user=locked, price_of=getattr(executor, "price_of", None))
             account = PaperAccount.objects.filter(user=locked).first()
             peak = max(account.peak_equity, equity) if account is not None else None
@@ -127,9 +119,6 @@ def _risk_check_after_closing(
 
 def _size_check(*, user, signal, mode: str, executor: Executor | None) -> RiskRefusal | None:
     """The new side must also be sizeable (market minimum, step): never close a position that cannot be replaced."""
-    from trading.models import TradeRefusal
-    from trading.services import position_decide
-
     new_executor = executor if executor is not None and executor.mode == mode else executor_for(user=user, mode=mode)
     try:
         position_decide(user=user, signal=signal, executor=new_executor)

@@ -38,7 +38,7 @@ from exchanges.errors import RetryableExchangeError
 from signals.models import Signal
 from signals.services import signal_fanout_record
 from trading import services
-from trading.executors.base import executor_for
+from trading.executors.factory import executor_for
 from trading.flip import FLOW_SOURCE, position_flip_if_opposed
 from trading.market import market_now
 from trading.models import ExecutionIntent, Position, TradeRefusal

@@ -30,9 +30,12 @@ from engine.candles import timeframe_to_ms
 from engine.exits import ExitRules, PositionState, step
 from engine.sizing import round_down
 from trading import amounts
-from trading.executors.base import Executor, executor_for
+from trading.executors.base import Executor
+from trading.executors.factory import executor_for
+from trading.ledger import funding_charge_due, paper_account_mark_peak
 from trading.models import Position, TradingMode
-from trading.services import market_limits_of, paper_account_mark_peak
+from trading.orders import market_limits_of
+from trading.services import positions_pending_resume
 
 logger = logging.getLogger(__name__)
 
@@ -333,9 +336,8 @@ def positions_monitor_step(*, market_data=None, executor_factory=None) -> Monito
     """One full monitor pass, as the beat runs it and as a replay calls it after every clock step: fill the paper
     entries a dead worker left pending (``trading.services.positions_pending_resume``), apply the closed candles to
     every open position (``positions_monitor``), then charge the funding times now due
-    (``trading.services.funding_charge_due``) at the market data's clock."""
+    (``trading.ledger.funding_charge_due``) at the market data's clock."""
     from trading.market import market_data as default_market_data
-    from trading.services import funding_charge_due, positions_pending_resume
 
     md = market_data or default_market_data()
     resumed = positions_pending_resume(now=md.now(), executor_factory=executor_factory)

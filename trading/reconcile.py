@@ -37,6 +37,7 @@ from trading.executors.live import (
     OPEN_STATES,
     LiveExecutor,
     limit_entry_deadline,
+    next_leg_client_order_id,
     order_request,
     order_sync_from_result,
     position_lock,
@@ -44,6 +45,7 @@ from trading.executors.live import (
     stop_short,
     take_profits_short,
 )
+from trading.ledger import live_drawdown_check
 from trading.market import market_now
 from trading.models import Fill, Order, Position
 
@@ -190,9 +192,7 @@ def _failed_entry_is_live(executor: LiveExecutor, client, position: Position, re
 
 def _observe_equity(executor: LiveExecutor, client, user) -> None:
     """After the repairs (closes booked), read the account's equity: raises the stored peak and, past the user's
-    maximum drawdown, pauses their auto-trading (``trading.services.live_drawdown_check``)."""
-    from trading.services import live_drawdown_check
-
+    maximum drawdown, pauses their auto-trading (``trading.ledger.live_drawdown_check``)."""
     equity = executor.equity_read(client)
     live_drawdown_check(user=user, exchange=executor.exchange, equity=equity, at=timezone.now())
 
@@ -346,8 +346,6 @@ def _book_outside_close(executor: LiveExecutor, client, position: Position) -> D
     """Record the exchange's own executions that closed ``position`` outside our orders (a manual close on the
     exchange, liquidation, ADL): one ``close`` Order per exchange order with a Fill per trade, at the exchange's
     prices and fees, up to the quantity still open here. Returns the quantity booked. Idempotent (trade ids)."""
-    from trading.executors.live import next_leg_client_order_id
-
     position.refresh_from_db()
     remaining = position.remaining_quantity
     if remaining <= 0 or not hasattr(client.client, "fetch_my_trades"):

@@ -6,7 +6,7 @@ position per symbol, max open positions, correlation), the same rules the broadc
 the money rules that need the account's state: the daily loss limit and the maximum drawdown.
 
 ``risk_check_open(...)`` returns ``None`` (allowed) or a ``RiskRefusal(reason, detail)``; the caller records it
-(``trading.services.refusal_record``: once per user and signal, notified once). The drawdown rule (math in
+(``trading.ledger.refusal_record``: once per user and signal, notified once). The drawdown rule (math in
 ``engine.risk``) also pauses the user's auto-trading (``auto_trading_paused_reason``) until an admin or the user
 resumes it (``trading.services.user_auto_trading_resume``, admin action on paper and live accounts). Its equity and
 peak are the paper account's for paper entries and the exchange account's (``LiveAccount``, wallet balance +

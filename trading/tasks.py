@@ -100,7 +100,7 @@ def monitor_position_prices() -> int:
 
 @shared_task(name="trading.tasks.charge_funding", queue="trade", acks_late=True, reject_on_worker_lost=True)
 def charge_funding() -> int:
+    from trading.ledger import funding_charge_due
     from trading.market import market_now
-    from trading.services import funding_charge_due
 
     return funding_charge_due(now=market_now())

@@ -30,8 +30,8 @@ from signals.models import Signal
 from signals.tests.factories import SignalFactory, SymbolFactory
 from telegram_bridge.tests.bot_helpers import press, say
 from testsupport.exchanges.fake import fake_account, fake_account_name
+from trading.ledger import paper_account_get_or_create
 from trading.models import PaperAccount, Position
-from trading.services import paper_account_get_or_create
 from trading.tests.factories import PositionFactory
 from trading.tests.live_fixtures import fake_exchange
 from trading.tests.paper_fixtures import market, paper_settings

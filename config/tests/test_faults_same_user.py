@@ -37,7 +37,7 @@ import pytest
 from django.db import connection, connections
 
 from signals.tests.factories import SignalFactory, SymbolFactory
-from trading import services
+from trading import intents, ledger, services
 from trading.executors.paper import PaperExecutor
 from trading.models import Fill, PaperAccount, Position, TradeRefusal
 from trading.tests.paper_fixtures import paper_auto_trader
@@ -123,7 +123,7 @@ def _race(*, user, first, second, monkeypatch, second_price: Decimal = Decimal("
     the day's risk state were written, before COMMIT), execute ``second``; the entry commits once ``second`` is
     blocked on a lock or done."""
     holding, go_on = threading.Event(), threading.Event()
-    real_record = services.daily_risk_record
+    real_record = ledger.daily_risk_record
 
     def record_then_pause(**kwargs):
         state = real_record(**kwargs)
@@ -132,7 +132,7 @@ def _race(*, user, first, second, monkeypatch, second_price: Decimal = Decimal("
             go_on.wait(timeout=10)
         return state
 
-    monkeypatch.setattr(services, "daily_risk_record", record_then_pause)
+    monkeypatch.setattr(ledger, "daily_risk_record", record_then_pause)
     a = Worker(
         "first", lambda: services.signal_execute_for_user(user=user, signal=first, executor=_executor(user=user))
     )
@@ -194,7 +194,7 @@ def test_four_consumers_executing_signals_for_the_same_users_at_once(transaction
     users = [paper_auto_trader() for _ in range(6)]
     signals = _signals(4)
     workers = [
-        Worker(f"signal-{s.pk}", lambda s=s: services.signal_execute(signal_id=s.pk, executor_factory=_executor))
+        Worker(f"signal-{s.pk}", lambda s=s: intents.signal_execute(signal_id=s.pk, executor_factory=_executor))
         for s in signals
     ]
     for worker in workers:

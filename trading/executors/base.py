@@ -4,7 +4,7 @@ Life of a position (``trading.services`` drives it, the executor talks to the ma
 
 1. ``trading.services.position_prepare`` decides (risk manager + sizing) and stores, in ONE transaction, the
    ``Position`` row (status ``pending``) and its entry ``Order`` row(s) (state ``new``) with deterministic client
-   order ids (``trading.services.client_order_id``). Nothing has touched a market yet.
+   order ids (``trading.orders.client_order_id``). Nothing has touched a market yet.
 2. ``executor.open_position(position=...)`` sends the stored entry order(s), records the fills and moves the
    position to ``open`` (live: then places the reduce-only stop/TP legs on the exchange, each written as an Order row
    before the call). It MUST be idempotent: called again on a position whose entry already filled it returns the
@@ -14,8 +14,8 @@ Life of a position (``trading.services`` drives it, the executor talks to the ma
    fills: SL, TP1 partial, TP2, trailing, break-even, expiry) and ``update_stop`` (break-even, trailing).
 
 Implementations are constructed bound to one user: ``PaperExecutor(user=user)`` (``trading/executors/paper.py``)
-and ``LiveExecutor(user=user)`` (``trading/executors/live.py``). ``executor_for`` is the one place
-that picks between them.
+and ``LiveExecutor(user=user)`` (``trading/executors/live.py``). ``trading.executors.factory.executor_for`` is the
+one place that picks between them. This module holds the port only and imports no implementation.
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
-    from accounts.models import TelegramUser
     from engine.sizing import MarketLimits
     from signals.models import Symbol
     from trading.models import Position
@@ -64,16 +63,3 @@ class Executor(Protocol):
     def market_limits(self, *, symbol: Symbol) -> MarketLimits:
         """Precision and minimums of ``symbol`` where this executor trades (paper: the ``Symbol`` row)."""
         ...
-
-
-def executor_for(*, user: TelegramUser, mode: str) -> Executor:
-    """The executor of ``user`` for ``mode`` ("paper" or "live"). The single place that picks the implementation."""
-    if mode == "paper":
-        from trading.executors.paper import PaperExecutor
-
-        return PaperExecutor(user=user)
-    if mode == "live":
-        from trading.executors.live import LiveExecutor
-
-        return LiveExecutor(user=user)
-    raise ValueError(f"unknown trading mode {mode!r} (expected 'paper' or 'live')")

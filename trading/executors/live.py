@@ -1,7 +1,7 @@
 """LiveExecutor: the Executor port on a real exchange (or the in-process fake) through ``exchanges``.
 
 Order safety:
-- every order has a deterministic client order id (``trading.services.client_order_id``: signal, user, leg) and its
+- every order has a deterministic client order id (``trading.orders.client_order_id``: signal, user, leg) and its
   ``Order`` row is written (state ``new``) BEFORE the exchange call, moved to ``submitted`` right before sending and
   updated from the exchange's answer after;
 - an order in ``submitted`` (a previous attempt may have reached the exchange, its answer lost or the worker killed)
@@ -17,9 +17,9 @@ Entry order type (``settings.LIVE_ENTRY_ORDER_TYPE``): ``market`` (default), or 
 rounded to the market's tick. A limit entry stays on the book until ``LIVE_LIMIT_ENTRY_TIMEOUT_SECONDS`` after its
 position was stored; whatever fills in the meantime gets its reduce-only stop and take-profits at once (re-sized,
 new stop first, as more fills), and at the deadline the unfilled remainder is cancelled (``limit_entry_settle``,
-scheduled on the trade queue, and every reconcile pass, which also covers a restart). A limit that never filled
-leaves the position ``failed`` and the user is told politely. A limit entry whose window passed before it was sent
-(a task redelivered late) is not sent at all.
+scheduled on the trade queue through the scheduler ``trading.tasks_live`` registers, and every reconcile pass, which
+also covers a restart). A limit that never filled leaves the position ``failed`` and the user is told politely. A
+limit entry whose window passed before it was sent (a task redelivered late) is not sent at all.
 
 Fills are recorded per order as increments of the exchange's cumulative filled quantity (trade id
 ``<exchange order id>:<cumulative filled>``), and the position's quantity, remaining quantity, entry price, realised
@@ -63,6 +63,7 @@ from exchanges.errors import (
 from trading.exchange_messages import refusal_words
 from trading.market import market_now
 from trading.models import Fill, Order, Position
+from trading.orders import client_order_id
 
 logger = logging.getLogger(__name__)
 
@@ -164,22 +165,29 @@ def take_profits_short(*, position: Position) -> bool:
     )
 
 
-def limit_entry_settle_schedule(position_id: int, countdown: float) -> None:
-    """Run ``limit_entry_settle`` on the trade queue in ``countdown`` seconds (the next check of a limit entry on the
-    book, at the latest at its deadline); reconcile passes are the fallback."""
-    if settings.CELERY_TASK_ALWAYS_EAGER:
-        return  # an eager task would run now, before the deadline; reconcile settles it
-    try:
-        from trading.tasks_live import settle_limit_entry
+# How the next check of a resting limit entry is scheduled. The task module of live trading (``trading.tasks_live``,
+# above the executors) registers its scheduler at start-up (``TradingConfig.ready``), so no executor imports a task;
+# with none registered nothing is scheduled and the reconcile passes settle the entry.
+LimitEntrySettleScheduler = Callable[[int, float], None]
+_limit_entry_settle_scheduler: LimitEntrySettleScheduler | None = None
 
-        settle_limit_entry.apply_async(args=[position_id], queue="trade", countdown=max(countdown, 0) + 1)
-    except Exception:  # a missing broker: the next reconcile pass settles it
-        logger.exception("could not schedule the limit entry deadline of position %s", position_id)
+
+def limit_entry_settle_scheduler_register(schedule: LimitEntrySettleScheduler) -> LimitEntrySettleScheduler:
+    global _limit_entry_settle_scheduler
+    _limit_entry_settle_scheduler = schedule
+    return schedule
+
+
+def limit_entry_settle_schedule(position_id: int, countdown: float) -> None:
+    """Run ``limit_entry_settle`` in ``countdown`` seconds (the next check of a limit entry on the book, at the latest
+    at its deadline) through the registered scheduler; reconcile passes are the fallback."""
+    if _limit_entry_settle_scheduler is None:
+        logger.warning("no limit entry scheduler registered: position %s is settled by reconcile", position_id)
+        return
+    _limit_entry_settle_scheduler(position_id, countdown)
 
 
 def leg_client_order_id(*, position: Position, leg: str) -> str:
-    from trading.services import client_order_id
-
     return client_order_id(signal_id=position.signal_id or 0, user_id=position.user_id, leg=leg)
 
 

@@ -8,6 +8,9 @@ account (``trading.models.PaperAccount``, starting balance ``settings.PAPER_STAR
 - Every order row (deterministic client order id) is written before its fill; an entry is filled in a transaction
   of its own, after the decision was committed, so a crash in between leaves a ``pending`` position that the
   re-run completes (see ``trading.services.signal_execute_for_user``).
+
+The paper account, refusals and funding are written through ``trading.ledger``; order ids and legs come from
+``trading.orders``.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from django.db import transaction
 from config import events
 from engine import pnl
 from engine.sizing import MarketLimits
-from trading import amounts, services
+from trading import amounts, ledger, orders
 from trading.market import Clock, PriceSource, market_funding_rate, market_last_price, market_now
 from trading.models import Fill, Order, Position, TradeRefusal
 from trading.risk import entry_beyond_levels
@@ -54,10 +57,10 @@ class PaperExecutor:
 
     # --- sizing inputs ------------------------------------------------------------------------------------------
     def balance(self) -> Decimal:
-        return services.paper_account_get_or_create(user=self.user).balance
+        return ledger.paper_account_get_or_create(user=self.user).balance
 
     def market_limits(self, *, symbol) -> MarketLimits:
-        return services.market_limits_of(symbol=symbol)
+        return orders.market_limits_of(symbol=symbol)
 
     def now(self) -> datetime:
         return self.clock()
@@ -89,7 +92,7 @@ class PaperExecutor:
                 position.status = Position.Status.FAILED
                 position.save(update_fields=["status", "updated_at"])
                 if position.signal_id:
-                    services.refusal_record(
+                    ledger.refusal_record(
                         user=position.user,
                         signal=position.signal,
                         reason=TradeRefusal.Reason.SIGNAL_CLOSED,
@@ -112,7 +115,7 @@ class PaperExecutor:
             position.opened_at = now
             position.fees += fee
             position.save(update_fields=["status", "entry_price", "best_price", "opened_at", "fees", "updated_at"])
-            services.paper_account_apply(user=position.user, cash=-fee, at=now, opened=True)
+            ledger.paper_account_apply(user=position.user, cash=-fee, at=now, opened=True)
             events.publish("position.opened", position_id=position.pk)
         return position
 
@@ -123,15 +126,15 @@ class PaperExecutor:
         now = self.clock()
         # funding the position lived through is settled before the exit: the "Position closed" message, the
         # dashboard and the API then read the same final PnL
-        services.funding_settle_position(
+        ledger.funding_settle_position(
             position=position, now=now, price_of=self.price_of, rate_of=self.rate_of, closing=True
         )
         with transaction.atomic():
             position = Position.objects.select_for_update(of=("self",)).select_related("symbol").get(pk=position.pk)
             if position.status != Position.Status.OPEN:
                 return position
-            leg = services.exit_leg(position=position, reason=reason)
-            cid = services.client_order_id(signal_id=position.signal_id, user_id=position.user_id, leg=leg)
+            leg = orders.exit_leg(position=position, reason=reason)
+            cid = orders.client_order_id(signal_id=position.signal_id, user_id=position.user_id, leg=leg)
             if Order.objects.filter(client_order_id=cid).exists():
                 return position  # this exit already happened
             qty = (
@@ -152,12 +155,12 @@ class PaperExecutor:
                 position=position,
                 client_order_id=cid,
                 exchange=self.exchange,
-                leg=services.order_leg_for_reason(reason),
-                type=Order.Type.TAKE_PROFIT if maker else services.order_type_for_reason(reason),
+                leg=orders.order_leg_for_reason(reason),
+                type=Order.Type.TAKE_PROFIT if maker else orders.order_type_for_reason(reason),
                 side="sell" if position.side == "long" else "buy",
                 quantity=qty,
                 price=fill_price if maker else None,
-                trigger_price=reference if reason in services.STOP_REASONS else None,
+                trigger_price=reference if reason in orders.STOP_REASONS else None,
                 reduce_only=True,
             )
             gross = amounts.money(
@@ -186,7 +189,7 @@ class PaperExecutor:
                 position.close_reason = reason
                 position.closed_at = now
             position.save()
-            services.paper_account_apply(user=position.user, cash=gross - fee, at=now)
+            ledger.paper_account_apply(user=position.user, cash=gross - fee, at=now)
             closed = position.status == Position.Status.CLOSED
             events.publish("position.closed" if closed else "position.updated", position_id=position.pk)
         return position

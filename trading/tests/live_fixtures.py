@@ -16,7 +16,7 @@ from signals.tests.factories import SignalFactory, SymbolFactory
 from testsupport.exchanges.bitunix_fake import BitunixFakeServer
 from testsupport.exchanges.fake import FAKE_EXCHANGE_CLIENT, fake_account, fake_account_name, fake_accounts_reset
 from trading.models import Order, Position
-from trading.services import client_order_id
+from trading.orders import client_order_id
 
 SYMBOL = "BTC/USDT:USDT"
 API_KEY = "AKlive-4f9c2d7e1b8a6c3d"

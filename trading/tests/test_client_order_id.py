@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from trading.services import client_order_id
+from trading.orders import client_order_id
 
 legs = st.from_regex(r"[a-z0-9]{1,8}", fullmatch=True)
 ids = st.integers(min_value=0, max_value=9_999_999_999)
@@ -31,7 +31,7 @@ def test_client_order_id_rejects_bad_legs(leg):
 
 
 def test_executor_for_rejects_unknown_mode():
-    from trading.executors import executor_for
+    from trading.executors.factory import executor_for
 
     with pytest.raises(ValueError):
         executor_for(user=None, mode="demo")

@@ -14,8 +14,8 @@ from testsupport.exchanges.mexc_fake import MexcFetchFake
 from testsupport.exchanges.okx_fake import OkxFetchFake
 from trading.connect import exchange_connect_verified
 from trading.executors.live import LiveExecutor
+from trading.ledger import refusal_sentence
 from trading.models import Position
-from trading.services import refusal_sentence
 from trading.tests.live_fixtures import SYMBOL, ccxt_fake_install, make_live_position
 
 pytestmark = pytest.mark.django_db

@@ -6,7 +6,7 @@ import pytest
 
 from accounts.tests.factories import TelegramUserFactory
 from signals.tests.factories import SignalFactory
-from trading import services, tasks
+from trading import intents, services, tasks
 from trading.executors.paper import PaperExecutor
 from trading.models import Fill, Order, Position
 from trading.tests.paper_fixtures import T0
@@ -87,9 +87,9 @@ def test_a_database_deadlock_for_one_user_is_retried_not_lost(market, monkeypatc
     signal = _signal(market)
     assert OperationalError in tasks.execute_signal.autoretry_for
     with pytest.raises(OperationalError):  # re-raised after the others were served, so the task retries
-        services.signal_execute(signal_id=signal.pk)
+        intents.signal_execute(signal_id=signal.pk)
     assert list(Position.objects.values_list("user_id", flat=True)) == [b.pk]
-    counts = services.signal_execute(signal_id=signal.pk)  # the retry: b's position is found again, a's opens
+    counts = intents.signal_execute(signal_id=signal.pk)  # the retry: b's position is found again, a's opens
     assert counts["failed"] == 0
     assert sorted(Position.objects.values_list("user_id", flat=True)) == sorted([a.pk, b.pk])
 

@@ -143,14 +143,14 @@ def test_manual_positions_are_not_flipped(btc):
 
 # -- the execution hook: close, then open the other side, per user ---------------------------------------------------
 def test_execute_with_flip_flips_only_opted_in_users_and_opens_the_new_side(btc, published):
-    from trading.flip import signal_execute_with_flip
+    from trading.intents import signal_execute
 
     opted_in, opted_out = _user(max_open_positions=1), _user(auto_flip=False, max_open_positions=1)
     old_in = _open_long(opted_in, btc)
     old_out = PositionFactory(user=opted_out, signal=old_in.signal, symbol=btc, side="long")
     signal = _flow_short(btc)
 
-    counts = signal_execute_with_flip(signal_id=signal.pk)
+    counts = signal_execute(signal_id=signal.pk)
 
     assert counts["flipped"] == 1 and counts["opened"] == 1 and counts["refused"] == 1
     old_in.refresh_from_db()
@@ -165,7 +165,7 @@ def test_execute_with_flip_flips_only_opted_in_users_and_opens_the_new_side(btc,
     assert closed_event < published.index(("position.opened", {"position_id": new.pk}))  # close, then open
 
     # redelivery of signal.created: nothing flipped or opened twice
-    again = signal_execute_with_flip(signal_id=signal.pk)
+    again = signal_execute(signal_id=signal.pk)
     assert again["flipped"] == 0 and again["opened"] == 1
     assert Position.objects.filter(user=opted_in).count() == 2
 
@@ -173,7 +173,7 @@ def test_execute_with_flip_flips_only_opted_in_users_and_opens_the_new_side(btc,
 def test_execute_with_flip_leaves_positions_alone_for_other_sources_and_expired_signals(btc, market):
     from datetime import timedelta
 
-    from trading.flip import signal_execute_with_flip
+    from trading.intents import signal_execute
 
     user = _user(max_open_positions=1)
     old = _open_long(user, btc)
@@ -181,8 +181,8 @@ def test_execute_with_flip_leaves_positions_alone_for_other_sources_and_expired_
                               stop=Decimal("103"), tp1=Decimal("97"), tp2=Decimal("94"))  # fmt: skip
     expired = _flow_short(btc, expires_at=market.clock - timedelta(minutes=1))
 
-    assert signal_execute_with_flip(signal_id=technical.pk)["flipped"] == 0
-    assert signal_execute_with_flip(signal_id=expired.pk) == {
+    assert signal_execute(signal_id=technical.pk)["flipped"] == 0
+    assert signal_execute(signal_id=expired.pk) == {
         "opened": 0, "refused": 0, "skipped": 1, "failed": 0, "flipped": 0
     }  # fmt: skip
     old.refresh_from_db()

@@ -17,7 +17,7 @@ from accounts.tests.factories import ExchangeCredentialFactory, TelegramUserFact
 from exchanges.base import Balance, ExchangePosition
 from signals.tests.factories import SignalFactory, SymbolFactory
 from testsupport.exchanges.fake import _FakePosition, fake_account, fake_account_name
-from trading import services, tasks
+from trading import ledger, services, tasks
 from trading.executors import live as live_module
 from trading.executors.live import LiveExecutor, account_equity_of
 from trading.models import LiveAccount, Position, TradeRefusal
@@ -118,7 +118,7 @@ def test_reconcile_stores_the_peak_with_unrealised_pnl_and_pauses_past_the_limit
 
 
 def test_live_entry_refused_at_the_decision_when_equity_fell_below_the_limit(trader, exchange, published):
-    services.live_account_observe(user=trader, exchange="okx", equity=Decimal("10000"), at=timezone.now())
+    ledger.live_account_observe(user=trader, exchange="okx", equity=Decimal("10000"), at=timezone.now())
     exchange.balance = Decimal("8900")  # a loss on the exchange since: 11 % below the peak, no reconcile pass yet
     signal = _signal()
     counts = tasks.execute_signal.run(signal.pk)
@@ -141,7 +141,7 @@ def test_live_entry_refused_at_the_decision_when_equity_fell_below_the_limit(tra
 
 
 def test_above_the_limit_live_entries_are_normal(trader, exchange, published):
-    services.live_account_observe(user=trader, exchange="okx", equity=Decimal("10000"), at=timezone.now())
+    ledger.live_account_observe(user=trader, exchange="okx", equity=Decimal("10000"), at=timezone.now())
     exchange.balance = Decimal("9100")  # 9 % below the peak, limit 10 %
     reconcile_user(user=trader)
     signal = _signal()
@@ -153,7 +153,7 @@ def test_above_the_limit_live_entries_are_normal(trader, exchange, published):
 
 
 def test_resume_restarts_the_peak_from_the_current_exchange_equity(trader, exchange, published):
-    services.live_account_observe(user=trader, exchange="okx", equity=Decimal("10000"), at=timezone.now())
+    ledger.live_account_observe(user=trader, exchange="okx", equity=Decimal("10000"), at=timezone.now())
     exchange.balance = Decimal("8500")
     reconcile_user(user=trader)
     trader.refresh_from_db()
@@ -170,7 +170,7 @@ def test_resume_restarts_the_peak_from_the_current_exchange_equity(trader, excha
 
 
 def test_resume_with_the_exchange_unreachable_clears_the_peak_until_the_next_observation(trader, exchange):
-    services.live_account_observe(user=trader, exchange="okx", equity=Decimal("10000"), at=timezone.now())
+    ledger.live_account_observe(user=trader, exchange="okx", equity=Decimal("10000"), at=timezone.now())
     services.user_auto_trading_pause(user=trader, reason="max drawdown reached: test")
     exchange.balance = Decimal("8000")
     exchange.inject("fetch_balance", "server_error")
@@ -187,10 +187,10 @@ def test_resume_with_the_exchange_unreachable_clears_the_peak_until_the_next_obs
 def test_peak_measured_on_another_exchange_restarts():
     user = TelegramUserFactory()
     at = datetime(2026, 1, 1, tzinfo=UTC)
-    services.live_account_observe(user=user, exchange="okx", equity=Decimal("10000"), at=at)
-    live = services.live_account_observe(user=user, exchange="bitunix", equity=Decimal("500"), at=at)
+    ledger.live_account_observe(user=user, exchange="okx", equity=Decimal("10000"), at=at)
+    live = ledger.live_account_observe(user=user, exchange="bitunix", equity=Decimal("500"), at=at)
     assert (live.exchange, live.peak_equity) == ("bitunix", Decimal("500"))
-    assert services.live_account_observe(
+    assert ledger.live_account_observe(
         user=user, exchange="bitunix", equity=Decimal("400"), at=at
     ).peak_equity == Decimal("500")
 
@@ -198,7 +198,7 @@ def test_peak_measured_on_another_exchange_restarts():
 def test_a_paper_trader_with_live_positions_is_observed_but_not_paused(trader, exchange, published):
     UserPreferences.objects.filter(user=trader).update(paper_mode=True)
     trader.refresh_from_db()
-    services.live_account_observe(user=trader, exchange="okx", equity=Decimal("10000"), at=timezone.now())
+    ledger.live_account_observe(user=trader, exchange="okx", equity=Decimal("10000"), at=timezone.now())
     exchange.balance = Decimal("5000")
     reconcile_user(user=trader)
     trader.refresh_from_db()
@@ -236,7 +236,7 @@ def test_admin_resume_of_a_live_account_restarts_the_peak_from_the_exchange(clie
     from django.urls import reverse
 
     client.force_login(get_user_model().objects.create_superuser("root", password="pw-for-tests-only"))
-    live = services.live_account_observe(user=trader, exchange="okx", equity=Decimal("10000"), at=timezone.now())
+    live = ledger.live_account_observe(user=trader, exchange="okx", equity=Decimal("10000"), at=timezone.now())
     services.user_auto_trading_pause(user=trader, reason="max drawdown reached: equity 8800.00 is 12.0% below its peak")
     exchange.balance = Decimal("8800")
     url = reverse("admin:trading_liveaccount_changelist")

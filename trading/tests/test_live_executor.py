@@ -10,7 +10,7 @@ from decimal import Decimal
 import pytest
 
 from accounts.models import TelegramUser
-from trading.executors import executor_for
+from trading.executors.factory import executor_for
 from trading.executors.live import LiveExecutor
 from trading.models import Order, Position
 from trading.reconcile import reconcile_user

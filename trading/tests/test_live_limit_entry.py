@@ -476,7 +476,7 @@ def test_the_check_is_scheduled_on_the_trade_queue(settings, monkeypatch):
     sent = []
     monkeypatch.setattr(settle_limit_entry, "apply_async", lambda **kwargs: sent.append(kwargs))
     settings.CELERY_TASK_ALWAYS_EAGER = False
-    limit_entry_settle_schedule(7, 12.5)
+    limit_entry_settle_schedule(7, 12.5)  # the executor's default: the scheduler trading.tasks_live registered
     assert sent == [{"args": [7], "queue": "trade", "countdown": 13.5}]
     settings.CELERY_TASK_ALWAYS_EAGER = True  # eager: would run now, before the deadline; reconcile settles instead
     limit_entry_settle_schedule(7, 12.5)

@@ -5,8 +5,8 @@ import pytest
 
 from accounts.tests.factories import ExchangeCredentialFactory, SubscriptionFactory, TelegramUserFactory
 from signals.tests.factories import FundingSnapshotFactory, SignalFactory
-from trading import services
-from trading.executors import executor_for
+from trading import ledger, services
+from trading.executors.factory import executor_for
 from trading.executors.paper import PaperExecutor
 from trading.models import DailyRiskState, FundingCharge, Order, PaperAccount, Position
 from trading.tests.paper_fixtures import T0
@@ -127,8 +127,8 @@ def test_funding_charged_once_per_8h_from_snapshots_else_replay_rate(market, set
         mark_price=Decimal("101"),
     )
     now = T0 + timedelta(hours=13)  # 01:00 next day: funding times 16:00 and 00:00
-    assert services.funding_charge_due(now=now) == 2
-    assert services.funding_charge_due(now=now) == 0  # idempotent
+    assert ledger.funding_charge_due(now=now) == 2
+    assert ledger.funding_charge_due(now=now) == 0  # idempotent
     charges = list(FundingCharge.objects.filter(position=position).order_by("funding_time"))
     assert [c.rate for c in charges] == [Decimal("0.0003"), Decimal("0.0001")]
     assert charges[0].amount == Decimal("101") * position.quantity * Decimal("0.0003")  # longs pay a positive rate
@@ -144,7 +144,7 @@ def test_funding_not_invented_live(market, settings):
     signal = SignalFactory()
     market.prices[signal.symbol.symbol] = Decimal("100")
     services.signal_execute_for_user(user=user, signal=signal)
-    assert services.funding_charge_due(now=T0 + timedelta(hours=30)) == 0
+    assert ledger.funding_charge_due(now=T0 + timedelta(hours=30)) == 0
 
 
 def test_leverage_capped_by_platform_and_symbol(market, settings):

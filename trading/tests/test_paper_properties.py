@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 from accounts.tests.factories import TelegramUserFactory
 from engine import pnl
 from signals.tests.factories import SignalFactory, SymbolFactory
-from trading import selectors, services
+from trading import ledger, orders, selectors, services
 from trading.executors.paper import PaperExecutor
 from trading.models import Fill, FundingCharge, PaperAccount, Position
 from trading.tests.paper_fixtures import T0
@@ -63,7 +63,7 @@ def _run(events, marks):
         ["low", "medium", "high"],
     )
     prefs.save()
-    services.paper_account_get_or_create(user=user)
+    ledger.paper_account_get_or_create(user=user)
     clock = {"now": T0}
     quote = {"price": D("100")}
     executor = PaperExecutor(user=user, price_of=lambda symbol: quote["price"], clock=lambda: clock["now"])
@@ -99,7 +99,7 @@ def _run(events, marks):
             _, index, rate, mark = ev
             position = opened[index % len(opened)]
             balance = PaperAccount.objects.get(user=user).balance
-            charge = services.funding_charge_position(
+            charge = ledger.funding_charge_position(
                 position=position, funding_time=T0 + timedelta(hours=8 * (i + 1)), rate=rate, mark=mark
             )
             if charge is not None:  # funding always counted: the balance moved by exactly the charge
@@ -174,7 +174,7 @@ class _SizingExecutor:
         return self._balance
 
     def market_limits(self, *, symbol):
-        return services.market_limits_of(symbol=symbol)
+        return orders.market_limits_of(symbol=symbol)
 
 
 @settings(max_examples=200, deadline=None)

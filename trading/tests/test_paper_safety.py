@@ -11,7 +11,7 @@ import pytest
 from accounts.tests.factories import TelegramUserFactory
 from signals.tests.factories import SignalFactory
 from telegram_bridge import texts
-from trading import services
+from trading import ledger, services
 from trading.executors.paper import PaperExecutor
 from trading.models import FundingCharge, Order, Position, TradeRefusal
 from trading.selectors import pnl_summary, position_net_pnl
@@ -84,4 +84,4 @@ def test_position_closed_message_and_dashboard_show_the_same_pnl_after_funding(m
     dashboard_net = pnl_summary(user=user, period="all").net
     assert net_at_close == position_net_pnl(position=position) == position.net_pnl == dashboard_net
     assert f"+{net_at_close:.2f} USDT" in text
-    assert services.funding_charge_due(now=market.clock + timedelta(hours=1)) == 0  # nothing booked after the message
+    assert ledger.funding_charge_due(now=market.clock + timedelta(hours=1)) == 0  # nothing booked after the message

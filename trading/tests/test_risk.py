@@ -7,7 +7,7 @@ import pytest
 
 from accounts.tests.factories import ExchangeCredentialFactory, TelegramUserFactory
 from signals.tests.factories import SignalFactory, SymbolFactory
-from trading import services
+from trading import orders, services
 from trading.models import DailyRiskState, PaperAccount, Position, TradeRefusal
 from trading.tests.factories import PositionFactory
 from trading.tests.paper_fixtures import T0
@@ -190,7 +190,7 @@ class _LiveStandIn:
         return self._balance
 
     def market_limits(self, *, symbol):
-        return services.market_limits_of(symbol=symbol)
+        return orders.market_limits_of(symbol=symbol)
 
     def now(self):
         return T0

@@ -7,7 +7,7 @@ import pytest
 
 from accounts.tests.factories import TelegramUserFactory
 from signals.tests.factories import FundingSnapshotFactory, SignalFactory
-from trading import selectors, services
+from trading import ledger, selectors, services
 from trading.executors.paper import PaperExecutor
 from trading.models import PaperAccount
 
@@ -116,7 +116,7 @@ def test_funding_is_counted_in_the_period_it_was_charged(market, settings):
         funding_time=opened.replace(hour=16),
         mark_price=D("100"),
     )
-    assert services.funding_charge_due(now=opened + timedelta(hours=5)) == 1
+    assert ledger.funding_charge_due(now=opened + timedelta(hours=5)) == 1
     s = selectors.pnl_summary(user=user, period="today", now=opened + timedelta(hours=5))
     assert s.funding == D("100") * 25 * D("0.0002") == D("0.5")
     assert s.net == s.realised - s.fees - s.funding
