@@ -186,6 +186,9 @@ def deliveries_send(*, delivery_ids: list[int]) -> SendReport:
     outstanding = set(rows_by_id)
     renewed_at = time.monotonic()
     while outstanding:
+        if time.monotonic() - renewed_at >= CLAIM_RENEW_SECONDS:
+            _renew_claims(outstanding)
+            renewed_at = time.monotonic()
         batch = []
         try:
             batch.append(outcomes.get(timeout=1.0))
@@ -199,9 +202,6 @@ def deliveries_send(*, delivery_ids: list[int]) -> SendReport:
         elif future.done():
             future.result()  # surfaces a crash of the send loop
             break
-        if outstanding and time.monotonic() - renewed_at >= CLAIM_RENEW_SECONDS:
-            _renew_claims(outstanding)
-            renewed_at = time.monotonic()
     return report
 
 
