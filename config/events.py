@@ -26,7 +26,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from config.celery import app
+from config.celery import app, transient_errors
 
 logger = logging.getLogger(__name__)
 
@@ -110,6 +110,11 @@ def _dispatch_logged(event: str, payload: dict[str, Any]) -> bool:
 def outbox_dispatch(pk: int, event: str, payload: dict[str, Any]) -> bool:
     """Dispatch a stored event and delete its row; on failure keep the row (with the error) for the sweeper.
     Returns whether it was dispatched. Never raises."""
+    return _outbox_send(pk, event, payload) is None
+
+
+def _outbox_send(pk: int, event: str, payload: dict[str, Any]) -> Exception | None:
+    """``outbox_dispatch``, returning the error of a failed dispatch (None when dispatched)."""
     from config.models import OutboxEvent
 
     try:
@@ -126,12 +131,12 @@ def outbox_dispatch(pk: int, event: str, payload: dict[str, Any]) -> bool:
             OutboxEvent.objects.filter(pk=pk).update(last_error=f"{type(exc).__name__}: {exc}"[:2000])
         except Exception:
             logger.warning("outbox #%s: the failed dispatch could not be recorded", pk, exc_info=True)
-        return False
+        return exc
     try:
         OutboxEvent.objects.filter(pk=pk).delete()
     except Exception:  # dispatched; the sweeper sends it once more, and the consumers are idempotent
         logger.warning("outbox #%s: event %s dispatched but its row not deleted", pk, event, exc_info=True)
-    return True
+    return None
 
 
 def outbox_grace() -> timedelta:
@@ -149,8 +154,8 @@ def outbox_sweep(*, limit: int | None = None) -> dict[str, int]:
     """Dispatch stored events that are due (their on-commit dispatch never happened or failed), oldest first, at most
     ``limit`` (``EVENT_OUTBOX_BATCH_SIZE``) per call. Each row is claimed first (attempts counted, its next due time
     pushed back) in a short transaction that skips rows another sweeper has locked, then dispatched outside any
-    transaction and deleted; a failure keeps it for a later sweep. With a broker the sweep stops at the first failure
-    (the broker is down: the other rows would fail the same way)."""
+    transaction and deleted; a failure keeps it for a later sweep. The sweep stops at the first broker (connection)
+    error, as the other rows would fail the same way; a row of an event no longer declared is logged and dropped."""
     from config.models import OutboxEvent
 
     limit = limit or settings.EVENT_OUTBOX_BATCH_SIZE
@@ -167,11 +172,19 @@ def outbox_sweep(*, limit: int | None = None) -> dict[str, int]:
         OutboxEvent.objects.bulk_update(rows, ["attempts", "due_at"])
     dispatched = failed = 0
     for row in rows:
-        if outbox_dispatch(row.pk, row.event, row.payload):
+        if (
+            row.event not in settings.DOMAIN_EVENT_CONSUMERS
+        ):  # no longer an event (a release removed it): nobody to tell
+            logger.error("outbox #%s: unknown event %s dropped (payload %s)", row.pk, row.event, row.payload)
+            OutboxEvent.objects.filter(pk=row.pk).delete()
+            failed += 1
+            continue
+        error = _outbox_send(row.pk, row.event, row.payload)
+        if error is None:
             dispatched += 1
             continue
         failed += 1
-        if not app.conf.task_always_eager:
+        if isinstance(error, transient_errors()):  # the broker (or database) is down: the rest would fail alike
             break
     if rows:
         logger.info(

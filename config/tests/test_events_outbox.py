@@ -145,14 +145,34 @@ def test_a_failed_sweep_counts_the_attempt_and_backs_off_then_a_later_sweep_deli
 
 
 @pytest.mark.django_db
-def test_with_a_broker_the_sweep_stops_at_the_first_failure(received, monkeypatch):
-    app.conf.task_always_eager = False  # the fixture restores it
+def test_a_broker_outage_stops_the_sweep_at_its_first_failure(received, monkeypatch):
     _broker_down(monkeypatch)
     for age in (50, 40, 35):
         _stored(age_seconds=age)
     assert outbox_sweep() == {"due": 3, "dispatched": 0, "failed": 1}
     assert sorted(OutboxEvent.objects.values_list("attempts", flat=True)) == [1, 1, 1]  # claimed, back off together
     assert OutboxEvent.objects.exclude(last_error="").count() == 1
+
+
+@pytest.mark.django_db
+def test_a_row_that_keeps_failing_or_names_no_event_does_not_block_the_others(received, monkeypatch, caplog):
+    poisoned = _stored(age_seconds=90, user_id=666)
+    gone = OutboxEvent.objects.create(event="position.teleported", payload={"position_id": 1}, due_at=timezone.now())
+    _stored(age_seconds=40, user_id=7)
+    real_dispatch = events.dispatch_now
+
+    def dispatch(event, payload):
+        if payload.get("user_id") == 666:
+            raise TypeError("a consumer's bug")
+        return real_dispatch(event, payload)
+
+    monkeypatch.setattr(events, "dispatch_now", dispatch)
+    with caplog.at_level(logging.ERROR, logger="config.events"):
+        assert outbox_sweep() == {"due": 3, "dispatched": 1, "failed": 2}
+    assert [payload["user_id"] for name, payload in received if name == CONSUMERS[0]] == [7]
+    assert list(OutboxEvent.objects.values_list("pk", "attempts")) == [(poisoned.pk, 1)]  # kept for a later sweep
+    assert not OutboxEvent.objects.filter(pk=gone.pk).exists()
+    assert any("unknown event position.teleported dropped" in r.getMessage() for r in caplog.records)
 
 
 @pytest.mark.django_db
@@ -213,3 +233,31 @@ def test_a_failed_dispatch_without_a_row_is_logged_not_raised(received, monkeypa
         _alert_admins(kind="task", count=7, reference="ABCD1234", exc=ValueError("x"))
     assert received == []
     assert any("was not dispatched" in r.getMessage() for r in caplog.records)
+
+
+def test_two_sweepers_never_take_the_same_row(postgres_database, received):
+    """PostgreSQL: rows another sweeper holds (locked while it claims them) are skipped, not waited for or taken."""
+    import threading
+
+    rows = [_stored(age_seconds=60 - i, user_id=i) for i in range(4)]
+    locked, release = threading.Event(), threading.Event()
+
+    def other_sweeper():
+        try:
+            with transaction.atomic():
+                list(OutboxEvent.objects.select_for_update().filter(pk__in=[rows[0].pk, rows[1].pk]))
+                locked.set()
+                release.wait(10)
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=other_sweeper)
+    thread.start()
+    try:
+        assert locked.wait(10)
+        assert outbox_sweep() == {"due": 2, "dispatched": 2, "failed": 0}
+    finally:
+        release.set()
+        thread.join(10)
+    assert sorted(payload["user_id"] for name, payload in received if name == CONSUMERS[0]) == [2, 3]
+    assert sorted(OutboxEvent.objects.values_list("payload__user_id", flat=True)) == [0, 1]
