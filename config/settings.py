@@ -231,6 +231,12 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": 10.0,
         "options": {"queue": "scan", "expires": 9},
     },
+    # domain events: dispatch again the published events still in the outbox (config/events.py) after their grace period
+    "events-outbox-sweep": {
+        "task": "config.tasks.events_outbox_sweep",
+        "schedule": 15.0,
+        "options": {"queue": "default", "expires": 14},
+    },
     # news: poll CryptoNews (or the recorded stand-in) every minute; funding rates of the scanned perpetuals
     "poll-news": {"task": "news.tasks.poll_news", "schedule": 60.0, "options": {"queue": "default"}},
     "poll-funding-rates": {
@@ -306,6 +312,10 @@ TRADE_INTENT_DEADLINE_SECONDS = env.int("TRADE_INTENT_DEADLINE_SECONDS", default
 TRADE_INTENT_LEASE_SECONDS = env.int("TRADE_INTENT_LEASE_SECONDS", default=40)
 TELEGRAM_DELIVERY_DEADLINE_SECONDS = env.int("TELEGRAM_DELIVERY_DEADLINE_SECONDS", default=20)
 REQUEUE_BACKOFF_MAX_SECONDS = env.int("REQUEUE_BACKOFF_MAX_SECONDS", default=60)
+# Domain-event outbox (config/events.py): a published event still stored this many seconds after its publish (process
+# died before its on-commit dispatch, or the broker was down) is dispatched by the outbox sweeper, this many at a time.
+EVENT_OUTBOX_GRACE_SECONDS = env.int("EVENT_OUTBOX_GRACE_SECONDS", default=30)
+EVENT_OUTBOX_BATCH_SIZE = env.int("EVENT_OUTBOX_BATCH_SIZE", default=200)
 
 # --- Domain events --------------------------------------------------------------------------------------------------
 # event name -> Celery task names that consume it (see config/events.py). Apps subscribe here, not by importing

@@ -5,6 +5,6 @@ entries of the sweepers that recover lost work, at their production intervals, o
 from config.settings import *  # noqa: F403
 from config.settings import CELERY_BEAT_SCHEDULE
 
-SWEEPERS = ("publish-pending-signals", "execution-intents-sweep", "telegram-resend-stale")
+SWEEPERS = ("publish-pending-signals", "execution-intents-sweep", "telegram-resend-stale", "events-outbox-sweep")
 CELERY_BEAT_SCHEDULE = {name: entry for name, entry in CELERY_BEAT_SCHEDULE.items() if name in SWEEPERS}
 CELERY_BEAT_SCHEDULER = "celery.beat:PersistentScheduler"
