@@ -74,17 +74,23 @@ def dispatch_to(event: str, payload: dict[str, Any], *, consumers: list[str]) ->
     return sent
 
 
+def _outbox_model():
+    # Apps import this module while Django loads their models, so the outbox model is looked up when first used.
+    from config.models import OutboxEvent
+
+    return OutboxEvent
+
+
 def publish(event: str, **payload: Any) -> None:
     """Announce ``event`` once the current transaction commits (immediately when there is none). The event is stored
     in the outbox within the caller's transaction first, so a crash or a broker outage after the commit delays it and
     loses nothing (the outbox sweeper sends it again)."""
     event_consumers(event)  # fail fast on a typo, inside the caller's transaction
-    from config.models import OutboxEvent
-
+    outbox = _outbox_model()
     try:
         with transaction.atomic():  # a savepoint: a failed insert leaves the caller's transaction usable
             now = timezone.now()
-            row = OutboxEvent.objects.create(event=event, payload=payload, created_at=now, due_at=now + outbox_grace())
+            row = outbox.objects.create(event=event, payload=payload, created_at=now, due_at=now + outbox_grace())
     except Exception:  # the database may be the thing failing (error alerts); the announcement still goes out
         logger.warning(
             "event %s could not be stored in the outbox; dispatched on commit without it", event, exc_info=True
@@ -115,8 +121,7 @@ def outbox_dispatch(pk: int, event: str, payload: dict[str, Any]) -> bool:
 
 def _outbox_send(pk: int, event: str, payload: dict[str, Any]) -> Exception | None:
     """``outbox_dispatch``, returning the error of a failed dispatch (None when dispatched)."""
-    from config.models import OutboxEvent
-
+    outbox = _outbox_model()
     try:
         dispatch_now(event, payload)
     except Exception as exc:
@@ -128,12 +133,12 @@ def _outbox_send(pk: int, event: str, payload: dict[str, Any]) -> Exception | No
             extra={"event": event},
         )
         try:
-            OutboxEvent.objects.filter(pk=pk).update(last_error=f"{type(exc).__name__}: {exc}"[:2000])
+            outbox.objects.filter(pk=pk).update(last_error=f"{type(exc).__name__}: {exc}"[:2000])
         except Exception:
             logger.warning("outbox #%s: the failed dispatch could not be recorded", pk, exc_info=True)
         return exc
     try:
-        OutboxEvent.objects.filter(pk=pk).delete()
+        outbox.objects.filter(pk=pk).delete()
     except Exception:  # dispatched; the sweeper sends it once more, and the consumers are idempotent
         logger.warning("outbox #%s: event %s dispatched but its row not deleted", pk, event, exc_info=True)
     return None
@@ -156,27 +161,24 @@ def outbox_sweep(*, limit: int | None = None) -> dict[str, int]:
     pushed back) in a short transaction that skips rows another sweeper has locked, then dispatched outside any
     transaction and deleted; a failure keeps it for a later sweep. The sweep stops at the first broker (connection)
     error, as the other rows would fail the same way; a row of an event no longer declared is logged and dropped."""
-    from config.models import OutboxEvent
-
+    outbox = _outbox_model()
     limit = limit or settings.EVENT_OUTBOX_BATCH_SIZE
     now = timezone.now()
     with transaction.atomic():
         rows = list(
-            OutboxEvent.objects.select_for_update(skip_locked=True)
+            outbox.objects.select_for_update(skip_locked=True)
             .filter(due_at__lte=now)
             .order_by("created_at", "pk")[:limit]
         )
         for row in rows:  # locked (PostgreSQL): no other sweeper changes them meanwhile
             row.attempts += 1
             row.due_at = now + outbox_retry_delay(waited=now - row.created_at)
-        OutboxEvent.objects.bulk_update(rows, ["attempts", "due_at"])
+        outbox.objects.bulk_update(rows, ["attempts", "due_at"])
     dispatched = failed = 0
     for row in rows:
-        if (
-            row.event not in settings.DOMAIN_EVENT_CONSUMERS
-        ):  # no longer an event (a release removed it): nobody to tell
+        if row.event not in settings.DOMAIN_EVENT_CONSUMERS:  # a release removed the event: nobody to tell
             logger.error("outbox #%s: unknown event %s dropped (payload %s)", row.pk, row.event, row.payload)
-            OutboxEvent.objects.filter(pk=row.pk).delete()
+            outbox.objects.filter(pk=row.pk).delete()
             failed += 1
             continue
         error = _outbox_send(row.pk, row.event, row.payload)
