@@ -19,6 +19,7 @@ from django.utils import timezone
 from accounts.models import Subscription, TelegramUser, WebhookEvent
 from accounts.selectors import revenue_by_currency, revenue_by_plan_and_gateway
 from analytics.models import AnalyticsSnapshot, BacktestRun, Heartbeat, UserActivity
+from config.events import outbox_waiting
 from config.observability import error_counts
 from signals.models import ScanRun, Signal
 from trading.models import Position, TradingSwitch
@@ -295,6 +296,7 @@ def system_health() -> dict[str, Any]:
         "queue_lengths": celery_queue_lengths(),
         "errors_today": error_counts_today(),
         "webhooks_failed": WebhookEvent.objects.filter(status=WebhookEvent.Status.FAILED).count(),
+        "events_waiting": outbox_waiting(),
         "backtests_running": BacktestRun.objects.filter(status=BacktestRun.Status.RUNNING).count(),
         "auto_trading_paused": auto_trading_globally_paused(),
     }

@@ -144,6 +144,11 @@ def _outbox_send(pk: int, event: str, payload: dict[str, Any]) -> Exception | No
     return None
 
 
+def outbox_waiting() -> int:
+    """Stored events older than the grace period: their on-commit dispatch failed or never ran (health screens)."""
+    return _outbox_model().objects.filter(created_at__lt=timezone.now() - outbox_grace()).count()
+
+
 def outbox_grace() -> timedelta:
     """How long a stored event is left to its on-commit dispatch before the sweeper takes it."""
     return timedelta(seconds=settings.EVENT_OUTBOX_GRACE_SECONDS)

@@ -17,6 +17,7 @@ from accounts.services import AUTO_TRADING, preferences_update, telegram_user_ba
 from accounts.symbols import symbol_base, symbol_canonical
 from analytics.selectors import active_user_counts, heartbeat_age_seconds, user_counts
 from analytics.services import backtest_run_start, broadcast_start
+from config.events import outbox_waiting
 from config.observability import error_counts
 from signals.models import Signal
 from signals.selectors import signal_list_open, signal_list_recent
@@ -365,6 +366,7 @@ def admin(ctx: UpdateContext, args: str) -> None:
                 f"Worker heartbeat: {'never' if age is None else f'{age:.0f} s ago'}",
                 f"Bridge polling: {'never (webhook mode?)' if bridge_age is None else f'{bridge_age:.0f} s ago'}",
                 f"Telegram deliveries waiting: {pending}",
+                f"Events waiting to be dispatched: {outbox_waiting()}",
                 f"Errors today: {errors_text}",
             ]
         )

@@ -31,6 +31,7 @@ from django.utils import timezone
 from accounts.models import TelegramUser
 from accounts.policy import WEB, SignalFacts, signal_reaches_user
 from analytics.selectors import heartbeat_age_seconds
+from config.events import outbox_waiting
 from config.observability import error_counts
 from signals.models import ScanRun, Signal
 from trading.models import Position
@@ -188,6 +189,7 @@ def admin_health_snapshot() -> dict[str, Any]:
         "type": "health",
         "heartbeat_age_seconds": heartbeat_age_seconds(),
         "errors_today": error_counts(),
+        "events_waiting": outbox_waiting(),
     }
     last = ScanRun.objects.order_by("-pk").values().first()
     snapshot["last_scan"] = json.loads(json.dumps(last, default=str)) if last else None

@@ -18,6 +18,7 @@ from accounts.tests.factories import (
 from analytics import selectors, services
 from analytics.models import AnalyticsSnapshot, SystemSetting
 from analytics.tests.factories import HeartbeatFactory, UserActivityFactory
+from config.models import OutboxEvent
 from signals.models import Signal
 from signals.tests.factories import SignalFactory, SymbolFactory
 from trading.models import Position
@@ -229,12 +230,16 @@ class TestOverviewSnapshotAndHealth:
         )
         WebhookEventFactory(status=WebhookEvent.Status.FAILED)
         WebhookEventFactory()
+        old = timezone.now() - timedelta(minutes=5)
+        OutboxEvent.objects.create(event="user.notify", payload={}, created_at=old, due_at=old, attempts=3)
+        OutboxEvent.objects.create(event="user.notify", payload={})  # just published: its dispatch is under way
 
         health = selectors.system_health()
 
         assert health["heartbeat_fresh"] is True and 29 <= health["heartbeat_age_seconds"] < 60
         assert 100 < health["last_scan_age_seconds"] < 200
         assert health["webhooks_failed"] == 1
+        assert health["events_waiting"] == 1
         assert health["queue_lengths"] is None  # eager mode: no broker to ask
         assert health["auto_trading_paused"] is False
 

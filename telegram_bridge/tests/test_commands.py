@@ -218,6 +218,7 @@ def test_admin_ban_unban_broadcast_and_stats(bot_api, settings, django_capture_o
     assert bot_api.sent_messages(778)[-1]["text"] != notice["text"]  # banned: not broadcast to
     stats = say(bot_api, 510, "/admin")[0]["text"]
     assert "DAU / WAU / MAU" in stats and "banned 1" in stats and "Errors today:" in stats
+    assert "Events waiting to be dispatched: 0" in stats
     counts = active_user_counts()  # one definition: the control panel's selector
     assert f"DAU / WAU / MAU: {counts['dau']} / {counts['wau']} / {counts['mau']}" in stats
     say(bot_api, 510, "/unban 778")

@@ -116,6 +116,7 @@ def test_signals_respect_preferences_and_staff_get_the_admin_stream():
         await sync_to_async(push_admin_health)()
         health = await s.receive_json_from(timeout=2)
         assert health["type"] == "health" and "errors_today" in health and "queue_lengths" in health
+        assert health["events_waiting"] == 0
         assert await a.receive_nothing(timeout=0.3)
         await a.disconnect()
         await s.disconnect()

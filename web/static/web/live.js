@@ -145,6 +145,7 @@
     setText("cp-health-heartbeat", age === null || age === undefined ? "never" : Math.round(age) + " s ago");
     setText("cp-health-queues", pairs(event.queue_lengths));
     setText("cp-health-errors", pairs(event.errors_today));
+    if (event.events_waiting !== undefined) { setText("cp-health-outbox", String(event.events_waiting)); }
     var scan = event.last_scan;
     if (event.last_scan_text) { setText("cp-health-scan", event.last_scan_text); }
     else if (scan) { setText("cp-health-scan", String(scan.finished_at || scan.started_at || "running")); }
