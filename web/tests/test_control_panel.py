@@ -40,6 +40,20 @@ def test_dashboard_shows_analytics_and_health(staff_client):
     page = staff_client.get(reverse("control:dashboard")).content.decode()
     assert 'id="cp-health"' in page and "DAU / WAU / MAU" in page and "<td>1 / 1 / 1</td>" in page
     assert "Paper vs live" in page and "no scan recorded" in page
+    assert 'Events waiting to be dispatched</th><td id="cp-health-outbox">0</td>' in page
+
+
+def test_dashboard_flags_events_left_in_the_outbox(staff_client):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from config.models import OutboxEvent
+
+    stuck = timezone.now() - timedelta(minutes=10)
+    OutboxEvent.objects.create(event="user.notify", payload={}, created_at=stuck, due_at=stuck, attempts=4)
+    page = staff_client.get(reverse("control:dashboard")).content.decode()
+    assert '<td id="cp-health-outbox"><span class="cp-bad">1</span></td>' in page
 
 
 def test_broadcast_asks_for_confirmation_then_fans_out_once_per_active_user(
