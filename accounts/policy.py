@@ -136,11 +136,9 @@ def position_allowed_for_user(
     if refused is not None:
         return refused
     if not preferences.paper_mode:
-        if Feature.LIVE_TRADING not in unlocked:
-            return PolicyRefusal("plan_required", "live trading is part of a paid plan (/subscribe)")
-        ready = exchange_ready() if callable(exchange_ready) else exchange_ready
-        if not (live_exchange_ready(user=user) if ready is None else ready):
-            return PolicyRefusal("no_exchange", "live trading needs a connected exchange (/connect in the bot)")
+        refused = live_mode_refusal(user=user, features=unlocked, exchange_ready=exchange_ready)
+        if refused is not None:
+            return refused
     paid_source = SOURCE_FEATURES.get(facts.source)
     if paid_source is not None and paid_source not in unlocked:
         return PolicyRefusal("plan_required", f"trading on {facts.source} signals is part of a paid plan (/subscribe)")
@@ -156,6 +154,21 @@ def position_allowed_for_user(
         return PolicyRefusal("max_positions", detail)
     if preferences.correlation_filter and is_correlated(symbol, list(open_symbols)):
         return PolicyRefusal("correlated", f"{symbol} is in the same sector as an open position")
+    return None
+
+
+def live_mode_refusal(
+    *, user, features: Collection[str] | None = None, exchange_ready: bool | Callable[[], bool] | None = None
+) -> PolicyRefusal | None:
+    """The one rule of live trading: a plan that unlocks it, then a connected, verified exchange. None when the user
+    may trade live. Switching to live mode, switching auto-trading on in live mode and opening a live position all
+    ask here (``exchange_ready``/``features`` as in ``position_allowed_for_user``)."""
+    unlocked = user_features(user) if features is None else frozenset(features)
+    if Feature.LIVE_TRADING not in unlocked:
+        return PolicyRefusal("plan_required", "live trading is part of a paid plan (/subscribe)")
+    ready = exchange_ready() if callable(exchange_ready) else exchange_ready
+    if not (live_exchange_ready(user=user) if ready is None else ready):
+        return PolicyRefusal("no_exchange", "live trading needs a connected exchange (/connect in the bot)")
     return None
 
 
@@ -179,17 +192,23 @@ def auto_trading_requirement_register(check: AutoTradingRequirement) -> AutoTrad
     return check
 
 
+_AUTO_TRADING_LIVE_MISSING = {
+    "plan_required": "live trading is part of a paid plan: send /subscribe in the Telegram bot, or switch to paper "
+    "trading",
+    "no_exchange": "live trading needs a connected exchange: connect one with /connect in the Telegram bot, or "
+    "switch to paper trading",
+}
+
+
 def auto_trading_missing(*, user, preferences) -> list[str]:
-    """What auto-trading needs and the user lacks (empty: it can be switched on). Live mode: a connected, verified
-    exchange; paper mode: what the registered checks ask (trading: a paper account with a balance)."""
+    """What auto-trading needs and the user lacks (empty: it can be switched on). Live mode: what
+    ``live_mode_refusal`` asks (a plan with live trading, a connected, verified exchange); paper mode: what the registered checks ask (trading: a paper account with a balance)."""
     missing = []
     if user.is_banned:
         missing.append("your account is suspended")
-    if not preferences.paper_mode and not live_exchange_ready(user=user):
-        missing.append(
-            "live trading needs a connected exchange: connect one with /connect in the Telegram bot, or "
-            "switch to paper trading"
-        )
+    live_refused = None if preferences.paper_mode else live_mode_refusal(user=user)
+    if live_refused is not None:
+        missing.append(_AUTO_TRADING_LIVE_MISSING[live_refused.reason])
     for check in _AUTO_TRADING_REQUIREMENTS:
         text = check(user=user, preferences=preferences)
         if text:

@@ -20,7 +20,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from accounts.crypto import SecretDecryptionError, rotate_secret
-from accounts.entitlements import feature_unlocked, locked_message
+from accounts.entitlements import locked_message
 from accounts.models import (
     RISK_LEVELS,
     ApiSecrets,
@@ -30,7 +30,7 @@ from accounts.models import (
     TelegramUser,
     UserPreferences,
 )
-from accounts.policy import auto_trading_missing, live_exchange_ready
+from accounts.policy import auto_trading_missing, live_mode_refusal
 from accounts.preference_bounds import PREFERENCE_BOUNDS, bound_check
 from accounts.symbols import symbol_base, symbol_canonical
 from accounts.telegram_ids import telegram_id_valid
@@ -225,10 +225,11 @@ def _preferences_apply(*, user: TelegramUser, changes: dict[str, Any], commit: b
         for name, messages in error.message_dict.items():
             errors.setdefault(name, []).extend(messages)
     if changes.get("paper_mode") is False and "paper_mode" not in errors and not was_live:
-        if not feature_unlocked(locked, Feature.LIVE_TRADING):  # live auto-trading is a paid feature
-            errors.setdefault("paper_mode", []).append(locked_message(Feature.LIVE_TRADING))
-        elif not live_exchange_ready(user=locked):
-            errors.setdefault("paper_mode", []).append(LIVE_NEEDS_EXCHANGE)
+        live_refused = live_mode_refusal(user=locked)
+        if live_refused is not None:
+            errors.setdefault("paper_mode", []).append(
+                locked_message(Feature.LIVE_TRADING) if live_refused.reason == "plan_required" else LIVE_NEEDS_EXCHANGE
+            )
     if auto_trading is not None and not isinstance(auto_trading, bool):
         errors.setdefault(AUTO_TRADING, []).append("Auto-trading is switched on or off.")
     elif auto_trading is True and not locked.auto_trading_enabled and "paper_mode" not in errors:

@@ -14,14 +14,16 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
+from datetime import timedelta
 from decimal import Decimal
 
 import pytest
 from django.test import Client
 from django.urls import reverse
+from django.utils import timezone
 from rest_framework.authtoken.models import Token
 
-from accounts.models import RISK_LEVELS, TelegramUser, UserPreferences
+from accounts.models import RISK_LEVELS, Subscription, TelegramUser, UserPreferences
 from accounts.services import preferences_update
 from accounts.symbols import symbol_base
 from accounts.tests.factories import ExchangeCredentialFactory, SubscriptionFactory, TelegramUserFactory
@@ -342,12 +344,26 @@ def rule_auto_trading(world: World, interface) -> None:
     assert 'id="auto-trading-state">on<' in world.dashboard()
 
 
+def rule_live_needs_the_plan(world: World, interface) -> None:
+    ExchangeCredentialFactory(user=world.user, exchange="okx")
+    assert interface.paper_mode(False).find("⚠️") == -1  # live, with the plan and an exchange
+    interface.auto_trading(False)
+    Subscription.objects.filter(user=world.user).update(valid_until=timezone.now() - timedelta(days=1))  # it ended
+
+    refused = interface.auto_trading(True)
+    assert "cannot be switched on yet" in refused and "live trading is part of a paid plan" in refused
+    assert "Auto-trading: <b>off</b>" in world.status()
+    effects = world.publish_signal("SOL/USDT:USDT")
+    assert effects.card and effects.position is None
+
+
 RULES = {
     "mute": rule_mute,
     "risk_levels": rule_risk_levels,
     "max_positions": rule_max_positions,
     "paper_live": rule_paper_live,
     "auto_trading": rule_auto_trading,
+    "live_needs_the_plan": rule_live_needs_the_plan,
 }
 
 

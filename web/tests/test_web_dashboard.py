@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from accounts.login_links import TelegramLoginError, login_link_create, login_token_consume, telegram_login_verify
 from accounts.models import LoginToken, UserPreferences
-from accounts.tests.factories import TelegramUserFactory
+from accounts.tests.factories import SubscriptionFactory, TelegramUserFactory
 from analytics.models import UserActivity
 from signals.models import Signal
 from signals.tests.factories import SignalFactory, SymbolFactory
@@ -365,6 +365,7 @@ class TestAutoTradingCard:
         page = client.get(reverse("dashboard:settings")).content.decode()
         assert 'id="auto-trading-state">off<' in page and "Off: InsufficientFunds: margin." in page
         assert "Switch auto-trading on" in page
+        SubscriptionFactory(user=user, source="admin", external_id=None)  # a plan with live trading
         UserPreferences.objects.filter(user=user).update(paper_mode=False)  # live, but no exchange connected
         client.post(reverse("dashboard:auto-trading"), {"on": "1"})
         page = client.get(reverse("dashboard:pnl")).content.decode()
