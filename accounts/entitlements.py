@@ -14,7 +14,7 @@ because the callers ask ``feature_unlocked`` before opening, never before managi
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable
+from collections.abc import Collection
 from datetime import datetime
 
 from django.conf import settings
@@ -45,19 +45,6 @@ def feature_unlocked(user: TelegramUser, feature: str, *, now: datetime | None =
     if feature not in Feature.values:
         raise ValueError(f"unknown feature {feature!r}")
     return feature in user_features(user, now=now)
-
-
-def users_with_feature(feature: str, *, user_ids: Iterable[int] | None = None, now: datetime | None = None) -> set[int]:
-    """The ids of the users (among ``user_ids`` when given) for whom ``feature_unlocked`` holds, in one query —
-    for fan-outs that decide for many users at once. Same rule as ``feature_unlocked``."""
-    if feature not in Feature.values:
-        raise ValueError(f"unknown feature {feature!r}")
-    rows = _current(now)
-    if user_ids is not None:
-        rows = rows.filter(user_id__in=list(user_ids))
-    return {
-        user_id for user_id, features in rows.values_list("user_id", "plan__features") if feature in (features or [])
-    }
 
 
 def open_positions_limit(

@@ -16,7 +16,7 @@ caller can do, never the library's own exception zoo.
 
 ``map_ccxt_error`` turns a ccxt exception (or an asyncio/OS timeout) into one of these; ``map_http_status`` does
 the same for the hand-written Bitunix adapter. ``retry_call`` retries the retryable ones with exponential backoff and
-full jitter (or the caller's own pauses); ``retrier`` is its decorator form.
+full jitter (or the caller's own pauses).
 """
 
 from __future__ import annotations
@@ -234,18 +234,3 @@ def retry_call(
             logger.warning("%s failed (%s), retry %d/%d in %.2fs", description, exc, attempt + 1, attempts - 1, delay)
             sleep(delay)
     raise AssertionError("unreachable")
-
-
-def retrier(*, attempts: int = 4, base: float = 0.5, cap: float = 8.0):
-    """Decorator form of :func:`retry_call` (Freqtrade's ``@retrier``) for idempotent synchronous calls."""
-
-    def decorate(function: Callable[..., T]) -> Callable[..., T]:
-        @functools.wraps(function)
-        def wrapper(*args, **kwargs) -> T:
-            return retry_call(
-                lambda: function(*args, **kwargs), attempts=attempts, base=base, cap=cap, description=function.__name__
-            )
-
-        return wrapper
-
-    return decorate

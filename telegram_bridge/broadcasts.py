@@ -17,7 +17,6 @@ from telegram_bridge import texts
 from telegram_bridge.deliveries import OutgoingMessage, deliveries_create, deliveries_due
 from telegram_bridge.models import Delivery
 from trading.models import Position
-from trading.selectors import position_net_pnl
 
 BROADCAST_CONSUMER = "telegram_bridge.tasks.broadcast_signal"
 
@@ -132,7 +131,7 @@ def position_notification_prepare(*, position_id: int) -> list[int]:
             .values_list("message_id", flat=True)
             .first()
         )
-    text = texts.position_update(position, net=position_net_pnl(position=position))
+    text = texts.position_update(position)
     message = OutgoingMessage(
         chat_id=str(position.user.telegram_id),
         text=text,

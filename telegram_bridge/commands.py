@@ -11,8 +11,10 @@ from collections.abc import Callable
 
 from django.core.exceptions import ValidationError
 
+from accounts.entitlements import open_positions_limit
 from accounts.login_links import login_link_create
 from accounts.models import PnlPeriod
+from accounts.policy import trading_mode_for_user
 from accounts.services import AUTO_TRADING, preferences_update, telegram_user_ban_set
 from accounts.symbols import symbol_base, symbol_canonical
 from analytics.selectors import active_user_counts, heartbeat_age_seconds, user_counts
@@ -26,7 +28,7 @@ from telegram_bridge.conversations import conversation_end, conversation_set
 from telegram_bridge.telegram_html import escape
 from telegram_bridge.update_context import UpdateContext
 from trading.connect import exchange_disconnect
-from trading.models import Position, TradingSwitch
+from trading.models import TradingSwitch
 from trading.selectors import auto_trading_status_of, daily_risk_state_today, pnl_summary, position_list_open
 from trading.services import user_auto_trading_resume
 
@@ -59,11 +61,6 @@ def preferences_change(ctx: UpdateContext, changes: dict) -> bool:
         return False
     ctx.user.preferences.refresh_from_db()
     return True
-
-
-def symbol_normalize(text: str) -> str | None:
-    """The one reading of a typed symbol (``accounts.symbols.symbol_canonical``): 'doge' → 'DOGE/USDT:USDT'."""
-    return symbol_canonical(text)
 
 
 # --- everyone ----------------------------------------------------------------------------------------------------
@@ -159,7 +156,7 @@ def settings_(ctx: UpdateContext, args: str) -> None:
 
 @command("mute")
 def mute(ctx: UpdateContext, args: str) -> None:
-    symbol = symbol_normalize(args.split()[0]) if args.split() else None
+    symbol = symbol_canonical(args.split()[0]) if args.split() else None
     if symbol is None:
         ctx.reply("Usage: /mute SYMBOL, e.g. /mute DOGE")
         return
@@ -173,7 +170,7 @@ def mute(ctx: UpdateContext, args: str) -> None:
 
 @command("unmute")
 def unmute(ctx: UpdateContext, args: str) -> None:
-    symbol = symbol_normalize(args.split()[0]) if args.split() else None
+    symbol = symbol_canonical(args.split()[0]) if args.split() else None
     if symbol is None:
         ctx.reply("Usage: /unmute SYMBOL, e.g. /unmute DOGE")
         return
@@ -303,18 +300,19 @@ def status(ctx: UpdateContext, args: str) -> None:
     exchange = (
         f"{escape(credential.get_exchange_display())} (key …{escape(credential.last4)})" if credential else "none"
     )
-    open_count = Position.objects.filter(user=ctx.user, status="open").count()
+    open_count = position_list_open(user=ctx.user).count()  # pending ones count against the limit too
+    limit = open_positions_limit(ctx.user, preferred=prefs.max_open_positions)
     subscription = subscribe.subscription_current(user=ctx.user)
     ctx.reply(
         "\n".join(
             [
                 "<b>Status</b>",
-                f"Mode: {'paper' if prefs.paper_mode else 'live'}",
+                f"Mode: {trading_mode_for_user(user=ctx.user)}",
                 f"Exchange: {exchange}",
                 texts.auto_trading_line(auto_trading_status_of(user=ctx.user)),
                 f"DM alerts: {'on' if prefs.dm_alerts else 'off'} · risk levels: {escape(', '.join(prefs.accepted_risk_levels))}",
                 f"Muted: {escape(', '.join(symbol_base(s) for s in prefs.muted_symbols or []) or 'none')}",
-                f"Open positions: {open_count} / {prefs.max_open_positions}",
+                f"Open positions: {open_count} / {limit}",
                 f"Plan: {escape(subscription.plan.name) if subscription else 'free (signals only) — /subscribe'}",
             ]
         )
@@ -413,7 +411,7 @@ def unban(ctx: UpdateContext, args: str) -> None:
 @command("backtest", admin=True)
 def backtest(ctx: UpdateContext, args: str) -> None:
     parts = args.split()
-    symbol = symbol_normalize(parts[0]) if parts else None
+    symbol = symbol_canonical(parts[0]) if parts else None
     if symbol is None or len(parts) < 2 or not parts[1].isdigit() or not 1 <= int(parts[1]) <= 3650:
         ctx.reply("Usage: /backtest SYMBOL DAYS, e.g. /backtest BTC 30")
         return

@@ -51,7 +51,6 @@ def number_refusal(name: str) -> str:
     return bound.message() if bound is not None else f"{NUMBERS[name]}: send {MUTED_SYMBOLS_HINT}."
 
 
-INTEGER_NUMBERS = frozenset(name for name, bound in PREFERENCE_BOUNDS.items() if bound.whole)
 CONNECTABLE_EXCHANGES = [(c.value, c.label) for c in Exchange]
 PASSPHRASE_EXCHANGES = frozenset({"okx", "kucoinfutures"})
 

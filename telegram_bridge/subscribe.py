@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import re
 
-from accounts.entitlements import locked_message
 from accounts.models import Plan
 from accounts.solana_pay import amount_text, qr_png
 from accounts.subscriptions import (
@@ -124,11 +123,3 @@ def _solana_request_send(ctx: UpdateContext, plan: Plan) -> None:
         sent = None
     if sent is None:
         ctx.reply(caption)
-
-
-def locked_reply(ctx: UpdateContext, feature: str) -> None:
-    """For any handler refusing a locked feature: the reason and a button to the plans."""
-    ctx.reply(
-        locked_message(feature),
-        markup={"inline_keyboard": [[{"text": "⭐ See the plans", "callback_data": PLANS_CALLBACK}]]},
-    )

@@ -191,12 +191,13 @@ def signal_outcome(signal) -> str:
     return f"<b>{label}</b>{pnl}\n{escape(signal.side.upper())} {escape(signal.symbol.symbol)} — closed {fmt_time(signal.closed_at)}"
 
 
-def position_update(position, *, net: Decimal | None = None) -> str:
-    """``net``: the position's net PnL as ``trading.selectors.position_net_pnl`` reads it (the dashboard's figure)."""
+def position_update(position) -> str:
+    """What a position's owner is told when it opens, changes or closes; the net PnL is ``Position.net_pnl``, the
+    dashboard's and the API's figure."""
     side = escape(position.side.upper())
     head = f"{escape(position.mode)} {side} {escape(position.symbol.symbol)}"
     if position.status == "closed":
-        net = position.net_pnl if net is None else net
+        net = position.net_pnl
         return (
             f"<b>Position closed</b>: {head}\nReason: {escape(position.get_close_reason_display() or '—')}\n"
             f"Net PnL: <b>{'+' if net >= 0 else ''}{fmt_number(net, 2)} USDT</b> (fees {fmt_number(position.fees, 2)},"

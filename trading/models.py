@@ -114,6 +114,8 @@ class Position(models.Model):
 
     @property
     def net_pnl(self) -> Decimal:
+        """Realised − fees − funding: the one figure the "Position closed" message, the dashboard, the REST API and
+        the live push show (funding is settled before a paper close, so it is final once closed)."""
         return self.realised_pnl - self.fees - self.funding
 
 

@@ -63,12 +63,6 @@ def position_list_open(*, user) -> QuerySet[Position]:
     return Position.objects.filter(user=user, status__in=OPEN_STATUSES).select_related("symbol").order_by("created_at")
 
 
-def position_net_pnl(*, position: Position) -> Decimal:
-    """A position's net PnL: realised − fees − funding. The one figure the "Position closed" message, the dashboard,
-    the REST API and the live push show (funding is settled before a paper close, so it is final once closed)."""
-    return position.realised_pnl - position.fees - position.funding
-
-
 def position_unrealised_pnl(*, position: Position, mark: Decimal) -> Decimal:
     if position.status != Position.Status.OPEN or position.entry_price is None:
         return ZERO

@@ -35,7 +35,6 @@ from config.events import outbox_waiting
 from config.observability import error_counts
 from signals.models import ScanRun, Signal
 from trading.models import Position
-from trading.selectors import position_net_pnl
 from web.templatetags.numbers import ago, utc
 
 logger = logging.getLogger(__name__)
@@ -178,7 +177,7 @@ def push_position(position_id: int) -> None:
             "entry_price": None if position.entry_price is None else str(position.entry_price),
             "stop_price": str(position.stop_price),
             "realised_pnl": str(position.realised_pnl),
-            "net_pnl": str(position_net_pnl(position=position)),
+            "net_pnl": str(position.net_pnl),
             "close_reason": position.close_reason,
         },
     )

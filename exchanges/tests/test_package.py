@@ -27,7 +27,6 @@ from exchanges.errors import (
     RetryableExchangeError,
     SymbolUnavailable,
     map_ccxt_error,
-    retrier,
     retry_call,
 )
 
@@ -148,9 +147,13 @@ def test_ccxt_rounding_leaves_the_threads_decimal_context_as_it_was(asynchronous
 
 def test_the_transport_hook_sees_every_new_client(monkeypatch):
     seen = []
-    monkeypatch.setattr(ccxt_factory, "_transport_hook", seen.append)
+    monkeypatch.setattr(ccxt_factory, "_transport_hook", None)  # restored after the test
+    ccxt_factory.install_ccxt_transport(seen.append)
     client = ccxt_factory.ccxt_client_create("okx", asynchronous=False)
     assert seen == [client]
+    ccxt_factory.install_ccxt_transport(None)
+    ccxt_factory.ccxt_client_create("okx", asynchronous=False)
+    assert seen == [client]  # removed: later clients talk to the network again
 
 
 @pytest.mark.parametrize(
@@ -213,14 +216,13 @@ def test_retry_helper_retries_only_retryable_errors_with_the_given_pauses():
     assert pauses == [0.1, 3.0]  # retry_after wins when longer
     calls = []
 
-    @retrier(attempts=5)
     def refused():
         calls.append(1)
         raise FinalExchangeError("invalid order")
 
     with pytest.raises(FinalExchangeError):
-        refused()
-    assert calls == [1]
+        retry_call(refused, attempts=5, sleep=pauses.append)
+    assert calls == [1]  # a final refusal is not retried
 
 
 def test_capability_table_states_each_difference_once():

@@ -345,3 +345,21 @@ def test_a_broadcast_too_long_is_refused_with_the_limit_and_nothing_is_queued(bo
     [answer] = say(bot_api, 512, "/broadcast " + "x" * (BROADCAST_MAX_LENGTH + 1))
     assert f"at most {BROADCAST_MAX_LENGTH} characters" in answer["text"]
     assert requested == []
+
+
+def test_status_counts_pending_positions_against_the_plans_limit(bot_api, settings):
+    from accounts.models import UserPreferences
+    from trading.models import Position
+    from trading.tests.factories import PositionFactory
+
+    settings.SUBSCRIPTION_FREE_MAX_OPEN_POSITIONS = 3
+    user = TelegramUserFactory(telegram_id=6201)
+    UserPreferences.objects.filter(user=user).update(max_open_positions=5)  # asked for 5, the free plan keeps 3
+    PositionFactory(user=user, status=Position.Status.OPEN)
+    PositionFactory(user=user, status=Position.Status.PENDING)
+    PositionFactory(user=user, status=Position.Status.CLOSED)
+    [answer] = say(bot_api, 6201, "/status")
+    assert "Open positions: 2 / 3" in answer["text"]
+    SubscriptionFactory(user=user, source="admin", external_id=None)  # a plan with more positions
+    [answer] = say(bot_api, 6201, "/status")
+    assert "Open positions: 2 / 5" in answer["text"]

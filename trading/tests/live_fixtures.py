@@ -86,7 +86,8 @@ def ccxt_fake_install(*, settings, monkeypatch, fake):
         exchange.enableRateLimit = False  # no throttling sleeps against the in-process fake
         fake.install(exchange)
 
-    monkeypatch.setattr(ccxt_factory, "_transport_hook", hook)
+    monkeypatch.setattr(ccxt_factory, "_transport_hook", None)  # what is installed now comes back after the test
+    ccxt_factory.install_ccxt_transport(hook)
     return fake
 
 

@@ -206,7 +206,8 @@ def test_every_exchange_position_has_one_stop_and_is_known_after_any_faults_ccxt
             instance.enableRateLimit = False
             fake.install(instance)
 
-        monkeypatch.setattr(ccxt_factory, "_transport_hook", hook)
+        monkeypatch.setattr(ccxt_factory, "_transport_hook", None)  # restored after the test
+        ccxt_factory.install_ccxt_transport(hook)
         run_plan(exchange, plan, fake, fake.account)
 
     check()

@@ -14,7 +14,7 @@ from telegram_bridge import texts
 from trading import ledger, services
 from trading.executors.paper import PaperExecutor
 from trading.models import FundingCharge, Order, Position, TradeRefusal
-from trading.selectors import pnl_summary, position_net_pnl
+from trading.selectors import pnl_summary
 from trading.tests.paper_fixtures import T0
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("paper_settings")]
@@ -70,8 +70,8 @@ def test_position_closed_message_and_dashboard_show_the_same_pnl_after_funding(m
     def message_at_close(event, **payload):  # the message rendered when the close is announced, as the bridge does
         if event == "position.closed":
             closed = Position.objects.get(pk=payload["position_id"])
-            net = position_net_pnl(position=closed)
-            messages.append((texts.position_update(closed, net=net), net))
+            net = closed.net_pnl
+            messages.append((texts.position_update(closed), net))
 
     monkeypatch.setattr("config.events.publish", message_at_close)
     position = PaperExecutor(user=user).close_position(position=position, reason=Position.CloseReason.MANUAL)
@@ -82,6 +82,6 @@ def test_position_closed_message_and_dashboard_show_the_same_pnl_after_funding(m
     ((text, net_at_close),) = messages
     position.refresh_from_db()
     dashboard_net = pnl_summary(user=user, period="all").net
-    assert net_at_close == position_net_pnl(position=position) == position.net_pnl == dashboard_net
+    assert net_at_close == position.net_pnl == dashboard_net
     assert f"+{net_at_close:.2f} USDT" in text
     assert ledger.funding_charge_due(now=market.clock + timedelta(hours=1)) == 0  # nothing booked after the message
