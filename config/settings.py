@@ -530,7 +530,6 @@ REPLAY_START = env.str("REPLAY_START", default="")
 REPLAY_MARKET_JOBS = {
     "scan-markets": 900,
     "track-signal-outcomes": 60,
-    "publish-pending-signals": 120,
     "poll-news": 60,
     "poll-funding-rates": 300,
     "flow-monitor": 60,

@@ -267,8 +267,9 @@ def signal_publish_pending(*, older_than: timedelta | None = None, window: timed
       announcement stamps ``published_at`` again, so a consumer that keeps failing hears of it once per
       ``older_than``, not on every sweep.
 
-    (Replays stamp ``created_at`` with the replay clock, i.e. in the past; the sweeper may then race a dispatch in
-    flight — harmless, consumers are idempotent.)
+    (Replays stamp ``created_at`` with the replay clock, i.e. in the past: ``window`` is counted on that clock, the
+    announcement times on the real one. The sweeper may race a dispatch in flight — harmless, consumers are
+    idempotent.)
     """
     older_than = older_than if older_than is not None else timedelta(seconds=settings.SIGNAL_FANOUT_DEADLINE_SECONDS)
     now = timezone.now()
@@ -279,7 +280,7 @@ def signal_publish_pending(*, older_than: timedelta | None = None, window: timed
     stalled = 0
     if consumers:
         for signal_id in selectors.signal_list_not_fanned_out(
-            announced_before=now - older_than, created_after=now - window
+            announced_before=now - older_than, created_after=market_time_now() - window
         ).values_list("id", flat=True):
             done = set(SignalFanout.objects.filter(signal_id=signal_id).values_list("consumer", flat=True))
             missing = [name for name in consumers if name not in done]

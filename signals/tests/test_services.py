@@ -12,6 +12,7 @@ from engine.strategy import SignalCandidate
 from signals.market_data import MarketInfo
 from signals.models import Signal, Symbol
 from signals.services import (
+    market_time_now,
     price_quantize,
     signal_close,
     signal_create,
@@ -132,8 +133,10 @@ def test_a_signal_is_done_only_when_every_consumer_recorded_its_fan_out_and_the_
         "signals.services.dispatch_to",
         lambda event, payload, *, consumers: again.append((payload["signal_id"], consumers)),
     )
-    long_ago = timezone.now() - timedelta(minutes=2)
-    signal = SignalFactory(symbol=xrp, created_at=long_ago, published_at=long_ago)
+    # created on the market clock (the replay's, in the past), announced on the real one
+    long_ago, created = timezone.now() - timedelta(minutes=2), market_time_now() - timedelta(minutes=2)
+    assert abs(created - long_ago) > timedelta(days=2)  # the two clocks differ: the window is on the market's
+    signal = SignalFactory(symbol=xrp, created_at=created, published_at=long_ago)
     signal_fanout_record(signal_id=signal.pk, consumer=trading)  # trading stored its intents; the broadcast never ran
     signal.refresh_from_db()
     assert signal.fanned_out_at is None
@@ -148,8 +151,8 @@ def test_a_signal_is_done_only_when_every_consumer_recorded_its_fan_out_and_the_
     assert signal.fanned_out_at is not None and SignalFanout.objects.filter(signal=signal).count() == 2
     assert signal_publish_pending() == 0 and len(again) == 1
 
-    closed = SignalFactory(symbol=SymbolFactory(), created_at=long_ago, published_at=long_ago, status="closed")
-    old = SignalFactory(symbol=SymbolFactory(), created_at=timezone.now() - timedelta(days=2), published_at=long_ago)
+    closed = SignalFactory(symbol=SymbolFactory(), created_at=created, published_at=long_ago, status="closed")
+    old = SignalFactory(symbol=SymbolFactory(), created_at=created - timedelta(days=2), published_at=long_ago)
     assert signal_publish_pending() == 0 and closed.pk and old.pk  # closed or past the window: not announced again
 
 
