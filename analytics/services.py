@@ -152,14 +152,20 @@ def broadcast_publish(*, broadcast_id: str, text: str) -> int:
     """Publish ``user.notify`` once per recipient (the telegram bridge's rate-limited sender delivers; the dedupe key
     makes a re-run of this fan-out a no-op per user). The operator's text is plain: it is HTML-escaped here."""
     html = BROADCAST_PREFIX + escape(text)
-    count = 0
-    recipients = TelegramUser.objects.filter(is_active=True, is_banned=False).values_list("pk", flat=True)
-    total = recipients.count()
-    for user_id in recipients.iterator():
-        events.publish("user.notify", user_id=user_id, text=html, dedupe_key=f"broadcast:{broadcast_id}:{user_id}")
-        count += 1
-        if count % BROADCAST_PROGRESS_EVERY == 0 and count < total:
-            events.publish("broadcast.progress", broadcast_id=broadcast_id, queued=count, total=total, done=False)
+    recipients = list(
+        TelegramUser.objects.filter(is_active=True, is_banned=False).order_by("pk").values_list("pk", flat=True)
+    )
+    total, count = len(recipients), 0
+    for start in range(0, total, BROADCAST_PROGRESS_EVERY):
+        chunk = recipients[start : start + BROADCAST_PROGRESS_EVERY]
+        with transaction.atomic():  # one commit per chunk of outbox rows, dispatched once it commits
+            for user_id in chunk:
+                events.publish(
+                    "user.notify", user_id=user_id, text=html, dedupe_key=f"broadcast:{broadcast_id}:{user_id}"
+                )
+            count += len(chunk)
+            if count < total:
+                events.publish("broadcast.progress", broadcast_id=broadcast_id, queued=count, total=total, done=False)
     events.publish("broadcast.progress", broadcast_id=broadcast_id, queued=count, total=total, done=True)
     logger.info("broadcast %s published to %d user(s)", broadcast_id, count)
     return count

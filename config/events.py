@@ -100,7 +100,7 @@ def publish(event: str, **payload: Any) -> None:
         except Exception:  # outside any transaction on_commit connects first; with no database, nothing to wait for
             _dispatch_logged(event, payload)
         return
-    transaction.on_commit(lambda: outbox_dispatch(row.pk, event, payload))
+    transaction.on_commit(lambda: _outbox_send(row.pk, event, payload))
 
 
 def _dispatch_logged(event: str, payload: dict[str, Any]) -> bool:
@@ -113,14 +113,9 @@ def _dispatch_logged(event: str, payload: dict[str, Any]) -> bool:
     return True
 
 
-def outbox_dispatch(pk: int, event: str, payload: dict[str, Any]) -> bool:
-    """Dispatch a stored event and delete its row; on failure keep the row (with the error) for the sweeper.
-    Returns whether it was dispatched. Never raises."""
-    return _outbox_send(pk, event, payload) is None
-
-
 def _outbox_send(pk: int, event: str, payload: dict[str, Any]) -> Exception | None:
-    """``outbox_dispatch``, returning the error of a failed dispatch (None when dispatched)."""
+    """Dispatch a stored event and delete its row; on failure keep the row (with the error) for the sweeper. Returns
+    the error of a failed dispatch (None when dispatched); never raises."""
     outbox = _outbox_model()
     try:
         dispatch_now(event, payload)
@@ -209,11 +204,4 @@ def ring(event: str, **payload: Any) -> None:
     so a broker that is down when the transaction commits is logged, not raised to the caller (who already stored
     the work and answered for it)."""
     event_consumers(event)
-
-    def dispatch() -> None:
-        try:
-            dispatch_now(event, payload)
-        except Exception:
-            logger.warning("event %s stored but not queued; its sweeper will pick it up", event, exc_info=True)
-
-    transaction.on_commit(dispatch)
+    transaction.on_commit(lambda: _dispatch_logged(event, payload))
