@@ -25,7 +25,9 @@ from django.utils.html import escape
 from accounts.models import Feature, Subscription, TelegramUser
 
 
-def _current(now: datetime | None = None) -> QuerySet[Subscription]:
+def subscriptions_current(now: datetime | None = None) -> QuerySet[Subscription]:
+    """The subscriptions in force at ``now``: active, and open-ended or valid until later (the plan rule's one
+    definition of "current")."""
     now = now or timezone.now()
     return Subscription.objects.filter(status=Subscription.Status.ACTIVE).filter(
         Q(valid_until__isnull=True) | Q(valid_until__gt=now)
@@ -35,7 +37,7 @@ def _current(now: datetime | None = None) -> QuerySet[Subscription]:
 def user_features(user: TelegramUser, *, now: datetime | None = None) -> frozenset[str]:
     """Every feature the user's current subscriptions unlock."""
     features: set[str] = set()
-    for plan_features in _current(now).filter(user=user).values_list("plan__features", flat=True):
+    for plan_features in subscriptions_current(now).filter(user=user).values_list("plan__features", flat=True):
         features.update(plan_features or [])
     return frozenset(features)
 

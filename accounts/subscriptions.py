@@ -12,10 +12,11 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import F, Q
+from django.db.models import F
 from django.utils import timezone
 from django.utils.html import escape
 
+from accounts.entitlements import subscriptions_current
 from accounts.gateways.whop import WhopGateway, WhopGatewayError, whop_gateway
 from accounts.models import Feature, Payment, Plan, Subscription, TelegramUser
 from accounts.solana_pay import amount_text, reference_new, solana_address_valid, transfer_request_url
@@ -57,12 +58,7 @@ def plan_prices_text(plan: Plan) -> str:
 
 def subscription_current(*, user: TelegramUser, now: datetime | None = None) -> Subscription | None:
     """The user's current subscription that lasts longest (open-ended first)."""
-    now = now or timezone.now()
-    rows = (
-        Subscription.objects.select_related("plan")
-        .filter(user=user, status=Subscription.Status.ACTIVE)
-        .filter(Q(valid_until__isnull=True) | Q(valid_until__gt=now))
-    )
+    rows = subscriptions_current(now).filter(user=user).select_related("plan")
     open_ended = rows.filter(valid_until__isnull=True).first()
     return open_ended or rows.order_by("-valid_until").first()
 
