@@ -20,6 +20,7 @@ with the other exchanges).
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import math
@@ -287,19 +288,10 @@ class RecordedFundingRateSource:
 
     @classmethod
     def from_manifest(cls, directory: Path, *, clock: Callable[[], datetime]) -> list[RecordedFundingRateSource]:
-        try:
-            manifest = json.loads((directory / "manifest.json").read_text())
-        except (OSError, ValueError) as exc:
-            raise FundingSourceError(f"replay manifest unreadable: {exc}") from exc
-        by_exchange: dict[str, dict[str, list[tuple[datetime, Decimal]]]] = {}
-        for entry in manifest.get("funding_recorded", []):
-            parse = RECORDED_FORMATS.get(entry.get("format"))
-            if parse is None:
-                logger.warning("funding: unknown recorded format %r; skipped", entry.get("format"))
-                continue
-            body = json.loads((directory / entry["file"]).read_text())
-            by_exchange.setdefault(entry["exchange"], {})[entry["symbol"]] = parse(body, symbol=entry["symbol"])
-        return [cls(exchange=name, histories=histories, clock=clock) for name, histories in by_exchange.items()]
+        return [
+            cls(exchange=name, histories=histories, clock=clock)
+            for name, histories in _recorded_histories(Path(directory)).items()
+        ]
 
     def fetch_funding_rates(self, symbols: Sequence[str]) -> list[FundingRate]:
         now = self._clock()
@@ -310,6 +302,25 @@ class RecordedFundingRateSource:
                 moment, rate = settled[-1]
                 rates.append(FundingRate(self.name, symbol, rate, moment, self._interval))
         return rates
+
+
+@functools.lru_cache(maxsize=8)
+def _recorded_histories(directory: Path) -> dict[str, dict[str, list[tuple[datetime, Decimal]]]]:
+    """The recorded venues' histories under ``directory`` (exchange -> symbol -> [(settlement, rate)]), read once per
+    process: the funding poll runs every market minute, every second on a fast replay clock."""
+    try:
+        manifest = json.loads((directory / "manifest.json").read_text())
+    except (OSError, ValueError) as exc:
+        raise FundingSourceError(f"replay manifest unreadable: {exc}") from exc
+    by_exchange: dict[str, dict[str, list[tuple[datetime, Decimal]]]] = {}
+    for entry in manifest.get("funding_recorded", []):
+        parse = RECORDED_FORMATS.get(entry.get("format"))
+        if parse is None:
+            logger.warning("funding: unknown recorded format %r; skipped", entry.get("format"))
+            continue
+        body = json.loads((directory / entry["file"]).read_text())
+        by_exchange.setdefault(entry["exchange"], {})[entry["symbol"]] = parse(body, symbol=entry["symbol"])
+    return by_exchange
 
 
 def funding_sources_from_settings(*, market_data: Any = None) -> list[FundingRateSource]:
