@@ -8,9 +8,7 @@ Run: .venv/bin/python benchmarks/bench_flow.py
 
 from __future__ import annotations
 
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +16,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from report import load_average, result_line
+from report import load_average, measure, result_line
 
 from engine.flow import FlowParams, OrderBook, Trades, aggregate_pressure
 
@@ -100,14 +98,9 @@ def monitor_cycle_seconds(snapshots, raw, end, repeat=3):
 
 
 def best_of(fn, repeat=7):
-    """Median wall-clock seconds of ``repeat`` runs (after one warm-up run) and the last result."""
-    fn()
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        result = fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times), result
+    """Median wall-clock seconds of ``repeat`` runs (after one warm-up run, ``report.measure``) and the last result."""
+    timing = measure(fn, repeat)
+    return timing.median, timing.result
 
 
 def main() -> int:

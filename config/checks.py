@@ -19,6 +19,11 @@ from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.checks import Error, Tags, Warning, register
+from django.core.checks.security.base import (
+    SECRET_KEY_INSECURE_PREFIX,
+    SECRET_KEY_MIN_LENGTH,
+    SECRET_KEY_MIN_UNIQUE_CHARACTERS,
+)
 from django.core.exceptions import ImproperlyConfigured
 
 BROKER_SCHEMES = {
@@ -39,9 +44,6 @@ DATABASE_ENGINES = {
     "django.db.backends.mysql",
     "django.db.backends.oracle",
 }
-DEVELOPMENT_SECRET_PREFIX = "django-insecure"  # noqa: S105 - a prefix to refuse, not a secret
-SECRET_KEY_MIN_LENGTH = 50
-SECRET_KEY_MIN_UNIQUE = 5
 
 
 def _fernet_key_problem(key: object) -> str | None:
@@ -89,15 +91,16 @@ def secret_key_check(**kwargs) -> list[Error]:
         key = settings.SECRET_KEY or ""
     except ImproperlyConfigured:  # empty: Django refuses to read it
         key = ""
+    # Django's own rule and limits (security.W009, a warning there), made an error in production
     if (
-        key.startswith(DEVELOPMENT_SECRET_PREFIX)
+        key.startswith(SECRET_KEY_INSECURE_PREFIX)
         or len(key) < SECRET_KEY_MIN_LENGTH
-        or len(set(key)) < SECRET_KEY_MIN_UNIQUE
+        or len(set(key)) < SECRET_KEY_MIN_UNIQUE_CHARACTERS
     ):
         return [
             Error(
                 f"SECRET_KEY is not fit for production: use at least {SECRET_KEY_MIN_LENGTH} random characters "
-                f"(not the development key, nothing starting with '{DEVELOPMENT_SECRET_PREFIX}').",
+                f"(not the development key, nothing starting with '{SECRET_KEY_INSECURE_PREFIX}').",
                 hint='python -c "import secrets; print(secrets.token_urlsafe(64))"',
                 id="config.E002",
             )
