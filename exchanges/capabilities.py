@@ -19,7 +19,6 @@ LeverageStyle = Literal["margin_mode_with_leverage", "margin_mode_then_cross_lev
 @dataclass(frozen=True)
 class ExchangeCapabilities:
     exchange_id: str
-    label: str
     via_ccxt: bool = True
     # client order ids
     client_id_param: str = "clientOrderId"  # the param carrying our client order id on a regular order
@@ -27,31 +26,22 @@ class ExchangeCapabilities:
     # Keys ccxt would add on its own to a trigger order that must NOT be sent (OKX: a random ``clOrdId`` next to our
     # ``algoClOrdId`` becomes the trigger's client id on the exchange, so a look-up by ours misses it).
     trigger_forbidden_params: tuple[str, ...] = ()
-    fetch_order_by_client_id: bool = True  # regular orders can be fetched by our client id
-    fetch_trigger_by_client_id: bool = True  # stops / take-profits can be fetched by our client id
     cancel_by_client_id: Literal["ccxt", "endpoint", "no"] = "ccxt"  # how a cancel by client id is sent
     order_lookup: Literal["ccxt", "mexc_contract_api", "bitunix"] = "ccxt"  # how orders are fetched by client id
     # stops and take-profits
     trigger_style: TriggerStyle = (
         "stop_loss_price"  # ccxt stopLossPrice/takeProfitPrice; MEXC triggerType; Bitunix TP/SL
     )
-    trigger_order_kinds: tuple[str, ...] = ("stop_market", "take_profit")
     stop_params: MappingProxyType = field(default_factory=lambda: MappingProxyType({"reduceOnly": True}))
     trigger_query_params: MappingProxyType = field(default_factory=lambda: MappingProxyType({"trigger": True}))
     trigger_flag_on_fetch: bool = True  # fetch/cancel of a trigger order needs ``{"trigger": True}``
-    # sizes
-    amount_in_contracts: bool = True  # ccxt amounts are contracts (contractSize base units each)
-    min_amount_one_step: bool = True  # less than one amount step (one contract) cannot be sent: OrderTooSmall
     # account
     balance_params: MappingProxyType = field(default_factory=lambda: MappingProxyType({"type": "swap"}))
     equity_field: Literal["total", "info_equity", "totalEq", "none"] = "total"
     leverage_style: LeverageStyle = "margin_mode_with_leverage"
     leverage_on_order: bool = False  # isolated leverage sent with every order
-    market_fill_in_create_answer: bool = False  # a market order's answer carries its fill (else: read it back)
-    fills_from_trade_history: bool = False  # the order has no average price: the fill comes from the trades
-    # restrictions
+    # restrictions: orders through the API refused for most accounts (said at /connect, mapped to OrderApiRestricted)
     futures_order_api_restricted: bool = False
-    restriction_note: str = ""
 
     def params(self, name: str) -> dict[str, Any]:
         """A mutable copy of one of the parameter templates (``stop_params``, ``trigger_query_params``, ...)."""
@@ -61,7 +51,6 @@ class ExchangeCapabilities:
 CAPABILITIES: dict[str, ExchangeCapabilities] = {
     "okx": ExchangeCapabilities(
         exchange_id="okx",
-        label="OKX",
         client_id_param="clOrdId",
         trigger_client_id_param="algoClOrdId",
         trigger_forbidden_params=("clOrdId",),
@@ -72,7 +61,6 @@ CAPABILITIES: dict[str, ExchangeCapabilities] = {
     ),
     "kucoinfutures": ExchangeCapabilities(
         exchange_id="kucoinfutures",
-        label="KuCoin Futures",
         client_id_param="clientOid",
         trigger_client_id_param="clientOid",
         trigger_flag_on_fetch=False,  # stop orders are served by the same order endpoints
@@ -82,39 +70,30 @@ CAPABILITIES: dict[str, ExchangeCapabilities] = {
     ),
     "mexc": ExchangeCapabilities(
         exchange_id="mexc",
-        label="MEXC",
         client_id_param="externalOid",
         trigger_client_id_param="externalOid",
-        fetch_trigger_by_client_id=False,  # plan orders may come back without their externalOid
         order_lookup="mexc_contract_api",  # order/external/{symbol}/{externalOid}; plan orders from their list
         cancel_by_client_id="endpoint",  # order/cancel_with_external; ccxt's cancel_order would send [null]
         trigger_style="trigger_type",
         equity_field="info_equity",  # ccxt's total is available + frozen; the raw row's equity is the figure
         leverage_style="per_position_type",
         leverage_on_order=True,
-        market_fill_in_create_answer=False,
+        # MEXC keeps its futures order API closed to most accounts (orders answer code 1002 "Contract not allow place
+        # order!"); reading balances and positions works for everyone.
         futures_order_api_restricted=True,
-        restriction_note=(
-            'MEXC keeps its futures order API closed to most accounts (orders answer code 1002 "Contract not allow '
-            'place order!"); reading balances and positions works for everyone.'
-        ),
     ),
     "bitunix": ExchangeCapabilities(
         exchange_id="bitunix",
-        label="Bitunix",
         via_ccxt=False,
         client_id_param="clientId",
         trigger_client_id_param=None,  # TP/SL orders carry no client id: found by symbol, kind, trigger and size
-        fetch_trigger_by_client_id=False,
         cancel_by_client_id="endpoint",
         order_lookup="bitunix",
         trigger_style="position_tpsl",
         trigger_flag_on_fetch=False,
-        amount_in_contracts=False,
         balance_params=MappingProxyType({}),
         equity_field="none",
         leverage_style="bitunix",
-        fills_from_trade_history=True,  # the order detail has no average price; trade history has each fill
     ),
 }
 

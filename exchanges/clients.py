@@ -17,7 +17,7 @@ from django.utils.module_loading import import_string
 
 from exchanges.base import ExchangeClient
 from exchanges.bitunix import BitunixClient
-from exchanges.capabilities import CAPABILITIES
+from exchanges.capabilities import CAPABILITIES, capabilities
 from exchanges.ccxt_client import CcxtExchangeClient
 from exchanges.errors import FinalExchangeError
 
@@ -30,7 +30,7 @@ def exchange_client_real(
     """The production adapter of ``exchange`` for these keys (no network until a call is made)."""
     if exchange not in CAPABILITIES:
         raise FinalExchangeError(f"unsupported exchange {exchange!r}", exchange=exchange)
-    if exchange == "bitunix":
+    if not capabilities(exchange).via_ccxt:  # Bitunix: its own signed-HTTP client
         return BitunixClient(
             api_key=api_key,
             secret=secret,

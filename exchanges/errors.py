@@ -30,6 +30,8 @@ import time
 from collections.abc import Callable, Iterable
 from typing import TypeVar
 
+from exchanges.capabilities import CAPABILITIES
+
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
@@ -138,6 +140,12 @@ def is_duplicate_client_id(message: str) -> bool:
     return any(marker in lowered for marker in DUPLICATE_MARKERS)
 
 
+def _orders_restricted(exchange: str) -> bool:
+    """Whether the exchange keeps its futures order API closed to most accounts (the capability table says)."""
+    table = CAPABILITIES.get(exchange)
+    return table is not None and table.futures_order_api_restricted
+
+
 def map_ccxt_error(
     exc: BaseException, *, exchange: str = "", secrets: Iterable[str] = (), context: str = ""
 ) -> ExchangeError:
@@ -172,7 +180,7 @@ def _mapped(exc: BaseException, message: str, exchange: str) -> ExchangeError:
     if isinstance(exc, ccxt.InvalidOrder) and any(marker in message.lower() for marker in TOO_SMALL_MARKERS):
         return OrderTooSmall(message, exchange=exchange)
     if (
-        exchange == "mexc"
+        _orders_restricted(exchange)
         and isinstance(exc, ccxt.ExchangeError)
         and any(m in message.lower() for m in API_RESTRICTED_MARKERS)
     ):

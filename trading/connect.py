@@ -18,6 +18,7 @@ from decimal import Decimal
 from accounts.models import ApiSecrets, Exchange, ExchangeCredential, TelegramUser
 from accounts.services import exchange_credential_create, exchange_credential_deactivate
 from exchanges import SyncExchangeClient, exchange_client_build
+from exchanges.capabilities import capabilities
 from exchanges.errors import (
     AuthenticationFailed,
     ExchangeConnectError,
@@ -107,7 +108,7 @@ def exchange_connect_verified(
             f"This key can also withdraw funds. I never withdraw, but a leaked key could: on {label}, "
             "untick Withdraw for this key (or make a new one without it)."
         )
-    if exchange == "mexc":
+    if capabilities(exchange).futures_order_api_restricted:
         warnings.append(
             f"{MEXC_RESTRICTED}. If MEXC refuses my first order, I will tell you and switch "
             "auto-trading off; your balance and positions can still be read."

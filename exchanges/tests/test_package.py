@@ -13,7 +13,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 from exchanges import ccxt_factory
 from exchanges.bitunix import BitunixClient
-from exchanges.capabilities import CAPABILITIES, capabilities
+from exchanges.capabilities import CAPABILITIES, CCXT_TRADING_EXCHANGES, capabilities
 from exchanges.ccxt_client import CcxtExchangeClient
 from exchanges.clients import exchange_client_build
 from exchanges.errors import (
@@ -225,26 +225,16 @@ def test_retry_helper_retries_only_retryable_errors_with_the_given_pauses():
     assert calls == [1]  # a final refusal is not retried
 
 
-def test_capability_table_states_each_difference_once():
+def test_the_capability_table_answers_for_known_exchanges_only_and_hands_out_copies():
+    """What the table's values do is tested through the adapters against recorded real traffic
+    (trading/tests/test_exchange_contracts.py); here: how it is read."""
     assert set(CAPABILITIES) == {"okx", "kucoinfutures", "mexc", "bitunix"}
-    okx, kucoin, mexc, bitunix = (capabilities(e) for e in ("okx", "kucoinfutures", "mexc", "bitunix"))
-    assert (okx.client_id_param, okx.trigger_client_id_param, okx.trigger_forbidden_params) == (
-        "clOrdId",
-        "algoClOrdId",
-        ("clOrdId",),
-    )
-    assert kucoin.client_id_param == "clientOid" and kucoin.leverage_on_order and not kucoin.trigger_flag_on_fetch
-    assert (
-        mexc.client_id_param == "externalOid"
-        and mexc.cancel_by_client_id == "endpoint"
-        and mexc.futures_order_api_restricted
-    )
-    assert "1002" in mexc.restriction_note
-    assert bitunix.trigger_client_id_param is None and bitunix.fills_from_trade_history and not bitunix.via_ccxt
-    assert all(c.stop_params["reduceOnly"] is True for c in CAPABILITIES.values())
-    assert okx.params("trigger_query_params") == {"trigger": True, "ordType": "conditional"}
     with pytest.raises(KeyError, match="binance"):
         capabilities("binance")
+    stop = capabilities("okx").params("stop_params")
+    stop["reduceOnly"] = False
+    assert capabilities("okx").params("stop_params") == {"reduceOnly": True}  # a copy: the table stays as it is
+    assert "bitunix" not in CCXT_TRADING_EXCHANGES and "okx" in CCXT_TRADING_EXCHANGES
 
 
 def test_the_live_client_is_chosen_by_a_setting_real_or_a_dotted_path(settings):
