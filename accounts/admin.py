@@ -2,7 +2,6 @@ from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.forms import AdminAuthenticationForm
 from django.core.exceptions import ValidationError
-from django.utils import timezone
 
 from accounts.admin_confirmation import action_confirmation_page, action_confirmed
 from accounts.login_throttle import PASSWORD, lockout_message, lockout_remaining
@@ -19,7 +18,13 @@ from accounts.models import (
 )
 from accounts.services import telegram_users_admin_set, telegram_users_ban_set
 from accounts.solana_pay import amount_text
-from accounts.subscriptions import CheckoutError, payment_refund, subscription_extend, subscription_grant
+from accounts.subscriptions import (
+    CheckoutError,
+    payment_refund,
+    subscription_extend,
+    subscription_grant,
+    subscriptions_end_now,
+)
 
 
 class LockoutAwareAuthenticationForm(AdminAuthenticationForm):
@@ -36,9 +41,15 @@ admin.site.login_form = LockoutAwareAuthenticationForm
 
 
 class UserPreferencesInline(admin.StackedInline):
+    """Shown, not edited: a user's settings change through the bot, the dashboard or the API, where
+    ``accounts.services.preferences_update`` applies the rules (bounds, symbols, live needs a plan and an exchange)."""
+
     model = UserPreferences
     can_delete = False
     extra = 0
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
 
 
 @admin.register(TelegramUser)
@@ -57,6 +68,9 @@ class TelegramUserAdmin(admin.ModelAdmin):
     search_fields = ("telegram_id", "username", "first_name")
     date_hierarchy = "joined_at"
     inlines = [UserPreferencesInline]
+    # changed only through the actions (and the bot's admin commands), which call the services that also switch
+    # auto-trading off, close a banned user's live sockets and log the change
+    readonly_fields = ("is_banned", "is_admin", "auto_trading_enabled", "auto_trading_paused_reason")
     actions = ("ban_users", "unban_users", "make_admin", "grant_subscription_30_days")
 
     @admin.action(description="Ban selected users", permissions=["change"])
@@ -192,10 +206,7 @@ class SubscriptionAdmin(admin.ModelAdmin):
                 question=f"End {queryset.count()} subscription(s) now?",
                 consequence="Their paid features stop at once; open positions are kept and managed.",
             )
-        rows = list(queryset.filter(status=Subscription.Status.ACTIVE))
-        Subscription.objects.filter(pk__in=[r.pk for r in rows]).update(
-            status=Subscription.Status.CANCELLED, valid_until=timezone.now(), updated_at=timezone.now()
-        )
+        rows = subscriptions_end_now(subscriptions=list(queryset))
         for row in rows:
             self.log_change(request, row, "Ended now (admin action).")
         self.message_user(request, f"Ended {len(rows)} subscription(s).", messages.SUCCESS)

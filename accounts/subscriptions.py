@@ -322,6 +322,22 @@ def subscriptions_expire(*, now: datetime | None = None) -> int:
     return len(ended)
 
 
+def subscriptions_end_now(*, subscriptions: list[Subscription], now: datetime | None = None) -> list[Subscription]:
+    """An operator ends subscriptions at once (a downgrade): the active ones become cancelled, valid until now, and
+    their users are told, as at a natural end. Returns the ones ended."""
+    now = now or timezone.now()
+    ended = []
+    for subscription in subscriptions:
+        with transaction.atomic():
+            if Subscription.objects.filter(pk=subscription.pk, status=Subscription.Status.ACTIVE).update(
+                status=Subscription.Status.CANCELLED, valid_until=now, updated_at=now
+            ):
+                row = Subscription.objects.select_related("plan").get(pk=subscription.pk)
+                user_notify_subscription_ended(row)
+                ended.append(row)
+    return ended
+
+
 def payment_requests_expire(*, now: datetime | None = None) -> int:
     """Unpaid Solana Pay requests past their end become expired (a payment arriving later is rejected and
     reported to operators)."""

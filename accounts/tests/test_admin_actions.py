@@ -107,3 +107,25 @@ def test_staff_with_view_permission_only_cannot_ban(client, django_user_model):
     response = act(client, "ban_users", [user], confirm="yes")
     assert response.status_code in (200, 302)  # the action is not offered: "No action selected" / unknown action
     assert not TelegramUser.objects.get(pk=user.pk).is_banned and not LogEntry.objects.exists()
+
+
+def test_ending_a_subscription_now_downgrades_it_and_tells_the_user(staff_client, monkeypatch):
+    told = []
+    monkeypatch.setattr("accounts.subscriptions.publish", lambda event, **payload: told.append((event, payload)))
+    active = SubscriptionFactory(valid_until=timezone.now() + timedelta(days=10))
+    gone = SubscriptionFactory(status=Subscription.Status.CANCELLED)
+    url = reverse("admin:accounts_subscription_changelist")
+    selected = {"action": "end_now", "_selected_action": [active.pk, gone.pk]}
+    assert staff_client.post(url, selected).status_code == 200  # the confirmation page first
+    assert staff_client.post(url, {**selected, "confirm": "yes"}).status_code == 302
+    active.refresh_from_db()
+    assert active.status == Subscription.Status.CANCELLED and active.valid_until <= timezone.now()
+    assert [(event, payload["user_id"]) for event, payload in told] == [("user.notify", active.user_id)]
+    assert "plan has ended" in told[0][1]["text"]
+
+
+def test_the_user_page_shows_the_settings_and_flags_but_changes_them_only_through_the_actions(staff_client):
+    user = TelegramUserFactory(is_banned=False)
+    page = staff_client.get(reverse("admin:accounts_telegramuser_change", args=[user.pk])).content.decode()
+    assert 'name="is_banned"' not in page and 'name="auto_trading_enabled"' not in page
+    assert 'name="preferences-0-leverage"' not in page and "Leverage" in page
