@@ -86,7 +86,7 @@ def web_dashboard_url(ctx: UpdateContext) -> str | None:
 
 
 def dashboard_text(ctx: UpdateContext) -> str:
-    mode = "paper" if ctx.user.preferences.paper_mode else "live"
+    mode = trading_mode_for_user(user=ctx.user)
     return (
         f"<b>Dashboard</b> — {escape(ctx.user.first_name or 'trader')}, you are in <b>{mode}</b> mode.\n"
         f"{texts.auto_trading_line(auto_trading_status_of(user=ctx.user))}\nChoose:"
@@ -210,7 +210,7 @@ def auto_trading_switch(ctx: UpdateContext, on: bool) -> str:
     status = auto_trading_status_of(user=ctx.user)
     if not on:
         return "⏹ Auto-trading is off: no new positions open. Open positions keep their stops and targets."
-    mode = "paper" if ctx.user.preferences.paper_mode else "live"
+    mode = trading_mode_for_user(user=ctx.user)
     head = f"🤖 Auto-trading is on: new signals open {mode} positions for you."
     return head if status.is_on else f"{head}\n{texts.auto_trading_line(status)}"
 

@@ -17,6 +17,7 @@ from decimal import Decimal
 from django.core.exceptions import ValidationError
 
 from accounts.models import RISK_LEVELS
+from accounts.policy import trading_mode_for_user
 from accounts.services import AUTO_TRADING, preferences_update
 from telegram_bridge import commands, keyboards, texts
 from telegram_bridge.conversations import conversation_set
@@ -100,7 +101,7 @@ def risk_step(ctx: UpdateContext, note: str = "") -> tuple[str, dict]:
 
 
 def auto_step(ctx: UpdateContext, note: str = "") -> tuple[str, dict]:
-    mode = "paper" if ctx.user.preferences.paper_mode else "live"
+    mode = trading_mode_for_user(user=ctx.user)
     text = (
         f"{_note(note)}<b>4/{STEPS} · Auto-trading</b>\n"
         f"With auto-trading on, each new signal you follow opens a <b>{mode}</b> position for you, with its stop "
